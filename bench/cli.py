@@ -1,0 +1,106 @@
+"""The command line: ``run_bench.py [run|list|analyze]``. User mistakes exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+EXIT_USER_ERROR = 2
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    from bench.runner import default_cache_dir
+    from bench.space import DEFAULT_SPACES_DIR
+
+    add = parser.add_argument
+    add("--space", default="seed", help="search space: a file in the spaces folder (default seed)")
+    add("--spaces-dir", type=Path, default=DEFAULT_SPACES_DIR,
+        help="folder of search space files (default: search_spaces/)")
+    add("--dataset", help="dataset name (default: the space's)")
+    add("--backbone", help="backbone name (default: the space's)")
+    add("--tuner", help="grid, random, bayesian or hyperband (default: grid for finite spaces)")
+    add("--max-trials", type=int, help="trials at most (default: the whole grid, or 10)")
+    add("--max-epochs", type=int, help="Hyperband's most epochs per trial (default --epochs)")
+    add("--epochs", type=int, help="epochs per execution (default: the space's)")
+    add("--repeats", type=int, help="executions per configuration, one seed each")
+    add("--batch-size", type=int, help="batch size (default: the space's)")
+    add("--image-size", type=int, help="image side in pixels (default: the backbone's)")
+    add("--seed", type=int, default=1,
+        help="oracle seed; repeats use seed, seed+1, ... (1 or more; default 1)")
+    add("--train-per-class", type=int, help="labelled target images per class")
+    add("--images-per-class", type=int, help="images per class for generated datasets")
+    add("--pretrain-epochs", type=int, default=15,
+        help="epochs of source-task pretraining (cached; default 15)")
+    add("--results-dir", type=Path, default=Path("results"), help="where runs land")
+    add("--name", help="run directory name (default: SPACE-DATE-TIME)")
+    add("--cache-dir", type=Path, default=default_cache_dir(),
+        help="cache for source weights (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_bench.py",
+        description="Measure fine-tuning choices (frozen depth, head learning rate, "
+                    "pretrained vs random init) with KerasTuner. With no command, runs the "
+                    "default study (the seed space on bundled digits).",
+    )
+    commands = parser.add_subparsers(dest="command")
+    _run_arguments(commands.add_parser("run", help="run a study"))
+    commands.add_parser("list", help="list search spaces, datasets, backbones and tuners")
+    analyze = commands.add_parser("analyze", help="rebuild figures and report from run tables")
+    analyze.add_argument("runs", nargs="+", type=Path, help="run directories")
+    return parser
+
+
+def _run(args) -> int:
+    from bench.runner import RunSpec, run_study
+    from bench.summary import print_summary
+
+    fields = RunSpec.__dataclass_fields__
+    spec = RunSpec(**{k: v for k, v in vars(args).items() if k in fields})
+    run_dir = run_study(spec)
+    print_summary(run_dir)
+    return 0
+
+
+def _analyze(args) -> int:
+    from bench.report import write_outputs
+
+    write_outputs(args.runs)
+    return 0
+
+
+def _list(args) -> int:
+    from bench.listing import print_listing
+
+    print_listing()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's C++ chatter out.
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
+        argv = ["run", *argv]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "list":
+            return _list(args)
+        if args.command == "analyze":
+            return _analyze(args)
+        parser.print_help()
+        return EXIT_USER_ERROR
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: the rows written so far are kept in the run directory",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,54 @@
+"""Which Keras backend and which device run the trials, said plainly at the start of a run.
+
+Each backend is asked in its own terms, and its framework is imported only here, so the
+rest of the suite stays backend-agnostic.
+"""
+
+from __future__ import annotations
+
+import platform
+
+
+def describe_device() -> dict:
+    """Returns ``{"backend", "device", "accelerators"}`` for the active Keras backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    accelerators: list[str] = []
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(gpu)
+            accelerators.append(details.get("device_name", gpu.name))
+    elif backend == "jax":
+        import jax
+
+        accelerators = [d.device_kind for d in jax.devices() if d.platform != "cpu"]
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            accelerators = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    cpu = f"CPU ({platform.machine()}, {_cpu_count()} cores)"
+    device = f"GPU: {accelerators[0]}" if accelerators else cpu
+    return {"backend": backend, "device": device, "accelerators": accelerators}
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def library_versions() -> dict:
+    """Versions of the libraries a result depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("keras", "keras-tuner", "tensorflow", "jax", "torch", "numpy", "pandas"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out

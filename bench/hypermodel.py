@@ -1,0 +1,62 @@
+"""The one model builder: hyperparameter values in, a compiled fine-tuning model out.
+
+KerasTuner calls ``declare_hyperparameters`` when the tuner is constructed and ``build``
+for every execution. Both stay cheap: the data is decoded and the source weights are
+trained before the tuner exists; ``build`` only assembles and loads what is ready.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import keras_tuner
+
+from bench.backbones import BackboneSpec
+from bench.errors import BenchError
+from bench.model import FineTuneModel, assemble
+from bench.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What the builder needs besides hyperparameters."""
+
+    backbone: BackboneSpec
+    image_size: int
+    num_classes: int
+    num_blocks: int
+    pretrained_weights: str | None = None
+
+
+class FineTuneHyperModel(keras_tuner.HyperModel):
+    """Builds the model a search space describes, with the builder's hyperparameters."""
+
+    def __init__(self, space: SearchSpace, inputs: ModelInputs):
+        super().__init__(name=space.name)
+        self.space = space
+        self.inputs = inputs
+
+    def declare_hyperparameters(self, hp):
+        self.space.declare(hp, num_blocks=self.inputs.num_blocks)
+
+    def build_parts(self, hp) -> FineTuneModel:
+        init = self.space.value(hp, "init")
+        frozen_blocks = int(self.space.value(hp, "frozen_blocks"))
+        if init == "pretrained" and self.inputs.pretrained_weights is None:
+            raise BenchError("init 'pretrained' needs source weights, and none were made")
+        parts = assemble(
+            self.inputs.backbone,
+            image_size=self.inputs.image_size,
+            num_classes=self.inputs.num_classes,
+            init=init,
+            weights_path=self.inputs.pretrained_weights,
+            head=lambda features, num_classes: self.space.build_head(
+                features, num_classes=num_classes, hp=hp),
+        )
+        parts.freeze(frozen_blocks)
+        self.space.compile(parts, hp=hp)
+        return parts
+
+    def build(self, hp) -> keras.Model:
+        return self.build_parts(hp).model

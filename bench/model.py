@@ -1,0 +1,113 @@
+"""The fine-tuning model: a copied backbone without its output layer, plus a new head.
+
+Steps 2 and 3 of the recipe: the backbone (randomly initialised, or loaded with source
+weights) is kept whole, its first blocks frozen, and a freshly initialised classifier
+for the target classes is put on top. Preprocessing runs inside the model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+
+from bench.backbones import BackboneSpec, build_backbone
+from bench.blocks import Block, find_blocks, freeze_blocks
+
+INITS = ("pretrained", "random", "imagenet")
+
+
+class Preprocess(keras.layers.Layer):
+    """Runs ``keras.applications.<module>.preprocess_input`` on uint8 RGB images."""
+
+    def __init__(self, module: str, **kwargs):
+        super().__init__(**kwargs)
+        self.module = module
+        self._fn = importlib.import_module(f"keras.applications.{module}").preprocess_input
+
+    def call(self, images):
+        return self._fn(keras.ops.cast(images, self.compute_dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "module": self.module}
+
+
+@dataclass
+class FineTuneModel:
+    """A built model and the handles a search space needs to change it.
+
+    Attributes:
+        model: images -> class probabilities, uncompiled.
+        backbone: The nested headless backbone.
+        blocks: Its blocks, first to last.
+        head_layers: The layers added on top of the backbone.
+    """
+
+    model: object
+    backbone: object
+    blocks: list[Block]
+    head_layers: list
+    frozen_layers: int = 0
+
+    def freeze(self, frozen_blocks: int) -> None:
+        """Freezes the first ``frozen_blocks`` backbone blocks; the rest and the head train."""
+        self.frozen_layers = freeze_blocks(self.backbone, self.blocks, frozen_blocks)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(_size(w) for w in self.model.trainable_weights)
+
+    @property
+    def body_variables(self) -> list:
+        return list(self.backbone.trainable_weights)
+
+
+def _size(weight) -> int:
+    size = 1
+    for dim in weight.shape:
+        size *= int(dim)
+    return size
+
+
+def default_head(features, *, num_classes: int):
+    """Global average pooling and a new Dense softmax layer: the seed's new output layer."""
+    pooled = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
+    return keras.layers.Dense(num_classes, activation="softmax", name="head_dense")(pooled)
+
+
+def assemble(spec: BackboneSpec, *, image_size: int, num_classes: int,
+             init: str, weights_path: str | None = None,
+             head: Callable = default_head) -> FineTuneModel:
+    """Builds backbone and head.
+
+    Args:
+        spec: The backbone.
+        image_size: Side of the input images.
+        num_classes: Target classes.
+        init: "random" (``weights=None``), "pretrained" (load ``weights_path``, the
+            backbone trained on the source task) or "imagenet" (Keras's ImageNet weights).
+        weights_path: Backbone weights for "pretrained".
+        head: ``(features, num_classes=...) -> probabilities``.
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}; got {init!r}")
+    backbone = build_backbone(spec, image_size=image_size,
+                              weights="imagenet" if init == "imagenet" else None)
+    if init == "pretrained":
+        if weights_path is None:
+            raise ValueError("init 'pretrained' needs weights_path")
+        backbone.load_weights(weights_path)
+    blocks = find_blocks(backbone)
+    images = keras.Input((image_size, image_size, 3), name="images")
+    x = Preprocess(spec.preprocessing, name="preprocess")(images)
+    features = backbone(x)
+    before = {id(layer) for layer in backbone.layers}
+    outputs = head(features, num_classes=num_classes)
+    model = keras.Model(images, outputs, name=f"{spec.name}_finetune")
+    head_layers = [layer for layer in model.layers
+                   if id(layer) not in before and layer is not backbone
+                   and not isinstance(layer, keras.layers.InputLayer)
+                   and layer.name != "preprocess"]
+    return FineTuneModel(model=model, backbone=backbone, blocks=blocks, head_layers=head_layers)

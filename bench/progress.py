@@ -1,0 +1,62 @@
+"""Progress on the terminal: trial i of N, repeat, epoch, and the best score so far."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def format_values(values: dict) -> str:
+    parts = []
+    for name, value in values.items():
+        shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+        parts.append(f"{name}={shown}")
+    return " ".join(parts)
+
+
+class Progress:
+    """Prints one line per finished repeat; on a terminal, the epoch ticks in place."""
+
+    def __init__(self, *, total_trials: int | None, repeats: int, epochs: int, stream=None):
+        self.total = total_trials
+        self.repeats = repeats
+        self.epochs = epochs
+        self.stream = stream or sys.stdout
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.best: tuple[float, str] | None = None
+        self.trial_number = 0
+        self.started = time.perf_counter()
+        self._label = ""
+
+    def trial_begin(self, trial_id: str, values: dict) -> None:
+        self.trial_number += 1
+        of = f"/{self.total}" if self.total else ""
+        self._label = f"trial {self.trial_number}{of} (id {trial_id}) [{format_values(values)}]"
+
+    def epoch_end(self, row: dict) -> None:
+        if self.live:
+            self.stream.write(
+                f"\r  {self._label} repeat {row['repeat']}/{self.repeats} "
+                f"epoch {row['epoch']}: val_accuracy {row['val_accuracy']:.3f}\033[K"
+            )
+            self.stream.flush()
+
+    def repeat_end(self, *, repeat: int, final: float, best_epoch: int, seconds: float) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+        self.stream.write(
+            f"  {self._label} repeat {repeat}/{self.repeats}: final val_accuracy {final:.3f} "
+            f"(best at epoch {best_epoch}) in {seconds:.1f} s\n"
+        )
+        self.stream.flush()
+
+    def trial_end(self, trial_id: str, status: str, score: float | None) -> None:
+        if score is not None and (self.best is None or score > self.best[0]):
+            self.best = (score, trial_id)
+        best = (f"best so far {self.best[0]:.3f} (trial {self.best[1]})"
+                if self.best else "no completed trial yet")
+        elapsed = time.perf_counter() - self.started
+        shown = f"{score:.3f}" if score is not None else "-"
+        self.stream.write(f"  -> trial {trial_id} {status.lower()}: objective {shown}; "
+                          f"{best}; {elapsed:.0f} s elapsed\n")
+        self.stream.flush()

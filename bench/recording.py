@@ -1,0 +1,86 @@
+"""Per-epoch rows: a Keras callback appends one row per trial x repeat x epoch as it ends.
+
+KerasTuner keeps only each trial's best epoch; the curves exist only because this
+callback writes every epoch of every execution. Rows are appended and flushed at once,
+so a killed run keeps every finished epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import keras
+
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def epoch_columns(hyperparameters: list[str], extra: tuple[str, ...] = ()) -> list[str]:
+    """The columns of ``epochs.csv`` for a space with these hyperparameters."""
+    return (["run_id", "trial_id", "repeat", "seed", "epoch", *hyperparameters, *extra,
+             "frozen_layers", "trainable_params", *METRICS, "epoch_seconds"])
+
+
+class CsvAppender:
+    """Appends rows to a CSV file with a fixed header, flushing each row."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path = Path(path)
+        self.columns = columns
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed by close())
+        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="raise")
+        if new:
+            self._writer.writeheader()
+            self._file.flush()
+
+    def append(self, row: dict) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Writes one row per epoch; ``set`` changes extra columns (such as ``phase``) mid-run.
+
+    Args:
+        table: Where rows go.
+        fixed: Values that hold for the whole execution (run, trial, repeat, seed and
+            the hyperparameters).
+        parts: The ``FineTuneModel``, read at every epoch because a schedule may freeze
+            or unfreeze blocks between phases.
+        on_epoch: Called with each row after it is written (progress display).
+    """
+
+    def __init__(self, table: CsvAppender, *, fixed: dict, parts, on_epoch=None):
+        super().__init__()
+        self.table = table
+        self.fixed = dict(fixed)
+        self.parts = parts
+        self.on_epoch = on_epoch
+        self.rows: list[dict] = []
+        self._start = 0.0
+
+    def set(self, **values) -> None:
+        self.fixed.update(values)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        row = {
+            **self.fixed,
+            "epoch": epoch + 1,
+            "frozen_layers": self.parts.frozen_layers,
+            "trainable_params": self.parts.trainable_params,
+            **{name: float(logs[name]) if name in logs else "" for name in METRICS},
+            "epoch_seconds": round(time.perf_counter() - self._start, 4),
+        }
+        self.table.append(row)
+        self.rows.append(row)
+        if self.on_epoch is not None:
+            self.on_epoch(row)

@@ -1,0 +1,132 @@
+"""The run directory: its layout, writing ``run.json`` and ``trials.csv``, reading tables.
+
+``results/<run-id>/`` holds ``run.json`` (what ran), ``epochs.csv`` (one row per trial x
+repeat x epoch), ``trials.csv`` (one row per trial), ``plots/``, ``report.md`` and
+``tuner/`` (KerasTuner's own project). Reading needs pandas only, never Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+
+TRIAL_METRICS = ["best_val_accuracy", "final_val_accuracy", "test_accuracy", "seconds"]
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def epochs_csv(self) -> Path:
+        return self.path / "epochs.csv"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.path / "trials.csv"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def tuner(self) -> Path:
+        return self.path / "tuner"
+
+
+def new_run_dir(results_dir: Path, name: str) -> RunDir:
+    """Creates ``results_dir/name``; an existing run is never overwritten."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise BenchError(f"run name {name!r} must be letters, digits, '.', '_' or '-'")
+    path = Path(results_dir) / name
+    if path.exists():
+        raise BenchError(f"{path} already exists; choose another --name or move that run away")
+    try:
+        path.mkdir(parents=True)
+    except OSError as error:
+        raise BenchError(f"cannot create the run directory {path}: {error.strerror}; "
+                         "pass a writable --results-dir") from None
+    return RunDir(path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Writes JSON under a temporary name and renames it, so a reader never sees half."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(partial, path)
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> None:
+    partial = path.with_name(path.name + ".partial")
+    table.to_csv(partial, index=False)
+    os.replace(partial, path)
+
+
+def open_run(path: Path) -> RunDir:
+    run = RunDir(Path(path))
+    if not run.run_json.exists() or not run.epochs_csv.exists():
+        raise BenchError(f"{path} is not a run directory (no run.json or epochs.csv); "
+                         "pass a folder made by 'run_bench.py run'")
+    return run
+
+
+def read_run(run: RunDir) -> dict:
+    return json.loads(run.run_json.read_text())
+
+
+def read_epochs(run: RunDir) -> pd.DataFrame:
+    return pd.read_csv(run.epochs_csv, dtype={"trial_id": str, "run_id": str})
+
+
+def read_trials(run: RunDir) -> pd.DataFrame:
+    return pd.read_csv(run.trials_csv, dtype={"trial_id": str, "error": str})
+
+
+def summarise_trials(epochs: pd.DataFrame, trials: list[dict],
+                     hyperparameters: list[str]) -> pd.DataFrame:
+    """Builds ``trials.csv``: one row per trial, its metrics computed from its epochs.
+
+    ``best_val_accuracy`` is the mean over repeats of each repeat's best epoch (what
+    KerasTuner optimises), ``final_val_accuracy`` the mean over repeats of the last epoch.
+
+    Args:
+        epochs: The rows of ``epochs.csv``.
+        trials: Dicts with ``trial_id``, ``status``, ``error``, the hyperparameter values,
+            and where known ``test_accuracy`` and ``seconds``.
+        hyperparameters: The hyperparameter columns, in order.
+    """
+    rows = []
+    for trial in trials:
+        mine = epochs[epochs["trial_id"] == trial["trial_id"]]
+        best = final = float("nan")
+        if len(mine):
+            per_repeat = mine.sort_values("epoch").groupby("repeat")["val_accuracy"]
+            best = float(per_repeat.max().mean())
+            final = float(per_repeat.last().mean())
+        rows.append({
+            "trial_id": trial["trial_id"],
+            "status": trial["status"],
+            **{name: trial.get(name) for name in hyperparameters},
+            "best_val_accuracy": best,
+            "final_val_accuracy": final,
+            "test_accuracy": trial.get("test_accuracy", float("nan")),
+            "seconds": trial.get("seconds", float("nan")),
+            "error": trial.get("error", ""),
+        })
+    columns = ["trial_id", "status", *hyperparameters, *TRIAL_METRICS, "error"]
+    return pd.DataFrame(rows, columns=columns)

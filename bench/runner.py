@@ -1,0 +1,215 @@
+"""A study from start to finish: resolve the settings, prepare data and weights, search.
+
+The runner only wires: names resolve in their registries, data and source weights are
+ready before the tuner is constructed, and every result lands in the run directory as
+it is produced, so an interrupted run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.backbones import backbone_spec
+from bench.datasets import DataRequest, dataset_info, load_dataset
+from bench.errors import BenchError
+from bench.space import (
+    BUILDER_HYPERPARAMETERS,
+    DEFAULT_SPACES_DIR,
+    SpaceSettings,
+    declared_hyperparameters,
+    load_space,
+)
+
+
+def default_cache_dir() -> Path:
+    """Per-user cache for source weights and decoded images (FINETUNE_BENCH_CACHE overrides)."""
+    if "FINETUNE_BENCH_CACHE" in os.environ:
+        return Path(os.environ["FINETUNE_BENCH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "finetune-bench"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a run is asked to do. None means: the search space's own setting."""
+
+    space: str = "seed"
+    spaces_dir: Path = DEFAULT_SPACES_DIR
+    dataset: str | None = None
+    backbone: str | None = None
+    tuner: str | None = None
+    max_trials: int | None = None
+    max_epochs: int | None = None
+    epochs: int | None = None
+    repeats: int | None = None
+    batch_size: int | None = None
+    image_size: int | None = None
+    seed: int = 1
+    train_per_class: int | None = None
+    images_per_class: int | None = None
+    pretrain_epochs: int = 15
+    results_dir: Path = Path("results")
+    name: str | None = None
+    cache_dir: Path = field(default_factory=default_cache_dir)
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise BenchError(f"--{name.replace('_', '-')} must be 1 or more; got {value}")
+
+
+def _timestamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _count_blocks(spec, image_size: int) -> int:
+    import keras
+
+    from bench.backbones import build_backbone
+    from bench.blocks import find_blocks
+
+    keras.backend.clear_session()
+    return len(find_blocks(build_backbone(spec, image_size=image_size)))
+
+
+def _init_values(hp, settings: SpaceSettings) -> list[str]:
+    for parameter in hp.space:
+        if parameter.name == "init":
+            return list(getattr(parameter, "values", [getattr(parameter, "value", None)]))
+    return [settings.init]
+
+
+def run_study(spec: RunSpec, *, log=print) -> Path:
+    """Runs one study and returns its run directory.
+
+    Raises:
+        BenchError: for a user mistake (unknown name, bad option, existing run name),
+            before any training starts.
+    """
+    _check_positive(max_trials=spec.max_trials, max_epochs=spec.max_epochs, epochs=spec.epochs,
+                    repeats=spec.repeats, batch_size=spec.batch_size,
+                    image_size=spec.image_size, train_per_class=spec.train_per_class,
+                    images_per_class=spec.images_per_class,
+                    pretrain_epochs=spec.pretrain_epochs)
+    if spec.seed < 1:
+        raise BenchError(f"--seed must be 1 or more (KerasTuner reads 0 as 'pick a random "
+                         f"seed'); got {spec.seed}")
+    space = load_space(spec.space, spec.spaces_dir)
+    settings = space.settings.override(
+        dataset=spec.dataset, backbone=spec.backbone, tuner=spec.tuner,
+        max_trials=spec.max_trials, epochs=spec.epochs, repeats=spec.repeats,
+        batch_size=spec.batch_size, image_size=spec.image_size,
+    )
+    backbone = backbone_spec(settings.backbone)
+    dataset_info(settings.dataset)
+    image_size = settings.image_size or backbone.default_image_size
+
+    import keras  # noqa: F401  (the backend loads here, after the cheap checks)
+
+    from bench.device import describe_device, library_versions
+    from bench.hypermodel import FineTuneHyperModel, ModelInputs
+    from bench.pretrain import pretrain
+    from bench.progress import Progress
+    from bench.recording import CsvAppender, epoch_columns
+    from bench.results import new_run_dir, write_json
+    from bench.tuner import BenchTuner, Execution
+    from bench.tuners import choose_tuner, grid_size, make_oracle
+
+    num_blocks = _count_blocks(backbone, image_size)
+    hp = declared_hyperparameters(space, num_blocks=num_blocks)
+    tuner_name = choose_tuner(settings.tuner, hp)
+    declared = [p.name for p in hp.space]
+    columns = [*BUILDER_HYPERPARAMETERS, *[n for n in declared if n not in BUILDER_HYPERPARAMETERS]]
+
+    name = spec.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_dir = new_run_dir(Path(spec.results_dir), name)
+    device = describe_device()
+    log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "
+        f"backbone {backbone.name} ({num_blocks} blocks) at {image_size}px, tuner {tuner_name}")
+    log(f"Keras backend {device['backend']} on {device['device']}")
+
+    record = {
+        "run_id": name,
+        "status": "running",
+        "started": _timestamp(),
+        "space": {"name": space.name, "version": space.version, "description": space.description,
+                  "file": str(space.path),
+                  "hyperparameters": [p.get_config() | {"type": type(p).__name__}
+                                      for p in hp.space]},
+        "settings": asdict(settings) | {"image_size": image_size},
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()},
+        "tuner": tuner_name,
+        "backbone": {"name": backbone.name, "blocks": num_blocks},
+        "seeds": {"oracle": spec.seed,
+                  "repeats": list(range(spec.seed, spec.seed + settings.repeats))},
+        "columns": {"hyperparameters": columns, "varied": declared},
+        **device,
+        "versions": library_versions(),
+    }
+    write_json(run_dir.run_json, record)
+
+    table = None
+    try:
+        data = load_dataset(settings.dataset, DataRequest(
+            image_size=image_size, seed=spec.seed, train_per_class=spec.train_per_class,
+            images_per_class=spec.images_per_class))
+        log(f"data: {data.summary()}")
+        record["dataset"] = {"name": data.name, "classes": list(data.class_names),
+                             "train": len(data.train), "validation": len(data.validation),
+                             "test": len(data.test),
+                             "source": len(data.source) if data.source is not None else 0}
+        weights = None
+        if "pretrained" in _init_values(hp, settings):
+            made = pretrain(backbone, data, image_size=image_size, seed=spec.seed,
+                            epochs=spec.pretrain_epochs, cache_dir=Path(spec.cache_dir), log=log)
+            weights = made.weights_path
+            record["pretraining"] = asdict(made)
+        write_json(run_dir.run_json, record)
+
+        hypermodel = FineTuneHyperModel(space, ModelInputs(
+            backbone=backbone, image_size=image_size, num_classes=len(data.class_names),
+            num_blocks=num_blocks, pretrained_weights=weights))
+        oracle = make_oracle(tuner_name, hyperparameters=hp, max_trials=settings.max_trials,
+                             seed=spec.seed, max_epochs=spec.max_epochs or settings.epochs)
+        table = CsvAppender(run_dir.epochs_csv, epoch_columns(columns, space.epoch_columns))
+        execution = Execution(run_id=name, data=data, epochs=settings.epochs,
+                              batch_size=settings.batch_size, repeats=settings.repeats,
+                              seed=spec.seed, table=table, columns=columns, run_dir=run_dir)
+        total = grid_size(hp) if tuner_name == "grid" else settings.max_trials or 10
+        if tuner_name == "grid" and settings.max_trials:
+            total = min(total, settings.max_trials)
+        if tuner_name == "hyperband":
+            total = None
+        progress = Progress(total_trials=total, repeats=settings.repeats,
+                            epochs=settings.epochs)
+        tuner = BenchTuner(oracle=oracle, hypermodel=hypermodel, directory=str(run_dir.path),
+                           project_name="tuner", execution=execution, progress=progress)
+        log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
+            f"{settings.epochs} epochs")
+        started = time.perf_counter()
+        tuner.search(verbose=0)
+        record["search_seconds"] = round(time.perf_counter() - started, 2)
+        tuner.write_trials()
+        record["status"] = "completed"
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        raise
+    except BaseException as error:
+        record["status"] = "failed"
+        record["error"] = f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        if table is not None:
+            table.close()
+        record["ended"] = _timestamp()
+        write_json(run_dir.run_json, record)
+
+    from bench.report import write_outputs
+
+    write_outputs([run_dir.path], log=log)
+    return run_dir.path

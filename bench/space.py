@@ -1,0 +1,230 @@
+"""Search spaces: the base class every file in ``search_spaces/`` extends, and discovery.
+
+A search space declares hyperparameters with KerasTuner's ``hp`` API and the fixed
+settings it wants. The suite's one model builder reads the hyperparameters it knows
+(``BUILDER_HYPERPARAMETERS``); a space whose hooks read others lists them in
+``extra_hyperparameters``. Discovery lists the folder and imports only the space asked
+for, so one broken file never stops the others.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import traceback
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from bench.errors import BenchError, unknown_name
+
+#: Hyperparameters the model builder understands, with what each one controls.
+BUILDER_HYPERPARAMETERS = {
+    "init": "backbone initialisation: pretrained (source task), random, or imagenet",
+    "frozen_blocks": "backbone blocks frozen from the input side (0 = all trainable)",
+    "head_lr": "learning rate of the new head",
+    "body_lr_scale": "learning rate of the unfrozen backbone, as a fraction of head_lr",
+}
+
+DEFAULT_SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+@dataclass(frozen=True)
+class SpaceSettings:
+    """The fixed settings a space wants; every field can be overridden from the command line.
+
+    The model fields (``init`` to ``optimizer``) are the values the builder uses for a
+    hyperparameter the space does not declare.
+    """
+
+    dataset: str = "digits"
+    backbone: str = "resnet-mini"
+    image_size: int | None = None  # None: the backbone's default size
+    epochs: int = 8
+    batch_size: int = 32
+    repeats: int = 3
+    tuner: str | None = None  # None: grid for a finite space, random otherwise
+    max_trials: int | None = None
+    init: str = "pretrained"
+    frozen_blocks: int = 0
+    head_lr: float = 1e-3
+    body_lr_scale: float = 1.0
+    optimizer: str = "Adam"
+
+    def override(self, **values) -> SpaceSettings:
+        """A copy with the given fields replaced; None values leave a field as it is."""
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}")
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+class SearchSpace:
+    """Base class for a search space: subclass it in one file of ``search_spaces/``.
+
+    Set ``description`` (one line), ``version`` (raise it whenever the space changes
+    meaning, so analyses can tell runs apart) and ``settings``, and implement
+    ``declare``. Override ``build_head``, ``compile`` or ``fit`` only for what the builder
+    cannot express (another head, optimizer, or a multi-phase schedule); list any
+    hyperparameter those hooks read in ``extra_hyperparameters``.
+
+    Example::
+
+        from bench.space import SearchSpace, SpaceSettings
+
+        class HeadLearningRate(SearchSpace):
+            description = "Head learning rate with the backbone frozen."
+            version = 1
+            settings = SpaceSettings(init="pretrained", epochs=5)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Fixed("frozen_blocks", num_blocks)
+                hp.Float("head_lr", 1e-4, 1e-1, sampling="log", step=10)
+    """
+
+    description: str = ""
+    version: int = 1
+    settings: SpaceSettings = SpaceSettings()
+    extra_hyperparameters: tuple[str, ...] = ()
+    #: Extra per-epoch columns this space's ``fit`` fills in (for example ``phase``).
+    epoch_columns: tuple[str, ...] = ()
+
+    name: str = ""
+    path: Path | None = None
+
+    def declare(self, hp, *, num_blocks: int) -> None:
+        """Declares the hyperparameters on ``hp`` (a ``keras_tuner.HyperParameters``).
+
+        Args:
+            hp: Where to declare them: ``hp.Choice``, ``hp.Int``, ``hp.Float``...
+            num_blocks: The backbone's number of blocks, the largest ``frozen_blocks``.
+        """
+        raise NotImplementedError
+
+    def value(self, hp, name: str):
+        """A hyperparameter's value in this trial, or the space's fixed setting."""
+        if name in hp.values:
+            return hp.values[name]
+        return getattr(self.settings, name)
+
+    def build_head(self, features, *, num_classes: int, hp):
+        """Maps backbone features to class probabilities. Default: pooling and Dense."""
+        from bench.model import default_head
+
+        return default_head(features, num_classes=num_classes)
+
+    def compile(self, parts, *, hp) -> None:
+        """Compiles ``parts.model``. Default: ``settings.optimizer`` at ``head_lr``, the
+        unfrozen backbone at ``head_lr * body_lr_scale``."""
+        from bench.optim import make_optimizer
+
+        optimizer = make_optimizer(
+            self.settings.optimizer,
+            learning_rate=float(self.value(hp, "head_lr")),
+            body_variables=parts.body_variables,
+            body_lr_scale=float(self.value(hp, "body_lr_scale")),
+        )
+        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                            metrics=["accuracy"])
+
+    def fit(self, parts, *, hp, run) -> list:
+        """Trains the compiled model and returns its Keras History objects.
+
+        Args:
+            parts: The ``FineTuneModel`` (model, backbone, blocks, ``freeze``).
+            hp: This trial's hyperparameters.
+            run: A ``FitRun`` with the data, epochs, batch size, callbacks and the
+                per-epoch recorder (``run.recorder.set(phase=...)``).
+        """
+        return [run.fit(parts.model, epochs=run.epochs)]
+
+
+@dataclass(frozen=True)
+class SpaceFile:
+    name: str
+    path: Path
+
+
+def discover(spaces_dir: Path = DEFAULT_SPACES_DIR) -> dict[str, SpaceFile]:
+    """Lists the spaces in a folder without importing any: ``NAME.py``, not ``_*.py``."""
+    spaces_dir = Path(spaces_dir)
+    if not spaces_dir.is_dir():
+        raise BenchError(f"search space folder {spaces_dir} does not exist; pass --spaces-dir "
+                         "with a folder of space files")
+    return {
+        path.stem: SpaceFile(path.stem, path)
+        for path in sorted(spaces_dir.glob("*.py"))
+        if not path.name.startswith("_")
+    }
+
+
+def _short_error(error: BaseException, path: Path | None) -> str:
+    """One line: where in the space file it failed, and why."""
+    if isinstance(error, SyntaxError):
+        return f"syntax error at line {error.lineno}: {error.msg}"
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == str(path)]
+    where = f"line {frames[-1].lineno}: " if frames else ""
+    return f"{where}{type(error).__name__}: {error}"
+
+
+def load_space_file(space_file: SpaceFile) -> SearchSpace:
+    """Imports one space file and returns an instance of the one SearchSpace it defines."""
+    where = f"search space file {space_file.path}"
+    module_name = f"_bench_space_{space_file.name.replace('-', '_')}"
+    spec = importlib.util.spec_from_file_location(module_name, space_file.path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        reason = _short_error(error, space_file.path)
+        raise BenchError(f"{where} failed to import: {reason}") from None
+    classes = [obj for obj in vars(module).values()
+               if inspect.isclass(obj) and issubclass(obj, SearchSpace)
+               and obj.__module__ == module_name]
+    if len(classes) != 1:
+        found = ", ".join(c.__name__ for c in classes) or "none"
+        raise BenchError(f"{where} must define exactly one subclass of bench.space.SearchSpace; "
+                         f"found {found}")
+    space = classes[0]()
+    space.name, space.path = space_file.name, space_file.path
+    if not space.description:
+        raise BenchError(f"{where}: {classes[0].__name__} needs a one-line description")
+    if not isinstance(space.settings, SpaceSettings):
+        raise BenchError(f"{where}: settings must be a bench.space.SpaceSettings")
+    return space
+
+
+def load_space(name: str, spaces_dir: Path = DEFAULT_SPACES_DIR) -> SearchSpace:
+    """Loads the space called ``name``; an unknown name lists the valid ones."""
+    files = discover(spaces_dir)
+    if name not in files:
+        raise unknown_name("search space", name, list(files))
+    return load_space_file(files[name])
+
+
+def declared_hyperparameters(space: SearchSpace, *, num_blocks: int):
+    """Declares the space's hyperparameters on a fresh ``HyperParameters`` and checks them.
+
+    Raises:
+        BenchError: naming the file, when the declaration fails or declares a name that
+            neither the builder nor the space's own hooks use.
+    """
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    where = f"search space file {space.path}"
+    try:
+        space.declare(hp, num_blocks=num_blocks)
+    except Exception as error:
+        raise BenchError(f"{where}: declare() failed: {_short_error(error, space.path)}") from None
+    if not hp.space:
+        raise BenchError(f"{where}: declare() declared no hyperparameters")
+    understood = set(BUILDER_HYPERPARAMETERS) | set(space.extra_hyperparameters)
+    for parameter in hp.space:
+        if parameter.name not in understood:
+            raise BenchError(
+                f"{where}: hyperparameter {parameter.name!r} is not used by the model "
+                f"builder (it uses {', '.join(BUILDER_HYPERPARAMETERS)}); list it in "
+                "extra_hyperparameters if your own hooks read it"
+            )
+    return hp

@@ -1,0 +1,66 @@
+"""Shared fixtures: a seed, tiny real data, and one tiny real run made once per session."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_SIZE = 16  # resnet-mini's smallest size: fast, still real convolutions.
+
+TINY_SPACE = textwrap.dedent('''
+    """Two inits, everything else fixed: the smallest study that has a gap."""
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class Tiny(SearchSpace):
+        description = "pretrained vs random, half the backbone frozen"
+        version = 3
+        settings = SpaceSettings(epochs=2, repeats=2, frozen_blocks=2, head_lr=3e-3)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("init", ["pretrained", "random"])
+''')
+
+
+@pytest.fixture
+def seed() -> int:
+    import keras
+
+    keras.utils.set_random_seed(7)
+    return 7
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from bench.datasets import DataRequest, load_dataset
+
+    return load_dataset("digits", DataRequest(image_size=IMAGE_SIZE, seed=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_spaces_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("spaces")
+    (folder / "tiny.py").write_text(TINY_SPACE)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_spaces_dir, cache_dir) -> Path:
+    """A real run: 2 trials x 2 repeats x 2 epochs on digits at 16 px."""
+    from bench.runner import RunSpec, run_study
+
+    results = tmp_path_factory.mktemp("results")
+    spec = RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE,
+                   pretrain_epochs=3, results_dir=results, name="tiny", cache_dir=cache_dir)
+    return run_study(spec, log=lambda *_: None)

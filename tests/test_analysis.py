@@ -1,0 +1,105 @@
+"""The numbers behind the figures, checked on hand-made tables with known answers."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import analysis
+
+
+def epochs_table(gains=(0.10, 0.20, 0.30), epochs=2):
+    """Two inits, two depths, three seeds; pretrained = random + gain[seed]."""
+    rows = []
+    for s, gain in enumerate(gains, start=1):
+        for depth in (0, 2):
+            for epoch in range(1, epochs + 1):
+                base = 0.5 + 0.1 * epoch + 0.01 * depth
+                for init, value in (("random", base), ("pretrained", base + gain)):
+                    rows.append({"run_id": "r", "trial_id": f"{init}{depth}", "repeat": s,
+                                 "seed": s, "epoch": epoch, "init": init,
+                                 "frozen_blocks": depth, "head_lr": 0.001,
+                                 "val_accuracy": value, "accuracy": value + 0.05})
+    return pd.DataFrame(rows)
+
+
+def test_t_interval_matches_the_textbook_value():
+    mean, low, high = analysis.t_interval([1.0, 2.0, 3.0])
+    # mean 2, sd 1, n 3, t(0.975, 2) = 4.302653: half width 4.302653 / sqrt(3).
+    assert mean == 2.0
+    assert high - mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+    assert mean - low == pytest.approx(high - mean)
+    assert analysis.t_interval([0.7]) == (0.7, 0.7, 0.7)
+    assert all(math.isnan(v) for v in analysis.t_interval([]))
+
+
+def test_init_gap_is_paired_by_seed_and_averaged_over_other_hyperparameters():
+    gap = analysis.init_gap(epochs_table())
+    assert gap.epoch == 2 and gap.pairs == 3
+    assert gap.mean == pytest.approx(0.2)
+    assert gap.spread == pytest.approx(0.1)
+    assert (gap.low, gap.high) == pytest.approx(
+        (0.2 - 4.302653 * 0.1 / math.sqrt(3), 0.2 + 4.302653 * 0.1 / math.sqrt(3)), rel=1e-6)
+    assert gap.pretrained - gap.random == pytest.approx(0.2)
+    assert 0 < gap.p_value < 0.1
+
+
+def test_a_constant_gap_has_a_zero_width_interval_and_no_p_value():
+    gap = analysis.init_gap(epochs_table(gains=(0.05, 0.05, 0.05)))
+    assert gap.mean == pytest.approx(0.05) and gap.low == pytest.approx(gap.high)
+    assert math.isnan(gap.p_value)
+
+
+def test_no_gap_without_both_inits():
+    table = epochs_table()
+    assert analysis.init_gap(table[table["init"] == "random"]) is None
+    assert analysis.transfer_gain(table[table["init"] == "random"]).empty
+
+
+def test_transfer_gain_per_epoch():
+    gain = analysis.transfer_gain(epochs_table(gains=(0.1, 0.1, 0.4)))
+    assert gain["epoch"].tolist() == [1, 2]
+    np.testing.assert_allclose(gain["mean"], [0.2, 0.2])
+    assert (gain["n"] == 3).all()
+
+
+def test_mean_curves_average_repeats_per_group_and_epoch():
+    curves = analysis.mean_curves(epochs_table(), by=["init", "frozen_blocks"])
+    assert len(curves) == 2 * 2 * 2
+    row = curves[(curves["init"] == "pretrained") & (curves["frozen_blocks"] == 2)
+                 & (curves["epoch"] == 1)].iloc[0]
+    assert row["mean"] == pytest.approx(0.5 + 0.1 + 0.02 + 0.2)
+    assert row["n"] == 3 and row["low"] < row["mean"] < row["high"]
+
+
+def test_varied_names_only_columns_with_several_values():
+    assert analysis.varied(epochs_table(), ["init", "frozen_blocks", "head_lr", "nope"]) == [
+        "init", "frozen_blocks"]
+
+
+def test_best_so_far_is_the_running_maximum_over_completed_trials():
+    trials = pd.DataFrame({
+        "trial_id": ["00", "01", "02", "03", "04"],
+        "status": ["COMPLETED", "COMPLETED", "FAILED", "COMPLETED", "COMPLETED"],
+        "best_val_accuracy": [0.5, 0.4, 0.99, 0.7, 0.6],
+        "seconds": [1.0, 2.0, 3.0, 4.0, 5.0],
+    })
+    progress = analysis.best_so_far(trials)
+    assert progress["best"].tolist() == [0.5, 0.5, 0.5, 0.7, 0.7]
+    assert progress["elapsed_seconds"].tolist() == [1.0, 3.0, 6.0, 10.0, 15.0]
+
+
+def test_best_trials_per_init():
+    trials = pd.DataFrame({"trial_id": ["0", "1", "2", "3"], "status": ["COMPLETED"] * 4,
+                           "init": ["random", "random", "pretrained", "pretrained"],
+                           "best_val_accuracy": [0.6, 0.7, 0.9, 0.8]})
+    best = analysis.best_trials(trials, by="init")
+    assert best["trial_id"].tolist() == ["2", "1"]
+
+
+def test_final_by_takes_each_executions_last_epoch():
+    final = analysis.final_by(epochs_table(), by=["init"])
+    random = final[final["init"] == "random"].iloc[0]
+    assert random["mean"] == pytest.approx(0.5 + 0.2 + 0.01)  # mean over depths 0 and 2
+    assert random["n"] == 6

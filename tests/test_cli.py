@@ -1,0 +1,78 @@
+"""The command line as a user meets it: help, list, and one clear line for each mistake."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+def run_bench(*args, cwd=ROOT, env=None, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_help_lists_the_commands_and_run_options():
+    top = run_bench("--help")
+    assert top.returncode == 0
+    for command in ("run", "list", "analyze"):
+        assert command in top.stdout
+    run = run_bench("run", "--help")
+    assert run.returncode == 0
+    for option in ("--space", "--dataset", "--backbone", "--tuner", "--max-trials", "--epochs",
+                   "--repeats", "--batch-size", "--image-size", "--seed", "--results-dir",
+                   "--name"):
+        assert option in run.stdout
+
+
+def test_list_shows_spaces_with_hyperparameters_datasets_backbones_and_tuners():
+    result = run_bench("list")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "seed (v1)" in out and "init (Choice) {pretrained, random}" in out
+    assert "head_lr (Float)" in out and "log" in out
+    assert "digits:" in out and "shapes:" in out
+    assert "resnet-mini:" in out and "resnet50v2:" in out and "16 blocks" in out
+    for tuner in ("grid:", "random:", "bayesian:", "hyperband:"):
+        assert tuner in out
+
+
+@pytest.mark.parametrize("option, value, kind, valid", [
+    ("--space", "nope", "search space", "seed"),
+    ("--dataset", "nope", "dataset", "digits, shapes"),
+    ("--backbone", "nope", "backbone", "resnet-mini"),
+    ("--tuner", "nope", "tuner", "bayesian, grid, hyperband, random"),
+])
+def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
+        tmp_path, option, value, kind, valid):
+    result = run_bench("run", option, value, "--results-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: unknown {kind} 'nope'; valid {kind}s: ")
+    assert valid in lines[-1]
+    assert not any(tmp_path.iterdir()), "a refused run must not leave a run directory"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "0"], "--seed must be 1 or more"),
+    (["--epochs", "0"], "--epochs must be 1 or more"),
+    (["--name", "../escape"], "run name '../escape' must be"),
+])
+def test_bad_option_values_are_user_errors(tmp_path, args, message):
+    result = run_bench("run", *args, "--results-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_analyze_of_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):
+    result = run_bench("analyze", str(tmp_path))
+    assert result.returncode == 2
+    assert "is not a run directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_existing_run_name_is_refused_and_the_old_run_kept(tiny_run):
+    marker = (tiny_run / "epochs.csv").read_text()
+    result = run_bench("run", "--results-dir", str(tiny_run.parent), "--name", tiny_run.name)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert (tiny_run / "epochs.csv").read_text() == marker

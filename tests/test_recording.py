@@ -1,0 +1,76 @@
+"""Per-epoch rows: one per trial x repeat x epoch, equal to what Keras reported."""
+
+import csv
+
+import numpy as np
+import pandas as pd
+
+from bench.backbones import BACKBONES
+from bench.model import assemble
+from bench.recording import METRICS, CsvAppender, EpochRecorder, epoch_columns
+from bench.tuner import FitRun
+
+
+def test_recorded_rows_equal_the_keras_history(digits, tmp_path, seed):
+    import keras
+
+    parts = assemble(BACKBONES["resnet-mini"], image_size=16, num_classes=5, init="random")
+    parts.freeze(2)
+    parts.model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                        loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    columns = epoch_columns(["init", "frozen_blocks"])
+    table = CsvAppender(tmp_path / "epochs.csv", columns)
+    recorder = EpochRecorder(table, fixed={"run_id": "r", "trial_id": "00", "repeat": 1,
+                                           "seed": seed, "init": "random", "frozen_blocks": 2},
+                             parts=parts)
+    run = FitRun(train=digits.train, validation=digits.validation, epochs=3, batch_size=32,
+                 recorder=recorder)
+    history = run.fit(parts.model, epochs=3)
+    table.close()
+
+    rows = pd.read_csv(tmp_path / "epochs.csv")
+    assert list(rows.columns) == columns
+    assert rows["epoch"].tolist() == [1, 2, 3]
+    for metric in METRICS:
+        np.testing.assert_allclose(rows[metric], history.history[metric], rtol=1e-6)
+    assert (rows["trainable_params"] == parts.trainable_params).all()
+    assert (rows["frozen_layers"] == parts.frozen_layers).all() and parts.frozen_layers > 0
+    assert (rows["epoch_seconds"] > 0).all()
+
+
+def test_rows_are_appended_and_flushed_as_each_epoch_ends(tmp_path):
+    table = CsvAppender(tmp_path / "t.csv", ["a", "b"])
+    table.append({"a": 1, "b": 2})
+    # Read while still open: the row is already on disk.
+    assert list(csv.reader(open(tmp_path / "t.csv"))) == [["a", "b"], ["1", "2"]]
+    table.close()
+    again = CsvAppender(tmp_path / "t.csv", ["a", "b"])
+    again.append({"a": 3, "b": 4})
+    again.close()
+    assert list(csv.reader(open(tmp_path / "t.csv"))) == [["a", "b"], ["1", "2"], ["3", "4"]]
+
+
+def test_a_run_writes_trials_x_repeats_x_epochs_rows(tiny_run):
+    from bench.results import RunDir, read_epochs, read_run, read_trials
+
+    run_dir = RunDir(tiny_run)
+    epochs = read_epochs(run_dir)
+    trials = read_trials(run_dir)
+    run = read_run(run_dir)
+    assert run["status"] == "completed"
+    assert len(trials) == 2 and set(trials["status"]) == {"COMPLETED"}
+    assert len(epochs) == 2 * 2 * 2
+    assert sorted(epochs.groupby(["trial_id", "repeat"]).size().tolist()) == [2, 2, 2, 2]
+    assert list(epochs.columns[:5]) == ["run_id", "trial_id", "repeat", "seed", "epoch"]
+    assert {"init", "frozen_blocks", "head_lr", "frozen_layers", "trainable_params", "loss",
+            "accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(epochs.columns)
+    # Both inits ran with the same seeds: the comparison is paired.
+    seeds = epochs.groupby("init")["seed"].apply(lambda s: sorted(set(s)))
+    assert seeds["pretrained"] == seeds["random"] == [1, 2]
+    assert set(epochs["frozen_blocks"]) == {2}
+    # trials.csv agrees with the rows it was computed from.
+    for trial in trials.itertuples():
+        mine = epochs[epochs["trial_id"] == trial.trial_id]
+        finals = mine[mine["epoch"] == 2]["val_accuracy"]
+        assert trial.final_val_accuracy == np.float64(finals.mean())
+        assert 0 <= trial.test_accuracy <= 1
