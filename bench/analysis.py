@@ -144,7 +144,7 @@ def best_so_far(trials: pd.DataFrame, *, objective: str = "best_val_accuracy") -
         Columns ``trial_number, trial_id, objective, best, elapsed_seconds``.
     """
     ordered = trials.sort_values("trial_id").reset_index(drop=True)
-    best = ordered[objective].where(ordered["status"] == "COMPLETED").cummax()
+    best = ordered[objective].where(ordered["status"] == "COMPLETED").cummax().ffill()
     return pd.DataFrame({
         "trial_number": np.arange(1, len(ordered) + 1),
         "trial_id": ordered["trial_id"],
