@@ -39,6 +39,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--name", help="run directory name (default: SPACE-DATE-TIME)")
     add("--cache-dir", type=Path, default=default_cache_dir(),
         help="cache for source weights (default %(default)s)")
+    add("--no-reuse", dest="reuse_models", action="store_false",
+        help="build and compile a new model for every execution (slower; for comparison)")
 
 
 def build_parser() -> argparse.ArgumentParser:

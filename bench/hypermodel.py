@@ -40,7 +40,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
     def declare_hyperparameters(self, hp):
         self.space.declare(hp, num_blocks=self.inputs.num_blocks)
 
-    def build_parts(self, hp) -> FineTuneModel:
+    def build_parts(self, hp, *, compile: bool = True) -> FineTuneModel:
         init = self.space.value(hp, "init")
         frozen_blocks = int(self.space.value(hp, "frozen_blocks"))
         if init == "pretrained" and self.inputs.pretrained_weights is None:
@@ -55,7 +55,8 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
                 features, num_classes=num_classes, hp=hp),
         )
         parts.freeze(frozen_blocks)
-        self.space.compile(parts, hp=hp)
+        if compile:
+            self.space.compile(parts, hp=hp)
         return parts
 
     def build(self, hp) -> keras.Model:

@@ -55,6 +55,7 @@ class RunSpec:
     results_dir: Path = Path("results")
     name: str | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
+    reuse_models: bool = True
 
 
 def _check_positive(**values) -> None:
@@ -188,12 +189,14 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         progress = Progress(total_trials=total, repeats=settings.repeats,
                             epochs=settings.epochs)
         tuner = BenchTuner(oracle=oracle, hypermodel=hypermodel, directory=str(run_dir.path),
-                           project_name="tuner", execution=execution, progress=progress)
+                           project_name="tuner", execution=execution, progress=progress,
+                           reuse_models=spec.reuse_models)
         log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
             f"{settings.epochs} epochs")
         started = time.perf_counter()
         tuner.search(verbose=0)
         record["search_seconds"] = round(time.perf_counter() - started, 2)
+        record["models"] = {"compiled": tuner.models.built, "reused": tuner.models.reused}
         tuner.write_trials()
         record["status"] = "completed"
     except KeyboardInterrupt:

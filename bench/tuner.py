@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import keras
 import keras_tuner
 import numpy as np
 
 from bench.datasets import Split, TransferData
 from bench.progress import Progress
 from bench.recording import CsvAppender, EpochRecorder
+from bench.reuse import CompiledModels
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv
 from bench.tuners import OBJECTIVE
 
@@ -66,10 +66,11 @@ class BenchTuner(keras_tuner.Tuner):
     """A Tuner whose executions are seeded repeats, recorded epoch by epoch."""
 
     def __init__(self, *, oracle, hypermodel, directory, project_name,
-                 execution: Execution, progress: Progress):
+                 execution: Execution, progress: Progress, reuse_models: bool = True):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
         self.execution = execution
+        self.models = CompiledModels(hypermodel, enabled=reuse_models)
         self.progress = progress
         self.trial_extras: dict[str, dict] = {}
 
@@ -92,10 +93,8 @@ class BenchTuner(keras_tuner.Tuner):
         results, tests = [], []
         for repeat in range(1, ex.repeats + 1):
             seed = ex.seed + repeat - 1
-            keras.backend.clear_session()
-            keras.utils.set_random_seed(seed)
             repeat_start = time.perf_counter()
-            parts = self.hypermodel.build_parts(hp)
+            parts = self.models.prepare(hp, seed=seed)
             recorder = EpochRecorder(
                 ex.table,
                 fixed={"run_id": ex.run_id, "trial_id": trial.trial_id, "repeat": repeat,
