@@ -87,23 +87,32 @@ def find_blocks(model) -> list[Block]:
     return blocks
 
 
-def freeze_blocks(model, blocks: list[Block], frozen_blocks: int) -> int:
+def freeze_blocks(model, blocks: list[Block], frozen_blocks: int, *,
+                  freeze_batchnorm: bool = False) -> int:
     """Makes the first ``frozen_blocks`` blocks untrainable and the rest trainable.
 
     BatchNormalization layers in frozen blocks run in inference mode, because Keras 3
     uses the moving statistics of any BatchNormalization layer whose ``trainable`` is
     False; their statistics stay those the weights were trained with.
 
+    Args:
+        freeze_batchnorm: Also freeze the BatchNormalization layers of the trainable
+            blocks, as the Keras transfer-learning guide advises when fine-tuning
+            pretrained weights on little data.
+
     Returns:
-        The number of frozen layers that hold weights.
+        The number of backbone layers holding weights that are frozen.
     """
+    import keras
+
     if not 0 <= frozen_blocks <= len(blocks):
         raise ValueError(f"frozen_blocks must be in 0..{len(blocks)}; got {frozen_blocks}")
     frozen = {name for block in blocks[:frozen_blocks] for name in block.layer_names}
     count = 0
     for layer in model.layers:
-        layer.trainable = layer.name not in frozen
-        if layer.name in frozen and layer.weights:
+        batchnorm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = layer.name not in frozen and not (freeze_batchnorm and batchnorm)
+        if not layer.trainable and layer.weights:
             count += 1
     return count
 

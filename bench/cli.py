@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command")
     _run_arguments(commands.add_parser("run", help="run a study"))
-    commands.add_parser("list", help="list search spaces, datasets, backbones and tuners")
+    listing = commands.add_parser("list", help="list search spaces, datasets, backbones, tuners")
+    listing.add_argument("--spaces-dir", type=Path, default=None,
+                         help="folder of search space files (default: search_spaces/)")
     analyze = commands.add_parser("analyze", help="rebuild figures and report from run tables")
     analyze.add_argument("runs", nargs="+", type=Path, help="run directories")
     return parser
@@ -79,7 +81,10 @@ def _analyze(args) -> int:
 def _list(args) -> int:
     from bench.listing import print_listing
 
-    print_listing()
+    if args.spaces_dir is None:
+        print_listing()
+    else:
+        print_listing(args.spaces_dir)
     return 0
 
 

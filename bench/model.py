@@ -51,9 +51,10 @@ class FineTuneModel:
     head_layers: list
     frozen_layers: int = 0
 
-    def freeze(self, frozen_blocks: int) -> None:
+    def freeze(self, frozen_blocks: int, *, freeze_batchnorm: bool = False) -> None:
         """Freezes the first ``frozen_blocks`` backbone blocks; the rest and the head train."""
-        self.frozen_layers = freeze_blocks(self.backbone, self.blocks, frozen_blocks)
+        self.frozen_layers = freeze_blocks(self.backbone, self.blocks, frozen_blocks,
+                                           freeze_batchnorm=freeze_batchnorm)
 
     @property
     def trainable_params(self) -> int:

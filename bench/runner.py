@@ -106,6 +106,9 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         max_trials=spec.max_trials, epochs=spec.epochs, repeats=spec.repeats,
         batch_size=spec.batch_size, image_size=spec.image_size,
     )
+    if settings.epochs < space.min_epochs:
+        raise BenchError(f"search space {space.name} needs --epochs {space.min_epochs} or more; "
+                         f"got {settings.epochs}")
     backbone = backbone_spec(settings.backbone)
     dataset_info(settings.dataset)
     image_size = settings.image_size or backbone.default_image_size

@@ -88,6 +88,8 @@ class SearchSpace:
     extra_hyperparameters: tuple[str, ...] = ()
     #: Extra per-epoch columns this space's ``fit`` fills in (for example ``phase``).
     epoch_columns: tuple[str, ...] = ()
+    #: The fewest epochs a run of this space can have.
+    min_epochs: int = 1
 
     name: str = ""
     path: Path | None = None

@@ -18,8 +18,8 @@ import numpy as np
 from bench.datasets import Split, TransferData
 from bench.progress import Progress
 from bench.recording import CsvAppender, EpochRecorder
-from bench.reuse import CompiledModels
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv
+from bench.reuse import CompiledModels
 from bench.tuners import OBJECTIVE
 
 

@@ -28,6 +28,13 @@ TINY_SPACE = textwrap.dedent('''
 ''')
 
 
+def pytest_configure(config):
+    # Tests never write to the user's own cache, subprocesses included.
+    import tempfile
+
+    os.environ["FINETUNE_BENCH_CACHE"] = tempfile.mkdtemp(prefix="finetune-bench-test-cache-")
+
+
 @pytest.fixture
 def seed() -> int:
     import keras

@@ -1,0 +1,201 @@
+"""Search spaces: every shipped file honours the contract; broken files get clear messages."""
+
+import re
+import shutil
+import textwrap
+
+import keras_tuner
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import IMAGE_SIZE, ROOT
+from test_cli import run_bench
+
+from bench.errors import BenchError
+from bench.space import DEFAULT_SPACES_DIR, declared_hyperparameters, discover, load_space
+
+SHIPPED = sorted(p.stem for p in DEFAULT_SPACES_DIR.glob("*.py") if not p.name.startswith("_"))
+
+
+def test_discovery_lists_every_file_but_private_ones():
+    assert set(discover()) == set(SHIPPED)
+    assert {"seed", "frozen-depth", "head-lr", "init", "two-phase"} <= set(SHIPPED)
+    assert "_template" not in discover()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_space_contract(name, tmp_path, cache_dir, digits):
+    """Loads, declares, builds with defaults, and runs one trial of two epochs."""
+    from bench.backbones import BACKBONES
+    from bench.hypermodel import FineTuneHyperModel, ModelInputs
+    from bench.pretrain import pretrain
+    from bench.results import RunDir, read_epochs, read_run
+    from bench.runner import RunSpec, run_study
+
+    space = load_space(name)
+    assert space.description and isinstance(space.version, int)
+    hp = declared_hyperparameters(space, num_blocks=4)
+    names = [p.name for p in hp.space]
+    assert names and all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names)
+    for parameter in hp.space:
+        if "lr" in parameter.name and type(parameter).__name__ == "Float":
+            assert parameter.sampling == "log", f"{parameter.name} should be log-scaled"
+
+    defaults = keras_tuner.HyperParameters()
+    space.declare(defaults, num_blocks=4)
+    weights = pretrain(BACKBONES["resnet-mini"], digits, image_size=IMAGE_SIZE, seed=1,
+                       epochs=1, cache_dir=cache_dir, log=lambda *_: None).weights_path
+    model = FineTuneHyperModel(space, ModelInputs(
+        backbone=BACKBONES["resnet-mini"], image_size=IMAGE_SIZE, num_classes=3,
+        num_blocks=4, pretrained_weights=weights)).build(defaults)
+    assert model.predict(np.zeros((2, IMAGE_SIZE, IMAGE_SIZE, 3)), verbose=0).shape == (2, 3)
+
+    run_path = run_study(RunSpec(space=name, image_size=IMAGE_SIZE, epochs=2, repeats=1,
+                                 max_trials=1, pretrain_epochs=1, results_dir=tmp_path,
+                                 name="contract", cache_dir=cache_dir), log=lambda *_: None)
+    run = read_run(RunDir(run_path))
+    assert run["status"] == "completed"
+    assert run["space"] == run["space"] | {"name": name, "version": space.version}
+    rows = read_epochs(RunDir(run_path))
+    assert len(rows) == 2
+    assert set(names) <= set(rows.columns)
+    for column in space.epoch_columns:
+        assert rows[column].notna().all()
+
+
+def test_two_phase_records_both_phases_and_unfreezes_in_the_second(tmp_path, cache_dir):
+    from bench.results import RunDir, read_epochs
+    from bench.runner import RunSpec, run_study
+
+    run_path = run_study(RunSpec(space="two-phase", image_size=IMAGE_SIZE, epochs=4,
+                                 repeats=1, max_trials=1, pretrain_epochs=1,
+                                 results_dir=tmp_path, name="tp", cache_dir=cache_dir),
+                         log=lambda *_: None)
+    rows = read_epochs(RunDir(run_path))
+    assert rows["epoch"].tolist() == [1, 2, 3, 4]
+    assert rows["phase"].tolist() == [1, 1, 2, 2]
+    first, second = rows.iloc[0], rows.iloc[-1]
+    assert second["trainable_params"] > first["trainable_params"]
+    assert second["frozen_layers"] < first["frozen_layers"]
+
+
+def test_two_phase_refuses_a_single_epoch(tmp_path):
+    from bench.runner import RunSpec, run_study
+
+    with pytest.raises(BenchError, match="two-phase needs --epochs 2 or more"):
+        run_study(RunSpec(space="two-phase", epochs=1, results_dir=tmp_path))
+
+
+def _readme_space() -> tuple[str, str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Add a search space", 1)[1]
+    name = re.search(r"search_spaces/([a-z0-9-]+)\.py", section).group(1)
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    return name, code
+
+
+@pytest.mark.slow
+def test_the_readme_example_space_works_as_written(tmp_path):
+    name, code = _readme_space()
+    spaces = tmp_path / "spaces"
+    shutil.copytree(DEFAULT_SPACES_DIR, spaces)
+    (spaces / f"{name}.py").write_text(code)
+
+    listing = run_bench("list", "--spaces-dir", str(spaces))
+    assert f"  {name} (v1): " in listing.stdout
+    result = run_bench("run", "--space", name, "--spaces-dir", str(spaces), "--image-size",
+                       str(IMAGE_SIZE), "--epochs", "2", "--repeats", "1",
+                       "--pretrain-epochs", "1", "--results-dir", str(tmp_path / "results"),
+                       "--name", "readme")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = pd.read_csv(tmp_path / "results" / "readme" / "epochs.csv")
+    assert len(rows) == 6 * 1 * 2  # 2 x 3 grid, 1 repeat, 2 epochs
+    assert sorted(rows["frozen_blocks"].unique()) == [0, 4]
+    assert sorted(rows["head_lr"].round(6).unique()) == [0.001, 0.01, 0.1]
+
+
+BROKEN = {
+    "syntax": ("def declare(:\n", "failed to import: syntax error at line 1"),
+    "no-class": ("x = 1\n", "must define exactly one subclass of bench.space.SearchSpace; "
+                            "found none"),
+    "two-classes": (textwrap.dedent('''
+        from bench.space import SearchSpace
+        class A(SearchSpace):
+            description = "a"
+        class B(SearchSpace):
+            description = "b"
+    '''), "found A, B"),
+    "bad-type": (textwrap.dedent('''
+        from bench.space import SearchSpace
+        class A(SearchSpace):
+            description = "a"
+            def declare(self, hp, *, num_blocks):
+                hp.Integer("frozen_blocks", 0, num_blocks)
+    '''), "declare() failed: line 6: AttributeError"),
+    "unknown-name": (textwrap.dedent('''
+        from bench.space import SearchSpace
+        class A(SearchSpace):
+            description = "a"
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("dropout", [0.1, 0.5])
+    '''), "hyperparameter 'dropout' is not used by the model builder"),
+    "no-description": (textwrap.dedent('''
+        from bench.space import SearchSpace
+        class A(SearchSpace):
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("init", ["random"])
+    '''), "A needs a one-line description"),
+}
+
+
+@pytest.fixture
+def broken_dir(tmp_path):
+    folder = tmp_path / "spaces"
+    folder.mkdir()
+    shutil.copy(DEFAULT_SPACES_DIR / "seed.py", folder / "seed.py")
+    for name, (code, _) in BROKEN.items():
+        (folder / f"{name}.py").write_text(code)
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_a_broken_space_gets_a_message_naming_the_file_and_the_problem(broken_dir, name):
+    expected = BROKEN[name][1]
+    with pytest.raises(BenchError) as caught:
+        space = load_space(name, broken_dir)
+        declared_hyperparameters(space, num_blocks=4)
+    message = str(caught.value)
+    assert f"{broken_dir / name}.py" in message
+    assert expected in message
+
+
+def test_list_still_shows_the_good_spaces_next_to_broken_ones(broken_dir):
+    result = run_bench("list", "--spaces-dir", str(broken_dir))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "seed (v1)" in result.stdout
+    for name in BROKEN:
+        assert f"  {name}: cannot be loaded: " in result.stdout
+
+
+def test_running_a_broken_space_is_a_user_error(broken_dir, tmp_path):
+    result = run_bench("run", "--space", "unknown-name", "--spaces-dir", str(broken_dir),
+                       "--results-dir", str(tmp_path / "r"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'dropout' is not used" in result.stderr
+
+
+def test_grid_on_a_continuous_space_suggests_what_to_do(tmp_path):
+    folder = tmp_path / "spaces"
+    folder.mkdir()
+    (folder / "cont.py").write_text(textwrap.dedent('''
+        from bench.space import SearchSpace
+        class A(SearchSpace):
+            description = "continuous"
+            def declare(self, hp, *, num_blocks):
+                hp.Float("head_lr", 1e-4, 1e-1, sampling="log")
+    '''))
+    result = run_bench("run", "--space", "cont", "--spaces-dir", str(folder), "--tuner",
+                       "grid", "--results-dir", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "grid search needs finite hyperparameters, but head_lr is continuous" in result.stderr
+    assert "--tuner random, bayesian or hyperband" in result.stderr
