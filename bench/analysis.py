@@ -138,11 +138,20 @@ def best_trials(trials: pd.DataFrame, *, by: str | None = None,
 
 
 def best_so_far(trials: pd.DataFrame, *, objective: str = "best_val_accuracy") -> pd.DataFrame:
-    """The running best objective in trial order, with the cumulative seconds.
+    """The running best objective in trial order, with the cumulative seconds, per run
+    when ``trials`` has a ``run_id`` column.
 
     Returns:
-        Columns ``trial_number, trial_id, objective, best, elapsed_seconds``.
+        Columns ``trial_number, trial_id, objective, best, elapsed_seconds`` (and
+        ``run_id`` first when given).
     """
+    if "run_id" in trials:
+        parts = []
+        for run_id, group in trials.groupby("run_id", sort=False):
+            part = best_so_far(group.drop(columns="run_id"), objective=objective)
+            part.insert(0, "run_id", run_id)
+            parts.append(part)
+        return pd.concat(parts, ignore_index=True)
     ordered = trials.sort_values("trial_id").reset_index(drop=True)
     best = ordered[objective].where(ordered["status"] == "COMPLETED").cummax().ffill()
     return pd.DataFrame({
@@ -165,3 +174,49 @@ def final_by(epochs: pd.DataFrame, *, by: list[str], metric: str = "val_accuracy
         rows.append({**dict(zip(by, key)), "mean": mean, "low": low, "high": high,
                      "n": len(group)})
     return pd.DataFrame(rows, columns=[*by, "mean", "low", "high", "n"])
+
+
+def execution_summary(epochs: pd.DataFrame, *, by: list[str], metric: str = "val_accuracy"
+                      ) -> pd.DataFrame:
+    """Final and best ``metric`` of each execution, then mean and 95% interval per group.
+
+    Returns:
+        Columns ``*by, measure, mean, low, high, n`` with ``measure`` "final" or "best".
+    """
+    ordered = epochs.sort_values("epoch").groupby(["run_id", "trial_id", "repeat"], sort=False)
+    per_execution = ordered.agg(final=(metric, "last"), best=(metric, "max"),
+                                **{k: (k, "first") for k in by}).reset_index(drop=True)
+    rows = []
+    for measure in ("final", "best"):
+        for key, group in per_execution.groupby(by, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            mean, low, high = t_interval(group[measure])
+            rows.append({**dict(zip(by, key)), "measure": measure, "mean": mean, "low": low,
+                         "high": high, "n": len(group)})
+    return pd.DataFrame(rows, columns=[*by, "measure", "mean", "low", "high", "n"])
+
+
+def heatmap_table(epochs: pd.DataFrame, *, rows: str, cols: str,
+                  metric: str = "val_accuracy") -> pd.DataFrame:
+    """Mean final ``metric`` over executions, ``rows`` x ``cols`` (a pivot table)."""
+    last = epochs.sort_values("epoch").groupby(["run_id", "trial_id", "repeat"]).tail(1)
+    return last.pivot_table(index=rows, columns=cols, values=metric, aggfunc="mean")
+
+
+def generalisation_gap(epochs: pd.DataFrame, trial_ids: list[str]) -> pd.DataFrame:
+    """Training minus validation accuracy per epoch for the given trials, over repeats.
+
+    Returns:
+        Columns ``trial_id, epoch, mean, low, high, n``.
+    """
+    chosen = epochs[epochs["trial_id"].isin(trial_ids)].copy()
+    chosen["gap"] = chosen["accuracy"] - chosen["val_accuracy"]
+    return mean_curves(chosen, by=["trial_id"], metric="gap")
+
+
+def phase_boundaries(epochs: pd.DataFrame) -> list[float]:
+    """Epochs (as x positions between two epochs) where ``phase`` changes."""
+    if "phase" not in epochs or epochs["phase"].isna().all():
+        return []
+    firsts = epochs.groupby("phase")["epoch"].min().sort_index()
+    return [float(e) - 0.5 for e in firsts.iloc[1:]]

@@ -39,6 +39,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--name", help="run directory name (default: SPACE-DATE-TIME)")
     add("--cache-dir", type=Path, default=default_cache_dir(),
         help="cache for source weights (default %(default)s)")
+    add("--tensorboard", action="store_true",
+        help="write TensorBoard logs with KerasTuner's HParams dashboard under RUN/tensorboard "
+             "(TensorFlow backend)")
     add("--no-reuse", dest="reuse_models", action="store_false",
         help="build and compile a new model for every execution (slower; for comparison)")
 
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="folder of search space files (default: search_spaces/)")
     analyze = commands.add_parser("analyze", help="rebuild figures and report from run tables")
     analyze.add_argument("runs", nargs="+", type=Path, help="run directories")
+    analyze.add_argument("--out", type=Path,
+                         help="where the joint report of several runs goes "
+                              "(default: compare-FIRST-LAST beside the first run)")
     return parser
 
 
@@ -74,7 +80,7 @@ def _run(args) -> int:
 def _analyze(args) -> int:
     from bench.report import write_outputs
 
-    write_outputs(args.runs)
+    write_outputs(args.runs, out=args.out)
     return 0
 
 

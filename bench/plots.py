@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # Files only; no display is ever needed.
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bench.progress import format_values  # noqa: E402
 
@@ -37,7 +38,9 @@ def _shown(value) -> str:
 def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                 col: str | None = None, hue: str | None = None, style: str | None = None,
                 ylabel: str = "accuracy", title: str = "", xlabel: str | None = None,
-                height: float = 3.2, reference: float | None = None):
+                height: float = 3.2, reference: float | None = None,
+                vlines: tuple[float, ...] = (), logx: bool = False, bands: bool = True,
+                sharex: bool = True):
     """Mean lines with interval bands, faceted by ``row`` and ``col``.
 
     Args:
@@ -49,7 +52,9 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
     cols = list(pd.unique(data[col])) if col else [None]
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.2 * len(cols) + 1.4,
                                                             height * len(rows)),
-                             squeeze=False, sharex=True, sharey="row")
+                             squeeze=False, sharex=sharex, sharey="row")
+    integer_x = pd.api.types.is_integer_dtype(data[x]) or (
+        pd.api.types.is_float_dtype(data[x]) and (data[x].dropna() % 1 == 0).all())
     hues = sorted(pd.unique(data[hue])) if hue else [None]
     styles = sorted(pd.unique(data[style])) if style else [None]
     palette = dict(zip(hues, sns.color_palette("viridis", len(hues)) if hue else ["C0"]))
@@ -76,10 +81,17 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                                      ((hue, h), (style, s)) if k)
                     ax.plot(line[x], line["mean"], linestyle=dashes[s], color=palette[h],
                             marker="o", markersize=3, label=name or None)
-                    ax.fill_between(line[x], line["low"], line["high"], color=palette[h],
-                                    alpha=0.15, linewidth=0)
+                    if bands:
+                        ax.fill_between(line[x], line["low"], line["high"], color=palette[h],
+                                        alpha=0.15, linewidth=0)
             if reference is not None:
                 ax.axhline(reference, color="black", linewidth=1)
+            for position in vlines:
+                ax.axvline(position, color="grey", linestyle="--", linewidth=1)
+            if logx:
+                ax.set_xscale("log")
+            elif integer_x:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             heading = " | ".join(f"{label(k)} = {_shown(v)}" for k, v in ((row, r), (col, c))
                                  if k and k != "metric")
             if row == "metric":
@@ -105,9 +117,64 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
 
 
 def accuracy_vs_epochs(curves: pd.DataFrame, *, col: str | None, hue: str | None,
-                       style: str | None, title: str):
-    """Figure 1: accuracy (rows: validation, training) against epoch, 95% bands."""
-    return facet_lines(curves, row="metric", col=col, hue=hue, style=style, title=title)
+                       style: str | None, title: str, boundaries: tuple[float, ...] = ()):
+    """Figure 1: accuracy (rows: validation, training) against epoch, 95% bands; dashed
+    vertical lines mark phase boundaries."""
+    return facet_lines(curves, row="metric", col=col, hue=hue, style=style, title=title,
+                       vlines=boundaries)
+
+
+def transferability(summary: pd.DataFrame, *, hue: str | None, title: str):
+    """Figure 2: final and best validation accuracy against frozen blocks, per init."""
+    data = summary.assign(measure=summary["measure"].map(
+        {"final": "final epoch", "best": "best epoch"}))
+    return facet_lines(data, x="frozen_blocks", col="measure", hue=hue,
+                       ylabel="validation accuracy", title=title)
+
+
+def heatmaps(tables: dict, *, title: str, rows: str, cols: str):
+    """Figure 3: one annotated heatmap of final validation accuracy per panel."""
+    sns.set_theme(style="white", context="notebook")
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables) + 1, 3.6),
+                             squeeze=False)
+    for ax, (name, table) in zip(axes[0], tables.items()):
+        shown = table.copy()
+        shown.columns = [_shown(c) for c in shown.columns]
+        sns.heatmap(shown, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
+                    cbar_kws={"label": "final validation accuracy"})
+        ax.set_xlabel(label(cols) + (" (log-spaced)" if cols.endswith("lr") else ""))
+        ax.set_ylabel(label(rows))
+        ax.set_title(name, fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def transfer_gain(gain: pd.DataFrame, *, hue: str | None, title: str):
+    """Figure 4: pretrained minus random validation accuracy against epoch, 95% band."""
+    return facet_lines(gain, hue=hue, ylabel="pretrained - random validation accuracy",
+                       title=title, reference=0.0)
+
+
+def tuner_progress(progress: pd.DataFrame, *, hue: str | None, title: str):
+    """Figure 5: best objective so far against trial number and against seconds."""
+    long = pd.concat([
+        progress.assign(axis="trial number", x=progress["trial_number"]),
+        progress.assign(axis="search seconds", x=progress["elapsed_seconds"]),
+    ], ignore_index=True).assign(mean=lambda d: d["best"], low=lambda d: d["best"],
+                                 high=lambda d: d["best"])
+    fig = facet_lines(long, x="x", col="axis", hue=hue, ylabel="best validation accuracy",
+                      title=title, xlabel="", bands=False, sharex=False)
+    for ax, name in zip(fig.axes, ["trial number", "search seconds (sum of trial times)"]):
+        ax.set_xlabel(name)
+        ax.set_title("")
+    return fig
+
+
+def overfitting(gap: pd.DataFrame, *, title: str):
+    """Figure 6: training minus validation accuracy against epoch, best trials."""
+    return facet_lines(gap, hue="trial_id", ylabel="training - validation accuracy",
+                       title=title, reference=0.0)
 
 
 def save(fig, path_stem, formats=("png", "svg")) -> list:

@@ -79,7 +79,8 @@ def write_csv(path: Path, table: pd.DataFrame) -> None:
 
 def open_run(path: Path) -> RunDir:
     run = RunDir(Path(path))
-    if not run.run_json.exists() or not run.epochs_csv.exists():
+    has_epochs = run.epochs_csv.exists() or run.epochs_csv.with_suffix(".parquet").exists()
+    if not run.run_json.exists() or not has_epochs:
         raise BenchError(f"{path} is not a run directory (no run.json or epochs.csv); "
                          "pass a folder made by 'run_bench.py run'")
     return run
@@ -89,12 +90,45 @@ def read_run(run: RunDir) -> dict:
     return json.loads(run.run_json.read_text())
 
 
+def _read_table(csv_path: Path, dtypes: dict) -> pd.DataFrame:
+    """Reads the CSV table, or its Parquet copy when only that is there."""
+    if csv_path.exists():
+        table = pd.read_csv(csv_path, dtype=dtypes)
+    else:
+        table = pd.read_parquet(csv_path.with_suffix(".parquet"))
+    return table.astype({k: v for k, v in dtypes.items() if k in table})
+
+
 def read_epochs(run: RunDir) -> pd.DataFrame:
-    return pd.read_csv(run.epochs_csv, dtype={"trial_id": str, "run_id": str})
+    return _read_table(run.epochs_csv, {"trial_id": str, "run_id": str})
 
 
 def read_trials(run: RunDir) -> pd.DataFrame:
-    return pd.read_csv(run.trials_csv, dtype={"trial_id": str, "error": str})
+    table = _read_table(run.trials_csv, {"trial_id": str, "error": str})
+    table["error"] = table["error"].fillna("").replace("nan", "")
+    return table
+
+
+def parquet_available() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_parquet_copies(run: RunDir) -> list[Path]:
+    """Writes ``epochs.parquet`` and ``trials.parquet`` beside the CSVs, if pyarrow is
+    installed; the CSVs stay the tables rows are appended to."""
+    if not parquet_available():
+        return []
+    written = []
+    for path, reader in ((run.epochs_csv, read_epochs), (run.trials_csv, read_trials)):
+        if path.exists():
+            target = path.with_suffix(".parquet")
+            reader(run).to_parquet(target, index=False)
+            written.append(target)
+    return written
 
 
 def summarise_trials(epochs: pd.DataFrame, trials: list[dict],

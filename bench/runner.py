@@ -56,6 +56,7 @@ class RunSpec:
     name: str | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
     reuse_models: bool = True
+    tensorboard: bool = False
 
 
 def _check_positive(**values) -> None:
@@ -113,7 +114,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     dataset_info(settings.dataset)
     image_size = settings.image_size or backbone.default_image_size
 
-    import keras  # noqa: F401  (the backend loads here, after the cheap checks)
+    import keras  # The backend loads here, after the cheap checks.
 
     from bench.device import describe_device, library_versions
     from bench.hypermodel import FineTuneHyperModel, ModelInputs
@@ -124,6 +125,9 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     from bench.tuner import BenchTuner, Execution
     from bench.tuners import choose_tuner, grid_size, make_oracle
 
+    if spec.tensorboard and keras.backend.backend() != "tensorflow":
+        raise BenchError("--tensorboard writes KerasTuner's HParams logs, which need the "
+                         "TensorFlow backend; unset KERAS_BACKEND or drop --tensorboard")
     num_blocks = _count_blocks(backbone, image_size)
     hp = declared_hyperparameters(space, num_blocks=num_blocks)
     tuner_name = choose_tuner(settings.tuner, hp)
@@ -193,7 +197,9 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
                             epochs=settings.epochs)
         tuner = BenchTuner(oracle=oracle, hypermodel=hypermodel, directory=str(run_dir.path),
                            project_name="tuner", execution=execution, progress=progress,
-                           reuse_models=spec.reuse_models)
+                           reuse_models=spec.reuse_models,
+                           tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
+                           else None)
         log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
             f"{settings.epochs} epochs")
         started = time.perf_counter()

@@ -66,10 +66,12 @@ class BenchTuner(keras_tuner.Tuner):
     """A Tuner whose executions are seeded repeats, recorded epoch by epoch."""
 
     def __init__(self, *, oracle, hypermodel, directory, project_name,
-                 execution: Execution, progress: Progress, reuse_models: bool = True):
+                 execution: Execution, progress: Progress, reuse_models: bool = True,
+                 tensorboard_dir=None):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
         self.execution = execution
+        self.tensorboard_dir = tensorboard_dir
         self.models = CompiledModels(hypermodel, enabled=reuse_models)
         self.progress = progress
         self.trial_extras: dict[str, dict] = {}
@@ -102,7 +104,8 @@ class BenchTuner(keras_tuner.Tuner):
                 parts=parts, on_epoch=self.progress.epoch_end,
             )
             run = FitRun(train=ex.data.train, validation=ex.data.validation, epochs=epochs,
-                         batch_size=ex.batch_size, recorder=recorder)
+                         batch_size=ex.batch_size, recorder=recorder,
+                         callbacks=self._tensorboard(trial, repeat))
             self.hypermodel.space.fit(parts, hp=hp, run=run)
             curve = [row["val_accuracy"] for row in recorder.rows]
             if not curve:
@@ -119,6 +122,16 @@ class BenchTuner(keras_tuner.Tuner):
             "seconds": round(time.perf_counter() - started, 3),
         }
         return results
+
+    def _tensorboard(self, trial, repeat: int) -> list:
+        """TensorBoard logs with KerasTuner's HParams dashboard, one folder per execution."""
+        if self.tensorboard_dir is None:
+            return []
+        import keras
+
+        callbacks = [keras.callbacks.TensorBoard(log_dir=str(self.tensorboard_dir))]
+        self._configure_tensorboard_dir(callbacks, trial, repeat - 1)
+        return callbacks
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

@@ -1,0 +1,91 @@
+"""`analyze` rebuilds figures and reports from the tables alone, without Keras."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+FIGURES = ["accuracy_vs_epochs", "transfer_gain", "tuner_progress", "overfitting"]
+
+
+def _analyze_without_keras(*paths, extra=()):
+    code = ("import sys\nfrom bench.cli import main\n"
+            f"code = main(['analyze', *{[str(p) for p in paths]!r}, *{list(extra)!r}])\n"
+            "print('keras' in sys.modules, 'tensorflow' in sys.modules, code)\n")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_analyze_rebuilds_everything_from_the_tables_alone(tiny_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("plots", "report.*",
+                                                                  "tuner"))
+    result = _analyze_without_keras(copy)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False 0"
+    for name in FIGURES:
+        assert (copy / "plots" / f"{name}.png").stat().st_size > 5_000
+        assert (copy / "plots" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    # Figures that do not apply say why instead of being drawn empty.
+    assert "skipped: frozen_blocks was not varied" in result.stdout
+    assert not (copy / "plots" / "transferability.png").exists()
+    report = (copy / "report.md").read_text()
+    assert "pretrained minus random validation accuracy" in report
+    assert "Not drawn: frozen_blocks was not varied." in report
+    assert report == (tiny_run / "report.md").read_text()
+    page = (copy / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == len(FIGURES)
+
+
+def test_several_runs_are_reported_together_with_the_run_as_a_variable(tiny_run, tmp_path):
+    second = tmp_path / "second"
+    shutil.copytree(tiny_run, second)
+    data = json.loads((second / "run.json").read_text())
+    data["run_id"] = "second"
+    (second / "run.json").write_text(json.dumps(data))
+    out = tmp_path / "together"
+    result = _analyze_without_keras(tiny_run, second, extra=("--out", str(out)))
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Runs tiny, second")
+    assert "What ran: tiny" in report and "What ran: second" in report
+    assert (out / "plots" / "tuner_progress.png").exists()
+
+
+def test_parquet_copies_are_written_and_read_when_the_csvs_are_gone(tiny_run, tmp_path):
+    pytest.importorskip("pyarrow")
+    import pandas as pd
+
+    from bench.results import RunDir, read_epochs, read_trials
+
+    assert (tiny_run / "epochs.parquet").exists() and (tiny_run / "trials.parquet").exists()
+    copy = tmp_path / "parquet-only"
+    shutil.copytree(tiny_run, copy)
+    expected_epochs = read_epochs(RunDir(copy))
+    expected_trials = read_trials(RunDir(copy))
+    (copy / "epochs.csv").unlink()
+    (copy / "trials.csv").unlink()
+    pd.testing.assert_frame_equal(read_epochs(RunDir(copy)), expected_epochs)
+    pd.testing.assert_frame_equal(read_trials(RunDir(copy)), expected_trials)
+    result = _analyze_without_keras(copy)
+    assert result.returncode == 0, result.stderr
+    assert (copy / "report.md").read_text() == (tiny_run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_hold_the_hparams_of_every_execution(tmp_path, tiny_spaces_dir,
+                                                              cache_dir):
+    from bench.runner import RunSpec, run_study
+
+    run = run_study(RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=16,
+                            epochs=1, repeats=1, pretrain_epochs=3, results_dir=tmp_path,
+                            name="tb", cache_dir=cache_dir, tensorboard=True),
+                    log=lambda *_: None)
+    logs = run / "tensorboard"
+    executions = sorted(p.relative_to(logs).as_posix() for p in logs.glob("*/execution0"))
+    assert len(executions) == 2
+    events = list(logs.rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)

@@ -1,0 +1,73 @@
+"""Drawing functions: what each figure shows (lines, labels, scales, titles)."""
+
+import matplotlib
+import pandas as pd
+from test_analysis import epochs_table
+
+from bench import analysis, plots
+
+matplotlib.use("Agg")
+
+
+def _lines(ax):
+    return [line for line in ax.get_lines() if line.get_label() and
+            not line.get_label().startswith("_")]
+
+
+def test_accuracy_vs_epochs_has_a_row_per_metric_a_column_per_init_and_a_line_per_depth():
+    from bench.report import accuracy_curves, curve_facets
+
+    table = epochs_table()
+    facets = curve_facets(table, ["init", "frozen_blocks", "head_lr"])
+    assert facets == {"col": "init", "hue": "frozen_blocks", "style": None, "averaged": []}
+    fig = plots.accuracy_vs_epochs(accuracy_curves(table, facets), col="init",
+                                   hue="frozen_blocks", style=None, title="t",
+                                   boundaries=(1.5,))
+    axes = fig.axes
+    assert len(axes) == 4
+    titles = [ax.get_title() for ax in axes]
+    assert titles[:2] == ["initialisation = pretrained", "initialisation = random"]
+    assert axes[0].get_ylabel() == "validation accuracy"
+    assert axes[2].get_ylabel() == "training accuracy"
+    assert axes[2].get_xlabel() == "epoch"
+    for ax in axes:
+        assert len(_lines(ax)) == 2  # frozen_blocks 0 and 2
+        assert len(ax.collections) == 2  # one confidence band per line
+        # The phase boundary is a vertical line at x = 1.5.
+        assert any(list(line.get_xdata()) == [1.5, 1.5] for line in ax.get_lines())
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["frozen blocks=0", "frozen blocks=2"]
+    assert fig._suptitle.get_text() == "t"
+
+
+def test_transfer_gain_draws_the_gain_and_a_zero_line():
+    gain = analysis.transfer_gain(epochs_table())
+    fig = plots.transfer_gain(gain, hue=None, title="gain")
+    ax = fig.axes[0]
+    drawn = [line for line in ax.get_lines() if list(line.get_xdata()) == [1, 2]]
+    assert len(drawn) == 1
+    assert list(drawn[0].get_ydata()) == gain["mean"].tolist()
+    assert any(list(line.get_ydata()) == [0, 0] for line in ax.get_lines())
+    assert ax.get_ylabel() == "pretrained - random validation accuracy"
+
+
+def test_heatmap_is_annotated_with_the_values():
+    table = pd.DataFrame({"frozen_blocks": [0, 0, 2, 2], "head_lr": [0.001, 0.01] * 2,
+                          "val_accuracy": [0.9, 0.8, 0.7, 0.6], "epoch": 1, "run_id": "r",
+                          "trial_id": ["a", "b", "c", "d"], "repeat": 1})
+    pivot = analysis.heatmap_table(table, rows="frozen_blocks", cols="head_lr")
+    fig = plots.heatmaps({"all": pivot}, rows="frozen_blocks", cols="head_lr", title="h")
+    texts = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert texts == ["0.60", "0.70", "0.80", "0.90"]
+    assert fig.axes[0].get_xlabel() == "head learning rate (log-spaced)"
+
+
+def test_tuner_progress_has_trial_number_and_seconds_axes():
+    trials = pd.DataFrame({"trial_id": ["0", "1", "2"], "status": ["COMPLETED"] * 3,
+                           "best_val_accuracy": [0.5, 0.7, 0.6], "seconds": [2.0, 3.0, 4.0]})
+    fig = plots.tuner_progress(analysis.best_so_far(trials), hue=None, title="p")
+    by_trial, by_time = fig.axes[:2]
+    assert by_trial.get_xlabel() == "trial number"
+    assert by_time.get_xlabel().startswith("search seconds")
+    assert [list(line.get_ydata()) for line in by_trial.get_lines()] == [[0.5, 0.7, 0.7]]
+    assert [list(line.get_xdata()) for line in by_time.get_lines()] == [[2.0, 5.0, 9.0]]
