@@ -116,3 +116,32 @@ def build_backbone(spec: BackboneSpec, *, image_size: int, weights: str | None =
         raise BenchError(f"{spec.name} needs images of at least {spec.min_image_size} pixels; "
                          f"got --image-size {image_size}")
     return spec.constructor((image_size, image_size, 3), weights)
+
+
+def ensure_imagenet_weights(spec: BackboneSpec, *, image_size: int) -> None:
+    """Builds the backbone with ImageNet weights once, so Keras downloads and caches them
+    before any trial; offline and without the cached file this is a BenchError naming the
+    file and where to put it."""
+    import os
+    import re
+
+    if not spec.imagenet:
+        raise BenchError(f"{spec.name} has no ImageNet weights; use init 'pretrained' or "
+                         "'random', or a backbone that has them (see 'run_bench.py list')")
+    try:
+        build_backbone(spec, image_size=image_size, weights="imagenet")
+    except BenchError:
+        raise
+    except Exception as error:  # Keras raises a bare Exception for a failed fetch.
+        text = str(error)
+        url = re.search(r"https?://\S+?\.h5", text)
+        keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"),
+                                                               ".keras"))
+        if url is None:
+            raise BenchError(f"could not load ImageNet weights for {spec.name}: {text}") \
+                from None
+        name = url.group(0).rsplit("/", 1)[-1]
+        raise BenchError(
+            f"could not download ImageNet weights for {spec.name} ({name}) from "
+            f"{url.group(0)}: no network? Put that file in {keras_home}/models/ and run again, "
+            "or use init 'random'") from None

@@ -20,7 +20,13 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--space", default="seed", help="search space: a file in the spaces folder (default seed)")
     add("--spaces-dir", type=Path, default=DEFAULT_SPACES_DIR,
         help="folder of search space files (default: search_spaces/)")
-    add("--dataset", help="dataset name (default: the space's)")
+    add("--dataset", help="dataset name (default: the space's; 'folder' with --data)")
+    add("--data", type=Path, help="an image folder: one subfolder per class, or train/ and "
+                                  "test/ each with class subfolders (dataset 'folder')")
+    add("--data-dir", type=Path, help="where downloaded datasets are kept "
+                                      "(default: CACHE_DIR/data)")
+    add("--source-dataset", help="dataset whose source task pretrains the backbone when the "
+                                 "target dataset has none (digits, shapes)")
     add("--backbone", help="backbone name (default: the space's)")
     add("--tuner", help="grid, random, bayesian or hyperband (default: grid for finite spaces)")
     add("--max-trials", type=int, help="trials at most (default: the whole grid, or 10)")

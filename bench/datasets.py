@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bench.errors import unknown_name
+from bench.errors import BenchError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class DataRequest:
     seed: int = 1
     train_per_class: int | None = None
     images_per_class: int | None = None
+    data: Path | None = None  # an image folder (dataset "folder")
+    data_dir: Path | None = None  # where downloaded datasets are kept
+    cache_dir: Path | None = None  # where decoded images are cached
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,82 @@ def load_shapes(request: DataRequest) -> TransferData:
     )
 
 
+def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int
+                    ) -> tuple[np.ndarray, ...]:
+    """Stratified split of indices into parts of the given fractions (the last takes the
+    rest), fixed by ``seed``; every part gets at least one image of each class."""
+    rng = np.random.default_rng(seed)
+    parts = [[] for _ in fractions]
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if len(members) < len(fractions):
+            raise BenchError(f"class {label} has {len(members)} image(s); a split into "
+                             f"{len(fractions)} parts needs at least {len(fractions)}")
+        start = 0
+        for i, fraction in enumerate(fractions):
+            if i == len(fractions) - 1:
+                count = len(members) - start
+            else:
+                count = max(1, round(fraction * len(members)))
+                count = min(count, len(members) - start - (len(fractions) - 1 - i))
+            parts[i].append(members[start:start + count])
+            start += count
+    return tuple(np.sort(np.concatenate(part)) for part in parts)
+
+
+def _from_folders(name: str, root: Path, request: DataRequest) -> TransferData:
+    """Train/validation/test from ``root``: ``train/`` and ``test/``, or class folders."""
+    from bench.imagefolder import load_folder
+
+    def take(decoded, index) -> Split:
+        return Split(decoded.images[index], decoded.labels[index])
+
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train_all = load_folder(root / "train", size=request.image_size,
+                                cache_dir=request.cache_dir)
+        test = load_folder(root / "test", size=request.image_size, cache_dir=request.cache_dir,
+                           classes=list(train_all.class_names))
+        train, validation = split_fractions(train_all.labels, (0.8, 0.2), request.seed)
+        return TransferData(name=name, class_names=train_all.class_names,
+                            train=take(train_all, train), validation=take(train_all, validation),
+                            test=Split(test.images, test.labels))
+    decoded = load_folder(root, size=request.image_size, cache_dir=request.cache_dir)
+    train, validation, test = split_fractions(decoded.labels, (0.7, 0.15, 0.15), request.seed)
+    return TransferData(name=name, class_names=decoded.class_names, train=take(decoded, train),
+                        validation=take(decoded, validation), test=take(decoded, test))
+
+
+def load_image_folder(request: DataRequest) -> TransferData:
+    if request.data is None:
+        raise BenchError("dataset 'folder' needs --data PATH: a folder with one subfolder per "
+                         "class, or train/ and test/ each holding class subfolders")
+    return _from_folders("folder", Path(request.data), request)
+
+
+HOTDOG_URLS = ["http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip",
+               "https://apache-mxnet.s3-accelerate.amazonaws.com/gluon/dataset/hotdog.zip"]
+HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
+HOTDOG_COUNTS = {"train": 2000, "test": 800}
+
+
+def load_hotdog(request: DataRequest, *, urls: list[str] = HOTDOG_URLS,
+                sha1: str = HOTDOG_SHA1) -> TransferData:
+    """The Dive into Deep Learning hot dog dataset, downloaded once and verified."""
+    from bench.download import download_and_extract
+    from bench.imagefolder import EXTENSIONS
+
+    data_dir = Path(request.data_dir or Path(request.cache_dir or ".") / "data")
+    root = download_and_extract(urls=urls, sha1=sha1, archive_name="hotdog.zip",
+                                data_dir=data_dir, folder="hotdog")
+    for part, expected in HOTDOG_COUNTS.items():
+        found = sum(1 for p in (root / part).rglob("*") if p.suffix.lower() in EXTENSIONS)
+        if found != expected:
+            raise BenchError(f"{root / part} holds {found} images, expected {expected}; remove "
+                             f"{root} to download it again")
+    data = _from_folders("hotdog", root, request)
+    return data
+
+
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
@@ -162,6 +242,10 @@ DATASETS: dict[str, DatasetInfo] = {
                     "target 5-9 with 20 labelled images per class", load_digits),
         DatasetInfo("shapes", "generated coloured shapes, any size: 5 source shapes, 5 "
                     "other target shapes", load_shapes),
+        DatasetInfo("hotdog", "Dive into Deep Learning's hot dog photos (downloaded once, "
+                    "SHA-1 checked): 2,000 train, 800 test; no source task", load_hotdog),
+        DatasetInfo("folder", "your images: --data PATH with one subfolder per class, or "
+                    "train/ and test/; no source task", load_image_folder),
     )
 }
 

@@ -26,7 +26,7 @@ class ModelInputs:
     image_size: int
     num_classes: int
     num_blocks: int
-    pretrained_weights: str | None = None
+    pretrained_weights: str | None = None  # a weights file, or "imagenet"
 
 
 class FineTuneHyperModel(keras_tuner.HyperModel):
@@ -45,6 +45,8 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         frozen_blocks = int(self.space.value(hp, "frozen_blocks"))
         if init == "pretrained" and self.inputs.pretrained_weights is None:
             raise BenchError("init 'pretrained' needs source weights, and none were made")
+        if init == "pretrained" and self.inputs.pretrained_weights == "imagenet":
+            init = "imagenet"  # a dataset without a source task: ImageNet is the source
         parts = assemble(
             self.inputs.backbone,
             image_size=self.inputs.image_size,

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.backbones import backbone_spec
+from bench.backbones import backbone_spec, ensure_imagenet_weights
 from bench.datasets import DataRequest, dataset_info, load_dataset
 from bench.errors import BenchError
 from bench.space import (
@@ -57,6 +57,9 @@ class RunSpec:
     cache_dir: Path = field(default_factory=default_cache_dir)
     reuse_models: bool = True
     tensorboard: bool = False
+    data: Path | None = None
+    data_dir: Path | None = None
+    source_dataset: str | None = None
 
 
 def _check_positive(**values) -> None:
@@ -102,8 +105,9 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         raise BenchError(f"--seed must be 1 or more (KerasTuner reads 0 as 'pick a random "
                          f"seed'); got {spec.seed}")
     space = load_space(spec.space, spec.spaces_dir)
+    dataset = spec.dataset or ("folder" if spec.data is not None else None)
     settings = space.settings.override(
-        dataset=spec.dataset, backbone=spec.backbone, tuner=spec.tuner,
+        dataset=dataset, backbone=spec.backbone, tuner=spec.tuner,
         max_trials=spec.max_trials, epochs=spec.epochs, repeats=spec.repeats,
         batch_size=spec.batch_size, image_size=spec.image_size,
     )
@@ -112,6 +116,8 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
                          f"got {settings.epochs}")
     backbone = backbone_spec(settings.backbone)
     dataset_info(settings.dataset)
+    if spec.source_dataset is not None:
+        dataset_info(spec.source_dataset)
     image_size = settings.image_size or backbone.default_image_size
 
     import keras  # The backend loads here, after the cheap checks.
@@ -163,20 +169,39 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
 
     table = None
     try:
-        data = load_dataset(settings.dataset, DataRequest(
+        request = DataRequest(
             image_size=image_size, seed=spec.seed, train_per_class=spec.train_per_class,
-            images_per_class=spec.images_per_class))
+            images_per_class=spec.images_per_class, data=spec.data, data_dir=spec.data_dir,
+            cache_dir=Path(spec.cache_dir))
+        data = load_dataset(settings.dataset, request)
         log(f"data: {data.summary()}")
         record["dataset"] = {"name": data.name, "classes": list(data.class_names),
                              "train": len(data.train), "validation": len(data.validation),
                              "test": len(data.test),
                              "source": len(data.source) if data.source is not None else 0}
         weights = None
-        if "pretrained" in _init_values(hp, settings):
-            made = pretrain(backbone, data, image_size=image_size, seed=spec.seed,
-                            epochs=spec.pretrain_epochs, cache_dir=Path(spec.cache_dir), log=log)
-            weights = made.weights_path
-            record["pretraining"] = asdict(made)
+        inits = _init_values(hp, settings)
+        if "pretrained" in inits:
+            source = data
+            if spec.source_dataset is not None:
+                source = load_dataset(spec.source_dataset, request)
+            if source.source is not None:
+                made = pretrain(backbone, source, image_size=image_size, seed=spec.seed,
+                                epochs=spec.pretrain_epochs, cache_dir=Path(spec.cache_dir),
+                                log=log)
+                weights = made.weights_path
+                record["pretraining"] = asdict(made) | {"source": source.name}
+            elif backbone.imagenet:
+                log(f"{data.name} has no source task: 'pretrained' means ImageNet weights")
+                weights = "imagenet"
+                record["pretraining"] = {"source": "imagenet"}
+            else:
+                raise BenchError(
+                    f"dataset {data.name!r} has no source task to pretrain {backbone.name} on, "
+                    "and it has no ImageNet weights: name one with --source-dataset "
+                    "(digits, shapes), or use a space whose init is 'random' or 'imagenet'")
+        if "imagenet" in inits or weights == "imagenet":
+            ensure_imagenet_weights(backbone, image_size=image_size)
         write_json(run_dir.run_json, record)
 
         hypermodel = FineTuneHyperModel(space, ModelInputs(
