@@ -1,0 +1,67 @@
+"""Every registered backbone builds headless, its cut points are found, freezing is exact."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from bench.backbones import BACKBONES, build_backbone, ensure_imagenet_weights
+from bench.blocks import find_blocks, freeze_blocks
+from bench.errors import BenchError
+
+APPLICATIONS = [name for name, spec in BACKBONES.items() if spec.imagenet]
+
+
+def test_the_issue_s_backbones_are_registered():
+    assert {"resnet50v2", "resnet50", "mobilenetv2", "mobilenetv3small",
+            "efficientnetb0"} <= set(APPLICATIONS)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_backbone_builds_headless_and_freezes_exactly_at_each_cut_point(name):
+    import keras
+
+    keras.backend.clear_session()
+    spec = BACKBONES[name]
+    backbone = build_backbone(spec, image_size=max(spec.min_image_size, 32))
+    # Headless: the output is a feature map, not class scores.
+    assert len(backbone.output.shape) == 4
+    assert not any(layer.name in ("predictions", "probs") for layer in backbone.layers)
+    blocks = find_blocks(backbone)
+    assert len(blocks) >= 4
+    names = [n for b in blocks for n in b.layer_names]
+    assert len(names) == len(set(names))
+    for frozen in range(len(blocks) + 1):
+        freeze_blocks(backbone, blocks, frozen)
+        frozen_names = {n for b in blocks[:frozen] for n in b.layer_names}
+        expected = sum(int(np.prod(w.shape)) for layer in backbone.layers
+                       if layer.name not in frozen_names for w in layer.trainable_weights)
+        actual = sum(int(np.prod(w.shape)) for w in backbone.trainable_weights)
+        assert actual == expected
+    assert sum(int(np.prod(w.shape)) for w in backbone.trainable_weights) == 0
+
+
+def test_resnet_mini_has_no_imagenet_weights():
+    with pytest.raises(BenchError, match="resnet-mini has no ImageNet weights"):
+        ensure_imagenet_weights(BACKBONES["resnet-mini"], image_size=32)
+
+
+def test_imagenet_weights_offline_name_the_file_and_where_to_put_it(tmp_path):
+    code = ("from bench.backbones import BACKBONES, ensure_imagenet_weights\n"
+            "from bench.errors import BenchError\n"
+            "try:\n"
+            "    ensure_imagenet_weights(BACKBONES['mobilenetv3small'], image_size=32)\n"
+            "except BenchError as e:\n"
+            "    print(e)\n")
+    # No cached file, and every connection refused at once: a machine without network.
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"), https_proxy="http://127.0.0.1:9",
+               http_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
+               HTTP_PROXY="http://127.0.0.1:9", no_proxy="", NO_PROXY="")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    message = result.stdout.strip().splitlines()[-1]
+    assert "could not download ImageNet weights for mobilenetv3small" in message
+    assert ".h5" in message and str(tmp_path / "keras") + "/models/" in message

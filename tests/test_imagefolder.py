@@ -1,0 +1,160 @@
+"""Image folders: every kind of image decodes, every kind of broken file is skipped."""
+
+import io
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from test_cli import run_bench
+
+from bench import imagefolder
+from bench.errors import BenchError
+
+
+def _save(image: Image.Image, path, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **kwargs)
+
+
+def good_images(folder, per_class=6):
+    """Images of every mode, including an EXIF-rotated JPEG; returns how many."""
+    rng = np.random.default_rng(0)
+    count = 0
+    for name, value in (("cats", 40), ("dogs", 220)):
+        for i in range(per_class):
+            base = np.full((20, 30, 3), value, np.uint8) + rng.integers(0, 20, (20, 30, 3),
+                                                                        dtype=np.uint8)
+            rgb = Image.fromarray(base)
+            kind = i % 5
+            if kind == 0:
+                _save(rgb, folder / name / f"{i}.png")
+            elif kind == 1:
+                _save(rgb.convert("L"), folder / name / f"{i}.png")
+            elif kind == 2:
+                _save(rgb.convert("RGBA"), folder / name / f"{i}.png")
+            elif kind == 3:
+                _save(rgb.convert("P"), folder / name / f"{i}.gif")
+            else:
+                sixteen = Image.fromarray(base[..., 0].astype(np.uint16) * 256)
+                _save(sixteen, folder / name / f"{i}.png")
+            count += 1
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotated: the stored 30x20 image is upright 20x30
+        _save(rgb, folder / name / "exif.jpg", exif=exif)
+        count += 1
+    return count
+
+
+def broken_files(folder):
+    (folder / "cats").mkdir(parents=True, exist_ok=True)
+    (folder / "cats" / "empty.jpg").write_bytes(b"")
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40), "red").save(buffer, "PNG")
+    (folder / "cats" / "truncated.png").write_bytes(buffer.getvalue()[:60])
+    (folder / "dogs" / "notes.jpg").write_text("this is not an image")
+    Image.new("RGB", (300, 300)).save(folder / "dogs" / "bomb.png")
+    return 4
+
+
+def test_every_mode_decodes_to_rgb_and_exif_is_applied(tmp_path):
+    good_images(tmp_path)
+    for path in sorted(tmp_path.rglob("*.*")):
+        assert imagefolder.decode(path, 16).shape == (16, 16, 3)
+    exif = tmp_path / "cats" / "exif.jpg"
+    with Image.open(exif) as raw:
+        assert raw.size == (30, 20)
+    with Image.open(exif) as raw:
+        from PIL import ImageOps
+
+        assert ImageOps.exif_transpose(raw).size == (20, 30)
+
+
+def test_broken_files_are_skipped_with_one_warning_and_good_ones_all_used(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)  # 300x300 is then a bomb
+    good = good_images(tmp_path)
+    bad = broken_files(tmp_path)
+    messages = []
+    decoded = imagefolder.load_folder(tmp_path, size=16, cache_dir=tmp_path / "cache",
+                                      log=messages.append)
+    assert len(decoded.labels) == good
+    assert len(decoded.skipped) == bad
+    assert len(messages) == 1 and f"skipped {bad} unreadable image file(s)" in messages[0]
+    assert decoded.class_names == ("cats", "dogs")
+    assert decoded.images.dtype == np.uint8 and decoded.images.shape[1:] == (16, 16, 3)
+
+
+def test_a_second_load_decodes_nothing(tmp_path, monkeypatch):
+    count = good_images(tmp_path / "data")
+    first = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=tmp_path / "cache")
+    calls = []
+    original = imagefolder.decode
+
+    def counting(path, size):
+        calls.append(path)
+        return original(path, size)
+
+    monkeypatch.setattr(imagefolder, "decode", counting)
+    second = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(first.images, second.images)
+    assert calls == []
+    # A changed file changes the key: the folder is decoded again.
+    touched = tmp_path / "data" / "cats" / "0.png"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=tmp_path / "cache")
+    assert len(calls) == count
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "does not exist"),
+    (lambda root: (root / "only").mkdir(parents=True), r"has 1 class subfolder\(s\)"),
+    (lambda root: [(root / c).mkdir(parents=True) for c in ("a", "b")], "holds no images"),
+])
+def test_bad_folders_are_user_errors(tmp_path, make, message):
+    root = tmp_path / "data"
+    make(root)
+    with pytest.raises(BenchError, match=message):
+        imagefolder.load_folder(root, size=16, cache_dir=None)
+
+
+def test_a_class_with_only_broken_files_is_a_user_error(tmp_path):
+    good_images(tmp_path)
+    (tmp_path / "empty-class").mkdir()
+    (tmp_path / "empty-class" / "x.jpg").write_bytes(b"")
+    with pytest.raises(BenchError, match="class 'empty-class' .* has no readable image"):
+        imagefolder.load_folder(tmp_path, size=16, cache_dir=None, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_a_run_on_a_folder_with_broken_files_completes(tmp_path, tiny_spaces_dir):
+    data = tmp_path / "photos"
+    good = good_images(data, per_class=10)
+    bad = broken_files(data) - 1
+    (data / "dogs" / "bomb.png").unlink()  # a bomb only under the lowered limit above
+    result = run_bench("run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir),
+                       "--data", str(data), "--source-dataset", "digits", "--image-size",
+                       "16", "--epochs", "1", "--repeats", "1", "--pretrain-epochs", "3",
+                       "--results-dir", str(tmp_path / "results"), "--name", "folder")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"skipped {bad} unreadable image file(s)" in result.stderr
+    rows = pd.read_csv(tmp_path / "results" / "folder" / "epochs.csv")
+    assert len(rows) == 2
+    import json
+
+    run = json.loads((tmp_path / "results" / "folder" / "run.json").read_text())
+    sizes = run["dataset"]
+    assert sizes["train"] + sizes["validation"] + sizes["test"] == good
+    assert run["pretraining"]["source"] == "digits"
+
+
+def test_a_folder_without_a_source_task_and_no_imagenet_weights_says_what_to_do(tmp_path,
+                                                                               tiny_spaces_dir):
+    good_images(tmp_path / "photos")
+    result = run_bench("run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir),
+                       "--data", str(tmp_path / "photos"), "--image-size", "16",
+                       "--results-dir", str(tmp_path / "results"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "has no source task to pretrain resnet-mini on" in result.stderr
+    assert "--source-dataset" in result.stderr
