@@ -39,7 +39,7 @@ def test_list_shows_spaces_with_hyperparameters_datasets_backbones_and_tuners():
 
 @pytest.mark.parametrize("option, value, kind, valid", [
     ("--space", "nope", "search space", "seed"),
-    ("--dataset", "nope", "dataset", "digits, shapes"),
+    ("--dataset", "nope", "dataset", "digits, folder, hotdog, shapes"),
     ("--backbone", "nope", "backbone", "resnet-mini"),
     ("--tuner", "nope", "tuner", "bayesian, grid, hyperband, random"),
 ])

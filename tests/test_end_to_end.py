@@ -44,7 +44,7 @@ def test_run_bench_writes_the_whole_run_directory(tmp_path, tiny_spaces_dir):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     report = (run_dir / "report.md").read_text()
     assert "pretrained minus random validation accuracy" in report
-    assert "![accuracy against epochs](plots/accuracy_vs_epochs.png)" in report
+    assert "![accuracy_vs_epochs](plots/accuracy_vs_epochs.png)" in report
     assert (run_dir / "tuner" / "oracle.json").exists()
 
 
