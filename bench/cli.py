@@ -18,8 +18,12 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
     add = parser.add_argument
     add("--space", default="seed", help="search space: a file in the spaces folder (default seed)")
+    add("--preset", help="seed or d2l: the seed chapter's experiments (their space and "
+                         "settings, published numbers in the report; meant for a GPU)")
     add("--spaces-dir", type=Path, default=DEFAULT_SPACES_DIR,
         help="folder of search space files (default: search_spaces/)")
+    add("--init", help="fix the init hyperparameter to pretrained, random or imagenet "
+                       "(for example to run an ImageNet space offline with random weights)")
     add("--dataset", help="dataset name (default: the space's; 'folder' with --data)")
     add("--data", type=Path, help="an image folder: one subfolder per class, or train/ and "
                                   "test/ each with class subfolders (dataset 'folder')")

@@ -55,6 +55,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             weights_path=self.inputs.pretrained_weights,
             head=lambda features, num_classes: self.space.build_head(
                 features, num_classes=num_classes, hp=hp),
+            augment=lambda images: self.space.augment(images, hp=hp),
         )
         parts.freeze(frozen_blocks)
         if compile:

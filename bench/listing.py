@@ -68,6 +68,11 @@ def print_listing(spaces_dir=DEFAULT_SPACES_DIR) -> None:
         weights = "ImageNet weights available" if spec.imagenet else "no published weights"
         print(f"  {spec.name}: {spec.description}; {count_blocks(spec)} blocks; "
               f"{spec.default_image_size}px; {weights}")
+    from bench.presets import PRESETS
+
+    print("\nPresets (--preset NAME; meant for a GPU):")
+    for item in PRESETS.values():
+        print(f"  {item.name}: {item.description} (space {item.space})")
     print("\nTuners:")
     for name, text in TUNERS.items():
         print(f"  {name}: {text}")

@@ -80,7 +80,7 @@ def default_head(features, *, num_classes: int):
 
 def assemble(spec: BackboneSpec, *, image_size: int, num_classes: int,
              init: str, weights_path: str | None = None,
-             head: Callable = default_head) -> FineTuneModel:
+             head: Callable = default_head, augment: Callable | None = None) -> FineTuneModel:
     """Builds backbone and head.
 
     Args:
@@ -91,24 +91,24 @@ def assemble(spec: BackboneSpec, *, image_size: int, num_classes: int,
             backbone trained on the source task) or "imagenet" (Keras's ImageNet weights).
         weights_path: Backbone weights for "pretrained".
         head: ``(features, num_classes=...) -> probabilities``.
+        augment: ``images -> images`` applied first (training-time augmentation); the
+            backbone is built for the size it returns.
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}; got {init!r}")
-    backbone = build_backbone(spec, image_size=image_size,
+    images = keras.Input((image_size, image_size, 3), name="images")
+    x = augment(images) if augment is not None else images
+    backbone = build_backbone(spec, image_size=int(x.shape[1]),
                               weights="imagenet" if init == "imagenet" else None)
     if init == "pretrained":
         if weights_path is None:
             raise ValueError("init 'pretrained' needs weights_path")
         backbone.load_weights(weights_path)
     blocks = find_blocks(backbone)
-    images = keras.Input((image_size, image_size, 3), name="images")
-    x = Preprocess(spec.preprocessing, name="preprocess")(images)
+    x = Preprocess(spec.preprocessing, name="preprocess")(x)
     features = backbone(x)
-    before = {id(layer) for layer in backbone.layers}
+    before = {id(layer) for layer in keras.Model(images, features).layers}
     outputs = head(features, num_classes=num_classes)
     model = keras.Model(images, outputs, name=f"{spec.name}_finetune")
-    head_layers = [layer for layer in model.layers
-                   if id(layer) not in before and layer is not backbone
-                   and not isinstance(layer, keras.layers.InputLayer)
-                   and layer.name != "preprocess"]
+    head_layers = [layer for layer in model.layers if id(layer) not in before]
     return FineTuneModel(model=model, backbone=backbone, blocks=blocks, head_layers=head_layers)

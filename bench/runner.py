@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -60,6 +60,8 @@ class RunSpec:
     data: Path | None = None
     data_dir: Path | None = None
     source_dataset: str | None = None
+    preset: str | None = None
+    init: str | None = None
 
 
 def _check_positive(**values) -> None:
@@ -89,6 +91,22 @@ def _init_values(hp, settings: SpaceSettings) -> list[str]:
     return [settings.init]
 
 
+def fix_hyperparameter(hp, name: str, value):
+    """A copy of ``hp`` with ``name`` fixed to ``value`` (declared or not)."""
+    import keras_tuner
+
+    from bench.model import INITS
+
+    if name == "init" and value not in INITS:
+        raise BenchError(f"--init must be one of {', '.join(INITS)}; got {value!r}")
+    config = hp.get_config()
+    config["space"] = [entry for entry in config["space"] if entry["config"]["name"] != name]
+    config["space"].append({"class_name": "Fixed",
+                            "config": {"name": name, "value": value, "conditions": []}})
+    config["values"][name] = value
+    return keras_tuner.HyperParameters.from_config(config)
+
+
 def run_study(spec: RunSpec, *, log=print) -> Path:
     """Runs one study and returns its run directory.
 
@@ -104,6 +122,13 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     if spec.seed < 1:
         raise BenchError(f"--seed must be 1 or more (KerasTuner reads 0 as 'pick a random "
                          f"seed'); got {spec.seed}")
+    references = []
+    if spec.preset is not None:
+        from bench.presets import preset
+
+        chosen = preset(spec.preset)
+        spec = replace(spec, space=chosen.space)
+        references = [asdict(r) for r in chosen.references]
     space = load_space(spec.space, spec.spaces_dir)
     dataset = spec.dataset or ("folder" if spec.data is not None else None)
     settings = space.settings.override(
@@ -136,6 +161,8 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
                          "TensorFlow backend; unset KERAS_BACKEND or drop --tensorboard")
     num_blocks = _count_blocks(backbone, image_size)
     hp = declared_hyperparameters(space, num_blocks=num_blocks)
+    if spec.init is not None:
+        hp = fix_hyperparameter(hp, "init", spec.init)
     tuner_name = choose_tuner(settings.tuner, hp)
     declared = [p.name for p in hp.space]
     columns = [*BUILDER_HYPERPARAMETERS, *[n for n in declared if n not in BUILDER_HYPERPARAMETERS]]
@@ -146,6 +173,9 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "
         f"backbone {backbone.name} ({num_blocks} blocks) at {image_size}px, tuner {tuner_name}")
     log(f"Keras backend {device['backend']} on {device['device']}")
+    if spec.preset is not None and not device["accelerators"]:
+        log(f"note: preset {spec.preset} is meant for a GPU; on this CPU it runs, slowly "
+            "(a ResNet at 224 px trains at tens of images per second on two cores)")
 
     record = {
         "run_id": name,
@@ -158,6 +188,8 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         "settings": asdict(settings) | {"image_size": image_size},
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()},
         "tuner": tuner_name,
+        "preset": spec.preset,
+        "references": references,
         "backbone": {"name": backbone.name, "blocks": num_blocks},
         "seeds": {"oracle": spec.seed,
                   "repeats": list(range(spec.seed, spec.seed + settings.repeats))},

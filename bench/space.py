@@ -109,6 +109,14 @@ class SearchSpace:
             return hp.values[name]
         return getattr(self.settings, name)
 
+    def augment(self, images, *, hp):
+        """Training-time augmentation before preprocessing. Default: none.
+
+        It may change the image size (a random crop, say); the backbone is built for the
+        size it returns.
+        """
+        return images
+
     def build_head(self, features, *, num_classes: int, hp):
         """Maps backbone features to class probabilities. Default: pooling and Dense."""
         from bench.model import default_head

@@ -34,15 +34,27 @@ class FitRun:
     recorder: EpochRecorder
     callbacks: list = field(default_factory=list)
 
-    def fit(self, model, *, epochs: int, initial_epoch: int = 0):
+    def fit(self, model, *, epochs: int, initial_epoch: int = 0,
+            steps_per_epoch: int | None = None):
         """``model.fit`` on the training split, validated every epoch, every epoch recorded.
 
         Epochs count on across calls: a second phase passes ``initial_epoch``.
+        ``steps_per_epoch`` shortens an epoch to that many batches (None: all of them).
         """
+        if steps_per_epoch is not None:
+            # Keras stops at the end of the arrays; repeat the rows so every short epoch
+            # gets its batches, in a new order each time.
+            needed = steps_per_epoch * self.batch_size * (epochs - initial_epoch)
+            order = np.concatenate([np.random.permutation(len(self.train))
+                                    for _ in range(-(-needed // len(self.train)))])[:needed]
+            images, labels = self.train.images[order], self.train.labels[order]
+        else:
+            images, labels = self.train.images, self.train.labels
         return model.fit(
-            self.train.images, self.train.labels,
+            images, labels,
             validation_data=(self.validation.images, self.validation.labels),
             epochs=epochs, initial_epoch=initial_epoch, batch_size=self.batch_size,
+            steps_per_epoch=steps_per_epoch,
             callbacks=[self.recorder, *self.callbacks], verbose=0,
         )
 

@@ -14,6 +14,17 @@ from test_cli import run_bench
 from bench.errors import BenchError
 from bench.space import DEFAULT_SPACES_DIR, declared_hyperparameters, discover, load_space
 
+# Room for a space's own crop (d2l-recipe crops 224/256 of the input) above resnet-mini's 16.
+CONTRACT_SIZE = 20
+
+
+@pytest.fixture(scope="module")
+def contract_digits():
+    from bench.datasets import DataRequest, load_dataset
+
+    return load_dataset("digits", DataRequest(image_size=CONTRACT_SIZE, seed=1))
+
+
 SHIPPED = sorted(p.stem for p in DEFAULT_SPACES_DIR.glob("*.py") if not p.name.startswith("_"))
 
 
@@ -24,7 +35,7 @@ def test_discovery_lists_every_file_but_private_ones():
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_space_contract(name, tmp_path, cache_dir, digits):
+def test_space_contract(name, tmp_path, cache_dir, contract_digits):
     """Loads, declares, builds with defaults, and runs one trial of two epochs."""
     from bench.backbones import BACKBONES
     from bench.hypermodel import FineTuneHyperModel, ModelInputs
@@ -43,16 +54,25 @@ def test_space_contract(name, tmp_path, cache_dir, digits):
 
     defaults = keras_tuner.HyperParameters()
     space.declare(defaults, num_blocks=4)
-    weights = pretrain(BACKBONES["resnet-mini"], digits, image_size=IMAGE_SIZE, seed=1,
+    if "init" in defaults.values and defaults.values["init"] == "imagenet":
+        defaults.values["init"] = "random"  # resnet-mini has no ImageNet weights
+    weights = pretrain(BACKBONES["resnet-mini"], contract_digits, image_size=CONTRACT_SIZE, seed=1,
                        epochs=1, cache_dir=cache_dir, log=lambda *_: None).weights_path
     model = FineTuneHyperModel(space, ModelInputs(
-        backbone=BACKBONES["resnet-mini"], image_size=IMAGE_SIZE, num_classes=3,
+        backbone=BACKBONES["resnet-mini"], image_size=CONTRACT_SIZE, num_classes=3,
         num_blocks=4, pretrained_weights=weights)).build(defaults)
-    assert model.predict(np.zeros((2, IMAGE_SIZE, IMAGE_SIZE, 3)), verbose=0).shape == (2, 3)
+    images = np.zeros((2, CONTRACT_SIZE, CONTRACT_SIZE, 3))
+    assert model.predict(images, verbose=0).shape == (2, 3)
 
-    run_path = run_study(RunSpec(space=name, image_size=IMAGE_SIZE, epochs=2, repeats=1,
+    # Offline and fast: bundled digits on resnet-mini, and random weights where the
+    # space would load ImageNet's (no network here; a preset's real run is a GPU job).
+    needs_imagenet = "imagenet" in [*_choices(hp, "init"), space.settings.init]
+    run_path = run_study(RunSpec(space=name, image_size=CONTRACT_SIZE, epochs=2, repeats=1,
                                  max_trials=1, pretrain_epochs=1, results_dir=tmp_path,
-                                 name="contract", cache_dir=cache_dir), log=lambda *_: None)
+                                 name="contract", cache_dir=cache_dir, dataset="digits",
+                                 backbone="resnet-mini",
+                                 init="random" if needs_imagenet else None),
+                         log=lambda *_: None)
     run = read_run(RunDir(run_path))
     assert run["status"] == "completed"
     assert run["space"] == run["space"] | {"name": name, "version": space.version}
@@ -61,6 +81,10 @@ def test_space_contract(name, tmp_path, cache_dir, digits):
     assert set(names) <= set(rows.columns)
     for column in space.epoch_columns:
         assert rows[column].notna().all()
+
+
+def _choices(hp, name):
+    return [v for p in hp.space if p.name == name for v in getattr(p, "values", [])]
 
 
 def test_two_phase_records_both_phases_and_unfreezes_in_the_second(tmp_path, cache_dir):

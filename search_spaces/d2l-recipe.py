@@ -1,0 +1,41 @@
+"""The recipe of the chapter's PyTorch and MXNet editions (``--preset d2l``).
+
+SGD without momentum and weight decay 0.001; the fine-tuned model trains its new output
+layer at 10x the rate of the copied layers, the scratch model trains everything at the
+head's rate. The PyTorch edition's 5e-5 body rate is for a loss summed over batches of 128;
+with Keras's mean loss that is about 6.4e-3, so the head gets 6.4e-2. Training images get
+a random resized crop to 224 and a horizontal flip; test images are resized to 256 and
+centre-cropped to 224.
+"""
+
+import keras
+
+from bench.augment import RandomResizedCrop
+from bench.space import SearchSpace, SpaceSettings
+
+
+class D2LRecipe(SearchSpace):
+    description = "hotdog, ResNet at 224: ImageNet fine-tuned (head 10x) vs scratch, SGD"
+    version = 1
+    settings = SpaceSettings(dataset="hotdog", backbone="resnet50", image_size=256,
+                             batch_size=128, epochs=5, repeats=1, head_lr=6.4e-2,
+                             optimizer="SGD")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("init", ["imagenet", "random"])
+
+    def augment(self, images, *, hp):
+        # 224 of 256, and the same proportion at any other --image-size.
+        size = round(images.shape[1] * 224 / 256)
+        cropped = RandomResizedCrop(size, name="random_resized_crop")(images)
+        return keras.layers.RandomFlip("horizontal", name="flip")(cropped)
+
+    def compile(self, parts, *, hp):
+        from bench.optim import make_optimizer
+
+        scale = 0.1 if self.value(hp, "init") == "imagenet" else 1.0
+        optimizer = make_optimizer("SGD", learning_rate=float(self.value(hp, "head_lr")),
+                                   body_variables=parts.body_variables, body_lr_scale=scale,
+                                   weight_decay=1e-3)
+        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                            metrics=["accuracy"])
