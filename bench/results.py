@@ -49,10 +49,14 @@ class RunDir:
         return self.path / "tuner"
 
 
-def new_run_dir(results_dir: Path, name: str) -> RunDir:
-    """Creates ``results_dir/name``; an existing run is never overwritten."""
+def check_run_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise BenchError(f"run name {name!r} must be letters, digits, '.', '_' or '-'")
+
+
+def new_run_dir(results_dir: Path, name: str) -> RunDir:
+    """Creates ``results_dir/name``; an existing run is never overwritten."""
+    check_run_name(name)
     path = Path(results_dir) / name
     if path.exists():
         raise BenchError(f"{path} already exists; choose another --name or move that run away")

@@ -107,6 +107,51 @@ def fix_hyperparameter(hp, name: str, value):
     return keras_tuner.HyperParameters.from_config(config)
 
 
+def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, image_size: int,
+                    log) -> tuple:
+    """Loads the dataset and readies the initial weights the space can ask for.
+
+    Returns:
+        ``(data, weights, facts)``: the TransferData; the source-weights file, "imagenet",
+        or None; and what ``run.json`` should say about both.
+    """
+    from bench.pretrain import pretrain
+
+    request = DataRequest(
+        image_size=image_size, seed=spec.seed, train_per_class=spec.train_per_class,
+        images_per_class=spec.images_per_class, data=spec.data, data_dir=spec.data_dir,
+        cache_dir=Path(spec.cache_dir))
+    data = load_dataset(settings.dataset, request)
+    log(f"data: {data.summary()}")
+    facts = {"dataset": {"name": data.name, "classes": list(data.class_names),
+                         "train": len(data.train), "validation": len(data.validation),
+                         "test": len(data.test),
+                         "source": len(data.source) if data.source is not None else 0}}
+    weights = None
+    inits = _init_values(hp, settings)
+    if "pretrained" in inits:
+        source = data
+        if spec.source_dataset is not None:
+            source = load_dataset(spec.source_dataset, request)
+        if source.source is not None:
+            made = pretrain(backbone, source, image_size=image_size, seed=spec.seed,
+                            epochs=spec.pretrain_epochs, cache_dir=Path(spec.cache_dir), log=log)
+            weights = made.weights_path
+            facts["pretraining"] = asdict(made) | {"source": source.name}
+        elif backbone.imagenet:
+            log(f"{data.name} has no source task: 'pretrained' means ImageNet weights")
+            weights = "imagenet"
+            facts["pretraining"] = {"source": "imagenet"}
+        else:
+            raise BenchError(
+                f"dataset {data.name!r} has no source task to pretrain {backbone.name} on, "
+                "and it has no ImageNet weights: name one with --source-dataset "
+                "(digits, shapes), or use a space whose init is 'random' or 'imagenet'")
+    if "imagenet" in inits or weights == "imagenet":
+        ensure_imagenet_weights(backbone, image_size=image_size)
+    return data, weights, facts
+
+
 def run_study(spec: RunSpec, *, log=print) -> Path:
     """Runs one study and returns its run directory.
 
@@ -149,10 +194,9 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
 
     from bench.device import describe_device, library_versions
     from bench.hypermodel import FineTuneHyperModel, ModelInputs
-    from bench.pretrain import pretrain
     from bench.progress import Progress
     from bench.recording import CsvAppender, epoch_columns
-    from bench.results import new_run_dir, write_json
+    from bench.results import check_run_name, new_run_dir, write_json
     from bench.tuner import BenchTuner, Execution
     from bench.tuners import choose_tuner, grid_size, make_oracle
 
@@ -165,10 +209,15 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         hp = fix_hyperparameter(hp, "init", spec.init)
     tuner_name = choose_tuner(settings.tuner, hp)
     declared = [p.name for p in hp.space]
-    columns = [*BUILDER_HYPERPARAMETERS, *[n for n in declared if n not in BUILDER_HYPERPARAMETERS]]
+    columns = [*BUILDER_HYPERPARAMETERS,
+               *[n for n in declared if n not in BUILDER_HYPERPARAMETERS]]
 
     name = spec.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir = new_run_dir(Path(spec.results_dir), name)
+    check_run_name(name)
+    if (Path(spec.results_dir) / name).exists():
+        raise BenchError(f"{Path(spec.results_dir) / name} already exists; choose another "
+                         "--name or move that run away")
+    started_at = _timestamp()
     device = describe_device()
     log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "
         f"backbone {backbone.name} ({num_blocks} blocks) at {image_size}px, tuner {tuner_name}")
@@ -177,10 +226,16 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         log(f"note: preset {spec.preset} is meant for a GPU; on this CPU it runs, slowly "
             "(a ResNet at 224 px trains at tens of images per second on two cores)")
 
+    # Data, source weights and ImageNet weights are ready before the run directory exists,
+    # so a missing download or folder leaves no half-made run behind.
+    data, weights, prepared = _prepare_inputs(spec, settings=settings, backbone=backbone,
+                                              hp=hp, image_size=image_size, log=log)
+
+    run_dir = new_run_dir(Path(spec.results_dir), name)
     record = {
         "run_id": name,
         "status": "running",
-        "started": _timestamp(),
+        "started": started_at,
         "space": {"name": space.name, "version": space.version, "description": space.description,
                   "file": str(space.path),
                   "hyperparameters": [p.get_config() | {"type": type(p).__name__}
@@ -196,46 +251,12 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         "columns": {"hyperparameters": columns, "varied": declared},
         **device,
         "versions": library_versions(),
+        **prepared,
     }
     write_json(run_dir.run_json, record)
 
     table = None
     try:
-        request = DataRequest(
-            image_size=image_size, seed=spec.seed, train_per_class=spec.train_per_class,
-            images_per_class=spec.images_per_class, data=spec.data, data_dir=spec.data_dir,
-            cache_dir=Path(spec.cache_dir))
-        data = load_dataset(settings.dataset, request)
-        log(f"data: {data.summary()}")
-        record["dataset"] = {"name": data.name, "classes": list(data.class_names),
-                             "train": len(data.train), "validation": len(data.validation),
-                             "test": len(data.test),
-                             "source": len(data.source) if data.source is not None else 0}
-        weights = None
-        inits = _init_values(hp, settings)
-        if "pretrained" in inits:
-            source = data
-            if spec.source_dataset is not None:
-                source = load_dataset(spec.source_dataset, request)
-            if source.source is not None:
-                made = pretrain(backbone, source, image_size=image_size, seed=spec.seed,
-                                epochs=spec.pretrain_epochs, cache_dir=Path(spec.cache_dir),
-                                log=log)
-                weights = made.weights_path
-                record["pretraining"] = asdict(made) | {"source": source.name}
-            elif backbone.imagenet:
-                log(f"{data.name} has no source task: 'pretrained' means ImageNet weights")
-                weights = "imagenet"
-                record["pretraining"] = {"source": "imagenet"}
-            else:
-                raise BenchError(
-                    f"dataset {data.name!r} has no source task to pretrain {backbone.name} on, "
-                    "and it has no ImageNet weights: name one with --source-dataset "
-                    "(digits, shapes), or use a space whose init is 'random' or 'imagenet'")
-        if "imagenet" in inits or weights == "imagenet":
-            ensure_imagenet_weights(backbone, image_size=image_size)
-        write_json(run_dir.run_json, record)
-
         hypermodel = FineTuneHyperModel(space, ModelInputs(
             backbone=backbone, image_size=image_size, num_classes=len(data.class_names),
             num_blocks=num_blocks, pretrained_weights=weights))
