@@ -142,3 +142,48 @@ def test_an_archive_placed_by_hand_is_used_without_downloading(server, tmp_path)
     (tmp_path / "hotdog.zip").write_bytes(GOOD)
     root = _fetch(server, tmp_path, "/hotdog.zip", sha1(GOOD))
     assert root.is_dir() and server.requests == []
+
+
+def hotdog_archive(train_per_class: int, test_per_class: int) -> bytes:
+    """A real-image archive in the hotdog layout with the given counts."""
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (12, 12), (200, 40, 40)).save(png, "PNG")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for part, count in (("train", train_per_class), ("test", test_per_class)):
+            for label in ("hotdog", "not-hotdog"):
+                for i in range(count):
+                    archive.writestr(f"hotdog/{part}/{label}/{i}.png", png.getvalue())
+    return buffer.getvalue()
+
+
+def test_the_hotdog_dataset_downloads_checks_its_counts_and_splits(tmp_path):
+    from bench.datasets import DataRequest, load_hotdog
+
+    full = hotdog_archive(1000, 400)
+    served = Server({"/hotdog.zip": full})
+    try:
+        request = DataRequest(image_size=16, seed=1, data_dir=tmp_path / "data",
+                              cache_dir=tmp_path / "cache")
+        data = load_hotdog(request, urls=[served.url + "/hotdog.zip"], sha1=sha1(full))
+    finally:
+        served.close()
+    assert data.class_names == ("hotdog", "not-hotdog")
+    assert len(data.train) + len(data.validation) == 2000 and len(data.test) == 800
+    assert len(data.validation) == 400 and data.source is None
+    assert data.train.images.shape[1:] == (16, 16, 3)
+
+
+def test_a_hotdog_folder_with_the_wrong_counts_is_refused(tmp_path):
+    from bench.datasets import DataRequest, load_hotdog
+
+    short = hotdog_archive(3, 2)
+    served = Server({"/hotdog.zip": short})
+    try:
+        with pytest.raises(BenchError, match="holds 6 images, expected 2000"):
+            load_hotdog(DataRequest(image_size=16, data_dir=tmp_path, cache_dir=tmp_path),
+                        urls=[served.url + "/hotdog.zip"], sha1=sha1(short))
+    finally:
+        served.close()
