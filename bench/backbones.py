@@ -8,6 +8,7 @@ no caller can feed [0, 1] pixels to a network that expects [-1, 1].
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -116,6 +117,17 @@ def build_backbone(spec: BackboneSpec, *, image_size: int, weights: str | None =
         raise BenchError(f"{spec.name} needs images of at least {spec.min_image_size} pixels; "
                          f"got --image-size {image_size}")
     return spec.constructor((image_size, image_size, 3), weights)
+
+
+@functools.cache
+def block_count(spec: BackboneSpec, *, image_size: int) -> int:
+    """How many blocks (cut points for ``frozen_blocks``) the backbone has."""
+    import keras
+
+    from bench.blocks import find_blocks
+
+    keras.backend.clear_session()
+    return len(find_blocks(build_backbone(spec, image_size=image_size)))
 
 
 def ensure_imagenet_weights(spec: BackboneSpec, *, image_size: int) -> None:

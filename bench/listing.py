@@ -3,7 +3,7 @@ backbones with their block counts, and tuners."""
 
 from __future__ import annotations
 
-from bench.backbones import BACKBONES, BackboneSpec
+from bench.backbones import BACKBONES, BackboneSpec, block_count
 from bench.datasets import DATASETS
 from bench.errors import BenchError
 from bench.space import DEFAULT_SPACES_DIR, declared_hyperparameters, discover, load_space_file
@@ -27,20 +27,10 @@ def describe_hyperparameter(parameter) -> str:
     return f"{parameter.name} ({kind}) {domain}{default}"
 
 
-_blocks_cache: dict[str, int] = {}
-
-
 def count_blocks(spec: BackboneSpec) -> int:
-    if spec.name not in _blocks_cache:
-        import keras
-
-        from bench.backbones import build_backbone
-        from bench.blocks import find_blocks
-
-        keras.backend.clear_session()
-        size = max(spec.min_image_size, 64 if spec.imagenet else spec.default_image_size)
-        _blocks_cache[spec.name] = len(find_blocks(build_backbone(spec, image_size=size)))
-    return _blocks_cache[spec.name]
+    # Block counts do not depend on the size; a small one builds fast.
+    return block_count(spec, image_size=max(spec.min_image_size,
+                                            64 if spec.imagenet else spec.default_image_size))
 
 
 def print_listing(spaces_dir=DEFAULT_SPACES_DIR) -> None:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.backbones import backbone_spec, ensure_imagenet_weights
+from bench.backbones import backbone_spec, block_count, ensure_imagenet_weights
 from bench.datasets import DataRequest, dataset_info, load_dataset
 from bench.errors import BenchError
 from bench.space import (
@@ -72,16 +72,6 @@ def _check_positive(**values) -> None:
 
 def _timestamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _count_blocks(spec, image_size: int) -> int:
-    import keras
-
-    from bench.backbones import build_backbone
-    from bench.blocks import find_blocks
-
-    keras.backend.clear_session()
-    return len(find_blocks(build_backbone(spec, image_size=image_size)))
 
 
 def _init_values(hp, settings: SpaceSettings) -> list[str]:
@@ -203,7 +193,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     if spec.tensorboard and keras.backend.backend() != "tensorflow":
         raise BenchError("--tensorboard writes KerasTuner's HParams logs, which need the "
                          "TensorFlow backend; unset KERAS_BACKEND or drop --tensorboard")
-    num_blocks = _count_blocks(backbone, image_size)
+    num_blocks = block_count(backbone, image_size=image_size)
     hp = declared_hyperparameters(space, num_blocks=num_blocks)
     if spec.init is not None:
         hp = fix_hyperparameter(hp, "init", spec.init)
