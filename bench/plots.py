@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.progress import format_values  # noqa: E402
+from bench.progress import format_value  # noqa: E402
 
 LABELS = {
     "val_accuracy": "validation accuracy",
@@ -29,10 +29,6 @@ LABELS = {
 
 def label(name: str) -> str:
     return LABELS.get(name, name.replace("_", " "))
-
-
-def _shown(value) -> str:
-    return format_values({"": value})[1:] if isinstance(value, float) else str(value)
 
 
 def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
@@ -77,7 +73,7 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                     if line.empty:
                         continue
                     line = line.sort_values(x)
-                    name = ", ".join(f"{label(k)}={_shown(v)}" for k, v in
+                    name = ", ".join(f"{label(k)}={format_value(v)}" for k, v in
                                      ((hue, h), (style, s)) if k)
                     ax.plot(line[x], line["mean"], linestyle=dashes[s], color=palette[h],
                             marker="o", markersize=3, label=name or None)
@@ -92,7 +88,7 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                 ax.set_xscale("log")
             elif integer_x:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            heading = " | ".join(f"{label(k)} = {_shown(v)}" for k, v in ((row, r), (col, c))
+            heading = " | ".join(f"{label(k)} = {format_value(v)}" for k, v in ((row, r), (col, c))
                                  if k and k != "metric")
             if row == "metric":
                 ax.set_ylabel(label(r))
@@ -139,7 +135,7 @@ def heatmaps(tables: dict, *, title: str, rows: str, cols: str):
                              squeeze=False)
     for ax, (name, table) in zip(axes[0], tables.items()):
         shown = table.copy()
-        shown.columns = [_shown(c) for c in shown.columns]
+        shown.columns = [format_value(c) for c in shown.columns]
         sns.heatmap(shown, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
                     cbar_kws={"label": "final validation accuracy"})
         ax.set_xlabel(label(cols) + (" (log-spaced)" if cols.endswith("lr") else ""))

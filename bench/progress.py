@@ -6,12 +6,13 @@ import sys
 import time
 
 
+def format_value(value) -> str:
+    """A hyperparameter value as people read it: floats to three significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def format_values(values: dict) -> str:
-    parts = []
-    for name, value in values.items():
-        shown = f"{value:.3g}" if isinstance(value, float) else str(value)
-        parts.append(f"{name}={shown}")
-    return " ".join(parts)
+    return " ".join(f"{name}={format_value(value)}" for name, value in values.items())
 
 
 class Progress:

@@ -54,12 +54,18 @@ def check_run_name(name: str) -> None:
         raise BenchError(f"run name {name!r} must be letters, digits, '.', '_' or '-'")
 
 
-def new_run_dir(results_dir: Path, name: str) -> RunDir:
-    """Creates ``results_dir/name``; an existing run is never overwritten."""
+def check_new_run_dir(results_dir: Path, name: str) -> Path:
+    """The path a new run would take; raises if the name is bad or already taken."""
     check_run_name(name)
     path = Path(results_dir) / name
     if path.exists():
         raise BenchError(f"{path} already exists; choose another --name or move that run away")
+    return path
+
+
+def new_run_dir(results_dir: Path, name: str) -> RunDir:
+    """Creates ``results_dir/name``; an existing run is never overwritten."""
+    path = check_new_run_dir(results_dir, name)
     try:
         path.mkdir(parents=True)
     except OSError as error:

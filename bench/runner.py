@@ -77,7 +77,7 @@ def _timestamp() -> str:
 def _init_values(hp, settings: SpaceSettings) -> list[str]:
     for parameter in hp.space:
         if parameter.name == "init":
-            return list(getattr(parameter, "values", [getattr(parameter, "value", None)]))
+            return list(parameter.values)
     return [settings.init]
 
 
@@ -186,9 +186,9 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     from bench.hypermodel import FineTuneHyperModel, ModelInputs
     from bench.progress import Progress
     from bench.recording import CsvAppender, epoch_columns
-    from bench.results import check_run_name, new_run_dir, write_json
-    from bench.tuner import BenchTuner, Execution
-    from bench.tuners import choose_tuner, grid_size, make_oracle
+    from bench.results import check_new_run_dir, new_run_dir, write_json
+    from bench.tuner import BenchTuner, Execution, repeat_seeds
+    from bench.tuners import choose_tuner, make_oracle, planned_trials
 
     if spec.tensorboard and keras.backend.backend() != "tensorflow":
         raise BenchError("--tensorboard writes KerasTuner's HParams logs, which need the "
@@ -203,10 +203,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
                *[n for n in declared if n not in BUILDER_HYPERPARAMETERS]]
 
     name = spec.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    check_run_name(name)
-    if (Path(spec.results_dir) / name).exists():
-        raise BenchError(f"{Path(spec.results_dir) / name} already exists; choose another "
-                         "--name or move that run away")
+    check_new_run_dir(Path(spec.results_dir), name)
     started_at = _timestamp()
     device = describe_device()
     log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "
@@ -236,8 +233,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         "preset": spec.preset,
         "references": references,
         "backbone": {"name": backbone.name, "blocks": num_blocks},
-        "seeds": {"oracle": spec.seed,
-                  "repeats": list(range(spec.seed, spec.seed + settings.repeats))},
+        "seeds": {"oracle": spec.seed, "repeats": repeat_seeds(spec.seed, settings.repeats)},
         "columns": {"hyperparameters": columns, "varied": declared},
         **device,
         "versions": library_versions(),
@@ -256,11 +252,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         execution = Execution(run_id=name, data=data, epochs=settings.epochs,
                               batch_size=settings.batch_size, repeats=settings.repeats,
                               seed=spec.seed, table=table, columns=columns, run_dir=run_dir)
-        total = grid_size(hp) if tuner_name == "grid" else settings.max_trials or 10
-        if tuner_name == "grid" and settings.max_trials:
-            total = min(total, settings.max_trials)
-        if tuner_name == "hyperband":
-            total = None
+        total = planned_trials(tuner_name, hp, max_trials=settings.max_trials)
         progress = Progress(total_trials=total, repeats=settings.repeats,
                             epochs=settings.epochs)
         tuner = BenchTuner(oracle=oracle, hypermodel=hypermodel, directory=str(run_dir.path),

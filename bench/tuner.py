@@ -59,6 +59,11 @@ class FitRun:
         )
 
 
+def repeat_seeds(seed: int, repeats: int) -> list[int]:
+    """The global seed of each repeat: the same for every trial, so inits are paired."""
+    return [seed + repeat for repeat in range(repeats)]
+
+
 @dataclass
 class Execution:
     """The fixed part of every trial in a run."""
@@ -105,8 +110,7 @@ class BenchTuner(keras_tuner.Tuner):
         epochs = int(hp.values.get("tuner/epochs", ex.epochs))
         started = time.perf_counter()
         results, tests = [], []
-        for repeat in range(1, ex.repeats + 1):
-            seed = ex.seed + repeat - 1
+        for repeat, seed in enumerate(repeat_seeds(ex.seed, ex.repeats), start=1):
             repeat_start = time.perf_counter()
             parts = self.models.prepare(hp, seed=seed)
             recorder = EpochRecorder(

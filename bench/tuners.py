@@ -13,6 +13,7 @@ TUNERS = {
     "hyperband": "Hyperband: many short trials, the best continue (--max-epochs)",
 }
 OBJECTIVE = "val_accuracy"
+DEFAULT_MAX_TRIALS = 10  # for the tuners that sample (random, bayesian)
 
 
 def _values(parameter) -> list | None:
@@ -48,6 +49,16 @@ def choose_tuner(name: str | None, hp) -> str:
     return name
 
 
+def planned_trials(name: str, hp, *, max_trials: int | None) -> int | None:
+    """How many trials the search will run, or None where the tuner decides (Hyperband)."""
+    if name == "hyperband":
+        return None
+    if name == "grid":
+        size = grid_size(hp)
+        return min(size, max_trials) if max_trials else size
+    return max_trials or DEFAULT_MAX_TRIALS
+
+
 def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int,
                 max_epochs: int):
     """Builds the KerasTuner oracle for ``name`` over the declared ``hyperparameters``."""
@@ -63,10 +74,11 @@ def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int
     if name == "grid":
         return keras_tuner.oracles.GridSearchOracle(max_trials=max_trials, **common)
     if name == "random":
-        return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials or 10, **common)
+        return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials or DEFAULT_MAX_TRIALS,
+                                                      **common)
     if name == "bayesian":
-        return keras_tuner.oracles.BayesianOptimizationOracle(max_trials=max_trials or 10,
-                                                              **common)
+        return keras_tuner.oracles.BayesianOptimizationOracle(
+            max_trials=max_trials or DEFAULT_MAX_TRIALS, **common)
     if name == "hyperband":
         return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs, factor=3, **common)
     raise unknown_name("tuner", name, list(TUNERS))
