@@ -3,6 +3,12 @@
 Nothing here imports Keras. Each function takes the rows of ``epochs.csv`` or
 ``trials.csv`` and returns a small DataFrame (or a dataclass) that a drawing function or
 the report turns into a picture or a sentence; the tests check these values directly.
+
+Two rules hold everywhere. Only complete executions count: ``complete_rows`` keeps the
+rows of trials that finished, so a failed, diverged or interrupted trial never feeds a
+mean. And every interval is over the repeats (seeds) of one configuration: where a
+figure cannot show every varied hyperparameter, ``best_configurations`` keeps the best
+configuration per shown combination instead of averaging different ones together.
 """
 
 from __future__ import annotations
@@ -14,115 +20,267 @@ import numpy as np
 import pandas as pd
 
 CONFIDENCE = 0.95
+#: The initialisation every other one is compared against.
+BASELINE_INIT = "random"
+#: Columns of ``epochs.csv`` that are not hyperparameters.
+NOT_HYPERPARAMETERS = ("run_id", "trial_id", "repeat", "seed", "epoch", "frozen_layers",
+                       "trainable_params", "loss", "accuracy", "val_loss", "val_accuracy",
+                       "epoch_seconds", "test_accuracy", "phase")
+ACCURACY_BOUNDS = (0.0, 1.0)
+DIFFERENCE_BOUNDS = (-1.0, 1.0)
 
 
-def t_interval(values) -> tuple[float, float, float]:
+def t_interval(values, *, bounds: tuple[float, float] | None = None
+               ) -> tuple[float, float, float]:
     """Mean and the two ends of its 95% Student-t confidence interval.
 
-    One value gives an interval of zero width around it; none gives NaNs.
+    One value gives an interval of zero width around it; none gives NaNs. ``bounds``
+    clips the ends to the range the quantity can take (accuracy lies in [0, 1]).
     """
     values = np.asarray([v for v in values if not pd.isna(v)], dtype=float)
     if len(values) == 0:
         return (math.nan, math.nan, math.nan)
     mean = float(values.mean())
     if len(values) == 1:
-        return (mean, mean, mean)
-    from scipy.stats import t
+        low = high = mean
+    else:
+        from scipy.stats import t
 
-    half = float(t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * values.std(ddof=1)
-                 / math.sqrt(len(values)))
-    return (mean, mean - half, mean + half)
+        half = float(t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * values.std(ddof=1)
+                     / math.sqrt(len(values)))
+        low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return (mean, low, high)
 
 
-def mean_curves(epochs: pd.DataFrame, *, by: list[str], metric: str = "val_accuracy"
-                ) -> pd.DataFrame:
+def _groups(table: pd.DataFrame, by: list[str]):
+    """(key dict, group) pairs; inactive (empty) values form a group of their own."""
+    if not by:
+        yield {}, table
+        return
+    for key, group in table.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        yield dict(zip(by, key)), group
+
+
+def complete_rows(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    """The rows of executions that finished: those of trials whose status is COMPLETED.
+
+    A failed trial (an error, a loss that became NaN) and a trial cut short by a kill or
+    an interrupt have rows in ``epochs.csv``, because rows are written as epochs end, but
+    no final numbers: they never enter a mean, an interval or a gap.
+    """
+    if trials.empty or "status" not in trials:
+        return epochs.iloc[0:0]
+    done = trials[trials["status"] == "COMPLETED"]
+    keys = ["run_id", "trial_id"] if "run_id" in trials and "run_id" in epochs else ["trial_id"]
+    chosen = done[keys].drop_duplicates()
+    return epochs.merge(chosen, on=keys, how="inner")[epochs.columns]
+
+
+def mean_curves(epochs: pd.DataFrame, *, by: list[str], metric: str = "val_accuracy",
+                bounds: tuple[float, float] | None = ACCURACY_BOUNDS) -> pd.DataFrame:
     """Mean of ``metric`` over repeats per group and epoch, with a 95% interval.
+
+    Give ``by`` every varied hyperparameter (or keep one configuration per group with
+    ``best_configurations``): the interval is then over the repeats of one configuration.
 
     Returns:
         Columns ``*by, epoch, mean, low, high, n``.
     """
     rows = []
-    for key, group in epochs.groupby([*by, "epoch"], sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        mean, low, high = t_interval(group[metric])
-        rows.append({**dict(zip([*by, "epoch"], key)), "mean": mean, "low": low, "high": high,
+    for key, group in _groups(epochs, [*by, "epoch"]):
+        mean, low, high = t_interval(group[metric], bounds=bounds)
+        rows.append({**key, "mean": mean, "low": low, "high": high,
                      "n": int(group[metric].notna().sum())})
     return pd.DataFrame(rows, columns=[*by, "epoch", "mean", "low", "high", "n"])
 
 
 def varied(epochs: pd.DataFrame, candidates: list[str]) -> list[str]:
-    """The candidate columns that take more than one value in the table."""
-    return [c for c in candidates if c in epochs and epochs[c].nunique(dropna=True) > 1]
+    """The candidate columns that take more than one value (inactive counts as one)."""
+    return [c for c in candidates if c in epochs and epochs[c].nunique(dropna=False) > 1]
+
+
+def last_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Each execution's last row."""
+    keys = [k for k in ("run_id", "trial_id", "repeat") if k in epochs]
+    return epochs.sort_values("epoch").groupby(keys, sort=False, dropna=False).tail(1)
+
+
+def configuration_scores(epochs: pd.DataFrame, *, configuration: list[str],
+                         metric: str = "val_accuracy") -> pd.DataFrame:
+    """Mean final ``metric`` of each configuration over its repeats.
+
+    Returns:
+        Columns ``*configuration, score``.
+    """
+    last = last_epochs(epochs)
+    rows = [{**key, "score": float(group[metric].mean())}
+            for key, group in _groups(last, configuration)]
+    return pd.DataFrame(rows, columns=[*configuration, "score"])
+
+
+def best_configurations(epochs: pd.DataFrame, *, keep: list[str], over: list[str],
+                        metric: str = "val_accuracy") -> pd.DataFrame:
+    """The rows of one configuration per combination of ``keep``: among the values of
+    ``over``, the one with the best mean final ``metric``.
+
+    A figure that shows ``keep`` but not ``over`` draws these rows, so each line and each
+    interval belongs to one configuration run with several seeds.
+    """
+    if not over:
+        return epochs
+    scores = configuration_scores(epochs, configuration=[*keep, *over], metric=metric)
+    chosen = []
+    for _, group in _groups(scores, keep):
+        chosen.append(group.loc[group["score"].idxmax()] if group["score"].notna().any()
+                      else group.iloc[0])
+    chosen = pd.DataFrame(chosen)[[*keep, *over]]
+    marker = "__chosen__"
+    key = [*keep, *over]
+    left = epochs.assign(**{c: epochs[c].astype(object).where(epochs[c].notna(), marker)
+                            for c in key})
+    right = chosen.assign(**{c: chosen[c].astype(object).where(chosen[c].notna(), marker)
+                             for c in key})
+    index = left.reset_index().merge(right, on=key, how="inner")["index"]
+    return epochs.loc[sorted(index)]
 
 
 @dataclass(frozen=True)
 class Gap:
-    """Pretrained minus random accuracy, paired by seed, at one epoch."""
+    """One initialisation minus ``random``, paired by seed, at one epoch."""
 
+    init: str
+    baseline: str
     epoch: int
     mean: float
     low: float
     high: float
     spread: float  # standard deviation of the paired differences across seeds
-    pairs: int
+    pairs: int  # seeds
+    configurations: int  # configurations run with both inits, averaged per seed
     p_value: float
-    pretrained: float
-    random: float
+    init_accuracy: float
+    baseline_accuracy: float
+
+
+def _configuration_columns(epochs: pd.DataFrame) -> list[str]:
+    return [c for c in epochs.columns if c not in NOT_HYPERPARAMETERS and c != "init"]
 
 
 def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy",
-                            a: str = "pretrained", b: str = "random") -> pd.DataFrame:
-    """Per seed and epoch: ``metric`` of init ``a`` minus init ``b``, averaged over the
-    other hyperparameters (only configurations run with both inits are paired).
+                            a: str = "pretrained", b: str = BASELINE_INIT) -> pd.DataFrame:
+    """Per seed and epoch: ``metric`` of init ``a`` minus init ``b``.
+
+    Only configurations (values of the other hyperparameters) that ran with both inits
+    at every seed are paired, and each seed's difference is the mean over those same
+    configurations, so no seed is compared on other configurations than another.
 
     Returns:
-        Columns ``seed, epoch, a, b, diff``.
+        Columns ``seed, epoch, a, b, diff, configurations``.
     """
-    if "init" not in epochs or not {a, b} <= set(epochs["init"].unique()):
-        return pd.DataFrame(columns=["seed", "epoch", a, b, "diff"])
-    others = [c for c in epochs.columns if c not in (
-        "run_id", "trial_id", "repeat", "seed", "epoch", "init", "frozen_layers",
-        "trainable_params", "loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds",
-        "test_accuracy")]
-    table = epochs.pivot_table(index=["seed", "epoch", *others], columns="init",
-                               values=metric, aggfunc="mean", dropna=False)
-    table = table[[a, b]].dropna()
-    per_seed = table.groupby(level=["seed", "epoch"]).mean().reset_index()
+    columns = ["seed", "epoch", a, b, "diff", "configurations"]
+    if "init" not in epochs or not {a, b} <= set(epochs["init"].dropna().unique()):
+        return pd.DataFrame(columns=columns)
+    others = _configuration_columns(epochs)
+    rows = epochs[epochs["init"].isin([a, b])]
+    marker = "__inactive__"
+    rows = rows.assign(**{c: rows[c].astype(object).where(rows[c].notna(), marker)
+                          for c in others})
+    table = (rows.groupby([*others, "seed", "epoch", "init"], dropna=False)[metric].mean()
+             .unstack("init"))
+    table = table[[a, b]].dropna().reset_index()
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    parts = []
+    for epoch, at in table.groupby("epoch"):
+        seeds = at.groupby(others, dropna=False)["seed"].transform("nunique") if others else \
+            pd.Series(at["seed"].nunique(), index=at.index)
+        full = at[seeds == at["seed"].nunique()]
+        per_seed = full.groupby("seed")[[a, b]].mean().reset_index()
+        per_seed["epoch"] = epoch
+        per_seed["configurations"] = (full.groupby(others, dropna=False).ngroups
+                                      if others else 1)
+        parts.append(per_seed)
+    per_seed = pd.concat(parts, ignore_index=True)
     per_seed["diff"] = per_seed[a] - per_seed[b]
-    return per_seed[["seed", "epoch", a, b, "diff"]]
+    return per_seed[columns]
+
+
+def compared_inits(epochs: pd.DataFrame) -> list[str]:
+    """The inits that ran besides ``random``, each to be compared with it."""
+    if "init" not in epochs:
+        return []
+    inits = set(epochs["init"].dropna().unique())
+    if BASELINE_INIT not in inits:
+        return []
+    order = ["pretrained", "imagenet"]
+    others = sorted(inits - {BASELINE_INIT}, key=lambda i: (order.index(i) if i in order
+                                                            else len(order), i))
+    return others
 
 
 def transfer_gain(epochs: pd.DataFrame, *, metric: str = "val_accuracy") -> pd.DataFrame:
-    """Mean paired gain of pretrained over random per epoch, with a 95% interval.
+    """Mean paired gain of each init over random per epoch, with a 95% interval.
 
     Returns:
-        Columns ``epoch, mean, low, high, n`` (empty when both inits did not run).
+        Columns ``comparison, epoch, mean, low, high, n`` (``comparison`` such as
+        "pretrained - random"); empty when nothing could be paired.
     """
-    diffs = paired_init_differences(epochs, metric=metric)
-    rows = [{"epoch": epoch, **dict(zip(("mean", "low", "high"), t_interval(g["diff"]))),
-             "n": len(g)} for epoch, g in diffs.groupby("epoch")]
-    return pd.DataFrame(rows, columns=["epoch", "mean", "low", "high", "n"])
+    rows = []
+    for init in compared_inits(epochs):
+        diffs = paired_init_differences(epochs, metric=metric, a=init)
+        for epoch, group in diffs.groupby("epoch"):
+            mean, low, high = t_interval(group["diff"], bounds=DIFFERENCE_BOUNDS)
+            rows.append({"comparison": f"{init} - {BASELINE_INIT}", "epoch": epoch,
+                         "mean": mean, "low": low, "high": high, "n": len(group)})
+    return pd.DataFrame(rows, columns=["comparison", "epoch", "mean", "low", "high", "n"])
 
 
-def init_gap(epochs: pd.DataFrame, *, epoch: int | None = None,
+def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | None = None,
              metric: str = "val_accuracy") -> Gap | None:
-    """The pretrained-vs-random gap at ``epoch`` (default: the last), paired by seed,
-    with a 95% interval and a two-sided paired t-test; None if both inits did not run."""
-    diffs = paired_init_differences(epochs, metric=metric)
+    """The gap of ``init`` over random at ``epoch`` (default: the last), paired by seed,
+    with a 95% interval and a two-sided paired t-test; None if nothing could be paired."""
+    diffs = paired_init_differences(epochs, metric=metric, a=init)
     if diffs.empty:
         return None
     epoch = int(diffs["epoch"].max()) if epoch is None else epoch
     at = diffs[diffs["epoch"] == epoch]
-    mean, low, high = t_interval(at["diff"])
+    if at.empty:
+        return None
+    mean, low, high = t_interval(at["diff"], bounds=DIFFERENCE_BOUNDS)
     spread = float(at["diff"].std(ddof=1)) if len(at) > 1 else math.nan
     p_value = math.nan
     if len(at) > 1 and spread > 0:
         from scipy.stats import ttest_1samp
 
         p_value = float(ttest_1samp(at["diff"], 0.0).pvalue)
-    return Gap(epoch=epoch, mean=mean, low=low, high=high, spread=spread, pairs=len(at),
-               p_value=p_value, pretrained=float(at["pretrained"].mean()),
-               random=float(at["random"].mean()))
+    return Gap(init=init, baseline=BASELINE_INIT, epoch=epoch, mean=mean, low=low, high=high,
+               spread=spread, pairs=len(at), configurations=int(at["configurations"].iloc[0]),
+               p_value=p_value, init_accuracy=float(at[init].mean()),
+               baseline_accuracy=float(at[BASELINE_INIT].mean()))
+
+
+def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy") -> list[Gap]:
+    """``init_gap`` at the last epoch for every init that ran besides random."""
+    gaps = [init_gap(epochs, init=init, metric=metric) for init in compared_inits(epochs)]
+    return [gap for gap in gaps if gap is not None]
+
+
+def why_no_gap(epochs: pd.DataFrame) -> str:
+    """Why ``init_gaps`` is empty, and what to run instead, as one sentence."""
+    inits = sorted(epochs["init"].dropna().unique()) if "init" in epochs else []
+    if len(inits) < 2:
+        return "init was not varied, so there is no gap between initialisations."
+    if BASELINE_INIT not in inits:
+        return (f"init took the values {', '.join(inits)} but never {BASELINE_INIT}, so there "
+                f"is no gap against {BASELINE_INIT} initialisation; add {BASELINE_INIT!r} to "
+                "the space's init choices.")
+    return (f"init took the values {', '.join(inits)}, but no configuration of the other "
+            "hyperparameters ran with both an init and random at the same seeds, so "
+            "nothing can be paired; run a grid over init (--tuner grid) or a space that "
+            "varies init alone (--space init).")
 
 
 def best_trials(trials: pd.DataFrame, *, by: str | None = None,
@@ -133,7 +291,7 @@ def best_trials(trials: pd.DataFrame, *, by: str | None = None,
         return done
     if by is None or by not in done:
         return done.sort_values(objective, ascending=False).head(1)
-    index = done.groupby(by)[objective].idxmax()
+    index = done.groupby(by, dropna=False)[objective].idxmax()
     return done.loc[index].sort_values(objective, ascending=False)
 
 
@@ -153,45 +311,33 @@ def best_so_far(trials: pd.DataFrame, *, objective: str = "best_val_accuracy") -
             parts.append(part)
         return pd.concat(parts, ignore_index=True)
     ordered = trials.sort_values("trial_id").reset_index(drop=True)
-    best = ordered[objective].where(ordered["status"] == "COMPLETED").cummax().ffill()
+    score = ordered[objective].where(ordered["status"] == "COMPLETED")
+    best = score.cummax().ffill()
     return pd.DataFrame({
         "trial_number": np.arange(1, len(ordered) + 1),
         "trial_id": ordered["trial_id"],
-        "objective": ordered[objective],
+        "objective": score,
         "best": best,
         "elapsed_seconds": ordered["seconds"].fillna(0).cumsum(),
     })
 
 
-def final_by(epochs: pd.DataFrame, *, by: list[str], metric: str = "val_accuracy"
-             ) -> pd.DataFrame:
-    """``metric`` at each execution's last epoch, then mean and 95% interval per group."""
-    last = epochs.sort_values("epoch").groupby(["trial_id", "repeat"], sort=False).tail(1)
-    rows = []
-    for key, group in last.groupby(by, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        mean, low, high = t_interval(group[metric])
-        rows.append({**dict(zip(by, key)), "mean": mean, "low": low, "high": high,
-                     "n": len(group)})
-    return pd.DataFrame(rows, columns=[*by, "mean", "low", "high", "n"])
-
-
-def execution_summary(epochs: pd.DataFrame, *, by: list[str], metric: str = "val_accuracy"
-                      ) -> pd.DataFrame:
+def execution_summary(epochs: pd.DataFrame, *, by: list[str], metric: str = "val_accuracy",
+                      bounds: tuple[float, float] | None = ACCURACY_BOUNDS) -> pd.DataFrame:
     """Final and best ``metric`` of each execution, then mean and 95% interval per group.
 
     Returns:
         Columns ``*by, measure, mean, low, high, n`` with ``measure`` "final" or "best".
     """
-    ordered = epochs.sort_values("epoch").groupby(["run_id", "trial_id", "repeat"], sort=False)
+    keys = [k for k in ("run_id", "trial_id", "repeat") if k in epochs]
+    ordered = epochs.sort_values("epoch").groupby(keys, sort=False, dropna=False)
     per_execution = ordered.agg(final=(metric, "last"), best=(metric, "max"),
                                 **{k: (k, "first") for k in by}).reset_index(drop=True)
     rows = []
     for measure in ("final", "best"):
-        for key, group in per_execution.groupby(by, sort=True):
-            key = key if isinstance(key, tuple) else (key,)
-            mean, low, high = t_interval(group[measure])
-            rows.append({**dict(zip(by, key)), "measure": measure, "mean": mean, "low": low,
+        for key, group in _groups(per_execution, by):
+            mean, low, high = t_interval(group[measure], bounds=bounds)
+            rows.append({**key, "measure": measure, "mean": mean, "low": low,
                          "high": high, "n": len(group)})
     return pd.DataFrame(rows, columns=[*by, "measure", "mean", "low", "high", "n"])
 
@@ -199,8 +345,8 @@ def execution_summary(epochs: pd.DataFrame, *, by: list[str], metric: str = "val
 def heatmap_table(epochs: pd.DataFrame, *, rows: str, cols: str,
                   metric: str = "val_accuracy") -> pd.DataFrame:
     """Mean final ``metric`` over executions, ``rows`` x ``cols`` (a pivot table)."""
-    last = epochs.sort_values("epoch").groupby(["run_id", "trial_id", "repeat"]).tail(1)
-    return last.pivot_table(index=rows, columns=cols, values=metric, aggfunc="mean")
+    return last_epochs(epochs).pivot_table(index=rows, columns=cols, values=metric,
+                                           aggfunc="mean")
 
 
 def generalisation_gap(epochs: pd.DataFrame, trial_ids: list[str]) -> pd.DataFrame:
@@ -211,7 +357,7 @@ def generalisation_gap(epochs: pd.DataFrame, trial_ids: list[str]) -> pd.DataFra
     """
     chosen = epochs[epochs["trial_id"].isin(trial_ids)].copy()
     chosen["gap"] = chosen["accuracy"] - chosen["val_accuracy"]
-    return mean_curves(chosen, by=["trial_id"], metric="gap")
+    return mean_curves(chosen, by=["trial_id"], metric="gap", bounds=DIFFERENCE_BOUNDS)
 
 
 def phase_boundaries(epochs: pd.DataFrame) -> list[float]:

@@ -7,9 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, StudyFailed
 
 EXIT_USER_ERROR = 2
+EXIT_STUDY_FAILED = 1
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--tuner", help="grid, random, bayesian or hyperband (default: grid for finite spaces)")
     add("--max-trials", type=int, help="trials at most (default: the whole grid, or 10)")
     add("--max-epochs", type=int, help="Hyperband's most epochs per trial (default --epochs)")
+    add("--initial-points", type=int,
+        help="Bayesian tuner: trials sampled at random before the Gaussian process proposes "
+             "any (default: 3 per hyperparameter, at least 3)")
     add("--epochs", type=int, help="epochs per execution (default: the space's)")
     add("--repeats", type=int, help="executions per configuration, one seed each")
     add("--batch-size", type=int, help="batch size (default: the space's)")
@@ -82,7 +86,13 @@ def _run(args) -> int:
 
     fields = RunSpec.__dataclass_fields__
     spec = RunSpec(**{k: v for k, v in vars(args).items() if k in fields})
-    run_dir = run_study(spec)
+    try:
+        run_dir = run_study(spec)
+    except StudyFailed as failure:
+        print_summary(failure.run_dir)
+        print(f"error: the study failed: {failure}; the tables and report in "
+              f"{failure.run_dir} hold every trial that ran", file=sys.stderr)
+        return EXIT_STUDY_FAILED
     print_summary(run_dir)
     return 0
 

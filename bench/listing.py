@@ -24,7 +24,10 @@ def describe_hyperparameter(parameter) -> str:
     else:
         domain = ""
     default = f", default {parameter.default}" if kind != "Fixed" else ""
-    return f"{parameter.name} ({kind}) {domain}{default}"
+    conditions = [c.get_config() for c in parameter.conditions]
+    when = "".join(f", only when {c['name']} in {{{', '.join(str(v) for v in c['values'])}}}"
+                   for c in conditions)
+    return f"{parameter.name} ({kind}) {domain}{default}{when}"
 
 
 def count_blocks(spec: BackboneSpec) -> int:

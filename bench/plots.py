@@ -27,8 +27,32 @@ LABELS = {
 }
 
 
+#: Columns whose values are already full labels.
+VERBATIM = ("configuration", "comparison", "run / comparison")
+
+
 def label(name: str) -> str:
     return LABELS.get(name, name.replace("_", " "))
+
+
+def ordered(values) -> list:
+    """Distinct values in reading order: numbers by value, then text, inactive last."""
+    distinct = list(pd.unique(pd.Series(list(values), dtype=object)))
+
+    def key(value):
+        if value is None or (isinstance(value, float) and value != value) or value == "":
+            return (2, 0, "")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (0, float(value), "")
+        return (1, 0, str(value))
+
+    return sorted(distinct, key=key)
+
+
+def _select(frame: pd.DataFrame, column: str, value) -> pd.DataFrame:
+    if value is None or (isinstance(value, float) and value != value):
+        return frame[frame[column].isna()]
+    return frame[frame[column] == value]
 
 
 def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
@@ -45,40 +69,47 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
     """
     sns.set_theme(style="whitegrid", context="notebook")
     rows = list(pd.unique(data[row])) if row else [None]
-    cols = list(pd.unique(data[col])) if col else [None]
+    cols = [None]
+    if col:
+        numeric = pd.api.types.is_numeric_dtype(data[col])
+        cols = ordered(data[col]) if numeric else list(pd.unique(data[col]))
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.2 * len(cols) + 1.4,
                                                             height * len(rows)),
                              squeeze=False, sharex=sharex, sharey="row")
     integer_x = pd.api.types.is_integer_dtype(data[x]) or (
         pd.api.types.is_float_dtype(data[x]) and (data[x].dropna() % 1 == 0).all())
-    hues = sorted(pd.unique(data[hue])) if hue else [None]
-    styles = sorted(pd.unique(data[style])) if style else [None]
-    palette = dict(zip(hues, sns.color_palette("viridis", len(hues)) if hue else ["C0"]))
-    dashes = dict(zip(styles, ["-", "--", ":", "-."] * 4))
+    hues = ordered(data[hue]) if hue else [None]
+    styles = ordered(data[style]) if style else [None]
+    palette = dict(zip(map(repr, hues), sns.color_palette("viridis", len(hues)) if hue
+                       else ["C0"]))
+    dashes = dict(zip(map(repr, styles), ["-", "--", ":", "-."] * 4))
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i][j]
             part = data
             if row:
-                part = part[part[row] == r]
+                part = _select(part, row, r)
             if col:
-                part = part[part[col] == c]
+                part = _select(part, col, c)
             for h in hues:
                 for s in styles:
                     line = part
                     if hue:
-                        line = line[line[hue] == h]
+                        line = _select(line, hue, h)
                     if style:
-                        line = line[line[style] == s]
+                        line = _select(line, style, s)
                     if line.empty:
                         continue
                     line = line.sort_values(x)
-                    name = ", ".join(f"{label(k)}={format_value(v)}" for k, v in
-                                     ((hue, h), (style, s)) if k)
-                    ax.plot(line[x], line["mean"], linestyle=dashes[s], color=palette[h],
+                    name = ", ".join(format_value(v) if k in VERBATIM
+                                     else f"{label(k)}={format_value(v)}"
+                                     for k, v in ((hue, h), (style, s)) if k)
+                    ax.plot(line[x], line["mean"], linestyle=dashes[repr(s)],
+                            color=palette[repr(h)],
                             marker="o", markersize=3, label=name or None)
                     if bands:
-                        ax.fill_between(line[x], line["low"], line["high"], color=palette[h],
+                        ax.fill_between(line[x], line["low"], line["high"],
+                                        color=palette[repr(h)],
                                         alpha=0.15, linewidth=0)
             if reference is not None:
                 ax.axhline(reference, color="black", linewidth=1)
@@ -146,10 +177,20 @@ def heatmaps(tables: dict, *, title: str, rows: str, cols: str):
     return fig
 
 
+def objective_vs(summary: pd.DataFrame, *, x: str, col: str | None, hue: str | None,
+                 log: bool, title: str):
+    """Final validation accuracy against one numeric hyperparameter, 95% interval over
+    repeats; a log axis for a log-sampled one."""
+    return facet_lines(summary, x=x, col=col, hue=hue, ylabel="final validation accuracy",
+                       title=title, logx=log)
+
+
 def transfer_gain(gain: pd.DataFrame, *, hue: str | None, title: str):
-    """Figure 4: pretrained minus random validation accuracy against epoch, 95% band."""
-    return facet_lines(gain, hue=hue, ylabel="pretrained - random validation accuracy",
-                       title=title, reference=0.0)
+    """Figure 4: each init minus random validation accuracy against epoch, 95% band."""
+    comparisons = gain["comparison"].unique() if "comparison" in gain else []
+    what = comparisons[0] if len(comparisons) == 1 else "init - random"
+    return facet_lines(gain, hue=hue if len(comparisons) > 1 or hue != "comparison" else None,
+                       ylabel=f"{what} validation accuracy", title=title, reference=0.0)
 
 
 def tuner_progress(progress: pd.DataFrame, *, hue: str | None, title: str):
@@ -164,12 +205,15 @@ def tuner_progress(progress: pd.DataFrame, *, hue: str | None, title: str):
     for ax, name in zip(fig.axes, ["trial number", "search seconds (sum of trial times)"]):
         ax.set_xlabel(name)
         ax.set_title("")
+    fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
 def overfitting(gap: pd.DataFrame, *, title: str):
-    """Figure 6: training minus validation accuracy against epoch, best trials."""
-    return facet_lines(gap, hue="trial_id", ylabel="training - validation accuracy",
+    """Figure 6: training minus validation accuracy against epoch, best trials, one line
+    per configuration (named by its hyperparameters)."""
+    hue = "configuration" if "configuration" in gap else "trial_id"
+    return facet_lines(gap, hue=hue, ylabel="training - validation accuracy",
                        title=title, reference=0.0)
 
 

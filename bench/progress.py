@@ -7,7 +7,10 @@ import time
 
 
 def format_value(value) -> str:
-    """A hyperparameter value as people read it: floats to three significant digits."""
+    """A hyperparameter value as people read it: floats to three significant digits, an
+    empty cell (a conditional hyperparameter whose condition is not met) as "inactive"."""
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return "inactive"
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
@@ -51,13 +54,20 @@ class Progress:
         )
         self.stream.flush()
 
-    def trial_end(self, trial_id: str, status: str, score: float | None) -> None:
+    def note(self, message: str) -> None:
+        """A line between trials (a skipped duplicate, a tuner notice)."""
+        self.stream.write(f"  {message}\n")
+        self.stream.flush()
+
+    def trial_end(self, trial_id: str, status: str, score: float | None,
+                  note: str = "") -> None:
         if score is not None and (self.best is None or score > self.best[0]):
             self.best = (score, trial_id)
         best = (f"best so far {self.best[0]:.3f} (trial {self.best[1]})"
                 if self.best else "no completed trial yet")
         elapsed = time.perf_counter() - self.started
         shown = f"{score:.3f}" if score is not None else "-"
-        self.stream.write(f"  -> trial {trial_id} {status.lower()}: objective {shown}; "
+        why = f" ({note})" if note else ""
+        self.stream.write(f"  -> trial {trial_id} {status.lower()}{why}: objective {shown}; "
                           f"{best}; {elapsed:.0f} s elapsed\n")
         self.stream.flush()

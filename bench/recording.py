@@ -8,12 +8,16 @@ so a killed run keeps every finished epoch.
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 
 import keras
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+#: A trial whose training or validation loss stops being a finite number has failed. A
+#: loss that is merely huge is a valid (bad) result and is kept.
+WATCHED = ("loss", "val_loss")
 
 
 def epoch_columns(hyperparameters: list[str], extra: tuple[str, ...] = ()) -> list[str]:
@@ -62,6 +66,8 @@ class EpochRecorder(keras.callbacks.Callback):
         self.parts = parts
         self.on_epoch = on_epoch
         self.rows: list[dict] = []
+        #: Why training stopped early: "loss became nan at epoch 3", or None.
+        self.failure: str | None = None
         self._start = 0.0
 
     def set(self, **values) -> None:
@@ -82,5 +88,9 @@ class EpochRecorder(keras.callbacks.Callback):
         }
         self.table.append(row)
         self.rows.append(row)
+        broken = [name for name in WATCHED if name in logs and not math.isfinite(row[name])]
+        if broken and self.failure is None:
+            self.failure = f"{broken[0]} became {row[broken[0]]} at epoch {epoch + 1}"
+            self.model.stop_training = True
         if self.on_epoch is not None:
             self.on_epoch(row)

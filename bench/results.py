@@ -16,8 +16,17 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.validate import (
+    EPOCHS_SCHEMA,
+    TRIALS_SCHEMA,
+    TableSchema,
+    check_csv_rows,
+    check_table,
+)
 
-TRIAL_METRICS = ["best_val_accuracy", "final_val_accuracy", "test_accuracy", "seconds"]
+#: What trials.csv says of each trial; the objective columns are empty unless it completed.
+OBJECTIVE_COLUMNS = ["best_val_accuracy", "final_val_accuracy", "test_accuracy"]
+TRIAL_METRICS = [*OBJECTIVE_COLUMNS, "epochs_completed", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -97,24 +106,46 @@ def open_run(path: Path) -> RunDir:
 
 
 def read_run(run: RunDir) -> dict:
-    return json.loads(run.run_json.read_text())
+    """``run.json`` as a dict; a file that is not a JSON object is a BenchError."""
+    try:
+        data = json.loads(run.run_json.read_text())
+    except json.JSONDecodeError as error:
+        raise BenchError(f"{run.run_json} is not valid JSON (line {error.lineno}: {error.msg}); "
+                         "restore it from a copy or rerun the study") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenchError(f"cannot read {run.run_json}: {error}") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{run.run_json} holds a JSON {type(data).__name__}, not the object a "
+                         "run writes; restore it from a copy or rerun the study")
+    return data
 
 
-def _read_table(csv_path: Path, dtypes: dict) -> pd.DataFrame:
-    """Reads the CSV table, or its Parquet copy when only that is there."""
+def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema) -> pd.DataFrame:
+    """Reads the CSV table (checked whole first), or its Parquet copy when only that is
+    there; either way the columns and their types are checked."""
     if csv_path.exists():
-        table = pd.read_csv(csv_path, dtype=dtypes)
+        check_csv_rows(csv_path)
+        try:
+            table = pd.read_csv(csv_path, dtype=dtypes, keep_default_na=True)
+        except (ValueError, pd.errors.ParserError) as error:
+            raise BenchError(f"{csv_path} cannot be read as a table: {error}") from None
+        source = csv_path
     else:
-        table = pd.read_parquet(csv_path.with_suffix(".parquet"))
+        source = csv_path.with_suffix(".parquet")
+        try:
+            table = pd.read_parquet(source)
+        except Exception as error:  # noqa: BLE001 (pyarrow raises many kinds)
+            raise BenchError(f"{source} cannot be read: {error}") from None
+    check_table(table, schema, source)
     return table.astype({k: v for k, v in dtypes.items() if k in table})
 
 
 def read_epochs(run: RunDir) -> pd.DataFrame:
-    return _read_table(run.epochs_csv, {"trial_id": str, "run_id": str})
+    return _read_table(run.epochs_csv, {"trial_id": str, "run_id": str}, EPOCHS_SCHEMA)
 
 
 def read_trials(run: RunDir) -> pd.DataFrame:
-    table = _read_table(run.trials_csv, {"trial_id": str, "error": str})
+    table = _read_table(run.trials_csv, {"trial_id": str, "error": str}, TRIALS_SCHEMA)
     table["error"] = table["error"].fillna("").replace("nan", "")
     return table
 
@@ -135,8 +166,13 @@ def write_parquet_copies(run: RunDir) -> list[Path]:
     written = []
     for path, reader in ((run.epochs_csv, read_epochs), (run.trials_csv, read_trials)):
         if path.exists():
+            # Read (and so checked) before anything is written: a bad CSV never replaces
+            # a good Parquet copy.
+            table = reader(run)
             target = path.with_suffix(".parquet")
-            reader(run).to_parquet(target, index=False)
+            partial = target.with_name(target.name + ".partial")
+            table.to_parquet(partial, index=False)
+            os.replace(partial, target)
             written.append(target)
     return written
 
@@ -147,6 +183,9 @@ def summarise_trials(epochs: pd.DataFrame, trials: list[dict],
 
     ``best_val_accuracy`` is the mean over repeats of each repeat's best epoch (what
     KerasTuner optimises), ``final_val_accuracy`` the mean over repeats of the last epoch.
+    Only a COMPLETED trial has them (and ``test_accuracy``): a failed or unfinished trial
+    keeps its rows in ``epochs.csv`` but no score here. ``epochs_completed`` counts the
+    epoch rows recorded for the trial, over all its repeats.
 
     Args:
         epochs: The rows of ``epochs.csv``.
@@ -157,18 +196,20 @@ def summarise_trials(epochs: pd.DataFrame, trials: list[dict],
     rows = []
     for trial in trials:
         mine = epochs[epochs["trial_id"] == trial["trial_id"]]
-        best = final = float("nan")
-        if len(mine):
+        best = final = test = float("nan")
+        if len(mine) and trial["status"] == "COMPLETED":
             per_repeat = mine.sort_values("epoch").groupby("repeat")["val_accuracy"]
             best = float(per_repeat.max().mean())
             final = float(per_repeat.last().mean())
+            test = trial.get("test_accuracy", float("nan"))
         rows.append({
             "trial_id": trial["trial_id"],
             "status": trial["status"],
             **{name: trial.get(name) for name in hyperparameters},
             "best_val_accuracy": best,
             "final_val_accuracy": final,
-            "test_accuracy": trial.get("test_accuracy", float("nan")),
+            "test_accuracy": test,
+            "epochs_completed": len(mine),
             "seconds": trial.get("seconds", float("nan")),
             "error": trial.get("error", ""),
         })

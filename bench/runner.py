@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.backbones import backbone_spec, block_count, ensure_imagenet_weights
 from bench.datasets import DataRequest, dataset_info, load_dataset
-from bench.errors import BenchError
+from bench.errors import BenchError, StudyFailed
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
     DEFAULT_SPACES_DIR,
@@ -62,6 +62,7 @@ class RunSpec:
     source_dataset: str | None = None
     preset: str | None = None
     init: str | None = None
+    initial_points: int | None = None
 
 
 def _check_positive(**values) -> None:
@@ -153,7 +154,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
                     repeats=spec.repeats, batch_size=spec.batch_size,
                     image_size=spec.image_size, train_per_class=spec.train_per_class,
                     images_per_class=spec.images_per_class,
-                    pretrain_epochs=spec.pretrain_epochs)
+                    pretrain_epochs=spec.pretrain_epochs, initial_points=spec.initial_points)
     if spec.seed < 1:
         raise BenchError(f"--seed must be 1 or more (KerasTuner reads 0 as 'pick a random "
                          f"seed'); got {spec.seed}")
@@ -188,7 +189,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     from bench.recording import CsvAppender, epoch_columns
     from bench.results import check_new_run_dir, new_run_dir, write_json
     from bench.tuner import BenchTuner, Execution, repeat_seeds
-    from bench.tuners import choose_tuner, make_oracle, planned_trials
+    from bench.tuners import choose_tuner, make_oracle, planned_trials, stop_reason, tuner_notes
 
     if spec.tensorboard and keras.backend.backend() != "tensorflow":
         raise BenchError("--tensorboard writes KerasTuner's HParams logs, which need the "
@@ -198,6 +199,9 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     if spec.init is not None:
         hp = fix_hyperparameter(hp, "init", spec.init)
     tuner_name = choose_tuner(settings.tuner, hp)
+    if spec.initial_points is not None and tuner_name != "bayesian":
+        raise BenchError(f"--initial-points sets the Bayesian tuner's random start; this run "
+                         f"uses the {tuner_name} tuner: add --tuner bayesian or drop it")
     declared = [p.name for p in hp.space]
     columns = [*BUILDER_HYPERPARAMETERS,
                *[n for n in declared if n not in BUILDER_HYPERPARAMETERS]]
@@ -209,6 +213,10 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "
         f"backbone {backbone.name} ({num_blocks} blocks) at {image_size}px, tuner {tuner_name}")
     log(f"Keras backend {device['backend']} on {device['device']}")
+    notes = tuner_notes(tuner_name, hp, max_trials=settings.max_trials,
+                        initial_points=spec.initial_points)
+    for note in notes:
+        log(f"note: {note}")
     if spec.preset is not None and not device["accelerators"]:
         log(f"note: preset {spec.preset} is meant for a GPU; on this CPU it runs, slowly "
             "(a ResNet at 224 px trains at tens of images per second on two cores)")
@@ -237,17 +245,20 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         "columns": {"hyperparameters": columns, "varied": declared},
         **device,
         "versions": library_versions(),
+        "notes": notes,
         **prepared,
     }
     write_json(run_dir.run_json, record)
 
     table = None
+    failure = None
     try:
         hypermodel = FineTuneHyperModel(space, ModelInputs(
             backbone=backbone, image_size=image_size, num_classes=len(data.class_names),
             num_blocks=num_blocks, pretrained_weights=weights))
         oracle = make_oracle(tuner_name, hyperparameters=hp, max_trials=settings.max_trials,
-                             seed=spec.seed, max_epochs=spec.max_epochs or settings.epochs)
+                             seed=spec.seed, max_epochs=spec.max_epochs or settings.epochs,
+                             initial_points=spec.initial_points)
         table = CsvAppender(run_dir.epochs_csv, epoch_columns(columns, space.epoch_columns))
         execution = Execution(run_id=name, data=data, epochs=settings.epochs,
                               batch_size=settings.batch_size, repeats=settings.repeats,
@@ -263,11 +274,22 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
             f"{settings.epochs} epochs")
         started = time.perf_counter()
-        tuner.search(verbose=0)
-        record["search_seconds"] = round(time.perf_counter() - started, 2)
-        record["models"] = {"compiled": tuner.models.built, "reused": tuner.models.reused}
+        try:
+            tuner.search(verbose=0)
+        finally:
+            record["search_seconds"] = round(time.perf_counter() - started, 2)
+            record["models"] = {"compiled": tuner.models.built, "reused": tuner.models.reused}
         tuner.write_trials()
+        reason = stop_reason(tuner_name, hp, trials_run=len(tuner.oracle.trials),
+                             max_trials=settings.max_trials)
+        if reason:
+            log(f"note: {reason}")
+            record["notes"].append(reason)
         record["status"] = "completed"
+    except StudyFailed as error:
+        record["status"] = "failed"
+        record["error"] = str(error)
+        failure = error
     except KeyboardInterrupt:
         record["status"] = "interrupted"
         raise
@@ -284,4 +306,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     from bench.report import write_outputs
 
     write_outputs([run_dir.path], log=log)
+    if failure is not None:
+        failure.run_dir = run_dir.path
+        raise failure
     return run_dir.path

@@ -1,26 +1,28 @@
-"""The table printed when a run ends: best trials, the headline gap, where the files are."""
+"""The table printed when a run ends: best trials, the headline gaps, where the files are."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from bench import analysis
-from bench.report import hyperparameter_columns, summary_table
-from bench.results import open_run, read_epochs, read_run, read_trials
+from bench.report import load_tables, partial_sentence, summary_table
 
 
 def print_summary(path: Path, *, limit: int = 10) -> None:
-    run_dir = open_run(path)
-    run = read_run(run_dir)
-    epochs = read_epochs(run_dir)
-    trials = read_trials(run_dir)
-    table = summary_table(trials, hyperparameter_columns(run, epochs), limit=limit)
+    tables = load_tables([path])
+    run, trials = tables.runs[0], tables.trials
     print()
+    partial = partial_sentence(run, trials, tables.epochs, tables.complete)
+    if partial:
+        print(partial.replace("**", ""))
+    table = summary_table(trials, tables.varied, limit=limit)
     print(f"Top {min(limit, len(trials))} of {len(trials)} trials by best validation accuracy "
-          "(mean over repeats):")
+          "(mean over repeats; trials that did not complete last):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    gap = analysis.init_gap(epochs)
-    if gap is not None:
-        print(f"\npretrained - random at epoch {gap.epoch} (paired over {gap.pairs} seeds): "
-              f"{gap.mean:+.3f}, 95% CI [{gap.low:+.3f}, {gap.high:+.3f}]")
-    print(f"\nrun directory: {run_dir.path}  (report.md, epochs.csv, trials.csv, plots/)")
+    gaps = analysis.init_gaps(tables.complete)
+    for gap in gaps:
+        print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {gap.pairs} "
+              f"seeds): {gap.mean:+.3f}, 95% CI [{gap.low:+.3f}, {gap.high:+.3f}]")
+    if not gaps and "init" in tables.varied:
+        print(f"\n{analysis.why_no_gap(tables.complete)}")
+    print(f"\nrun directory: {path}  (report.md, epochs.csv, trials.csv, plots/)")

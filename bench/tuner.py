@@ -9,6 +9,7 @@ held-out test split, which the tuner never sees.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -16,11 +17,14 @@ import keras_tuner
 import numpy as np
 
 from bench.datasets import Split, TransferData
+from bench.errors import StudyFailed
 from bench.progress import Progress
 from bench.recording import CsvAppender, EpochRecorder
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv
 from bench.reuse import CompiledModels
 from bench.tuners import OBJECTIVE
+
+CONSECUTIVE_FAILURES = "consecutive failures exceeded the limit"
 
 
 @dataclass
@@ -40,7 +44,10 @@ class FitRun:
 
         Epochs count on across calls: a second phase passes ``initial_epoch``.
         ``steps_per_epoch`` shortens an epoch to that many batches (None: all of them).
+        After a loss became NaN or infinite nothing more is trained (returns None).
         """
+        if self.recorder.failure is not None:
+            return None
         if steps_per_epoch is not None:
             # Keras stops at the end of the arrays; repeat the rows so every short epoch
             # gets its batches, in a new order each time.
@@ -92,10 +99,28 @@ class BenchTuner(keras_tuner.Tuner):
         self.models = CompiledModels(hypermodel, enabled=reuse_models)
         self.progress = progress
         self.trial_extras: dict[str, dict] = {}
+        self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
+        self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
+
+    def search(self, *args, **kwargs):
+        """KerasTuner's search, without its printed traceback for every failed trial: the
+        progress line and trials.csv give the error in one line, and the whole traceback
+        stays in ``tuner/trial_<id>/trial.json``."""
+        from keras_tuner.src import config
+
+        debug, config.DEBUG = config.DEBUG, False
+        try:
+            return super().search(*args, **kwargs)
+        finally:
+            config.DEBUG = debug
 
     def _values(self, hp) -> dict:
+        """The value of every hyperparameter column; None (an empty cell) for a declared
+        hyperparameter that is inactive in this trial (its condition is not met)."""
         space = self.hypermodel.space
-        return {name: space.value(hp, name) for name in self.execution.columns}
+        declared = {p.name for p in hp.space}
+        return {name: None if name in declared and name not in hp.values
+                else space.value(hp, name) for name in self.execution.columns}
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
@@ -103,12 +128,36 @@ class BenchTuner(keras_tuner.Tuner):
                     if not k.startswith("tuner/")}
         self.progress.trial_begin(trial.trial_id, declared)
 
+    def _configuration(self, hp) -> tuple:
+        """What makes two trials the same run: every value, Hyperband's epochs included."""
+        return tuple(sorted((name, repr(value)) for name, value in hp.values.items()
+                            if not name.startswith("tuner/") or name == "tuner/epochs"))
+
     def run_trial(self, trial, *args, **kwargs):
+        hp = trial.hyperparameters
+        earlier = self.finished.get(self._configuration(hp))
+        if earlier is not None:
+            # The oracle (a Gaussian process, typically) proposed a configuration that has
+            # run already. The same values and seeds give the same curves, so it is not
+            # trained again; the oracle gets the earlier score and the tables say so.
+            self.trial_extras[trial.trial_id] = {"duplicate_of": earlier, "seconds": 0.0}
+            return self.results[earlier]
+        started = time.perf_counter()
+        try:
+            results, tests = self._run_repeats(trial)
+        finally:
+            self.trial_extras[trial.trial_id] = {
+                "seconds": round(time.perf_counter() - started, 3)}
+        self.trial_extras[trial.trial_id]["test_accuracy"] = float(np.mean(tests))
+        self.finished[self._configuration(hp)] = trial.trial_id
+        self.results[trial.trial_id] = results
+        return results
+
+    def _run_repeats(self, trial) -> tuple[list[dict], list[float]]:
         ex = self.execution
         hp = trial.hyperparameters
         # Hyperband sets each trial's epochs; it trains from scratch here (no warm start).
         epochs = int(hp.values.get("tuner/epochs", ex.epochs))
-        started = time.perf_counter()
         results, tests = [], []
         for repeat, seed in enumerate(repeat_seeds(ex.seed, ex.repeats), start=1):
             repeat_start = time.perf_counter()
@@ -123,6 +172,11 @@ class BenchTuner(keras_tuner.Tuner):
                          batch_size=ex.batch_size, recorder=recorder,
                          callbacks=self._tensorboard(trial, repeat))
             self.hypermodel.space.fit(parts, hp=hp, run=run)
+            if recorder.failure is not None:
+                # A NaN model still "scores" (a constant class scores the majority
+                # fraction): it must fail, never be picked.
+                raise keras_tuner.errors.FailedTrialError(f"{recorder.failure} of repeat "
+                                                          f"{repeat}")
             curve = [row["val_accuracy"] for row in recorder.rows]
             if not curve:
                 raise keras_tuner.errors.FailedTrialError("the space's fit() ran no epoch")
@@ -133,11 +187,7 @@ class BenchTuner(keras_tuner.Tuner):
                                      best_epoch=int(np.argmax(curve)) + 1,
                                      seconds=time.perf_counter() - repeat_start)
             results.append({OBJECTIVE: float(np.max(curve))})
-        self.trial_extras[trial.trial_id] = {
-            "test_accuracy": float(np.mean(tests)),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        return results
+        return results, tests
 
     def _tensorboard(self, trial, repeat: int) -> list:
         """TensorBoard logs with KerasTuner's HParams dashboard, one folder per execution."""
@@ -150,23 +200,54 @@ class BenchTuner(keras_tuner.Tuner):
         return callbacks
 
     def on_trial_end(self, trial):
-        super().on_trial_end(trial)
+        stopped = None
+        try:
+            super().on_trial_end(trial)
+        except RuntimeError as error:
+            if CONSECUTIVE_FAILURES not in str(error).lower():
+                raise
+            # KerasTuner raises before saving the trial that reached the limit, leaving it
+            # RUNNING on disk: finish its bookkeeping, then stop the study cleanly.
+            self.oracle._save_trial(trial)  # noqa: SLF001 (no public way to persist it)
+            self.oracle.ongoing_trials = {k: v for k, v in self.oracle.ongoing_trials.items()
+                                          if v.trial_id != trial.trial_id}
+            self.oracle.save()
+            self.save()
+            limit = self.oracle.max_consecutive_failed_trials
+            stopped = StudyFailed(f"{limit} trials failed in a row, KerasTuner's limit; the "
+                                  f"last (trial {trial.trial_id}): {self.trial_error(trial)}")
         ended = self.oracle.trials[trial.trial_id]
-        score = ended.score if ended.status == "COMPLETED" else None
-        self.progress.trial_end(trial.trial_id, ended.status, score)
+        duplicate = self.trial_extras.get(trial.trial_id, {}).get("duplicate_of")
+        status = "DUPLICATE" if duplicate else ended.status
+        score = ended.score if status == "COMPLETED" else None
+        self.progress.trial_end(trial.trial_id, status, score,
+                                note=self.trial_error(ended) if status != "COMPLETED" else "")
         self.write_trials()
+        if stopped is not None:
+            raise stopped
+
+    def trial_error(self, trial) -> str:
+        """One line on why a trial did not complete (empty for a completed one)."""
+        duplicate = self.trial_extras.get(trial.trial_id, {}).get("duplicate_of")
+        if duplicate:
+            return (f"the oracle proposed the same configuration as trial {duplicate}; not "
+                    f"run again, and {duplicate}'s score was reported to it")
+        lines = (trial.message or "").strip().splitlines()
+        if not lines:
+            return ""
+        last = re.sub(r"^(?:\w+\.)*FailedTrialError: ", "", lines[-1])
+        return re.sub(r"^(?:\w+\.)+(\w+(?:Error|Exception)\b)", r"\1", last)
 
     def trial_rows(self) -> list[dict]:
         rows = []
         for trial_id, trial in sorted(self.oracle.trials.items()):
-            hp = trial.hyperparameters
-            message = (trial.message or "").strip().splitlines()
+            extras = self.trial_extras.get(trial_id, {})
             rows.append({
                 "trial_id": trial_id,
-                "status": trial.status,
-                **self._values(hp),
-                **self.trial_extras.get(trial_id, {}),
-                "error": message[-1] if message else "",
+                "status": "DUPLICATE" if extras.get("duplicate_of") else trial.status,
+                **self._values(trial.hyperparameters),
+                **{k: v for k, v in extras.items() if k != "duplicate_of"},
+                "error": self.trial_error(trial),
             })
         return rows
 

@@ -25,12 +25,39 @@ def _values(parameter) -> list | None:
     return list(parameter.values)
 
 
+def _active(parameter, values: dict) -> bool:
+    return all(condition.is_active(values) for condition in parameter.conditions)
+
+
 def grid_size(hp) -> int | None:
-    """Number of combinations of a finite space, or None when any is continuous."""
-    sizes = [_values(p) for p in hp.space]
+    """Number of combinations of a finite space, or None when any is continuous.
+
+    A conditional hyperparameter (declared in ``hp.conditional_scope``) multiplies only
+    the combinations in which its condition holds, as KerasTuner's grid runs them.
+    """
+    parameters = list(hp.space)
+    sizes = [_values(p) for p in parameters]
     if any(v is None for v in sizes):
         return None
-    return math.prod(len(v) for v in sizes)
+    if not any(p.conditions for p in parameters):
+        return math.prod(len(v) for v in sizes)
+
+    def count(index: int, values: dict) -> int:
+        if index == len(parameters):
+            return 1
+        parameter = parameters[index]
+        if not _active(parameter, values):
+            return count(index + 1, values)
+        return sum(count(index + 1, {**values, parameter.name: value})
+                   for value in sizes[index])
+
+    return count(0, {})
+
+
+def default_initial_points(hp) -> int:
+    """KerasTuner's Bayesian oracle samples this many trials at random before its
+    Gaussian process proposes any: three per hyperparameter, at least three."""
+    return max(3 * len(hp.space), 3)
 
 
 def choose_tuner(name: str | None, hp) -> str:
@@ -59,8 +86,38 @@ def planned_trials(name: str, hp, *, max_trials: int | None) -> int | None:
     return max_trials or DEFAULT_MAX_TRIALS
 
 
+def tuner_notes(name: str, hp, *, max_trials: int | None,
+                initial_points: int | None) -> list[str]:
+    """What the user should know before the search about what the tuner will do."""
+    if name != "bayesian":
+        return []
+    points = initial_points or default_initial_points(hp)
+    trials = max_trials or DEFAULT_MAX_TRIALS
+    note = (f"bayesian: the first {points} completed trials are random initial points "
+            f"(KerasTuner's default is 3 per hyperparameter, at least 3; --initial-points "
+            f"sets it); the Gaussian process proposes the rest")
+    if trials <= points:
+        note += (f". With --max-trials {trials} this search is random search: raise "
+                 f"--max-trials above {points} or lower --initial-points")
+    return [note]
+
+
+def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None) -> str | None:
+    """Why a search ran fewer trials than it planned, or None when it ran them all."""
+    planned = planned_trials(name, hp, max_trials=max_trials)
+    if planned is None or trials_run >= planned:
+        return None
+    size = grid_size(hp)
+    if size is not None and trials_run >= size:
+        return (f"the search stopped after {trials_run} of {planned} trials: the space has "
+                f"only {size} combinations and all have run")
+    return (f"the search stopped after {trials_run} of {planned} trials: KerasTuner's oracle "
+            "found no untried combination (it gives up after 20 repeated samples); the space "
+            "may be nearly exhausted, so a grid (--tuner grid) would cover it exactly")
+
+
 def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int,
-                max_epochs: int):
+                max_epochs: int, initial_points: int | None = None):
     """Builds the KerasTuner oracle for ``name`` over the declared ``hyperparameters``."""
     import keras_tuner
 
@@ -78,7 +135,8 @@ def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int
                                                       **common)
     if name == "bayesian":
         return keras_tuner.oracles.BayesianOptimizationOracle(
-            max_trials=max_trials or DEFAULT_MAX_TRIALS, **common)
+            max_trials=max_trials or DEFAULT_MAX_TRIALS, num_initial_points=initial_points,
+            **common)
     if name == "hyperband":
         return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs, factor=3, **common)
     raise unknown_name("tuner", name, list(TUNERS))

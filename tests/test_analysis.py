@@ -41,7 +41,8 @@ def test_init_gap_is_paired_by_seed_and_averaged_over_other_hyperparameters():
     assert gap.spread == pytest.approx(0.1)
     assert (gap.low, gap.high) == pytest.approx(
         (0.2 - 4.302653 * 0.1 / math.sqrt(3), 0.2 + 4.302653 * 0.1 / math.sqrt(3)), rel=1e-6)
-    assert gap.pretrained - gap.random == pytest.approx(0.2)
+    assert gap.init_accuracy - gap.baseline_accuracy == pytest.approx(0.2)
+    assert (gap.init, gap.baseline, gap.configurations) == ("pretrained", "random", 2)
     assert 0 < gap.p_value < 0.1
 
 
@@ -98,8 +99,8 @@ def test_best_trials_per_init():
     assert best["trial_id"].tolist() == ["2", "1"]
 
 
-def test_final_by_takes_each_executions_last_epoch():
-    final = analysis.final_by(epochs_table(), by=["init"])
-    random = final[final["init"] == "random"].iloc[0]
-    assert random["mean"] == pytest.approx(0.5 + 0.2 + 0.01)  # mean over depths 0 and 2
-    assert random["n"] == 6
+def test_configuration_scores_take_each_executions_last_epoch():
+    scores = analysis.configuration_scores(epochs_table(), configuration=["init",
+                                                                          "frozen_blocks"])
+    random = scores[(scores["init"] == "random") & (scores["frozen_blocks"] == 2)].iloc[0]
+    assert random["score"] == pytest.approx(0.5 + 0.2 + 0.02)

@@ -19,7 +19,7 @@ def test_accuracy_vs_epochs_has_a_row_per_metric_a_column_per_init_and_a_line_pe
 
     table = epochs_table()
     facets = curve_facets(table, ["init", "frozen_blocks", "head_lr"])
-    assert facets == {"col": "init", "hue": "frozen_blocks", "style": None, "averaged": []}
+    assert facets == {"col": "init", "hue": "frozen_blocks", "style": None, "best_of": []}
     fig = plots.accuracy_vs_epochs(accuracy_curves(table, facets), col="init",
                                    hue="frozen_blocks", style=None, title="t",
                                    boundaries=(1.5,))

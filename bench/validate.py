@@ -1,0 +1,77 @@
+"""Checks that a run's tables are whole and well-typed before anything is computed from them.
+
+A row cut short by a kill or a full disk, a cell that is not a number where a metric
+belongs, or a missing column would otherwise flow into the means and figures as NaN or
+as a wrong dtype. Each problem is one BenchError naming the file, the line and what to do.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """The columns a table must have, and those that must hold numbers (or be empty)."""
+
+    required: tuple[str, ...]
+    numeric: tuple[str, ...]
+
+
+EPOCHS_SCHEMA = TableSchema(
+    required=("run_id", "trial_id", "repeat", "seed", "epoch", "loss", "accuracy", "val_loss",
+              "val_accuracy"),
+    numeric=("repeat", "seed", "epoch", "frozen_layers", "trainable_params", "loss", "accuracy",
+             "val_loss", "val_accuracy", "epoch_seconds"),
+)
+TRIALS_SCHEMA = TableSchema(
+    required=("trial_id", "status", "best_val_accuracy", "final_val_accuracy"),
+    numeric=("best_val_accuracy", "final_val_accuracy", "test_accuracy", "seconds",
+             "epochs_completed"),
+)
+
+
+def check_csv_rows(path: Path) -> None:
+    """Every line has as many fields as the header, and the last line is complete."""
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenchError(f"cannot read {path}: {error}") from None
+    if not text:
+        raise BenchError(f"{path} is empty (not even a header); the run wrote no table")
+    if not text.endswith("\n"):
+        line = text.count("\n") + 1
+        raise BenchError(f"{path}: line {line}, the last, is cut short (the run was stopped "
+                         "while writing it); delete that line to analyse the rest")
+    reader = csv.reader(text.splitlines())
+    header = next(reader)
+    for number, fields in enumerate(reader, start=2):
+        if len(fields) != len(header):
+            raise BenchError(f"{path}: line {number} has {len(fields)} fields where the header "
+                             f"has {len(header)}; the row is torn or edited by hand: "
+                             "delete or repair that line")
+
+
+def check_table(table: pd.DataFrame, schema: TableSchema, path: Path) -> None:
+    """Required columns are present and numeric columns hold numbers."""
+    missing = [c for c in schema.required if c not in table]
+    if missing:
+        raise BenchError(f"{path} lacks the column(s) {', '.join(missing)}; it is not a table "
+                         "this suite wrote, or it was edited: restore it from a copy")
+    for column in schema.numeric:
+        if column not in table or pd.api.types.is_numeric_dtype(table[column]):
+            continue
+        values = table[column]
+        bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise BenchError(f"{path}: column {column!r} holds {values.iloc[row]!r} on line "
+                             f"{row + 2}, not a number; repair or delete that row")
+        table[column] = pd.to_numeric(values)

@@ -1,0 +1,269 @@
+"""Issue 8 in real runs: a failed or NaN trial is recorded as failed and never wins, the
+consecutive-failure limit ends a run cleanly, conditional spaces and tuner notices."""
+
+import json
+import math
+import os
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import IMAGE_SIZE
+from test_cli import run_bench
+
+from bench.recording import CsvAppender, EpochRecorder, epoch_columns
+from bench.results import RunDir, read_epochs, read_run, read_trials
+from bench.runner import RunSpec, run_study
+
+NAN_SPACE = '''
+from bench.space import SearchSpace, SpaceSettings
+
+
+class Nan(SearchSpace):
+    description = "a sane head learning rate and one that makes the loss NaN"
+    version = 1
+    settings = SpaceSettings(init="random", frozen_blocks=0, epochs=2, repeats=2)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [1e38, 1e-3])
+'''
+
+RAISES_SPACE = '''
+from bench.space import SearchSpace, SpaceSettings
+
+
+class Raises(SearchSpace):
+    description = "one epoch, then an error for the larger head learning rate"
+    version = 1
+    settings = SpaceSettings(init="random", frozen_blocks=0, epochs=2, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [1e-3, {bad}])
+
+    def fit(self, parts, *, hp, run):
+        first = run.fit(parts.model, epochs=1)
+        if hp.get("head_lr") >= {bad}:
+            raise RuntimeError("broken on purpose after one epoch")
+        return [first, run.fit(parts.model, epochs=2, initial_epoch=1)]
+'''
+
+CONDITIONAL_SPACE = '''
+from bench.space import SearchSpace, SpaceSettings
+
+
+class Conditional(SearchSpace):
+    description = "frozen depth only matters for the pretrained backbone"
+    version = 1
+    settings = SpaceSettings(epochs=1, repeats=1, frozen_blocks=0)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("init", ["pretrained", "random"])
+        with hp.conditional_scope("init", ["pretrained"]):
+            hp.Choice("frozen_blocks", [0, num_blocks])
+'''
+
+
+def _spaces(tmp_path, **files):
+    folder = tmp_path / "spaces"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / f"{name}.py").write_text(textwrap.dedent(text))
+    return folder
+
+
+def _run(tmp_path, space, cache_dir, **options):
+    spec = RunSpec(space=space, spaces_dir=tmp_path / "spaces", image_size=IMAGE_SIZE,
+                   pretrain_epochs=2, results_dir=tmp_path / "results", name=space,
+                   cache_dir=cache_dir, train_per_class=options.pop("train_per_class", 10),
+                   **options)
+    return RunDir(run_study(spec, log=lambda *_: None))
+
+
+def test_a_nan_trial_fails_and_never_wins(tmp_path, cache_dir):
+    _spaces(tmp_path, nan=NAN_SPACE)
+    run = _run(tmp_path, "nan", cache_dir)
+    trials = read_trials(run).set_index("head_lr")
+    bad, good = trials.loc[1e38], trials.loc[1e-3]
+    assert bad["status"] == "FAILED" and good["status"] == "COMPLETED"
+    assert bad["error"] == "loss became nan at epoch 1 of repeat 1"
+    assert math.isnan(bad["best_val_accuracy"]) and math.isnan(bad["final_val_accuracy"])
+    assert math.isnan(bad["test_accuracy"])
+    assert bad["epochs_completed"] == 1 and good["epochs_completed"] == 2 * 2
+    # KerasTuner was never given a score for it.
+    oracle_trial = json.loads((run.tuner / f"trial_{bad['trial_id']}" / "trial.json")
+                              .read_text())
+    assert oracle_trial["status"] == "FAILED" and oracle_trial["score"] is None
+    # The NaN epoch is in epochs.csv (it ran) but nowhere in the report's numbers.
+    epochs = read_epochs(run)
+    assert epochs[epochs["trial_id"] == bad["trial_id"]]["loss"].isna().all()
+    report = (run.path / "report.md").read_text()
+    best_table = report.split("## Accuracy against epochs")[0]
+    assert "1e+38" not in best_table.split("Best configuration")[1]
+    trials_section = report.split("## Trials")[1]
+    assert trials_section.index(f"| {good['trial_id']} |") < \
+        trials_section.index(f"| {bad['trial_id']} |")
+    assert "loss became nan at epoch 1 of repeat 1" in report.split("## Failed")[1]
+
+
+def test_a_trial_that_raises_keeps_no_partial_score(tmp_path, cache_dir):
+    _spaces(tmp_path, raises=RAISES_SPACE.format(bad="0.01"))
+    run = _run(tmp_path, "raises", cache_dir)
+    trials = read_trials(run).set_index("head_lr")
+    bad = trials.loc[0.01]
+    assert bad["status"] == "FAILED" and bad["epochs_completed"] == 1
+    assert bad["error"] == "RuntimeError: broken on purpose after one epoch"
+    assert math.isnan(bad["best_val_accuracy"])
+    assert trials.loc[1e-3, "status"] == "COMPLETED"
+
+
+@pytest.mark.slow
+def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path):
+    spaces = _spaces(tmp_path, allfail='''
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class AllFail(SearchSpace):
+            description = "every trial breaks after one epoch"
+            version = 1
+            settings = SpaceSettings(init="random", epochs=2, repeats=1)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [1e-3, 2e-3, 3e-3, 4e-3])
+
+            def fit(self, parts, *, hp, run):
+                run.fit(parts.model, epochs=1)
+                raise ValueError("broken on purpose")
+    ''')
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+    result = run_bench("run", "--space", "allfail", "--spaces-dir", str(spaces),
+                       "--image-size", "16", "--train-per-class", "10",
+                       "--results-dir", str(tmp_path / "results"), "--name", "x", env=env)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "3 trials failed in a row" in errors[0]
+    run = RunDir(tmp_path / "results" / "x")
+    record = read_run(run)
+    assert record["status"] == "failed" and "3 trials failed in a row" in record["error"]
+    trials = read_trials(run)
+    assert list(trials["status"]) == ["FAILED"] * 3
+    assert set(trials["error"]) == {"ValueError: broken on purpose"}
+    for trial_id in trials["trial_id"]:
+        state = json.loads((run.tuner / f"trial_{trial_id}" / "trial.json").read_text())
+        assert state["status"] == "FAILED"
+    report = (run.path / "report.md").read_text()
+    assert report.startswith("# Run x (partial: status failed)")
+    assert "no execution completed" in report
+
+
+def test_a_finite_huge_loss_is_a_valid_result_and_nan_or_inf_is_not(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    table = CsvAppender(tmp_path / "e.csv", epoch_columns([]))
+
+    class Parts:
+        frozen_layers, trainable_params = 0, 3
+
+    for loss, failed in ((6e31, False), (float("inf"), True), (float("nan"), True)):
+        recorder = EpochRecorder(table, fixed={"run_id": "r", "trial_id": "0", "repeat": 1,
+                                               "seed": 1}, parts=Parts())
+        recorder.set_model(model)
+        model.stop_training = False
+        recorder.on_epoch_begin(0)
+        recorder.on_epoch_end(0, {"loss": loss, "accuracy": 0.2, "val_loss": 1.0,
+                                  "val_accuracy": 0.2})
+        assert (recorder.failure is not None) == failed
+        assert model.stop_training == failed
+    table.close()
+
+
+def test_conditional_values_are_empty_cells_and_the_count_is_of_active_combinations(
+        tmp_path, cache_dir):
+    _spaces(tmp_path, conditional=CONDITIONAL_SPACE)
+    run = _run(tmp_path, "conditional", cache_dir)
+    trials = read_trials(run)
+    assert len(trials) == 3  # pretrained x {0, 4} + random (frozen_blocks inactive)
+    random = trials[trials["init"] == "random"].iloc[0]
+    assert pd.isna(random["frozen_blocks"])
+    epochs = read_epochs(run)
+    assert epochs[epochs["init"] == "random"]["frozen_blocks"].isna().all()
+    assert sorted(epochs[epochs["init"] == "pretrained"]["frozen_blocks"]) == [0, 4]
+
+    from bench.space import declared_hyperparameters, load_space
+    from bench.tuners import grid_size
+
+    hp = declared_hyperparameters(load_space("conditional", tmp_path / "spaces"), num_blocks=4)
+    assert grid_size(hp) == 3
+
+
+def test_list_shows_each_condition(tmp_path):
+    spaces = _spaces(tmp_path, conditional=CONDITIONAL_SPACE)
+    result = run_bench("list", "--spaces-dir", str(spaces))
+    assert result.returncode == 0, result.stderr
+    assert "frozen_blocks (Choice) {0, 4}, default 0, only when init in {pretrained}" in \
+        result.stdout
+
+
+def test_a_search_that_stops_early_says_why(tmp_path, cache_dir):
+    from conftest import TINY_SPACE
+
+    _spaces(tmp_path, tiny=TINY_SPACE)
+    run = _run(tmp_path, "tiny", cache_dir, tuner="random", max_trials=5, epochs=1,
+               repeats=1)
+    assert len(read_trials(run)) == 2
+    notes = read_run(run)["notes"]
+    assert any("stopped after 2 of 5 trials" in n and "only 2 combinations" in n for n in notes)
+    assert "stopped after 2 of 5 trials" in (run.path / "report.md").read_text()
+
+
+def test_bayesian_says_when_it_is_random_search():
+    import keras_tuner
+
+    from bench.tuners import tuner_notes
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("init", ["pretrained", "random"])
+    hp.Float("head_lr", 1e-4, 1e-1, sampling="log")
+    (note,) = tuner_notes("bayesian", hp, max_trials=5, initial_points=None)
+    assert "first 6 completed trials are random" in note and "random search" in note
+    (note,) = tuner_notes("bayesian", hp, max_trials=5, initial_points=2)
+    assert "first 2" in note and "random search" not in note
+    assert tuner_notes("grid", hp, max_trials=5, initial_points=None) == []
+
+
+def test_initial_points_only_go_with_the_bayesian_tuner(tmp_path):
+    result = run_bench("run", "--initial-points", "2", "--results-dir", str(tmp_path))
+    assert result.returncode == 2 and "--tuner bayesian" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_proposed_duplicate_is_not_run_again_and_is_recorded(tmp_path, cache_dir):
+    """A Gaussian process can propose a finished configuration: the tuner hands the
+    oracle the earlier score and trials.csv marks the trial DUPLICATE."""
+    import keras_tuner
+
+    from bench.tuner import BenchTuner
+
+    _spaces(tmp_path, nan=NAN_SPACE)
+    run = _run(tmp_path, "nan", cache_dir, epochs=1, repeats=1)
+    # Rebuild the run's tuner from its project and propose trial 1's values again.
+    tuner_dir = run.tuner
+    trial_json = json.loads(next(tuner_dir.glob("trial_*/trial.json")).read_text())
+    values = trial_json["hyperparameters"]["values"]
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("head_lr", [1e38, 1e-3])
+    tuner = BenchTuner.__new__(BenchTuner)
+    tuner.finished = {}
+    tuner.results = {}
+    tuner.trial_extras = {}
+    first = keras_tuner.engine.trial.Trial(hp.copy(), trial_id="1")
+    first.hyperparameters.values = dict(values)
+    tuner.finished[tuner._configuration(first.hyperparameters)] = "1"
+    tuner.results["1"] = [{"val_accuracy": 0.5}]
+    again = keras_tuner.engine.trial.Trial(hp.copy(), trial_id="2")
+    again.hyperparameters.values = dict(values)
+    assert tuner.run_trial(again) == [{"val_accuracy": 0.5}]
+    assert tuner.trial_extras["2"]["duplicate_of"] == "1"
+    assert "same configuration as trial 1" in tuner.trial_error(again)
+    assert np.isfinite(tuner.trial_extras["2"]["seconds"])

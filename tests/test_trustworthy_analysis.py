@@ -1,0 +1,167 @@
+"""Issue 8 on hand-made tables: pairing every init, intervals over one configuration's
+repeats, complete executions only, conditional values. Expected values are computed by
+hand or with scipy, never by the code under test."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench import analysis
+from bench.report import curve_facets, curve_rows, summary_table
+
+
+def _row(init, seed, epoch, value, **hp):
+    return {"run_id": "r", "trial_id": f"{init}-" + "-".join(f"{v}" for v in hp.values()),
+            "repeat": seed, "seed": seed, "epoch": epoch, "init": init, **hp,
+            "val_accuracy": value, "accuracy": value}
+
+
+def scipy_interval(values):
+    values = np.asarray(values, dtype=float)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(),
+                                 scale=stats.sem(values))
+    return values.mean(), low, high
+
+
+def test_every_init_is_paired_with_random():
+    # imagenet = random + 0.3, pretrained = random + 0.1 + 0.01 * seed.
+    rows = []
+    for seed in (1, 2, 3):
+        rows += [_row("random", seed, 1, 0.5, head_lr=0.01),
+                 _row("pretrained", seed, 1, 0.6 + 0.01 * seed, head_lr=0.01),
+                 _row("imagenet", seed, 1, 0.8, head_lr=0.01)]
+    gaps = {gap.init: gap for gap in analysis.init_gaps(pd.DataFrame(rows))}
+    assert set(gaps) == {"pretrained", "imagenet"}
+    assert gaps["imagenet"].mean == pytest.approx(0.3)
+    mean, low, high = scipy_interval([0.11, 0.12, 0.13])
+    assert gaps["pretrained"].mean == pytest.approx(mean)
+    assert (gaps["pretrained"].low, gaps["pretrained"].high) == pytest.approx((low, high))
+    gain = analysis.transfer_gain(pd.DataFrame(rows))
+    assert sorted(gain["comparison"]) == ["imagenet - random", "pretrained - random"]
+
+
+def test_imagenet_against_random_is_paired_like_the_presets_need():
+    rows = [_row(init, seed, 1, 0.5 + (0.2 if init == "imagenet" else 0), frozen_blocks=fb)
+            for seed in (1, 2) for init in ("imagenet", "random") for fb in (0, 16)]
+    (gap,) = analysis.init_gaps(pd.DataFrame(rows))
+    assert (gap.init, gap.mean, gap.configurations) == ("imagenet", pytest.approx(0.2), 2)
+
+
+def test_nothing_paired_says_why_and_what_to_run():
+    # A random tuner's study: each configuration ran with one init only.
+    rows = [_row("pretrained", s, 1, 0.7, head_lr=0.001) for s in (1, 2)]
+    rows += [_row("random", s, 1, 0.5, head_lr=0.01) for s in (1, 2)]
+    table = pd.DataFrame(rows)
+    assert analysis.init_gaps(table) == []
+    reason = analysis.why_no_gap(table)
+    assert "no configuration" in reason and "--tuner grid" in reason
+    assert "not varied" in analysis.why_no_gap(table[table["init"] == "random"])
+
+
+def test_configurations_without_every_seed_are_not_paired():
+    # head_lr 0.01 ran with both inits at seeds 1..3 (gap 0.1); head_lr 0.1 ran with both
+    # only at seed 1 (gap 0.5). Averaging it into seed 1 alone would compare seeds on
+    # different configurations.
+    rows = []
+    for seed in (1, 2, 3):
+        rows += [_row("random", seed, 1, 0.5, head_lr=0.01),
+                 _row("pretrained", seed, 1, 0.6, head_lr=0.01)]
+    rows += [_row("random", 1, 1, 0.2, head_lr=0.1), _row("pretrained", 1, 1, 0.7, head_lr=0.1)]
+    rows += [_row("random", 2, 1, 0.2, head_lr=0.1)]
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    assert gap.mean == pytest.approx(0.1) and gap.configurations == 1 and gap.pairs == 3
+
+
+def conditional_table():
+    """frozen_blocks x head_lr; dropout only when frozen_blocks == 0 (else inactive)."""
+    rows = []
+    values = {(0, 0.001, 0.2): [0.80, 0.82, 0.84], (0, 0.001, 0.5): [0.60, 0.70, 0.95],
+              (0, 0.01, 0.2): [0.30, 0.35, 0.40], (0, 0.01, 0.5): [0.50, 0.52, 0.54],
+              (4, 0.001, None): [0.40, 0.45, 0.50], (4, 0.01, None): [0.90, 0.99, 0.97]}
+    for (fb, lr, dropout), finals in values.items():
+        for seed, final in enumerate(finals, start=1):
+            for epoch, value in ((1, final - 0.1), (2, final)):
+                rows.append({"run_id": "r", "trial_id": f"{fb}/{lr}/{dropout}", "repeat": seed,
+                             "seed": seed, "epoch": epoch, "init": "pretrained",
+                             "frozen_blocks": fb, "head_lr": lr,
+                             "dropout": np.nan if dropout is None else dropout,
+                             "val_accuracy": value, "accuracy": min(1.0, value + 0.05)})
+    return pd.DataFrame(rows)
+
+
+def test_a_line_that_hides_hyperparameters_is_one_configuration_with_its_own_interval():
+    table = conditional_table()
+    facets = curve_facets(table, ["init", "frozen_blocks", "head_lr", "dropout"])
+    assert facets["hue"] == "frozen_blocks" and facets["style"] == "head_lr"
+    assert facets["best_of"] == ["dropout"]
+    rows = curve_rows(table, facets)
+    # frozen 0 at head_lr 0.001: dropout 0.2 (mean 0.82) beats 0.5 (mean 0.75).
+    chosen = rows[(rows["frozen_blocks"] == 0) & (rows["head_lr"] == 0.001)]
+    assert set(chosen["dropout"]) == {0.2}
+    curves = analysis.mean_curves(rows, by=["frozen_blocks", "head_lr"])
+    at = curves[(curves["frozen_blocks"] == 0) & (curves["head_lr"] == 0.001)
+                & (curves["epoch"] == 2)].iloc[0]
+    mean, low, high = scipy_interval([0.80, 0.82, 0.84])
+    assert (at["mean"], at["low"], at["high"], at["n"]) == (
+        pytest.approx(mean), pytest.approx(low), pytest.approx(high), 3)
+    # Inactive dropout rows (frozen 4) are kept as their own configuration.
+    assert len(rows[rows["frozen_blocks"] == 4]) == 2 * 3 * 2
+
+
+def test_transferability_points_are_the_best_configuration_per_depth():
+    table = conditional_table()
+    rows = analysis.best_configurations(table, keep=["frozen_blocks"],
+                                        over=["head_lr", "dropout"])
+    summary = analysis.execution_summary(rows, by=["frozen_blocks"])
+    final = summary[summary["measure"] == "final"].set_index("frozen_blocks")
+    # Depth 4: head_lr 0.01 (0.953) beats 0.001; depth 0: 0.001 with dropout 0.2 (0.82).
+    for depth, values in ((4, [0.90, 0.99, 0.97]), (0, [0.80, 0.82, 0.84])):
+        mean, low, high = scipy_interval(values)
+        assert final.loc[depth, "mean"] == pytest.approx(mean)
+        assert final.loc[depth, "low"] == pytest.approx(low)
+        assert final.loc[depth, "high"] == pytest.approx(min(high, 1.0))
+        assert final.loc[depth, "n"] == 3
+    # The unclipped interval of depth 4 goes past 1; accuracy cannot.
+    assert scipy_interval([0.90, 0.99, 0.97])[2] > 1.0
+    assert final.loc[4, "high"] == 1.0
+
+
+def test_accuracy_bands_stay_within_zero_and_one():
+    mean, low, high = analysis.t_interval([0.0, 0.02, 0.9], bounds=(0.0, 1.0))
+    assert low == 0.0 and high == 1.0 and mean == pytest.approx(0.3066666)
+
+
+def test_only_completed_trials_feed_the_numbers():
+    epochs = pd.DataFrame([_row(init, s, e, 0.5 if init == "random" else 0.9)
+                           for init in ("random", "pretrained") for s in (1, 2)
+                           for e in (1, 2)])
+    epochs.loc[(epochs["init"] == "pretrained") & (epochs["seed"] == 2), "val_accuracy"] = 0.1
+    trials = pd.DataFrame({"run_id": "r", "trial_id": ["random-", "pretrained-"],
+                           "status": ["COMPLETED", "FAILED"]})
+    complete = analysis.complete_rows(epochs, trials)
+    assert set(complete["trial_id"]) == {"random-"}
+    assert analysis.init_gaps(complete) == []
+
+
+def test_the_best_table_names_every_varied_hyperparameter_and_puts_failures_last():
+    trials = pd.DataFrame({"trial_id": ["0", "1", "2"], "status": ["FAILED", "COMPLETED",
+                                                                    "COMPLETED"],
+                           "init": "pretrained", "head_lr": [1e38, 0.01, 0.001],
+                           "best_val_accuracy": [np.nan, 0.7, 0.8],
+                           "final_val_accuracy": [np.nan, 0.6, 0.75],
+                           "test_accuracy": [np.nan, 0.6, 0.7], "seconds": 1.0})
+    best = analysis.best_trials(trials, by="init")
+    table = summary_table(best, ["init", "head_lr"])
+    assert list(table["head_lr"]) == [0.001]  # one row, and it still says which value won
+    everything = summary_table(trials, ["init", "head_lr"], limit=3)
+    assert list(everything["trial_id"]) == ["2", "1", "0"]
+
+
+def test_the_running_best_never_takes_a_failed_score():
+    trials = pd.DataFrame({"trial_id": ["0", "1"], "status": ["FAILED", "COMPLETED"],
+                           "best_val_accuracy": [0.99, 0.4], "seconds": [1.0, 1.0]})
+    progress = analysis.best_so_far(trials)
+    assert math.isnan(progress["best"][0]) and progress["best"][1] == 0.4
