@@ -271,8 +271,11 @@ def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy") -> list[Gap
 def why_no_gap(epochs: pd.DataFrame) -> str:
     """Why ``init_gaps`` is empty, and what to run instead, as one sentence."""
     inits = sorted(epochs["init"].dropna().unique()) if "init" in epochs else []
-    if len(inits) < 2:
+    if not inits:
         return "init was not varied, so there is no gap between initialisations."
+    if len(inits) == 1:
+        return (f"every complete execution used init {inits[0]}, so there is no gap between "
+                "initialisations.")
     if BASELINE_INIT not in inits:
         return (f"init took the values {', '.join(inits)} but never {BASELINE_INIT}, so there "
                 f"is no gap against {BASELINE_INIT} initialisation; add {BASELINE_INIT!r} to "

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import analysis
-from bench.report import load_tables, partial_sentence, summary_table
+from bench.report import partial_sentence, summary_table
+from bench.tables import load_tables
 
 
 def print_summary(path: Path, *, limit: int = 10) -> None:

@@ -15,7 +15,7 @@ def _lines(ax):
 
 
 def test_accuracy_vs_epochs_has_a_row_per_metric_a_column_per_init_and_a_line_per_depth():
-    from bench.report import accuracy_curves, curve_facets
+    from bench.figures import accuracy_curves, curve_facets
 
     table = epochs_table()
     facets = curve_facets(table, ["init", "frozen_blocks", "head_lr"])
@@ -71,3 +71,55 @@ def test_tuner_progress_has_trial_number_and_seconds_axes():
     assert by_time.get_xlabel().startswith("search seconds")
     assert [list(line.get_ydata()) for line in by_trial.get_lines()] == [[0.5, 0.7, 0.7]]
     assert [list(line.get_xdata()) for line in by_time.get_lines()] == [[2.0, 5.0, 9.0]]
+
+
+def test_legends_are_in_numeric_order_with_inactive_last():
+    rows = [{"epoch": e, "mean": 0.5, "low": 0.4, "high": 0.6, "dropout": d}
+            for d in (10.0, 2.0, float("nan"), 1.0) for e in (1, 2)]
+    fig = plots.facet_lines(pd.DataFrame(rows), hue="dropout", title="t")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "dropout=1", "dropout=2", "dropout=10", "dropout=inactive"]
+
+
+def test_objective_against_a_log_sampled_hyperparameter_has_a_log_axis():
+    summary = pd.DataFrame({"head_lr": [1e-4, 1e-3, 1e-2], "mean": [0.5, 0.7, 0.6],
+                            "low": [0.4, 0.6, 0.5], "high": [0.6, 0.8, 0.7]})
+    fig = plots.objective_vs(summary, x="head_lr", col=None, hue=None, log=True, title="o")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "head learning rate"
+    assert list(_lines(ax) or ax.get_lines())[0].get_ydata().tolist() == [0.5, 0.7, 0.6]
+
+
+def test_trial_numbers_get_integer_ticks_and_overfitting_names_configurations():
+    from matplotlib.ticker import MaxNLocator
+
+    trials = pd.DataFrame({"trial_id": ["0", "1"], "status": ["COMPLETED"] * 2,
+                           "best_val_accuracy": [0.5, 0.7], "seconds": [2.0, 3.0]})
+    fig = plots.tuner_progress(analysis.best_so_far(trials), hue=None, title="p")
+    locator = fig.axes[0].xaxis.get_major_locator()
+    assert isinstance(locator, MaxNLocator) and locator._integer
+    gap = pd.DataFrame({"trial_id": ["3", "3"], "epoch": [1, 2], "mean": [0.1, 0.2],
+                        "low": [0.0, 0.1], "high": [0.2, 0.3],
+                        "configuration": ["init=pretrained, head learning rate=0.01"] * 2})
+    fig = plots.overfitting(gap, title="o")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "init=pretrained, head learning rate=0.01"]
+
+
+def test_a_figure_of_one_point_is_skipped_with_a_reason(tmp_path):
+    from bench.figures import figures
+    from bench.tables import Tables
+
+    epochs = pd.DataFrame({"run_id": "r", "trial_id": "0", "repeat": [1, 2], "seed": [1, 2],
+                           "epoch": 1, "init": "pretrained", "head_lr": 0.01,
+                           "val_accuracy": [0.5, 0.6], "accuracy": [0.6, 0.7]})
+    trials = pd.DataFrame({"run_id": "r", "trial_id": ["0"], "status": ["COMPLETED"],
+                           "best_val_accuracy": [0.55], "seconds": [1.0]})
+    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
+           "columns": {"hyperparameters": ["init", "head_lr"], "varied": ["head_lr"]}}
+    said = []
+    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=said.append)
+    assert any("Accuracy against epochs' skipped" in s and "single point" in s for s in said)
+    assert not (tmp_path / "accuracy_vs_epochs.png").exists()
+    assert any(b.kind == "p" and "single point" in b.content for b in blocks)

@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from bench import analysis
-from bench.report import curve_facets, curve_rows, summary_table
+from bench.figures import curve_facets, curve_rows
+from bench.report import summary_table
 
 
 def _row(init, seed, epoch, value, **hp):
@@ -58,7 +59,9 @@ def test_nothing_paired_says_why_and_what_to_run():
     assert analysis.init_gaps(table) == []
     reason = analysis.why_no_gap(table)
     assert "no configuration" in reason and "--tuner grid" in reason
-    assert "not varied" in analysis.why_no_gap(table[table["init"] == "random"])
+    assert "every complete execution used init random" in analysis.why_no_gap(
+        table[table["init"] == "random"])
+    assert "not varied" in analysis.why_no_gap(table.drop(columns="init"))
 
 
 def test_configurations_without_every_seed_are_not_paired():

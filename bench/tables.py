@@ -1,0 +1,85 @@
+"""The tables of one or more runs, read, checked and made ready for analysis.
+
+``Tables.complete`` holds only the rows of complete executions; every number in a figure
+or a report is computed from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench import analysis
+from bench.results import open_run, read_epochs, read_run, read_trials
+
+HYPERPARAMETER_ORDER = ["init", "frozen_blocks", "head_lr", "body_lr_scale"]
+
+
+def hyperparameter_columns(run: dict, epochs: pd.DataFrame) -> list[str]:
+    names = run.get("columns", {}).get("hyperparameters", HYPERPARAMETER_ORDER)
+    return [n for n in names if n in epochs]
+
+
+def varied_columns(run: dict, table: pd.DataFrame) -> list[str]:
+    """The hyperparameters the space declared (``run.json`` columns.varied), in order."""
+    columns = run.get("columns", {})
+    names = columns.get("varied")
+    if names is None:
+        names = analysis.varied(table, columns.get("hyperparameters", HYPERPARAMETER_ORDER))
+    return [n for n in names if n in table]
+
+
+@dataclass
+class Tables:
+    """The tables of one or more runs, with a ``run_id`` on every row.
+
+    ``complete`` holds the rows of complete executions only (trials that COMPLETED);
+    every mean, interval and gap is computed from it.
+    """
+
+    runs: list[dict]
+    epochs: pd.DataFrame
+    trials: pd.DataFrame
+    complete: pd.DataFrame
+
+    @property
+    def hyperparameters(self) -> list[str]:
+        names = []
+        for run in self.runs:
+            names += [n for n in hyperparameter_columns(run, self.epochs) if n not in names]
+        return names
+
+    @property
+    def varied(self) -> list[str]:
+        names = []
+        for run in self.runs:
+            names += [n for n in varied_columns(run, self.epochs) if n not in names]
+        return names
+
+    def log_scaled(self, name: str) -> bool:
+        return any(p.get("name") == name and p.get("sampling") == "log"
+                   for run in self.runs for p in run.get("space", {}).get("hyperparameters", []))
+
+
+def load_tables(paths: list[Path]) -> Tables:
+    """Reads and checks every table of ``paths``; a bad table is a BenchError naming it."""
+    runs, epochs, trials = [], [], []
+    for path in paths:
+        run_dir = open_run(path)
+        run = read_run(run_dir)
+        run.setdefault("run_id", run_dir.path.name)
+        runs.append(run)
+        rows = read_epochs(run_dir)
+        rows["run_id"] = run["run_id"]
+        epochs.append(rows)
+        if run_dir.trials_csv.exists() or run_dir.path.joinpath("trials.parquet").exists():
+            trials.append(read_trials(run_dir).assign(run_id=run["run_id"]))
+    epochs = pd.concat(epochs, ignore_index=True)
+    trials = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame(
+        columns=["run_id", "trial_id", "status", "best_val_accuracy"])
+    return Tables(runs=runs, epochs=epochs, trials=trials,
+                  complete=analysis.complete_rows(epochs, trials))
+
+

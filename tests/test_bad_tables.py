@@ -1,0 +1,121 @@
+"""`analyze` on damaged tables: one line naming the file and the problem, exit status 2,
+and nothing written (no half plots/, no Parquet copy overwritten)."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+def _analyze(*args):
+    return subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "analyze", *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def damaged(tiny_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    shutil.rmtree(copy / "plots")
+    for name in ("report.md", "report.html"):
+        (copy / name).unlink()
+    return copy
+
+
+def _nothing_written(run, parquet_before):
+    assert not (run / "plots").exists() and not (run / "report.md").exists()
+    if parquet_before is not None:
+        assert (run / "epochs.parquet").read_bytes() == parquet_before
+
+
+def _parquet(run):
+    path = run / "epochs.parquet"
+    return path.read_bytes() if path.exists() else None
+
+
+def _one_error(result, *words):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_a_row_cut_mid_line(damaged):
+    before = _parquet(damaged)
+    text = (damaged / "epochs.csv").read_text()
+    (damaged / "epochs.csv").write_text(text[:-25])
+    _one_error(_analyze(damaged), "epochs.csv", "cut short")
+    _nothing_written(damaged, before)
+
+
+def test_a_row_with_missing_fields(damaged):
+    lines = (damaged / "epochs.csv").read_text().splitlines(keepends=True)
+    lines[2] = ",".join(lines[2].split(",")[:5]) + "\n"
+    (damaged / "epochs.csv").write_text("".join(lines))
+    _one_error(_analyze(damaged), "epochs.csv", "line 3")
+
+
+def test_a_non_numeric_metric(damaged):
+    before = _parquet(damaged)
+    lines = (damaged / "epochs.csv").read_text().splitlines(keepends=True)
+    header = lines[0].strip().split(",")
+    fields = lines[1].rstrip("\n").split(",")
+    fields[header.index("val_accuracy")] = "oops"
+    lines[1] = ",".join(fields) + "\n"
+    (damaged / "epochs.csv").write_text("".join(lines))
+    _one_error(_analyze(damaged), "epochs.csv", "val_accuracy", "'oops'", "line 2")
+    _nothing_written(damaged, before)
+
+
+def test_a_missing_column(damaged):
+    import pandas as pd
+
+    table = pd.read_csv(damaged / "trials.csv")
+    table.drop(columns=["status"]).to_csv(damaged / "trials.csv", index=False)
+    _one_error(_analyze(damaged), "trials.csv", "status")
+
+
+def test_an_invalid_run_json(damaged):
+    (damaged / "run.json").write_text('{"run_id": "x", ')
+    _one_error(_analyze(damaged), "run.json", "not valid JSON")
+    _nothing_written(damaged, None)
+
+
+def test_an_unwritable_out(tiny_run, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "joint"
+    plots_before = sorted(p.name for p in (tiny_run / "plots").iterdir())
+    report_before = (tiny_run / "report.md").stat().st_mtime_ns
+    _one_error(_analyze(tiny_run, tiny_run, "--out", out), "cannot write the report", str(out))
+    # The runs' own reports were not rewritten either: everything is checked first.
+    assert (tiny_run / "report.md").stat().st_mtime_ns == report_before
+    assert sorted(p.name for p in (tiny_run / "plots").iterdir()) == plots_before
+
+
+def test_a_killed_run_is_reported_as_partial_from_its_complete_executions(damaged):
+    import json
+
+    import pandas as pd
+
+    # As a kill mid-trial leaves it: the run still "running", the last trial RUNNING.
+    record = json.loads((damaged / "run.json").read_text())
+    record["status"] = "running"
+    (damaged / "run.json").write_text(json.dumps(record))
+    trials = pd.read_csv(damaged / "trials.csv", dtype={"trial_id": str})
+    trials.loc[1, "status"] = "RUNNING"
+    trials.to_csv(damaged / "trials.csv", index=False)
+    result = _analyze(damaged)
+    assert result.returncode == 0, result.stderr
+    report = (damaged / "report.md").read_text()
+    assert report.startswith("# Run tiny (partial: status running)")
+    assert "It holds 2 trials (1 completed, 1 running) and 4 executions with rows, 2 of them " \
+        "complete" in report
+    # The unfinished trial (init random) is not paired: no gap is claimed.
+    headline = report.split("## Headline")[1].split("Best configuration")[0]
+    assert "every complete execution used init pretrained" in headline
+    assert "minus random" not in headline
