@@ -18,9 +18,9 @@ from bench.datasets import DataRequest, dataset_info, load_dataset
 from bench.errors import BenchError
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
-    DEFAULT_SPACES_DIR,
     SpaceSettings,
     declared_hyperparameters,
+    default_spaces_dir,
     load_space,
 )
 
@@ -38,7 +38,7 @@ class RunSpec:
     """Everything a run is asked to do. None means: the search space's own setting."""
 
     space: str = "seed"
-    spaces_dir: Path = DEFAULT_SPACES_DIR
+    spaces_dir: Path = field(default_factory=default_spaces_dir)
     dataset: str | None = None
     backbone: str | None = None
     tuner: str | None = None
