@@ -26,8 +26,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--init", help="fix the init hyperparameter to pretrained, random or imagenet "
                        "(for example to run an ImageNet space offline with random weights)")
     add("--dataset", help="dataset name (default: the space's; 'folder' with --data)")
-    add("--data", type=Path, help="an image folder: one subfolder per class, or train/ and "
-                                  "test/ each with class subfolders (dataset 'folder')")
+    add("--data", type=Path, help="an image folder: one subfolder per class, or train/ with "
+                                  "val/ and/or test/, each with class subfolders (dataset "
+                                  "'folder')")
     add("--data-dir", type=Path, help="where downloaded datasets are kept "
                                       "(default: CACHE_DIR/data)")
     add("--source-dataset", help="dataset whose source task pretrains the backbone when the "
@@ -42,8 +43,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--image-size", type=int, help="image side in pixels (default: the backbone's)")
     add("--seed", type=int, default=1,
         help="oracle seed; repeats use seed, seed+1, ... (1 or more; default 1)")
-    add("--train-per-class", type=int, help="labelled target images per class")
-    add("--images-per-class", type=int, help="images per class for generated datasets")
+    add("--train-per-class", type=int, help="labelled target images per class (for a "
+                                            "folder: taken from its training split)")
+    add("--images-per-class", type=int, help="images per class for generated datasets "
+                                             "(shapes)")
     add("--pretrain-epochs", type=int, default=15,
         help="epochs of source-task pretraining (cached; default 15)")
     add("--results-dir", type=Path, default=Path("results"), help="where runs land")
