@@ -15,19 +15,21 @@ EXIT_STUDY_FAILED = 1
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     from bench.runner import default_cache_dir
-    from bench.space import DEFAULT_SPACES_DIR
+    from bench.space import default_spaces_dir
 
     add = parser.add_argument
     add("--space", default="seed", help="search space: a file in the spaces folder (default seed)")
     add("--preset", help="seed or d2l: the seed chapter's experiments (their space and "
                          "settings, published numbers in the report; meant for a GPU)")
-    add("--spaces-dir", type=Path, default=DEFAULT_SPACES_DIR,
-        help="folder of search space files (default: search_spaces/)")
+    add("--spaces-dir", type=Path, default=default_spaces_dir(),
+        help="folder of search space files (default: ./search_spaces if there is one, "
+             "else the shipped spaces)")
     add("--init", help="fix the init hyperparameter to pretrained, random or imagenet "
                        "(for example to run an ImageNet space offline with random weights)")
     add("--dataset", help="dataset name (default: the space's; 'folder' with --data)")
-    add("--data", type=Path, help="an image folder: one subfolder per class, or train/ and "
-                                  "test/ each with class subfolders (dataset 'folder')")
+    add("--data", type=Path, help="an image folder: one subfolder per class, or train/ with "
+                                  "val/ and/or test/, each with class subfolders (dataset "
+                                  "'folder')")
     add("--data-dir", type=Path, help="where downloaded datasets are kept "
                                       "(default: CACHE_DIR/data)")
     add("--source-dataset", help="dataset whose source task pretrains the backbone when the "
@@ -45,8 +47,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--image-size", type=int, help="image side in pixels (default: the backbone's)")
     add("--seed", type=int, default=1,
         help="oracle seed; repeats use seed, seed+1, ... (1 or more; default 1)")
-    add("--train-per-class", type=int, help="labelled target images per class")
-    add("--images-per-class", type=int, help="images per class for generated datasets")
+    add("--train-per-class", type=int, help="labelled target images per class (for a "
+                                            "folder: taken from its training split)")
+    add("--images-per-class", type=int, help="images per class for generated datasets "
+                                             "(shapes)")
     add("--pretrain-epochs", type=int, default=15,
         help="epochs of source-task pretraining (cached; default 15)")
     add("--results-dir", type=Path, default=Path("results"), help="where runs land")
@@ -71,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_arguments(commands.add_parser("run", help="run a study"))
     listing = commands.add_parser("list", help="list search spaces, datasets, backbones, tuners")
     listing.add_argument("--spaces-dir", type=Path, default=None,
-                         help="folder of search space files (default: search_spaces/)")
+                         help="folder of search space files (default: ./search_spaces if "
+                              "there is one, else the shipped spaces)")
     analyze = commands.add_parser("analyze", help="rebuild figures and report from run tables")
     analyze.add_argument("runs", nargs="+", type=Path, help="run directories")
     analyze.add_argument("--out", type=Path,
@@ -106,11 +111,9 @@ def _analyze(args) -> int:
 
 def _list(args) -> int:
     from bench.listing import print_listing
+    from bench.space import default_spaces_dir
 
-    if args.spaces_dir is None:
-        print_listing()
-    else:
-        print_listing(args.spaces_dir)
+    print_listing(args.spaces_dir if args.spaces_dir is not None else default_spaces_dir())
     return 0
 
 

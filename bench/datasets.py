@@ -58,33 +58,77 @@ class TransferData:
     test: Split
     source: Split | None = None
     source_class_names: tuple[str, ...] = ()
+    #: Unreadable files left out (image folders), every one of them.
+    skipped_files: tuple[str, ...] = ()
+    #: Files left out for repeating another file's bytes, within or across splits.
+    duplicates_dropped: int = 0
+    #: How splits were made where the data did not give them, one sentence each.
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
         source = f", source {len(self.source)} images" if self.source is not None else ""
+        skipped = (f"; {len(self.skipped_files)} unreadable file(s) skipped"
+                   if self.skipped_files else "")
+        repeated = (f"; {self.duplicates_dropped} repeated file(s) dropped"
+                    if self.duplicates_dropped else "")
         return (
             f"{self.name}: {len(self.class_names)} classes, train {len(self.train)}, "
-            f"validation {len(self.validation)}, test {len(self.test)}{source}"
+            f"validation {len(self.validation)}, test {len(self.test)}{source}{skipped}"
+            f"{repeated}"
         )
+
+
+#: The command-line options a DataRequest carries, by field.
+REQUEST_OPTIONS = {"train_per_class": "--train-per-class",
+                   "images_per_class": "--images-per-class", "data": "--data",
+                   "data_dir": "--data-dir"}
+
+#: The largest image side a dataset is made at; beyond it no backbone here is meant to run.
+MAX_IMAGE_SIZE = 1024
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A registered dataset: its loader and the request options it reads."""
+
     name: str
     description: str
     load: Callable[[DataRequest], TransferData]
+    options: frozenset[str] = frozenset({"train_per_class"})
+
+
+def check_options(datasets: list[str], **given) -> None:
+    """Refuses an option none of the named datasets reads (None means not given).
+
+    Raises:
+        BenchError: naming the option and the datasets that do read it.
+    """
+    for field, value in given.items():
+        if value is None or any(field in dataset_info(d).options for d in datasets):
+            continue
+        readers = [info.name for info in DATASETS.values() if field in info.options]
+        raise BenchError(f"{REQUEST_OPTIONS[field]} does not apply to dataset "
+                         f"{' or '.join(repr(d) for d in datasets)}; it is for "
+                         f"{', '.join(readers)}: drop it or pick one of those with --dataset")
 
 
 def split_per_class(labels: np.ndarray, train_per_class: int, seed: int) -> tuple[np.ndarray, ...]:
     """Indices for train (``train_per_class`` of each class) and the rest halved into
-    validation and test, stratified and fixed by ``seed``."""
+    validation and test, stratified and fixed by ``seed``.
+
+    Raises:
+        BenchError: when a class cannot spare ``train_per_class`` images and keep one each
+            for validation and test, saying the largest value that works.
+    """
     rng = np.random.default_rng(seed)
+    smallest = int(np.bincount(labels).min())
+    if smallest < train_per_class + 2:
+        raise BenchError(f"--train-per-class {train_per_class} is too many: the smallest "
+                         f"target class has {smallest} images and keeps 2 for validation and "
+                         f"test; use at most {smallest - 2}")
     train, validation, test = [], [], []
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        if len(members) < train_per_class + 2:
-            raise ValueError(
-                f"class {label} has {len(members)} images; need at least {train_per_class + 2}"
-            )
         rest = members[train_per_class:]
         half = len(rest) // 2
         train.append(members[:train_per_class])
@@ -112,7 +156,10 @@ def load_digits(request: DataRequest) -> TransferData:
     # scikit-learn's bundled copy: 1,797 real 8x8 scans, no download.
     from sklearn.datasets import load_digits as sklearn_digits
 
+    from bench.imagefolder import check_memory
+
     bunch = sklearn_digits()
+    check_memory(len(bunch.images), request.image_size, what="digits")
     images = _to_rgb(bunch.images / 16.0, request.image_size)
     digits = bunch.target.astype(np.int32)
     source = digits < 5
@@ -136,8 +183,12 @@ def load_shapes(request: DataRequest) -> TransferData:
     per_class = request.images_per_class or 120
     train_per_class = request.train_per_class or 20
     if per_class < train_per_class + 2:
-        raise ValueError(f"images_per_class must be at least train_per_class + 2 = "
-                         f"{train_per_class + 2}")
+        raise BenchError(f"--images-per-class {per_class} is too few for --train-per-class "
+                         f"{train_per_class}: it must be at least {train_per_class + 2}")
+    from bench.imagefolder import check_memory
+
+    check_memory(2 * len(SOURCE_SHAPES) * per_class, request.image_size,
+                 what="generating shapes")
     source_images, source_labels = render_shapes(
         SOURCE_SHAPES, per_class=per_class, image_size=request.image_size, seed=request.seed
     )
@@ -182,33 +233,13 @@ def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int
     return tuple(np.sort(np.concatenate(part)) for part in parts)
 
 
-def _from_folders(name: str, root: Path, request: DataRequest) -> TransferData:
-    """Train/validation/test from ``root``: ``train/`` and ``test/``, or class folders."""
-    from bench.imagefolder import load_folder
-
-    def take(decoded, index) -> Split:
-        return Split(decoded.images[index], decoded.labels[index])
-
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        train_all = load_folder(root / "train", size=request.image_size,
-                                cache_dir=request.cache_dir)
-        test = load_folder(root / "test", size=request.image_size, cache_dir=request.cache_dir,
-                           classes=list(train_all.class_names))
-        train, validation = split_fractions(train_all.labels, (0.8, 0.2), request.seed)
-        return TransferData(name=name, class_names=train_all.class_names,
-                            train=take(train_all, train), validation=take(train_all, validation),
-                            test=Split(test.images, test.labels))
-    decoded = load_folder(root, size=request.image_size, cache_dir=request.cache_dir)
-    train, validation, test = split_fractions(decoded.labels, (0.7, 0.15, 0.15), request.seed)
-    return TransferData(name=name, class_names=decoded.class_names, train=take(decoded, train),
-                        validation=take(decoded, validation), test=take(decoded, test))
-
-
 def load_image_folder(request: DataRequest) -> TransferData:
     if request.data is None:
         raise BenchError("dataset 'folder' needs --data PATH: a folder with one subfolder per "
-                         "class, or train/ and test/ each holding class subfolders")
-    return _from_folders("folder", Path(request.data), request)
+                         "class, or train/ (and val/, test/) each holding class subfolders")
+    from bench.layouts import load_folder_dataset
+
+    return load_folder_dataset("folder", Path(request.data), request)
 
 
 HOTDOG_URLS = ["http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip",
@@ -231,8 +262,9 @@ def load_hotdog(request: DataRequest, *, urls: list[str] = HOTDOG_URLS,
         if found != expected:
             raise BenchError(f"{root / part} holds {found} images, expected {expected}; remove "
                              f"{root} to download it again")
-    data = _from_folders("hotdog", root, request)
-    return data
+    from bench.layouts import load_folder_dataset
+
+    return load_folder_dataset("hotdog", root, request)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -241,11 +273,14 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("digits", "scikit-learn's handwritten digits (bundled): source 0-4, "
                     "target 5-9 with 20 labelled images per class", load_digits),
         DatasetInfo("shapes", "generated coloured shapes, any size: 5 source shapes, 5 "
-                    "other target shapes", load_shapes),
+                    "other target shapes", load_shapes,
+                    frozenset({"train_per_class", "images_per_class"})),
         DatasetInfo("hotdog", "Dive into Deep Learning's hot dog photos (downloaded once, "
-                    "SHA-1 checked): 2,000 train, 800 test; no source task", load_hotdog),
+                    "SHA-1 checked): 2,000 train, 800 test; no source task", load_hotdog,
+                    frozenset({"train_per_class", "data_dir"})),
         DatasetInfo("folder", "your images: --data PATH with one subfolder per class, or "
-                    "train/ and test/; no source task", load_image_folder),
+                    "train/ with val/ and/or test/; no source task", load_image_folder,
+                    frozenset({"train_per_class", "data"})),
     )
 }
 

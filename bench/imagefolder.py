@@ -1,10 +1,17 @@
-"""Datasets from image folders: decode once with Pillow, cache as uint8 arrays.
+"""Image folders: decode once with Pillow, cache as uint8 arrays.
 
-A folder holds one subfolder per class, or ``train/`` and ``test/`` each holding class
-subfolders. Images are turned upright (EXIF orientation), converted to RGB (grayscale,
-RGBA, palette and 16-bit alike), resized, and cached under a key made from the files'
-paths, sizes and modification times, so a second run decodes nothing. Unreadable files
-are skipped with one warning.
+A folder given here holds one subfolder per class; every image below a class folder,
+in nested folders too, belongs to that class. Symbolic links (to files or folders) are
+followed when they stay inside the folder and refused, with their paths, when they
+leave it. Images are turned upright (EXIF orientation), converted to RGB (grayscale,
+RGBA, palette and 16-bit alike) and resized. Files with identical bytes are one image:
+the first in path order is kept. Unreadable files are skipped and reported on every
+load, the cached ones too.
+
+The decoded arrays are cached under a key made from the files' paths, sizes and
+modification times, so a second run decodes nothing. A cache entry carries a SHA-256
+of its arrays; one that does not load or verify is decoded again, with one line saying
+why.
 """
 
 from __future__ import annotations
@@ -26,10 +33,27 @@ EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 @dataclass(frozen=True)
 class Decoded:
+    """The readable images under a folder, one per distinct file content.
+
+    Attributes:
+        images: uint8, ``(n, size, size, 3)``.
+        labels: int32 indices into ``class_names``.
+        class_names: The class folders' names, sorted.
+        skipped: Paths of unreadable files.
+        hashes: SHA-256 of each kept image's file bytes, aligned with ``labels``.
+        duplicates: How many files were dropped for repeating an earlier file's bytes.
+    """
+
     images: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...]
     skipped: tuple[str, ...]
+    hashes: tuple[str, ...] = ()
+    duplicates: int = 0
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def class_folders(root: Path) -> list[Path]:
@@ -43,15 +67,54 @@ def class_folders(root: Path) -> list[Path]:
     return classes
 
 
-def list_images(classes: list[Path]) -> list[tuple[Path, int]]:
-    files = []
+def _walk(folder: Path, inside: Path, outside: list[str]) -> list[Path]:
+    """Image files below ``folder``, following links that stay under ``inside``; links
+    that leave it are appended to ``outside``."""
+    found, seen = [], set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back to a folder already walked
+            dirs.clear()
+            continue
+        seen.add(real)
+        for name in sorted(dirs):
+            path = Path(top) / name
+            if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(inside):
+                outside.append(str(path))
+                dirs.remove(name)
+        for name in names:
+            path = Path(top) / name
+            if path.suffix.lower() not in EXTENSIONS:
+                continue
+            if not Path(os.path.realpath(path)).is_relative_to(inside):
+                outside.append(str(path))
+            elif path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
+def list_images(classes: list[Path], root: Path | None = None) -> list[tuple[Path, int]]:
+    """``(path, label)`` for every image under the class folders.
+
+    Raises:
+        BenchError: when a class folder holds no image, or a symbolic link leads out of
+            ``root`` (default: the class folders' parent), naming the first few.
+    """
+    inside = Path(os.path.realpath(root if root is not None else classes[0].parent))
+    files, outside = [], []
     for label, folder in enumerate(classes):
-        mine = sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS
-                      and p.is_file())
-        if not mine:
+        if not Path(os.path.realpath(folder)).is_relative_to(inside):
+            outside.append(str(folder))
+            continue
+        mine = _walk(folder, inside, outside)
+        if not mine and not outside:
             raise BenchError(f"class folder {folder} holds no images "
                              f"({', '.join(sorted(EXTENSIONS))})")
         files += [(p, label) for p in mine]
+    if outside:
+        shown = ", ".join(outside[:3]) + (", ..." if len(outside) > 3 else "")
+        raise BenchError(f"{len(outside)} symbolic link(s) under {inside} lead outside it: "
+                         f"{shown}; copy those images into the folder or remove the links")
     return files
 
 
@@ -69,6 +132,35 @@ def decode(path: Path, size: int) -> np.ndarray:
             return np.asarray(image, dtype=np.uint8)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation, where the system says."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(count: int, size: int, *, what: str, available: int | None = None) -> None:
+    """Refuses to make ``count`` images of ``size`` px when they cannot fit in memory.
+
+    Twice the arrays' size is counted: the decoded images and the stacked array (or the
+    splits cut from it) exist together for a moment.
+    """
+    needed = 2 * count * size * size * 3
+    available = available_memory() if available is None else available
+    if available is not None and needed > available:
+        raise BenchError(f"{what}: {count} images at {size}x{size} px need about "
+                         f"{needed / 2**30:.1f} GiB of memory and {available / 2**30:.1f} GiB "
+                         "is available; use a smaller --image-size or fewer images")
+
+
 def cache_key(files: list[tuple[Path, int]], size: int) -> str:
     digest = hashlib.sha1(str(size).encode())
     for path, label in files:
@@ -77,41 +169,115 @@ def cache_key(files: list[tuple[Path, int]], size: int) -> str:
     return digest.hexdigest()[:20]
 
 
-def load_folder(root: Path, *, size: int, cache_dir: Path | None,
-                classes: list[str] | None = None, log=None) -> Decoded:
-    """Decodes every image under ``root``'s class folders (cached); skips unreadable ones."""
-    log = log or (lambda message: print(message, file=sys.stderr))
-    folders = class_folders(root)
-    if classes is not None and [f.name for f in folders] != classes:
-        raise BenchError(f"{root} has classes {[f.name for f in folders]}, expected {classes}")
-    files = list_images(folders)
-    names = tuple(f.name for f in folders)
-    cache_file = None
-    if cache_dir is not None:
-        cache_file = Path(cache_dir) / "decoded" / f"{cache_key(files, size)}.npz"
-        if cache_file.exists():
-            cached = np.load(cache_file)
-            return Decoded(cached["images"], cached["labels"], names,
-                           tuple(cached["skipped"].tolist()))
-    images, labels, skipped = [], [], []
+def _arrays_sha256(images: np.ndarray, labels: np.ndarray, skipped, hashes) -> str:
+    digest = hashlib.sha256()
+    for array in (images, labels):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+    digest.update("\n".join(skipped).encode() + b"\0" + "\n".join(hashes).encode())
+    return digest.hexdigest()
+
+
+def _read_cache(cache_file: Path, names: tuple[str, ...], log) -> Decoded | None:
+    """The cached decode, or None (with one line saying why) when it does not verify."""
+    if not cache_file.exists():
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as cached:
+            decoded = Decoded(cached["images"], cached["labels"], names,
+                              tuple(cached["skipped"].tolist()),
+                              tuple(cached["hashes"].tolist()), int(cached["duplicates"]))
+            expected = str(cached["sha256"])
+    except Exception as error:  # noqa: BLE001 (a truncated zip fails in many ways)
+        log(f"decoded-image cache {cache_file} is unreadable ({type(error).__name__}); "
+            "decoding again")
+        return None
+    actual = _arrays_sha256(decoded.images, decoded.labels, decoded.skipped, decoded.hashes)
+    if actual != expected or len(decoded.hashes) != len(decoded.labels):
+        log(f"decoded-image cache {cache_file} failed its checksum; decoding again")
+        return None
+    return decoded
+
+
+def _write_cache(cache_file: Path, decoded: Decoded) -> None:
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.partial.npz")
+    np.savez(partial, images=decoded.images, labels=decoded.labels,
+             skipped=np.asarray(decoded.skipped, dtype=str),
+             hashes=np.asarray(decoded.hashes, dtype=str),
+             duplicates=np.asarray(decoded.duplicates),
+             sha256=np.asarray(_arrays_sha256(decoded.images, decoded.labels,
+                                              decoded.skipped, decoded.hashes)))
+    os.replace(partial, cache_file)
+
+
+def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> Decoded:
+    check_memory(len(files), size, what=f"decoding {root}")
+    images, labels, hashes, skipped, seen = [], [], [], [], set()
+    duplicates = 0
     for path, label in files:
         try:
-            images.append(decode(path, size))
-            labels.append(label)
+            content = path.read_bytes()
+        except OSError:
+            skipped.append(str(path))
+            continue
+        digest = hashlib.sha256(content).hexdigest()
+        if digest in seen:
+            duplicates += 1
+            continue
+        try:
+            image = decode(path, size)
+        except MemoryError:
+            raise BenchError(f"ran out of memory decoding {path} at {size}x{size} px after "
+                             f"{len(images)} images; use a smaller --image-size or fewer "
+                             "images") from None
         except Exception:  # noqa: BLE001 (any unreadable file is skipped, not fatal)
             skipped.append(str(path))
-    if skipped:
-        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        log(f"warning: skipped {len(skipped)} unreadable image file(s) under {root}: {shown}")
+            continue
+        seen.add(digest)
+        images.append(image)
+        labels.append(label)
+        hashes.append(digest)
     labels = np.asarray(labels, dtype=np.int32)
     for label, name in enumerate(names):
         if not (labels == label).any():
             raise BenchError(f"class {name!r} under {root} has no readable image")
-    decoded = Decoded(np.stack(images), labels, names, tuple(skipped))
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.partial.npz")
-        np.savez(partial, images=decoded.images, labels=decoded.labels,
-                 skipped=np.asarray(decoded.skipped, dtype=str))
-        os.replace(partial, cache_file)
+    try:
+        stacked = np.stack(images)
+    except MemoryError:
+        raise BenchError(f"not enough memory to hold {len(images)} images of {size}x{size} "
+                         f"px from {root}; use a smaller --image-size") from None
+    return Decoded(stacked, labels, names, tuple(skipped), tuple(hashes), duplicates)
+
+
+def load_folder(root: Path, *, size: int, cache_dir: Path | None,
+                classes: list[str] | None = None, log=None) -> Decoded:
+    """Decodes every distinct image under ``root``'s class folders (cached).
+
+    Unreadable files are skipped and files repeating an earlier file's bytes dropped;
+    both are reported with one line each, on every call.
+    """
+    log = log or _stderr
+    folders = class_folders(root)
+    if classes is not None and [f.name for f in folders] != classes:
+        raise BenchError(f"{root} has classes {[f.name for f in folders]}, expected {classes}")
+    files = list_images(folders, root)
+    names = tuple(f.name for f in folders)
+    cache_file = None
+    decoded = None
+    if cache_dir is not None:
+        cache_file = Path(cache_dir) / "decoded" / f"{cache_key(files, size)}.npz"
+        decoded = _read_cache(cache_file, names, log)
+    if decoded is None:
+        decoded = _decode_all(files, size, root, names)
+        if cache_file is not None:
+            _write_cache(cache_file, decoded)
+    if decoded.skipped:
+        shown = ", ".join(decoded.skipped[:3]) + (", ..." if len(decoded.skipped) > 3 else "")
+        log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root}: "
+            f"{shown}")
+    if decoded.duplicates:
+        log(f"note: {decoded.duplicates} file(s) under {root} repeat another file's bytes "
+            "and were used once")
     return decoded

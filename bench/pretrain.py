@@ -1,14 +1,22 @@
 """Step 1 of the recipe: train the backbone on the dataset's source task, once.
 
-The weights are cached on disk, keyed by backbone, dataset, image size, seed and
-epochs, and reused by later runs. The source model's accuracy is measured in inference
-mode on held-out source images: a backbone whose BatchNormalization statistics have not
-settled can score well in training and near chance in inference, and then every
-"pretrained" result would be meaningless.
+The weights are cached on disk and reused by later runs. A cache entry is a weights file
+and a metadata file beside it; the metadata holds the SHA-256 of the weights file's bytes
+and the key of everything that made it: backbone, dataset, a SHA-256 of the source images
+and labels themselves (so every data option that changes them, image size, seed or
+``--images-per-class``, changes the key), pretraining epochs, batch size, learning rate,
+the Keras backend and the versions of Keras and of the backend's framework. An entry that
+is missing a part, unreadable, made by other settings, or whose weights fail their
+checksum is rebuilt, with one line saying why.
+
+The source model's accuracy is measured in inference mode on held-out source images: a
+backbone whose BatchNormalization statistics have not settled can score well in training
+and near chance in inference, and then every "pretrained" result would be meaningless.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -23,6 +31,10 @@ from bench.datasets import Split, TransferData
 from bench.errors import BenchError
 from bench.model import assemble
 
+#: The package whose version a backend's numbers depend on, besides Keras.
+BACKEND_FRAMEWORKS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
+                      "numpy": "numpy"}
+
 
 @dataclass(frozen=True)
 class Pretrained:
@@ -33,10 +45,88 @@ class Pretrained:
     epochs: int
     seconds: float
     reused: bool = False
+    weights_sha256: str = ""
 
 
-def cache_key(*, backbone: str, dataset: str, image_size: int, seed: int, epochs: int) -> str:
-    return f"{backbone}__{dataset}__{image_size}px__seed{seed}__{epochs}ep"
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_sha256(split: Split) -> str:
+    """SHA-256 of a split's images and labels: equal exactly when the arrays are."""
+    digest = hashlib.sha256()
+    for array in (split.images, split.labels):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def pretrain_key(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: int,
+                 epochs: int, batch_size: int, learning_rate: float) -> dict:
+    """Everything that made a source model, as a JSON-able dict (the cache key)."""
+    backend = keras.backend.backend()
+    framework = BACKEND_FRAMEWORKS.get(backend, backend)
+    return {
+        "backbone": spec.name,
+        "dataset": data.name,
+        "source_sha256": source_sha256(data.source),
+        "source_images": len(data.source),
+        "image_size": image_size,
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "backend": backend,
+        "versions": {"keras": _version("keras"), framework: _version(framework)},
+    }
+
+
+def cache_name(key: dict) -> str:
+    """A file stem: the main settings readable, and a digest of the whole key."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return (f"{key['backbone']}__{key['dataset']}__{key['image_size']}px__seed{key['seed']}"
+            f"__{key['epochs']}ep__{key['backend']}__{digest}")
+
+
+def _cached(weights_path: Path, meta_path: Path, key: dict) -> tuple[dict | None, str]:
+    """The metadata of a verified cache entry, or None and why it cannot be used."""
+    if not meta_path.exists() and not weights_path.exists():
+        return None, ""
+    try:
+        meta = json.loads(meta_path.read_text())
+        float(meta["source_accuracy"]), int(meta["epochs"]), float(meta["seconds"])
+        expected = str(meta["weights_sha256"])
+        made_by = meta["key"]
+    except FileNotFoundError:
+        return None, f"pretrained weights cache {meta_path} is missing; retraining"
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        return None, (f"pretrained weights cache {meta_path} is unreadable "
+                      f"({type(error).__name__}); retraining")
+    if made_by != key:
+        return None, (f"pretrained weights cache {meta_path} was made by other settings; "
+                      "retraining")
+    try:
+        actual = file_sha256(weights_path)
+    except OSError as error:
+        return None, (f"pretrained weights cache {weights_path} is unreadable "
+                      f"({type(error).__name__}); retraining")
+    if actual != expected:
+        return None, f"pretrained weights cache {weights_path} failed its checksum; retraining"
+    return meta, ""
 
 
 def _holdout(split: Split, seed: int, fraction: float = 0.2) -> tuple[Split, Split]:
@@ -50,20 +140,26 @@ def _holdout(split: Split, seed: int, fraction: float = 0.2) -> tuple[Split, Spl
 def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: int,
              epochs: int, cache_dir: Path, batch_size: int = 32,
              learning_rate: float = 1e-3, log=print) -> Pretrained:
-    """Returns source-task weights for ``spec``, training them only if none are cached."""
+    """Returns source-task weights for ``spec``, training them only if no cache entry for
+    the same key verifies."""
     if data.source is None:
         raise BenchError(f"dataset {data.name!r} has no source task to pretrain on; use "
                          "init 'random' or 'imagenet', or name a source dataset")
-    key = cache_key(backbone=spec.name, dataset=data.name, image_size=image_size, seed=seed,
-                    epochs=epochs)
+    key = pretrain_key(spec, data, image_size=image_size, seed=seed, epochs=epochs,
+                       batch_size=batch_size, learning_rate=learning_rate)
     folder = Path(cache_dir) / "pretrained"
-    weights_path = folder / f"{key}.weights.h5"
-    meta_path = folder / f"{key}.json"
-    if weights_path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+    weights_path = folder / f"{cache_name(key)}.weights.h5"
+    meta_path = folder / f"{cache_name(key)}.json"
+    meta, why = _cached(weights_path, meta_path, key)
+    if meta is not None:
         log(f"pretrained weights reused from {weights_path} "
-            f"(source accuracy {meta['source_accuracy']:.3f})")
-        return Pretrained(**{**meta, "weights_path": str(weights_path), "reused": True})
+            f"(source accuracy {meta['source_accuracy']:.3f}, checksum verified)")
+        return Pretrained(weights_path=str(weights_path),
+                          source_accuracy=float(meta["source_accuracy"]),
+                          epochs=int(meta["epochs"]), seconds=float(meta["seconds"]),
+                          reused=True, weights_sha256=meta["weights_sha256"])
+    if why:
+        log(why)
 
     log(f"pretraining {spec.name} on the {data.name} source task "
         f"({len(data.source)} images, {epochs} epochs); cached for later runs")
@@ -84,14 +180,16 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
             "will say little (more --pretrain-epochs may help)")
 
     folder.mkdir(parents=True, exist_ok=True)
-    # Written under a temporary name and renamed, so a killed run leaves no half file.
-    partial = folder / f"{key}.{os.getpid()}.partial.weights.h5"
+    # Written under temporary names and renamed, weights first: the metadata, written
+    # last, holds the weights' checksum, so a killed run leaves no entry that verifies.
+    partial = folder / f"{cache_name(key)}.{os.getpid()}.partial.weights.h5"
     parts.backbone.save_weights(partial)
     os.replace(partial, weights_path)
     result = Pretrained(weights_path=str(weights_path), source_accuracy=float(accuracy),
-                        epochs=epochs, seconds=seconds)
+                        epochs=epochs, seconds=seconds,
+                        weights_sha256=file_sha256(weights_path))
     meta = {k: v for k, v in asdict(result).items() if k not in ("weights_path", "reused")}
     partial_meta = meta_path.with_suffix(f".{os.getpid()}.partial")
-    partial_meta.write_text(json.dumps(meta, indent=2))
+    partial_meta.write_text(json.dumps(meta | {"key": key}, indent=2))
     os.replace(partial_meta, meta_path)
     return result

@@ -14,13 +14,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.backbones import backbone_spec, block_count, ensure_imagenet_weights
-from bench.datasets import DataRequest, dataset_info, load_dataset
+from bench.datasets import (
+    MAX_IMAGE_SIZE,
+    DataRequest,
+    check_options,
+    dataset_info,
+    load_dataset,
+)
 from bench.errors import BenchError, StudyFailed
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
-    DEFAULT_SPACES_DIR,
     SpaceSettings,
     declared_hyperparameters,
+    default_spaces_dir,
     load_space,
 )
 
@@ -38,7 +44,7 @@ class RunSpec:
     """Everything a run is asked to do. None means: the search space's own setting."""
 
     space: str = "seed"
-    spaces_dir: Path = DEFAULT_SPACES_DIR
+    spaces_dir: Path = field(default_factory=default_spaces_dir)
     dataset: str | None = None
     backbone: str | None = None
     tuner: str | None = None
@@ -69,6 +75,14 @@ def _check_positive(**values) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be 1 or more; got {value}")
+
+
+def _check_data_options(spec: RunSpec, *, dataset: str) -> None:
+    """Refuses a data option that neither the dataset nor the source dataset reads."""
+    datasets = [dataset] + ([spec.source_dataset] if spec.source_dataset is not None else [])
+    check_options(datasets, train_per_class=spec.train_per_class,
+                  images_per_class=spec.images_per_class, data=spec.data,
+                  data_dir=spec.data_dir)
 
 
 def _timestamp() -> str:
@@ -114,10 +128,16 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
         cache_dir=Path(spec.cache_dir))
     data = load_dataset(settings.dataset, request)
     log(f"data: {data.summary()}")
+    for note in data.notes:
+        log(f"data: {note}")
     facts = {"dataset": {"name": data.name, "classes": list(data.class_names),
                          "train": len(data.train), "validation": len(data.validation),
                          "test": len(data.test),
-                         "source": len(data.source) if data.source is not None else 0}}
+                         "source": len(data.source) if data.source is not None else 0,
+                         "skipped_files": len(data.skipped_files),
+                         "skipped_examples": list(data.skipped_files[:5]),
+                         "duplicates_dropped": data.duplicates_dropped,
+                         "notes": list(data.notes)}}
     weights = None
     inits = _init_values(hp, settings)
     if "pretrained" in inits:
@@ -179,7 +199,11 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     dataset_info(settings.dataset)
     if spec.source_dataset is not None:
         dataset_info(spec.source_dataset)
+    _check_data_options(spec, dataset=settings.dataset)
     image_size = settings.image_size or backbone.default_image_size
+    if image_size > MAX_IMAGE_SIZE:
+        raise BenchError(f"--image-size {image_size} is too large; the datasets are made at "
+                         f"{MAX_IMAGE_SIZE} px at most")
 
     import keras  # The backend loads here, after the cheap checks.
 

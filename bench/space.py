@@ -25,7 +25,22 @@ BUILDER_HYPERPARAMETERS = {
     "body_lr_scale": "learning rate of the unfrozen backbone, as a fraction of head_lr",
 }
 
-DEFAULT_SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+#: Where the shipped spaces live: ``search_spaces/`` beside ``bench/`` in a checkout (or
+#: an editable install), ``bench/search_spaces/`` inside an installed wheel.
+CHECKOUT_SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+PACKAGED_SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
+DEFAULT_SPACES_DIR = CHECKOUT_SPACES_DIR if CHECKOUT_SPACES_DIR.is_dir() else PACKAGED_SPACES_DIR
+
+
+def default_spaces_dir(cwd: Path | None = None) -> Path:
+    """The spaces folder a run uses when none is given.
+
+    ``./search_spaces`` in the current directory when there is one (the checkout, or a
+    folder where you keep your own spaces; it replaces the shipped ones), else the spaces
+    that ship with the suite (``DEFAULT_SPACES_DIR``).
+    """
+    local = Path(cwd if cwd is not None else Path.cwd()) / "search_spaces"
+    return local.resolve() if local.is_dir() else DEFAULT_SPACES_DIR
 
 
 @dataclass(frozen=True)

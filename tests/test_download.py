@@ -145,16 +145,17 @@ def test_an_archive_placed_by_hand_is_used_without_downloading(server, tmp_path)
 
 
 def hotdog_archive(train_per_class: int, test_per_class: int) -> bytes:
-    """A real-image archive in the hotdog layout with the given counts."""
+    """A real-image archive in the hotdog layout with the given counts, every image
+    distinct (files with identical bytes count once)."""
     from PIL import Image
 
-    png = io.BytesIO()
-    Image.new("RGB", (12, 12), (200, 40, 40)).save(png, "PNG")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for part, count in (("train", train_per_class), ("test", test_per_class)):
-            for label in ("hotdog", "not-hotdog"):
+        for p, (part, count) in enumerate((("train", train_per_class), ("test", test_per_class))):
+            for c, label in enumerate(("hotdog", "not-hotdog")):
                 for i in range(count):
+                    png = io.BytesIO()
+                    Image.new("RGB", (12, 12), (i % 256, i // 256, 2 * p + c)).save(png, "PNG")
                     archive.writestr(f"hotdog/{part}/{label}/{i}.png", png.getvalue())
     return buffer.getvalue()
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 
 import pandas as pd
@@ -29,7 +30,9 @@ def _run(tmp_path, name, spaces_dir, *extra, backend=None):
 def test_run_bench_writes_the_whole_run_directory(tmp_path, tiny_spaces_dir):
     result, run_dir = _run(tmp_path, "e2e", tiny_spaces_dir)
     out = result.stdout
-    assert "Keras backend tensorflow on CPU" in out
+    # Any device: the line names the backend and what ran the trials, CPU or GPU.
+    assert re.search(r"^Keras backend tensorflow on (CPU \(.+, \d+ cores\)|GPU: .+)$", out,
+                     flags=re.MULTILINE), out[:2000]
     assert "trial 1/2" in out and "trial 2/2" in out and "best so far" in out
     assert "Top 2 of 2 trials" in out and "pretrained - random at epoch 2" in out
     run = json.loads((run_dir / "run.json").read_text())

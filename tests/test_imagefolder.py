@@ -146,6 +146,9 @@ def test_a_run_on_a_folder_with_broken_files_completes(tmp_path, tiny_spaces_dir
     run = json.loads((tmp_path / "results" / "folder" / "run.json").read_text())
     sizes = run["dataset"]
     assert sizes["train"] + sizes["validation"] + sizes["test"] == good
+    assert sizes["skipped_files"] == bad and len(sizes["skipped_examples"]) == bad
+    assert {p.rsplit("/", 1)[-1] for p in sizes["skipped_examples"]} == {
+        "empty.jpg", "truncated.png", "notes.jpg"}
     assert run["pretraining"]["source"] == "digits"
 
 

@@ -1,0 +1,8 @@
+"""``python -m bench``: the same command line as ``run_bench.py`` and ``finetune-bench``."""
+
+import sys
+
+from bench.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

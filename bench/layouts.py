@@ -1,0 +1,178 @@
+"""Which splits a data folder holds, and how the missing ones are made.
+
+Layouts of ``--data PATH`` (each class folder holds that class's images, nested folders
+included):
+
+- class folders only (``PATH/cats``, ``PATH/dogs``): a seeded, stratified split makes
+  70% train, 15% validation, 15% test.
+- ``train/`` and ``test/``: 20% of ``train/`` becomes the validation split.
+- ``train/`` and ``val/`` (or ``valid/``, ``validation/``): 20% of ``train/`` is held out
+  as the test split.
+- ``train/``, ``val/`` and ``test/``: used as given.
+- ``train/`` alone: split 70/15/15 like class folders.
+
+Once ``train/`` is there, every other folder beside it must be a split folder (a class
+folder beside ``train/`` is an error, not a class), and a split folder without
+``train/`` is an error. A split made from ``train/`` is said in a note. Images with
+identical bytes are never in two splits: a training or validation image that repeats a
+test (or validation) image is dropped and counted. ``--train-per-class N`` then keeps N
+images of each class of the training split (seeded), the others unused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.datasets import DataRequest, TransferData
+    from bench.imagefolder import Decoded
+
+VALIDATION_NAMES = ("val", "valid", "validation")
+SPLIT_NAMES = ("train", "test", *VALIDATION_NAMES)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The folders a data folder's splits come from; None where a split is to be made."""
+
+    train: Path
+    validation: Path | None
+    test: Path | None
+    split_folders: bool  # False: class folders directly under the data folder
+
+
+def find_layout(root: Path) -> Layout:
+    """Reads which layout ``root`` has (see the module docstring).
+
+    Raises:
+        BenchError: for a mix of split and class folders, two validation folders, or
+            split folders without ``train/``.
+    """
+    if not root.is_dir():
+        raise BenchError(f"image folder {root} does not exist; pass --data with a folder "
+                         "holding one subfolder per class, or train/ (and val/, test/) each "
+                         "holding class subfolders")
+    folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    splits = folders & set(SPLIT_NAMES)
+    if not splits:
+        return Layout(train=root, validation=None, test=None, split_folders=False)
+    if "train" not in splits:
+        raise BenchError(f"{root} has {', '.join(sorted(s + '/' for s in splits))} but no "
+                         "train/; add train/ with class subfolders, or rename the folder if "
+                         "it is a class")
+    others = sorted(folders - set(SPLIT_NAMES))
+    if others:
+        raise BenchError(f"{root} has train/ and also {', '.join(o + '/' for o in others)}; "
+                         "beside train/ only val/ (or valid/, validation/) and test/ may be, "
+                         "each holding the same class subfolders")
+    validation = [n for n in VALIDATION_NAMES if n in splits]
+    if len(validation) > 1:
+        raise BenchError(f"{root} has {' and '.join(v + '/' for v in validation)}; keep one "
+                         "validation folder")
+    return Layout(train=root / "train",
+                  validation=root / validation[0] if validation else None,
+                  test=root / "test" if "test" in splits else None, split_folders=True)
+
+
+def take_per_class(labels: np.ndarray, count: int, seed: int, *,
+                   class_names: tuple[str, ...], where: str) -> np.ndarray:
+    """Indices of ``count`` images of each class, seeded and sorted.
+
+    Raises:
+        BenchError: when a class has fewer, saying the largest count that works.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = np.bincount(labels, minlength=len(class_names))
+    if sizes.min() < count:
+        small = int(np.argmin(sizes))
+        raise BenchError(f"--train-per-class {count}: class {class_names[small]!r} has only "
+                         f"{sizes[small]} training image(s) in {where}; use at most "
+                         f"{sizes.min()}")
+    chosen = [rng.permutation(np.flatnonzero(labels == label))[:count]
+              for label in range(len(class_names))]
+    return np.sort(np.concatenate(chosen))
+
+
+def _not_in(decoded: Decoded, later: Decoded) -> np.ndarray:
+    """A mask of ``decoded``'s images whose bytes ``later`` does not hold."""
+    taken = set(later.hashes)
+    return np.asarray([h not in taken for h in decoded.hashes], dtype=bool)
+
+
+def _subset(decoded: Decoded, mask: np.ndarray) -> Decoded:
+    return replace(decoded, images=decoded.images[mask], labels=decoded.labels[mask],
+                   hashes=tuple(h for h, k in zip(decoded.hashes, mask) if k))
+
+
+def load_folder_dataset(name: str, root: Path, request: DataRequest) -> TransferData:
+    """Train, validation and test splits from an image folder of any layout above.
+
+    Args:
+        name: The dataset's name in the run (``folder``, ``hotdog``).
+        root: The data folder.
+        request: A ``DataRequest`` (image size, seed, train per class, cache folder).
+    """
+    from bench.datasets import Split, TransferData, split_fractions
+    from bench.imagefolder import load_folder
+
+    layout = find_layout(root)
+    size, cache, seed = request.image_size, request.cache_dir, request.seed
+    train_all = load_folder(layout.train, size=size, cache_dir=cache)
+    classes = list(train_all.class_names)
+    given = {part: load_folder(folder, size=size, cache_dir=cache, classes=classes)
+             for part, folder in (("validation", layout.validation), ("test", layout.test))
+             if folder is not None}
+    notes, crossing = [], 0
+    keep = np.ones(len(train_all.labels), dtype=bool)
+    for part in given.values():
+        keep &= _not_in(train_all, part)
+    crossing += int((~keep).sum())
+    if "validation" in given and "test" in given:
+        val_keep = _not_in(given["validation"], given["test"])
+        crossing += int((~val_keep).sum())
+        given["validation"] = _subset(given["validation"], val_keep)
+    if crossing:
+        notes.append(f"{crossing} image(s) in {root} repeat an image of a later split "
+                     "(train < validation < test) and were dropped from the earlier one")
+    pool = np.flatnonzero(keep)
+    labels = train_all.labels[pool]
+    missing = [part for part in ("validation", "test") if part not in given]
+    where = layout.train
+    if not missing:
+        parts = {"train": pool}
+    elif len(missing) == 1:
+        train, made = split_fractions(labels, (0.8, 0.2), seed)
+        parts = {"train": pool[train], missing[0]: pool[made]}
+        folder = "val/" if missing[0] == "validation" else "test/"
+        notes.append(f"no {folder} folder in {root}: 20% of {where.name}/ ({len(made)} images, "
+                     f"stratified, seed {seed}) is the {missing[0]} split")
+    else:
+        train, validation, test = split_fractions(labels, (0.7, 0.15, 0.15), seed)
+        parts = {"train": pool[train], "validation": pool[validation], "test": pool[test]}
+        if layout.split_folders:
+            notes.append(f"{root} has train/ only: split 70/15/15 into train, validation and "
+                         f"test (stratified, seed {seed})")
+    if request.train_per_class is not None:
+        chosen = take_per_class(train_all.labels[parts["train"]], request.train_per_class,
+                                seed, class_names=train_all.class_names,
+                                where=str(where))
+        parts["train"] = parts["train"][chosen]
+
+    def split(part: str) -> Split:
+        if part in parts:
+            return Split(train_all.images[parts[part]], train_all.labels[parts[part]])
+        return Split(given[part].images, given[part].labels)
+
+    loaded = [train_all, *given.values()]
+    return TransferData(
+        name=name, class_names=train_all.class_names, train=split("train"),
+        validation=split("validation"), test=split("test"),
+        skipped_files=tuple(p for d in loaded for p in d.skipped),
+        duplicates_dropped=sum(d.duplicates for d in loaded) + crossing,
+        notes=tuple(notes))

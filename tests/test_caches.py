@@ -1,0 +1,174 @@
+"""Caches are verified before use: a damaged entry is rebuilt, says why, and gives the
+same numbers as a clean run."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import IMAGE_SIZE, ROOT
+from test_imagefolder import good_images
+
+from bench import imagefolder
+from bench.backbones import BACKBONES
+from bench.datasets import DataRequest, load_dataset
+from bench.pretrain import cache_name, pretrain, pretrain_key
+
+MINI = BACKBONES["resnet-mini"]
+
+
+def _pretrain(data, cache, log):
+    return pretrain(MINI, data, image_size=IMAGE_SIZE, seed=1, epochs=1, cache_dir=cache,
+                    log=log)
+
+
+@pytest.fixture(scope="module")
+def clean(digits, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("clean-cache")
+    made = _pretrain(digits, cache, lambda *_: None)
+    return cache, made, Path(made.weights_path).read_bytes()
+
+
+def _scale_values(weights: Path) -> None:
+    """Overwrites values inside the HDF5 file, its structure intact (as a bad disk or a
+    stray write would)."""
+    import h5py
+
+    with h5py.File(weights, "r+") as handle:
+        kernels = []
+        handle.visititems(lambda name, item: kernels.append(name)
+                          if isinstance(item, h5py.Dataset) and item.size > 1 else None)
+        handle[kernels[0]][...] = handle[kernels[0]][...] * 0.5
+
+
+def _damage(kind: str, weights: Path, meta: Path) -> None:
+    if kind == "values":
+        _scale_values(weights)
+        # Keras still loads it: only the checksum can tell.
+        MINI.constructor((IMAGE_SIZE, IMAGE_SIZE, 3)).load_weights(weights)
+    elif kind == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif kind == "garbled metadata":
+        meta.write_text(meta.read_text()[:40])
+    elif kind == "metadata without checksum":
+        record = json.loads(meta.read_text())
+        del record["weights_sha256"]
+        meta.write_text(json.dumps(record))
+    elif kind == "no metadata":
+        meta.unlink()
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("values", "{weights} failed its checksum"),
+    ("truncated weights", "{weights} failed its checksum"),
+    ("garbled metadata", "{meta} is unreadable (JSONDecodeError)"),
+    ("metadata without checksum", "{meta} is unreadable (KeyError)"),
+    ("no metadata", "{meta} is missing"),
+])
+def test_a_damaged_weights_cache_is_retrained_once_with_the_clean_numbers(
+        clean, digits, tmp_path, kind, reason):
+    clean_cache, made, clean_bytes = clean
+    cache = tmp_path / "cache"
+    shutil.copytree(clean_cache, cache)
+    weights = cache / "pretrained" / Path(made.weights_path).name
+    meta = weights.with_name(weights.name.replace(".weights.h5", ".json"))
+    _damage(kind, weights, meta)
+
+    messages = []
+    again = _pretrain(digits, cache, messages.append)
+    why = reason.format(weights=weights, meta=meta)
+    assert [m for m in messages if "weights cache" in m] == [f"pretrained weights cache {why}; "
+                                                            "retraining"]
+    assert not again.reused and again.weights_path == str(weights)
+    assert weights.read_bytes() == clean_bytes
+    assert again.source_accuracy == made.source_accuracy
+    assert again.weights_sha256 == made.weights_sha256
+
+    messages.clear()
+    third = _pretrain(digits, cache, messages.append)
+    assert third.reused and "checksum verified" in messages[0]
+    assert not list(cache.rglob("*partial*"))
+
+
+def test_what_changes_the_source_images_or_the_backend_changes_the_key(digits):
+    def key_of(data):
+        return pretrain_key(MINI, data, image_size=IMAGE_SIZE, seed=1, epochs=1,
+                            batch_size=32, learning_rate=1e-3)
+
+    shapes = [load_dataset("shapes", DataRequest(image_size=IMAGE_SIZE, seed=1,
+                                                 images_per_class=n, train_per_class=5))
+              for n in (12, 14)]
+    assert cache_name(key_of(shapes[0])) != cache_name(key_of(shapes[1]))
+    # The digits source (0-4) is the same whatever the target's labelled count.
+    more = load_dataset("digits", DataRequest(image_size=IMAGE_SIZE, seed=1, train_per_class=30))
+    assert cache_name(key_of(more)) == cache_name(key_of(digits))
+    import keras
+
+    key = key_of(digits)
+    backend = keras.backend.backend()
+    assert key["backend"] == backend and key["versions"]["keras"] == keras.__version__
+    other = "tensorflow" if backend == "jax" else "jax"
+    pytest.importorskip(other)
+    code = ("from bench.backbones import BACKBONES\n"
+            "from bench.datasets import DataRequest, load_dataset\n"
+            "from bench.pretrain import cache_name, pretrain_key\n"
+            f"data = load_dataset('digits', DataRequest(image_size={IMAGE_SIZE}, seed=1))\n"
+            f"print(cache_name(pretrain_key(BACKBONES['resnet-mini'], data, "
+            f"image_size={IMAGE_SIZE}, seed=1, epochs=1, batch_size=32, learning_rate=1e-3)))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ, KERAS_BACKEND=other))
+    assert result.returncode == 0, result.stderr[-2000:]
+    other_name = result.stdout.strip().splitlines()[-1]
+    assert f"__{other}__" in other_name and other_name != cache_name(key)
+
+
+def _rewrite_values(npz: Path) -> None:
+    """A well-formed archive whose images were changed but whose checksum was not."""
+    with np.load(npz) as cached:
+        arrays = {name: cached[name] for name in cached.files}
+    arrays["images"] = arrays["images"] // 2
+    with open(npz, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _flip_middle(npz: Path) -> None:
+    content = bytearray(npz.read_bytes())
+    middle = len(content) // 2
+    content[middle:middle + 64] = bytes(255 - b for b in content[middle:middle + 64])
+    npz.write_bytes(bytes(content))
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda npz: npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2]),
+     r"is unreadable \(\w+\)"),
+    (_flip_middle, r"(is unreadable \(\w+\)|failed its checksum)"),
+    (_rewrite_values, r"failed its checksum"),
+    (lambda npz: npz.write_bytes(b""), r"is unreadable \(\w+\)"),
+])
+def test_a_damaged_decode_cache_is_decoded_again_with_one_line(tmp_path, damage, reason):
+    good_images(tmp_path / "data")
+    clean = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=None)
+    first = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(first.images, clean.images)
+    (npz,) = (tmp_path / "cache" / "decoded").glob("*.npz")
+    damage(npz)
+
+    messages = []
+    again = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=tmp_path / "cache",
+                                    log=messages.append)
+    assert len(messages) == 1, messages
+    assert re.fullmatch(rf"decoded-image cache {re.escape(str(npz))} {reason}; decoding again",
+                        messages[0]), messages[0]
+    np.testing.assert_array_equal(again.images, clean.images)
+    np.testing.assert_array_equal(again.labels, clean.labels)
+    assert again.hashes == clean.hashes
+
+    messages.clear()
+    third = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=tmp_path / "cache",
+                                    log=messages.append)
+    assert messages == [] and third.hashes == clean.hashes

@@ -1,0 +1,199 @@
+"""Data as asked: folder layouts, options that apply, links, duplicates, skipped files and
+bounds."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_cli import run_bench
+
+from bench import imagefolder
+from bench.datasets import DataRequest, load_dataset
+from bench.errors import BenchError
+
+
+def write_classes(folder, per_class, *, tag, classes=("cats", "dogs")):
+    """``per_class`` distinct PNGs per class; ``tag`` keeps folders' images distinct."""
+    for c, name in enumerate(classes):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.random.default_rng([tag, c, i]).integers(0, 256, (8, 8, 3), np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{tag}-{i}.png")
+
+
+def load(root, tmp_path, **options):
+    request = DataRequest(image_size=16, seed=1, data=root, cache_dir=tmp_path / "cache",
+                          **options)
+    return load_dataset("folder", request)
+
+
+def decoded(folder):
+    return imagefolder.load_folder(folder, size=16, cache_dir=None, log=lambda m: None)
+
+
+@pytest.mark.parametrize("val_name", ["val", "valid", "validation"])
+def test_train_and_val_are_the_splits_and_test_is_made_from_train(tmp_path, val_name):
+    root = tmp_path / "data"
+    write_classes(root / "train", 10, tag=1)
+    write_classes(root / val_name, 3, tag=2)
+    data = load(root, tmp_path)
+    assert data.class_names == ("cats", "dogs")
+    np.testing.assert_array_equal(data.validation.images, decoded(root / val_name).images)
+    assert (len(data.train), len(data.test)) == (16, 4)  # 20% of 10 per class held out
+    assert np.bincount(data.test.labels).tolist() == [2, 2]
+    assert len(data.notes) == 1 and "no test/ folder" in data.notes[0]
+    assert "is the test split" in data.notes[0]
+
+
+def test_train_val_and_test_are_used_as_given(tmp_path):
+    root = tmp_path / "data"
+    for tag, (part, count) in enumerate({"train": 6, "val": 3, "test": 4}.items()):
+        write_classes(root / part, count, tag=tag)
+    data = load(root, tmp_path)
+    assert (len(data.train), len(data.validation), len(data.test)) == (12, 6, 8)
+    np.testing.assert_array_equal(data.test.images, decoded(root / "test").images)
+    assert data.notes == () and data.duplicates_dropped == 0
+
+
+def test_train_and_test_give_validation_from_train(tmp_path):
+    root = tmp_path / "data"
+    write_classes(root / "train", 10, tag=1)
+    write_classes(root / "test", 3, tag=2)
+    data = load(root, tmp_path)
+    assert (len(data.train), len(data.validation), len(data.test)) == (16, 4, 6)
+    assert "no val/ folder" in data.notes[0]
+
+
+def test_train_alone_is_split_like_class_folders(tmp_path):
+    write_classes(tmp_path / "a" / "train", 20, tag=1)
+    write_classes(tmp_path / "b", 20, tag=1)
+    split = load(tmp_path / "a", tmp_path)
+    flat = load(tmp_path / "b", tmp_path)
+    assert (len(split.train), len(split.validation), len(split.test)) == (28, 6, 6)
+    for part in ("train", "validation", "test"):
+        np.testing.assert_array_equal(getattr(split, part).images, getattr(flat, part).images)
+    assert "train/ only" in split.notes[0] and flat.notes == ()
+
+
+@pytest.mark.parametrize("folders, message", [
+    (["train", "cats"], r"has train/ and also cats/; beside train/ only"),
+    (["test", "cats"], r"has test/ but no train/"),
+    (["train", "val", "valid"], r"has val/ and valid/; keep one"),
+])
+def test_a_mixed_layout_is_a_user_error(tmp_path, folders, message):
+    for tag, name in enumerate(folders):
+        write_classes(tmp_path / "data" / name, 2, tag=tag)
+    with pytest.raises(BenchError, match=message):
+        load(tmp_path / "data", tmp_path)
+
+
+def test_train_per_class_takes_that_many_of_each_class_from_the_training_split(tmp_path):
+    root = tmp_path / "data"
+    write_classes(root / "train", 10, tag=1)
+    write_classes(root / "test", 3, tag=2)
+    full = load(root, tmp_path)
+    three = load(root, tmp_path, train_per_class=3)
+    assert np.bincount(three.train.labels).tolist() == [3, 3]
+    np.testing.assert_array_equal(three.validation.images, full.validation.images)
+    np.testing.assert_array_equal(three.test.images, full.test.images)
+    # Every chosen image is one of the full training split's, and the same seed repeats.
+    full_rows = {row.tobytes() for row in full.train.images}
+    assert all(row.tobytes() in full_rows for row in three.train.images)
+    again = load(root, tmp_path, train_per_class=3)
+    np.testing.assert_array_equal(again.train.images, three.train.images)
+    with pytest.raises(BenchError, match=r"--train-per-class 9: class 'cats' has only 8 "
+                                         r"training image\(s\) .* use at most 8"):
+        load(root, tmp_path, train_per_class=9)
+
+
+def test_train_per_class_beyond_what_digits_has_is_a_user_error():
+    # Digits 5-9 have 174 to 182 scans each; 2 of each class stay for validation and test.
+    with pytest.raises(BenchError, match=r"--train-per-class 1000 is too many: .* has 174 "
+                                         r"images .* use at most 172"):
+        load_dataset("digits", DataRequest(image_size=8, seed=1, train_per_class=1000))
+
+
+def test_links_inside_the_folder_are_followed_and_links_leaving_it_refused(tmp_path):
+    root = tmp_path / "data"
+    write_classes(root, 3, tag=1)
+    write_classes(root / ".store", 2, tag=2, classes=("more",))  # hidden: not a class
+    os.symlink(root / ".store" / "more", root / "dogs" / "linked")
+    os.symlink(root / "cats" / "1-0.png", root / "cats" / "again.png")
+    data = load(root, tmp_path)
+    assert len(data.train) + len(data.validation) + len(data.test) == 3 + 5
+    assert data.duplicates_dropped == 1  # cats/again.png is cats/1-0.png
+
+    outside = tmp_path / "elsewhere"
+    write_classes(outside, 1, tag=3, classes=("x",))
+    os.symlink(outside / "x" / "3-0.png", root / "cats" / "away.png")
+    os.symlink(outside / "x", root / "dogs" / "away")
+    with pytest.raises(BenchError, match=r"2 symbolic link\(s\) under .* lead outside it: .*"
+                                         r"cats/away.png, .*dogs/away"):
+        load(root, tmp_path)
+
+
+def test_identical_files_are_never_in_two_splits(tmp_path):
+    root = tmp_path / "data"
+    write_classes(root / "train", 10, tag=1)
+    write_classes(root / "test", 3, tag=2)
+    for i in range(2):  # two test images copied into train/
+        shutil.copy(root / "test" / "dogs" / f"2-{i}.png", root / "train" / "dogs" / f"c{i}.png")
+    shutil.copy(root / "train" / "cats" / "1-0.png", root / "train" / "cats" / "copy.png")
+    data = load(root, tmp_path)
+    assert data.duplicates_dropped == 3
+    assert "2 image(s)" in data.notes[0] and "dropped from the earlier one" in data.notes[0]
+    seen = {}
+    for part in ("train", "validation", "test"):
+        for row in getattr(data, part).images:
+            seen.setdefault(row.tobytes(), set()).add(part)
+    assert all(len(parts) == 1 for parts in seen.values())
+    assert len(data.train) + len(data.validation) == 20 and len(data.test) == 6
+
+
+def test_skipped_files_are_reported_on_every_load_the_cached_one_too(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_classes(root, 4, tag=1)
+    (root / "cats" / "broken.png").write_bytes(b"not a png")
+    for _ in range(2):
+        data = load(root, tmp_path)
+        assert data.skipped_files == (str(root / "cats" / "broken.png"),)
+        assert "skipped 1 unreadable image file(s)" in capsys.readouterr().err
+        assert "1 unreadable file(s) skipped" in data.summary()
+
+
+def test_running_out_of_memory_while_decoding_says_so(tmp_path, monkeypatch):
+    write_classes(tmp_path / "data", 2, tag=1)
+
+    def no_memory(path, size):
+        raise MemoryError
+
+    monkeypatch.setattr(imagefolder, "decode", no_memory)
+    with pytest.raises(BenchError, match=r"ran out of memory decoding .* use a smaller "
+                                         r"--image-size"):
+        imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=None)
+
+
+def test_a_memory_estimate_refuses_what_cannot_fit():
+    # 1,000 images at 512 px: 2 x 1000 x 512 x 512 x 3 bytes = 1.46 GiB.
+    imagefolder.check_memory(1000, 512, what="x", available=2 * 2**30)
+    with pytest.raises(BenchError, match=r"x: 1000 images at 512x512 px need about 1.5 GiB "
+                                         r"of memory and 1.0 GiB is available"):
+        imagefolder.check_memory(1000, 512, what="x", available=2**30)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "digits", "--data", "."], "--data does not apply to dataset 'digits'"),
+    (["--dataset", "digits", "--images-per-class", "10"],
+     "--images-per-class does not apply to dataset 'digits'; it is for shapes"),
+    (["--data-dir", "."], "--data-dir does not apply to dataset 'digits'; it is for hotdog"),
+    (["--image-size", "100000"], "--image-size 100000 is too large"),
+])
+def test_options_that_do_not_apply_and_sizes_out_of_bounds_are_refused(tmp_path, args,
+                                                                       message):
+    result = run_bench("run", *args, "--results-dir", str(tmp_path / "results"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+    assert not (tmp_path / "results").exists()
