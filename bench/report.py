@@ -148,6 +148,12 @@ def what_ran(run: dict) -> list[str]:
         f"Status {run.get('status')}; started {run.get('started')}, ended {run.get('ended')}; "
         f"search {run.get('search_seconds', '?')} s",
     ]
+    if data.get("skipped_files"):
+        lines.append(f"Skipped {data['skipped_files']} unreadable image file(s), for example "
+                     f"{', '.join(data.get('skipped_examples', [])[:3])}")
+    if data.get("duplicates_dropped"):
+        lines.append(f"Dropped {data['duplicates_dropped']} image(s) repeated across splits")
+    lines += [f"Data: {note}" for note in data.get("notes", [])]
     pre = run.get("pretraining")
     if pre and "source_accuracy" in pre:
         lines.append(f"Source pretraining: {pre.get('epochs')} epochs, source accuracy in "
