@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -85,12 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _run(args) -> int:
     from bench.runner import RunSpec, run_study
     from bench.summary import print_summary
 
     fields = RunSpec.__dataclass_fields__
     spec = RunSpec(**{k: v for k, v in vars(args).items() if k in fields})
+    # SIGTERM (a scheduler's or kill's stop) ends a run as Ctrl-C does: the finished
+    # epochs are kept and the run is marked interrupted.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_dir = run_study(spec)
     except StudyFailed as failure:
@@ -136,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted: the rows written so far are kept in the run directory",
+    except KeyboardInterrupt as interrupt:
+        run_dir = getattr(interrupt, "run_dir", None)
+        where = (f"; 'run_bench.py analyze {run_dir}' reports its complete executions"
+                 if run_dir else "")
+        print(f"interrupted: the rows written so far are kept in the run directory{where}",
               file=sys.stderr)
         return 130

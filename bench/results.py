@@ -105,6 +105,27 @@ def open_run(path: Path) -> RunDir:
     return run
 
 
+def process_identity() -> dict:
+    """Which process writes a run, so a reader can tell a live run from a dead one."""
+    import socket
+
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _process_gone(identity: dict) -> bool:
+    import socket
+
+    if not identity or identity.get("host") != socket.gethostname():
+        return False  # Another machine's process cannot be checked from here.
+    try:
+        os.kill(int(identity["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError, KeyError):
+        return False
+    return False
+
+
 def read_run(run: RunDir) -> dict:
     """``run.json`` as a dict; a file that is not a JSON object is a BenchError."""
     try:
@@ -117,6 +138,10 @@ def read_run(run: RunDir) -> dict:
     if not isinstance(data, dict):
         raise BenchError(f"{run.run_json} holds a JSON {type(data).__name__}, not the object a "
                          "run writes; restore it from a copy or rerun the study")
+    if data.get("status") == "running" and _process_gone(data.get("process", {})):
+        # Killed (SIGKILL, a crash, a lost machine) before it could say so.
+        data["status"] = "interrupted"
+        data.setdefault("error", "its process ended without finishing the run")
     return data
 
 

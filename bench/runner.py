@@ -211,7 +211,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     from bench.hypermodel import FineTuneHyperModel, ModelInputs
     from bench.progress import Progress
     from bench.recording import CsvAppender, epoch_columns
-    from bench.results import check_new_run_dir, new_run_dir, write_json
+    from bench.results import check_new_run_dir, new_run_dir, process_identity, write_json
     from bench.tuner import BenchTuner, Execution, repeat_seeds
     from bench.tuners import choose_tuner, make_oracle, planned_trials, stop_reason, tuner_notes
 
@@ -270,11 +270,12 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         **device,
         "versions": library_versions(),
         "notes": notes,
+        "process": process_identity(),
         **prepared,
     }
     write_json(run_dir.run_json, record)
 
-    table = None
+    table = tuner = None
     failure = None
     try:
         hypermodel = FineTuneHyperModel(space, ModelInputs(
@@ -314,8 +315,11 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         record["status"] = "failed"
         record["error"] = str(error)
         failure = error
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         record["status"] = "interrupted"
+        if tuner is not None:
+            tuner.write_trials()  # the trial that was running is listed as RUNNING
+        interrupt.run_dir = run_dir.path
         raise
     except BaseException as error:
         record["status"] = "failed"

@@ -1,0 +1,70 @@
+"""A run stopped by SIGTERM, or killed outright, is never mistaken for a whole one."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+from conftest import ROOT
+
+from bench.results import RunDir, read_run, read_trials
+
+SLOW_SPACE = textwrap.dedent('''
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class Slow(SearchSpace):
+        description = "enough trials to be stopped in the middle"
+        version = 1
+        settings = SpaceSettings(init="random", epochs=3, repeats=1)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("head_lr", [1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3])
+''')
+
+
+def test_sigterm_marks_the_run_interrupted_and_keeps_what_finished(tmp_path):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "slow.py").write_text(SLOW_SPACE)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "slow", "--spaces-dir",
+         str(spaces), "--image-size", "16", "--train-per-class", "10", "--results-dir",
+         str(tmp_path / "results"), "--name", "stopped"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in process.stdout:
+            if "-> trial" in line:  # one trial has finished
+                process.send_signal(signal.SIGTERM)
+                break
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert "interrupted: the rows written so far are kept" in err
+    run = RunDir(tmp_path / "results" / "stopped")
+    assert read_run(run)["status"] == "interrupted"
+    trials = read_trials(run)
+    assert trials["status"].iloc[0] == "COMPLETED"
+    assert len(trials) < 6
+
+
+def test_a_run_whose_process_is_gone_reads_as_interrupted(tiny_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "killed"
+    shutil.copytree(tiny_run, copy)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    record = json.loads((copy / "run.json").read_text())
+    record["status"] = "running"
+    record["process"]["pid"] = dead.pid
+    (copy / "run.json").write_text(json.dumps(record))
+    assert read_run(RunDir(copy))["status"] == "interrupted"
+    record["process"]["pid"] = os.getpid()  # alive: still running
+    (copy / "run.json").write_text(json.dumps(record))
+    assert read_run(RunDir(copy))["status"] == "running"
