@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command")
     _run_arguments(commands.add_parser("run", help="run a study"))
+    _run_arguments(commands.add_parser(
+        "perf", help="run one study as plain KerasTuner and as the suite; write perf.json "
+                     "with the speedup"))
     listing = commands.add_parser("list", help="list search spaces, datasets, backbones, tuners")
     listing.add_argument("--spaces-dir", type=Path, default=None,
                          help="folder of search space files (default: ./search_spaces if "
@@ -90,12 +93,18 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _run(args) -> int:
-    from bench.runner import RunSpec, run_study
-    from bench.summary import print_summary
+def _spec(args):
+    from bench.runner import RunSpec
 
     fields = RunSpec.__dataclass_fields__
-    spec = RunSpec(**{k: v for k, v in vars(args).items() if k in fields})
+    return RunSpec(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def _run(args) -> int:
+    from bench.runner import run_study
+    from bench.summary import print_summary
+
+    spec = _spec(args)
     # SIGTERM (a scheduler's or kill's stop) ends a run as Ctrl-C does: the finished
     # epochs are kept and the run is marked interrupted.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -107,6 +116,13 @@ def _run(args) -> int:
               f"{failure.run_dir} hold every trial that ran", file=sys.stderr)
         return EXIT_STUDY_FAILED
     print_summary(run_dir)
+    return 0
+
+
+def _perf(args) -> int:
+    from bench.perf import run_perf
+
+    run_perf(_spec(args))
     return 0
 
 
@@ -135,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "perf":
+            return _perf(args)
         if args.command == "list":
             return _list(args)
         if args.command == "analyze":

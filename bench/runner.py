@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.backbones import backbone_spec, block_count, ensure_imagenet_weights
+from bench.backbones import BackboneSpec, backbone_spec, block_count, ensure_imagenet_weights
 from bench.datasets import (
     MAX_IMAGE_SIZE,
     DataRequest,
@@ -24,6 +24,7 @@ from bench.datasets import (
 from bench.errors import BenchError, StudyFailed
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
+    SearchSpace,
     SpaceSettings,
     declared_hyperparameters,
     default_spaces_dir,
@@ -163,12 +164,28 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     return data, weights, facts
 
 
-def run_study(spec: RunSpec, *, log=print) -> Path:
-    """Runs one study and returns its run directory.
+@dataclass(frozen=True)
+class StudyPlan:
+    """A RunSpec resolved: the space, its settings with the options applied, the backbone
+    and the declared hyperparameters. Making one trains nothing and writes nothing."""
+
+    spec: RunSpec  # with the preset's space filled in
+    space: SearchSpace
+    settings: SpaceSettings
+    backbone: BackboneSpec
+    image_size: int
+    num_blocks: int
+    hp: object  # keras_tuner.HyperParameters
+    tuner_name: str
+    columns: list[str]  # the hyperparameter columns of the tables
+    references: list[dict]
+
+
+def plan_study(spec: RunSpec) -> StudyPlan:
+    """Resolves and checks every name and option of ``spec``.
 
     Raises:
-        BenchError: for a user mistake (unknown name, bad option, existing run name),
-            before any training starts.
+        BenchError: for a user mistake (unknown name, bad option), before any training.
     """
     _check_positive(max_trials=spec.max_trials, max_epochs=spec.max_epochs, epochs=spec.epochs,
                     repeats=spec.repeats, batch_size=spec.batch_size,
@@ -207,13 +224,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
 
     import keras  # The backend loads here, after the cheap checks.
 
-    from bench.device import describe_device, library_versions
-    from bench.hypermodel import FineTuneHyperModel, ModelInputs
-    from bench.progress import Progress
-    from bench.recording import CsvAppender, epoch_columns
-    from bench.results import check_new_run_dir, new_run_dir, process_identity, write_json
-    from bench.tuner import BenchTuner, Execution, repeat_seeds
-    from bench.tuners import choose_tuner, make_oracle, planned_trials, stop_reason, tuner_notes
+    from bench.tuners import choose_tuner
 
     if spec.tensorboard and keras.backend.backend() != "tensorflow":
         raise BenchError("--tensorboard writes KerasTuner's HParams logs, which need the "
@@ -229,6 +240,33 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     declared = [p.name for p in hp.space]
     columns = [*BUILDER_HYPERPARAMETERS,
                *[n for n in declared if n not in BUILDER_HYPERPARAMETERS]]
+    return StudyPlan(spec=spec, space=space, settings=settings, backbone=backbone,
+                     image_size=image_size, num_blocks=num_blocks, hp=hp,
+                     tuner_name=tuner_name, columns=columns, references=references)
+
+
+def run_study(spec: RunSpec, *, log=print) -> Path:
+    """Runs one study and returns its run directory.
+
+    Raises:
+        BenchError: for a user mistake (unknown name, bad option, existing run name),
+            before any training starts.
+        StudyFailed: when the study started but could not finish; its tables and
+            report are written first.
+    """
+    plan = plan_study(spec)
+    spec, space, settings, backbone = plan.spec, plan.space, plan.settings, plan.backbone
+    image_size, num_blocks, hp = plan.image_size, plan.num_blocks, plan.hp
+    tuner_name, columns, references = plan.tuner_name, plan.columns, plan.references
+
+    from bench.device import describe_device, library_versions
+    from bench.hypermodel import FineTuneHyperModel, ModelInputs
+    from bench.progress import Progress
+    from bench.recording import CsvAppender, epoch_columns
+    from bench.results import check_new_run_dir, new_run_dir, process_identity, write_json
+    from bench.tuner import BenchTuner, Execution, repeat_seeds
+    from bench.tuners import make_oracle, planned_trials, stop_reason, tuner_notes
+
 
     name = spec.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     check_new_run_dir(Path(spec.results_dir), name)
@@ -266,7 +304,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         "references": references,
         "backbone": {"name": backbone.name, "blocks": num_blocks},
         "seeds": {"oracle": spec.seed, "repeats": repeat_seeds(spec.seed, settings.repeats)},
-        "columns": {"hyperparameters": columns, "varied": declared},
+        "columns": {"hyperparameters": columns, "varied": [p.name for p in hp.space]},
         **device,
         "versions": library_versions(),
         "notes": notes,

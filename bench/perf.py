@@ -1,0 +1,227 @@
+"""``run_bench.py perf``: one study run two ways in one process, and how far apart they are.
+
+(a) is plain KerasTuner as its documentation teaches: ``build(hp)`` builds and compiles a
+new model, ``tuner.search(x, y, validation_data=...)`` trains it, and every configuration
+runs ``executions_per_trial`` = repeats times. (b) is the suite on the same data,
+backbone, initial weights, tuner, grid, epochs and batch size. (b) runs first, so any
+warm-up of the process (imports, kernels) favours the baseline, not the suite.
+
+``perf.json`` holds ``speedup`` = (a)'s search seconds / (b)'s, both sides' throughput
+and best validation accuracy, and (b)'s time over an arithmetic floor: the multiply-adds
+of the training and evaluation actually required, over this device's measured
+matrix-multiply rate. The floor is a lower bound no implementation can beat, not a target.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.results import check_new_run_dir
+from bench.runner import RunSpec, StudyPlan, _prepare_inputs, plan_study, run_study
+from bench.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Side:
+    """One way of running the study, measured."""
+
+    name: str
+    search_seconds: float
+    executions: int
+    train_images_seen: int
+    best_val_accuracy: float
+
+    @property
+    def executions_per_minute(self) -> float:
+        return 60.0 * self.executions / self.search_seconds
+
+    @property
+    def images_per_second(self) -> float:
+        return self.train_images_seen / self.search_seconds
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"executions_per_minute": round(self.executions_per_minute, 2),
+                               "images_per_second": round(self.images_per_second, 1)}
+
+
+def plain_kerastuner(plan: StudyPlan, *, data, weights, directory: Path) -> Side:
+    """Runs the study as plain KerasTuner does it: a new model built and compiled for
+    every execution, KerasTuner's own fit, checkpoints and bookkeeping."""
+    import keras
+    import keras_tuner
+
+    from bench.hypermodel import FineTuneHyperModel, ModelInputs
+    from bench.tuners import OBJECTIVE, make_oracle
+
+    hypermodel = FineTuneHyperModel(plan.space, ModelInputs(
+        backbone=plan.backbone, image_size=plan.image_size,
+        num_classes=len(data.class_names), num_blocks=plan.num_blocks,
+        pretrained_weights=weights))
+
+    def build(hp):
+        return hypermodel.build_parts(hp).model
+
+    settings = plan.settings
+    oracle = make_oracle(plan.tuner_name, hyperparameters=plan.hp.copy(),
+                         max_trials=settings.max_trials, seed=plan.spec.seed,
+                         max_epochs=plan.spec.max_epochs or settings.epochs,
+                         initial_points=plan.spec.initial_points)
+    tuner = keras_tuner.Tuner(oracle=oracle, hypermodel=build,
+                              executions_per_trial=settings.repeats, directory=str(directory),
+                              project_name="plain-kerastuner", overwrite=True)
+    keras.utils.set_random_seed(plan.spec.seed)
+    started = time.perf_counter()
+    tuner.search(data.train.images, data.train.labels,
+                 validation_data=(data.validation.images, data.validation.labels),
+                 epochs=settings.epochs, batch_size=settings.batch_size, verbose=0)
+    seconds = time.perf_counter() - started
+    trials = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+    best = tuner.oracle.get_best_trials(1)
+    executions = len(trials) * settings.repeats
+    return Side(name=f"plain KerasTuner ({OBJECTIVE} of the best epoch, averaged over "
+                     "executions per epoch)",
+                search_seconds=round(seconds, 2), executions=executions,
+                train_images_seen=executions * settings.epochs * len(data.train),
+                best_val_accuracy=float(best[0].score) if best else float("nan"))
+
+
+def suite_side(run_dir: Path, *, train_images: int) -> Side:
+    import pandas as pd
+
+    record = json.loads((run_dir / "run.json").read_text())
+    epochs = pd.read_csv(run_dir / "epochs.csv")
+    trials = pd.read_csv(run_dir / "trials.csv")
+    executions = len(epochs.groupby(["trial_id", "repeat"]))
+    return Side(name="the suite (mean over repeats of each repeat's best epoch)",
+                search_seconds=float(record["search_seconds"]), executions=executions,
+                train_images_seen=len(epochs) * train_images,
+                best_val_accuracy=float(trials["best_val_accuracy"].max()))
+
+
+def matmul_rate(*, size: int = 1024, repeats: int = 20) -> float:
+    """Measured float32 multiply-adds per second of a square matrix product here."""
+    import keras
+    import numpy as np
+
+    a = keras.ops.convert_to_tensor(np.random.default_rng(0).normal(size=(size, size)),
+                                    dtype="float32")
+    keras.ops.convert_to_numpy(keras.ops.matmul(a, a))  # warm up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        result = keras.ops.matmul(a, a)
+    keras.ops.convert_to_numpy(result)
+    return repeats * size ** 3 / (time.perf_counter() - started)
+
+
+def forward_macs(model) -> int:
+    """Multiply-adds of one image's forward pass through the convolutions and dense
+    layers (the work that dominates; activations and normalisation are left out)."""
+    import keras
+
+    total = 0
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            out = layer.output.shape
+            total += out[1] * out[2] * out[3] * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, keras.layers.Conv2D):
+            out = layer.output.shape
+            k = layer.kernel.shape
+            total += out[1] * out[2] * k[0] * k[1] * k[2] * k[3] // layer.groups
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.kernel.shape[0] * layer.kernel.shape[1]
+    return int(total)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def floor_seconds(plan: StudyPlan, *, data, weights, executions: int, rate: float) -> float:
+    """The least time the required arithmetic could take at ``rate``: per execution,
+    training (forward and backward, three forward passes' worth) on every epoch, one
+    validation pass per epoch and one test pass."""
+    from bench.hypermodel import FineTuneHyperModel, ModelInputs
+
+    hypermodel = FineTuneHyperModel(plan.space, ModelInputs(
+        backbone=plan.backbone, image_size=plan.image_size,
+        num_classes=len(data.class_names), num_blocks=plan.num_blocks,
+        pretrained_weights=weights))
+    macs = forward_macs(hypermodel.build_parts(plan.hp.copy(), compile=False).model)
+    epochs = plan.settings.epochs
+    per_execution = macs * (3 * epochs * len(data.train) + epochs * len(data.validation)
+                            + len(data.test))
+    return executions * per_execution / rate
+
+
+def run_perf(spec: RunSpec, *, log=print) -> Path:
+    """Runs the study of ``spec`` both ways and writes ``perf.json``; returns its path."""
+    from bench.device import describe_device, library_versions
+
+    name = spec.name or f"perf-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out = Path(spec.results_dir) / name
+    check_new_run_dir(Path(spec.results_dir), name)
+    plan = plan_study(spec)
+    if type(plan.space).fit is not SearchSpace.fit:
+        raise BenchError(f"perf compares spaces trained by one plain fit; {plan.space.name} "
+                         "overrides fit(), which plain KerasTuner cannot run the same way")
+    out.mkdir(parents=True)
+    log(f"perf: {plan.space.name} on {plan.settings.dataset}, {plan.backbone.name} at "
+        f"{plan.image_size}px; (b) the suite first, then (a) plain KerasTuner")
+    suite_dir = run_study(replace(spec, results_dir=out, name="suite"), log=log)
+    data, weights, _ = _prepare_inputs(plan.spec, settings=plan.settings,
+                                       backbone=plan.backbone, hp=plan.hp,
+                                       image_size=plan.image_size, log=log)
+    suite = suite_side(suite_dir, train_images=len(data.train))
+    log("perf: now plain KerasTuner on the same study")
+    plain = plain_kerastuner(plan, data=data, weights=weights, directory=out)
+    rate = matmul_rate()
+    floor = floor_seconds(plan, data=data, weights=weights, executions=suite.executions,
+                          rate=rate)
+    device = describe_device()
+    result = {
+        "speedup": round(plain.search_seconds / suite.search_seconds, 3),
+        "plain_kerastuner": plain.as_dict(),
+        "suite": suite.as_dict(),
+        "suite_run": str(suite_dir),
+        "floor_seconds": round(floor, 3),
+        "suite_over_floor": round(suite.search_seconds / floor, 1),
+        "matmul_macs_per_second": round(rate),
+        "study": {"space": plan.space.name, "dataset": plan.settings.dataset,
+                  "backbone": plan.backbone.name, "image_size": plan.image_size,
+                  "tuner": plan.tuner_name, "epochs": plan.settings.epochs,
+                  "repeats": plan.settings.repeats, "batch_size": plan.settings.batch_size,
+                  "train_images": len(data.train), "validation_images": len(data.validation)},
+        "backend": device["backend"], "device": device["device"],
+        "versions": library_versions(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = out / "perf.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    log(perf_table(result))
+    log(f"perf: {path}")
+    return path
+
+
+def perf_table(result: dict) -> str:
+    """The comparison as a small text table."""
+    rows = [("", "search s", "executions/min", "images/s", "best val acc")]
+    for key, label in (("plain_kerastuner", "(a) plain KerasTuner"), ("suite", "(b) suite")):
+        side = result[key]
+        rows.append((label, f"{side['search_seconds']:.1f}",
+                     f"{side['executions_per_minute']:.1f}", f"{side['images_per_second']:.0f}",
+                     f"{side['best_val_accuracy']:.3f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
+    lines.append(f"speedup (a)/(b): {result['speedup']:.2f}x; (b) is "
+                 f"{result['suite_over_floor']:.0f}x its arithmetic floor of "
+                 f"{result['floor_seconds']:.2f} s on {result['device']}")
+    return "\n".join(lines)
