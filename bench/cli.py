@@ -52,6 +52,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
                                             "folder: taken from its training split)")
     add("--images-per-class", type=int, help="images per class for generated datasets "
                                              "(shapes)")
+    add("--evaluation-batch-size", type=int, default=512,
+        help="batch size of validation and test passes (default 512; the numbers do not "
+             "depend on it, memory does)")
     add("--pretrain-epochs", type=int, default=15,
         help="epochs of source-task pretraining (cached; default 15)")
     add("--results-dir", type=Path, default=Path("results"), help="where runs land")

@@ -52,3 +52,24 @@ def library_versions() -> dict:
         except PackageNotFoundError:
             pass
     return out
+
+
+def use_compilation_cache(cache_dir) -> str | None:
+    """With JAX, keeps compiled programs under ``cache_dir/jax-compilation`` so that a later
+    run compiles less (FACTS.md: a second process's first epoch fell from 19 s to 5 s on an
+    H100). A cache the user set (``JAX_COMPILATION_CACHE_DIR``) is kept. Returns the folder,
+    or None for other backends."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return str(current)
+    from pathlib import Path
+
+    folder = Path(cache_dir) / "jax-compilation"
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    return str(folder)

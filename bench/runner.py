@@ -70,6 +70,7 @@ class RunSpec:
     preset: str | None = None
     init: str | None = None
     initial_points: int | None = None
+    evaluation_batch_size: int = 512
 
 
 def _check_positive(**values) -> None:
@@ -191,7 +192,8 @@ def plan_study(spec: RunSpec) -> StudyPlan:
                     repeats=spec.repeats, batch_size=spec.batch_size,
                     image_size=spec.image_size, train_per_class=spec.train_per_class,
                     images_per_class=spec.images_per_class,
-                    pretrain_epochs=spec.pretrain_epochs, initial_points=spec.initial_points)
+                    pretrain_epochs=spec.pretrain_epochs, initial_points=spec.initial_points,
+                    evaluation_batch_size=spec.evaluation_batch_size)
     if spec.seed < 1:
         raise BenchError(f"--seed must be 1 or more (KerasTuner reads 0 as 'pick a random "
                          f"seed'); got {spec.seed}")
@@ -259,7 +261,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     image_size, num_blocks, hp = plan.image_size, plan.num_blocks, plan.hp
     tuner_name, columns, references = plan.tuner_name, plan.columns, plan.references
 
-    from bench.device import describe_device, library_versions
+    from bench.device import describe_device, library_versions, use_compilation_cache
     from bench.hypermodel import FineTuneHyperModel, ModelInputs
     from bench.progress import Progress
     from bench.recording import CsvAppender, epoch_columns
@@ -283,6 +285,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         log(f"note: preset {spec.preset} is meant for a GPU; on this CPU it runs, slowly "
             "(a ResNet at 224 px trains at tens of images per second on two cores)")
 
+    compilation_cache = use_compilation_cache(spec.cache_dir)
     # Data, source weights and ImageNet weights are ready before the run directory exists,
     # so a missing download or folder leaves no half-made run behind.
     data, weights, prepared = _prepare_inputs(spec, settings=settings, backbone=backbone,
@@ -309,6 +312,7 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         "versions": library_versions(),
         "notes": notes,
         "process": process_identity(),
+        "compilation_cache": compilation_cache,
         **prepared,
     }
     write_json(run_dir.run_json, record)
@@ -325,7 +329,8 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         table = CsvAppender(run_dir.epochs_csv, epoch_columns(columns, space.epoch_columns))
         execution = Execution(run_id=name, data=data, epochs=settings.epochs,
                               batch_size=settings.batch_size, repeats=settings.repeats,
-                              seed=spec.seed, table=table, columns=columns, run_dir=run_dir)
+                              seed=spec.seed, table=table, columns=columns, run_dir=run_dir,
+                              evaluation_batch_size=spec.evaluation_batch_size)
         total = planned_trials(tuner_name, hp, max_trials=settings.max_trials)
         progress = Progress(total_trials=total, repeats=settings.repeats,
                             epochs=settings.epochs)

@@ -37,6 +37,9 @@ class FitRun:
     batch_size: int
     recorder: EpochRecorder
     callbacks: list = field(default_factory=list)
+    #: Validation runs in batches of this size: an epoch of a small study is mostly
+    #: validation, and evaluation needs no batch the size of training's.
+    evaluation_batch_size: int = 512
 
     def fit(self, model, *, epochs: int, initial_epoch: int = 0,
             steps_per_epoch: int | None = None):
@@ -61,6 +64,7 @@ class FitRun:
             images, labels,
             validation_data=(self.validation.images, self.validation.labels),
             epochs=epochs, initial_epoch=initial_epoch, batch_size=self.batch_size,
+            validation_batch_size=self.evaluation_batch_size,
             steps_per_epoch=steps_per_epoch,
             callbacks=[self.recorder, *self.callbacks], verbose=0,
         )
@@ -84,6 +88,7 @@ class Execution:
     table: CsvAppender
     columns: list[str]  # hyperparameter columns of epochs.csv
     run_dir: RunDir
+    evaluation_batch_size: int = 512
 
 
 class BenchTuner(keras_tuner.Tuner):
@@ -170,6 +175,7 @@ class BenchTuner(keras_tuner.Tuner):
             )
             run = FitRun(train=ex.data.train, validation=ex.data.validation, epochs=epochs,
                          batch_size=ex.batch_size, recorder=recorder,
+                         evaluation_batch_size=ex.evaluation_batch_size,
                          callbacks=self._tensorboard(trial, repeat))
             self.hypermodel.space.fit(parts, hp=hp, run=run)
             if recorder.failure is not None:
@@ -181,7 +187,8 @@ class BenchTuner(keras_tuner.Tuner):
             if not curve:
                 raise keras_tuner.errors.FailedTrialError("the space's fit() ran no epoch")
             _, test_accuracy = parts.model.evaluate(ex.data.test.images, ex.data.test.labels,
-                                                    batch_size=256, verbose=0)
+                                                    batch_size=ex.evaluation_batch_size,
+                                                    verbose=0)
             tests.append(float(test_accuracy))
             self.progress.repeat_end(repeat=repeat, final=curve[-1],
                                      best_epoch=int(np.argmax(curve)) + 1,

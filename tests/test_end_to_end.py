@@ -82,6 +82,8 @@ def test_the_suite_runs_on_the_jax_backend_without_tensorflow(tmp_path, tiny_spa
     assert "Keras backend jax" in result.stdout
     run = json.loads((run_dir / "run.json").read_text())
     assert run["backend"] == "jax" and run["status"] == "completed"
+    # JAX's persistent compilation cache is on, under the suite's cache folder.
+    assert run["compilation_cache"] == str(tmp_path / "cache" / "jax-compilation")
     assert len(pd.read_csv(run_dir / "epochs.csv")) == 8
 
 
