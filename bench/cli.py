@@ -115,8 +115,8 @@ def _run(args) -> int:
         run_dir = run_study(spec)
     except StudyFailed as failure:
         print_summary(failure.run_dir)
-        print(f"error: the study failed: {failure}; the tables and report in "
-              f"{failure.run_dir} hold every trial that ran", file=sys.stderr)
+        print(f"error: the study failed: {failure} (run directory {failure.run_dir})",
+              file=sys.stderr)
         return EXIT_STUDY_FAILED
     print_summary(run_dir)
     return 0

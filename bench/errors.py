@@ -19,3 +19,20 @@ class StudyFailed(Exception):
     Its tables and report are written before it is raised; the command line prints the
     message on one line and exits with status 1.
     """
+
+
+class DiskFull(StudyFailed):
+    """A table or file could not be written: the disk is full or a file-size limit was hit.
+
+    The file is left at its last complete row. It stops the whole search (KerasTuner lets
+    a ``FatalError`` through where it would fail one trial for anything else).
+    """
+
+    def __init__(self, path, *, rows: int, error: OSError):
+        self.path = path
+        folder = getattr(path, "parent", path)
+        #: The system's words for it ("No space left on device", "File too large").
+        self.reason = error.strerror or str(error)
+        super().__init__(f"cannot write {path} ({self.reason}) after {rows} row(s): the disk "
+                         f"holding {folder} is full or a file-size limit was reached; every "
+                         "complete row is kept: free some space, then rerun the study")

@@ -8,11 +8,15 @@ so a killed run keeps every finished epoch.
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import math
 import time
 from pathlib import Path
 
 import keras
+
+from bench.errors import DiskFull
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 #: A trial whose training or validation loss stops being a finite number has failed. A
@@ -27,24 +31,51 @@ def epoch_columns(hyperparameters: list[str], extra: tuple[str, ...] = ()) -> li
 
 
 class CsvAppender:
-    """Appends rows to a CSV file with a fixed header, flushing each row."""
+    """Appends whole rows to a CSV file with a fixed header.
+
+    Each row is written with one unbuffered write. If that write fails (a full disk, a
+    file-size limit), the file is cut back to its last complete row and ``DiskFull`` is
+    raised, so the table never holds half a row and the original error is what the user
+    sees.
+    """
 
     def __init__(self, path: Path, columns: list[str]):
         self.path = Path(path)
         self.columns = columns
+        self.rows_written = 0
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed by close())
-        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="raise")
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (closed by close())
+        self._size = self._file.seek(0, io.SEEK_END)
         if new:
-            self._writer.writeheader()
-            self._file.flush()
+            self._write(_csv_line(columns))
 
     def append(self, row: dict) -> None:
-        self._writer.writerow(row)
-        self._file.flush()
+        unknown = set(row) - set(self.columns)
+        if unknown:
+            raise ValueError(f"columns not in the table: {sorted(unknown)}")
+        self._write(_csv_line([row.get(c, "") for c in self.columns]))
+        self.rows_written += 1
+
+    def _write(self, line: str) -> None:
+        data = (line + "\r\n").encode()
+        try:
+            written = self._file.write(data)
+            if written != len(data):
+                # The system took part of the row: the disk is full or a size limit hit.
+                raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes written")
+        except OSError as error:
+            self._file.truncate(self._size)
+            raise DiskFull(self.path, rows=self.rows_written, error=error) from error
+        self._size += len(data)
 
     def close(self) -> None:
         self._file.close()
+
+
+def _csv_line(values: list) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(values)
+    return buffer.getvalue()
 
 
 class EpochRecorder(keras.callbacks.Callback):

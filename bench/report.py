@@ -34,7 +34,7 @@ def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int =
                "test_accuracy", *extra, "seconds", "status"]
     ordered = trials.assign(_failed=trials["status"] != "COMPLETED").sort_values(
         ["_failed", "best_val_accuracy"], ascending=[True, False], na_position="last")
-    return ordered[columns].head(limit)
+    return ordered[[c for c in columns if c in ordered]].head(limit)
 
 
 def gap_sentence(gap: analysis.Gap) -> str:
@@ -61,9 +61,14 @@ def partial_sentence(run: dict, trials: pd.DataFrame, epochs: pd.DataFrame,
     executions = len(epochs.groupby(keys)) if not epochs.empty else 0
     whole = len(complete.groupby(keys)) if not complete.empty else 0
     why = f" ({run['error']})" if run.get("error") else ""
-    return (f"**Partial run**: its status is {status}{why}. It holds {len(trials)} trials "
-            f"({held}) and {executions} executions with rows, {whole} of them complete; "
-            "every number below uses the complete executions only.")
+    trial_count = _count(len(trials), "trial")
+    return (f"**Partial run**: its status is {status}{why}. It holds {trial_count} ({held}) "
+            f"and {_count(executions, 'execution')} with rows, {whole} of them "
+            "complete; every number below uses the complete executions only.")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:

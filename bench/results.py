@@ -7,6 +7,7 @@ repeat x epoch), ``trials.csv`` (one row per trial), ``plots/``, ``report.md`` a
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DiskFull
 from bench.validate import (
     EPOCHS_SCHEMA,
     TRIALS_SCHEMA,
@@ -83,17 +84,28 @@ def new_run_dir(results_dir: Path, name: str) -> RunDir:
     return RunDir(path)
 
 
+def _replace_atomically(path: Path, write) -> None:
+    """Writes through ``write(partial_path)`` and renames into place, so a reader sees the
+    old file or the new one, never half; a failed write leaves no ``.partial`` behind."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise DiskFull(path, rows=0, error=error) from error
+        raise
+
+
 def write_json(path: Path, data: dict) -> None:
     """Writes JSON under a temporary name and renames it, so a reader never sees half."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(partial, path)
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    _replace_atomically(path, lambda partial: partial.write_text(text))
 
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
-    partial = path.with_name(path.name + ".partial")
-    table.to_csv(partial, index=False)
-    os.replace(partial, path)
+    _replace_atomically(path, lambda partial: table.to_csv(partial, index=False))
 
 
 def open_run(path: Path) -> RunDir:
@@ -195,9 +207,8 @@ def write_parquet_copies(run: RunDir) -> list[Path]:
             # a good Parquet copy.
             table = reader(run)
             target = path.with_suffix(".parquet")
-            partial = target.with_name(target.name + ".partial")
-            table.to_parquet(partial, index=False)
-            os.replace(partial, target)
+            _replace_atomically(target, lambda partial, t=table: t.to_parquet(partial,
+                                                                               index=False))
             written.append(target)
     return written
 

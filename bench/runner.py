@@ -21,7 +21,7 @@ from bench.datasets import (
     dataset_info,
     load_dataset,
 )
-from bench.errors import BenchError, StudyFailed
+from bench.errors import BenchError, DiskFull, StudyFailed
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
     SearchSpace,
@@ -247,6 +247,30 @@ def plan_study(spec: RunSpec) -> StudyPlan:
                      tuner_name=tuner_name, columns=columns, references=references)
 
 
+def _close_table(table) -> None:
+    if table is None:
+        return
+    try:
+        table.close()
+    except OSError:
+        pass  # The error that stopped the run, not this one, is what the user must see.
+
+
+def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFailed | None:
+    """Writes the run's figures and report; a full disk here leaves the tables whole and
+    says how to make the report later. Returns the failure to raise, if any."""
+    from bench.report import write_outputs
+
+    try:
+        write_outputs([path], log=log)
+    except (OSError, DiskFull) as error:
+        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
+        later = (f"the report could not be written ({reason}); once there is space, "
+                 f"'run_bench.py analyze {path}' makes it from the tables")
+        return StudyFailed(f"{failure}; {later}" if failure else f"the study completed but {later}")
+    return failure
+
+
 def run_study(spec: RunSpec, *, log=print) -> Path:
     """Runs one study and returns its run directory.
 
@@ -260,6 +284,8 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     spec, space, settings, backbone = plan.spec, plan.space, plan.settings, plan.backbone
     image_size, num_blocks, hp = plan.image_size, plan.num_blocks, plan.hp
     tuner_name, columns, references = plan.tuner_name, plan.columns, plan.references
+
+    import keras_tuner
 
     from bench.device import describe_device, library_versions, use_compilation_cache
     from bench.hypermodel import FineTuneHyperModel, ModelInputs
@@ -354,10 +380,18 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
             log(f"note: {reason}")
             record["notes"].append(reason)
         record["status"] = "completed"
-    except StudyFailed as error:
+    except (StudyFailed, keras_tuner.errors.FatalError) as error:
+        # A FatalError carries a full disk out of KerasTuner's trial loop.
+        failure = error.__cause__ if isinstance(error.__cause__, StudyFailed) else error
+        if not isinstance(failure, StudyFailed):
+            failure = StudyFailed(f"{type(error).__name__}: {error}")
         record["status"] = "failed"
-        record["error"] = str(error)
-        failure = error
+        record["error"] = str(failure)
+        if tuner is not None and isinstance(failure, DiskFull):
+            try:
+                tuner.write_trials()  # the trial that was running is listed as RUNNING
+            except (OSError, DiskFull):
+                pass
     except KeyboardInterrupt as interrupt:
         record["status"] = "interrupted"
         if tuner is not None:
@@ -369,14 +403,14 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         record["error"] = f"{type(error).__name__}: {error}"
         raise
     finally:
-        if table is not None:
-            table.close()
+        _close_table(table)
         record["ended"] = _timestamp()
-        write_json(run_dir.run_json, record)
+        try:
+            write_json(run_dir.run_json, record)
+        except DiskFull as error:
+            log(f"error: {error}")
 
-    from bench.report import write_outputs
-
-    write_outputs([run_dir.path], log=log)
+    failure = _write_report(run_dir.path, failure, log=log)
     if failure is not None:
         failure.run_dir = run_dir.path
         raise failure

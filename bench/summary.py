@@ -16,10 +16,13 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
     partial = partial_sentence(run, trials, tables.epochs, tables.complete)
     if partial:
         print(partial.replace("**", ""))
-    table = summary_table(trials, tables.varied, limit=limit)
-    print(f"Top {min(limit, len(trials))} of {len(trials)} trials by best validation accuracy "
-          "(mean over repeats; trials that did not complete last):")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if trials.empty:
+        print("No trial was recorded.")
+    else:
+        table = summary_table(trials, tables.varied, limit=limit)
+        print(f"Top {min(limit, len(trials))} of {len(trials)} trials by best validation "
+              "accuracy (mean over repeats; trials that did not complete last):")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     gaps = analysis.init_gaps(tables.complete)
     for gap in gaps:
         print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {gap.pairs} "

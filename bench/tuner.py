@@ -17,7 +17,7 @@ import keras_tuner
 import numpy as np
 
 from bench.datasets import Split, TransferData
-from bench.errors import StudyFailed
+from bench.errors import DiskFull, StudyFailed
 from bench.progress import Progress
 from bench.recording import CsvAppender, EpochRecorder
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv
@@ -150,6 +150,9 @@ class BenchTuner(keras_tuner.Tuner):
         started = time.perf_counter()
         try:
             results, tests = self._run_repeats(trial)
+        except DiskFull as error:
+            # Any other error fails this trial only; a full disk stops the search.
+            raise keras_tuner.errors.FatalError(str(error)) from error
         finally:
             self.trial_extras[trial.trial_id] = {
                 "seconds": round(time.perf_counter() - started, 3)}

@@ -1,0 +1,59 @@
+"""A full disk (here: a file-size limit) mid-run leaves every table readable and says so in
+one line; nothing torn, no .partial debris."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+
+from conftest import ROOT
+
+from bench.validate import check_csv_rows
+
+LONG_SPACE = textwrap.dedent('''
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class Long(SearchSpace):
+        description = "one configuration, many epochs"
+        version = 1
+        settings = SpaceSettings(init="random", epochs=120, repeats=1)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("head_lr", [1e-3])
+''')
+
+
+def _limit_file_size(limit):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "long.py").write_text(LONG_SPACE)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "long", "--spaces-dir",
+         str(spaces), "--image-size", "16", "--train-per-class", "4", "--results-dir",
+         str(tmp_path / "results"), "--name", "full"],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600,
+        preexec_fn=_limit_file_size(7000))
+    run = tmp_path / "results" / "full"
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"cannot write {run / 'epochs.csv'}" in errors[0]
+    assert any(words in errors[0] for words in ("File too large", "No space", "bytes written"))
+    check_csv_rows(run / "epochs.csv")  # every line whole
+    rows = (run / "epochs.csv").read_text().splitlines()
+    assert 10 < len(rows) < 121
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "failed" and "epochs.csv" in record["error"]
+    assert not list(run.rglob("*.partial"))
