@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,12 +65,37 @@ def check_run_name(name: str) -> None:
         raise BenchError(f"run name {name!r} must be letters, digits, '.', '_' or '-'")
 
 
+#: The least free space a run starts with: tables, figures and KerasTuner's files of a
+#: study of hundreds of trials fit in a few megabytes; the margin is for the caches.
+MIN_FREE_BYTES = 50 * 2**20
+
+
+def check_results_dir(results_dir: Path) -> None:
+    """The results folder exists (or is made), takes a file and has room for a run."""
+    folder = Path(results_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BenchError(f"cannot write to --results-dir {folder}: {error.strerror or error}; "
+                         "pass a writable folder") from None
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise BenchError(f"only {free / 2**20:.0f} MiB free on the disk holding {folder}; a "
+                         f"run needs about {MIN_FREE_BYTES // 2**20} MiB: free some space or "
+                         "pass another --results-dir")
+
+
 def check_new_run_dir(results_dir: Path, name: str) -> Path:
-    """The path a new run would take; raises if the name is bad or already taken."""
+    """The path a new run would take; raises if the name is bad or taken, or the results
+    folder cannot take a run. Called before any data is loaded or weights trained."""
     check_run_name(name)
     path = Path(results_dir) / name
     if path.exists():
         raise BenchError(f"{path} already exists; choose another --name or move that run away")
+    check_results_dir(Path(results_dir))
     return path
 
 

@@ -68,3 +68,18 @@ def test_a_run_whose_process_is_gone_reads_as_interrupted(tiny_run, tmp_path):
     record["process"]["pid"] = os.getpid()  # alive: still running
     (copy / "run.json").write_text(json.dumps(record))
     assert read_run(RunDir(copy))["status"] == "running"
+
+
+def test_a_bad_results_folder_or_taken_name_is_refused_before_any_work(tiny_run, tmp_path,
+                                                                       tiny_spaces_dir):
+    from test_cli import run_bench
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_bench("run", "--results-dir", str(blocker / "results"))
+    assert result.returncode == 2 and "cannot write to --results-dir" in result.stderr
+    # The name is taken: refused before the data is loaded or the source model trained.
+    result = run_bench("run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir),
+                       "--results-dir", str(tiny_run.parent), "--name", tiny_run.name)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert "data:" not in result.stdout and "pretraining" not in result.stdout
