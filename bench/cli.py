@@ -64,6 +64,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--tensorboard", action="store_true",
         help="write TensorBoard logs with KerasTuner's HParams dashboard under RUN/tensorboard "
              "(TensorFlow backend)")
+    add("--resume", type=Path, metavar="RUN_DIR",
+        help="continue a run that was interrupted or killed: its settings come from its "
+             "run.json, finished trials are kept, the unfinished one runs again")
     add("--no-reuse", dest="reuse_models", action="store_false",
         help="build and compile a new model for every execution (slower; for comparison)")
 
@@ -103,16 +106,31 @@ def _spec(args):
     return RunSpec(**{k: v for k, v in vars(args).items() if k in fields})
 
 
+def _given_options(args) -> dict:
+    """The run options given on the command line (those that differ from the defaults)."""
+    from bench.runner import RunSpec
+
+    defaults = vars(build_parser().parse_args(["run"]))
+    return {k: v for k, v in vars(args).items()
+            if k in RunSpec.__dataclass_fields__ and v != defaults.get(k)}
+
+
 def _run(args) -> int:
     from bench.runner import run_study
     from bench.summary import print_summary
 
-    spec = _spec(args)
+    resume_from = getattr(args, "resume", None)
+    if resume_from is not None:
+        from bench.resume import resume_spec
+
+        spec = resume_spec(resume_from, given=_given_options(args))
+    else:
+        spec = _spec(args)
     # SIGTERM (a scheduler's or kill's stop) ends a run as Ctrl-C does: the finished
     # epochs are kept and the run is marked interrupted.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_dir = run_study(spec)
+        run_dir = run_study(spec, resume_from=resume_from)
     except StudyFailed as failure:
         print_summary(failure.run_dir)
         print(f"error: the study failed: {failure} (run directory {failure.run_dir})",
@@ -167,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
         run_dir = getattr(interrupt, "run_dir", None)
-        where = (f"; 'run_bench.py analyze {run_dir}' reports its complete executions"
+        where = (f"; continue it with 'run_bench.py run --resume {run_dir}'"
                  if run_dir else "")
         print(f"interrupted: the rows written so far are kept in the run directory{where}",
               file=sys.stderr)

@@ -35,4 +35,5 @@ class DiskFull(StudyFailed):
         self.reason = error.strerror or str(error)
         super().__init__(f"cannot write {path} ({self.reason}) after {rows} row(s): the disk "
                          f"holding {folder} is full or a file-size limit was reached; every "
-                         "complete row is kept: free some space, then rerun the study")
+                         "complete row is kept: free some space, then continue with "
+                         f"'run_bench.py run --resume {folder}'")

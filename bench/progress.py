@@ -21,14 +21,15 @@ def format_values(values: dict) -> str:
 class Progress:
     """Prints one line per finished repeat; on a terminal, the epoch ticks in place."""
 
-    def __init__(self, *, total_trials: int | None, repeats: int, epochs: int, stream=None):
+    def __init__(self, *, total_trials: int | None, repeats: int, epochs: int, stream=None,
+                 done: int = 0):
         self.total = total_trials
         self.repeats = repeats
         self.epochs = epochs
         self.stream = stream or sys.stdout
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.best: tuple[float, str] | None = None
-        self.trial_number = 0
+        self.trial_number = done  # trials already run (a resumed run)
         self.started = time.perf_counter()
         self._label = ""
 

@@ -271,8 +271,13 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
     return failure
 
 
-def run_study(spec: RunSpec, *, log=print) -> Path:
+def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> Path:
     """Runs one study and returns its run directory.
+
+    Args:
+        spec: What to run.
+        resume_from: A run directory to continue instead of starting a new one (its
+            ``run.json`` made ``spec``; see ``bench.resume``).
 
     Raises:
         BenchError: for a user mistake (unknown name, bad option, existing run name),
@@ -297,7 +302,8 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
 
 
     name = spec.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    check_new_run_dir(Path(spec.results_dir), name)
+    if resume_from is None:
+        check_new_run_dir(Path(spec.results_dir), name)
     started_at = _timestamp()
     device = describe_device()
     log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "
@@ -317,7 +323,6 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     data, weights, prepared = _prepare_inputs(spec, settings=settings, backbone=backbone,
                                               hp=hp, image_size=image_size, log=log)
 
-    run_dir = new_run_dir(Path(spec.results_dir), name)
     record = {
         "run_id": name,
         "status": "running",
@@ -341,6 +346,13 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         "compilation_cache": compilation_cache,
         **prepared,
     }
+    resumed = None
+    if resume_from is None:
+        run_dir = new_run_dir(Path(spec.results_dir), name)
+    else:
+        from bench.resume import continue_run
+
+        run_dir, record, resumed = continue_run(Path(resume_from), record, log=log)
     write_json(run_dir.run_json, record)
 
     table = tuner = None
@@ -359,12 +371,15 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
                               evaluation_batch_size=spec.evaluation_batch_size)
         total = planned_trials(tuner_name, hp, max_trials=settings.max_trials)
         progress = Progress(total_trials=total, repeats=settings.repeats,
-                            epochs=settings.epochs)
+                            epochs=settings.epochs,
+                            done=len(resumed.ended) if resumed is not None else 0)
         tuner = BenchTuner(oracle=oracle, hypermodel=hypermodel, directory=str(run_dir.path),
                            project_name="tuner", execution=execution, progress=progress,
                            reuse_models=spec.reuse_models,
                            tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
                            else None)
+        if resumed is not None:
+            tuner.continue_from(resumed.extras)
         log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
             f"{settings.epochs} epochs")
         started = time.perf_counter()

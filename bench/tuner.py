@@ -107,6 +107,16 @@ class BenchTuner(keras_tuner.Tuner):
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
 
+    def continue_from(self, extras: dict[str, dict]) -> None:
+        """After KerasTuner reloaded a run's project: what trials.csv knew of the trials
+        that ended, and which configurations have run (for duplicate proposals)."""
+        self.trial_extras.update(extras)
+        repeats = self.execution.repeats
+        for trial_id, trial in self.oracle.trials.items():
+            if trial.status == "COMPLETED" and trial.score is not None:
+                self.finished[self._configuration(trial.hyperparameters)] = trial_id
+                self.results[trial_id] = [{OBJECTIVE: float(trial.score)}] * repeats
+
     def search(self, *args, **kwargs):
         """KerasTuner's search, without its printed traceback for every failed trial: the
         progress line and trials.csv give the error in one line, and the whole traceback

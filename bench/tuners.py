@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from bench.errors import BenchError, unknown_name
@@ -116,6 +117,36 @@ def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None) -> st
             "may be nearly exhausted, so a grid (--tuner grid) would cover it exactly")
 
 
+@functools.cache
+def resumable_grid_oracle():
+    """KerasTuner's GridSearchOracle, with the order of the grid kept in ``oracle.json``.
+
+    KerasTuner keeps the grid's walk (which trial's next combination is due, and the
+    trials in grid order) only in memory, so a reloaded grid raises KeyError or stops
+    early. This subclass saves and restores both.
+    """
+    import keras_tuner
+    from keras_tuner.src.tuners.gridsearch import LinkedList
+
+    class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
+        def get_state(self):
+            order, index = [], self._ordered_ids._next_index[None]
+            while index is not None:
+                order.append(self._ordered_ids._memory[index])
+                index = self._ordered_ids._next_index[index]
+            return {**super().get_state(), "grid_order": order,
+                    "grid_populate_next": list(self._populate_next)}
+
+        def set_state(self, state):
+            super().set_state(state)
+            self._ordered_ids = LinkedList()
+            for trial_id in state.get("grid_order", []):
+                self._ordered_ids.insert(trial_id)
+            self._populate_next = list(state.get("grid_populate_next", []))
+
+    return ResumableGridSearchOracle
+
+
 def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int,
                 max_epochs: int, initial_points: int | None = None):
     """Builds the KerasTuner oracle for ``name`` over the declared ``hyperparameters``."""
@@ -129,7 +160,7 @@ def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int
         seed=seed,
     )
     if name == "grid":
-        return keras_tuner.oracles.GridSearchOracle(max_trials=max_trials, **common)
+        return resumable_grid_oracle()(max_trials=max_trials, **common)
     if name == "random":
         return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials or DEFAULT_MAX_TRIALS,
                                                       **common)

@@ -1,0 +1,154 @@
+"""``run --resume RUN_DIR``: continue a run that was killed or interrupted.
+
+The run's own ``run.json`` says what it was asked to do; KerasTuner's project folder
+(``tuner/``) says which trials ended. Trials that ended (completed or failed) are kept as
+they are and never run again; the trial that was running is run again from its start,
+and its partial rows are removed first, so no (trial, repeat, epoch) appears twice. Every
+execution sets its own seed, so the resumed tables equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.results import RunDir, read_run
+
+#: RunSpec fields that hold paths in run.json's "arguments".
+PATH_FIELDS = ("spaces_dir", "results_dir", "cache_dir", "data", "data_dir")
+#: Trial states after which a trial is never run again.
+ENDED = ("COMPLETED", "FAILED", "INVALID")
+
+
+def resume_spec(run_dir: Path, *, given: dict):
+    """The RunSpec the run at ``run_dir`` was started with.
+
+    Args:
+        run_dir: The run to continue.
+        given: Options given on this command line besides ``--resume``; one that differs
+            from the run's own is refused, since a resumed run must be the same study.
+
+    Raises:
+        BenchError: when the folder is not a run, the run has completed, or an option
+            conflicts.
+    """
+    from bench.runner import RunSpec
+
+    run = RunDir(Path(run_dir))
+    if not run.run_json.exists() or not run.tuner.is_dir():
+        raise BenchError(f"{run_dir} is not a run that can be resumed (no run.json or tuner/); "
+                         "pass a run directory made by 'run_bench.py run'")
+    record = read_run(run)
+    if record.get("status") == "completed":
+        raise BenchError(f"{run_dir} has completed; there is nothing to resume")
+    arguments = record.get("arguments", {})
+    for name, value in given.items():
+        recorded = arguments.get(name)
+        if str(value) != str(recorded):
+            option = "--" + name.replace("_", "-")
+            own = f"{option} {recorded}" if recorded is not None else f"no {option}"
+            raise BenchError(f"{option} {value} conflicts with the run, which had {own}; a "
+                             f"resumed run keeps its settings: drop {option}")
+    known = {f.name for f in fields(RunSpec)}
+    values = {k: v for k, v in arguments.items() if k in known}
+    for name in PATH_FIELDS:
+        if values.get(name) is not None:
+            values[name] = Path(values[name])
+    values["results_dir"] = run.path.parent
+    values["name"] = run.path.name
+    return RunSpec(**values)
+
+
+def ended_trials(run: RunDir) -> dict[str, str]:
+    """Trial id -> status, for the trials KerasTuner recorded as ended."""
+    ended = {}
+    for path in sorted(run.tuner.glob("trial_*/trial.json")):
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # A trial file torn by the kill: that trial runs again.
+        if state.get("status") in ENDED:
+            ended[state["trial_id"]] = state["status"]
+    return ended
+
+
+def tidy_epochs(run: RunDir, *, keep: set[str]) -> int:
+    """Keeps in ``epochs.csv`` only the whole rows of the trials in ``keep``; returns how
+    many rows were removed (a torn last row, and the rows of trials that run again)."""
+    from bench.results import _replace_atomically
+
+    if not run.epochs_csv.exists():
+        return 0
+    with open(run.epochs_csv, newline="", encoding="utf-8") as file:
+        text = file.read()
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return 0
+    header, body = lines[0], lines[1:]
+    width = len(next(csv.reader([header])))
+    trial_column = next(csv.reader([header])).index("trial_id")
+    kept = []
+    for line in body:
+        cells = next(csv.reader([line]), [])
+        whole = line.endswith("\n") and len(cells) == width
+        if whole and cells[trial_column] in keep:
+            kept.append(line)
+    removed = len(body) - len(kept)
+    if removed:
+        content = header + "".join(kept)
+        _replace_atomically(run.epochs_csv,
+                            lambda partial: partial.write_bytes(content.encode()))
+    return removed
+
+
+def earlier_extras(run: RunDir, *, keep: set[str]) -> dict[str, dict]:
+    """What ``trials.csv`` recorded beyond KerasTuner's files (test accuracy, seconds) for
+    the trials that ended, so the resumed table keeps it."""
+    if not run.trials_csv.exists():
+        return {}
+    extras = {}
+    for row in csv.DictReader(io.StringIO(run.trials_csv.read_text())):
+        if row.get("trial_id") in keep:
+            extras[row["trial_id"]] = {
+                name: float(row[name]) for name in ("test_accuracy", "seconds")
+                if row.get(name) not in (None, "")}
+    return extras
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a resumed run starts from."""
+
+    ended: dict[str, str]  # trial id -> status, never run again
+    extras: dict[str, dict]  # trial id -> test accuracy and seconds from trials.csv
+    removed_rows: int
+
+
+def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed]:
+    """Readies ``path`` to continue: checks it is the same study, removes the rows of
+    trials that will run again, and returns the run directory, its ``run.json`` updated
+    from ``fresh`` (the record a new run would write), and what was kept."""
+    from datetime import datetime, timezone
+
+    run = RunDir(path)
+    record = read_run(run)
+    old, new = record.get("space", {}), fresh["space"]
+    if (old.get("name"), old.get("version")) != (new["name"], new["version"]):
+        raise BenchError(f"{path} ran space {old.get('name')} version {old.get('version')}, "
+                         f"but {new['name']} is now version {new['version']}; a resumed run "
+                         "must run the same space: start a new run instead")
+    ended = ended_trials(run)
+    removed = tidy_epochs(run, keep=set(ended))
+    extras = earlier_extras(run, keep=set(ended))
+    log(f"resuming {run.path.name}: {len(ended)} trial(s) ended and kept; {removed} row(s) "
+        "of unfinished work removed; the trial that was running starts again")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    updated = {**record, "status": "running", "process": fresh["process"],
+               "resumed": [*record.get("resumed", []), now]}
+    for stale in ("error", "ended"):
+        updated.pop(stale, None)
+    return run, updated, Resumed(ended=ended, extras=extras, removed_rows=removed)

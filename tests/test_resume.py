@@ -1,0 +1,97 @@
+"""`run --resume`: a run killed with SIGKILL mid-trial continues, and its tables equal an
+uninterrupted run's (same trials, hyperparameters and numbers), grid search included."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+from test_cli import run_bench
+
+THREE_TRIALS = textwrap.dedent('''
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class Three(SearchSpace):
+        description = "three head learning rates from random init"
+        version = 1
+        settings = SpaceSettings(init="random", epochs=3, repeats=2)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("head_lr", [1e-3, 3e-3, 1e-2])
+            hp.Choice("frozen_blocks", [0, 2])
+''')
+
+
+def _command(tmp_path, name, tuner):
+    return [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "three",
+            "--spaces-dir", str(tmp_path / "spaces"), "--image-size", "16",
+            "--train-per-class", "6", "--tuner", tuner, "--max-trials", "4",
+            "--results-dir", str(tmp_path / "results"), "--name", name]
+
+
+def _tables(run):
+    epochs = pd.read_csv(run / "epochs.csv", dtype={"trial_id": str})
+    trials = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    return (epochs.drop(columns=["run_id", "epoch_seconds"]),
+            trials.drop(columns=["seconds"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tuner", ["grid", "random"])
+def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tuner):
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "three.py").write_text(THREE_TRIALS)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    reference = subprocess.run(_command(tmp_path, "whole", tuner), cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    process = subprocess.Popen(_command(tmp_path, "killed", tuner), cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        finished = 0
+        for line in process.stdout:
+            finished += "-> trial" in line
+            if finished == 2 and "repeat 1/2" in line:  # inside the third trial
+                os.kill(process.pid, signal.SIGKILL)
+                break
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    killed = tmp_path / "results" / "killed"
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"
+
+    result = run_bench("run", "--resume", str(killed), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"resuming killed: 2 trial\(s\) ended and kept; [3-5] row\(s\)",
+                     result.stdout), result.stdout[:2000]
+    record = json.loads((killed / "run.json").read_text())
+    assert record["status"] == "completed" and len(record["resumed"]) == 1
+    epochs, trials = _tables(killed)
+    whole_epochs, whole_trials = _tables(tmp_path / "results" / "whole")
+    assert not epochs.duplicated(["trial_id", "repeat", "epoch"]).any()
+    pd.testing.assert_frame_equal(epochs, whole_epochs)
+    pd.testing.assert_frame_equal(trials, whole_trials)
+    assert not list(killed.rglob("*.partial"))
+
+
+def test_resume_refuses_a_conflicting_option_and_a_completed_run(tiny_run, tmp_path):
+    import shutil
+
+    result = run_bench("run", "--resume", str(tiny_run))
+    assert result.returncode == 2 and "has completed" in result.stderr
+    stopped = tmp_path / "stopped"
+    shutil.copytree(tiny_run, stopped)
+    record = json.loads((stopped / "run.json").read_text())
+    record["status"] = "interrupted"
+    (stopped / "run.json").write_text(json.dumps(record))
+    result = run_bench("run", "--resume", str(stopped), "--epochs", "5")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--epochs 5 conflicts with the run, which had no --epochs" in result.stderr
