@@ -67,6 +67,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--resume", type=Path, metavar="RUN_DIR",
         help="continue a run that was interrupted or killed: its settings come from its "
              "run.json, finished trials are kept, the unfinished one runs again")
+    add("--no-prefix-cache", dest="prefix_cache", action="store_false",
+        help="run the frozen blocks in every epoch instead of once (slower; for comparison)")
+    add("--cache-memory", dest="cache_memory_mb", type=int, default=2048, metavar="MB",
+        help="most memory for cached frozen-block features (default 2048)")
     add("--no-reuse", dest="reuse_models", action="store_false",
         help="build and compile a new model for every execution (slower; for comparison)")
 

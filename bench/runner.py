@@ -71,6 +71,8 @@ class RunSpec:
     init: str | None = None
     initial_points: int | None = None
     evaluation_batch_size: int = 512
+    prefix_cache: bool = True
+    cache_memory_mb: int = 2048
 
 
 def _check_positive(**values) -> None:
@@ -193,7 +195,8 @@ def plan_study(spec: RunSpec) -> StudyPlan:
                     image_size=spec.image_size, train_per_class=spec.train_per_class,
                     images_per_class=spec.images_per_class,
                     pretrain_epochs=spec.pretrain_epochs, initial_points=spec.initial_points,
-                    evaluation_batch_size=spec.evaluation_batch_size)
+                    evaluation_batch_size=spec.evaluation_batch_size,
+                    cache_memory=spec.cache_memory_mb)
     if spec.seed < 1:
         raise BenchError(f"--seed must be 1 or more (KerasTuner reads 0 as 'pick a random "
                          f"seed'); got {spec.seed}")
@@ -294,6 +297,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
 
     from bench.device import describe_device, library_versions, use_compilation_cache
     from bench.hypermodel import FineTuneHyperModel, ModelInputs
+    from bench.prefix import PrefixCache
     from bench.progress import Progress
     from bench.recording import CsvAppender, epoch_columns
     from bench.results import check_new_run_dir, new_run_dir, process_identity, write_json
@@ -373,11 +377,17 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
         progress = Progress(total_trials=total, repeats=settings.repeats,
                             epochs=settings.epochs,
                             done=len(resumed.ended) if resumed is not None else 0)
+        prefix = None
+        if spec.prefix_cache:
+            prefix = PrefixCache(space, memory_bytes=spec.cache_memory_mb * 2**20,
+                                 evaluation_batch_size=spec.evaluation_batch_size)
+            if prefix.off_reason:
+                log(f"note: frozen-prefix cache off: {prefix.off_reason}")
         tuner = BenchTuner(oracle=oracle, hypermodel=hypermodel, directory=str(run_dir.path),
                            project_name="tuner", execution=execution, progress=progress,
                            reuse_models=spec.reuse_models,
                            tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
-                           else None)
+                           else None, prefix=prefix)
         if resumed is not None:
             tuner.continue_from(resumed.extras)
         log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
@@ -388,6 +398,10 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
         finally:
             record["search_seconds"] = round(time.perf_counter() - started, 2)
             record["models"] = {"compiled": tuner.models.built, "reused": tuner.models.reused}
+            if prefix is not None:
+                record["prefix_cache"] = {"executions": prefix.used,
+                                          "features_computed": prefix.computed,
+                                          "features_reused": prefix.hits}
         tuner.write_trials()
         reason = stop_reason(tuner_name, hp, trials_run=len(tuner.oracle.trials),
                              max_trials=settings.max_trials)

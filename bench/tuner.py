@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.datasets import Split, TransferData
 from bench.errors import DiskFull, StudyFailed
+from bench.prefix import PrefixCache
 from bench.progress import Progress
 from bench.recording import CsvAppender, EpochRecorder
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv
@@ -96,13 +97,14 @@ class BenchTuner(keras_tuner.Tuner):
 
     def __init__(self, *, oracle, hypermodel, directory, project_name,
                  execution: Execution, progress: Progress, reuse_models: bool = True,
-                 tensorboard_dir=None):
+                 tensorboard_dir=None, prefix: PrefixCache | None = None):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
         self.execution = execution
         self.tensorboard_dir = tensorboard_dir
         self.models = CompiledModels(hypermodel, enabled=reuse_models)
         self.progress = progress
+        self.prefix = prefix
         self.trial_extras: dict[str, dict] = {}
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
@@ -190,7 +192,12 @@ class BenchTuner(keras_tuner.Tuner):
                          batch_size=ex.batch_size, recorder=recorder,
                          evaluation_batch_size=ex.evaluation_batch_size,
                          callbacks=self._tensorboard(trial, repeat))
-            self.hypermodel.space.fit(parts, hp=hp, run=run)
+            depth = self.prefix.depth(parts, hp) if self.prefix is not None else 0
+            if depth:
+                self.prefix.fit(parts, hp=hp, run=run, k=depth,
+                                weights_key=self._weights_key(hp, seed))
+            else:
+                self.hypermodel.space.fit(parts, hp=hp, run=run)
             if recorder.failure is not None:
                 # A NaN model still "scores" (a constant class scores the majority
                 # fraction): it must fail, never be picked.
@@ -208,6 +215,12 @@ class BenchTuner(keras_tuner.Tuner):
                                      seconds=time.perf_counter() - repeat_start)
             results.append({OBJECTIVE: float(np.max(curve))})
         return results, tests
+
+    def _weights_key(self, hp, seed: int) -> tuple:
+        """What fixes a backbone's initial weights: the source weights for pretrained and
+        imagenet, the seed for random."""
+        init = self.hypermodel.space.value(hp, "init")
+        return (init, seed) if init == "random" else (init,)
 
     def _tensorboard(self, trial, repeat: int) -> list:
         """TensorBoard logs with KerasTuner's HParams dashboard, one folder per execution."""

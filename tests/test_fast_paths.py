@@ -24,3 +24,74 @@ def test_evaluation_batch_size_changes_no_number(tmp_path, tiny_spaces_dir, cach
     pd.testing.assert_frame_equal(large[["loss", "accuracy"]], small[["loss", "accuracy"]])
     np.testing.assert_allclose(read_trials(runs[512])["test_accuracy"],
                                read_trials(runs[32])["test_accuracy"], rtol=0, atol=1e-6)
+
+
+EVERY_DEPTH = '''
+import keras
+
+from bench.space import SearchSpace, SpaceSettings
+
+
+class EveryDepth(SearchSpace):
+    description = "every cut point, both inits, a Dropout head"
+    version = 1
+    settings = SpaceSettings(epochs=2, repeats=2, head_lr=3e-3)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("init", ["pretrained", "random"])
+        hp.Int("frozen_blocks", 0, num_blocks)
+
+    def build_head(self, features, *, num_classes, hp):
+        pooled = keras.layers.GlobalAveragePooling2D()(features)
+        dropped = keras.layers.Dropout(0.3)(pooled)
+        return keras.layers.Dense(num_classes, activation="softmax")(dropped)
+'''
+
+
+def test_the_frozen_prefix_cache_changes_no_number_at_any_depth(tmp_path, cache_dir):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "every.py").write_text(EVERY_DEPTH)
+    runs = {}
+    for cached in (True, False):
+        spec = RunSpec(space="every", spaces_dir=spaces, image_size=IMAGE_SIZE,
+                       pretrain_epochs=3, results_dir=tmp_path, name=f"prefix-{cached}",
+                       cache_dir=cache_dir, train_per_class=10, prefix_cache=cached)
+        runs[cached] = RunDir(run_study(spec, log=lambda *_: None))
+    on, off = read_epochs(runs[True]), read_epochs(runs[False])
+    assert sorted(on["frozen_blocks"].unique()) == [0, 1, 2, 3, 4]
+    assert len(on) == len(off) == 2 * 5 * 2 * 2
+    np.testing.assert_allclose(on[METRICS], off[METRICS], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(read_trials(runs[True])["test_accuracy"],
+                               read_trials(runs[False])["test_accuracy"], rtol=0, atol=1e-5)
+    import json
+
+    used = json.loads(runs[True].run_json.read_text())["prefix_cache"]
+    # Every execution with frozen blocks (4 depths x 2 inits x 2 repeats) used the cache;
+    # pretrained features are shared by both repeats, random ones are not.
+    assert used["executions"] == 16
+    assert used["features_computed"] == 2 * (4 + 4 * 2)
+
+
+def test_the_prefix_cache_stays_off_where_a_hook_or_randomness_could_differ():
+    from bench.prefix import PrefixCache
+    from bench.space import SearchSpace
+
+    class Augmented(SearchSpace):
+        name = "augmented"
+
+        def augment(self, images, *, hp):
+            return images
+
+    assert "own fit, compile or augment" in PrefixCache(Augmented(), memory_bytes=1).off_reason
+
+
+def test_random_layers_in_a_prefix_are_found():
+    import keras
+
+    from bench.prefix import _random_layers
+
+    layers = [keras.layers.Dropout(0.1, name="drop"), keras.layers.Dense(2, name="dense"),
+              keras.layers.RandomFlip(name="flip"), keras.layers.GaussianNoise(0.1, name="noise"),
+              keras.layers.BatchNormalization(name="bn")]
+    assert _random_layers(layers) == ["drop", "flip", "noise"]
