@@ -13,6 +13,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import keras
 import keras_tuner
 import numpy as np
 
@@ -61,14 +62,37 @@ class FitRun:
             images, labels = self.train.images[order], self.train.labels[order]
         else:
             images, labels = self.train.images, self.train.labels
+        validation, callbacks = {}, [self.recorder, *self.callbacks]
+        if len(self.validation) <= self.evaluation_batch_size:
+            callbacks.insert(0, OneBatchValidation(self.validation))
+        else:
+            validation = {"validation_data": (self.validation.images, self.validation.labels),
+                          "validation_batch_size": self.evaluation_batch_size}
         return model.fit(
-            images, labels,
-            validation_data=(self.validation.images, self.validation.labels),
-            epochs=epochs, initial_epoch=initial_epoch, batch_size=self.batch_size,
-            validation_batch_size=self.evaluation_batch_size,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=[self.recorder, *self.callbacks], verbose=0,
+            images, labels, epochs=epochs, initial_epoch=initial_epoch,
+            batch_size=self.batch_size, steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks, verbose=0, **validation,
         )
+
+
+class OneBatchValidation(keras.callbacks.Callback):
+    """Validates at the end of every epoch with one call of the compiled test step.
+
+    When the validation split fits in one evaluation batch, ``evaluate`` would run that
+    same single batch, but first builds an iterator and its callbacks: on a small study
+    that costs more than the validation itself. The ``val_*`` values are put into the
+    epoch's logs before any later callback (the recorder) reads them.
+    """
+
+    def __init__(self, split: Split):
+        super().__init__()
+        self.split = split
+
+    def on_epoch_end(self, epoch, logs=None):
+        results = self.model.test_on_batch(self.split.images, self.split.labels,
+                                           return_dict=True)
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in results.items()})
 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
