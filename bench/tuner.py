@@ -86,11 +86,13 @@ class OneBatchValidation(keras.callbacks.Callback):
 
     def __init__(self, split: Split):
         super().__init__()
-        self.split = split
+        # Tensors, not NumPy arrays: TensorFlow traces a function again for every NumPy
+        # argument, and a trace costs more than the validation.
+        self.images = keras.ops.convert_to_tensor(split.images)
+        self.labels = keras.ops.convert_to_tensor(split.labels)
 
     def on_epoch_end(self, epoch, logs=None):
-        results = self.model.test_on_batch(self.split.images, self.split.labels,
-                                           return_dict=True)
+        results = self.model.test_on_batch(self.images, self.labels, return_dict=True)
         if logs is not None:
             logs.update({f"val_{name}": value for name, value in results.items()})
 
