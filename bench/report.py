@@ -16,10 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench import analysis
-from bench.errors import BenchError
 from bench.figures import figures
 from bench.render import Block, fmt, to_html, to_markdown
-from bench.results import open_run, write_parquet_copies
+from bench.results import check_writable, open_run, write_parquet_copies
 from bench.tables import Tables, load_tables
 
 
@@ -169,19 +168,6 @@ def what_ran(run: dict) -> list[str]:
     return lines
 
 
-def _check_writable(folder: Path) -> None:
-    """Creates ``folder`` if needed and proves a file can be written there."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise BenchError(f"cannot write the report to {folder}: "
-                         f"{error.strerror or error}; pass a writable folder (--out for "
-                         "several runs)") from None
-
-
 def write_report(tables: Tables, out: Path, *, log=print) -> Path:
     """Draws the figures of ``tables`` into ``out/plots`` and writes ``out/report.md`` and
     ``out/report.html``; returns the Markdown report's path.
@@ -222,7 +208,8 @@ def write_outputs(run_paths: list[Path], *, out: Path | None = None, log=print) 
         out = Path(out or first.parent / f"compare-{first.name}-{last.name}")
         destinations.append(out)
     for folder in destinations:
-        _check_writable(folder)
+        check_writable(folder, what=f"cannot write the report to {folder} (--out for "
+                                    "several runs)")
     reports = []
     for path, tables in zip(run_paths, per_run):
         write_parquet_copies(open_run(path))

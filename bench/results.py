@@ -70,17 +70,23 @@ def check_run_name(name: str) -> None:
 MIN_FREE_BYTES = 50 * 2**20
 
 
-def check_results_dir(results_dir: Path) -> None:
-    """The results folder exists (or is made), takes a file and has room for a run."""
-    folder = Path(results_dir)
+def check_writable(folder: Path, *, what: str) -> None:
+    """Creates ``folder`` if needed and proves a file can be written there; else a
+    BenchError beginning with ``what`` ("cannot write to --results-dir DIR")."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        raise BenchError(f"cannot write to --results-dir {folder}: {error.strerror or error}; "
-                         "pass a writable folder") from None
+        raise BenchError(f"{what}: {error.strerror or error}; pass a writable folder") \
+            from None
+
+
+def check_results_dir(results_dir: Path) -> None:
+    """The results folder exists (or is made), takes a file and has room for a run."""
+    folder = Path(results_dir)
+    check_writable(folder, what=f"cannot write to --results-dir {folder}")
     free = shutil.disk_usage(folder).free
     if free < MIN_FREE_BYTES:
         raise BenchError(f"only {free / 2**20:.0f} MiB free on the disk holding {folder}; a "
