@@ -142,6 +142,20 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     return data, weights, facts
 
 
+def _check_space(spec: RunSpec, *, space, inputs, hp, data, batch_size: int, log) -> list[str]:
+    """The pre-flight build (bench.preflight) and the reuse note; returns the warnings."""
+    from bench.hypermodel import FineTuneHyperModel
+    from bench.preflight import preflight
+    from bench.reuse import reuse_note
+
+    warnings = preflight(space, hypermodel=FineTuneHyperModel(space, inputs), hp=hp, data=data,
+                         batch_size=batch_size, seed=spec.seed, log=log)
+    note = reuse_note(space, enabled=spec.reuse_models)
+    if note is not None:
+        log(note)
+    return warnings
+
+
 def run_study(spec: RunSpec, *, log=print) -> Path:
     """Runs one study and returns its run directory.
 
@@ -217,6 +231,11 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
     # so a missing download or folder leaves no half-made run behind.
     data, weights, prepared = _prepare_inputs(spec, settings=settings, backbone=backbone,
                                               hp=hp, image_size=image_size, log=log)
+    inputs = ModelInputs(backbone=backbone, image_size=image_size,
+                         num_classes=len(data.class_names), num_blocks=num_blocks,
+                         pretrained_weights=weights)
+    warnings = _check_space(spec, space=space, inputs=inputs, hp=hp, data=data,
+                            batch_size=settings.batch_size, log=log)
 
     run_dir = new_run_dir(Path(spec.results_dir), name)
     record = {
@@ -238,14 +257,13 @@ def run_study(spec: RunSpec, *, log=print) -> Path:
         **device,
         "versions": library_versions(),
         **prepared,
+        "warnings": warnings,
     }
     write_json(run_dir.run_json, record)
 
     table = None
     try:
-        hypermodel = FineTuneHyperModel(space, ModelInputs(
-            backbone=backbone, image_size=image_size, num_classes=len(data.class_names),
-            num_blocks=num_blocks, pretrained_weights=weights))
+        hypermodel = FineTuneHyperModel(space, inputs)
         oracle = make_oracle(tuner_name, hyperparameters=hp, max_trials=settings.max_trials,
                              seed=spec.seed, max_epochs=spec.max_epochs or settings.epochs)
         table = CsvAppender(run_dir.epochs_csv, epoch_columns(columns, space.epoch_columns))
