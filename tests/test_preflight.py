@@ -150,3 +150,24 @@ def test_a_hook_error_exits_2_in_one_line_without_a_traceback(spaces_dir, tmp_pa
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{spaces_dir / 'typo.py'}, line {_typo_line()}, in build_head()" in result.stderr
     assert not (tmp_path / "results" / "run").exists()
+
+
+def test_the_readme_hooks_example_runs_without_warnings(tmp_path, cache_dir):
+    import re
+
+    import pandas as pd
+    from conftest import ROOT
+
+    from bench.runner import RunSpec, run_study
+
+    section = (ROOT / "README.md").read_text().split("### Hooks reference", 1)[1]
+    (tmp_path / "hooks.py").write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    path = run_study(RunSpec(space="hooks", spaces_dir=tmp_path, image_size=IMAGE_SIZE, epochs=1,
+                             repeats=1, max_trials=4, pretrain_epochs=1, train_per_class=4,
+                             results_dir=tmp_path / "results", name="hooks",
+                             cache_dir=cache_dir), log=lambda *_: None)
+    run = json.loads((path / "run.json").read_text())
+    assert run["status"] == "completed" and run["warnings"] == []
+    rows = pd.read_csv(path / "epochs.csv")
+    assert sorted(zip(rows["dropout"], rows["optimizer_name"])) == [
+        (0.0, "Adam"), (0.0, "SGD"), (0.5, "Adam"), (0.5, "SGD")]
