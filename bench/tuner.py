@@ -33,6 +33,7 @@ class FitRun:
     batch_size: int
     recorder: EpochRecorder
     callbacks: list = field(default_factory=list)
+    seed: int | None = None  # the execution's seed: each epoch's shuffle order from it
 
     def fit(self, model, *, epochs: int, initial_epoch: int = 0,
             steps_per_epoch: int | None = None):
@@ -55,8 +56,26 @@ class FitRun:
             validation_data=(self.validation.images, self.validation.labels),
             epochs=epochs, initial_epoch=initial_epoch, batch_size=self.batch_size,
             steps_per_epoch=steps_per_epoch,
-            callbacks=[self.recorder, *self.callbacks], verbose=0,
+            callbacks=[self.recorder, *_shuffle_seeds(self.seed), *self.callbacks], verbose=0,
         )
+
+
+def _shuffle_seeds(seed: int | None) -> list:
+    """Seeds NumPy at each epoch's start, where Keras draws the epoch's shuffle order.
+
+    On the JAX backend Keras shuffles with ``np.random.permutation``, and the first ``fit``
+    of a new model draws one more order than a reused model's (to trace the step), so
+    without this a reused model would see its batches in another order.
+    """
+    if seed is None:
+        return []
+    import keras
+
+    class SeedEachEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            np.random.seed((seed * 100_003 + epoch) % 2**32)
+
+    return [SeedEachEpoch()]
 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
@@ -121,7 +140,7 @@ class BenchTuner(keras_tuner.Tuner):
             )
             run = FitRun(train=ex.data.train, validation=ex.data.validation, epochs=epochs,
                          batch_size=ex.batch_size, recorder=recorder,
-                         callbacks=self._tensorboard(trial, repeat))
+                         callbacks=self._tensorboard(trial, repeat), seed=seed)
             self.hypermodel.space.fit(parts, hp=hp, run=run)
             curve = [row["val_accuracy"] for row in recorder.rows]
             if not curve:
