@@ -147,7 +147,8 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         _guarded(space, "compiling", lambda: space.compile(parts, hp=tracked))
         from bench.hypermodel import check_body_lr_scale
 
-        check_body_lr_scale(space, tracked, parts.model.optimizer)
+        # The untracked hp: this check reading body_lr_scale is not the space using it.
+        check_body_lr_scale(space, hp, parts.model.optimizer)
         size = min(batch_size, len(data.train), len(data.validation))
         train, validation = _one_batch(data.train, size), _one_batch(data.validation, size)
         check_probabilities(space, parts.model, validation.images)
