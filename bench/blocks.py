@@ -1,8 +1,10 @@
 """Cut points: where a backbone's graph narrows to one tensor, and freezing by block.
 
-A block ends at the first place after a merge (Add, Multiply, Concatenate: the end of a
-residual or squeeze-excite block) where a single tensor carries everything forward,
-extended over the weightless layers (activations) that follow it. Layers before the
+A block ends at the first place after a merge of paths (Add, Concatenate: the end of a
+residual block) where a single tensor carries everything forward, extended over the
+weightless layers (activations) that follow it. A gating product (Multiply: the
+squeeze-excite of MobileNetV3 and EfficientNet) is not a block end, even where the graph
+is narrow after it: the block's projection convolution still follows. Layers before the
 first merge (the stem) belong to the first block, and layers after the last cut that
 hold no merge belong to the last block, so freezing every block freezes the whole
 backbone. The cut points are found from the graph, never listed per model, and at each
@@ -12,6 +14,9 @@ one the backbone can be split in two (the frozen prefix and the rest).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+#: Merges that scale a tensor by a function of itself, inside a block.
+GATING = ("Multiply",)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ def find_blocks(model) -> list[Block]:
     input_last_use = -1
     for i, layer in enumerate(layers):
         parents = _input_layers(layer)
-        is_merge[i] = len(parents) > 1
+        is_merge[i] = len(parents) > 1 and type(layer).__name__ not in GATING
         for parent in parents:
             if id(parent) in position:
                 last_use[position[id(parent)]] = max(last_use[position[id(parent)]], i)

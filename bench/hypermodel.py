@@ -29,6 +29,26 @@ class ModelInputs:
     pretrained_weights: str | None = None  # a weights file, or "imagenet"
 
 
+def check_body_lr_scale(space: SearchSpace, hp, optimizer) -> None:
+    """Refuses a compiled optimizer whose backbone rate is not the recorded ``body_lr_scale``.
+
+    Only ``bench.optim.make_optimizer`` applies the scale; any other optimizer trains the
+    backbone at the head's rate, which is right only where the recorded scale is 1.
+
+    Raises:
+        BenchError: naming body_lr_scale, when the scale that runs is not the one recorded.
+    """
+    recorded = float(space.value(hp, "body_lr_scale"))
+    applied = float(getattr(optimizer, "body_lr_scale", 1.0))
+    if applied != recorded:
+        raise BenchError(
+            f"search space {space.name}: body_lr_scale is {recorded:g} but its compile() "
+            f"trains the backbone at {applied:g} x head_lr; build the optimizer with "
+            "bench.optim.make_optimizer(..., body_variables=parts.body_variables, "
+            "body_lr_scale=self.value(hp, 'body_lr_scale')), or drop compile() and name "
+            "the optimizer in settings (optimizer, optimizer_options)")
+
+
 class FineTuneHyperModel(keras_tuner.HyperModel):
     """Builds the model a search space describes, with the builder's hyperparameters."""
 
@@ -60,6 +80,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         parts.freeze(frozen_blocks)
         if compile:
             self.space.compile(parts, hp=hp)
+            check_body_lr_scale(self.space, hp, parts.model.optimizer)
         return parts
 
     def build(self, hp) -> keras.Model:

@@ -3,12 +3,20 @@
 The Dive into Deep Learning recipe trains the new output layer at ten times the rate of
 the copied layers. Keras 3 has one learning rate per optimizer, so the scale is applied
 per variable inside ``update_step``, which every backend's training loop calls (the
-TensorFlow and JAX backends; the torch backend's fused optimizers skip it).
+TensorFlow and JAX backends; the torch backend's fused optimizers skip it). Decoupled
+weight decay (``weight_decay=``) is applied at each variable's own scaled rate too: Keras
+applies it as ``variable -= variable * weight_decay * lr`` with the optimizer's unscaled
+rate, which would decay the backbone ten times faster than the recipe means.
+
+Every optimizer ``make_optimizer`` returns carries ``body_lr_scale``, so the suite can
+check after a space's own ``compile`` that the scale the tables record is the one that ran.
 """
 
 from __future__ import annotations
 
 import functools
+
+from bench.errors import BenchError
 
 
 @functools.cache
@@ -27,9 +35,24 @@ def _scaled_class(base):
                 for v in variables
             ]
 
+        def _scale(self, variable) -> float:
+            return self._lr_scales[self._get_variable_index(variable)]
+
         def update_step(self, gradient, variable, learning_rate):
-            scale = self._lr_scales[self._get_variable_index(variable)]
-            super().update_step(gradient, variable, learning_rate * scale)
+            super().update_step(gradient, variable, learning_rate * self._scale(variable))
+
+        def _apply_weight_decay(self, variables):
+            # Replaces Keras's decay at the unscaled rate (and the TensorFlow backend's
+            # tf.distribute variant, which the suite does not use).
+            if self.weight_decay is None:
+                return
+            from keras import ops
+
+            for variable in variables:
+                if self._use_weight_decay(variable):
+                    lr = ops.cast(self.learning_rate, variable.dtype) * self._scale(variable)
+                    wd = ops.cast(self.weight_decay, variable.dtype)
+                    variable.assign(variable - variable * wd * lr)
 
     Scaled.__name__ = f"BodyScaled{base.__name__}"
     return Scaled
@@ -39,17 +62,36 @@ def make_optimizer(name: str, *, learning_rate: float, body_variables=(),
                    body_lr_scale: float = 1.0, **kwargs):
     """Builds ``keras.optimizers.<name>`` with the backbone's variables at a scaled rate.
 
+    The result is an instance of a subclass of ``keras.optimizers.<name>`` with a
+    ``body_lr_scale`` attribute; the backbone's variables get ``learning_rate *
+    body_lr_scale`` for both their update and their weight decay.
+
     Args:
         name: A class in ``keras.optimizers``, such as ``"Adam"`` or ``"SGD"``.
         learning_rate: The head's learning rate.
         body_variables: The trainable backbone variables.
         body_lr_scale: Their learning rate as a fraction of ``learning_rate``.
         **kwargs: Passed to the optimizer (``weight_decay``, ``momentum``...).
+
+    Raises:
+        BenchError: for a name that is not an optimizer in ``keras.optimizers``, or
+            options that optimizer does not take.
+
+    Example::
+
+        make_optimizer("SGD", learning_rate=0.01, body_variables=parts.body_variables,
+                       body_lr_scale=0.1, momentum=0.9, weight_decay=1e-3)
     """
     import keras
 
-    base = getattr(keras.optimizers, name)
-    if body_lr_scale == 1.0:
-        return base(learning_rate=learning_rate, **kwargs)
-    return _scaled_class(base)(learning_rate=learning_rate, body_variables=body_variables,
-                               body_lr_scale=body_lr_scale, **kwargs)
+    base = getattr(keras.optimizers, name, None)
+    if not (isinstance(base, type) and issubclass(base, keras.optimizers.Optimizer)
+            and base is not keras.optimizers.Optimizer):
+        raise BenchError(f"unknown optimizer {name!r}; name a class in keras.optimizers, "
+                         "such as Adam, AdamW, SGD, RMSprop, Adagrad or Ftrl")
+    try:
+        return _scaled_class(base)(learning_rate=learning_rate, body_variables=body_variables,
+                                   body_lr_scale=body_lr_scale, **kwargs)
+    except TypeError as error:
+        raise BenchError(f"optimizer {name} does not take these options: {error}; see "
+                         f"keras.optimizers.{name} for the ones it takes") from None

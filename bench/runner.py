@@ -167,6 +167,20 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     return data, weights, facts
 
 
+def _check_space(spec: RunSpec, *, space, inputs, hp, data, batch_size: int, log) -> list[str]:
+    """The pre-flight build (bench.preflight) and the reuse note; returns the warnings."""
+    from bench.hypermodel import FineTuneHyperModel
+    from bench.preflight import preflight
+    from bench.reuse import reuse_note
+
+    warnings = preflight(space, hypermodel=FineTuneHyperModel(space, inputs), hp=hp, data=data,
+                         batch_size=batch_size, seed=spec.seed, log=log)
+    note = reuse_note(space, enabled=spec.reuse_models)
+    if note is not None:
+        log(note)
+    return warnings
+
+
 @dataclass(frozen=True)
 class StudyPlan:
     """A RunSpec resolved: the space, its settings with the options applied, the backbone
@@ -326,6 +340,11 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
     # so a missing download or folder leaves no half-made run behind.
     data, weights, prepared = _prepare_inputs(spec, settings=settings, backbone=backbone,
                                               hp=hp, image_size=image_size, log=log)
+    inputs = ModelInputs(backbone=backbone, image_size=image_size,
+                         num_classes=len(data.class_names), num_blocks=num_blocks,
+                         pretrained_weights=weights)
+    warnings = _check_space(spec, space=space, inputs=inputs, hp=hp, data=data,
+                            batch_size=settings.batch_size, log=log)
 
     record = {
         "run_id": name,
@@ -349,6 +368,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
         "process": process_identity(),
         "compilation_cache": compilation_cache,
         **prepared,
+        "warnings": warnings,
     }
     resumed = None
     if resume_from is None:
@@ -362,9 +382,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
     table = tuner = None
     failure = None
     try:
-        hypermodel = FineTuneHyperModel(space, ModelInputs(
-            backbone=backbone, image_size=image_size, num_classes=len(data.class_names),
-            num_blocks=num_blocks, pretrained_weights=weights))
+        hypermodel = FineTuneHyperModel(space, inputs)
         oracle = make_oracle(tuner_name, hyperparameters=hp, max_trials=settings.max_trials,
                              seed=spec.seed, max_epochs=spec.max_epochs or settings.epochs,
                              initial_points=spec.initial_points)

@@ -47,8 +47,11 @@ def default_spaces_dir(cwd: Path | None = None) -> Path:
 class SpaceSettings:
     """The fixed settings a space wants; every field can be overridden from the command line.
 
-    The model fields (``init`` to ``optimizer``) are the values the builder uses for a
-    hyperparameter the space does not declare.
+    The model fields (``init`` to ``body_lr_scale``) are the values the builder uses for
+    a hyperparameter the space does not declare. ``optimizer`` names a class in
+    ``keras.optimizers`` and ``optimizer_options`` gives its keyword arguments as pairs
+    (a tuple, so settings stay hashable), for example
+    ``SpaceSettings(optimizer="SGD", optimizer_options=(("momentum", 0.9),))``.
     """
 
     dataset: str = "digits"
@@ -64,6 +67,8 @@ class SpaceSettings:
     head_lr: float = 1e-3
     body_lr_scale: float = 1.0
     optimizer: str = "Adam"
+    #: Keyword arguments for the optimizer, as (name, value) pairs: ``(("momentum", 0.9),)``.
+    optimizer_options: tuple[tuple[str, object], ...] = ()
 
     def override(self, **values) -> SpaceSettings:
         """A copy with the given fields replaced; None values leave a field as it is."""
@@ -79,9 +84,12 @@ class SearchSpace:
 
     Set ``description`` (one line), ``version`` (raise it whenever the space changes
     meaning, so analyses can tell runs apart) and ``settings``, and implement
-    ``declare``. Override ``build_head``, ``compile`` or ``fit`` only for what the builder
-    cannot express (another head, optimizer, or a multi-phase schedule); list any
-    hyperparameter those hooks read in ``extra_hyperparameters``.
+    ``declare``. Override ``augment``, ``build_head``, ``optimizer`` or ``fit`` only for
+    what the builder cannot express (augmentation, another head, an optimizer chosen per
+    trial, a multi-phase schedule); list any hyperparameter those hooks read in
+    ``extra_hyperparameters``. Overriding ``compile`` is possible but rarely needed: the
+    suite then checks that the optimizer applies the recorded ``body_lr_scale`` (build it
+    with ``bench.optim.make_optimizer``), and reuses no compiled model.
 
     Example::
 
@@ -119,7 +127,12 @@ class SearchSpace:
         raise NotImplementedError
 
     def value(self, hp, name: str):
-        """A hyperparameter's value in this trial, or the space's fixed setting."""
+        """A hyperparameter's value in this trial, or the space's fixed setting.
+
+        Everything the suite builds and records reads values through this method, so a
+        space may override it to derive a setting from a hyperparameter (the d2l recipe's
+        ``body_lr_scale`` depends on ``init``); ``epochs.csv`` then records the derived value.
+        """
         if name in hp.values:
             return hp.values[name]
         return getattr(self.settings, name)
@@ -127,27 +140,60 @@ class SearchSpace:
     def augment(self, images, *, hp):
         """Training-time augmentation before preprocessing. Default: none.
 
-        It may change the image size (a random crop, say); the backbone is built for the
-        size it returns.
+        Args:
+            images: The symbolic uint8 RGB input batch, ``(None, size, size, 3)``.
+            hp: This trial's hyperparameters.
+
+        Returns:
+            The augmented batch. Use Keras layers that act only in training (such as
+            ``keras.layers.RandomFlip``): evaluation runs the same model. It may change
+            the image size (a random crop, say); the backbone is built for the size it
+            returns.
         """
         return images
 
     def build_head(self, features, *, num_classes: int, hp):
-        """Maps backbone features to class probabilities. Default: pooling and Dense."""
+        """Maps backbone features to class probabilities. Default: pooling and Dense.
+
+        Args:
+            features: The backbone's symbolic output feature map, ``(None, h, w, c)``.
+            num_classes: Target classes.
+            hp: This trial's hyperparameters.
+
+        Returns:
+            Probabilities, ``(None, num_classes)``: end with a softmax, since the loss
+            expects probabilities (a run refuses a head that returns logits).
+        """
         from bench.model import default_head
 
         return default_head(features, num_classes=num_classes)
 
+    def optimizer(self, hp) -> tuple[str, dict]:
+        """The optimizer of this trial: a class name in ``keras.optimizers`` and its options.
+
+        Default: ``settings.optimizer`` with ``settings.optimizer_options``. The suite
+        builds it (``bench.optim.make_optimizer``) at ``head_lr``, the unfrozen backbone at
+        ``head_lr * body_lr_scale``, for any optimizer named. Do not pass
+        ``learning_rate`` here.
+
+        Returns:
+            ``(name, options)``, for example ``("SGD", {"momentum": 0.9})``.
+        """
+        return self.settings.optimizer, dict(self.settings.optimizer_options)
+
     def compile(self, parts, *, hp) -> None:
-        """Compiles ``parts.model``. Default: ``settings.optimizer`` at ``head_lr``, the
-        unfrozen backbone at ``head_lr * body_lr_scale``."""
+        """Compiles ``parts.model``: the ``optimizer`` hook's optimizer at ``head_lr``, the
+        unfrozen backbone at ``head_lr * body_lr_scale``, sparse categorical cross-entropy
+        on probabilities, accuracy."""
         from bench.optim import make_optimizer
 
+        name, options = self.optimizer(hp)
         optimizer = make_optimizer(
-            self.settings.optimizer,
+            name,
             learning_rate=float(self.value(hp, "head_lr")),
             body_variables=parts.body_variables,
             body_lr_scale=float(self.value(hp, "body_lr_scale")),
+            **options,
         )
         parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                             metrics=["accuracy"])
@@ -252,4 +298,33 @@ def declared_hyperparameters(space: SearchSpace, *, num_blocks: int):
                 f"builder (it uses {', '.join(BUILDER_HYPERPARAMETERS)}); list it in "
                 "extra_hyperparameters if your own hooks read it"
             )
+    _check_frozen_blocks(space, hp, num_blocks=num_blocks)
     return hp
+
+
+def declared_values(hp, name: str) -> list | None:
+    """The values of a declared hyperparameter worth checking: each choice, or a range's
+    bounds; None where it is not declared."""
+    for parameter in hp.space:
+        if parameter.name != name:
+            continue
+        kind = type(parameter).__name__
+        if kind == "Fixed":
+            return [parameter.value]
+        if kind == "Boolean":
+            return [False, True]
+        if kind == "Choice":
+            return list(parameter.values)
+        return [parameter.min_value, parameter.max_value]  # Int, Float: the bounds
+    return None
+
+
+def _check_frozen_blocks(space: SearchSpace, hp, *, num_blocks: int) -> None:
+    values = declared_values(hp, "frozen_blocks")
+    where = "declares" if values is not None else "sets in settings"
+    for value in values if values is not None else [space.settings.frozen_blocks]:
+        if not (float(value).is_integer() and 0 <= value <= num_blocks):
+            raise BenchError(
+                f"search space file {space.path} {where} frozen_blocks {value!r}, but the "
+                f"backbone has {num_blocks} blocks: use values from 0 to {num_blocks} "
+                "(declare with num_blocks, as in hp.Int('frozen_blocks', 0, num_blocks))")

@@ -42,6 +42,7 @@ class FitRun:
     #: Validation runs in batches of this size: an epoch of a small study is mostly
     #: validation, and evaluation needs no batch the size of training's.
     evaluation_batch_size: int = 512
+    seed: int | None = None  # the execution's seed: each epoch's shuffle order from it
 
     def fit(self, model, *, epochs: int, initial_epoch: int = 0,
             steps_per_epoch: int | None = None):
@@ -62,7 +63,8 @@ class FitRun:
             images, labels = self.train.images[order], self.train.labels[order]
         else:
             images, labels = self.train.images, self.train.labels
-        validation, callbacks = {}, [self.recorder, *self.callbacks]
+        validation = {}
+        callbacks = [self.recorder, *_shuffle_seeds(self.seed), *self.callbacks]
         if len(self.validation) <= self.evaluation_batch_size:
             callbacks.insert(0, OneBatchValidation(self.validation))
         else:
@@ -95,6 +97,24 @@ class OneBatchValidation(keras.callbacks.Callback):
         results = self.model.test_on_batch(self.images, self.labels, return_dict=True)
         if logs is not None:
             logs.update({f"val_{name}": value for name, value in results.items()})
+
+
+def _shuffle_seeds(seed: int | None) -> list:
+    """Seeds NumPy at each epoch's start, where Keras draws the epoch's shuffle order.
+
+    On the JAX backend Keras shuffles with ``np.random.permutation``, and the first ``fit``
+    of a new model draws one more order than a reused model's (to trace the step), so
+    without this a reused model would see its batches in another order.
+    """
+    if seed is None:
+        return []
+    import keras
+
+    class SeedEachEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            np.random.seed((seed * 100_003 + epoch) % 2**32)
+
+    return [SeedEachEpoch()]
 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
@@ -217,7 +237,7 @@ class BenchTuner(keras_tuner.Tuner):
             run = FitRun(train=ex.data.train, validation=ex.data.validation, epochs=epochs,
                          batch_size=ex.batch_size, recorder=recorder,
                          evaluation_batch_size=ex.evaluation_batch_size,
-                         callbacks=self._tensorboard(trial, repeat))
+                         callbacks=self._tensorboard(trial, repeat), seed=seed)
             depth = self.prefix.depth(parts, hp) if self.prefix is not None else 0
             if depth:
                 self.prefix.fit(parts, hp=hp, run=run, k=depth,

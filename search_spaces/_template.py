@@ -25,6 +25,8 @@ class MySpace(SearchSpace):
         hp.Int("frozen_blocks", 0, num_blocks, step=2)
         hp.Float("head_lr", 1e-3, 1e-1, sampling="log", step=10)
 
-    # Optional hooks, each documented in bench/space.py: build_head(features, num_classes,
-    # hp), compile(parts, hp), fit(parts, hp, run). A hyperparameter only your hooks read
-    # goes in extra_hyperparameters = ("my_name",).
+    # Optional hooks, each documented in bench/space.py and README's "Hooks reference":
+    # augment(images, hp), build_head(features, num_classes, hp), optimizer(hp),
+    # fit(parts, hp, run). One optimizer for every trial needs no hook: settings'
+    # optimizer="SGD", optimizer_options=(("momentum", 0.9),). A hyperparameter only your
+    # hooks read goes in extra_hyperparameters = ("my_name",).

@@ -65,3 +65,49 @@ def test_imagenet_weights_offline_name_the_file_and_where_to_put_it(tmp_path):
     message = result.stdout.strip().splitlines()[-1]
     assert "could not download ImageNet weights for mobilenetv3small" in message
     assert ".h5" in message and str(tmp_path / "keras") + "/models/" in message
+
+
+#: Block counts found from each graph, pinned: a change in cut finding shows here.
+BLOCK_COUNTS = {"resnet-mini": 4, "resnet50v2": 16, "resnet50": 16, "mobilenetv2": 10,
+                "mobilenetv3small": 6, "efficientnetb0": 9}
+
+#: keras.applications name their layers by architecture block: conv2_block1_... (ResNets),
+#: block_3_... (MobileNetV2), expanded_conv_3_... (MobileNetV3), block2a_... (EfficientNet).
+BLOCK_PREFIX = r"^(conv\d_block\d+|block_\d+|expanded_conv(?:_\d+)?|block\d+[a-z])_"
+
+
+def _name_blocks(names: list[str]) -> list[str | None]:
+    """Each layer's architecture block; an unprefixed layer (re_lu_3, multiply_1) belongs
+    to the block of the layer before it."""
+    import re
+
+    blocks, current = [], None
+    for name in names:
+        match = re.match(BLOCK_PREFIX, name)
+        current = match.group(1) if match else current
+        blocks.append(current)
+    return blocks
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_block_counts_are_pinned(name):
+    import keras
+
+    keras.backend.clear_session()
+    spec = BACKBONES[name]
+    backbone = build_backbone(spec, image_size=max(spec.min_image_size, 32))
+    assert len(find_blocks(backbone)) == BLOCK_COUNTS[name]
+
+
+@pytest.mark.parametrize("name", APPLICATIONS)
+def test_cuts_fall_on_architecture_block_boundaries(name):
+    import keras
+
+    keras.backend.clear_session()
+    backbone = build_backbone(BACKBONES[name], image_size=32)
+    blocks = find_blocks(backbone)
+    names = [n for b in blocks for n in b.layer_names]
+    owner = dict(zip(names, _name_blocks(names)))
+    for block, following in zip(blocks, blocks[1:]):
+        last, first = block.layer_names[-1], following.layer_names[0]
+        assert owner[last] != owner[first], f"{name}: the cut after {last} splits {owner[last]}"

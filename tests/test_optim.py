@@ -34,3 +34,29 @@ def test_body_updates_are_scaled_and_head_updates_are_not(seed, scale):
     for delta_plain, delta_scaled, body in zip(plain, scaled, is_body):
         expected = delta_plain * (scale if body else 1.0)
         np.testing.assert_allclose(delta_scaled, expected, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0])
+def test_weight_decay_acts_at_each_variable_s_own_rate(seed, scale):
+    """Zero gradients, so only decoupled weight decay moves the weights: a head weight
+    shrinks by lr * wd, a body weight by lr * scale * wd, computed by hand."""
+    import keras
+
+    lr, wd = 0.5, 0.2
+    parts = assemble(BACKBONES["resnet-mini"], image_size=16, num_classes=3, init="random")
+    variables = parts.model.trainable_variables
+    optimizer = make_optimizer("SGD", learning_rate=lr, body_variables=parts.body_variables,
+                               body_lr_scale=scale, weight_decay=wd)
+    optimizer.build(variables)
+    before = [keras.ops.convert_to_numpy(v).copy() for v in variables]
+    optimizer.apply([keras.ops.zeros(v.shape, v.dtype) for v in variables], variables)
+    body = {id(v) for v in parts.body_variables}
+    shrink = {}
+    for variable, old in zip(variables, before):
+        rate = lr * (scale if id(variable) in body else 1.0)
+        new = keras.ops.convert_to_numpy(variable)
+        np.testing.assert_allclose(new, old * (1 - rate * wd), rtol=1e-6, atol=1e-7)
+        nonzero = np.abs(old) > 1e-3
+        if nonzero.any():
+            shrink.setdefault(id(variable) in body, (1 - new[nonzero] / old[nonzero]).mean())
+    assert shrink[True] / shrink[False] == pytest.approx(scale, rel=1e-4)

@@ -1,0 +1,185 @@
+"""The check before the first trial: one build, one compile and one short fit of the space.
+
+KerasTuner would find a broken hook only inside its constructor or a trial, after the run
+directory exists, and a hook that quietly ignores a setting would never be found at all.
+So before the run directory is made, the suite builds the space's model once with the
+default hyperparameters, on one real batch, and checks what the tables will claim:
+
+- a hook that raises is one line naming the space file, the line and the hook;
+- the head returns probabilities where the loss expects them;
+- the optimizer applies the recorded ``body_lr_scale`` (for each declared value);
+- every declared hyperparameter is read by some code; one that is not is a warning.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.space import SearchSpace, declared_values
+
+#: Losses, by name, that take probabilities rather than logits.
+PROBABILITY_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+
+
+class _ReadTracking(dict):
+    """``HyperParameters.values`` that remembers which names were read."""
+
+    def __init__(self, values):
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def __getitem__(self, name):
+        self.read.add(name)
+        return super().__getitem__(name)
+
+    def get(self, name, default=None):
+        self.read.add(name)
+        return super().get(name, default)
+
+
+def tracking(hp):
+    """A copy of ``hp`` whose ``values`` record every read (``hp.get``, ``hp[name]``,
+    ``hp.values[name]``, ``SearchSpace.value``) in ``.values.read``."""
+    import keras_tuner
+
+    copy = keras_tuner.HyperParameters.from_config(hp.get_config())
+    copy.values = _ReadTracking(copy.values)
+    return copy
+
+
+class _Discard:
+    def append(self, row) -> None:
+        pass
+
+
+def _hook_error(space: SearchSpace, error: BaseException, stage: str) -> BenchError | None:
+    """One line naming file, line and hook, where the error came from the space's file."""
+    if isinstance(error, BenchError):
+        return error
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if f.filename == str(space.path)]
+    if not frames:
+        return None
+    frame = frames[-1]
+    text = str(error).strip().splitlines()
+    reason = f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    return BenchError(f"search space file {space.path}, line {frame.lineno}, in "
+                      f"{frame.name}() (while {stage}): {reason}; fix the hook and run again")
+
+
+def _guarded(space: SearchSpace, stage: str, call):
+    try:
+        return call()
+    except Exception as error:
+        mapped = _hook_error(space, error, stage)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+def _expects_probabilities(loss) -> bool:
+    if isinstance(loss, str):
+        return loss in PROBABILITY_LOSSES
+    kwargs = getattr(loss, "_fn_kwargs", None)
+    name = getattr(getattr(loss, "fn", None), "__name__", "")
+    return kwargs is not None and name in PROBABILITY_LOSSES and not kwargs.get("from_logits")
+
+
+def check_probabilities(space: SearchSpace, model, images) -> None:
+    """Refuses a head that returns logits to a loss that expects probabilities."""
+    if not _expects_probabilities(model.loss):
+        return
+    import keras
+
+    outputs = keras.ops.convert_to_numpy(model(images, training=False)).astype("float64")
+    sums = outputs.sum(axis=-1)
+    if (np.all(np.isfinite(outputs)) and outputs.min() >= -1e-6 and outputs.max() <= 1 + 1e-6
+            and np.allclose(sums, 1.0, atol=1e-3)):
+        return
+    raise BenchError(
+        f"the head of space {space.name} returns logits, not probabilities (outputs "
+        f"{outputs.min():.3g} to {outputs.max():.3g}, summing to {sums.min():.3g} to "
+        f"{sums.max():.3g} over classes), but the loss expects probabilities; end "
+        "build_head with a softmax (keras.layers.Dense(num_classes, activation='softmax'))")
+
+
+def _one_batch(split, size: int):
+    from bench.datasets import Split
+
+    return Split(images=split.images[:size], labels=split.labels[:size])
+
+
+def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed: int,
+              log=print) -> list[str]:
+    """Builds, compiles and fits the space once on one batch, before any trial.
+
+    Args:
+        space: The search space.
+        hypermodel: Its ``FineTuneHyperModel``.
+        hp: The declared hyperparameters; their defaults are used, as in the tuner's
+            first build.
+        data: The ``TransferData``; one batch of its training and validation splits.
+        batch_size: The run's batch size (the batch is at most this).
+        seed: The global seed for this build.
+        log: Where the warnings are printed.
+
+    Returns:
+        Warnings for ``run.json``: declared hyperparameters that no code read.
+
+    Raises:
+        BenchError: a hook that raised (naming file, line and hook), a head that returns
+            logits, an optimizer that ignores ``body_lr_scale``.
+    """
+    import keras
+
+    from bench.recording import EpochRecorder
+    from bench.tuner import FitRun
+
+    try:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        tracked = tracking(hp)
+        parts = _guarded(space, "building the model",
+                         lambda: hypermodel.build_parts(tracked, compile=False))
+        _guarded(space, "compiling", lambda: space.compile(parts, hp=tracked))
+        from bench.hypermodel import check_body_lr_scale
+
+        # The untracked hp: this check reading body_lr_scale is not the space using it.
+        check_body_lr_scale(space, hp, parts.model.optimizer)
+        size = min(batch_size, len(data.train), len(data.validation))
+        train, validation = _one_batch(data.train, size), _one_batch(data.validation, size)
+        check_probabilities(space, parts.model, validation.images)
+        recorder = EpochRecorder(_Discard(), fixed={}, parts=parts)
+        run = FitRun(train=train, validation=validation, epochs=max(space.min_epochs, 1),
+                     batch_size=size, recorder=recorder)
+        _guarded(space, "fitting", lambda: space.fit(parts, hp=tracked, run=run))
+        _check_other_scales(space, hypermodel=hypermodel, hp=hp)
+    finally:
+        keras.backend.clear_session()
+    warnings = []
+    for parameter in hp.space:
+        if parameter.name not in tracked.values.read:
+            warnings.append(
+                f"hyperparameter {parameter.name!r} of space {space.name} was not read by "
+                "the builder or any hook in a first build, compile and fit: as written it "
+                "changes nothing (read it with self.value(hp, name) or hp.get(name))")
+    for warning in warnings:
+        log(f"warning: {warning}")
+    return warnings
+
+
+def _check_other_scales(space: SearchSpace, *, hypermodel, hp) -> None:
+    """Compiles once per other declared ``body_lr_scale`` value when ``compile`` is the
+    space's own (the default one always applies the scale)."""
+    if type(space).compile is SearchSpace.compile:
+        return
+    for value in declared_values(hp, "body_lr_scale") or []:
+        if value == hp.values.get("body_lr_scale"):
+            continue  # the first build's value, checked already
+        other = hp.copy()
+        other.values["body_lr_scale"] = value
+        _guarded(space, f"compiling with body_lr_scale {value}",
+                 lambda other=other: hypermodel.build_parts(other))

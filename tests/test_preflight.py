@@ -1,0 +1,173 @@
+"""The pre-flight check: a space's mistakes stop the run before its directory exists."""
+
+import json
+import textwrap
+
+import pytest
+from conftest import IMAGE_SIZE
+from test_cli import run_bench
+
+from bench.errors import BenchError
+
+HEADER = textwrap.dedent('''
+    import keras
+
+    from bench.optim import make_optimizer
+    from bench.space import SearchSpace, SpaceSettings
+
+''')
+
+SPACES = {
+    "logits": '''
+class Logits(SearchSpace):
+    description = "a head without softmax"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def build_head(self, features, *, num_classes, hp):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        return keras.layers.Dense(num_classes)(x)
+''',
+    "too-deep": '''
+class TooDeep(SearchSpace):
+    description = "frozen_blocks beyond the backbone"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("frozen_blocks", [0, 9])
+''',
+    "typo": '''
+class Typo(SearchSpace):
+    description = "a hook reading a hyperparameter that does not exist"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def build_head(self, features, *, num_classes, hp):
+        width = hp.get("head_width")
+        return keras.layers.Dense(num_classes, activation="softmax")(features[:, 0, 0, :width])
+''',
+    "unscaled": '''
+class Unscaled(SearchSpace):
+    description = "a compile that ignores body_lr_scale"
+    settings = SpaceSettings(init="random", body_lr_scale=0.1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def compile(self, parts, *, hp):
+        parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+''',
+    "scaled": '''
+class Scaled(SearchSpace):
+    description = "a compile that applies each declared body_lr_scale"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("body_lr_scale", [0.1, 1.0])
+
+    def compile(self, parts, *, hp):
+        optimizer = make_optimizer("SGD", learning_rate=0.01,
+                                   body_variables=parts.body_variables,
+                                   body_lr_scale=self.value(hp, "body_lr_scale"))
+        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                            metrics=["accuracy"])
+''',
+    "unread": '''
+class Unread(SearchSpace):
+    description = "a declared hyperparameter no hook reads"
+    settings = SpaceSettings(init="random")
+    extra_hyperparameters = ("dropout",)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+        hp.Choice("dropout", [0.5])
+''',
+}
+
+
+@pytest.fixture(scope="module")
+def spaces_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("preflight-spaces")
+    for name, body in SPACES.items():
+        (folder / f"{name}.py").write_text(HEADER + body)
+    return folder
+
+
+def _run(name, spaces_dir, results, cache_dir):
+    from bench.runner import RunSpec, run_study
+
+    return run_study(RunSpec(space=name, spaces_dir=spaces_dir, image_size=IMAGE_SIZE,
+                             epochs=1, repeats=1, max_trials=1, train_per_class=4,
+                             results_dir=results, name="run", cache_dir=cache_dir),
+                     log=lambda *_: None)
+
+
+REFUSED = {
+    "logits": "the head of space logits returns logits, not probabilities",
+    "too-deep": "declares frozen_blocks 9, but the backbone has 4 blocks: use values from 0 to 4",
+    "typo": "typo.py, line {typo_line}, in build_head() (while building the model): KeyError",
+    "unscaled": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x head_lr",
+}
+
+
+def _typo_line() -> int:
+    """The line of the typo in the file as written, counted independently of the suite."""
+    lines = (HEADER + SPACES["typo"]).splitlines()
+    return next(i for i, line in enumerate(lines, start=1) if "head_width" in line)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_space_mistake_is_refused_before_the_run_directory_exists(
+        name, spaces_dir, tmp_path, cache_dir):
+    with pytest.raises(BenchError) as caught:
+        _run(name, spaces_dir, tmp_path / "results", cache_dir)
+    assert REFUSED[name].format(typo_line=_typo_line()) in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+    assert not (tmp_path / "results" / "run").exists()
+
+
+def test_a_compile_that_applies_every_declared_scale_runs(spaces_dir, tmp_path, cache_dir):
+    path = _run("scaled", spaces_dir, tmp_path, cache_dir)
+    assert json.loads((path / "run.json").read_text())["warnings"] == []
+
+
+def test_an_unread_hyperparameter_is_a_warning_in_run_json(spaces_dir, tmp_path, cache_dir):
+    path = _run("unread", spaces_dir, tmp_path, cache_dir)
+    run = json.loads((path / "run.json").read_text())
+    assert run["status"] == "completed"
+    assert len(run["warnings"]) == 1 and "hyperparameter 'dropout'" in run["warnings"][0]
+
+
+def test_a_hook_error_exits_2_in_one_line_without_a_traceback(spaces_dir, tmp_path):
+    result = run_bench("run", "--space", "typo", "--spaces-dir", str(spaces_dir),
+                       "--image-size", str(IMAGE_SIZE), "--train-per-class", "4",
+                       "--results-dir", str(tmp_path / "results"), "--name", "run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{spaces_dir / 'typo.py'}, line {_typo_line()}, in build_head()" in result.stderr
+    assert not (tmp_path / "results" / "run").exists()
+
+
+def test_the_readme_hooks_example_runs_without_warnings(tmp_path, cache_dir):
+    import re
+
+    import pandas as pd
+    from conftest import ROOT
+
+    from bench.runner import RunSpec, run_study
+
+    section = (ROOT / "README.md").read_text().split("### Hooks reference", 1)[1]
+    (tmp_path / "hooks.py").write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    path = run_study(RunSpec(space="hooks", spaces_dir=tmp_path, image_size=IMAGE_SIZE, epochs=1,
+                             repeats=1, max_trials=4, pretrain_epochs=1, train_per_class=4,
+                             results_dir=tmp_path / "results", name="hooks",
+                             cache_dir=cache_dir), log=lambda *_: None)
+    run = json.loads((path / "run.json").read_text())
+    assert run["status"] == "completed" and run["warnings"] == []
+    rows = pd.read_csv(path / "epochs.csv")
+    assert sorted(zip(rows["dropout"], rows["optimizer_name"])) == [
+        (0.0, "Adam"), (0.0, "SGD"), (0.5, "Adam"), (0.5, "SGD")]

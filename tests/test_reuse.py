@@ -1,0 +1,136 @@
+"""Reusing a compiled model is invisible: every case gives the same epochs.csv both ways.
+
+Each case runs a real study twice, with compiled-model reuse and with ``--no-reuse`` (a
+new model built and compiled for every execution, as plain KerasTuner does), and the
+per-epoch numbers must agree.
+"""
+
+import json
+import shutil
+import textwrap
+
+import pandas as pd
+import pytest
+from conftest import IMAGE_SIZE
+
+#: Every kind of state reuse must restore: a Dropout head and a random flip
+#: (seed-generator states), head_lr changing between reused executions of one graph, a
+#: scaled body rate, and optimizers whose slots do not all start at zero (Adagrad, Ftrl),
+#: chosen per trial by the optimizer hook.
+OPTIMIZERS = textwrap.dedent('''
+    import keras
+
+    from bench.space import SearchSpace, SpaceSettings
+
+    OPTIONS = {"Adam": {}, "SGD": {"momentum": 0.9}, "Adagrad": {}, "Ftrl": {}}
+
+
+    class Optimizers(SearchSpace):
+        description = "dropout head, random flip, four optimizers, two head rates"
+        settings = SpaceSettings(init="random", frozen_blocks=2, body_lr_scale=0.1)
+        extra_hyperparameters = ("optimizer_name",)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("optimizer_name", list(OPTIONS))
+            hp.Choice("head_lr", [0.001, 0.01])
+
+        def optimizer(self, hp):
+            name = hp.get("optimizer_name")
+            return name, OPTIONS[name]
+
+        def augment(self, images, *, hp):
+            return keras.layers.RandomFlip("horizontal", name="flip")(images)
+
+        def build_head(self, features, *, num_classes, hp):
+            x = keras.layers.GlobalAveragePooling2D()(features)
+            x = keras.layers.Dropout(0.5)(x)
+            return keras.layers.Dense(num_classes, activation="softmax")(x)
+''')
+
+#: Two graphs (body_lr_scale) that alternate in grid order: through a cache of one, each
+#: is evicted and built again. SGD with momentum comes from the settings.
+EVICTION = textwrap.dedent('''
+    import keras
+
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class Eviction(SearchSpace):
+        description = "body_lr_scale alternating between trials, dropout head"
+        settings = SpaceSettings(init="random", frozen_blocks=1, optimizer="SGD",
+                                 optimizer_options=(("momentum", 0.9),))
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("head_lr", [0.001, 0.01])
+            hp.Choice("body_lr_scale", [0.1, 1.0])
+
+        def build_head(self, features, *, num_classes, hp):
+            x = keras.layers.GlobalAveragePooling2D()(features)
+            x = keras.layers.Dropout(0.5)(x)
+            return keras.layers.Dense(num_classes, activation="softmax")(x)
+''')
+
+SHIPPED = ("seed", "frozen-depth", "head-lr", "init", "two-phase")
+
+# case: (space, RunSpec overrides, compiled models kept, expected {"compiled", "reused"})
+CASES = {
+    # Grid order: both head rates of one optimizer, one after the other, one graph each.
+    "optimizers": ("optimizers", {"repeats": 1}, 4, {"compiled": 4, "reused": 4}),
+    # A, A, B, B, A, A, B, B (repeats of 2) through a cache of one: 4 builds, 4 reuses.
+    "eviction": ("eviction", {"repeats": 2}, 1, {"compiled": 4, "reused": 4}),
+    # The first two trials share a graph (head_lr, or init, changes between them).
+    "seed": ("seed", {"max_trials": 2, "repeats": 1}, 4, {"compiled": 1, "reused": 1}),
+    "init": ("init", {"repeats": 1}, 4, {"compiled": 1, "reused": 1}),
+    # One trial, its second repeat reused.
+    "frozen-depth": ("frozen-depth", {"max_trials": 1, "repeats": 2}, 4,
+                     {"compiled": 1, "reused": 1}),
+    "head-lr": ("head-lr", {"max_trials": 1, "repeats": 2}, 4, {"compiled": 1, "reused": 1}),
+    # Its fit recompiles: never reused, and the run says so.
+    "two-phase": ("two-phase", {"max_trials": 1, "repeats": 1, "epochs": 2}, 4,
+                  {"compiled": 1, "reused": 0}),
+}
+
+
+@pytest.fixture(scope="module")
+def spaces_dir(tmp_path_factory):
+    from bench.space import DEFAULT_SPACES_DIR
+
+    folder = tmp_path_factory.mktemp("reuse-spaces")
+    for name in SHIPPED:
+        shutil.copy(DEFAULT_SPACES_DIR / f"{name}.py", folder / f"{name}.py")
+    (folder / "optimizers.py").write_text(OPTIMIZERS)
+    (folder / "eviction.py").write_text(EVICTION)
+    return folder
+
+
+def _run(space, *, spaces_dir, results, cache_dir, reuse, overrides):
+    from bench.runner import RunSpec, run_study
+
+    lines = []
+    spec = RunSpec(**{"space": space, "spaces_dir": spaces_dir, "image_size": IMAGE_SIZE,
+                      "epochs": 1, "train_per_class": 4, "pretrain_epochs": 1,
+                      "results_dir": results, "name": "reuse" if reuse else "fresh",
+                      "cache_dir": cache_dir, "reuse_models": reuse, **overrides})
+    path = run_study(spec, log=lines.append)
+    rows = pd.read_csv(path / "epochs.csv").drop(columns=["run_id", "epoch_seconds"])
+    return rows, json.loads((path / "run.json").read_text())["models"], lines
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_reuse_gives_the_curves_of_fresh_models(case, spaces_dir, tmp_path, cache_dir,
+                                                monkeypatch):
+    import bench.reuse
+
+    space, overrides, size, expected = CASES[case]
+    monkeypatch.setattr(bench.reuse, "DEFAULT_SIZE", size)
+    kwargs = {"spaces_dir": spaces_dir, "results": tmp_path, "cache_dir": cache_dir,
+              "overrides": overrides}
+    reused, reused_models, lines = _run(space, reuse=True, **kwargs)
+    fresh, fresh_models, _ = _run(space, reuse=False, **kwargs)
+    executions = sum(expected.values())
+    assert len(fresh) == executions * overrides.get("epochs", 1)
+    assert fresh_models == {"compiled": executions, "reused": 0}
+    assert reused_models == expected
+    if not expected["reused"]:
+        assert any(f"reuse off: space {space} overrides fit" in line for line in lines)
+    pd.testing.assert_frame_equal(reused, fresh, check_exact=False, rtol=0, atol=1e-6)
