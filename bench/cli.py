@@ -120,12 +120,12 @@ def _given_options(args) -> dict:
 
 
 def _run(args) -> int:
+    from bench.analysis.summary import print_summary
     from bench.runner import run_study
-    from bench.summary import print_summary
 
     resume_from = getattr(args, "resume", None)
     if resume_from is not None:
-        from bench.resume import resume_spec
+        from bench.tuning.resume import resume_spec
 
         spec = resume_spec(resume_from, given=_given_options(args))
     else:
@@ -152,7 +152,7 @@ def _perf(args) -> int:
 
 
 def _analyze(args) -> int:
-    from bench.report import write_outputs
+    from bench.analysis.report import write_outputs
 
     write_outputs(args.runs, out=args.out)
     return 0

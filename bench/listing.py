@@ -3,11 +3,11 @@ backbones with their block counts, and tuners."""
 
 from __future__ import annotations
 
-from bench.backbones import BACKBONES, BackboneSpec, block_count
-from bench.datasets import DATASETS
+from bench.data.datasets import DATASETS
 from bench.errors import BenchError
+from bench.models.backbones import BACKBONES, BackboneSpec, block_count
 from bench.space import DEFAULT_SPACES_DIR, declared_hyperparameters, discover, load_space_file
-from bench.tuners import TUNERS
+from bench.tuning.algorithms import TUNERS
 
 
 def describe_hyperparameter(parameter) -> str:

@@ -55,8 +55,8 @@ def plain_kerastuner(plan: StudyPlan, *, data, weights, directory: Path) -> Side
     import keras
     import keras_tuner
 
-    from bench.hypermodel import FineTuneHyperModel, ModelInputs
-    from bench.tuners import OBJECTIVE, make_oracle
+    from bench.tuning.algorithms import OBJECTIVE, make_oracle
+    from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
 
     hypermodel = FineTuneHyperModel(plan.space, ModelInputs(
         backbone=plan.backbone, image_size=plan.image_size,
@@ -153,7 +153,7 @@ def floor_seconds(plan: StudyPlan, *, data, weights, executions: int, rate: floa
     """The least time the required arithmetic could take at ``rate``: per execution,
     training (forward and backward, three forward passes' worth) on every epoch, one
     validation pass per epoch and one test pass."""
-    from bench.hypermodel import FineTuneHyperModel, ModelInputs
+    from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
 
     hypermodel = FineTuneHyperModel(plan.space, ModelInputs(
         backbone=plan.backbone, image_size=plan.image_size,

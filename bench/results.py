@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import BenchError, DiskFull
-from bench.validate import (
+from bench.analysis.validate import (
     EPOCHS_SCHEMA,
     TRIALS_SCHEMA,
     TableSchema,
     check_csv_rows,
     check_table,
 )
+from bench.errors import BenchError, DiskFull
 
 #: What trials.csv says of each trial; the objective columns are empty unless it completed.
 OBJECTIVE_COLUMNS = ["best_val_accuracy", "final_val_accuracy", "test_accuracy"]

@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.backbones import BackboneSpec, backbone_spec, block_count, ensure_imagenet_weights
-from bench.datasets import (
+from bench.data.datasets import (
     MAX_IMAGE_SIZE,
     DataRequest,
     check_options,
@@ -22,6 +21,7 @@ from bench.datasets import (
     load_dataset,
 )
 from bench.errors import BenchError, DiskFull, StudyFailed
+from bench.models.backbones import BackboneSpec, backbone_spec, block_count, ensure_imagenet_weights
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
     SearchSpace,
@@ -104,7 +104,7 @@ def fix_hyperparameter(hp, name: str, value):
     """A copy of ``hp`` with ``name`` fixed to ``value`` (declared or not)."""
     import keras_tuner
 
-    from bench.model import INITS
+    from bench.models.model import INITS
 
     if name == "init" and value not in INITS:
         raise BenchError(f"--init must be one of {', '.join(INITS)}; got {value!r}")
@@ -124,7 +124,7 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
         ``(data, weights, facts)``: the TransferData; the source-weights file, "imagenet",
         or None; and what ``run.json`` should say about both.
     """
-    from bench.pretrain import pretrain
+    from bench.models.pretrain import pretrain
 
     request = DataRequest(
         image_size=image_size, seed=spec.seed, train_per_class=spec.train_per_class,
@@ -168,10 +168,10 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
 
 
 def _check_space(spec: RunSpec, *, space, inputs, hp, data, batch_size: int, log) -> list[str]:
-    """The pre-flight build (bench.preflight) and the reuse note; returns the warnings."""
-    from bench.hypermodel import FineTuneHyperModel
-    from bench.preflight import preflight
-    from bench.reuse import reuse_note
+    """The pre-flight build (bench.tuning.preflight) and the reuse note; returns the warnings."""
+    from bench.tuning.hypermodel import FineTuneHyperModel
+    from bench.tuning.preflight import preflight
+    from bench.tuning.reuse import reuse_note
 
     warnings = preflight(space, hypermodel=FineTuneHyperModel(space, inputs), hp=hp, data=data,
                          batch_size=batch_size, seed=spec.seed, log=log)
@@ -243,7 +243,7 @@ def plan_study(spec: RunSpec) -> StudyPlan:
 
     import keras  # The backend loads here, after the cheap checks.
 
-    from bench.tuners import choose_tuner
+    from bench.tuning.algorithms import choose_tuner
 
     if spec.tensorboard and keras.backend.backend() != "tensorflow":
         raise BenchError("--tensorboard writes KerasTuner's HParams logs, which need the "
@@ -276,7 +276,7 @@ def _close_table(table) -> None:
 def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFailed | None:
     """Writes the run's figures and report; a full disk here leaves the tables whole and
     says how to make the report later. Returns the failure to raise, if any."""
-    from bench.report import write_outputs
+    from bench.analysis.report import write_outputs
 
     try:
         write_outputs([path], log=log)
@@ -294,7 +294,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
     Args:
         spec: What to run.
         resume_from: A run directory to continue instead of starting a new one (its
-            ``run.json`` made ``spec``; see ``bench.resume``).
+            ``run.json`` made ``spec``; see ``bench.tuning.resume``).
 
     Raises:
         BenchError: for a user mistake (unknown name, bad option, existing run name),
@@ -310,13 +310,13 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
     import keras_tuner
 
     from bench.device import describe_device, library_versions, use_compilation_cache
-    from bench.hypermodel import FineTuneHyperModel, ModelInputs
-    from bench.prefix import PrefixCache
-    from bench.progress import Progress
-    from bench.recording import CsvAppender, epoch_columns
     from bench.results import check_new_run_dir, new_run_dir, process_identity, write_json
-    from bench.tuner import BenchTuner, Execution, repeat_seeds
-    from bench.tuners import make_oracle, planned_trials, stop_reason, tuner_notes
+    from bench.tuning.algorithms import make_oracle, planned_trials, stop_reason, tuner_notes
+    from bench.tuning.bench_tuner import BenchTuner, Execution, repeat_seeds
+    from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
+    from bench.tuning.prefix import PrefixCache
+    from bench.tuning.progress import Progress
+    from bench.tuning.recording import CsvAppender, epoch_columns
 
 
     name = spec.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -374,7 +374,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
     if resume_from is None:
         run_dir = new_run_dir(Path(spec.results_dir), name)
     else:
-        from bench.resume import continue_run
+        from bench.tuning.resume import continue_run
 
         run_dir, record, resumed = continue_run(Path(resume_from), record, log=log)
     write_json(run_dir.run_json, record)

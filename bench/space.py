@@ -89,7 +89,7 @@ class SearchSpace:
     trial, a multi-phase schedule); list any hyperparameter those hooks read in
     ``extra_hyperparameters``. Overriding ``compile`` is possible but rarely needed: the
     suite then checks that the optimizer applies the recorded ``body_lr_scale`` (build it
-    with ``bench.optim.make_optimizer``), and reuses no compiled model.
+    with ``bench.models.optim.make_optimizer``), and reuses no compiled model.
 
     Example::
 
@@ -164,7 +164,7 @@ class SearchSpace:
             Probabilities, ``(None, num_classes)``: end with a softmax, since the loss
             expects probabilities (a run refuses a head that returns logits).
         """
-        from bench.model import default_head
+        from bench.models.model import default_head
 
         return default_head(features, num_classes=num_classes)
 
@@ -172,7 +172,7 @@ class SearchSpace:
         """The optimizer of this trial: a class name in ``keras.optimizers`` and its options.
 
         Default: ``settings.optimizer`` with ``settings.optimizer_options``. The suite
-        builds it (``bench.optim.make_optimizer``) at ``head_lr``, the unfrozen backbone at
+        builds it (``bench.models.optim.make_optimizer``) at ``head_lr``, the unfrozen backbone at
         ``head_lr * body_lr_scale``, for any optimizer named. Do not pass
         ``learning_rate`` here.
 
@@ -185,7 +185,7 @@ class SearchSpace:
         """Compiles ``parts.model``: the ``optimizer`` hook's optimizer at ``head_lr``, the
         unfrozen backbone at ``head_lr * body_lr_scale``, sparse categorical cross-entropy
         on probabilities, accuracy."""
-        from bench.optim import make_optimizer
+        from bench.models.optim import make_optimizer
 
         name, options = self.optimizer(hp)
         optimizer = make_optimizer(

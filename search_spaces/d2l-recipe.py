@@ -10,7 +10,7 @@ centre-cropped to 224.
 
 import keras
 
-from bench.augment import RandomResizedCrop
+from bench.models.augment import RandomResizedCrop
 from bench.space import SearchSpace, SpaceSettings
 
 

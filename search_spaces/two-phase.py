@@ -4,7 +4,7 @@ The Keras transfer-learning guide's recipe, and linear-probe-then-fine-tune (Kum
 2022). The epoch axis runs on across both phases; epochs.csv records the phase.
 """
 
-from bench.optim import make_optimizer
+from bench.models.optim import make_optimizer
 from bench.space import SearchSpace, SpaceSettings
 
 

@@ -45,7 +45,7 @@ def seed() -> int:
 
 @pytest.fixture(scope="session")
 def digits():
-    from bench.datasets import DataRequest, load_dataset
+    from bench.data.datasets import DataRequest, load_dataset
 
     return load_dataset("digits", DataRequest(image_size=IMAGE_SIZE, seed=1))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import analysis
+from bench.analysis import numbers as analysis
 
 
 def epochs_table(gains=(0.10, 0.20, 0.30), epochs=2):

@@ -89,3 +89,25 @@ def test_tensorboard_logs_hold_the_hparams_of_every_execution(tmp_path, tiny_spa
     assert len(executions) == 2
     events = list(logs.rglob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events)
+
+
+def test_the_analysis_package_imports_with_keras_tensorflow_and_jax_blocked():
+    # A meta-path finder that refuses the three frameworks: any import of them, however
+    # indirect, fails loudly instead of merely showing up in sys.modules.
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('keras', 'tensorflow', 'jax'):\n"
+        "            raise ImportError(f'blocked: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import bench.analysis\n"
+        "names = [m.name for m in pkgutil.iter_modules(bench.analysis.__path__)]\n"
+        "for name in names:\n"
+        "    importlib.import_module(f'bench.analysis.{name}')\n"
+        "import bench.results\n"
+        "print(sorted(names))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "'numbers'" in result.stdout and "'report'" in result.stdout

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from bench.backbones import BACKBONES, build_backbone, ensure_imagenet_weights
-from bench.blocks import find_blocks, freeze_blocks
 from bench.errors import BenchError
+from bench.models.backbones import BACKBONES, build_backbone, ensure_imagenet_weights
+from bench.models.blocks import find_blocks, freeze_blocks
 
 APPLICATIONS = [name for name, spec in BACKBONES.items() if spec.imagenet]
 
@@ -50,7 +50,7 @@ def test_resnet_mini_has_no_imagenet_weights():
 
 
 def test_imagenet_weights_offline_name_the_file_and_where_to_put_it(tmp_path):
-    code = ("from bench.backbones import BACKBONES, ensure_imagenet_weights\n"
+    code = ("from bench.models.backbones import BACKBONES, ensure_imagenet_weights\n"
             "from bench.errors import BenchError\n"
             "try:\n"
             "    ensure_imagenet_weights(BACKBONES['mobilenetv3small'], image_size=32)\n"

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bench.backbones import BACKBONES, build_backbone
-from bench.blocks import find_blocks, freeze_blocks
-from bench.model import assemble
+from bench.models.backbones import BACKBONES, build_backbone
+from bench.models.blocks import find_blocks, freeze_blocks
+from bench.models.model import assemble
 
 
 @pytest.fixture

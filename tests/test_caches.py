@@ -14,10 +14,10 @@ import pytest
 from conftest import IMAGE_SIZE, ROOT
 from test_imagefolder import good_images
 
-from bench import imagefolder
-from bench.backbones import BACKBONES
-from bench.datasets import DataRequest, load_dataset
-from bench.pretrain import cache_name, pretrain, pretrain_key
+from bench.data import imagefolder
+from bench.data.datasets import DataRequest, load_dataset
+from bench.models.backbones import BACKBONES
+from bench.models.pretrain import cache_name, pretrain, pretrain_key
 
 MINI = BACKBONES["resnet-mini"]
 
@@ -114,9 +114,9 @@ def test_what_changes_the_source_images_or_the_backend_changes_the_key(digits):
     assert key["backend"] == backend and key["versions"]["keras"] == keras.__version__
     other = "tensorflow" if backend == "jax" else "jax"
     pytest.importorskip(other)
-    code = ("from bench.backbones import BACKBONES\n"
-            "from bench.datasets import DataRequest, load_dataset\n"
-            "from bench.pretrain import cache_name, pretrain_key\n"
+    code = ("from bench.models.backbones import BACKBONES\n"
+            "from bench.data.datasets import DataRequest, load_dataset\n"
+            "from bench.models.pretrain import cache_name, pretrain_key\n"
             f"data = load_dataset('digits', DataRequest(image_size={IMAGE_SIZE}, seed=1))\n"
             f"print(cache_name(pretrain_key(BACKBONES['resnet-mini'], data, "
             f"image_size={IMAGE_SIZE}, seed=1, epochs=1, batch_size=32, learning_rate=1e-3)))\n")

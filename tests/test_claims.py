@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from conftest import IMAGE_SIZE
 
-from bench.backbones import BACKBONES
 from bench.errors import BenchError
-from bench.model import assemble
-from bench.optim import make_optimizer
+from bench.models.backbones import BACKBONES
+from bench.models.model import assemble
+from bench.models.optim import make_optimizer
 
 
 def _values(layer) -> list:
@@ -75,7 +75,7 @@ def test_imagenet_backbone_differs_from_random_and_pretrained(seed, tmp_path):
     """
     import keras
 
-    from bench.backbones import build_backbone, ensure_imagenet_weights
+    from bench.models.backbones import build_backbone, ensure_imagenet_weights
 
     spec = BACKBONES["mobilenetv3small"]
     try:
@@ -110,7 +110,7 @@ SELECTION = textwrap.dedent('''
 
 def test_permuting_test_labels_changes_no_selection(tmp_path, cache_dir, monkeypatch):
     import bench.runner
-    from bench.datasets import Split
+    from bench.data.datasets import Split
     from bench.runner import RunSpec, run_study
 
     (tmp_path / "selection.py").write_text(SELECTION)

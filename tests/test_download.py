@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from bench.download import download_and_extract
+from bench.data.download import download_and_extract
 from bench.errors import BenchError
 
 
@@ -161,7 +161,7 @@ def hotdog_archive(train_per_class: int, test_per_class: int) -> bytes:
 
 
 def test_the_hotdog_dataset_downloads_checks_its_counts_and_splits(tmp_path):
-    from bench.datasets import DataRequest, load_hotdog
+    from bench.data.datasets import DataRequest, load_hotdog
 
     full = hotdog_archive(1000, 400)
     served = Server({"/hotdog.zip": full})
@@ -178,7 +178,7 @@ def test_the_hotdog_dataset_downloads_checks_its_counts_and_splits(tmp_path):
 
 
 def test_a_hotdog_folder_with_the_wrong_counts_is_refused(tmp_path):
-    from bench.datasets import DataRequest, load_hotdog
+    from bench.data.datasets import DataRequest, load_hotdog
 
     short = hotdog_archive(3, 2)
     served = Server({"/hotdog.zip": short})

@@ -96,8 +96,8 @@ def test_the_core_never_imports_tensorflow(tmp_path):
         "import sys, pkgutil, importlib, bench\n"
         "for m in pkgutil.iter_modules(bench.__path__):\n"
         "    importlib.import_module('bench.' + m.name)\n"
-        "from bench.backbones import BACKBONES\n"
-        "from bench.model import assemble\n"
+        "from bench.models.backbones import BACKBONES\n"
+        "from bench.models.model import assemble\n"
         "assemble(BACKBONES['resnet-mini'], image_size=16, num_classes=3, init='random')\n"
         "print('tensorflow' in sys.modules)\n"
     )

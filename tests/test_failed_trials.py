@@ -13,9 +13,9 @@ import pytest
 from conftest import IMAGE_SIZE
 from test_cli import run_bench
 
-from bench.recording import CsvAppender, EpochRecorder, epoch_columns
 from bench.results import RunDir, read_epochs, read_run, read_trials
 from bench.runner import RunSpec, run_study
+from bench.tuning.recording import CsvAppender, EpochRecorder, epoch_columns
 
 NAN_SPACE = '''
 from bench.space import SearchSpace, SpaceSettings
@@ -188,7 +188,7 @@ def test_conditional_values_are_empty_cells_and_the_count_is_of_active_combinati
     assert sorted(epochs[epochs["init"] == "pretrained"]["frozen_blocks"]) == [0, 4]
 
     from bench.space import declared_hyperparameters, load_space
-    from bench.tuners import grid_size
+    from bench.tuning.algorithms import grid_size
 
     hp = declared_hyperparameters(load_space("conditional", tmp_path / "spaces"), num_blocks=4)
     assert grid_size(hp) == 3
@@ -217,7 +217,7 @@ def test_a_search_that_stops_early_says_why(tmp_path, cache_dir):
 def test_bayesian_says_when_it_is_random_search():
     import keras_tuner
 
-    from bench.tuners import tuner_notes
+    from bench.tuning.algorithms import tuner_notes
 
     hp = keras_tuner.HyperParameters()
     hp.Choice("init", ["pretrained", "random"])
@@ -240,7 +240,7 @@ def test_a_proposed_duplicate_is_not_run_again_and_is_recorded(tmp_path, cache_d
     oracle the earlier score and trials.csv marks the trial DUPLICATE."""
     import keras_tuner
 
-    from bench.tuner import BenchTuner
+    from bench.tuning.bench_tuner import BenchTuner
 
     _spaces(tmp_path, nan=NAN_SPACE)
     run = _run(tmp_path, "nan", cache_dir, epochs=1, repeats=1)

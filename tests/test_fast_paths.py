@@ -74,8 +74,8 @@ def test_the_frozen_prefix_cache_changes_no_number_at_any_depth(tmp_path, cache_
 
 
 def test_the_prefix_cache_stays_off_where_a_hook_or_randomness_could_differ():
-    from bench.prefix import PrefixCache
     from bench.space import SearchSpace
+    from bench.tuning.prefix import PrefixCache
 
     class Augmented(SearchSpace):
         name = "augmented"
@@ -89,7 +89,7 @@ def test_the_prefix_cache_stays_off_where_a_hook_or_randomness_could_differ():
 def test_random_layers_in_a_prefix_are_found():
     import keras
 
-    from bench.prefix import _random_layers
+    from bench.tuning.prefix import _random_layers
 
     layers = [keras.layers.Dropout(0.1, name="drop"), keras.layers.Dense(2, name="dense"),
               keras.layers.RandomFlip(name="flip"), keras.layers.GaussianNoise(0.1, name="noise"),

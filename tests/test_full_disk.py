@@ -11,7 +11,7 @@ import textwrap
 
 from conftest import ROOT
 
-from bench.validate import check_csv_rows
+from bench.analysis.validate import check_csv_rows
 
 LONG_SPACE = textwrap.dedent('''
     from bench.space import SearchSpace, SpaceSettings

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from test_cli import run_bench
 
-from bench import imagefolder
+from bench.data import imagefolder
 from bench.errors import BenchError
 
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from test_cli import run_bench
 
-from bench import imagefolder
-from bench.datasets import DataRequest, load_dataset
+from bench.data import imagefolder
+from bench.data.datasets import DataRequest, load_dataset
 from bench.errors import BenchError
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bench.backbones import BACKBONES
-from bench.model import assemble
-from bench.pretrain import pretrain
+from bench.models.backbones import BACKBONES
+from bench.models.model import assemble
+from bench.models.pretrain import pretrain
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bench.backbones import BACKBONES
-from bench.model import assemble
-from bench.optim import make_optimizer
+from bench.models.backbones import BACKBONES
+from bench.models.model import assemble
+from bench.models.optim import make_optimizer
 
 
 def _one_step(scale, seed):

@@ -4,7 +4,8 @@ import matplotlib
 import pandas as pd
 from test_analysis import epochs_table
 
-from bench import analysis, plots
+from bench.analysis import numbers as analysis
+from bench.analysis import plots
 
 matplotlib.use("Agg")
 
@@ -15,7 +16,7 @@ def _lines(ax):
 
 
 def test_accuracy_vs_epochs_has_a_row_per_metric_a_column_per_init_and_a_line_per_depth():
-    from bench.figures import accuracy_curves, curve_facets
+    from bench.analysis.figures import accuracy_curves, curve_facets
 
     table = epochs_table()
     facets = curve_facets(table, ["init", "frozen_blocks", "head_lr"])
@@ -107,8 +108,8 @@ def test_trial_numbers_get_integer_ticks_and_overfitting_names_configurations():
 
 
 def test_a_figure_of_one_point_is_skipped_with_a_reason(tmp_path):
-    from bench.figures import figures
-    from bench.tables import Tables
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
 
     epochs = pd.DataFrame({"run_id": "r", "trial_id": "0", "repeat": [1, 2], "seed": [1, 2],
                            "epoch": 1, "init": "pretrained", "head_lr": 0.01,

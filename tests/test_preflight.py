@@ -12,7 +12,7 @@ from bench.errors import BenchError
 HEADER = textwrap.dedent('''
     import keras
 
-    from bench.optim import make_optimizer
+    from bench.models.optim import make_optimizer
     from bench.space import SearchSpace, SpaceSettings
 
 ''')

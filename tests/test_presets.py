@@ -9,9 +9,9 @@ import pytest
 from test_cli import run_bench
 from test_imagefolder import good_images
 
-from bench.augment import RandomResizedCrop
-from bench.backbones import BACKBONES
-from bench.model import assemble
+from bench.models.augment import RandomResizedCrop
+from bench.models.backbones import BACKBONES
+from bench.models.model import assemble
 from bench.space import load_space
 
 

@@ -5,10 +5,10 @@ import csv
 import numpy as np
 import pandas as pd
 
-from bench.backbones import BACKBONES
-from bench.model import assemble
-from bench.recording import METRICS, CsvAppender, EpochRecorder, epoch_columns
-from bench.tuner import FitRun
+from bench.models.backbones import BACKBONES
+from bench.models.model import assemble
+from bench.tuning.bench_tuner import FitRun
+from bench.tuning.recording import METRICS, CsvAppender, EpochRecorder, epoch_columns
 
 
 def test_recorded_rows_equal_the_keras_history(digits, tmp_path, seed):

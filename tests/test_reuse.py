@@ -119,10 +119,10 @@ def _run(space, *, spaces_dir, results, cache_dir, reuse, overrides):
 @pytest.mark.parametrize("case", list(CASES))
 def test_reuse_gives_the_curves_of_fresh_models(case, spaces_dir, tmp_path, cache_dir,
                                                 monkeypatch):
-    import bench.reuse
+    import bench.tuning.reuse
 
     space, overrides, size, expected = CASES[case]
-    monkeypatch.setattr(bench.reuse, "DEFAULT_SIZE", size)
+    monkeypatch.setattr(bench.tuning.reuse, "DEFAULT_SIZE", size)
     kwargs = {"spaces_dir": spaces_dir, "results": tmp_path, "cache_dir": cache_dir,
               "overrides": overrides}
     reused, reused_models, lines = _run(space, reuse=True, **kwargs)

@@ -20,7 +20,7 @@ CONTRACT_SIZE = 20
 
 @pytest.fixture(scope="module")
 def contract_digits():
-    from bench.datasets import DataRequest, load_dataset
+    from bench.data.datasets import DataRequest, load_dataset
 
     return load_dataset("digits", DataRequest(image_size=CONTRACT_SIZE, seed=1))
 
@@ -37,11 +37,11 @@ def test_discovery_lists_every_file_but_private_ones():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_space_contract(name, tmp_path, cache_dir, contract_digits):
     """Loads, declares, builds with defaults, and runs one trial of two epochs."""
-    from bench.backbones import BACKBONES
-    from bench.hypermodel import FineTuneHyperModel, ModelInputs
-    from bench.pretrain import pretrain
+    from bench.models.backbones import BACKBONES
+    from bench.models.pretrain import pretrain
     from bench.results import RunDir, read_epochs, read_run
     from bench.runner import RunSpec, run_study
+    from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
 
     space = load_space(name)
     assert space.description and isinstance(space.version, int)

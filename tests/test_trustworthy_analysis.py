@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench import analysis
-from bench.figures import curve_facets, curve_rows
-from bench.report import summary_table
+from bench.analysis import numbers as analysis
+from bench.analysis.figures import curve_facets, curve_rows
+from bench.analysis.report import summary_table
 
 
 def _row(init, seed, epoch, value, **hp):

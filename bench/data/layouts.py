@@ -30,8 +30,8 @@ import numpy as np
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
-    from bench.datasets import DataRequest, TransferData
-    from bench.imagefolder import Decoded
+    from bench.data.datasets import DataRequest, TransferData
+    from bench.data.imagefolder import Decoded
 
 VALIDATION_NAMES = ("val", "valid", "validation")
 SPLIT_NAMES = ("train", "test", *VALIDATION_NAMES)
@@ -118,8 +118,8 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         root: The data folder.
         request: A ``DataRequest`` (image size, seed, train per class, cache folder).
     """
-    from bench.datasets import Split, TransferData, split_fractions
-    from bench.imagefolder import load_folder
+    from bench.data.datasets import Split, TransferData, split_fractions
+    from bench.data.imagefolder import load_folder
 
     layout = find_layout(root)
     size, cache, seed = request.image_size, request.cache_dir, request.seed

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import analysis
-from bench.figures import figures
-from bench.render import Block, fmt, to_html, to_markdown
+from bench.analysis import numbers
+from bench.analysis.figures import figures
+from bench.analysis.render import Block, fmt, to_html, to_markdown
+from bench.analysis.tables import Tables, load_tables
 from bench.results import check_writable, open_run, write_parquet_copies
-from bench.tables import Tables, load_tables
 
 
 def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int = 10
@@ -36,7 +36,7 @@ def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int =
     return ordered[[c for c in columns if c in ordered]].head(limit)
 
 
-def gap_sentence(gap: analysis.Gap) -> str:
+def gap_sentence(gap: numbers.Gap) -> str:
     p = f", paired t-test p = {gap.p_value:.2g}" if not pd.isna(gap.p_value) else ""
     over = (f"averaged over {gap.configurations} configurations of the other hyperparameters "
             "and " if gap.configurations > 1 else "")
@@ -99,14 +99,14 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
             blocks.append(Block("p", prefix + "no execution completed, so there are no final "
                                               "numbers."))
             continue
-        gaps = analysis.init_gaps(complete)
+        gaps = numbers.init_gaps(complete)
         for gap in gaps:
             blocks.append(Block("p", prefix + gap_sentence(gap)))
         if not gaps:
-            blocks.append(Block("p", prefix + analysis.why_no_gap(complete)))
+            blocks.append(Block("p", prefix + numbers.why_no_gap(complete)))
     trials = tables.trials
     if not trials.empty:
-        best = analysis.best_trials(trials, by="init")
+        best = numbers.best_trials(trials, by="init")
         if not best.empty:
             blocks += [Block("p", "Best configuration (by validation accuracy) per "
                                   "initialisation, with its accuracy on the held-out test "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keras
 
-from bench.model import FineTuneModel
+from bench.models.model import FineTuneModel
 from bench.space import SearchSpace
 
 #: Hyperparameters that change only weights or the learning-rate value, not the graph.

@@ -156,7 +156,7 @@ def load_digits(request: DataRequest) -> TransferData:
     # scikit-learn's bundled copy: 1,797 real 8x8 scans, no download.
     from sklearn.datasets import load_digits as sklearn_digits
 
-    from bench.imagefolder import check_memory
+    from bench.data.imagefolder import check_memory
 
     bunch = sklearn_digits()
     check_memory(len(bunch.images), request.image_size, what="digits")
@@ -178,14 +178,14 @@ def load_digits(request: DataRequest) -> TransferData:
 
 
 def load_shapes(request: DataRequest) -> TransferData:
-    from bench.shapes import SOURCE_SHAPES, TARGET_SHAPES, render_shapes
+    from bench.data.shapes import SOURCE_SHAPES, TARGET_SHAPES, render_shapes
 
     per_class = request.images_per_class or 120
     train_per_class = request.train_per_class or 20
     if per_class < train_per_class + 2:
         raise BenchError(f"--images-per-class {per_class} is too few for --train-per-class "
                          f"{train_per_class}: it must be at least {train_per_class + 2}")
-    from bench.imagefolder import check_memory
+    from bench.data.imagefolder import check_memory
 
     check_memory(2 * len(SOURCE_SHAPES) * per_class, request.image_size,
                  what="generating shapes")
@@ -237,7 +237,7 @@ def load_image_folder(request: DataRequest) -> TransferData:
     if request.data is None:
         raise BenchError("dataset 'folder' needs --data PATH: a folder with one subfolder per "
                          "class, or train/ (and val/, test/) each holding class subfolders")
-    from bench.layouts import load_folder_dataset
+    from bench.data.layouts import load_folder_dataset
 
     return load_folder_dataset("folder", Path(request.data), request)
 
@@ -251,8 +251,8 @@ HOTDOG_COUNTS = {"train": 2000, "test": 800}
 def load_hotdog(request: DataRequest, *, urls: list[str] = HOTDOG_URLS,
                 sha1: str = HOTDOG_SHA1) -> TransferData:
     """The Dive into Deep Learning hot dog dataset, downloaded once and verified."""
-    from bench.download import download_and_extract
-    from bench.imagefolder import EXTENSIONS
+    from bench.data.download import download_and_extract
+    from bench.data.imagefolder import EXTENSIONS
 
     data_dir = Path(request.data_dir or Path(request.cache_dir or ".") / "data")
     root = download_and_extract(urls=urls, sha1=sha1, archive_name="hotdog.zip",
@@ -262,7 +262,7 @@ def load_hotdog(request: DataRequest, *, urls: list[str] = HOTDOG_URLS,
         if found != expected:
             raise BenchError(f"{root / part} holds {found} images, expected {expected}; remove "
                              f"{root} to download it again")
-    from bench.layouts import load_folder_dataset
+    from bench.data.layouts import load_folder_dataset
 
     return load_folder_dataset("hotdog", root, request)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import keras
 import keras_tuner
 
-from bench.backbones import BackboneSpec
 from bench.errors import BenchError
-from bench.model import FineTuneModel, assemble
+from bench.models.backbones import BackboneSpec
+from bench.models.model import FineTuneModel, assemble
 from bench.space import SearchSpace
 
 
@@ -32,7 +32,7 @@ class ModelInputs:
 def check_body_lr_scale(space: SearchSpace, hp, optimizer) -> None:
     """Refuses a compiled optimizer whose backbone rate is not the recorded ``body_lr_scale``.
 
-    Only ``bench.optim.make_optimizer`` applies the scale; any other optimizer trains the
+    Only ``bench.models.optim.make_optimizer`` applies the scale; any other optimizer trains the
     backbone at the head's rate, which is right only where the recorded scale is 1.
 
     Raises:
@@ -44,7 +44,7 @@ def check_body_lr_scale(space: SearchSpace, hp, optimizer) -> None:
         raise BenchError(
             f"search space {space.name}: body_lr_scale is {recorded:g} but its compile() "
             f"trains the backbone at {applied:g} x head_lr; build the optimizer with "
-            "bench.optim.make_optimizer(..., body_variables=parts.body_variables, "
+            "bench.models.optim.make_optimizer(..., body_variables=parts.body_variables, "
             "body_lr_scale=self.value(hp, 'body_lr_scale')), or drop compile() and name "
             "the optimizer in settings (optimizer, optimizer_options)")
 

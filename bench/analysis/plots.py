@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.progress import format_value  # noqa: E402
+from bench.analysis.formatting import format_value  # noqa: E402
 
 LABELS = {
     "val_accuracy": "validation accuracy",

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import analysis, plots
-from bench.progress import format_value
-from bench.render import Block
-from bench.tables import Tables
+from bench.analysis import numbers, plots
+from bench.analysis.formatting import format_value
+from bench.analysis.render import Block
+from bench.analysis.tables import Tables
 
 
 def curve_facets(epochs: pd.DataFrame, hyperparameters: list[str]) -> dict:
     """Which varied hyperparameter goes to columns, colours and line styles; the rest are
     ``best_of``: each line keeps the configuration that is best over them."""
-    moving = analysis.varied(epochs, hyperparameters)
+    moving = numbers.varied(epochs, hyperparameters)
     col = "init" if "init" in moving else None
     if col is None and epochs["run_id"].nunique() > 1:
         col = "run_id"
@@ -47,7 +47,7 @@ def curve_rows(epochs: pd.DataFrame, facets: dict) -> pd.DataFrame:
     keep = _shown(facets)
     if "run_id" not in keep and epochs["run_id"].nunique() > 1:
         keep = ["run_id", *keep]
-    return analysis.best_configurations(epochs, keep=keep, over=facets["best_of"])
+    return numbers.best_configurations(epochs, keep=keep, over=facets["best_of"])
 
 
 def accuracy_curves(epochs: pd.DataFrame, facets: dict) -> pd.DataFrame:
@@ -56,7 +56,7 @@ def accuracy_curves(epochs: pd.DataFrame, facets: dict) -> pd.DataFrame:
     rows = curve_rows(epochs, facets)
     parts = []
     for metric in ("val_accuracy", "accuracy"):
-        curve = analysis.mean_curves(rows, by=_shown(facets), metric=metric)
+        curve = numbers.mean_curves(rows, by=_shown(facets), metric=metric)
         curve.insert(0, "metric", metric)
         parts.append(curve)
     return pd.concat(parts, ignore_index=True)
@@ -99,7 +99,7 @@ class Study:
 
     @property
     def moving(self) -> list[str]:
-        return analysis.varied(self.epochs, self.tables.hyperparameters)
+        return numbers.varied(self.epochs, self.tables.hyperparameters)
 
     @property
     def name(self) -> str:
@@ -124,7 +124,7 @@ class Study:
 def _accuracy_figure(study: Study) -> None:
     epochs = study.epochs
     facets = curve_facets(epochs, study.tables.hyperparameters)
-    boundaries = tuple(analysis.phase_boundaries(epochs))
+    boundaries = tuple(numbers.phase_boundaries(epochs))
     curves = accuracy_curves(epochs, facets)
     if len(curves[curves["metric"] == "val_accuracy"]) <= 1:
         study.skip("Accuracy against epochs",
@@ -153,8 +153,8 @@ def _transferability_figure(study: Study) -> None:
     hue = "init" if "init" in study.moving else None
     keep = [*study.by_run, "frozen_blocks", *([hue] if hue else [])]
     over = [n for n in study.moving if n not in keep]
-    rows = analysis.best_configurations(study.epochs, keep=keep, over=over)
-    summary = analysis.execution_summary(rows, by=keep)
+    rows = numbers.best_configurations(study.epochs, keep=keep, over=over)
+    summary = numbers.execution_summary(rows, by=keep)
     if study.several:
         summary["run / init"] = summary["run_id"] + (" / " + summary["init"] if hue else "")
         hue = "run / init"
@@ -175,11 +175,11 @@ def _heatmap_figure(study: Study) -> None:
     panel_keys = [c for c in ("run_id", "init") if c in epochs and epochs[c].nunique() > 1]
     keep = [*panel_keys, "frozen_blocks", "head_lr"]
     over = [n for n in study.moving if n not in keep]
-    rows = analysis.best_configurations(epochs, keep=keep, over=over)
+    rows = numbers.best_configurations(epochs, keep=keep, over=over)
     panels = {}
     for key, group in (rows.groupby(panel_keys) if panel_keys else [("all", rows)]):
         title = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
-        panels[title] = analysis.heatmap_table(group, rows="frozen_blocks", cols="head_lr")
+        panels[title] = numbers.heatmap_table(group, rows="frozen_blocks", cols="head_lr")
     study.save(plots.heatmaps(panels, rows="frozen_blocks", cols="head_lr",
                               title=f"{study.name}: final validation accuracy"),
                "head_lr_x_frozen_blocks", heading,
@@ -196,8 +196,8 @@ def _objective_figures(study: Study) -> None:
         hue = next((n for n in moving if n not in (parameter, col)), None)
         keep = [k for k in (*study.by_run, col, hue, parameter) if k]
         over = [n for n in moving if n not in keep]
-        rows = analysis.best_configurations(epochs, keep=keep, over=over)
-        summary = analysis.execution_summary(rows, by=keep)
+        rows = numbers.best_configurations(epochs, keep=keep, over=over)
+        summary = numbers.execution_summary(rows, by=keep)
         summary = summary[summary["measure"] == "final"]
         heading = f"Validation accuracy against {plots.label(parameter)}"
         if summary[parameter].nunique() < 2:
@@ -217,11 +217,11 @@ def _objective_figures(study: Study) -> None:
 def _gain_figure(study: Study) -> None:
     gains = []
     for run_id, group in study.epochs.groupby("run_id", sort=False):
-        gain = analysis.transfer_gain(group)
+        gain = numbers.transfer_gain(group)
         if not gain.empty:
             gains.append(gain.assign(run_id=run_id))
     if not gains:
-        reasons = {analysis.why_no_gap(group) for _, group in study.epochs.groupby("run_id")}
+        reasons = {numbers.why_no_gap(group) for _, group in study.epochs.groupby("run_id")}
         study.skip("Transfer gain", " ".join(sorted(reasons)).rstrip("."))
         return
     gain = pd.concat(gains, ignore_index=True)
@@ -241,7 +241,7 @@ def _trial_figures(study: Study) -> None:
     trials = study.tables.trials
     if trials.empty:
         return
-    study.save(plots.tuner_progress(analysis.best_so_far(trials),
+    study.save(plots.tuner_progress(numbers.best_so_far(trials),
                                     hue="run_id" if study.several else None,
                                     title=f"{study.name}: tuner progress"),
                "tuner_progress", "Tuner progress",
@@ -256,7 +256,7 @@ def _trial_figures(study: Study) -> None:
     labels = {row.trial_id: ", ".join(f"{plots.label(n)}={format_value(getattr(row, n))}"
                                       for n in names) or f"trial {row.trial_id}"
               for row in best.itertuples()}
-    gap = analysis.generalisation_gap(study.epochs, best["trial_id"].tolist())
+    gap = numbers.generalisation_gap(study.epochs, best["trial_id"].tolist())
     gap["configuration"] = gap["trial_id"].map(labels)
     study.save(plots.overfitting(gap, title=f"{study.name}: overfitting of the best "
                                             f"{len(best)} trials"),

@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 import keras
 import numpy as np
 
-from bench.datasets import Split
-from bench.model import FineTuneModel
+from bench.data.datasets import Split
+from bench.models.model import FineTuneModel
 from bench.space import SearchSpace
 
 #: Layers whose output in training depends on a random draw.

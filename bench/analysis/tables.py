@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import analysis
+from bench.analysis import numbers
 from bench.results import open_run, read_epochs, read_run, read_trials
 
 HYPERPARAMETER_ORDER = ["init", "frozen_blocks", "head_lr", "body_lr_scale"]
@@ -27,7 +27,7 @@ def varied_columns(run: dict, table: pd.DataFrame) -> list[str]:
     columns = run.get("columns", {})
     names = columns.get("varied")
     if names is None:
-        names = analysis.varied(table, columns.get("hyperparameters", HYPERPARAMETER_ORDER))
+        names = numbers.varied(table, columns.get("hyperparameters", HYPERPARAMETER_ORDER))
     return [n for n in names if n in table]
 
 
@@ -80,6 +80,6 @@ def load_tables(paths: list[Path]) -> Tables:
     trials = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame(
         columns=["run_id", "trial_id", "status", "best_val_accuracy"])
     return Tables(runs=runs, epochs=epochs, trials=trials,
-                  complete=analysis.complete_rows(epochs, trials))
+                  complete=numbers.complete_rows(epochs, trials))
 
 

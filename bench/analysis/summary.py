@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import analysis
-from bench.report import partial_sentence, summary_table
-from bench.tables import load_tables
+from bench.analysis import numbers
+from bench.analysis.report import partial_sentence, summary_table
+from bench.analysis.tables import load_tables
 
 
 def print_summary(path: Path, *, limit: int = 10) -> None:
@@ -23,10 +23,10 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         print(f"Top {min(limit, len(trials))} of {len(trials)} trials by best validation "
               "accuracy (mean over repeats; trials that did not complete last):")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    gaps = analysis.init_gaps(tables.complete)
+    gaps = numbers.init_gaps(tables.complete)
     for gap in gaps:
         print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {gap.pairs} "
               f"seeds): {gap.mean:+.3f}, 95% CI [{gap.low:+.3f}, {gap.high:+.3f}]")
     if not gaps and "init" in tables.varied:
-        print(f"\n{analysis.why_no_gap(tables.complete)}")
+        print(f"\n{numbers.why_no_gap(tables.complete)}")
     print(f"\nrun directory: {path}  (report.md, epochs.csv, trials.csv, plots/)")

@@ -26,10 +26,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bench.backbones import BackboneSpec
-from bench.datasets import Split, TransferData
+from bench.data.datasets import Split, TransferData
 from bench.errors import BenchError
-from bench.model import assemble
+from bench.models.backbones import BackboneSpec
+from bench.models.model import assemble
 
 #: The package whose version a backend's numbers depend on, besides Keras.
 BACKEND_FRAMEWORKS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",

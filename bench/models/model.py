@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import keras
 
-from bench.backbones import BackboneSpec, build_backbone
-from bench.blocks import Block, find_blocks, freeze_blocks
+from bench.models.backbones import BackboneSpec, build_backbone
+from bench.models.blocks import Block, find_blocks, freeze_blocks
 
 INITS = ("pretrained", "random", "imagenet")
 

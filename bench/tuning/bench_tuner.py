@@ -17,14 +17,14 @@ import keras
 import keras_tuner
 import numpy as np
 
-from bench.datasets import Split, TransferData
+from bench.data.datasets import Split, TransferData
 from bench.errors import DiskFull, StudyFailed
-from bench.prefix import PrefixCache
-from bench.progress import Progress
-from bench.recording import CsvAppender, EpochRecorder
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv
-from bench.reuse import CompiledModels
-from bench.tuners import OBJECTIVE
+from bench.tuning.algorithms import OBJECTIVE
+from bench.tuning.prefix import PrefixCache
+from bench.tuning.progress import Progress
+from bench.tuning.recording import CsvAppender, EpochRecorder
+from bench.tuning.reuse import CompiledModels
 
 CONSECUTIVE_FAILURES = "consecutive failures exceeded the limit"
 

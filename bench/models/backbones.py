@@ -124,7 +124,7 @@ def block_count(spec: BackboneSpec, *, image_size: int) -> int:
     """How many blocks (cut points for ``frozen_blocks``) the backbone has."""
     import keras
 
-    from bench.blocks import find_blocks
+    from bench.models.blocks import find_blocks
 
     keras.backend.clear_session()
     return len(find_blocks(build_backbone(spec, image_size=image_size)))

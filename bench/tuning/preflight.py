@@ -107,7 +107,7 @@ def check_probabilities(space: SearchSpace, model, images) -> None:
 
 
 def _one_batch(split, size: int):
-    from bench.datasets import Split
+    from bench.data.datasets import Split
 
     return Split(images=split.images[:size], labels=split.labels[:size])
 
@@ -135,8 +135,8 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
     """
     import keras
 
-    from bench.recording import EpochRecorder
-    from bench.tuner import FitRun
+    from bench.tuning.bench_tuner import FitRun
+    from bench.tuning.recording import EpochRecorder
 
     try:
         keras.backend.clear_session()
@@ -145,7 +145,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         parts = _guarded(space, "building the model",
                          lambda: hypermodel.build_parts(tracked, compile=False))
         _guarded(space, "compiling", lambda: space.compile(parts, hp=tracked))
-        from bench.hypermodel import check_body_lr_scale
+        from bench.tuning.hypermodel import check_body_lr_scale
 
         # The untracked hp: this check reading body_lr_scale is not the space using it.
         check_body_lr_scale(space, hp, parts.model.optimizer)
