@@ -7,8 +7,8 @@ from bench.space import SearchSpace, SpaceSettings
 
 class Seed(SearchSpace):
     description = "pretrained vs random init x frozen blocks x head learning rate (the seed study)"
-    version = 1
-    settings = SpaceSettings(dataset="digits", backbone="resnet-mini", epochs=8, repeats=3)
+    version = 2
+    settings = SpaceSettings(dataset="digits", backbone="resnet-mini", epochs=8, repeats=5)
 
     def declare(self, hp, *, num_blocks):
         hp.Choice("init", ["pretrained", "random"])
