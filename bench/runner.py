@@ -285,6 +285,10 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
         later = (f"the report could not be written ({reason}); once there is space, "
                  f"'run_bench.py analyze {path}' makes it from the tables")
         return StudyFailed(f"{failure}; {later}" if failure else f"the study completed but {later}")
+    except Exception as error:  # noqa: BLE001 (a bug in drawing must not hide whole tables)
+        later = (f"the report failed ({type(error).__name__}: {error}), a bug in the suite; "
+                 f"the tables are whole, and 'run_bench.py analyze {path}' retries it")
+        return StudyFailed(f"{failure}; {later}" if failure else f"the study completed but {later}")
     return failure
 
 

@@ -119,3 +119,18 @@ def test_a_killed_run_is_reported_as_partial_from_its_complete_executions(damage
     headline = report.split("## Headline")[1].split("Best configuration")[0]
     assert "every complete execution used init pretrained" in headline
     assert "minus random" not in headline
+
+
+def test_a_report_that_fails_for_any_reason_leaves_one_line_and_the_way_to_retry(tmp_path):
+    # The report step runs after the tables are final; whatever it raises (here: tables
+    # that are not there) becomes one line naming 'analyze', never a traceback.
+    from bench.errors import StudyFailed
+    from bench.runner import _write_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    failure = _write_report(run, None, log=lambda *_: None)
+    assert isinstance(failure, StudyFailed)
+    assert "the study completed but the report failed" in str(failure)
+    assert f"run_bench.py analyze {run}" in str(failure) and "\n" not in str(failure)

@@ -40,7 +40,7 @@ def _tables(run):
     epochs = pd.read_csv(run / "epochs.csv", dtype={"trial_id": str})
     trials = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
     return (epochs.drop(columns=["run_id", "epoch_seconds"]),
-            trials.drop(columns=["seconds"]))
+            trials.drop(columns=["seconds", "rss_mib"]))
 
 
 @pytest.mark.slow

@@ -168,3 +168,31 @@ def test_the_running_best_never_takes_a_failed_score():
                            "best_val_accuracy": [0.99, 0.4], "seconds": [1.0, 1.0]})
     progress = analysis.best_so_far(trials)
     assert math.isnan(progress["best"][0]) and progress["best"][1] == 0.4
+
+
+def test_a_continuous_hyperparameter_is_drawn_as_its_best_value_not_fifty_line_styles(tmp_path):
+    # A random search over a continuous head_lr: 30 values, one repeat each, two depths.
+    # The best final accuracy is at head_lr index 7 for depth 0 and index 21 for depth 4.
+    from bench.analysis import plots
+    from bench.analysis.figures import accuracy_curves
+
+    rows = []
+    for i, lr in enumerate(np.geomspace(1e-4, 1e-1, 30)):
+        for depth, peak in ((0, 7), (4, 21)):
+            final = 0.9 - 0.01 * abs(i - peak)
+            for epoch, value in ((1, final - 0.2), (2, final)):
+                rows.append({"run_id": "r", "trial_id": f"{i}/{depth}", "repeat": 1,
+                             "seed": 1, "epoch": epoch, "init": "random",
+                             "frozen_blocks": depth, "head_lr": lr,
+                             "val_accuracy": value, "accuracy": value})
+    table = pd.DataFrame(rows)
+    facets = curve_facets(table, ["init", "frozen_blocks", "head_lr"])
+    assert facets == {"col": None, "hue": "frozen_blocks", "style": None,
+                      "best_of": ["head_lr"]}
+    chosen = curve_rows(table, facets).groupby("frozen_blocks")["head_lr"].unique()
+    lrs = np.geomspace(1e-4, 1e-1, 30)
+    assert list(chosen[0]) == [lrs[7]] and list(chosen[4]) == [lrs[21]]
+    curves = accuracy_curves(table, facets)
+    figure = plots.accuracy_vs_epochs(curves, col=None, hue="frozen_blocks", style=None,
+                                      title="t")
+    assert len(figure.axes[0].get_lines()) == 2

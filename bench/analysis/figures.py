@@ -20,18 +20,29 @@ from bench.analysis.render import Block
 from bench.analysis.tables import Tables
 
 
+#: Line styles one figure can tell apart, and colours on its viridis scale. A varied
+#: hyperparameter with more values (a continuous one sampled by a random or Bayesian
+#: search) is not drawn as lines of its own: each line keeps its best value instead.
+MAX_STYLES = 4
+MAX_HUES = 12
+
+
 def curve_facets(epochs: pd.DataFrame, hyperparameters: list[str]) -> dict:
     """Which varied hyperparameter goes to columns, colours and line styles; the rest are
     ``best_of``: each line keeps the configuration that is best over them."""
     moving = numbers.varied(epochs, hyperparameters)
+    distinct = {name: epochs[name].nunique() for name in moving}
     col = "init" if "init" in moving else None
     if col is None and epochs["run_id"].nunique() > 1:
         col = "run_id"
-    hue = "frozen_blocks" if "frozen_blocks" in moving else None
+    hue = "frozen_blocks" if distinct.get("frozen_blocks", 0) <= MAX_HUES else None
+    hue = hue if hue in moving else None
     rest = [n for n in moving if n not in (col, hue)]
-    if hue is None and rest:
-        hue = rest.pop(0)
-    style = rest.pop(0) if rest else None
+    if hue is None:
+        hue = next((n for n in rest if distinct[n] <= MAX_HUES), None)
+        rest = [n for n in rest if n != hue]
+    style = next((n for n in rest if distinct[n] <= MAX_STYLES), None)
+    rest = [n for n in rest if n != style]
     if epochs["run_id"].nunique() > 1 and col != "run_id":
         style, rest = "run_id", ([style] if style else []) + rest
     return {"col": col, "hue": hue, "style": style, "best_of": rest}

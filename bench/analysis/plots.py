@@ -82,7 +82,7 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
     styles = ordered(data[style]) if style else [None]
     palette = dict(zip(map(repr, hues), sns.color_palette("viridis", len(hues)) if hue
                        else ["C0"]))
-    dashes = dict(zip(map(repr, styles), ["-", "--", ":", "-."] * 4))
+    dashes = {repr(s): ["-", "--", ":", "-."][i % 4] for i, s in enumerate(styles)}
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i][j]

@@ -22,6 +22,7 @@ from bench.errors import DiskFull, StudyFailed
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv
 from bench.tuning.algorithms import OBJECTIVE
 from bench.tuning.prefix import PrefixCache
+from bench.tuning.memory import resident_mib
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
 from bench.tuning.reuse import CompiledModels
@@ -213,7 +214,8 @@ class BenchTuner(keras_tuner.Tuner):
             raise keras_tuner.errors.FatalError(str(error)) from error
         finally:
             self.trial_extras[trial.trial_id] = {
-                "seconds": round(time.perf_counter() - started, 3)}
+                "seconds": round(time.perf_counter() - started, 3),
+                "rss_mib": resident_mib()}
         self.trial_extras[trial.trial_id]["test_accuracy"] = float(np.mean(tests))
         self.finished[self._configuration(hp)] = trial.trial_id
         self.results[trial.trial_id] = results

@@ -114,7 +114,7 @@ def earlier_extras(run: RunDir, *, keep: set[str]) -> dict[str, dict]:
     for row in csv.DictReader(io.StringIO(run.trials_csv.read_text())):
         if row.get("trial_id") in keep:
             extras[row["trial_id"]] = {
-                name: float(row[name]) for name in ("test_accuracy", "seconds")
+                name: float(row[name]) for name in ("test_accuracy", "seconds", "rss_mib")
                 if row.get(name) not in (None, "")}
     return extras
 

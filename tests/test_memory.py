@@ -1,0 +1,26 @@
+"""The memory recorded per trial is the process's resident set, read a second way."""
+
+import os
+import subprocess
+
+import pytest
+
+from bench.tuning.memory import resident_mib
+
+
+def test_resident_memory_matches_what_ps_reports():
+    try:
+        ps = subprocess.run(["ps", "-o", "rss=", "-p", str(os.getpid())], capture_output=True,
+                            text=True, timeout=30, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("ps is not available here")
+    by_ps = int(ps.stdout.strip()) / 1024
+    # Both read the same counter a few microseconds apart; allocations in between are small.
+    assert resident_mib() == pytest.approx(by_ps, rel=0.02)
+
+
+def test_a_run_records_memory_after_every_trial(tiny_run):
+    import pandas as pd
+
+    trials = pd.read_csv(tiny_run / "trials.csv")
+    assert (trials["rss_mib"] > 100).all()  # a process with Keras loaded holds far more
