@@ -95,3 +95,59 @@ def test_resume_refuses_a_conflicting_option_and_a_completed_run(tiny_run, tmp_p
     result = run_bench("run", "--resume", str(stopped), "--epochs", "5")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "--epochs 5 conflicts with the run, which had no --epochs" in result.stderr
+
+
+def _kill_when(process, predicate):
+    try:
+        for line in process.stdout:
+            if predicate(line):
+                os.kill(process.pid, signal.SIGKILL)
+                break
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+
+
+@pytest.mark.slow
+def test_killed_between_trials_and_mid_write_then_resumed_equals_a_whole_run(tmp_path):
+    # A kill right after a trial ended, plus the half row a kill during an epochs.csv
+    # append leaves behind: the resumed tables still equal an uninterrupted run's.
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "three.py").write_text(THREE_TRIALS)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    reference = subprocess.run(_command(tmp_path, "whole", "grid"), cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    process = subprocess.Popen(_command(tmp_path, "killed", "grid"), cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    _kill_when(process, lambda line: line.lstrip().startswith("-> trial"))
+    killed = tmp_path / "results" / "killed"
+    with open(killed / "epochs.csv", "a", encoding="utf-8") as torn:
+        torn.write("killed,0001,1,1,1,0.5")  # no newline, too few fields
+    result = run_bench("run", "--resume", str(killed), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs, trials = _tables(killed)
+    whole_epochs, whole_trials = _tables(tmp_path / "results" / "whole")
+    pd.testing.assert_frame_equal(epochs, whole_epochs)
+    pd.testing.assert_frame_equal(trials, whole_trials)
+
+
+@pytest.mark.slow
+def test_killed_during_pretraining_the_same_command_runs_again_from_a_whole_cache(tmp_path):
+    # Killed while the source model trains: no run exists yet to resume, the weight cache
+    # holds nothing torn, and the same command then runs the study to the end.
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "three.py").write_text(
+        THREE_TRIALS.replace('init="random"', 'init="pretrained"'))
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    command = [*_command(tmp_path, "study", "grid"), "--max-trials", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    _kill_when(process, lambda line: line.startswith("pretraining"))
+    assert not list((tmp_path / "cache").rglob("*.weights.h5"))
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "pretraining" in again.stdout
+    record = json.loads((tmp_path / "results" / "study" / "run.json").read_text())
+    assert record["status"] == "completed"

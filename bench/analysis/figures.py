@@ -19,7 +19,6 @@ from bench.analysis.formatting import format_value
 from bench.analysis.render import Block
 from bench.analysis.tables import Tables
 
-
 #: Line styles one figure can tell apart, and colours on its viridis scale. A varied
 #: hyperparameter with more values (a continuous one sampled by a random or Bayesian
 #: search) is not drawn as lines of its own: each line keeps its best value instead.

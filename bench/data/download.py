@@ -23,8 +23,9 @@ from pathlib import Path, PurePosixPath
 from bench.errors import BenchError
 
 
-def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
+def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of a file's bytes (``algorithm`` as ``hashlib.new`` names it)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
@@ -109,7 +110,7 @@ def download_and_extract(*, urls: list[str], sha1: str, archive_name: str, data_
                 raise BenchError(f"could not download {archive_name} ({'; '.join(errors)}); "
                                  f"{how}")
             archive = partial
-        actual = sha1_of(archive)
+        actual = file_digest(archive, "sha1")
         if actual != sha1:
             raise BenchError(f"{archive_name} has SHA-1 {actual}, expected {sha1} (a truncated "
                              f"or different file); {how}")

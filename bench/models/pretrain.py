@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from bench.data.datasets import Split, TransferData
+from bench.data.download import file_digest
 from bench.errors import BenchError
 from bench.models.backbones import BackboneSpec
 from bench.models.model import assemble
@@ -46,14 +47,6 @@ class Pretrained:
     seconds: float
     reused: bool = False
     weights_sha256: str = ""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def source_sha256(split: Split) -> str:
@@ -120,7 +113,7 @@ def _cached(weights_path: Path, meta_path: Path, key: dict) -> tuple[dict | None
         return None, (f"pretrained weights cache {meta_path} was made by other settings; "
                       "retraining")
     try:
-        actual = file_sha256(weights_path)
+        actual = file_digest(weights_path, "sha256")
     except OSError as error:
         return None, (f"pretrained weights cache {weights_path} is unreadable "
                       f"({type(error).__name__}); retraining")
@@ -187,7 +180,7 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
     os.replace(partial, weights_path)
     result = Pretrained(weights_path=str(weights_path), source_accuracy=float(accuracy),
                         epochs=epochs, seconds=seconds,
-                        weights_sha256=file_sha256(weights_path))
+                        weights_sha256=file_digest(weights_path, "sha256"))
     meta = {k: v for k, v in asdict(result).items() if k not in ("weights_path", "reused")}
     partial_meta = meta_path.with_suffix(f".{os.getpid()}.partial")
     partial_meta.write_text(json.dumps(meta | {"key": key}, indent=2))

@@ -21,8 +21,8 @@ from bench.data.datasets import Split, TransferData
 from bench.errors import DiskFull, StudyFailed
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv
 from bench.tuning.algorithms import OBJECTIVE
-from bench.tuning.prefix import PrefixCache
 from bench.tuning.memory import resident_mib
+from bench.tuning.prefix import PrefixCache
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
 from bench.tuning.reuse import CompiledModels
