@@ -97,6 +97,18 @@ def test_resume_refuses_a_conflicting_option_and_a_completed_run(tiny_run, tmp_p
     assert "--epochs 5 conflicts with the run, which had no --epochs" in result.stderr
 
 
+def test_every_ended_trial_keeps_what_trials_csv_adds_beside_its_trial_json(tiny_run):
+    # A kill after KerasTuner marked a trial ended but before trials.csv was rewritten must
+    # not lose the trial's test accuracy: it is kept in the trial's own folder first.
+    trials = pd.read_csv(tiny_run / "trials.csv", dtype={"trial_id": str})
+    assert len(trials) > 0
+    for row in trials.itertuples():
+        kept = json.loads((tiny_run / "tuner" / f"trial_{row.trial_id}"
+                           / "bench_extras.json").read_text())
+        assert kept["test_accuracy"] == pytest.approx(row.test_accuracy, abs=1e-6)
+        assert kept["seconds"] == pytest.approx(row.seconds, abs=1e-3)
+
+
 def _kill_when(process, predicate):
     try:
         for line in process.stdout:

@@ -19,12 +19,13 @@ import numpy as np
 
 from bench.data.datasets import Split, TransferData
 from bench.errors import DiskFull, StudyFailed
-from bench.results import RunDir, read_epochs, summarise_trials, write_csv
+from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
 from bench.tuning.algorithms import OBJECTIVE
 from bench.tuning.memory import resident_mib
 from bench.tuning.prefix import PrefixCache
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
+from bench.tuning.resume import extras_path
 from bench.tuning.reuse import CompiledModels
 
 CONSECUTIVE_FAILURES = "consecutive failures exceeded the limit"
@@ -162,7 +163,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.trial_extras.update(extras)
         repeats = self.execution.repeats
         for trial_id, trial in self.oracle.trials.items():
-            if trial.status == "COMPLETED" and trial.score is not None:
+            duplicate = extras.get(trial_id, {}).get("duplicate_of")
+            if trial.status == "COMPLETED" and trial.score is not None and not duplicate:
                 self.finished[self._configuration(trial.hyperparameters)] = trial_id
                 self.results[trial_id] = [{OBJECTIVE: float(trial.score)}] * repeats
 
@@ -281,6 +283,11 @@ class BenchTuner(keras_tuner.Tuner):
         return callbacks
 
     def on_trial_end(self, trial):
+        # What trials.csv adds to KerasTuner's record (test accuracy, seconds, duplicate)
+        # goes beside trial.json *before* KerasTuner marks the trial ended, so a kill at
+        # any moment after that leaves it for --resume to read.
+        write_json(extras_path(self.get_trial_dir(trial.trial_id)),
+                   self.trial_extras.get(trial.trial_id, {}))
         stopped = None
         try:
             super().on_trial_end(trial)

@@ -105,17 +105,30 @@ def tidy_epochs(run: RunDir, *, keep: set[str]) -> int:
     return removed
 
 
+def extras_path(trial_dir) -> Path:
+    """Where a trial's additions to KerasTuner's record (test accuracy, seconds, resident
+    memory, the trial it duplicates) are kept, beside its ``trial.json``."""
+    return Path(trial_dir) / "bench_extras.json"
+
+
 def earlier_extras(run: RunDir, *, keep: set[str]) -> dict[str, dict]:
-    """What ``trials.csv`` recorded beyond KerasTuner's files (test accuracy, seconds) for
-    the trials that ended, so the resumed table keeps it."""
-    if not run.trials_csv.exists():
-        return {}
+    """What the suite recorded beyond KerasTuner's files for the trials that ended, so the
+    resumed table keeps it. Read from each trial's folder, written before KerasTuner marks
+    the trial ended; ``trials.csv`` for a run made before that file existed."""
     extras = {}
-    for row in csv.DictReader(io.StringIO(run.trials_csv.read_text())):
-        if row.get("trial_id") in keep:
-            extras[row["trial_id"]] = {
-                name: float(row[name]) for name in ("test_accuracy", "seconds", "rss_mib")
-                if row.get(name) not in (None, "")}
+    for trial_id in keep:
+        path = extras_path(run.tuner / f"trial_{trial_id}")
+        try:
+            extras[trial_id] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    if run.trials_csv.exists():
+        for row in csv.DictReader(io.StringIO(run.trials_csv.read_text())):
+            trial_id = row.get("trial_id")
+            if trial_id in keep and trial_id not in extras:
+                extras[trial_id] = {
+                    name: float(row[name]) for name in ("test_accuracy", "seconds", "rss_mib")
+                    if row.get(name) not in (None, "")}
     return extras
 
 
