@@ -75,6 +75,19 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         help="build and compile a new model for every execution (slower; for comparison)")
 
 
+def _scale_arguments(parser: argparse.ArgumentParser, *, chief: bool) -> None:
+    add = parser.add_argument
+    if chief:
+        add("--port", type=int, required=True,
+            help="port the chief serves the oracle on (KerasTuner's gRPC)")
+        add("--host", default="0.0.0.0",
+            help="address to serve on (default 0.0.0.0: every interface of this machine)")
+    else:
+        add("--workers", type=int, metavar="N",
+            help="run trials in N worker processes on this machine under a chief (one GPU "
+                 "each when several are visible); they write one merged run directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_bench.py",
@@ -83,7 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
                     "default study (the seed space on bundled digits).",
     )
     commands = parser.add_subparsers(dest="command")
-    _run_arguments(commands.add_parser("run", help="run a study"))
+    run = commands.add_parser("run", help="run a study")
+    _run_arguments(run)
+    _scale_arguments(run, chief=False)
+    chief = commands.add_parser(
+        "chief", help="run a study whose trials run in workers on other machines "
+                      "('run_bench.py worker'); the run folder must be on a shared disk")
+    _run_arguments(chief)
+    _scale_arguments(chief, chief=True)
+    worker = commands.add_parser("worker", help="run trials for a chief")
+    worker.add_argument("--chief", required=True, metavar="HOST:PORT",
+                        help="the chief's address, as it printed it")
+    worker.add_argument("--run", required=True, type=Path, metavar="RUN_DIR",
+                        help="the chief's run folder, as this machine sees it (shared disk)")
+    worker.add_argument("--id", default="tuner0", dest="worker_id",
+                        help="this worker's name, unique in the study (default tuner0); a "
+                             "worker restarted with the same id gets its trial back")
+    worker.add_argument("--wait", type=float, default=3600, metavar="SECONDS",
+                        help="how long to wait for the chief's run.json (default 3600)")
     _run_arguments(commands.add_parser(
         "perf", help="run one study as plain KerasTuner and as the suite; write perf.json "
                      "with the speedup"))
@@ -119,6 +149,27 @@ def _given_options(args) -> dict:
             if k in RunSpec.__dataclass_fields__ and v != defaults.get(k)}
 
 
+def _scale(args, resume_from):
+    """The ScaleOut a run or chief command asks for (None: one process)."""
+    from bench.runner import ScaleOut
+
+    if args.command == "chief":
+        if not 0 < args.port < 65536:
+            raise BenchError(f"--port must be between 1 and 65535; got {args.port}")
+        return ScaleOut(host=args.host, port=args.port, remote=True)
+    workers = args.workers
+    if workers is None and resume_from is not None:
+        from bench.results import RunDir, read_run
+
+        # A distributed run resumes distributed: its rows are in workers/.
+        workers = read_run(RunDir(Path(resume_from))).get("distributed", {}).get("workers")
+    if workers is None:
+        return None
+    if workers < 1:
+        raise BenchError(f"--workers must be 1 or more; got {workers}")
+    return ScaleOut(workers=workers)
+
+
 def _run(args) -> int:
     from bench.analysis.summary import print_summary
     from bench.runner import run_study
@@ -130,17 +181,33 @@ def _run(args) -> int:
         spec = resume_spec(resume_from, given=_given_options(args))
     else:
         spec = _spec(args)
+    scale = _scale(args, resume_from)
     # SIGTERM (a scheduler's or kill's stop) ends a run as Ctrl-C does: the finished
     # epochs are kept and the run is marked interrupted.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_dir = run_study(spec, resume_from=resume_from)
+        run_dir = run_study(spec, resume_from=resume_from, scale=scale)
     except StudyFailed as failure:
         print_summary(failure.run_dir)
         print(f"error: the study failed: {failure} (run directory {failure.run_dir})",
               file=sys.stderr)
         return EXIT_STUDY_FAILED
     print_summary(run_dir)
+    return 0
+
+
+def _worker(args) -> int:
+    import grpc
+
+    from bench.tuning.chief import run_worker
+
+    try:
+        run_worker(chief=args.chief, run_path=args.run, name=args.worker_id,
+                   wait_seconds=args.wait)
+    except grpc.RpcError as error:
+        print(f"error: lost the chief at {args.chief} ({error.code().name}); a worker "
+              f"restarted with --id {args.worker_id} gets its trial back", file=sys.stderr)
+        return EXIT_STUDY_FAILED
     return 0
 
 
@@ -174,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["run", *argv]
     args = parser.parse_args(argv)
     try:
-        if args.command == "run":
+        if args.command in ("run", "chief"):
             return _run(args)
+        if args.command == "worker":
+            return _worker(args)
         if args.command == "perf":
             return _perf(args)
         if args.command == "list":

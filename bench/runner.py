@@ -292,13 +292,73 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
     return failure
 
 
-def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> Path:
+@dataclass(frozen=True)
+class ScaleOut:
+    """How trials are spread over processes (bench.tuning.distributed).
+
+    ``workers`` local worker processes are started and supervised (``run --workers N``);
+    with ``remote`` the chief only serves, and workers connect from other machines
+    (``run_bench.py chief``).
+    """
+
+    workers: int = 0
+    host: str = "127.0.0.1"
+    port: int = 0
+    remote: bool = False
+
+
+def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, done: int = 0,
+                worker: bool = False):
+    """The BenchTuner that runs ``plan``'s trials here (a single process or a worker),
+    and its frozen-prefix cache (None when off). ``done``: trials already run; a
+    ``worker`` counts only its own trials."""
+    from bench.tuning.algorithms import planned_trials
+    from bench.tuning.bench_tuner import BenchTuner, Execution
+    from bench.tuning.hypermodel import FineTuneHyperModel
+    from bench.tuning.prefix import PrefixCache
+    from bench.tuning.progress import Progress
+
+    spec, settings = plan.spec, plan.settings
+    execution = Execution(run_id=run_dir.path.name, data=data, epochs=settings.epochs,
+                          batch_size=settings.batch_size, repeats=settings.repeats,
+                          seed=spec.seed, table=table, columns=plan.columns, run_dir=run_dir,
+                          evaluation_batch_size=spec.evaluation_batch_size)
+    total = planned_trials(plan.tuner_name, plan.hp, max_trials=settings.max_trials)
+    progress = Progress(total_trials=None if worker else total, repeats=settings.repeats,
+                        epochs=settings.epochs, done=done)
+    prefix = None
+    if spec.prefix_cache:
+        prefix = PrefixCache(plan.space, memory_bytes=spec.cache_memory_mb * 2**20,
+                             evaluation_batch_size=spec.evaluation_batch_size)
+        if prefix.off_reason:
+            log(f"note: frozen-prefix cache off: {prefix.off_reason}")
+    tuner = BenchTuner(oracle=oracle, hypermodel=FineTuneHyperModel(plan.space, inputs),
+                       directory=str(run_dir.path), project_name="tuner", execution=execution,
+                       progress=progress, reuse_models=spec.reuse_models,
+                       tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
+                       else None, prefix=prefix)
+    return tuner, prefix
+
+
+def _note_stop(record: dict, plan: StudyPlan, *, trials_run: int, log) -> None:
+    from bench.tuning.algorithms import stop_reason
+
+    reason = stop_reason(plan.tuner_name, plan.hp, trials_run=trials_run,
+                         max_trials=plan.settings.max_trials)
+    if reason:
+        log(f"note: {reason}")
+        record["notes"].append(reason)
+
+
+def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
+              scale: ScaleOut | None = None) -> Path:
     """Runs one study and returns its run directory.
 
     Args:
         spec: What to run.
         resume_from: A run directory to continue instead of starting a new one (its
             ``run.json`` made ``spec``; see ``bench.tuning.resume``).
+        scale: Run the trials in worker processes under a chief; None runs them here.
 
     Raises:
         BenchError: for a user mistake (unknown name, bad option, existing run name),
@@ -315,11 +375,9 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
 
     from bench.device import describe_device, library_versions, use_compilation_cache
     from bench.results import check_new_run_dir, new_run_dir, process_identity, write_json
-    from bench.tuning.algorithms import make_oracle, planned_trials, stop_reason, tuner_notes
-    from bench.tuning.bench_tuner import BenchTuner, Execution, repeat_seeds
-    from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
-    from bench.tuning.prefix import PrefixCache
-    from bench.tuning.progress import Progress
+    from bench.tuning.algorithms import make_oracle, planned_trials, tuner_notes
+    from bench.tuning.bench_tuner import repeat_seeds
+    from bench.tuning.hypermodel import ModelInputs
     from bench.tuning.recording import CsvAppender, epoch_columns
 
 
@@ -374,6 +432,8 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
         **prepared,
         "warnings": warnings,
     }
+    if scale is not None:
+        record["distributed"] = {"workers": scale.workers, "remote": scale.remote}
     resumed = None
     if resume_from is None:
         run_dir = new_run_dir(Path(spec.results_dir), name)
@@ -383,53 +443,47 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
         run_dir, record, resumed = continue_run(Path(resume_from), record, log=log)
     write_json(run_dir.run_json, record)
 
-    table = tuner = None
+    table = None
+    write_trials = None
     failure = None
     try:
-        hypermodel = FineTuneHyperModel(space, inputs)
         oracle = make_oracle(tuner_name, hyperparameters=hp, max_trials=settings.max_trials,
                              seed=spec.seed, max_epochs=spec.max_epochs or settings.epochs,
                              initial_points=spec.initial_points)
-        table = CsvAppender(run_dir.epochs_csv, epoch_columns(columns, space.epoch_columns))
-        execution = Execution(run_id=name, data=data, epochs=settings.epochs,
-                              batch_size=settings.batch_size, repeats=settings.repeats,
-                              seed=spec.seed, table=table, columns=columns, run_dir=run_dir,
-                              evaluation_batch_size=spec.evaluation_batch_size)
         total = planned_trials(tuner_name, hp, max_trials=settings.max_trials)
-        progress = Progress(total_trials=total, repeats=settings.repeats,
-                            epochs=settings.epochs,
-                            done=len(resumed.ended) if resumed is not None else 0)
-        prefix = None
-        if spec.prefix_cache:
-            prefix = PrefixCache(space, memory_bytes=spec.cache_memory_mb * 2**20,
-                                 evaluation_batch_size=spec.evaluation_batch_size)
-            if prefix.off_reason:
-                log(f"note: frozen-prefix cache off: {prefix.off_reason}")
-        tuner = BenchTuner(oracle=oracle, hypermodel=hypermodel, directory=str(run_dir.path),
-                           project_name="tuner", execution=execution, progress=progress,
-                           reuse_models=spec.reuse_models,
-                           tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
-                           else None, prefix=prefix)
-        if resumed is not None:
-            tuner.continue_from(resumed.extras)
         log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
             f"{settings.epochs} epochs")
         started = time.perf_counter()
-        try:
-            tuner.search(verbose=0)
-        finally:
-            record["search_seconds"] = round(time.perf_counter() - started, 2)
-            record["models"] = {"compiled": tuner.models.built, "reused": tuner.models.reused}
-            if prefix is not None:
-                record["prefix_cache"] = {"executions": prefix.used,
-                                          "features_computed": prefix.computed,
-                                          "features_reused": prefix.hits}
-        tuner.write_trials()
-        reason = stop_reason(tuner_name, hp, trials_run=len(tuner.oracle.trials),
-                             max_trials=settings.max_trials)
-        if reason:
-            log(f"note: {reason}")
-            record["notes"].append(reason)
+        if scale is not None:
+            from bench.tuning.chief import ChiefStudy
+
+            chief = ChiefStudy(scale, oracle=oracle, plan=plan, run_dir=run_dir, record=record,
+                               resumed=resumed, log=log)
+            write_trials = chief.write_trials
+            try:
+                chief.run()
+            finally:
+                record["search_seconds"] = round(time.perf_counter() - started, 2)
+        else:
+            table = CsvAppender(run_dir.epochs_csv, epoch_columns(columns, space.epoch_columns))
+            tuner, prefix = build_tuner(plan, oracle=oracle, data=data, inputs=inputs,
+                                        run_dir=run_dir, table=table, log=log,
+                                        done=len(resumed.ended) if resumed is not None else 0)
+            write_trials = tuner.write_trials
+            if resumed is not None:
+                tuner.continue_from(resumed.extras)
+            try:
+                tuner.search(verbose=0)
+            finally:
+                record["search_seconds"] = round(time.perf_counter() - started, 2)
+                record["models"] = {"compiled": tuner.models.built,
+                                    "reused": tuner.models.reused}
+                if prefix is not None:
+                    record["prefix_cache"] = {"executions": prefix.used,
+                                              "features_computed": prefix.computed,
+                                              "features_reused": prefix.hits}
+        write_trials()
+        _note_stop(record, plan, trials_run=len(oracle.trials), log=log)
         record["status"] = "completed"
     except (StudyFailed, keras_tuner.errors.FatalError) as error:
         # A FatalError carries a full disk out of KerasTuner's trial loop.
@@ -438,15 +492,15 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None) -> P
             failure = StudyFailed(f"{type(error).__name__}: {error}")
         record["status"] = "failed"
         record["error"] = str(failure)
-        if tuner is not None and isinstance(failure, DiskFull):
+        if write_trials is not None and isinstance(failure, DiskFull):
             try:
-                tuner.write_trials()  # the trial that was running is listed as RUNNING
+                write_trials()  # the trial that was running is listed as RUNNING
             except (OSError, DiskFull):
                 pass
     except KeyboardInterrupt as interrupt:
         record["status"] = "interrupted"
-        if tuner is not None:
-            tuner.write_trials()  # the trial that was running is listed as RUNNING
+        if write_trials is not None:
+            write_trials()  # the trial that was running is listed as RUNNING
         interrupt.run_dir = run_dir.path
         raise
     except BaseException as error:

@@ -148,6 +148,12 @@ class BenchTuner(keras_tuner.Tuner):
                  tensorboard_dir=None, prefix: PrefixCache | None = None):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
+        if self._is_worker():
+            from bench.tuning.distributed import patient_client
+
+            # KerasTuner's own client, which polls without pause while the oracle is busy
+            # and turns the chief's refusal into a traceback.
+            self.oracle = patient_client(self.oracle)
         self.execution = execution
         self.tensorboard_dir = tensorboard_dir
         self.models = CompiledModels(hypermodel, enabled=reuse_models)
@@ -181,12 +187,8 @@ class BenchTuner(keras_tuner.Tuner):
             config.DEBUG = debug
 
     def _values(self, hp) -> dict:
-        """The value of every hyperparameter column; None (an empty cell) for a declared
-        hyperparameter that is inactive in this trial (its condition is not met)."""
-        space = self.hypermodel.space
-        declared = {p.name for p in hp.space}
-        return {name: None if name in declared and name not in hp.values
-                else space.value(hp, name) for name in self.execution.columns}
+        return hyperparameter_values(hp, space=self.hypermodel.space,
+                                     columns=self.execution.columns)
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
@@ -286,8 +288,10 @@ class BenchTuner(keras_tuner.Tuner):
         # What trials.csv adds to KerasTuner's record (test accuracy, seconds, duplicate)
         # goes beside trial.json *before* KerasTuner marks the trial ended, so a kill at
         # any moment after that leaves it for --resume to read.
-        write_json(extras_path(self.get_trial_dir(trial.trial_id)),
-                   self.trial_extras.get(trial.trial_id, {}))
+        extras = self.trial_extras.setdefault(trial.trial_id, {})
+        if trial.status != "COMPLETED" and not extras.get("duplicate_of"):
+            extras["error"] = trial_error(trial, {})  # KerasTuner's RPC drops the message
+        write_json(extras_path(self.get_trial_dir(trial.trial_id)), extras)
         stopped = None
         try:
             super().on_trial_end(trial)
@@ -304,43 +308,68 @@ class BenchTuner(keras_tuner.Tuner):
             limit = self.oracle.max_consecutive_failed_trials
             stopped = StudyFailed(f"{limit} trials failed in a row, KerasTuner's limit; the "
                                   f"last (trial {trial.trial_id}): {self.trial_error(trial)}")
-        ended = self.oracle.trials[trial.trial_id]
-        duplicate = self.trial_extras.get(trial.trial_id, {}).get("duplicate_of")
+        ended = self.oracle.get_trial(trial.trial_id)
+        duplicate = extras.get("duplicate_of")
         status = "DUPLICATE" if duplicate else ended.status
         score = ended.score if status == "COMPLETED" else None
         self.progress.trial_end(trial.trial_id, status, score,
-                                note=self.trial_error(ended) if status != "COMPLETED" else "")
+                                note=trial_error(trial, extras) if status != "COMPLETED" else "")
         self.write_trials()
         if stopped is not None:
             raise stopped
 
     def trial_error(self, trial) -> str:
         """One line on why a trial did not complete (empty for a completed one)."""
-        duplicate = self.trial_extras.get(trial.trial_id, {}).get("duplicate_of")
-        if duplicate:
-            return (f"the oracle proposed the same configuration as trial {duplicate}; not "
-                    f"run again, and {duplicate}'s score was reported to it")
-        lines = (trial.message or "").strip().splitlines()
-        if not lines:
-            return ""
-        last = re.sub(r"^(?:\w+\.)*FailedTrialError: ", "", lines[-1])
-        return re.sub(r"^(?:\w+\.)+(\w+(?:Error|Exception)\b)", r"\1", last)
+        return trial_error(trial, self.trial_extras.get(trial.trial_id, {}))
 
     def trial_rows(self) -> list[dict]:
-        rows = []
-        for trial_id, trial in sorted(self.oracle.trials.items()):
-            extras = self.trial_extras.get(trial_id, {})
-            rows.append({
-                "trial_id": trial_id,
-                "status": "DUPLICATE" if extras.get("duplicate_of") else trial.status,
-                **self._values(trial.hyperparameters),
-                **{k: v for k, v in extras.items() if k != "duplicate_of"},
-                "error": self.trial_error(trial),
-            })
-        return rows
+        return trial_rows(self.oracle.trials, self.trial_extras, space=self.hypermodel.space,
+                          columns=self.execution.columns)
 
     def write_trials(self) -> None:
+        if self._is_worker():
+            return  # The chief writes the merged tables.
         run_dir = self.execution.run_dir
         table = summarise_trials(read_epochs(run_dir), self.trial_rows(),
                                  self.execution.columns)
         write_csv(run_dir.trials_csv, table)
+
+
+def hyperparameter_values(hp, *, space, columns: list[str]) -> dict:
+    """The value of every hyperparameter column; None (an empty cell) for a declared
+    hyperparameter that is inactive in this trial (its condition is not met)."""
+    declared = {p.name for p in hp.space}
+    return {name: None if name in declared and name not in hp.values
+            else space.value(hp, name) for name in columns}
+
+
+def trial_error(trial, extras: dict) -> str:
+    """One line on why a trial did not complete (empty for a completed one)."""
+    duplicate = extras.get("duplicate_of")
+    if duplicate:
+        return (f"the oracle proposed the same configuration as trial {duplicate}; not "
+                f"run again, and {duplicate}'s score was reported to it")
+    if extras.get("error"):
+        return extras["error"]
+    lines = (trial.message or "").strip().splitlines()
+    if not lines:
+        return ""
+    last = re.sub(r"^(?:\w+\.)*FailedTrialError: ", "", lines[-1])
+    return re.sub(r"^(?:\w+\.)+(\w+(?:Error|Exception)\b)", r"\1", last)
+
+
+def trial_rows(trials: dict, extras: dict[str, dict], *, space, columns: list[str]) -> list[dict]:
+    """One row per trial for ``trials.csv``, from KerasTuner's trials and what the suite
+    added to each (test accuracy, seconds, memory, the trial it duplicates, its error)."""
+    rows = []
+    for trial_id, trial in sorted(trials.items()):
+        added = extras.get(trial_id, {})
+        rows.append({
+            "trial_id": trial_id,
+            "status": "DUPLICATE" if added.get("duplicate_of") else trial.status,
+            **hyperparameter_values(trial.hyperparameters, space=space, columns=columns),
+            **{k: v for k, v in added.items() if k not in ("duplicate_of", "error")},
+            "error": trial_error(trial, added) if trial.status != "COMPLETED"
+            or added.get("duplicate_of") else "",
+        })
+    return rows

@@ -36,8 +36,6 @@ def resume_spec(run_dir: Path, *, given: dict):
         BenchError: when the folder is not a run, the run has completed, or an option
             conflicts.
     """
-    from bench.runner import RunSpec
-
     run = RunDir(Path(run_dir))
     if not run.run_json.exists() or not run.tuner.is_dir():
         raise BenchError(f"{run_dir} is not a run that can be resumed (no run.json or tuner/); "
@@ -53,8 +51,16 @@ def resume_spec(run_dir: Path, *, given: dict):
             own = f"{option} {recorded}" if recorded is not None else f"no {option}"
             raise BenchError(f"{option} {value} conflicts with the run, which had {own}; a "
                              f"resumed run keeps its settings: drop {option}")
+    return recorded_spec(run, record=record)
+
+
+def recorded_spec(run: RunDir, *, record: dict | None = None):
+    """The RunSpec written in a run's ``run.json``, placed at the run's own folder."""
+    from bench.runner import RunSpec
+
+    record = read_run(run) if record is None else record
     known = {f.name for f in fields(RunSpec)}
-    values = {k: v for k, v in arguments.items() if k in known}
+    values = {k: v for k, v in record.get("arguments", {}).items() if k in known}
     for name in PATH_FIELDS:
         if values.get(name) is not None:
             values[name] = Path(values[name])
@@ -76,14 +82,16 @@ def ended_trials(run: RunDir) -> dict[str, str]:
     return ended
 
 
-def tidy_epochs(run: RunDir, *, keep: set[str]) -> int:
-    """Keeps in ``epochs.csv`` only the whole rows of the trials in ``keep``; returns how
-    many rows were removed (a torn last row, and the rows of trials that run again)."""
+def tidy_epochs(run: RunDir, *, keep: set[str], path: Path | None = None) -> int:
+    """Keeps in ``epochs.csv`` (or a worker's table at ``path``) only the whole rows of the
+    trials in ``keep``; returns how many rows were removed (a torn last row, and the rows
+    of trials that run again)."""
     from bench.results import _replace_atomically
 
-    if not run.epochs_csv.exists():
+    path = run.epochs_csv if path is None else path
+    if not path.exists():
         return 0
-    with open(run.epochs_csv, newline="", encoding="utf-8") as file:
+    with open(path, newline="", encoding="utf-8") as file:
         text = file.read()
     lines = text.splitlines(keepends=True)
     if not lines:
@@ -100,8 +108,7 @@ def tidy_epochs(run: RunDir, *, keep: set[str]) -> int:
     removed = len(body) - len(kept)
     if removed:
         content = header + "".join(kept)
-        _replace_atomically(run.epochs_csv,
-                            lambda partial: partial.write_bytes(content.encode()))
+        _replace_atomically(path, lambda partial: partial.write_bytes(content.encode()))
     return removed
 
 
@@ -155,7 +162,8 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
                          f"but {new['name']} is now version {new['version']}; a resumed run "
                          "must run the same space: start a new run instead")
     ended = ended_trials(run)
-    removed = tidy_epochs(run, keep=set(ended))
+    removed = sum(tidy_epochs(run, keep=set(ended), path=table) for table in
+                  [run.epochs_csv, *sorted(run.path.glob("workers/*/epochs.csv"))])
     extras = earlier_extras(run, keep=set(ended))
     log(f"resuming {run.path.name}: {len(ended)} trial(s) ended and kept; {removed} row(s) "
         "of unfinished work removed; the trial that was running starts again")

@@ -1,0 +1,181 @@
+"""The two ends of a distributed study: ``ChiefStudy`` serves a run's oracle (and starts
+the local workers of ``run --workers N``), ``run_worker`` runs trials for a chief."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.results import RunDir, read_epochs, read_run, summarise_trials, write_csv
+from bench.tuning.distributed import (
+    Chief,
+    LocalWorker,
+    local_worker_command,
+    merge_worker_tables,
+    study_fingerprint,
+    visible_gpus,
+    worker_environment,
+    worker_table,
+    worker_tuner_id,
+)
+
+
+class ChiefStudy:
+    """A run's search served to workers. ``run()`` returns when the oracle has stopped
+    every worker; ``write_trials()`` merges the workers' tables into the run's."""
+
+    def __init__(self, scale, *, oracle, plan, run_dir: RunDir, record: dict, resumed, log):
+        from bench.tuning.recording import epoch_columns
+
+        self.scale = scale
+        self.oracle = oracle
+        self.plan = plan
+        self.run_dir = run_dir
+        self.record = record
+        self.log = log
+        self.header = epoch_columns(plan.columns, plan.space.epoch_columns)
+        oracle._set_project_dir(str(run_dir.path), "tuner")  # noqa: SLF001 (as a Tuner does)
+        if resumed is not None:
+            if run_dir.epochs_csv.exists() and not (run_dir.path / "workers").is_dir():
+                # A run started in one process: its rows join the workers' tables.
+                earlier = worker_table(run_dir, "earlier")
+                earlier.parent.mkdir(parents=True)
+                shutil.move(run_dir.epochs_csv, earlier)
+            if (run_dir.tuner / "oracle.json").exists():
+                oracle.reload()  # the trial that was running goes back to the queue
+        space = plan.space
+        self.chief = Chief(oracle, run=run_dir,
+                           fingerprint=study_fingerprint(space.name, space.version),
+                           described=f"{space.name} version {space.version}",
+                           failure_message=self._failure_message,
+                           on_trial_end=self.write_trials, log=log)
+
+    def _failure_message(self, trial_id: str) -> str:
+        from bench.tuning.bench_tuner import trial_error
+        from bench.tuning.resume import earlier_extras
+
+        limit = self.oracle.max_consecutive_failed_trials
+        extras = earlier_extras(self.run_dir, keep={trial_id}).get(trial_id, {})
+        return (f"{limit} trials failed in a row, KerasTuner's limit; the last (trial "
+                f"{trial_id}): {trial_error(self.oracle.trials[trial_id], extras)}")
+
+    def write_trials(self) -> None:
+        from bench.tuning.bench_tuner import trial_rows
+        from bench.tuning.resume import earlier_extras
+
+        merge_worker_tables(self.run_dir, header=self.header)
+        trials = dict(self.oracle.trials)  # a copy: the server thread adds to it
+        extras = earlier_extras(self.run_dir, keep=set(trials))
+        rows = trial_rows(trials, extras, space=self.plan.space, columns=self.plan.columns)
+        write_csv(self.run_dir.trials_csv,
+                  summarise_trials(read_epochs(self.run_dir), rows, self.plan.columns))
+
+    def run(self) -> None:
+        from bench.results import write_json
+
+        scale = self.scale
+        host = scale.host if scale.remote else "127.0.0.1"
+        port = self.chief.start(host=host, port=scale.port)
+        address = f"{host}:{port}"
+        self.record["distributed"] |= {"chief": address}
+        write_json(self.run_dir.run_json, self.record)
+        try:
+            if scale.remote:
+                self.log(f"chief serving on {address}; start workers with: run_bench.py "
+                         f"worker --chief {address} --run {self.run_dir.path} --id NAME")
+                self.chief.serve_remote()
+            else:
+                gpus = visible_gpus()
+                workers = [LocalWorker(
+                    name=f"tuner{i}", log_path=self.run_dir.path / "workers" / f"tuner{i}"
+                    / "log.txt",
+                    command=local_worker_command(name=f"tuner{i}", address=address,
+                                                 run=self.run_dir),
+                    env=os.environ | worker_environment(i, workers=scale.workers, gpus=gpus)
+                    | {"PYTHONUNBUFFERED": "1"})
+                    for i in range(scale.workers)]
+                on = f" on GPUs {', '.join(gpus)}" if gpus else ""
+                self.log(f"chief on {address}: {scale.workers} worker process(es){on}")
+                try:
+                    self.chief.supervise(workers)
+                finally:
+                    for worker in workers:
+                        worker.stop()
+                    self.record["distributed"] |= {
+                        "restarts": {w.name: w.restarts for w in workers if w.restarts}}
+        finally:
+            self.chief.stop()
+        if self.chief.failure is not None:
+            self.write_trials()
+            raise self.chief.failure
+
+
+def _wait_for_run(run: RunDir, *, wait_seconds: float, log) -> dict:
+    """The run's record once its chief has written it (a worker may start first)."""
+    deadline = time.monotonic() + wait_seconds
+    told = False
+    while True:
+        if run.run_json.exists():
+            record = read_run(run)
+            if record.get("status") == "running":
+                return record
+            raise BenchError(f"{run.path} is {record.get('status')}, not running; start its "
+                             "chief first (run --workers, or run_bench.py chief)")
+        if time.monotonic() > deadline:
+            raise BenchError(f"no run.json appeared in {run.path} within {wait_seconds:.0f} s; "
+                             "check that --run names the chief's run folder on a shared disk")
+        if not told:
+            log(f"waiting for the chief to write {run.run_json}")
+            told = True
+        time.sleep(1)
+
+
+def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3600,
+               log=print) -> None:
+    """Runs trials for the chief at ``chief`` (HOST:PORT) until it says the study is over.
+
+    The run folder (and the weights cache) must be the chief's, on a shared disk: the
+    worker reads its settings from ``run.json`` and writes its epochs to
+    ``workers/NAME/epochs.csv`` and each trial's results into ``tuner/``.
+    """
+    from bench.runner import _prepare_inputs, build_tuner, plan_study
+    from bench.tuning.algorithms import make_oracle
+    from bench.tuning.hypermodel import ModelInputs
+    from bench.tuning.recording import CsvAppender, epoch_columns
+    from bench.tuning.resume import ended_trials, recorded_spec, tidy_epochs
+
+    host, _, port = chief.rpartition(":")
+    if not host or not port.isdigit():
+        raise BenchError(f"--chief {chief} must be HOST:PORT, for example node1:8000")
+    run = RunDir(Path(run_path))
+    _wait_for_run(run, wait_seconds=wait_seconds, log=log)
+    plan = plan_study(recorded_spec(run))
+    space, settings, spec = plan.space, plan.settings, plan.spec
+    tuner_id = worker_tuner_id(name, study_fingerprint(space.name, space.version))
+    data, weights, _ = _prepare_inputs(spec, settings=settings, backbone=plan.backbone,
+                                       hp=plan.hp, image_size=plan.image_size, log=log)
+    inputs = ModelInputs(backbone=plan.backbone, image_size=plan.image_size,
+                         num_classes=len(data.class_names), num_blocks=plan.num_blocks,
+                         pretrained_weights=weights)
+    table_path = worker_table(run, name)
+    table_path.parent.mkdir(parents=True, exist_ok=True)
+    # Rows of a trial this worker did not finish (it was killed) go: it runs it again.
+    tidy_epochs(run, keep=set(ended_trials(run)), path=table_path)
+    os.environ |= {"KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": host,
+                   "KERASTUNER_ORACLE_PORT": port}
+    oracle = make_oracle(plan.tuner_name, hyperparameters=plan.hp,
+                         max_trials=settings.max_trials, seed=spec.seed,
+                         max_epochs=spec.max_epochs or settings.epochs,
+                         initial_points=spec.initial_points)
+    table = CsvAppender(table_path, epoch_columns(plan.columns, space.epoch_columns))
+    try:
+        tuner, _ = build_tuner(plan, oracle=oracle, data=data, inputs=inputs, run_dir=run,
+                               table=table, log=log, worker=True)
+        log(f"worker {name}: asking {chief} for trials")
+        tuner.search(verbose=0)
+    finally:
+        table.close()
+    log(f"worker {name}: the chief has no more trials")

@@ -1,0 +1,390 @@
+"""Scale-out on KerasTuner's own chief/worker mode, supervised.
+
+The chief serves the study's oracle over gRPC with KerasTuner's ``OracleServicer``; each
+worker is a ``BenchTuner`` whose oracle is KerasTuner's ``OracleClient`` (selected by
+``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT``). What
+this module adds is what KerasTuner's mode lacks, each measured in ../shared/FACTS.md:
+
+- the chief refuses a worker that runs another space or space version (the space's name
+  and version travel in the worker's tuner id);
+- a worker whose trials reach the consecutive-failure limit stops the study cleanly
+  instead of dying with a gRPC error while the chief waits;
+- workers pause while the oracle is busy (KerasTuner's client asks again at once);
+- under ``run --workers N`` a supervisor restarts a worker that died with the same
+  tuner id, which gets its trial back, and records as failed a trial whose worker keeps
+  dying, so the study always finishes;
+- every worker appends to its own ``workers/<id>/epochs.csv``; the chief merges them into
+  the run's ``epochs.csv`` in (trial, repeat, epoch) order, so each trial appears once,
+  whichever worker ran it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError, StudyFailed
+from bench.results import RunDir, _replace_atomically
+
+#: Between a worker's id and its study's fingerprint in KERASTUNER_TUNER_ID.
+SEPARATOR = "@"
+#: A worker asks the chief again after this long when the oracle had no trial ready.
+IDLE_PAUSE_SECONDS = 0.5
+#: Times a worker may die while running one trial before that trial is recorded failed.
+MAX_DEATHS_PER_TRIAL = 2
+#: Exit status of a worker stopped by a user mistake (refused, bad run folder): not
+#: restarted, since it would fail the same way.
+EXIT_USER_ERROR = 2
+
+
+def study_fingerprint(space_name: str, version) -> str:
+    """What must match between the chief and a worker: the space and its version.
+
+    KerasTuner takes any tuner id that contains "chief" for the chief's, so that word is
+    written in capitals here.
+    """
+    return f"{space_name}.v{version}".replace("chief", "CHIEF")
+
+
+def worker_tuner_id(name: str, fingerprint: str) -> str:
+    if not name or SEPARATOR in name or "chief" in name or "/" in name:
+        raise BenchError(f"worker id {name!r} must be a plain name without '{SEPARATOR}', "
+                         "'/' or the word 'chief' (for example tuner0)")
+    return f"{name}{SEPARATOR}{fingerprint}"
+
+
+def worker_name(tuner_id: str) -> str:
+    return tuner_id.partition(SEPARATOR)[0]
+
+
+def worker_table(run: RunDir, name: str) -> Path:
+    """The epochs table one worker appends to."""
+    return run.path / "workers" / name / "epochs.csv"
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this machine shows (CUDA_VISIBLE_DEVICES, else nvidia-smi), or []."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu for gpu in listed.split(",") if gpu.strip() not in ("", "-1")]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def worker_environment(index: int, *, workers: int, gpus: list[str]) -> dict:
+    """Environment additions for local worker ``index``: one GPU each, round robin; when
+    several share a GPU, memory is allocated as needed instead of all at once."""
+    if not gpus:
+        return {}
+    env = {"CUDA_VISIBLE_DEVICES": gpus[index % len(gpus)]}
+    if workers > len(gpus):
+        env |= {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    return env
+
+
+def patient_client(client):
+    """KerasTuner's ``OracleClient`` for a worker, which pauses while the oracle is busy
+    and turns the chief's refusal into one line."""
+    import grpc
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+    from keras_tuner.src.engine import trial as trial_module
+
+    class PatientOracleClient(OracleClient):
+        def create_trial(self, tuner_id):
+            try:
+                trial = super().create_trial(tuner_id)
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    raise BenchError(error.details()) from None
+                raise
+            if trial.status == trial_module.TrialStatus.IDLE:
+                time.sleep(IDLE_PAUSE_SECONDS)
+            return trial
+
+    return PatientOracleClient(client._oracle)  # noqa: SLF001 (the wrapped local oracle)
+
+
+def end_at_failure_limit(oracle, trial_id: str) -> None:
+    """KerasTuner raises at the consecutive-failure limit before saving the trial that
+    reached it, leaving it RUNNING on disk: finish its bookkeeping."""
+    oracle._save_trial(oracle.trials[trial_id])  # noqa: SLF001 (no public way to persist it)
+    oracle.ongoing_trials = {k: v for k, v in oracle.ongoing_trials.items()
+                             if v.trial_id != trial_id}
+    oracle.save()
+
+
+def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_message):
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+    from keras_tuner.src.engine import trial as trial_module
+
+    from bench.tuning.bench_tuner import CONSECUTIVE_FAILURES
+
+    class ChiefServicer(OracleServicer):
+        def __init__(self):
+            super().__init__(oracle)
+            self.failure: StudyFailed | None = None
+            self.refused: list[str] = []
+
+        def CreateTrial(self, request, context):  # noqa: N802 (gRPC's name)
+            name, _, theirs = request.tuner_id.partition(SEPARATOR)
+            if theirs != fingerprint:
+                message = (f"the chief refused worker {name}: it runs space "
+                           f"{theirs.replace('CHIEF', 'chief') or '(unknown)'}, the study "
+                           f"runs {described}; start the worker with the same space file")
+                self.refused.append(message)
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
+            if self.failure is not None:
+                self.stop_triggered = True
+                self.oracle.tuner_ids.discard(request.tuner_id)
+                stopped = trial_module.Trial(self.oracle.get_space(), trial_id="stopped",
+                                             status=trial_module.TrialStatus.STOPPED)
+                return protos.get_service().CreateTrialResponse(trial=stopped.to_proto())
+            return super().CreateTrial(request, context)
+
+        def EndTrial(self, request, context):  # noqa: N802 (gRPC's name)
+            try:
+                return super().EndTrial(request, context)
+            except RuntimeError as error:
+                if CONSECUTIVE_FAILURES not in str(error).lower():
+                    raise
+                self.fail_at_limit(request.trial.trial_id)
+                return protos.get_service().EndTrialResponse()
+
+        def fail_at_limit(self, trial_id: str) -> None:
+            end_at_failure_limit(self.oracle, trial_id)
+            self.failure = StudyFailed(failure_message(trial_id))
+
+    return ChiefServicer()
+
+
+#: Lines TensorFlow, XLA and absl print at start-up: kept in the worker's log only.
+BACKEND_CHATTER = re.compile(r"^(?:[IWEF]\d{4} |WARNING: All log messages before absl|"
+                             r"To enable the following instructions|E0000 )")
+
+
+def _die_with_parent() -> None:
+    """A local worker ends with its chief (SIGKILL included): an orphan would wait an
+    hour for a chief that is gone (KerasTuner's RPC timeout)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # Not Linux: the worker then stops at its next call to the gone chief.
+
+
+@dataclass
+class LocalWorker:
+    """One worker process started and watched by ``run --workers N``."""
+
+    name: str
+    command: list[str]
+    env: dict
+    log_path: Path  # everything the worker prints, the backends' chatter included
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    output: list[str] = field(default_factory=list)
+
+    def start(self, log) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                        preexec_fn=_die_with_parent)
+
+        def forward(stream, prefix=f"[{self.name}] "):
+            with open(self.log_path, "a", encoding="utf-8") as kept:
+                for line in stream:
+                    kept.write(line)
+                    kept.flush()
+                    line = line.rstrip()
+                    self.output.append(line)
+                    del self.output[:-20]
+                    if not BACKEND_CHATTER.match(line):
+                        log(prefix + line)
+
+        threading.Thread(target=forward, args=(self.process.stdout,), daemon=True).start()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Chief:
+    """Serves a study's oracle to workers and, for local workers, supervises them.
+
+    Args:
+        oracle: The study's KerasTuner oracle, its project folder set (and reloaded when
+            the run is resumed).
+        run: The run directory every process shares.
+        fingerprint: ``study_fingerprint`` of the study's space.
+        described: The space as a user reads it ("seed version 2").
+        on_trial_end: Called (no arguments) after trials end, to rewrite trials.csv.
+    """
+
+    def __init__(self, oracle, *, run: RunDir, fingerprint: str, described: str,
+                 failure_message, on_trial_end, log=print):
+        self.oracle = oracle
+        self.run = run
+        self.log = log
+        self.on_trial_end = on_trial_end
+        self.servicer = _chief_servicer(oracle, fingerprint=fingerprint, described=described,
+                                        failure_message=failure_message)
+        self.server = None
+        self.port = None
+        self.deaths: dict[str, int] = {}
+
+    def start(self, *, host: str, port: int) -> int:
+        """Starts serving; returns the port (a free one when ``port`` is 0)."""
+        from concurrent import futures
+
+        import grpc
+        from keras_tuner.src import protos
+
+        self.oracle.verbose = 0
+        self.oracle.save()
+        # One thread, as KerasTuner's own chief: the oracle's calls stay in order.
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        protos.get_service_grpc().add_OracleServicer_to_server(self.servicer, self.server)
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise BenchError(f"cannot serve on {host}:{port} (in use, or not this machine's "
+                             "address); choose another --port or --host")
+        self.server.start()
+        return self.port
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(grace=1)
+
+    @property
+    def failure(self) -> StudyFailed | None:
+        return self.servicer.failure
+
+    def _search_over(self) -> bool:
+        return (self.servicer.stop_triggered and not self.oracle.ongoing_trials
+                and not self.oracle.tuner_ids)
+
+    def _watch_trials(self, state: dict) -> None:
+        ended = len(self.oracle.end_order)
+        if ended != state.get("ended"):
+            state["ended"] = ended
+            self.on_trial_end()
+
+    def serve_remote(self) -> None:
+        """Waits until every worker has been told the study is over."""
+        state: dict = {}
+        while not self._search_over():
+            time.sleep(1)
+            self._watch_trials(state)
+        self._watch_trials(state)
+
+    def supervise(self, workers: list[LocalWorker]) -> None:
+        """Runs the local workers until the oracle has stopped them all, restarting one
+        that dies (same tuner id: it gets its trial back)."""
+        state: dict = {}
+        for worker in workers:
+            worker.start(self.log)
+        while True:
+            self._watch_trials(state)
+            running = 0
+            for worker in workers:
+                code = worker.process.poll()
+                if code is None:
+                    running += 1
+                elif code == EXIT_USER_ERROR:
+                    reason = (self.servicer.refused[-1] if self.servicer.refused
+                              else (worker.output or ["(no output)"])[-1])
+                    raise StudyFailed(f"worker {worker.name} stopped: {reason}")
+                elif code != 0:
+                    self._worker_died(worker, code)
+                    running += 1
+            if running == 0:
+                break
+            time.sleep(0.5)
+        self._watch_trials(state)
+
+    def _worker_died(self, worker: LocalWorker, code: int) -> None:
+        from bench.tuning.bench_tuner import CONSECUTIVE_FAILURES
+
+        ongoing = dict(self.oracle.ongoing_trials)  # a copy: the server thread changes it
+        trial = next((t for tuner_id, t in ongoing.items()
+                      if worker_name(tuner_id) == worker.name), None)
+        how = f"exit status {code}" if code > 0 else f"signal {-code}"
+        if trial is not None:
+            deaths = self.deaths[trial.trial_id] = self.deaths.get(trial.trial_id, 0) + 1
+            if deaths >= MAX_DEATHS_PER_TRIAL:
+                message = (f"its worker process died {deaths} times while running it "
+                           f"(last: {how}); recorded as failed so the study goes on")
+                self._record_failed(trial, message, CONSECUTIVE_FAILURES)
+                self.log(f"[{worker.name}] trial {trial.trial_id}: {message}")
+            else:
+                self.log(f"[{worker.name}] died ({how}) in trial {trial.trial_id}; "
+                         "restarting it with the same id, which runs that trial again")
+        else:
+            self.log(f"[{worker.name}] died ({how}) between trials; restarting it")
+        worker.restarts += 1
+        worker.start(self.log)
+
+    def _record_failed(self, trial, message: str, limit_text: str) -> None:
+        from bench.results import write_json
+        from bench.tuning.resume import extras_path
+
+        write_json(extras_path(self.run.tuner / f"trial_{trial.trial_id}"),
+                   {"error": message})
+        trial.status = "FAILED"
+        trial.message = message
+        try:
+            self.oracle.end_trial(trial)
+        except RuntimeError as error:
+            if limit_text not in str(error).lower():
+                raise
+            self.servicer.fail_at_limit(trial.trial_id)
+
+
+def merge_worker_tables(run: RunDir, *, header: list[str]) -> int:
+    """Writes the run's ``epochs.csv`` from every worker's table: whole rows only, in
+    (trial, repeat, epoch) order; returns the number of rows."""
+    rows = []
+    for path in sorted(run.path.glob("workers/*/epochs.csv")):
+        with open(path, newline="", encoding="utf-8") as file:
+            lines = file.read().splitlines(keepends=True)
+        if not lines or next(csv.reader([lines[0]])) != header:
+            continue
+        for line in lines[1:]:
+            cells = next(csv.reader([line]), [])
+            if line.endswith("\n") and len(cells) == len(header):
+                rows.append((cells, line))
+    trial, repeat, epoch = (header.index(c) for c in ("trial_id", "repeat", "epoch"))
+    rows.sort(key=lambda row: (row[0][trial], int(row[0][repeat]), int(row[0][epoch])))
+    from bench.tuning.recording import _csv_line
+
+    content = _csv_line(header) + "\r\n" + "".join(line for _, line in rows)
+    _replace_atomically(run.epochs_csv, lambda partial: partial.write_bytes(content.encode()))
+    return len(rows)
+
+
+def local_worker_command(*, name: str, address: str, run: RunDir) -> list[str]:
+    return [sys.executable, "-m", "bench", "worker", "--chief", address, "--run",
+            str(run.path), "--id", name]

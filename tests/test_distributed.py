@@ -1,0 +1,242 @@
+"""Scale-out on KerasTuner's chief/worker mode: real processes on 127.0.0.1, no mocks.
+
+The reference for every distributed run is the same study run in one process: each
+execution sets its own seed, so whichever worker runs a trial, its rows must be the same.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+from test_resume import THREE_TRIALS, _tables
+
+from bench.tuning.distributed import study_fingerprint, visible_gpus, worker_environment
+
+DYING = THREE_TRIALS.replace("class Three", "class Dying").replace(
+    "from bench.space import SearchSpace, SpaceSettings",
+    "import os\nimport signal\n\nfrom bench.space import SearchSpace, SpaceSettings",
+) + '''
+    def fit(self, parts, *, hp, run):
+        # A process that dies (as out of memory would) whenever it runs this trial.
+        if hp.get("head_lr") == 3e-3 and hp.get("frozen_blocks") == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().fit(parts, hp=hp, run=run)
+'''
+
+
+def _run_command(tmp_path, name, *extra, space="three", command="run"):
+    return [sys.executable, str(ROOT / "run_bench.py"), command, "--space", space,
+            "--spaces-dir", str(tmp_path / "spaces"), "--image-size", "16",
+            "--train-per-class", "6", "--tuner", "grid", "--max-trials", "4",
+            "--results-dir", str(tmp_path / "results"), "--name", name, *extra]
+
+
+def _env(tmp_path):
+    return dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A folder with the three-trial space, a warm cache and the one-process reference."""
+    tmp_path = tmp_path_factory.mktemp("distributed")
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "three.py").write_text(THREE_TRIALS)
+    (tmp_path / "spaces" / "dying.py").write_text(DYING)
+    reference = subprocess.run(_run_command(tmp_path, "reference"), cwd=ROOT,
+                               env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    return tmp_path
+
+
+def _worker_pid(run: Path, name: str) -> int | None:
+    """The pid of the local worker ``name`` of ``run`` (read from /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        if "worker" in words and str(run) in words and name in words:
+            return int(entry.name)
+    return None
+
+
+def _stop(process):
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=60)
+
+
+def _assert_same_tables(run: Path, reference: Path):
+    epochs, trials = _tables(run)
+    whole_epochs, whole_trials = _tables(reference)
+    assert not epochs.duplicated(["trial_id", "repeat", "epoch"]).any()
+    pd.testing.assert_frame_equal(epochs, whole_epochs)
+    pd.testing.assert_frame_equal(trials, whole_trials)
+
+
+@pytest.mark.slow
+def test_two_workers_write_the_tables_of_one_process(study):
+    result = subprocess.run(_run_command(study, "two", "--workers", "2"), cwd=ROOT,
+                            env=_env(study), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    run = study / "results" / "two"
+    _assert_same_tables(run, study / "results" / "reference")
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "completed" and record["distributed"]["workers"] == 2
+    assert "[tuner0]" in result.stdout and "[tuner1]" in result.stdout
+    assert "I0000" not in result.stdout  # the backends' start-up chatter stays in the logs
+    assert (run / "workers" / "tuner0" / "log.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_restarted_and_its_trial_runs_again(study):
+    run = study / "results" / "killed-worker"
+    process = subprocess.Popen(_run_command(study, "killed-worker", "--workers", "2"),
+                               cwd=ROOT, env=_env(study), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("[tuner0]") and "repeat 1/2" in line:
+                os.kill(_worker_pid(run, "tuner0"), signal.SIGKILL)  # mid-trial
+                break
+        lines.extend(process.stdout)
+        process.wait(timeout=600)
+    finally:
+        _stop(process)
+    output = "".join(lines)
+    assert process.returncode == 0, output[-3000:]
+    assert "[tuner0] died (signal 9) in trial" in output
+    _assert_same_tables(run, study / "results" / "reference")
+    record = json.loads((run / "run.json").read_text())
+    assert record["distributed"]["restarts"] == {"tuner0": 1}
+
+
+@pytest.mark.slow
+def test_a_trial_whose_worker_keeps_dying_is_recorded_failed_and_the_study_ends(study):
+    result = subprocess.run(_run_command(study, "dying", "--workers", "2", space="dying"),
+                            cwd=ROOT, env=_env(study), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    trials = pd.read_csv(study / "results" / "dying" / "trials.csv", dtype={"trial_id": str})
+    assert len(trials) == 4
+    dead = trials[(trials.head_lr == 3e-3) & (trials.frozen_blocks == 0)]
+    assert list(dead.status) == ["FAILED"]
+    assert "worker process died 2 times" in dead.error.iloc[0]
+    assert (trials.drop(dead.index).status == "COMPLETED").all()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _worker(study, run, name, port):
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run_bench.py"), "worker", "--chief", f"127.0.0.1:{port}",
+         "--run", str(run), "--id", name, "--wait", "300"],
+        cwd=ROOT, env=_env(study), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_chief_and_worker_commands_and_the_chief_refuses_another_space_version(study):
+    # The multi-host commands on one machine: a chief, a worker whose copy of the space
+    # has another version (refused with one line), then two right workers.
+    port = _free_port()
+    run = study / "results" / "hosts"
+    space_file = study / "spaces" / "three.py"
+    chief = subprocess.Popen(_run_command(study, "hosts", "--port", str(port), "--host",
+                                          "127.0.0.1", command="chief"),
+                             cwd=ROOT, env=_env(study), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "run.json").exists() or "chief" not in json.loads(
+                (run / "run.json").read_text()).get("distributed", {}):
+            assert chief.poll() is None and time.monotonic() < deadline, chief.stderr.read()
+            time.sleep(0.5)
+        space_file.write_text(THREE_TRIALS.replace("version = 1", "version = 2"))
+        try:
+            wrong = _worker(study, run, "other", port)
+            _, err = wrong.communicate(timeout=300)
+        finally:
+            space_file.write_text(THREE_TRIALS)
+        assert wrong.returncode == 2, err[-2000:]
+        message = err.strip().splitlines()[-1]
+        assert message == ("error: the chief refused worker other: it runs space "
+                           "three.v2, the study runs three version 1; start the worker "
+                           "with the same space file")
+        workers = [_worker(study, run, name, port) for name in ("w0", "w1")]
+        for worker in workers:
+            _, err = worker.communicate(timeout=600)
+            assert worker.returncode == 0, err[-2000:]
+        _, err = chief.communicate(timeout=300)
+        assert chief.returncode == 0, err[-2000:]
+    finally:
+        for process in [chief, *workers]:
+            _stop(process)
+    _assert_same_tables(run, study / "results" / "reference")
+
+
+@pytest.mark.slow
+def test_a_killed_distributed_run_resumes_to_the_tables_of_one_process(study):
+    run = study / "results" / "killed-chief"
+    process = subprocess.Popen(_run_command(study, "killed-chief", "--workers", "2"),
+                               cwd=ROOT, env=_env(study), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        finished = 0
+        for line in process.stdout:
+            finished += "-> trial" in line
+            if finished == 1 and "repeat 1/2" in line:
+                os.kill(process.pid, signal.SIGKILL)  # the chief; its workers follow it
+                break
+        process.wait(timeout=60)
+    finally:
+        _stop(process)
+    deadline = time.monotonic() + 60
+    while any(_worker_pid(run, name) for name in ("tuner0", "tuner1")):
+        assert time.monotonic() < deadline, "a worker outlived its chief"
+        time.sleep(0.5)
+    result = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "run", "--resume",
+                             str(run)], cwd=ROOT, env=_env(study), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "chief on 127.0.0.1" in result.stdout  # resumed distributed, as it was run
+    _assert_same_tables(run, study / "results" / "reference")
+    assert not list(run.rglob("*.partial"))
+
+
+def test_local_workers_get_one_gpu_each_round_robin():
+    assert worker_environment(0, workers=2, gpus=[]) == {}
+    assert worker_environment(1, workers=2, gpus=["0", "1"]) == {"CUDA_VISIBLE_DEVICES": "1"}
+    shared = worker_environment(2, workers=3, gpus=["0", "1"])
+    assert shared["CUDA_VISIBLE_DEVICES"] == "0"
+    assert shared["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert shared["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert visible_gpus() == ["2", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert visible_gpus() == []
+
+
+def test_a_space_named_chief_is_not_taken_for_the_chief():
+    # KerasTuner treats any tuner id containing "chief" as the chief's.
+    assert "chief" not in study_fingerprint("mischief", 3)
