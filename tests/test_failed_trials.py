@@ -119,8 +119,11 @@ def test_a_trial_that_raises_keeps_no_partial_score(tmp_path, cache_dir):
 
 
 @pytest.mark.slow
-def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path):
-    # Every learning rate diverges: each trial's loss is NaN in its first epoch.
+@pytest.mark.parametrize("workers", [None, 2])
+def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
+    # Every learning rate diverges: each trial's loss is NaN in its first epoch. Under
+    # KerasTuner's own chief/worker mode the worker at the limit dies of a gRPC error
+    # and the chief waits for ever; here the study ends the same way as in one process.
     spaces = _spaces(tmp_path, allfail='''
         from bench.space import SearchSpace, SpaceSettings
 
@@ -136,7 +139,8 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path):
     env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
     result = run_bench("run", "--space", "allfail", "--spaces-dir", str(spaces),
                        "--image-size", "16", "--train-per-class", "10",
-                       "--results-dir", str(tmp_path / "results"), "--name", "x", env=env)
+                       "--results-dir", str(tmp_path / "results"), "--name", "x",
+                       *(["--workers", str(workers)] if workers else []), env=env)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -145,7 +149,9 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path):
     record = read_run(run)
     assert record["status"] == "failed" and "3 trials failed in a row" in record["error"]
     trials = read_trials(run)
-    assert list(trials["status"]) == ["FAILED"] * 3
+    # With two workers the fourth trial may be running when the third fails: it ends too.
+    assert set(trials["status"]) == {"FAILED"}
+    assert len(trials) == 3 if workers is None else len(trials) in (3, 4)
     assert set(trials["error"]) == {"loss became nan at epoch 1 of repeat 1"}
     for trial_id in trials["trial_id"]:
         state = json.loads((run.tuner / f"trial_{trial_id}" / "trial.json").read_text())

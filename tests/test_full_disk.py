@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 from conftest import ROOT
+from test_resume import THREE_TRIALS
 
 from bench.analysis.validate import check_csv_rows
 
@@ -57,3 +58,38 @@ def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "failed" and "epochs.csv" in record["error"]
     assert not list(run.rglob("*.partial"))
+
+
+def test_a_full_disk_while_the_report_is_written_keeps_the_tables_and_says_analyze(tmp_path):
+    # A size limit that the tables and run.json fit under but a figure does not.
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "three.py").write_text(THREE_TRIALS)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+
+    def run(name, **limit):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "three",
+             "--spaces-dir", str(spaces), "--image-size", "16", "--train-per-class", "6",
+             "--max-trials", "2", "--results-dir", str(tmp_path / "results"), "--name", name],
+            cwd=ROOT, capture_output=True, text=True, env=env, timeout=600, **limit)
+
+    warm = run("warm")  # fills the decode cache, so the limited run writes only the run
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    result = run("report", preexec_fn=_limit_file_size(30_000))
+    path = tmp_path / "results" / "report"
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "the study completed but the report could not be written" in errors[0]
+    assert f"'run_bench.py analyze {path}' makes it from the tables" in errors[0]
+    assert json.loads((path / "run.json").read_text())["status"] == "completed"
+    check_csv_rows(path / "epochs.csv")
+    check_csv_rows(path / "trials.csv")
+    assert not (path / "report.md").exists()
+    assert not list(path.rglob("*.partial")) and not list(path.glob(".report-*"))
+    again = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "analyze", str(path)],
+                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (path / "report.md").exists() and (path / "plots").is_dir()

@@ -216,7 +216,7 @@ class LocalWorker:
                     line = line.rstrip()
                     self.output.append(line)
                     del self.output[:-20]
-                    if not BACKEND_CHATTER.match(line):
+                    if line.strip() and not BACKEND_CHATTER.match(line):
                         log(prefix + line)
 
         threading.Thread(target=forward, args=(self.process.stdout,), daemon=True).start()
