@@ -162,7 +162,12 @@ def _scale(args, resume_from):
         from bench.results import RunDir, read_run
 
         # A distributed run resumes distributed: its rows are in workers/.
-        workers = read_run(RunDir(Path(resume_from))).get("distributed", {}).get("workers")
+        recorded = read_run(RunDir(Path(resume_from))).get("distributed") or {}
+        if recorded.get("remote"):
+            raise BenchError(f"{resume_from} was served to workers on other machines: resume "
+                             f"it with 'run_bench.py chief --resume {resume_from} --port P', "
+                             "or here with 'run --resume ... --workers N'")
+        workers = recorded.get("workers")
     if workers is None:
         return None
     if workers < 1:
@@ -182,6 +187,11 @@ def _run(args) -> int:
     else:
         spec = _spec(args)
     scale = _scale(args, resume_from)
+    if scale is not None:
+        # The chief pretrains and checks the space on the device before its workers
+        # start: it must not take all of a GPU's memory, as both backends do by default.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     # SIGTERM (a scheduler's or kill's stop) ends a run as Ctrl-C does: the finished
     # epochs are kept and the run is marked interrupted.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -198,6 +208,7 @@ def _run(args) -> int:
 
 def _worker(args) -> int:
     import grpc
+    import keras_tuner
 
     from bench.tuning.chief import run_worker
 
@@ -207,6 +218,10 @@ def _worker(args) -> int:
     except grpc.RpcError as error:
         print(f"error: lost the chief at {args.chief} ({error.code().name}); a worker "
               f"restarted with --id {args.worker_id} gets its trial back", file=sys.stderr)
+        return EXIT_STUDY_FAILED
+    except (StudyFailed, keras_tuner.errors.FatalError) as error:
+        # A full disk: the trial that was running stays RUNNING, and --resume reruns it.
+        print(f"error: worker {args.worker_id} stopped: {error}", file=sys.stderr)
         return EXIT_STUDY_FAILED
     return 0
 

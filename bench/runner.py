@@ -432,15 +432,19 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         **prepared,
         "warnings": warnings,
     }
-    if scale is not None:
-        record["distributed"] = {"workers": scale.workers, "remote": scale.remote}
     resumed = None
     if resume_from is None:
         run_dir = new_run_dir(Path(spec.results_dir), name)
     else:
         from bench.tuning.resume import continue_run
 
+        if scale is None and (Path(resume_from) / "workers").is_dir():
+            raise BenchError(f"{resume_from} ran its trials in workers; resume it with "
+                             "--workers N (or 'run_bench.py chief --resume')")
         run_dir, record, resumed = continue_run(Path(resume_from), record, log=log)
+    record.pop("distributed", None)
+    if scale is not None:
+        record["distributed"] = {"workers": scale.workers, "remote": scale.remote}
     write_json(run_dir.run_json, record)
 
     table = None

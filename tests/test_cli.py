@@ -29,7 +29,7 @@ def test_list_shows_spaces_with_hyperparameters_datasets_backbones_and_tuners():
     result = run_bench("list")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "seed (v1)" in out and "init (Choice) {pretrained, random}" in out
+    assert "seed (v2)" in out and "init (Choice) {pretrained, random}" in out
     assert "head_lr (Float)" in out and "log" in out
     assert "digits:" in out and "shapes:" in out
     assert "resnet-mini:" in out and "resnet50v2:" in out and "16 blocks" in out

@@ -18,6 +18,7 @@ import pytest
 from conftest import ROOT
 from test_resume import THREE_TRIALS, _tables
 
+from bench.errors import BenchError as BenchErrorType
 from bench.tuning.distributed import study_fingerprint, visible_gpus, worker_environment
 
 DYING = THREE_TRIALS.replace("class Three", "class Dying").replace(
@@ -152,7 +153,7 @@ def _worker(study, run, name, port):
 
 
 @pytest.mark.slow
-def test_chief_and_worker_commands_and_the_chief_refuses_another_space_version(study):
+def test_chief_and_worker_commands_and_a_worker_of_another_space_version(study):
     # The multi-host commands on one machine: a chief, a worker whose copy of the space
     # has another version (refused with one line), then two right workers.
     port = _free_port()
@@ -177,9 +178,9 @@ def test_chief_and_worker_commands_and_the_chief_refuses_another_space_version(s
             space_file.write_text(THREE_TRIALS)
         assert wrong.returncode == 2, err[-2000:]
         message = err.strip().splitlines()[-1]
-        assert message == ("error: the chief refused worker other: it runs space "
-                           "three.v2, the study runs three version 1; start the worker "
-                           "with the same space file")
+        assert message == ("error: the chief runs space three version 1, this worker's copy "
+                           "is three version 2; start the worker with the same space file")
+        assert not (run / "workers" / "other" / "epochs.csv").exists()  # touched nothing
         workers = [_worker(study, run, name, port) for name in ("w0", "w1")]
         for worker in workers:
             _, err = worker.communicate(timeout=600)
@@ -240,3 +241,95 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
 def test_a_space_named_chief_is_not_taken_for_the_chief():
     # KerasTuner treats any tuner id containing "chief" as the chief's.
     assert "chief" not in study_fingerprint("mischief", 3)
+
+
+def test_the_chief_refuses_another_study_and_a_stale_worker_in_one_line(tmp_path):
+    # The chief's own checks, over real gRPC: a tuner id carrying another space's
+    # fingerprint, and an update for a trial the chief is not running.
+    import grpc
+    import keras_tuner
+    from keras_tuner.src import protos
+
+    from bench.results import RunDir
+    from bench.tuning.algorithms import make_oracle
+    from bench.tuning.distributed import Chief, worker_tuner_id
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("head_lr", [1e-3, 1e-2])
+    oracle = make_oracle("grid", hyperparameters=hp, max_trials=None, seed=1, max_epochs=1)
+    oracle._set_project_dir(str(tmp_path), "tuner")
+    run = RunDir(tmp_path)
+    chief = Chief(oracle, run=run, fingerprint=study_fingerprint("three", 1),
+                  described="three version 1", failure_message=str, on_trial_end=lambda: None,
+                  log=lambda line: None)
+    port = chief.start(host="127.0.0.1", port=0)
+    try:
+        stub = protos.get_service_grpc().OracleStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        service = protos.get_service()
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.CreateTrial(service.CreateTrialRequest(
+                tuner_id=worker_tuner_id("w0", study_fingerprint("three", 2))), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert refused.value.details() == (
+            "the chief refused worker w0: it runs space three.v2, the study runs three "
+            "version 1; start the worker with the same space file")
+        ours = worker_tuner_id("w1", study_fingerprint("three", 1))
+        trial = stub.CreateTrial(service.CreateTrialRequest(tuner_id=ours), timeout=30).trial
+        assert trial.trial_id == "0000" and trial.status == protos.get_proto().RUNNING
+        with pytest.raises(grpc.RpcError) as stale:
+            stub.UpdateTrial(service.UpdateTrialRequest(trial_id="7", step=0), timeout=30)
+        assert stale.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "trial 7 is not running on this chief" in stale.value.details()
+        with pytest.raises(BenchErrorType):
+            Chief(oracle, run=run, fingerprint="x", described="x", failure_message=str,
+                  on_trial_end=lambda: None).start(host="127.0.0.1", port=port)
+    finally:
+        chief.stop()
+
+
+@pytest.mark.slow
+def test_a_one_process_run_killed_then_resumed_with_workers_equals_one_process(study):
+    run = study / "results" / "then-workers"
+    process = subprocess.Popen(_run_command(study, "then-workers"), cwd=ROOT, env=_env(study),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in process.stdout:
+            if line.lstrip().startswith("-> trial"):
+                os.kill(process.pid, signal.SIGKILL)
+                break
+        process.wait(timeout=60)
+    finally:
+        _stop(process)
+    result = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "run", "--resume",
+                             str(run), "--workers", "2"], cwd=ROOT, env=_env(study),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    _assert_same_tables(run, study / "results" / "reference")
+    assert json.loads((run / "run.json").read_text())["distributed"]["workers"] == 2
+
+
+def test_a_run_served_to_other_machines_resumes_only_as_a_chief(tiny_run, tmp_path):
+    import shutil
+
+    from test_cli import run_bench
+
+    served = tmp_path / "served"
+    shutil.copytree(tiny_run, served)
+    record = json.loads((served / "run.json").read_text())
+    record |= {"status": "interrupted", "distributed": {"workers": 0, "remote": True}}
+    (served / "run.json").write_text(json.dumps(record))
+    result = run_bench("run", "--resume", str(served))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {served} was served to workers on other machines: resume it with "
+        f"'run_bench.py chief --resume {served} --port P', or here with 'run --resume ... "
+        "--workers N'")
+
+
+def test_a_second_live_worker_with_the_same_id_is_refused(tmp_path):
+    from bench.errors import BenchError
+    from bench.tuning.chief import _hold_worker_id
+
+    _hold_worker_id(tmp_path, "tuner0")
+    with pytest.raises(BenchError, match="another live worker has --id tuner0"):
+        _hold_worker_id(tmp_path, "tuner0")

@@ -78,5 +78,5 @@ def test_an_installed_wheel_lists_its_packaged_spaces_from_an_empty_folder(tmp_p
     listing = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=empty, env=env,
                              capture_output=True, text=True, timeout=300)
     assert listing.returncode == 0, listing.stderr[-2000:]
-    assert "seed (v1)" in listing.stdout and "two-phase (v" in listing.stdout
+    assert "seed (v2)" in listing.stdout and "two-phase (v" in listing.stdout
     assert "cannot be loaded" not in listing.stdout

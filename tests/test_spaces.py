@@ -196,7 +196,7 @@ def test_a_broken_space_gets_a_message_naming_the_file_and_the_problem(broken_di
 def test_list_still_shows_the_good_spaces_next_to_broken_ones(broken_dir):
     result = run_bench("list", "--spaces-dir", str(broken_dir))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "seed (v1)" in result.stdout
+    assert "seed (v2)" in result.stdout
     for name in BROKEN:
         assert f"  {name}: cannot be loaded: " in result.stdout
 

@@ -298,12 +298,9 @@ class BenchTuner(keras_tuner.Tuner):
         except RuntimeError as error:
             if CONSECUTIVE_FAILURES not in str(error).lower():
                 raise
-            # KerasTuner raises before saving the trial that reached the limit, leaving it
-            # RUNNING on disk: finish its bookkeeping, then stop the study cleanly.
-            self.oracle._save_trial(trial)  # noqa: SLF001 (no public way to persist it)
-            self.oracle.ongoing_trials = {k: v for k, v in self.oracle.ongoing_trials.items()
-                                          if v.trial_id != trial.trial_id}
-            self.oracle.save()
+            from bench.tuning.distributed import end_at_failure_limit
+
+            end_at_failure_limit(self.oracle, trial.trial_id)
             self.save()
             limit = self.oracle.max_consecutive_failed_trials
             stopped = StudyFailed(f"{limit} trials failed in a row, KerasTuner's limit; the "

@@ -84,6 +84,10 @@ class ChiefStudy:
         write_json(self.run_dir.run_json, self.record)
         try:
             if scale.remote:
+                if host in ("0.0.0.0", "::", "[::]"):
+                    import socket
+
+                    address = f"{socket.gethostname()}:{port}"
                 self.log(f"chief serving on {address}; start workers with: run_bench.py "
                          f"worker --chief {address} --run {self.run_dir.path} --id NAME")
                 self.chief.serve_remote()
@@ -133,6 +137,38 @@ def _wait_for_run(run: RunDir, *, wait_seconds: float, log) -> dict:
         time.sleep(1)
 
 
+def _reach(address: str, *, seconds: float) -> None:
+    """Fails in one line when nothing answers at ``address`` (KerasTuner's own client
+    would wait an hour on a mistyped --chief)."""
+    import grpc
+
+    channel = grpc.insecure_channel(address)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=seconds)
+    except grpc.FutureTimeoutError:
+        raise BenchError(f"no chief answers at {address} after {seconds:.0f} s; check --chief "
+                         "against the address the chief printed") from None
+    finally:
+        channel.close()
+
+
+_HELD = []  # the lock files of this process's worker ids, open until it exits
+
+
+def _hold_worker_id(folder: Path, name: str) -> None:
+    """Refuses a second live worker with the same id: both would write one table."""
+    import fcntl
+
+    handle = open(folder / "lock", "w")  # noqa: SIM115 (held until the process exits)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise BenchError(f"another live worker has --id {name} in this run; give each worker "
+                         "its own --id") from None
+    _HELD.append(handle)
+
+
 def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3600,
                log=print) -> None:
     """Runs trials for the chief at ``chief`` (HOST:PORT) until it says the study is over.
@@ -151,10 +187,17 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     if not host or not port.isdigit():
         raise BenchError(f"--chief {chief} must be HOST:PORT, for example node1:8000")
     run = RunDir(Path(run_path))
-    _wait_for_run(run, wait_seconds=wait_seconds, log=log)
+    record = _wait_for_run(run, wait_seconds=wait_seconds, log=log)
     plan = plan_study(recorded_spec(run))
     space, settings, spec = plan.space, plan.settings, plan.spec
     tuner_id = worker_tuner_id(name, study_fingerprint(space.name, space.version))
+    _reach(f"{host}:{port}", seconds=min(wait_seconds, 120))
+    ran = record.get("space", {})
+    if (ran.get("name"), ran.get("version")) != (space.name, space.version):
+        # The chief refuses it too; saying so here touches no file of the run.
+        raise BenchError(f"the chief runs space {ran.get('name')} version {ran.get('version')}"
+                         f", this worker's copy is {space.name} version {space.version}; "
+                         "start the worker with the same space file")
     data, weights, _ = _prepare_inputs(spec, settings=settings, backbone=plan.backbone,
                                        hp=plan.hp, image_size=plan.image_size, log=log)
     inputs = ModelInputs(backbone=plan.backbone, image_size=plan.image_size,
@@ -162,6 +205,7 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
                          pretrained_weights=weights)
     table_path = worker_table(run, name)
     table_path.parent.mkdir(parents=True, exist_ok=True)
+    _hold_worker_id(table_path.parent, name)
     # Rows of a trial this worker did not finish (it was killed) go: it runs it again.
     tidy_epochs(run, keep=set(ended_trials(run)), path=table_path)
     os.environ |= {"KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": host,

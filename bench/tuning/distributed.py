@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,9 +42,8 @@ SEPARATOR = "@"
 IDLE_PAUSE_SECONDS = 0.5
 #: Times a worker may die while running one trial before that trial is recorded failed.
 MAX_DEATHS_PER_TRIAL = 2
-#: Exit status of a worker stopped by a user mistake (refused, bad run folder): not
-#: restarted, since it would fail the same way.
-EXIT_USER_ERROR = 2
+#: Deaths in a row outside any trial after which the study stops.
+MAX_DEATHS_BETWEEN_TRIALS = 3
 
 
 def study_fingerprint(space_name: str, version) -> str:
@@ -104,14 +104,23 @@ def patient_client(client):
     from keras_tuner.src.distribute.oracle_client import OracleClient
     from keras_tuner.src.engine import trial as trial_module
 
-    class PatientOracleClient(OracleClient):
-        def create_trial(self, tuner_id):
+    def refusal_as_one_line(call):
+        def wrapped(*args, **kwargs):
             try:
-                trial = super().create_trial(tuner_id)
+                return call(*args, **kwargs)
             except grpc.RpcError as error:
                 if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     raise BenchError(error.details()) from None
                 raise
+        return wrapped
+
+    class PatientOracleClient(OracleClient):
+        update_trial = refusal_as_one_line(OracleClient.update_trial)
+        end_trial = refusal_as_one_line(OracleClient.end_trial)
+
+        @refusal_as_one_line
+        def create_trial(self, tuner_id):
+            trial = super().create_trial(tuner_id)
             if trial.status == trial_module.TrialStatus.IDLE:
                 time.sleep(IDLE_PAUSE_SECONDS)
             return trial
@@ -128,13 +137,50 @@ def end_at_failure_limit(oracle, trial_id: str) -> None:
     oracle.save()
 
 
+@contextmanager
+def oracle_lock(oracle):
+    """KerasTuner's lock of ``oracle``, released even when the call inside raises.
+
+    Its ``synchronized`` decorator leaves the lock held after an exception (the
+    consecutive-failure limit is one), which would stall every later call from another
+    thread: the chief's gRPC thread and its supervisor share the oracle.
+    """
+    from keras_tuner.src.engine.oracle import LOCKS, THREADS
+
+    name = threading.current_thread().name
+    if THREADS[oracle] == name:
+        yield
+        return
+    LOCKS[oracle].acquire()
+    THREADS[oracle] = name
+    try:
+        yield
+    finally:
+        THREADS[oracle] = None
+        LOCKS[oracle].release()
+
+
+def end_trial(oracle, trial) -> bool:
+    """``oracle.end_trial(trial)``; True when that reached KerasTuner's consecutive-failure
+    limit (the trial's bookkeeping is then finished here)."""
+    from bench.tuning.bench_tuner import CONSECUTIVE_FAILURES
+
+    with oracle_lock(oracle):
+        try:
+            oracle.end_trial(trial)
+        except RuntimeError as error:
+            if CONSECUTIVE_FAILURES not in str(error).lower():
+                raise
+            end_at_failure_limit(oracle, trial.trial_id)
+            return True
+    return False
+
+
 def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_message):
     import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
     from keras_tuner.src.engine import trial as trial_module
-
-    from bench.tuning.bench_tuner import CONSECUTIVE_FAILURES
 
     class ChiefServicer(OracleServicer):
         def __init__(self):
@@ -151,25 +197,40 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_message
                 self.refused.append(message)
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
             if self.failure is not None:
-                self.stop_triggered = True
-                self.oracle.tuner_ids.discard(request.tuner_id)
+                with oracle_lock(self.oracle):
+                    # A worker restarted after the limit was reached: its trial will not
+                    # run (it stays RUNNING on disk, and a resumed run runs it).
+                    self.oracle.ongoing_trials.pop(request.tuner_id, None)
+                    self.oracle.tuner_ids.discard(request.tuner_id)
+                    self.stop_triggered = True
                 stopped = trial_module.Trial(self.oracle.get_space(), trial_id="stopped",
                                              status=trial_module.TrialStatus.STOPPED)
                 return protos.get_service().CreateTrialResponse(trial=stopped.to_proto())
             return super().CreateTrial(request, context)
 
-        def EndTrial(self, request, context):  # noqa: N802 (gRPC's name)
-            try:
-                return super().EndTrial(request, context)
-            except RuntimeError as error:
-                if CONSECUTIVE_FAILURES not in str(error).lower():
-                    raise
-                self.fail_at_limit(request.trial.trial_id)
-                return protos.get_service().EndTrialResponse()
+        def _check_running(self, trial_id: str, context) -> None:
+            running = {t.trial_id for t in dict(self.oracle.ongoing_trials).values()}
+            if trial_id not in running:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"trial {trial_id} is not running on this chief (it was "
+                              "recorded failed, or the chief was restarted since); this "
+                              "worker is stale: stop it")
 
-        def fail_at_limit(self, trial_id: str) -> None:
-            end_at_failure_limit(self.oracle, trial_id)
-            self.failure = StudyFailed(failure_message(trial_id))
+        def UpdateTrial(self, request, context):  # noqa: N802 (gRPC's name)
+            self._check_running(request.trial_id, context)
+            return super().UpdateTrial(request, context)
+
+        def EndTrial(self, request, context):  # noqa: N802 (gRPC's name)
+            trial = trial_module.Trial.from_proto(request.trial)
+            self._check_running(trial.trial_id, context)
+            self.end(trial)
+            return protos.get_service().EndTrialResponse()
+
+        def end(self, trial) -> None:
+            """Ends ``trial``; at the consecutive-failure limit the study stops: every
+            worker is told so at its next request."""
+            if end_trial(self.oracle, trial):
+                self.failure = StudyFailed(failure_message(trial.trial_id))
 
     return ChiefServicer()
 
@@ -179,15 +240,18 @@ BACKEND_CHATTER = re.compile(r"^(?:[IWEF]\d{4} |WARNING: All log messages before
                              r"To enable the following instructions|E0000 )")
 
 
-def _die_with_parent() -> None:
-    """A local worker ends with its chief (SIGKILL included): an orphan would wait an
-    hour for a chief that is gone (KerasTuner's RPC timeout)."""
+def _death_signal_hook():
+    """A function for ``preexec_fn`` that makes a local worker end with its chief (SIGKILL
+    included): an orphan would wait an hour for a chief that is gone (KerasTuner's RPC
+    timeout). Resolved here, before the fork: loading a library in the child of a process
+    with threads can deadlock. None where there is no ``prctl`` (not Linux)."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        pass  # Not Linux: the worker then stops at its next call to the gone chief.
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -200,13 +264,15 @@ class LocalWorker:
     log_path: Path  # everything the worker prints, the backends' chatter included
     process: subprocess.Popen | None = None
     restarts: int = 0
+    deaths_between_trials: int = 0  # in a row: a worker that cannot even start is not
+    #                                 restarted for ever
     output: list[str] = field(default_factory=list)
 
     def start(self, log) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=_death_signal_hook())
 
         def forward(stream, prefix=f"[{self.name}] "):
             with open(self.log_path, "a", encoding="utf-8") as kept:
@@ -265,9 +331,14 @@ class Chief:
         self.oracle.verbose = 0
         self.oracle.save()
         # One thread, as KerasTuner's own chief: the oracle's calls stay in order.
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        # Without SO_REUSEPORT a second chief on a port in use fails instead of sharing it.
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=1),
+                                  options=[("grpc.so_reuseport", 0)])
         protos.get_service_grpc().add_OracleServicer_to_server(self.servicer, self.server)
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
             raise BenchError(f"cannot serve on {host}:{port} (in use, or not this machine's "
                              "address); choose another --port or --host")
@@ -313,11 +384,12 @@ class Chief:
                 code = worker.process.poll()
                 if code is None:
                     running += 1
-                elif code == EXIT_USER_ERROR:
-                    reason = (self.servicer.refused[-1] if self.servicer.refused
-                              else (worker.output or ["(no output)"])[-1])
-                    raise StudyFailed(f"worker {worker.name} stopped: {reason}")
-                elif code != 0:
+                elif code > 0:
+                    # It stopped itself (a refusal, a full disk, an error): restarting it
+                    # would end the same way.
+                    raise StudyFailed(f"worker {worker.name} stopped: {self._reason(worker)}; "
+                                      f"its whole output is in {worker.log_path}")
+                elif code < 0:
                     self._worker_died(worker, code)
                     running += 1
             if running == 0:
@@ -325,9 +397,14 @@ class Chief:
             time.sleep(0.5)
         self._watch_trials(state)
 
-    def _worker_died(self, worker: LocalWorker, code: int) -> None:
-        from bench.tuning.bench_tuner import CONSECUTIVE_FAILURES
+    def _reason(self, worker: LocalWorker) -> str:
+        if self.servicer.refused:
+            return self.servicer.refused[-1]
+        errors = [line for line in worker.output if line.startswith("error: ")]
+        return (errors or worker.output or ["(no output)"])[-1].removeprefix("error: ")
 
+    def _worker_died(self, worker: LocalWorker, code: int) -> None:
+        """A worker killed by a signal (SIGKILL, the out-of-memory killer) restarts."""
         ongoing = dict(self.oracle.ongoing_trials)  # a copy: the server thread changes it
         trial = next((t for tuner_id, t in ongoing.items()
                       if worker_name(tuner_id) == worker.name), None)
@@ -337,17 +414,24 @@ class Chief:
             if deaths >= MAX_DEATHS_PER_TRIAL:
                 message = (f"its worker process died {deaths} times while running it "
                            f"(last: {how}); recorded as failed so the study goes on")
-                self._record_failed(trial, message, CONSECUTIVE_FAILURES)
+                self._record_failed(trial, message)
                 self.log(f"[{worker.name}] trial {trial.trial_id}: {message}")
             else:
                 self.log(f"[{worker.name}] died ({how}) in trial {trial.trial_id}; "
                          "restarting it with the same id, which runs that trial again")
         else:
+            worker.deaths_between_trials += 1
+            if worker.deaths_between_trials >= MAX_DEATHS_BETWEEN_TRIALS:
+                raise StudyFailed(f"worker {worker.name} died {worker.deaths_between_trials} "
+                                  f"times outside any trial (last: {how}); its output is in "
+                                  f"{worker.log_path}")
             self.log(f"[{worker.name}] died ({how}) between trials; restarting it")
+        if trial is not None:
+            worker.deaths_between_trials = 0
         worker.restarts += 1
         worker.start(self.log)
 
-    def _record_failed(self, trial, message: str, limit_text: str) -> None:
+    def _record_failed(self, trial, message: str) -> None:
         from bench.results import write_json
         from bench.tuning.resume import extras_path
 
@@ -355,12 +439,7 @@ class Chief:
                    {"error": message})
         trial.status = "FAILED"
         trial.message = message
-        try:
-            self.oracle.end_trial(trial)
-        except RuntimeError as error:
-            if limit_text not in str(error).lower():
-                raise
-            self.servicer.fail_at_limit(trial.trial_id)
+        self.servicer.end(trial)
 
 
 def merge_worker_tables(run: RunDir, *, header: list[str]) -> int:
