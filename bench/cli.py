@@ -192,6 +192,7 @@ def _run(args) -> int:
         # start: it must not take all of a GPU's memory, as both backends do by default.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # not its notes on fork()
     # SIGTERM (a scheduler's or kill's stop) ends a run as Ctrl-C does: the finished
     # epochs are kept and the run is marked interrupted.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -89,6 +89,18 @@ def _check_data_options(spec: RunSpec, *, dataset: str) -> None:
                   data_dir=spec.data_dir)
 
 
+def _check_optimizer(space: SearchSpace, hp) -> None:
+    """An unknown optimizer name is refused before data loading and pretraining (checked
+    for the first trial's values; a hook that fails here is left to the pre-flight)."""
+    from bench.models.optim import optimizer_class
+
+    try:
+        name, _ = space.optimizer(hp)
+    except Exception:  # noqa: BLE001 (the pre-flight reports a broken hook in one line)
+        return
+    optimizer_class(name)
+
+
 def _timestamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -252,6 +264,7 @@ def plan_study(spec: RunSpec) -> StudyPlan:
     hp = declared_hyperparameters(space, num_blocks=num_blocks)
     if spec.init is not None:
         hp = fix_hyperparameter(hp, "init", spec.init)
+    _check_optimizer(space, hp)
     tuner_name = choose_tuner(settings.tuner, hp)
     if spec.initial_points is not None and tuner_name != "bayesian":
         raise BenchError(f"--initial-points sets the Bayesian tuner's random start; this run "

@@ -72,6 +72,12 @@ def _worker_pid(run: Path, name: str) -> int | None:
     return None
 
 
+def _start(study, name, *extra):
+    """A run whose output (workers' lines included) the test reads as it comes."""
+    return subprocess.Popen(_run_command(study, name, *extra), cwd=ROOT, env=_env(study),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def _stop(process):
     if process.poll() is None:
         process.kill()
@@ -103,9 +109,7 @@ def test_two_workers_write_the_tables_of_one_process(study):
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_restarted_and_its_trial_runs_again(study):
     run = study / "results" / "killed-worker"
-    process = subprocess.Popen(_run_command(study, "killed-worker", "--workers", "2"),
-                               cwd=ROOT, env=_env(study), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = _start(study, "killed-worker", "--workers", "2")
     lines = []
     try:
         for line in process.stdout:
@@ -123,6 +127,9 @@ def test_a_worker_killed_mid_trial_is_restarted_and_its_trial_runs_again(study):
     _assert_same_tables(run, study / "results" / "reference")
     record = json.loads((run / "run.json").read_text())
     assert record["distributed"]["restarts"] == {"tuner0": 1}
+    report = (run / "report.md").read_text()
+    assert ("Trials ran in 2 worker processes under KerasTuner's chief (merged tables); "
+            "restarted: tuner0 1x") in report
 
 
 @pytest.mark.slow
@@ -196,9 +203,7 @@ def test_chief_and_worker_commands_and_a_worker_of_another_space_version(study):
 @pytest.mark.slow
 def test_a_killed_distributed_run_resumes_to_the_tables_of_one_process(study):
     run = study / "results" / "killed-chief"
-    process = subprocess.Popen(_run_command(study, "killed-chief", "--workers", "2"),
-                               cwd=ROOT, env=_env(study), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = _start(study, "killed-chief", "--workers", "2")
     try:
         finished = 0
         for line in process.stdout:
@@ -290,8 +295,7 @@ def test_the_chief_refuses_another_study_and_a_stale_worker_in_one_line(tmp_path
 @pytest.mark.slow
 def test_a_one_process_run_killed_then_resumed_with_workers_equals_one_process(study):
     run = study / "results" / "then-workers"
-    process = subprocess.Popen(_run_command(study, "then-workers"), cwd=ROOT, env=_env(study),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = _start(study, "then-workers")
     try:
         for line in process.stdout:
             if line.lstrip().startswith("-> trial"):

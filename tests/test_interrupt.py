@@ -83,3 +83,34 @@ def test_a_bad_results_folder_or_taken_name_is_refused_before_any_work(tiny_run,
                        "--results-dir", str(tiny_run.parent), "--name", tiny_run.name)
     assert result.returncode == 2 and "already exists" in result.stderr
     assert "data:" not in result.stdout and "pretraining" not in result.stdout
+
+
+def test_an_unknown_optimizer_is_refused_before_data_or_pretraining(tmp_path):
+    from test_cli import run_bench
+
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "momentum.py").write_text(textwrap.dedent('''
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class Momentum(SearchSpace):
+            description = "SGD momentum, named in lower case by mistake"
+            version = 1
+            extra_hyperparameters = ("momentum",)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("momentum", [0.0, 0.9])
+
+            def optimizer(self, hp):
+                return "sgd", {"momentum": hp.get("momentum")}
+    '''))
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+    result = run_bench("run", "--space", "momentum", "--spaces-dir", str(spaces),
+                       "--results-dir", str(tmp_path / "results"), env=env)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: unknown optimizer 'sgd'; name a class in keras.optimizers, "
+                      "such as Adam, AdamW, SGD, RMSprop, Adagrad or Ftrl"]
+    assert "Traceback" not in result.stderr
+    assert "data:" not in result.stdout and not (tmp_path / "cache").exists()

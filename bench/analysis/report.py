@@ -163,6 +163,14 @@ def what_ran(run: dict) -> list[str]:
         lines.append(f"Source pretraining: {pre.get('epochs')} epochs, source accuracy in "
                      f"inference mode {pre['source_accuracy']:.3f}"
                      f"{' (reused from cache)' if pre.get('reused') else ''}")
+    spread = run.get("distributed")
+    if spread:
+        where = ("workers on other machines" if spread.get("remote")
+                 else f"{spread.get('workers')} worker processes")
+        restarts = ", ".join(f"{name} {count}x" for name, count in
+                             (spread.get("restarts") or {}).items())
+        lines.append(f"Trials ran in {where} under KerasTuner's chief (merged tables)"
+                     + (f"; restarted: {restarts}" if restarts else ""))
     lines += [f"Note: {note}" for note in run.get("notes", [])]
     lines += [f"Warning: {warning}" for warning in run.get("warnings", [])]
     return lines

@@ -58,6 +58,18 @@ def _scaled_class(base):
     return Scaled
 
 
+def optimizer_class(name: str):
+    """``keras.optimizers.<name>``; a BenchError naming the choices when there is none."""
+    import keras
+
+    base = getattr(keras.optimizers, name, None)
+    if not (isinstance(base, type) and issubclass(base, keras.optimizers.Optimizer)
+            and base is not keras.optimizers.Optimizer):
+        raise BenchError(f"unknown optimizer {name!r}; name a class in keras.optimizers, "
+                         "such as Adam, AdamW, SGD, RMSprop, Adagrad or Ftrl")
+    return base
+
+
 def make_optimizer(name: str, *, learning_rate: float, body_variables=(),
                    body_lr_scale: float = 1.0, **kwargs):
     """Builds ``keras.optimizers.<name>`` with the backbone's variables at a scaled rate.
@@ -82,13 +94,7 @@ def make_optimizer(name: str, *, learning_rate: float, body_variables=(),
         make_optimizer("SGD", learning_rate=0.01, body_variables=parts.body_variables,
                        body_lr_scale=0.1, momentum=0.9, weight_decay=1e-3)
     """
-    import keras
-
-    base = getattr(keras.optimizers, name, None)
-    if not (isinstance(base, type) and issubclass(base, keras.optimizers.Optimizer)
-            and base is not keras.optimizers.Optimizer):
-        raise BenchError(f"unknown optimizer {name!r}; name a class in keras.optimizers, "
-                         "such as Adam, AdamW, SGD, RMSprop, Adagrad or Ftrl")
+    base = optimizer_class(name)
     try:
         return _scaled_class(base)(learning_rate=learning_rate, body_variables=body_variables,
                                    body_lr_scale=body_lr_scale, **kwargs)
