@@ -337,3 +337,43 @@ def test_a_second_live_worker_with_the_same_id_is_refused(tmp_path):
     _hold_worker_id(tmp_path, "tuner0")
     with pytest.raises(BenchError, match="another live worker has --id tuner0"):
         _hold_worker_id(tmp_path, "tuner0")
+
+
+@pytest.mark.slow
+def test_a_killed_chief_resumed_refuses_its_stale_worker_and_ends_equal(study):
+    # Across machines nothing kills a worker with its chief: the old worker must not
+    # report a trial the resumed chief has put back in its queue.
+    port = _free_port()
+    run = study / "results" / "chief-resumed"
+    options = ["--port", str(port), "--host", "127.0.0.1"]
+    chief = subprocess.Popen(_run_command(study, "chief-resumed", *options, command="chief"),
+                             cwd=ROOT, env=_env(study), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    stale = _worker(study, run, "w0", port)
+    processes = [chief, stale]
+    try:
+        ended = 0
+        for line in stale.stdout:
+            ended += line.lstrip().startswith("-> trial")
+            if ended == 1 and "repeat 1/2" in line:  # mid-way through its second trial
+                os.kill(chief.pid, signal.SIGKILL)
+                break
+        chief.wait(timeout=60)
+        resumed = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_bench.py"), "chief", "--resume", str(run),
+             *options], cwd=ROOT, env=_env(study), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        processes.append(resumed)
+        _, err = stale.communicate(timeout=600)
+        assert stale.returncode == 2, err[-2000:]
+        assert err.strip().splitlines()[-1].endswith("this worker is stale: stop it")
+        fresh = _worker(study, run, "w1", port)
+        processes.append(fresh)
+        _, err = fresh.communicate(timeout=600)
+        assert fresh.returncode == 0, err[-2000:]
+        _, err = resumed.communicate(timeout=300)
+        assert resumed.returncode == 0, err[-2000:]
+    finally:
+        for process in processes:
+            _stop(process)
+    _assert_same_tables(run, study / "results" / "reference")
