@@ -15,7 +15,7 @@ def run_bench(*args, cwd=ROOT, env=None, timeout=600):
 def test_help_lists_the_commands_and_run_options():
     top = run_bench("--help")
     assert top.returncode == 0
-    for command in ("run", "list", "analyze"):
+    for command in ("run", "list", "analyze", "perf", "chief", "worker"):
         assert command in top.stdout
     run = run_bench("run", "--help")
     assert run.returncode == 0
