@@ -270,3 +270,28 @@ def test_a_proposed_duplicate_is_not_run_again_and_is_recorded(tmp_path, cache_d
     assert tuner.trial_extras["2"]["duplicate_of"] == "1"
     assert "same configuration as trial 1" in tuner.trial_error(again)
     assert np.isfinite(tuner.trial_extras["2"]["seconds"])
+
+
+def test_a_figure_skipped_because_trials_failed_says_so_not_that_nothing_varied(tmp_path,
+                                                                                 cache_dir):
+    # head_lr is varied, but every trial at its second value diverges: the heatmap has one
+    # learning rate left, and the report must not claim head_lr was never varied.
+    _spaces(tmp_path, halfnan='''
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class HalfNan(SearchSpace):
+            description = "two depths x a sane and a diverging head learning rate"
+            version = 1
+            settings = SpaceSettings(init="random", epochs=1, repeats=1)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("frozen_blocks", [0, 2])
+                hp.Choice("head_lr", [1e-3, 1e38])
+    ''')
+    run = _run(tmp_path, "halfnan", cache_dir)
+    assert sorted(read_trials(run)["status"]) == ["COMPLETED"] * 2 + ["FAILED"] * 2
+    report = (run.path / "report.md").read_text()
+    assert ("Not drawn: head_lr was varied, but only one of its values has complete "
+            "executions (the trials with the others failed).") in report
+    assert "were not both varied" not in report

@@ -126,6 +126,15 @@ class Study:
         self.blocks += [Block("h2", heading),
                         Block("figure", self.plots_dir / f"{stem}.png", sentence)]
 
+    def unvaried(self, names: list[str], why: str) -> str:
+        """Why ``names`` cannot all be drawn: ``why``, unless one was declared varied and
+        only its failed trials took its other values."""
+        lost = [n for n in names if n not in self.moving and n in self.tables.varied]
+        if not lost:
+            return why
+        return (f"{', '.join(lost)} was varied, but only one of its values has complete "
+                "executions (the trials with the others failed)")
+
     def skip(self, heading: str, why: str) -> None:
         self.log(f"figure '{heading}' skipped: {why}")
         self.blocks += [Block("h2", heading), Block("p", f"Not drawn: {why}.")]
@@ -158,7 +167,8 @@ def _accuracy_figure(study: Study) -> None:
 
 def _transferability_figure(study: Study) -> None:
     if "frozen_blocks" not in study.moving:
-        study.skip("Transferability", "frozen_blocks was not varied")
+        study.skip("Transferability",
+                   study.unvaried(["frozen_blocks"], "frozen_blocks was not varied"))
         return
     hue = "init" if "init" in study.moving else None
     keep = [*study.by_run, "frozen_blocks", *([hue] if hue else [])]
@@ -179,7 +189,8 @@ def _transferability_figure(study: Study) -> None:
 def _heatmap_figure(study: Study) -> None:
     heading = "Head learning rate x frozen depth"
     if not {"head_lr", "frozen_blocks"} <= set(study.moving):
-        study.skip(heading, "head_lr and frozen_blocks were not both varied")
+        study.skip(heading, study.unvaried(["head_lr", "frozen_blocks"],
+                                           "head_lr and frozen_blocks were not both varied"))
         return
     epochs = study.epochs
     panel_keys = [c for c in ("run_id", "init") if c in epochs and epochs[c].nunique() > 1]
