@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.results import check_new_run_dir
-from bench.runner import RunSpec, StudyPlan, _prepare_inputs, plan_study, run_study
+from bench.runner import RunSpec, StudyPlan, _prepare_inputs, plan_study, run_study, study_oracle
 from bench.space import SearchSpace
 
 
@@ -55,7 +55,7 @@ def plain_kerastuner(plan: StudyPlan, *, data, weights, directory: Path) -> Side
     import keras
     import keras_tuner
 
-    from bench.tuning.algorithms import OBJECTIVE, make_oracle
+    from bench.tuning.algorithms import OBJECTIVE
     from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
 
     hypermodel = FineTuneHyperModel(plan.space, ModelInputs(
@@ -67,10 +67,7 @@ def plain_kerastuner(plan: StudyPlan, *, data, weights, directory: Path) -> Side
         return hypermodel.build_parts(hp).model
 
     settings = plan.settings
-    oracle = make_oracle(plan.tuner_name, hyperparameters=plan.hp.copy(),
-                         max_trials=settings.max_trials, seed=plan.spec.seed,
-                         max_epochs=plan.spec.max_epochs or settings.epochs,
-                         initial_points=plan.spec.initial_points)
+    oracle = study_oracle(plan)
     tuner = keras_tuner.Tuner(oracle=oracle, hypermodel=build,
                               executions_per_trial=settings.repeats, directory=str(directory),
                               project_name="plain-kerastuner", overwrite=True)

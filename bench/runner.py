@@ -320,6 +320,17 @@ class ScaleOut:
     remote: bool = False
 
 
+def study_oracle(plan: StudyPlan):
+    """A new KerasTuner oracle for ``plan``'s search, over a copy of its hyperparameters."""
+    from bench.tuning.algorithms import make_oracle
+
+    spec, settings = plan.spec, plan.settings
+    return make_oracle(plan.tuner_name, hyperparameters=plan.hp.copy(),
+                       max_trials=settings.max_trials, seed=spec.seed,
+                       max_epochs=spec.max_epochs or settings.epochs,
+                       initial_points=spec.initial_points)
+
+
 def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, done: int = 0,
                 worker: bool = False):
     """The BenchTuner that runs ``plan``'s trials here (a single process or a worker),
@@ -388,7 +399,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
 
     from bench.device import describe_device, library_versions, use_compilation_cache
     from bench.results import check_new_run_dir, new_run_dir, process_identity, write_json
-    from bench.tuning.algorithms import make_oracle, planned_trials, tuner_notes
+    from bench.tuning.algorithms import planned_trials, tuner_notes
     from bench.tuning.bench_tuner import repeat_seeds
     from bench.tuning.hypermodel import ModelInputs
     from bench.tuning.recording import CsvAppender, epoch_columns
@@ -464,9 +475,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     write_trials = None
     failure = None
     try:
-        oracle = make_oracle(tuner_name, hyperparameters=hp, max_trials=settings.max_trials,
-                             seed=spec.seed, max_epochs=spec.max_epochs or settings.epochs,
-                             initial_points=spec.initial_points)
+        oracle = study_oracle(plan)
         total = planned_trials(tuner_name, hp, max_trials=settings.max_trials)
         log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
             f"{settings.epochs} epochs")

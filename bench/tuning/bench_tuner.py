@@ -298,8 +298,6 @@ class BenchTuner(keras_tuner.Tuner):
         except RuntimeError as error:
             if CONSECUTIVE_FAILURES not in str(error).lower():
                 raise
-            from bench.tuning.distributed import end_at_failure_limit
-
             end_at_failure_limit(self.oracle, trial.trial_id)
             self.save()
             limit = self.oracle.max_consecutive_failed_trials
@@ -330,6 +328,15 @@ class BenchTuner(keras_tuner.Tuner):
         table = summarise_trials(read_epochs(run_dir), self.trial_rows(),
                                  self.execution.columns)
         write_csv(run_dir.trials_csv, table)
+
+
+def end_at_failure_limit(oracle, trial_id: str) -> None:
+    """KerasTuner raises at the consecutive-failure limit before saving the trial that
+    reached it, leaving it RUNNING on disk: finish its bookkeeping."""
+    oracle._save_trial(oracle.trials[trial_id])  # noqa: SLF001 (no public way to persist it)
+    oracle.ongoing_trials = {k: v for k, v in oracle.ongoing_trials.items()
+                             if v.trial_id != trial_id}
+    oracle.save()
 
 
 def hyperparameter_values(hp, *, space, columns: list[str]) -> dict:

@@ -72,6 +72,23 @@ class CsvAppender:
         self._file.close()
 
 
+def whole_rows(path: Path) -> tuple[str, list[tuple[list[str], str]]]:
+    """The header line of a table written by ``CsvAppender`` and its whole rows, each as
+    (cells, line); a row torn by a kill or a full disk (no line end, too few cells) is
+    left out. ("", []) for an empty file."""
+    with open(path, newline="", encoding="utf-8") as file:
+        lines = file.read().splitlines(keepends=True)
+    if not lines:
+        return "", []
+    width = len(next(csv.reader([lines[0]])))
+    rows = []
+    for line in lines[1:]:
+        cells = next(csv.reader([line]), [])
+        if line.endswith("\n") and len(cells) == width:
+            rows.append((cells, line))
+    return lines[0], rows
+
+
 def _csv_line(values: list) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(values)

@@ -87,25 +87,19 @@ def tidy_epochs(run: RunDir, *, keep: set[str], path: Path | None = None) -> int
     trials in ``keep``; returns how many rows were removed (a torn last row, and the rows
     of trials that run again)."""
     from bench.results import _replace_atomically
+    from bench.tuning.recording import whole_rows
 
     path = run.epochs_csv if path is None else path
     if not path.exists():
         return 0
     with open(path, newline="", encoding="utf-8") as file:
-        text = file.read()
-    lines = text.splitlines(keepends=True)
-    if not lines:
+        body = len(file.read().splitlines()) - 1
+    header, rows = whole_rows(path)
+    if not header:
         return 0
-    header, body = lines[0], lines[1:]
-    width = len(next(csv.reader([header])))
     trial_column = next(csv.reader([header])).index("trial_id")
-    kept = []
-    for line in body:
-        cells = next(csv.reader([line]), [])
-        whole = line.endswith("\n") and len(cells) == width
-        if whole and cells[trial_column] in keep:
-            kept.append(line)
-    removed = len(body) - len(kept)
+    kept = [line for cells, line in rows if cells[trial_column] in keep]
+    removed = body - len(kept)
     if removed:
         content = header + "".join(kept)
         _replace_atomically(path, lambda partial: partial.write_bytes(content.encode()))
