@@ -101,6 +101,7 @@ def test_two_workers_write_the_tables_of_one_process(study):
     _assert_same_tables(run, study / "results" / "reference")
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["distributed"]["workers"] == 2
+    assert not record["distributed"].get("restarts")  # every worker started at the first go
     assert "[tuner0]" in result.stdout and "[tuner1]" in result.stdout
     assert "I0000" not in result.stdout  # the backends' start-up chatter stays in the logs
     assert (run / "workers" / "tuner0" / "log.txt").exists()

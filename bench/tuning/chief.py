@@ -11,8 +11,10 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.results import RunDir, read_epochs, read_run, summarise_trials, write_csv
 from bench.tuning.distributed import (
+    CHIEF_PID,
     Chief,
     LocalWorker,
+    end_with_chief,
     local_worker_command,
     merge_worker_tables,
     study_fingerprint,
@@ -99,7 +101,7 @@ class ChiefStudy:
                     command=local_worker_command(name=f"tuner{i}", address=address,
                                                  run=self.run_dir),
                     env=os.environ | worker_environment(i, workers=scale.workers, gpus=gpus)
-                    | {"PYTHONUNBUFFERED": "1"})
+                    | {"PYTHONUNBUFFERED": "1", CHIEF_PID: str(os.getpid())})
                     for i in range(scale.workers)]
                 on = f" on GPUs {', '.join(gpus)}" if gpus else ""
                 self.log(f"chief on {address}: {scale.workers} worker process(es){on}")
@@ -177,12 +179,12 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     worker reads its settings from ``run.json`` and writes its epochs to
     ``workers/NAME/epochs.csv`` and each trial's results into ``tuner/``.
     """
-    from bench.runner import _prepare_inputs, build_tuner, plan_study
-    from bench.tuning.algorithms import make_oracle
+    from bench.runner import _prepare_inputs, build_tuner, plan_study, study_oracle
     from bench.tuning.hypermodel import ModelInputs
     from bench.tuning.recording import CsvAppender, epoch_columns
     from bench.tuning.resume import ended_trials, recorded_spec, tidy_epochs
 
+    end_with_chief()
     host, _, port = chief.rpartition(":")
     if not host or not port.isdigit():
         raise BenchError(f"--chief {chief} must be HOST:PORT, for example node1:8000")
@@ -210,10 +212,7 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     tidy_epochs(run, keep=set(ended_trials(run)), path=table_path)
     os.environ |= {"KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": host,
                    "KERASTUNER_ORACLE_PORT": port}
-    oracle = make_oracle(plan.tuner_name, hyperparameters=plan.hp,
-                         max_trials=settings.max_trials, seed=spec.seed,
-                         max_epochs=spec.max_epochs or settings.epochs,
-                         initial_points=spec.initial_points)
+    oracle = study_oracle(plan)  # local only: KerasTuner's client forwards to the chief
     table = CsvAppender(table_path, epoch_columns(plan.columns, space.epoch_columns))
     try:
         tuner, _ = build_tuner(plan, oracle=oracle, data=data, inputs=inputs, run_dir=run,

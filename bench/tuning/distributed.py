@@ -128,15 +128,6 @@ def patient_client(client):
     return PatientOracleClient(client._oracle)  # noqa: SLF001 (the wrapped local oracle)
 
 
-def end_at_failure_limit(oracle, trial_id: str) -> None:
-    """KerasTuner raises at the consecutive-failure limit before saving the trial that
-    reached it, leaving it RUNNING on disk: finish its bookkeeping."""
-    oracle._save_trial(oracle.trials[trial_id])  # noqa: SLF001 (no public way to persist it)
-    oracle.ongoing_trials = {k: v for k, v in oracle.ongoing_trials.items()
-                             if v.trial_id != trial_id}
-    oracle.save()
-
-
 @contextmanager
 def oracle_lock(oracle):
     """KerasTuner's lock of ``oracle``, released even when the call inside raises.
@@ -163,7 +154,7 @@ def oracle_lock(oracle):
 def end_trial(oracle, trial) -> bool:
     """``oracle.end_trial(trial)``; True when that reached KerasTuner's consecutive-failure
     limit (the trial's bookkeeping is then finished here)."""
-    from bench.tuning.bench_tuner import CONSECUTIVE_FAILURES
+    from bench.tuning.bench_tuner import CONSECUTIVE_FAILURES, end_at_failure_limit
 
     with oracle_lock(oracle):
         try:
@@ -240,18 +231,31 @@ BACKEND_CHATTER = re.compile(r"^(?:[IWEF]\d{4} |WARNING: All log messages before
                              r"To enable the following instructions|E0000 )")
 
 
-def _death_signal_hook():
-    """A function for ``preexec_fn`` that makes a local worker end with its chief (SIGKILL
-    included): an orphan would wait an hour for a chief that is gone (KerasTuner's RPC
-    timeout). Resolved here, before the fork: loading a library in the child of a process
-    with threads can deadlock. None where there is no ``prctl`` (not Linux)."""
+#: Set by the supervisor in a local worker's environment: the pid the worker ends with.
+CHIEF_PID = "BENCH_CHIEF_PID"
+
+
+def end_with_chief() -> None:
+    """In a local worker: end with the chief that started it (SIGKILL included), since an
+    orphan would wait an hour for a chief that is gone (KerasTuner's RPC timeout).
+
+    The worker sets this itself, after it started, rather than through ``Popen``'s
+    ``preexec_fn``: Python code between fork and exec in a chief that serves gRPC ran
+    gRPC's fork handlers in the child, which sometimes died of a signal before it ran.
+    Nothing where there is no ``prctl`` (not Linux) or no chief pid in the environment.
+    """
+    chief = os.environ.get(CHIEF_PID)
+    if not chief:
+        return
     try:
         import ctypes
 
         prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        return None
-    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        return
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(chief):  # the chief ended before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
@@ -271,8 +275,7 @@ class LocalWorker:
     def start(self, log) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                        preexec_fn=_death_signal_hook())
+                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
 
         def forward(stream, prefix=f"[{self.name}] "):
             with open(self.log_path, "a", encoding="utf-8") as kept:
@@ -445,19 +448,15 @@ class Chief:
 def merge_worker_tables(run: RunDir, *, header: list[str]) -> int:
     """Writes the run's ``epochs.csv`` from every worker's table: whole rows only, in
     (trial, repeat, epoch) order; returns the number of rows."""
+    from bench.tuning.recording import _csv_line, whole_rows
+
     rows = []
     for path in sorted(run.path.glob("workers/*/epochs.csv")):
-        with open(path, newline="", encoding="utf-8") as file:
-            lines = file.read().splitlines(keepends=True)
-        if not lines or next(csv.reader([lines[0]])) != header:
-            continue
-        for line in lines[1:]:
-            cells = next(csv.reader([line]), [])
-            if line.endswith("\n") and len(cells) == len(header):
-                rows.append((cells, line))
+        first, whole = whole_rows(path)
+        if first and next(csv.reader([first])) == header:
+            rows += whole
     trial, repeat, epoch = (header.index(c) for c in ("trial_id", "repeat", "epoch"))
     rows.sort(key=lambda row: (row[0][trial], int(row[0][repeat]), int(row[0][epoch])))
-    from bench.tuning.recording import _csv_line
 
     content = _csv_line(header) + "\r\n" + "".join(line for _, line in rows)
     _replace_atomically(run.epochs_csv, lambda partial: partial.write_bytes(content.encode()))
