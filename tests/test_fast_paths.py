@@ -95,3 +95,29 @@ def test_random_layers_in_a_prefix_are_found():
               keras.layers.RandomFlip(name="flip"), keras.layers.GaussianNoise(0.1, name="noise"),
               keras.layers.BatchNormalization(name="bn")]
     assert _random_layers(layers) == ["drop", "flip", "noise"]
+
+
+def test_one_batch_evaluation_equals_evaluate():
+    import keras
+
+    from bench.data.datasets import Split
+    from bench.tuning.bench_tuner import OneBatch, evaluate_split
+
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(3)
+    split = Split(images=rng.integers(0, 256, (37, 8, 8, 3), dtype=np.uint8),
+                  labels=rng.integers(0, 4, 37))
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(), keras.layers.Dense(4, "softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(split.images, split.labels, epochs=1, batch_size=8, verbose=0)
+    expected = model.evaluate(split.images, split.labels, batch_size=64, verbose=0)
+    one = evaluate_split(model, split, batch_size=64, one_batch=OneBatch(split))
+    assert one == expected  # the same compiled step on the same single batch
+    # accuracy by hand, from the model's predictions
+    by_hand = np.mean(np.argmax(model.predict(split.images, verbose=0), axis=1) == split.labels)
+    assert abs(one[1] - by_hand) < 1e-6
+    # A split larger than one batch goes through evaluate, in batches
+    batched = evaluate_split(model, split, batch_size=8, one_batch=OneBatch(split))
+    np.testing.assert_allclose(batched, expected, rtol=1e-5)

@@ -90,15 +90,36 @@ class OneBatchValidation(keras.callbacks.Callback):
 
     def __init__(self, split: Split):
         super().__init__()
+        self.batch = OneBatch(split)
+
+    def on_epoch_end(self, epoch, logs=None):
+        results = self.batch.evaluate(self.model, return_dict=True)
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in results.items()})
+
+
+class OneBatch:
+    """A split evaluated as one batch: one call of a model's compiled test step, which
+    is what ``evaluate`` runs for a split that fits in one batch, without the iterator
+    and callbacks it builds first (on a small study, more than the pass itself)."""
+
+    def __init__(self, split: Split):
         # Tensors, not NumPy arrays: TensorFlow traces a function again for every NumPy
-        # argument, and a trace costs more than the validation.
+        # argument, and a trace costs more than the evaluation.
         self.images = keras.ops.convert_to_tensor(split.images)
         self.labels = keras.ops.convert_to_tensor(split.labels)
 
-    def on_epoch_end(self, epoch, logs=None):
-        results = self.model.test_on_batch(self.images, self.labels, return_dict=True)
-        if logs is not None:
-            logs.update({f"val_{name}": value for name, value in results.items()})
+    def evaluate(self, model, *, return_dict: bool = False):
+        """``model.evaluate(images, labels, batch_size=len(split))``'s result."""
+        return model.test_on_batch(self.images, self.labels, return_dict=return_dict)
+
+
+def evaluate_split(model, split: Split, *, batch_size: int, one_batch: OneBatch | None = None):
+    """``model.evaluate`` on ``split`` in batches of ``batch_size`` (loss, then metrics);
+    ``one_batch`` (the same split as tensors) evaluates it in one call where it fits."""
+    if one_batch is not None and len(split) <= batch_size:
+        return one_batch.evaluate(model)
+    return model.evaluate(split.images, split.labels, batch_size=batch_size, verbose=0)
 
 
 def _shuffle_seeds(seed: int | None) -> list:
@@ -162,6 +183,7 @@ class BenchTuner(keras_tuner.Tuner):
         self.trial_extras: dict[str, dict] = {}
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
+        self._one_test_batch: OneBatch | None = None
 
     def continue_from(self, extras: dict[str, dict]) -> None:
         """After KerasTuner reloaded a run's project: what trials.csv knew of the trials
@@ -258,15 +280,22 @@ class BenchTuner(keras_tuner.Tuner):
             curve = [row["val_accuracy"] for row in recorder.rows]
             if not curve:
                 raise keras_tuner.errors.FailedTrialError("the space's fit() ran no epoch")
-            _, test_accuracy = parts.model.evaluate(ex.data.test.images, ex.data.test.labels,
-                                                    batch_size=ex.evaluation_batch_size,
-                                                    verbose=0)
+            _, test_accuracy = evaluate_split(parts.model, ex.data.test,
+                                              batch_size=ex.evaluation_batch_size,
+                                              one_batch=self._test_batch())
             tests.append(float(test_accuracy))
             self.progress.repeat_end(repeat=repeat, final=curve[-1],
                                      best_epoch=int(np.argmax(curve)) + 1,
                                      seconds=time.perf_counter() - repeat_start)
             results.append({OBJECTIVE: float(np.max(curve))})
         return results, tests
+
+    def _test_batch(self) -> OneBatch | None:
+        """The test split as one batch, converted once for the whole run."""
+        test = self.execution.data.test
+        if self._one_test_batch is None and len(test) <= self.execution.evaluation_batch_size:
+            self._one_test_batch = OneBatch(test)
+        return self._one_test_batch
 
     def _weights_key(self, hp, seed: int) -> tuple:
         """What fixes a backbone's initial weights: the source weights for pretrained and
