@@ -503,7 +503,8 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
             finally:
                 record["search_seconds"] = round(time.perf_counter() - started, 2)
                 record["models"] = {"compiled": tuner.models.built,
-                                    "reused": tuner.models.reused}
+                                    "reused": tuner.models.reused,
+                                    "states_reused": tuner.models.states_reused}
                 if prefix is not None:
                     record["prefix_cache"] = {"executions": prefix.used,
                                               "features_computed": prefix.computed,

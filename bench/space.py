@@ -185,18 +185,8 @@ class SearchSpace:
         """Compiles ``parts.model``: the ``optimizer`` hook's optimizer at ``head_lr``, the
         unfrozen backbone at ``head_lr * body_lr_scale``, sparse categorical cross-entropy
         on probabilities, accuracy."""
-        from bench.models.optim import make_optimizer
-
-        name, options = self.optimizer(hp)
-        optimizer = make_optimizer(
-            name,
-            learning_rate=float(self.value(hp, "head_lr")),
-            body_variables=parts.body_variables,
-            body_lr_scale=float(self.value(hp, "body_lr_scale")),
-            **options,
-        )
-        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                            metrics=["accuracy"])
+        parts.model.compile(optimizer=default_optimizer(self, parts, hp=hp),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     def fit(self, parts, *, hp, run) -> list:
         """Trains the compiled model and returns its Keras History objects.
@@ -208,6 +198,21 @@ class SearchSpace:
                 per-epoch recorder (``run.recorder.set(phase=...)``).
         """
         return [run.fit(parts.model, epochs=run.epochs)]
+
+
+def default_optimizer(space: SearchSpace, parts, *, hp):
+    """The optimizer ``SearchSpace.compile`` compiles with: the ``optimizer`` hook's, at
+    ``head_lr``, the backbone's variables at ``head_lr * body_lr_scale``."""
+    from bench.models.optim import make_optimizer
+
+    name, options = space.optimizer(hp)
+    return make_optimizer(
+        name,
+        learning_rate=float(space.value(hp, "head_lr")),
+        body_variables=parts.body_variables,
+        body_lr_scale=float(space.value(hp, "body_lr_scale")),
+        **options,
+    )
 
 
 @dataclass(frozen=True)

@@ -72,22 +72,33 @@ EVICTION = textwrap.dedent('''
 
 SHIPPED = ("seed", "frozen-depth", "head-lr", "init", "two-phase")
 
-# case: (space, RunSpec overrides, compiled models kept, expected {"compiled", "reused"})
+# case: (space, RunSpec overrides, compiled models kept,
+#        expected {"compiled", "reused", "states_reused"})
 CASES = {
     # Grid order: both head rates of one optimizer, one after the other, one graph each.
-    "optimizers": ("optimizers", {"repeats": 1}, 4, {"compiled": 4, "reused": 4}),
+    # Its head and augmentation hooks could read head_lr: every reuse builds afresh.
+    "optimizers": ("optimizers", {"repeats": 1}, 4,
+                   {"compiled": 4, "reused": 4, "states_reused": 0}),
     # A, A, B, B, A, A, B, B (repeats of 2) through a cache of one: 4 builds, 4 reuses.
-    "eviction": ("eviction", {"repeats": 2}, 1, {"compiled": 4, "reused": 4}),
-    # The first two trials share a graph (head_lr, or init, changes between them).
-    "seed": ("seed", {"max_trials": 2, "repeats": 1}, 4, {"compiled": 1, "reused": 1}),
-    "init": ("init", {"repeats": 1}, 4, {"compiled": 1, "reused": 1}),
+    "eviction": ("eviction", {"repeats": 2}, 1,
+                 {"compiled": 4, "reused": 4, "states_reused": 0}),
+    # The first two trials share a graph, an init and a seed (only head_lr changes): the
+    # second takes the first's initial state instead of a build.
+    "seed": ("seed", {"max_trials": 2, "repeats": 1}, 4,
+             {"compiled": 1, "reused": 1, "states_reused": 1}),
+    # Every depth, both head rates, two seeds: the second head rate at each depth and seed
+    # takes a kept state (some through the prefix cache).
+    "seed-states": ("seed", {"max_trials": 6, "repeats": 2, "epochs": 2}, 4,
+                    {"compiled": 3, "reused": 9, "states_reused": 6}),
+    "init": ("init", {"repeats": 1}, 4, {"compiled": 1, "reused": 1, "states_reused": 0}),
     # One trial, its second repeat reused.
     "frozen-depth": ("frozen-depth", {"max_trials": 1, "repeats": 2}, 4,
-                     {"compiled": 1, "reused": 1}),
-    "head-lr": ("head-lr", {"max_trials": 1, "repeats": 2}, 4, {"compiled": 1, "reused": 1}),
+                     {"compiled": 1, "reused": 1, "states_reused": 0}),
+    "head-lr": ("head-lr", {"max_trials": 1, "repeats": 2}, 4,
+                {"compiled": 1, "reused": 1, "states_reused": 0}),
     # Its fit recompiles: never reused, and the run says so.
     "two-phase": ("two-phase", {"max_trials": 1, "repeats": 1, "epochs": 2}, 4,
-                  {"compiled": 1, "reused": 0}),
+                  {"compiled": 1, "reused": 0, "states_reused": 0}),
 }
 
 
@@ -127,9 +138,9 @@ def test_reuse_gives_the_curves_of_fresh_models(case, spaces_dir, tmp_path, cach
               "overrides": overrides}
     reused, reused_models, lines = _run(space, reuse=True, **kwargs)
     fresh, fresh_models, _ = _run(space, reuse=False, **kwargs)
-    executions = sum(expected.values())
+    executions = expected["compiled"] + expected["reused"]
     assert len(fresh) == executions * overrides.get("epochs", 1)
-    assert fresh_models == {"compiled": executions, "reused": 0}
+    assert fresh_models == {"compiled": executions, "reused": 0, "states_reused": 0}
     assert reused_models == expected
     if not expected["reused"]:
         assert any(f"reuse off: space {space} overrides fit" in line for line in lines)

@@ -11,20 +11,35 @@ leaves running on), and every optimizer variable as a freshly built optimizer ha
 Where equality cannot be guaranteed, there is no reuse: a space that overrides
 ``compile`` or ``fit`` (which may recompile or refreeze mid-run) always gets a fresh
 model, and so does an execution whose fresh optimizer is configured unlike the cached one.
+
+The fresh build that gives those values costs more than a short execution's training.
+Where only ``init``, ``frozen_blocks`` and the seed can change what it makes (the default
+head, no augmentation hook, the default ``compile``), its result is kept: the values of
+every model variable and the Python and NumPy random states it leaves, so that the trials
+that differ only in ``head_lr`` (each repeat at its own seed) take them instead of
+building again; only the optimizer is made new, as ``compile`` makes it.
 """
 
 from __future__ import annotations
 
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+
 import keras
+import numpy as np
 
 from bench.models.model import FineTuneModel
-from bench.space import SearchSpace
+from bench.space import SearchSpace, default_optimizer
 
 #: Hyperparameters that change only weights or the learning-rate value, not the graph.
 RESETTABLE = ("init", "head_lr")
 
 #: Compiled models kept at once, by default.
 DEFAULT_SIZE = 4
+
+#: Bytes of initial states (variable values) kept at once.
+STATE_MEMORY = 512 * 2**20
 
 
 def reusable(space: SearchSpace) -> bool:
@@ -41,6 +56,15 @@ def reuse_note(space: SearchSpace, *, enabled: bool) -> str | None:
              if getattr(cls, name) is not getattr(SearchSpace, name)]
     return (f"compiled-model reuse off: space {space.name} overrides {' and '.join(hooks)}, "
             "so every execution builds and compiles a new model")
+
+
+def states_reusable(space: SearchSpace) -> bool:
+    """Whether a build's result depends on nothing but the graph, ``init``,
+    ``frozen_blocks`` and the seed: the default head and no augmentation hook, which
+    could read any hyperparameter (``head_lr`` included), and a reusable space."""
+    cls = type(space)
+    return reusable(space) and all(getattr(cls, hook) is getattr(SearchSpace, hook)
+                                   for hook in ("build_head", "augment"))
 
 
 def structure_key(hp, space: SearchSpace | None = None) -> tuple:
@@ -78,20 +102,42 @@ def restore_state(cached: FineTuneModel, fresh: FineTuneModel) -> bool:
         False, copying nothing, where the two differ in anything that is not a variable
         value (the variables' shapes, the optimizer's class, options or scales).
     """
-    model_from, model_to = fresh.model.variables, cached.model.variables
-    if _shapes(model_from) != _shapes(model_to):
-        return False
-    source, target = fresh.model.optimizer, cached.model.optimizer
+    source = fresh.model.optimizer
     if not source.built:
         source.build(fresh.model.trainable_variables)
+    return _restore(cached, values=fresh.model.variables,
+                    shapes=_shapes(fresh.model.variables), optimizer=source)
+
+
+def _restore(cached: FineTuneModel, *, values, shapes, optimizer) -> bool:
+    """Assigns ``values`` to ``cached``'s model variables and ``optimizer``'s (built)
+    variables to its optimizer's; False, assigning nothing, where they do not fit."""
+    model_to = cached.model.variables
+    if shapes != _shapes(model_to):
+        return False
+    target = cached.model.optimizer
     if not target.built:
         target.build(cached.model.trainable_variables)
-    if (_optimizer_signature(source) != _optimizer_signature(target)
-            or _shapes(source.variables) != _shapes(target.variables)):
+    if (_optimizer_signature(optimizer) != _optimizer_signature(target)
+            or _shapes(optimizer.variables) != _shapes(target.variables)):
         return False
-    for to, value in zip([*model_to, *target.variables], [*model_from, *source.variables]):
+    for to, value in zip([*model_to, *target.variables], [*values, *optimizer.variables]):
         to.assign(value)
     return True
+
+
+@dataclass
+class InitialState:
+    """What a fresh build of one graph, init and seed leaves behind."""
+
+    values: list  # every model variable's value (NumPy)
+    shapes: list
+    python_random: tuple  # the random states after the build: training draws on from them
+    numpy_random: tuple
+
+    @property
+    def nbytes(self) -> int:
+        return sum(value.nbytes for value in self.values)
 
 
 class CompiledModels:
@@ -106,10 +152,13 @@ class CompiledModels:
     def __init__(self, hypermodel, *, enabled: bool = True, size: int | None = None):
         self.hypermodel = hypermodel
         self.enabled = enabled and reusable(hypermodel.space)
+        self.keep_states = self.enabled and states_reusable(hypermodel.space)
         self.size = size or DEFAULT_SIZE
         self._models: dict[tuple, FineTuneModel] = {}
+        self._states: OrderedDict[tuple, InitialState] = OrderedDict()
         self.reused = 0
         self.built = 0
+        self.states_reused = 0  # reused executions that took a kept state, not a build
 
     def prepare(self, hp, *, seed: int) -> FineTuneModel:
         """A compiled model with the initial state of ``hp`` and ``seed``."""
@@ -117,8 +166,7 @@ class CompiledModels:
         if not self.enabled or key not in self._models:
             if not self._models or not self.enabled:
                 keras.backend.clear_session()
-            keras.utils.set_random_seed(seed)
-            parts = self.hypermodel.build_parts(hp)
+            parts = self._build(hp, key=key, seed=seed)
             self.built += 1
             if self.enabled:
                 if len(self._models) >= self.size:
@@ -126,8 +174,11 @@ class CompiledModels:
                 self._models[key] = parts
             return parts
         cached = self._models[key]
-        keras.utils.set_random_seed(seed)
-        fresh = self.hypermodel.build_parts(hp)
+        if self._take_state(cached, hp, key=key, seed=seed):
+            self.reused += 1
+            self.states_reused += 1
+            return cached
+        fresh = self._build(hp, key=key, seed=seed)
         if not restore_state(cached, fresh):
             # The fresh model is as a new build would be: train it, and keep it instead.
             self._models[key] = fresh
@@ -135,3 +186,40 @@ class CompiledModels:
             return fresh
         self.reused += 1
         return cached
+
+    def _state_key(self, hp, *, key: tuple, seed: int) -> tuple:
+        space = self.hypermodel.space
+        return key + (("init", repr(space.value(hp, "init"))),
+                      ("frozen_blocks", repr(space.value(hp, "frozen_blocks"))),
+                      ("seed", seed))
+
+    def _build(self, hp, *, key: tuple, seed: int) -> FineTuneModel:
+        """A fresh build at ``seed``, its initial state kept where that is safe."""
+        keras.utils.set_random_seed(seed)
+        parts = self.hypermodel.build_parts(hp)
+        if self.keep_states:
+            variables = parts.model.variables
+            state = InitialState(values=[keras.ops.convert_to_numpy(v) for v in variables],
+                                 shapes=_shapes(variables), python_random=random.getstate(),
+                                 numpy_random=np.random.get_state())
+            state_key = self._state_key(hp, key=key, seed=seed)
+            self._states[state_key] = state
+            while sum(s.nbytes for s in self._states.values()) > STATE_MEMORY:
+                self._states.popitem(last=False)
+        return parts
+
+    def _take_state(self, cached: FineTuneModel, hp, *, key: tuple, seed: int) -> bool:
+        """Gives ``cached`` a kept initial state and a new optimizer; False where none is
+        kept for this graph, init and seed."""
+        state = self._states.get(self._state_key(hp, key=key, seed=seed))
+        if state is None:
+            return False
+        keras.utils.set_random_seed(seed)
+        optimizer = default_optimizer(self.hypermodel.space, cached, hp=hp)
+        optimizer.build(cached.model.trainable_variables)
+        if not _restore(cached, values=state.values, shapes=state.shapes,
+                        optimizer=optimizer):
+            return False
+        random.setstate(state.python_random)
+        np.random.set_state(state.numpy_random)
+        return True
