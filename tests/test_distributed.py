@@ -32,6 +32,44 @@ DYING = THREE_TRIALS.replace("class Three", "class Dying").replace(
         return super().fit(parts, hp=hp, run=run)
 '''
 
+#: The three-trial space with a hook that waits while the file named by BENCH_TEST_HOLD
+#: exists, so that a kill lands mid-study however fast or slow the machine. The file says
+#: what waits: "trial" (the last grid trial), or "WORKER TABLE" (that worker, from its
+#: second repeat on: once TABLE has a repeat's rows). It changes no number.
+HOLDING = THREE_TRIALS.replace("class Three", "class Holding").replace(
+    "from bench.space import SearchSpace, SpaceSettings",
+    "import os\nimport time\n\nfrom bench.space import SearchSpace, SpaceSettings",
+) + '''
+    def optimizer(self, hp):
+        while _held(hp):
+            time.sleep(0.2)
+        return super().optimizer(hp)
+
+
+def _held(hp):
+    try:
+        with open(os.environ["BENCH_TEST_HOLD"]) as file:
+            what = file.read().split()
+        if what == ["trial"]:
+            return hp.get("head_lr") == 3e-3 and hp.get("frozen_blocks") == 2
+        worker, table = what
+        if os.environ.get("KERASTUNER_TUNER_ID", "").split("@")[0] != worker:
+            return False
+        with open(table) as file:
+            return len(file.readlines()) > 3  # the header and one repeat's three epochs
+    except (KeyError, OSError, ValueError):
+        return False
+'''
+
+
+def _start_holding(study, name, *extra, hold: Path):
+    """A run of the holding space, read as it comes; ``hold`` exists until the test
+    removes it."""
+    return subprocess.Popen(
+        _run_command(study, name, *extra, space="holding"), cwd=ROOT,
+        env=_env(study) | {"BENCH_TEST_HOLD": str(hold)}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+
 
 def _run_command(tmp_path, name, *extra, space="three", command="run"):
     return [sys.executable, str(ROOT / "run_bench.py"), command, "--space", space,
@@ -51,6 +89,7 @@ def study(tmp_path_factory):
     (tmp_path / "spaces").mkdir()
     (tmp_path / "spaces" / "three.py").write_text(THREE_TRIALS)
     (tmp_path / "spaces" / "dying.py").write_text(DYING)
+    (tmp_path / "spaces" / "holding.py").write_text(HOLDING)
     reference = subprocess.run(_run_command(tmp_path, "reference"), cwd=ROOT,
                                env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert reference.returncode == 0, reference.stderr[-2000:]
@@ -110,13 +149,17 @@ def test_two_workers_write_the_tables_of_one_process(study):
 @pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_restarted_and_its_trial_runs_again(study):
     run = study / "results" / "killed-worker"
-    process = _start(study, "killed-worker", "--workers", "2")
+    hold = study / "hold-killed-worker"
+    # tuner0 waits before its second repeat: it is still in that trial when killed.
+    hold.write_text(f"tuner0 {run / 'workers' / 'tuner0' / 'epochs.csv'}")
+    process = _start_holding(study, "killed-worker", "--workers", "2", hold=hold)
     lines = []
     try:
         for line in process.stdout:
             lines.append(line)
             if line.startswith("[tuner0]") and "repeat 1/2" in line:
                 os.kill(_worker_pid(run, "tuner0"), signal.SIGKILL)  # mid-trial
+                hold.unlink()
                 break
         lines.extend(process.stdout)
         process.wait(timeout=600)
@@ -204,7 +247,9 @@ def test_chief_and_worker_commands_and_a_worker_of_another_space_version(study):
 @pytest.mark.slow
 def test_a_killed_distributed_run_resumes_to_the_tables_of_one_process(study):
     run = study / "results" / "killed-chief"
-    process = _start(study, "killed-chief", "--workers", "2")
+    hold = study / "hold-killed-chief"
+    hold.write_text("trial")  # the last trial waits: the study cannot end before the kill
+    process = _start_holding(study, "killed-chief", "--workers", "2", hold=hold)
     try:
         finished = 0
         for line in process.stdout:
@@ -219,6 +264,7 @@ def test_a_killed_distributed_run_resumes_to_the_tables_of_one_process(study):
     while any(_worker_pid(run, name) for name in ("tuner0", "tuner1")):
         assert time.monotonic() < deadline, "a worker outlived its chief"
         time.sleep(0.5)
+    hold.unlink()
     result = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "run", "--resume",
                              str(run)], cwd=ROOT, env=_env(study), capture_output=True,
                             text=True, timeout=600)
