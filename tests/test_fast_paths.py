@@ -121,3 +121,67 @@ def test_one_batch_evaluation_equals_evaluate():
     # A split larger than one batch goes through evaluate, in batches
     batched = evaluate_split(model, split, batch_size=8, one_batch=OneBatch(split))
     np.testing.assert_allclose(batched, expected, rtol=1e-5)
+
+
+def test_training_batches_come_in_the_seeds_order_in_one_pipeline(tmp_path):
+    """FitRun's input (one pipeline over all epochs on TensorFlow, Keras's shuffle seeded
+    each epoch on JAX) trains exactly as Keras's plain array path fed, one fit per epoch,
+    the rows in the order drawn by hand from the seed and the epoch."""
+    import keras
+
+    from bench.data.datasets import Split
+    from bench.models.model import FineTuneModel
+    from bench.tuning.bench_tuner import FitRun
+    from bench.tuning.recording import CsvAppender, EpochRecorder
+
+    rng = np.random.default_rng(5)
+    train = Split(images=rng.integers(0, 256, (37, 8, 8, 3), dtype=np.uint8),
+                  labels=rng.integers(0, 4, 37))  # batches of 8: 8, 8, 8, 8 and 5
+    validation = Split(images=rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8),
+                       labels=rng.integers(0, 4, 20))
+
+    def new_model():
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                                  keras.layers.Flatten(), keras.layers.Dense(4, "softmax")])
+        model.compile(optimizer=keras.optimizers.Adam(0.01),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    seed, epochs = 11, 4
+    suite = new_model()
+    parts = FineTuneModel(model=suite, backbone=None, blocks=[], head_layers=[])
+    table = CsvAppender(tmp_path / "epochs.csv", ["epoch", "frozen_layers",
+                                                  "trainable_params", *METRICS,
+                                                  "epoch_seconds"])
+    recorder = EpochRecorder(table, fixed={}, parts=parts)
+    run = FitRun(train=train, validation=validation, epochs=epochs, batch_size=8,
+                 recorder=recorder, seed=seed)
+    run.fit(suite, epochs=2)
+    run.fit(suite, epochs=epochs, initial_epoch=2)  # a second phase counts on
+    table.close()
+
+    plain = new_model()
+    losses = []
+    for epoch in range(epochs):
+        np.random.seed((seed * 100_003 + epoch) % 2**32)
+        order = np.random.permutation(len(train))
+        history = plain.fit(train.images[order], train.labels[order], batch_size=8,
+                            epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
+        losses.append(history.history["loss"][0])
+    assert [row["epoch"] for row in recorder.rows] == [1, 2, 3, 4]
+    np.testing.assert_allclose([row["loss"] for row in recorder.rows], losses, rtol=0,
+                               atol=1e-6)
+    for mine, theirs in zip(suite.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
+    # And the order is the seed's: another seed trains to other weights.
+    other = new_model()
+    FitRun(train=train, validation=validation, epochs=epochs, batch_size=8,
+           recorder=EpochRecorder(_Discard(), fixed={}, parts=parts), seed=seed + 1
+           ).fit(other, epochs=epochs)
+    assert not np.allclose(other.get_weights()[0], suite.get_weights()[0], atol=1e-4)
+
+
+class _Discard:
+    def append(self, row) -> None:
+        pass

@@ -21,6 +21,7 @@ from bench.data.datasets import Split, TransferData
 from bench.errors import DiskFull, StudyFailed
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
 from bench.tuning.algorithms import OBJECTIVE
+from bench.tuning.batches import SeedEachEpoch, seeded_fit_arguments
 from bench.tuning.memory import resident_mib
 from bench.tuning.prefix import PrefixCache
 from bench.tuning.progress import Progress
@@ -44,7 +45,7 @@ class FitRun:
     #: Validation runs in batches of this size: an epoch of a small study is mostly
     #: validation, and evaluation needs no batch the size of training's.
     evaluation_batch_size: int = 512
-    seed: int | None = None  # the execution's seed: each epoch's shuffle order from it
+    seed: int | None = None  # the execution's seed: each epoch's batch order from it
 
     def fit(self, model, *, epochs: int, initial_epoch: int = 0,
             steps_per_epoch: int | None = None):
@@ -56,27 +57,33 @@ class FitRun:
         """
         if self.recorder.failure is not None:
             return None
+        callbacks = [self.recorder, *self.callbacks]
         if steps_per_epoch is not None:
             # Keras stops at the end of the arrays; repeat the rows so every short epoch
             # gets its batches, in a new order each time.
             needed = steps_per_epoch * self.batch_size * (epochs - initial_epoch)
             order = np.concatenate([np.random.permutation(len(self.train))
                                     for _ in range(-(-needed // len(self.train)))])[:needed]
-            images, labels = self.train.images[order], self.train.labels[order]
+            training = {"x": self.train.images[order], "y": self.train.labels[order],
+                        "batch_size": self.batch_size, "steps_per_epoch": steps_per_epoch}
+            if self.seed is not None:
+                callbacks.insert(1, SeedEachEpoch(self.seed))
+        elif self.seed is not None:
+            training, seeding = seeded_fit_arguments(
+                self.train, seed=self.seed, batch_size=self.batch_size, epochs=epochs,
+                initial_epoch=initial_epoch)
+            callbacks[1:1] = seeding
         else:
-            images, labels = self.train.images, self.train.labels
+            training = {"x": self.train.images, "y": self.train.labels,
+                        "batch_size": self.batch_size}
         validation = {}
-        callbacks = [self.recorder, *_shuffle_seeds(self.seed), *self.callbacks]
         if len(self.validation) <= self.evaluation_batch_size:
             callbacks.insert(0, OneBatchValidation(self.validation))
         else:
             validation = {"validation_data": (self.validation.images, self.validation.labels),
                           "validation_batch_size": self.evaluation_batch_size}
-        return model.fit(
-            images, labels, epochs=epochs, initial_epoch=initial_epoch,
-            batch_size=self.batch_size, steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks, verbose=0, **validation,
-        )
+        return model.fit(epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                         verbose=0, **training, **validation)
 
 
 class OneBatchValidation(keras.callbacks.Callback):
@@ -120,24 +127,6 @@ def evaluate_split(model, split: Split, *, batch_size: int, one_batch: OneBatch 
     if one_batch is not None and len(split) <= batch_size:
         return one_batch.evaluate(model)
     return model.evaluate(split.images, split.labels, batch_size=batch_size, verbose=0)
-
-
-def _shuffle_seeds(seed: int | None) -> list:
-    """Seeds NumPy at each epoch's start, where Keras draws the epoch's shuffle order.
-
-    On the JAX backend Keras shuffles with ``np.random.permutation``, and the first ``fit``
-    of a new model draws one more order than a reused model's (to trace the step), so
-    without this a reused model would see its batches in another order.
-    """
-    if seed is None:
-        return []
-    import keras
-
-    class SeedEachEpoch(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            np.random.seed((seed * 100_003 + epoch) % 2**32)
-
-    return [SeedEachEpoch()]
 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
