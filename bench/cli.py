@@ -71,6 +71,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the frozen blocks in every epoch instead of once (slower; for comparison)")
     add("--cache-memory", dest="cache_memory_mb", type=int, default=2048, metavar="MB",
         help="most memory for cached frozen-block features (default 2048)")
+    add("--train-together", dest="together", action="store_true",
+        help="train each trial's repeats as one model (the same numbers; on the 2-core CPU "
+             "slower than one at a time, see README)")
     add("--no-reuse", dest="reuse_models", action="store_false",
         help="build and compile a new model for every execution (slower; for comparison)")
 

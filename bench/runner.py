@@ -73,6 +73,7 @@ class RunSpec:
     evaluation_batch_size: int = 512
     prefix_cache: bool = True
     cache_memory_mb: int = 2048
+    together: bool = False
 
 
 def _check_positive(**values) -> None:
@@ -360,7 +361,9 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                        directory=str(run_dir.path), project_name="tuner", execution=execution,
                        progress=progress, reuse_models=spec.reuse_models,
                        tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
-                       else None, prefix=prefix)
+                       else None, prefix=prefix, together=spec.together)
+    if spec.together and tuner.together.off_reason and settings.repeats > 1:
+        log(f"note: repeats trained one at a time: {tuner.together.off_reason}")
     return tuner, prefix
 
 
@@ -505,6 +508,8 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                 record["models"] = {"compiled": tuner.models.built,
                                     "reused": tuner.models.reused,
                                     "states_reused": tuner.models.states_reused}
+                record["together"] = {"trials": tuner.together.trials,
+                                      "retried_alone": tuner.together.retried}
                 if prefix is not None:
                     record["prefix_cache"] = {"executions": prefix.used,
                                               "features_computed": prefix.computed,

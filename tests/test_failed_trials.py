@@ -83,7 +83,7 @@ def _run(tmp_path, space, cache_dir, **options):
 
 def test_a_nan_trial_fails_and_never_wins(tmp_path, cache_dir):
     _spaces(tmp_path, nan=NAN_SPACE)
-    run = _run(tmp_path, "nan", cache_dir)
+    run = _run(tmp_path, "nan", cache_dir, together=True)
     trials = read_trials(run).set_index("head_lr")
     bad, good = trials.loc[1e38], trials.loc[1e-3]
     assert bad["status"] == "FAILED" and good["status"] == "COMPLETED"
@@ -91,6 +91,9 @@ def test_a_nan_trial_fails_and_never_wins(tmp_path, cache_dir):
     assert math.isnan(bad["best_val_accuracy"]) and math.isnan(bad["final_val_accuracy"])
     assert math.isnan(bad["test_accuracy"])
     assert bad["epochs_completed"] == 1 and good["epochs_completed"] == 2 * 2
+    # The good trial's repeats trained together; the NaN one ran again one repeat at a
+    # time, so its rows are what training alone writes (checked above).
+    assert read_run(run)["together"] == {"trials": 1, "retried_alone": 1}
     # KerasTuner was never given a score for it.
     oracle_trial = json.loads((run.tuner / f"trial_{bad['trial_id']}" / "trial.json")
                               .read_text())

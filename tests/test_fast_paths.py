@@ -52,12 +52,18 @@ def test_the_frozen_prefix_cache_changes_no_number_at_any_depth(tmp_path, cache_
     spaces = tmp_path / "spaces"
     spaces.mkdir()
     (spaces / "every.py").write_text(EVERY_DEPTH)
-    runs = {}
+    runs, lines = {}, []
     for cached in (True, False):
         spec = RunSpec(space="every", spaces_dir=spaces, image_size=IMAGE_SIZE,
                        pretrain_epochs=3, results_dir=tmp_path, name=f"prefix-{cached}",
-                       cache_dir=cache_dir, train_per_class=10, prefix_cache=cached)
-        runs[cached] = RunDir(run_study(spec, log=lambda *_: None))
+                       cache_dir=cache_dir, train_per_class=10, prefix_cache=cached,
+                       together=True)
+        runs[cached] = RunDir(run_study(spec, log=lines.append))
+    # Asked to train repeats together, but with its own head they train one at a time
+    # (together could not guarantee equality for what a head hook might read), and the
+    # run says so.
+    assert ("note: repeats trained one at a time: space every has its own fit, compile, "
+            "build_head or augment, or compiled-model reuse is off") in lines
     on, off = read_epochs(runs[True]), read_epochs(runs[False])
     assert sorted(on["frozen_blocks"].unique()) == [0, 1, 2, 3, 4]
     assert len(on) == len(off) == 2 * 5 * 2 * 2
@@ -66,6 +72,7 @@ def test_the_frozen_prefix_cache_changes_no_number_at_any_depth(tmp_path, cache_
                                read_trials(runs[False])["test_accuracy"], rtol=0, atol=1e-5)
     import json
 
+    assert json.loads(runs[True].run_json.read_text())["together"]["trials"] == 0
     used = json.loads(runs[True].run_json.read_text())["prefix_cache"]
     # Every execution with frozen blocks (4 depths x 2 inits x 2 repeats) used the cache;
     # pretrained features are shared by both repeats, random ones are not.
@@ -185,3 +192,76 @@ def test_training_batches_come_in_the_seeds_order_in_one_pipeline(tmp_path):
 class _Discard:
     def append(self, row) -> None:
         pass
+
+
+EVERY_DEPTH_DEFAULT_HEAD = '''
+from bench.space import SearchSpace, SpaceSettings
+
+
+class Stacked(SearchSpace):
+    description = "every cut point, both inits, two head rates, the default head"
+    version = 1
+    settings = SpaceSettings(epochs=3, repeats=3)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("init", ["pretrained", "random"])
+        hp.Int("frozen_blocks", 0, num_blocks, step=2)
+        hp.Choice("head_lr", [3e-3, 1e-2])
+'''
+
+
+def test_repeats_trained_together_change_no_number(tmp_path, cache_dir):
+    """Each repeat trained as a member of one model (bench.tuning.together) gives the
+    numbers training it alone gives: every depth (whole model and prefix-cache rests),
+    both inits, two learning rates on one compiled stack."""
+    import json
+
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "stacked.py").write_text(EVERY_DEPTH_DEFAULT_HEAD)
+    runs = {}
+    for together in (True, False):
+        spec = RunSpec(space="stacked", spaces_dir=spaces, image_size=IMAGE_SIZE,
+                       pretrain_epochs=3, results_dir=tmp_path, name=f"together-{together}",
+                       cache_dir=cache_dir, train_per_class=10, together=together)
+        runs[together] = RunDir(run_study(spec, log=lambda *_: None))
+    on, off = read_epochs(runs[True]), read_epochs(runs[False])
+    assert sorted(on["frozen_blocks"].unique()) == [0, 2, 4]
+    assert len(on) == len(off) == 2 * 3 * 2 * 3 * 3
+    key = ["trial_id", "repeat", "epoch", "seed", "frozen_layers", "trainable_params"]
+    pd.testing.assert_frame_equal(on[key], off[key])
+    np.testing.assert_allclose(on[METRICS], off[METRICS], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(read_trials(runs[True])["test_accuracy"],
+                               read_trials(runs[False])["test_accuracy"], rtol=0, atol=1e-5)
+    record = json.loads(runs[True].run_json.read_text())
+    assert record["together"] == {"trials": 12, "retried_alone": 0}
+    assert json.loads(runs[False].run_json.read_text())["together"]["trials"] == 0
+
+
+def test_repeats_train_alone_under_a_global_gradient_norm(tmp_path, cache_dir):
+    # One norm over all members' gradients would couple them: no stack for this optimizer.
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "clipped.py").write_text('''
+from bench.space import SearchSpace, SpaceSettings
+
+
+class Clipped(SearchSpace):
+    description = "Adam with a global gradient norm"
+    version = 1
+    settings = SpaceSettings(init="random", frozen_blocks=0, epochs=1, repeats=2)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Fixed("head_lr", 1e-3)
+
+    def optimizer(self, hp):
+        return "Adam", {"global_clipnorm": 1.0}
+''')
+    spec = RunSpec(space="clipped", spaces_dir=spaces, image_size=IMAGE_SIZE,
+                   pretrain_epochs=2, results_dir=tmp_path, name="clipped",
+                   cache_dir=cache_dir, train_per_class=10, together=True)
+    run = RunDir(run_study(spec, log=lambda *_: None))
+    import json
+
+    assert json.loads(run.run_json.read_text())["together"] == {"trials": 0, "retried_alone": 0}
+    assert len(read_epochs(run)) == 2

@@ -66,3 +66,57 @@ def seeded_fit_arguments(split: Split, *, seed: int, batch_size: int, epochs: in
     # With steps_per_epoch given, Keras keeps one iterator over the epochs.
     return ({"x": dataset, "steps_per_epoch": math.ceil(len(split) / batch_size),
              "shuffle": False}, [])
+
+
+def stacked_fit_arguments(splits: list[Split], *, seeds: list[int], batch_size: int,
+                          epochs: int) -> dict:
+    """``model.fit`` arguments for members trained together (``bench.tuning.together``):
+    member ``i`` gets ``splits[i]`` in ``epoch_order(seeds[i], epoch, ...)``, batched
+    exactly as ``seeded_fit_arguments`` batches it for that member alone. Inputs are
+    named ``x{i}``, targets ``m{i}``. All splits have the same length."""
+    size = len(splits[0])
+    steps = math.ceil(size / batch_size)
+    orders = [np.stack([epoch_order(seed, epoch, size) for epoch in range(epochs)])
+              for seed in seeds]
+    if keras.backend.backend() != "tensorflow":
+        return {"x": _StackedBatches(splits, orders=orders, batch_size=batch_size,
+                                     steps=steps), "steps_per_epoch": steps, "shuffle": False}
+    import tensorflow as tf
+
+    # One tensor per distinct array: members on the same images share it.
+    tensors: dict[int, object] = {}
+    images = [tensors.setdefault(id(s.images), tf.convert_to_tensor(s.images)) for s in splits]
+    labels = tf.convert_to_tensor(splits[0].labels)
+    members = len(seeds)
+    # (epochs, size, members): row r of an epoch is each member's r-th row that epoch.
+    rows = np.stack(orders, axis=-1)
+    batches = tf.data.Dataset.from_tensor_slices(rows).flat_map(
+        lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(batch_size))
+
+    def gather(batch):
+        x = {f"x{m}": tf.gather(images[m], batch[:, m]) for m in range(members)}
+        y = {f"m{m}": tf.gather(labels, batch[:, m]) for m in range(members)}
+        return x, y
+
+    return {"x": batches.map(gather), "steps_per_epoch": steps, "shuffle": False}
+
+
+class _StackedBatches(keras.utils.PyDataset):
+    """The same batches as the TensorFlow pipeline, for the other backends: every epoch's
+    batches end to end (with ``steps_per_epoch`` Keras keeps one iterator over them)."""
+
+    def __init__(self, splits, *, orders, batch_size, steps):
+        super().__init__()
+        self.splits, self.orders = splits, orders
+        self.batch_size, self.steps = batch_size, steps
+
+    def __len__(self):
+        return self.steps * len(self.orders[0])
+
+    def __getitem__(self, index):
+        epoch, batch = divmod(index, self.steps)
+        x, y = {}, {}
+        for m, split in enumerate(self.splits):
+            rows = self.orders[m][epoch][batch * self.batch_size:(batch + 1) * self.batch_size]
+            x[f"x{m}"], y[f"m{m}"] = split.images[rows], split.labels[rows]
+        return x, y

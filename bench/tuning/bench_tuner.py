@@ -28,6 +28,7 @@ from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
 from bench.tuning.resume import extras_path
 from bench.tuning.reuse import CompiledModels
+from bench.tuning.together import TrainTogether
 
 CONSECUTIVE_FAILURES = "consecutive failures exceeded the limit"
 
@@ -155,7 +156,8 @@ class BenchTuner(keras_tuner.Tuner):
 
     def __init__(self, *, oracle, hypermodel, directory, project_name,
                  execution: Execution, progress: Progress, reuse_models: bool = True,
-                 tensorboard_dir=None, prefix: PrefixCache | None = None):
+                 tensorboard_dir=None, prefix: PrefixCache | None = None,
+                 together: bool = False):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
         if self._is_worker():
@@ -169,6 +171,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.models = CompiledModels(hypermodel, enabled=reuse_models)
         self.progress = progress
         self.prefix = prefix
+        self.together = TrainTogether(hypermodel, models=self.models, prefix=prefix,
+                                      enabled=together and tensorboard_dir is None)
         self.trial_extras: dict[str, dict] = {}
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
@@ -241,6 +245,10 @@ class BenchTuner(keras_tuner.Tuner):
         hp = trial.hyperparameters
         # Hyperband sets each trial's epochs; it trains from scratch here (no warm start).
         epochs = int(hp.values.get("tuner/epochs", ex.epochs))
+        if self.together.usable(hp, repeats=ex.repeats):
+            outcome = self._run_together(trial, epochs=epochs)
+            if outcome is not None:
+                return outcome
         results, tests = [], []
         for repeat, seed in enumerate(repeat_seeds(ex.seed, ex.repeats), start=1):
             repeat_start = time.perf_counter()
@@ -276,6 +284,46 @@ class BenchTuner(keras_tuner.Tuner):
             self.progress.repeat_end(repeat=repeat, final=curve[-1],
                                      best_epoch=int(np.argmax(curve)) + 1,
                                      seconds=time.perf_counter() - repeat_start)
+            results.append({OBJECTIVE: float(np.max(curve))})
+        return results, tests
+
+    def _run_together(self, trial, *, epochs: int) -> tuple[list[dict], list[float]] | None:
+        """The repeats trained as one model (``bench.tuning.together``); None where this
+        trial must run one repeat at a time (nothing is written then)."""
+        ex = self.execution
+        hp = trial.hyperparameters
+        started = time.perf_counter()
+        seeds = repeat_seeds(ex.seed, ex.repeats)
+        stack = self.together.prepare(hp, seeds=seeds)
+        if stack is None:
+            return None
+        runs = []
+        for repeat, (seed, member) in enumerate(zip(seeds, stack.members), start=1):
+            # Rows are written once all members finished, in repeat order, as alone.
+            recorder = EpochRecorder(
+                None, fixed={"run_id": ex.run_id, "trial_id": trial.trial_id,
+                             "repeat": repeat, "seed": seed, **self._values(hp)},
+                parts=member)
+            runs.append(FitRun(train=ex.data.train, validation=ex.data.validation,
+                               epochs=epochs, batch_size=ex.batch_size, recorder=recorder,
+                               evaluation_batch_size=ex.evaluation_batch_size, seed=seed))
+        self.together.fit(stack, runs=runs,
+                          weights_keys=[self._weights_key(hp, seed) for seed in seeds])
+        if any(run.recorder.failure is not None for run in runs):
+            self.together.retried += 1
+            return None
+        tests = self.together.test_accuracies(stack, ex.data.test,
+                                              batch_size=ex.evaluation_batch_size)
+        self.together.trials += 1
+        seconds = (time.perf_counter() - started) / len(runs)
+        results = []
+        for repeat, run in enumerate(runs, start=1):
+            for row in run.recorder.rows:
+                ex.table.append(row)
+                self.progress.epoch_end(row)
+            curve = [row["val_accuracy"] for row in run.recorder.rows]
+            self.progress.repeat_end(repeat=repeat, final=curve[-1],
+                                     best_epoch=int(np.argmax(curve)) + 1, seconds=seconds)
             results.append({OBJECTIVE: float(np.max(curve))})
         return results, tests
 

@@ -94,12 +94,22 @@ class PrefixCache:
         """Trains the rest of ``parts.model`` from cut ``k`` on cached features; the whole
         model's weights are the ones that change."""
         rest = self._rest(parts, hp=hp, k=k)
-        train = self._split("train", run.train, weights_key=weights_key, k=k, prefix=rest.prefix)
-        validation = self._split("validation", run.validation, weights_key=weights_key, k=k,
-                                 prefix=rest.prefix)
-        self.used += 1
+        train, validation = self.features(rest, run=run, weights_key=weights_key, k=k)
         on_features = replace(run, train=train, validation=validation)
         return [on_features.fit(rest.model, epochs=run.epochs)]
+
+    def features(self, rest: _Rest, *, run, weights_key: tuple, k: int) -> tuple[Split, Split]:
+        """The training and validation splits of ``run`` at cut ``k``, from the cache
+        where the same prefix weights computed them before."""
+        self.used += 1
+        return (self._split("train", run.train, weights_key=weights_key, k=k,
+                            prefix=rest.prefix),
+                self._split("validation", run.validation, weights_key=weights_key, k=k,
+                            prefix=rest.prefix))
+
+    def rest(self, parts: FineTuneModel, *, hp, k: int) -> _Rest:
+        """A new rest of ``parts.model`` from cut ``k`` (compiled, not kept here)."""
+        return self._build_rest(parts, hp=hp, k=k)
 
     def _rest(self, parts: FineTuneModel, *, hp, k: int) -> _Rest:
         key = (id(parts.model), k)

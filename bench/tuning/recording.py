@@ -99,7 +99,7 @@ class EpochRecorder(keras.callbacks.Callback):
     """Writes one row per epoch; ``set`` changes extra columns (such as ``phase``) mid-run.
 
     Args:
-        table: Where rows go.
+        table: Where rows go as they are made (None: only into ``rows``).
         fixed: Values that hold for the whole execution (run, trial, repeat, seed and
             the hyperparameters).
         parts: The ``FineTuneModel``, read at every epoch because a schedule may freeze
@@ -107,7 +107,7 @@ class EpochRecorder(keras.callbacks.Callback):
         on_epoch: Called with each row after it is written (progress display).
     """
 
-    def __init__(self, table: CsvAppender, *, fixed: dict, parts, on_epoch=None):
+    def __init__(self, table: CsvAppender | None, *, fixed: dict, parts, on_epoch=None):
         super().__init__()
         self.table = table
         self.fixed = dict(fixed)
@@ -134,7 +134,8 @@ class EpochRecorder(keras.callbacks.Callback):
             **{name: float(logs[name]) if name in logs else "" for name in METRICS},
             "epoch_seconds": round(time.perf_counter() - self._start, 4),
         }
-        self.table.append(row)
+        if self.table is not None:
+            self.table.append(row)
         self.rows.append(row)
         broken = [name for name in WATCHED if name in logs and not math.isfinite(row[name])]
         if broken and self.failure is None:

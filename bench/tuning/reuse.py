@@ -140,6 +140,14 @@ class InitialState:
         return sum(value.nbytes for value in self.values)
 
 
+def _state_of(parts: FineTuneModel) -> InitialState:
+    """A just-built model's variable values and the random states its build left."""
+    variables = parts.model.variables
+    return InitialState(values=[keras.ops.convert_to_numpy(v) for v in variables],
+                        shapes=_shapes(variables), python_random=random.getstate(),
+                        numpy_random=np.random.get_state())
+
+
 class CompiledModels:
     """Hands out compiled models, reusing one per graph structure (at most ``size``).
 
@@ -187,6 +195,24 @@ class CompiledModels:
         self.reused += 1
         return cached
 
+    def fresh(self, hp, *, seed: int) -> FineTuneModel:
+        """A new build at ``seed``, not handed out again; its initial state is kept."""
+        self.built += 1
+        return self._build(hp, key=structure_key(hp, self.hypermodel.space), seed=seed)
+
+    def initial_state(self, hp, *, seed: int) -> InitialState:
+        """The variable values a build of ``hp`` at ``seed`` starts from (kept, or built
+        now). Needs ``keep_states``."""
+        key = structure_key(hp, self.hypermodel.space)
+        state_key = self._state_key(hp, key=key, seed=seed)
+        state = self._states.get(state_key)
+        if state is not None:
+            self._states.move_to_end(state_key)
+            return state
+        parts = self.fresh(hp, seed=seed)
+        # Larger than the memory for states, it was not kept: the build's own values.
+        return self._states.get(state_key) or _state_of(parts)
+
     def _state_key(self, hp, *, key: tuple, seed: int) -> tuple:
         space = self.hypermodel.space
         return key + (("init", repr(space.value(hp, "init"))),
@@ -198,10 +224,7 @@ class CompiledModels:
         keras.utils.set_random_seed(seed)
         parts = self.hypermodel.build_parts(hp)
         if self.keep_states:
-            variables = parts.model.variables
-            state = InitialState(values=[keras.ops.convert_to_numpy(v) for v in variables],
-                                 shapes=_shapes(variables), python_random=random.getstate(),
-                                 numpy_random=np.random.get_state())
+            state = _state_of(parts)
             state_key = self._state_key(hp, key=key, seed=seed)
             self._states[state_key] = state
             while sum(s.nbytes for s in self._states.values()) > STATE_MEMORY:
