@@ -281,11 +281,15 @@ class BenchTuner(keras_tuner.Tuner):
                                               batch_size=ex.evaluation_batch_size,
                                               one_batch=self._test_batch())
             tests.append(float(test_accuracy))
-            self.progress.repeat_end(repeat=repeat, final=curve[-1],
-                                     best_epoch=int(np.argmax(curve)) + 1,
-                                     seconds=time.perf_counter() - repeat_start)
-            results.append({OBJECTIVE: float(np.max(curve))})
+            results.append(self._repeat_result(repeat, curve,
+                                               seconds=time.perf_counter() - repeat_start))
         return results, tests
+
+    def _repeat_result(self, repeat: int, curve: list[float], *, seconds: float) -> dict:
+        """Reports a finished repeat; what the oracle gets for it: its best epoch."""
+        self.progress.repeat_end(repeat=repeat, final=curve[-1],
+                                 best_epoch=int(np.argmax(curve)) + 1, seconds=seconds)
+        return {OBJECTIVE: float(np.max(curve))}
 
     def _run_together(self, trial, *, epochs: int) -> tuple[list[dict], list[float]] | None:
         """The repeats trained as one model (``bench.tuning.together``); None where this
@@ -322,9 +326,7 @@ class BenchTuner(keras_tuner.Tuner):
                 ex.table.append(row)
                 self.progress.epoch_end(row)
             curve = [row["val_accuracy"] for row in run.recorder.rows]
-            self.progress.repeat_end(repeat=repeat, final=curve[-1],
-                                     best_epoch=int(np.argmax(curve)) + 1, seconds=seconds)
-            results.append({OBJECTIVE: float(np.max(curve))})
+            results.append(self._repeat_result(repeat, curve, seconds=seconds))
         return results, tests
 
     def _test_batch(self) -> OneBatch | None:
