@@ -30,9 +30,23 @@ def describe_device() -> dict:
 
         if torch.cuda.is_available():
             accelerators = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    cpu = f"CPU ({platform.machine()}, {_cpu_count()} cores)"
+    names = ", ".join(filter(None, [cpu_model(), platform.machine()]))
+    cpu = f"CPU ({names}, {_cpu_count()} cores)"
     device = f"GPU: {accelerators[0]}" if accelerators else cpu
     return {"backend": backend, "device": device, "accelerators": accelerators}
+
+
+def cpu_model() -> str:
+    """The processor's model name ("" where the system does not say). Recorded because
+    floating-point results can differ between processors running the same code."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def _cpu_count() -> int:
@@ -46,7 +60,8 @@ def library_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for name in ("keras", "keras-tuner", "tensorflow", "jax", "torch", "numpy", "pandas"):
+    for name in ("keras", "keras-tuner", "tensorflow", "jax", "torch", "numpy", "pandas",
+                 "pillow", "scipy"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -39,6 +39,7 @@ def test_run_bench_writes_the_whole_run_directory(tmp_path, tiny_spaces_dir):
     assert run["status"] == "completed" and run["backend"] == "tensorflow"
     assert run["space"]["name"] == "tiny" and run["space"]["version"] == 3
     assert run["seeds"] == {"oracle": 3, "repeats": [3, 4]}
+    assert {"keras", "keras-tuner", "numpy", "pillow", "scipy"} <= set(run["versions"])
     epochs = pd.read_csv(run_dir / "epochs.csv")
     assert len(epochs) == 2 * 2 * 2
     trials = pd.read_csv(run_dir / "trials.csv")
@@ -106,3 +107,25 @@ def test_the_core_never_imports_tensorflow(tmp_path):
                             text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_device_names_the_processor_and_versions_name_the_image_library():
+    """Floating-point results can differ between processors (README, "What it found"), so a
+    run says which one it ran on; checked against lscpu, a second reader of the same fact."""
+    import shutil
+    import subprocess
+
+    import PIL
+    import scipy
+
+    from bench.device import describe_device, library_versions
+
+    versions = library_versions()
+    assert versions["pillow"] == PIL.__version__ and versions["scipy"] == scipy.__version__
+    if shutil.which("lscpu") is None:
+        pytest.skip("no lscpu to check the processor's name against")
+    lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True,
+                           env=dict(os.environ, LC_ALL="C")).stdout.splitlines()
+    (model,) = [line.split(":", 1)[1].strip() for line in lines
+                if line.startswith("Model name:")]
+    assert f"CPU ({model}, " in describe_device()["device"]
