@@ -108,7 +108,7 @@ def test_one_batch_evaluation_equals_evaluate():
     import keras
 
     from bench.data.datasets import Split
-    from bench.tuning.bench_tuner import OneBatch, evaluate_split
+    from bench.tuning.evaluation import OneBatch, evaluate_split
 
     keras.utils.set_random_seed(3)
     rng = np.random.default_rng(3)
@@ -120,13 +120,13 @@ def test_one_batch_evaluation_equals_evaluate():
                   metrics=["accuracy"])
     model.fit(split.images, split.labels, epochs=1, batch_size=8, verbose=0)
     expected = model.evaluate(split.images, split.labels, batch_size=64, verbose=0)
-    one = evaluate_split(model, split, batch_size=64, one_batch=OneBatch(split))
+    one = evaluate_split(model, split, batch_size=64, one_batch=OneBatch.of(split))
     assert one == expected  # the same compiled step on the same single batch
     # accuracy by hand, from the model's predictions
     by_hand = np.mean(np.argmax(model.predict(split.images, verbose=0), axis=1) == split.labels)
     assert abs(one[1] - by_hand) < 1e-6
     # A split larger than one batch goes through evaluate, in batches
-    batched = evaluate_split(model, split, batch_size=8, one_batch=OneBatch(split))
+    batched = evaluate_split(model, split, batch_size=8, one_batch=OneBatch.of(split))
     np.testing.assert_allclose(batched, expected, rtol=1e-5)
 
 

@@ -22,6 +22,7 @@ from bench.errors import DiskFull, StudyFailed
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
 from bench.tuning.algorithms import OBJECTIVE
 from bench.tuning.batches import SeedEachEpoch, seeded_fit_arguments
+from bench.tuning.evaluation import OneBatch, OneBatchValidation, evaluate_split
 from bench.tuning.memory import resident_mib
 from bench.tuning.prefix import PrefixCache
 from bench.tuning.progress import Progress
@@ -79,55 +80,12 @@ class FitRun:
                         "batch_size": self.batch_size}
         validation = {}
         if len(self.validation) <= self.evaluation_batch_size:
-            callbacks.insert(0, OneBatchValidation(self.validation))
+            callbacks.insert(0, OneBatchValidation(OneBatch.of(self.validation)))
         else:
             validation = {"validation_data": (self.validation.images, self.validation.labels),
                           "validation_batch_size": self.evaluation_batch_size}
         return model.fit(epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                          verbose=0, **training, **validation)
-
-
-class OneBatchValidation(keras.callbacks.Callback):
-    """Validates at the end of every epoch with one call of the compiled test step.
-
-    When the validation split fits in one evaluation batch, ``evaluate`` would run that
-    same single batch, but first builds an iterator and its callbacks: on a small study
-    that costs more than the validation itself. The ``val_*`` values are put into the
-    epoch's logs before any later callback (the recorder) reads them.
-    """
-
-    def __init__(self, split: Split):
-        super().__init__()
-        self.batch = OneBatch(split)
-
-    def on_epoch_end(self, epoch, logs=None):
-        results = self.batch.evaluate(self.model, return_dict=True)
-        if logs is not None:
-            logs.update({f"val_{name}": value for name, value in results.items()})
-
-
-class OneBatch:
-    """A split evaluated as one batch: one call of a model's compiled test step, which
-    is what ``evaluate`` runs for a split that fits in one batch, without the iterator
-    and callbacks it builds first (on a small study, more than the pass itself)."""
-
-    def __init__(self, split: Split):
-        # Tensors, not NumPy arrays: TensorFlow traces a function again for every NumPy
-        # argument, and a trace costs more than the evaluation.
-        self.images = keras.ops.convert_to_tensor(split.images)
-        self.labels = keras.ops.convert_to_tensor(split.labels)
-
-    def evaluate(self, model, *, return_dict: bool = False):
-        """``model.evaluate(images, labels, batch_size=len(split))``'s result."""
-        return model.test_on_batch(self.images, self.labels, return_dict=return_dict)
-
-
-def evaluate_split(model, split: Split, *, batch_size: int, one_batch: OneBatch | None = None):
-    """``model.evaluate`` on ``split`` in batches of ``batch_size`` (loss, then metrics);
-    ``one_batch`` (the same split as tensors) evaluates it in one call where it fits."""
-    if one_batch is not None and len(split) <= batch_size:
-        return one_batch.evaluate(model)
-    return model.evaluate(split.images, split.labels, batch_size=batch_size, verbose=0)
 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
@@ -333,7 +291,7 @@ class BenchTuner(keras_tuner.Tuner):
         """The test split as one batch, converted once for the whole run."""
         test = self.execution.data.test
         if self._one_test_batch is None and len(test) <= self.execution.evaluation_batch_size:
-            self._one_test_batch = OneBatch(test)
+            self._one_test_batch = OneBatch.of(test)
         return self._one_test_batch
 
     def _weights_key(self, hp, seed: int) -> tuple:
@@ -346,7 +304,6 @@ class BenchTuner(keras_tuner.Tuner):
         """TensorBoard logs with KerasTuner's HParams dashboard, one folder per execution."""
         if self.tensorboard_dir is None:
             return []
-        import keras
 
         callbacks = [keras.callbacks.TensorBoard(log_dir=str(self.tensorboard_dir))]
         self._configure_tensorboard_dir(callbacks, trial, repeat - 1)

@@ -35,6 +35,7 @@ import keras
 from bench.data.datasets import Split
 from bench.models.model import FineTuneModel
 from bench.tuning.batches import stacked_fit_arguments
+from bench.tuning.evaluation import OneBatch, OneBatchValidation
 from bench.tuning.reuse import CompiledModels, structure_key
 
 #: Stacks (members and their compiled model) kept at once.
@@ -102,20 +103,6 @@ class MemberRecorders(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         for i, recorder in enumerate(self.recorders):
             recorder.on_epoch_end(epoch, member_logs(logs or {}, i))
-
-
-class StackValidation(keras.callbacks.Callback):
-    """``OneBatchValidation`` for a stack: each member's validation split in one call."""
-
-    def __init__(self, splits: list[Split]):
-        super().__init__()
-        self.x = {f"x{i}": keras.ops.convert_to_tensor(s.images) for i, s in enumerate(splits)}
-        self.y = {f"m{i}": keras.ops.convert_to_tensor(s.labels) for i, s in enumerate(splits)}
-
-    def on_epoch_end(self, epoch, logs=None):
-        results = self.model.test_on_batch(self.x, self.y, return_dict=True)
-        if logs is not None:
-            logs.update({f"val_{name}": value for name, value in results.items()})
 
 
 class TrainTogether:
@@ -223,14 +210,14 @@ class TrainTogether:
                 trains.append(train)
                 validations.append(validation)
         callbacks = [MemberRecorders([run.recorder for run in runs])]
+        x = {f"x{i}": split.images for i, split in enumerate(validations)}
+        y = {f"m{i}": split.labels for i, split in enumerate(validations)}
         validation = {}
         if len(validations[0]) <= first.evaluation_batch_size:
-            callbacks.insert(0, StackValidation(validations))
+            callbacks.insert(0, OneBatchValidation(OneBatch(x, y)))
         else:
-            validation = {"validation_data": (
-                {f"x{i}": s.images for i, s in enumerate(validations)},
-                {f"m{i}": s.labels for i, s in enumerate(validations)}),
-                "validation_batch_size": first.evaluation_batch_size}
+            validation = {"validation_data": (x, y),
+                          "validation_batch_size": first.evaluation_batch_size}
         training = stacked_fit_arguments(trains, seeds=[run.seed for run in runs],
                                          batch_size=first.batch_size, epochs=first.epochs)
         stack.model.fit(epochs=first.epochs, callbacks=callbacks, verbose=0,
