@@ -179,7 +179,6 @@ def _scale(args, resume_from):
 
 
 def _run(args) -> int:
-    from bench.analysis.summary import print_summary
     from bench.runner import run_study
 
     resume_from = getattr(args, "resume", None)
@@ -202,12 +201,20 @@ def _run(args) -> int:
     try:
         run_dir = run_study(spec, resume_from=resume_from, scale=scale)
     except StudyFailed as failure:
-        print_summary(failure.run_dir)
+        _print_summary(failure.run_dir)
         print(f"error: the study failed: {failure} (run directory {failure.run_dir})",
               file=sys.stderr)
         return EXIT_STUDY_FAILED
-    print_summary(run_dir)
+    _print_summary(run_dir)
     return 0
+
+
+def _print_summary(run_dir) -> None:
+    # Imported only now: seaborn and matplotlib take seconds, and a refused option or a
+    # missing file is told without them.
+    from bench.analysis.summary import print_summary
+
+    print_summary(run_dir)
 
 
 def _worker(args) -> int:

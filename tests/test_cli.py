@@ -65,6 +65,22 @@ def test_bad_option_values_are_user_errors(tmp_path, args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_refused_option_is_answered_before_keras_or_the_plotting_libraries_load(tmp_path):
+    """A user mistake is told at once: seaborn, matplotlib and Keras take seconds to
+    import and are not needed to say that --epochs must be 1 or more."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from bench.cli import main; "
+            f"rc = main(['run', '--epochs', '0', '--results-dir', {str(tmp_path)!r}]); "
+            "print(rc, sorted(m for m in ('keras', 'matplotlib', 'seaborn', 'tensorflow') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.split("\n")[0] == "2 []", result.stdout + result.stderr[-2000:]
+    assert "--epochs must be 1 or more" in result.stderr
+
+
 def test_analyze_of_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):
     result = run_bench("analyze", str(tmp_path))
     assert result.returncode == 2

@@ -21,9 +21,6 @@ from test_resume import THREE_TRIALS, _tables
 from bench.errors import BenchError as BenchErrorType
 from bench.tuning.distributed import study_fingerprint, visible_gpus, worker_environment
 
-# One test process runs them all: they share the module's study (its one-process reference).
-pytestmark = pytest.mark.xdist_group("distributed")
-
 DYING = THREE_TRIALS.replace("class Three", "class Dying").replace(
     "from bench.space import SearchSpace, SpaceSettings",
     "import os\nimport signal\n\nfrom bench.space import SearchSpace, SpaceSettings",
