@@ -29,6 +29,8 @@ class BackboneSpec:
         default_image_size: The side the backbone is meant for.
         min_image_size: The smallest side it builds at.
         imagenet: Whether Keras publishes ImageNet weights for it.
+        blocks: How many blocks ``find_blocks`` finds in it (checked against a build in
+            the tests), so that ``list`` need not build it; None: found by building.
     """
 
     name: str
@@ -38,6 +40,7 @@ class BackboneSpec:
     default_image_size: int
     min_image_size: int = 32
     imagenet: bool = False
+    blocks: int | None = None
 
 
 def resnet_mini(input_shape: tuple[int, int, int], weights: str | None = None,
@@ -90,17 +93,19 @@ BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         BackboneSpec("resnet-mini", "small residual CNN (4 stages, 16-128 filters), CPU-friendly",
-                     resnet_mini, "resnet_v2", default_image_size=32, min_image_size=16),
+                     resnet_mini, "resnet_v2", default_image_size=32, min_image_size=16,
+                     blocks=4),
         BackboneSpec("resnet50v2", "ResNet50V2 from keras.applications (the seed chapter's)",
-                     _application("ResNet50V2"), "resnet_v2", 224, imagenet=True),
+                     _application("ResNet50V2"), "resnet_v2", 224, imagenet=True, blocks=16),
         BackboneSpec("resnet50", "ResNet50 from keras.applications",
-                     _application("ResNet50"), "resnet", 224, imagenet=True),
+                     _application("ResNet50"), "resnet", 224, imagenet=True, blocks=16),
         BackboneSpec("mobilenetv2", "MobileNetV2 from keras.applications",
-                     _application("MobileNetV2"), "mobilenet_v2", 224, imagenet=True),
+                     _application("MobileNetV2"), "mobilenet_v2", 224, imagenet=True, blocks=10),
         BackboneSpec("mobilenetv3small", "MobileNetV3Small from keras.applications",
-                     _application("MobileNetV3Small"), "mobilenet_v3", 224, imagenet=True),
+                     _application("MobileNetV3Small"), "mobilenet_v3", 224, imagenet=True,
+                     blocks=6),
         BackboneSpec("efficientnetb0", "EfficientNetB0 from keras.applications",
-                     _application("EfficientNetB0"), "efficientnet", 224, imagenet=True),
+                     _application("EfficientNetB0"), "efficientnet", 224, imagenet=True, blocks=9),
     )
 }
 
