@@ -27,14 +27,14 @@ class OneBatchValidation(keras.callbacks.Callback):
 
 
 class OneBatch:
-    """A split evaluated as one batch: one call of a model's compiled test step, which
-    is what ``evaluate`` runs for a split that fits in one batch, without the iterator
-    and callbacks it builds first (on a small study, more than the pass itself)."""
+    """Images and labels (a split, or dicts of them for a model with named inputs and
+    outputs) evaluated as one batch: one call of a model's compiled test step, which is
+    what ``evaluate`` runs for data that fits in one batch, without the iterator and
+    callbacks it builds first (on a small study, more than the pass itself)."""
 
     def __init__(self, images, labels):
         # Tensors, not NumPy arrays: TensorFlow traces a function again for every NumPy
-        # argument, and a trace costs more than the evaluation. Dicts of arrays (a model
-        # with named inputs and outputs, as bench.tuning.together builds) are kept dicts.
+        # argument, and a trace costs more than the evaluation.
         self.images = keras.tree.map_structure(keras.ops.convert_to_tensor, images)
         self.labels = keras.tree.map_structure(keras.ops.convert_to_tensor, labels)
 
@@ -43,7 +43,7 @@ class OneBatch:
         return cls(split.images, split.labels)
 
     def evaluate(self, model, *, return_dict: bool = False):
-        """``model.evaluate(images, labels, batch_size=len(split))``'s result."""
+        """``model.evaluate(images, labels)``'s result with the whole data as one batch."""
         return model.test_on_batch(self.images, self.labels, return_dict=return_dict)
 
 
