@@ -31,6 +31,7 @@ import numpy as np
 
 from bench.models.model import FineTuneModel
 from bench.space import SearchSpace, default_optimizer
+from bench.tuning.seeding import set_seed
 
 #: Hyperparameters that change only weights or the learning-rate value, not the graph.
 RESETTABLE = ("init", "head_lr")
@@ -221,7 +222,7 @@ class CompiledModels:
 
     def _build(self, hp, *, key: tuple, seed: int) -> FineTuneModel:
         """A fresh build at ``seed``, its initial state kept where that is safe."""
-        keras.utils.set_random_seed(seed)
+        set_seed(seed)
         parts = self.hypermodel.build_parts(hp)
         if self.keep_states:
             state = _state_of(parts)
@@ -237,7 +238,7 @@ class CompiledModels:
         state = self._states.get(self._state_key(hp, key=key, seed=seed))
         if state is None:
             return False
-        keras.utils.set_random_seed(seed)
+        set_seed(seed)
         optimizer = default_optimizer(self.hypermodel.space, cached, hp=hp)
         optimizer.build(cached.model.trainable_variables)
         if not _restore(cached, values=state.values, shapes=state.shapes,
