@@ -16,8 +16,9 @@ The fresh build that gives those values costs more than a short execution's trai
 Where only ``init``, ``frozen_blocks`` and the seed can change what it makes (the default
 head, no augmentation hook, the default ``compile``), its result is kept: the values of
 every model variable and the Python and NumPy random states it leaves, so that the trials
-that differ only in ``head_lr`` (each repeat at its own seed) take them instead of
-building again; only the optimizer is made new, as ``compile`` makes it.
+that differ only in ``head_lr`` or ``frozen_blocks`` (each repeat at its own seed) take
+them instead of building again; only the optimizer is made new, as ``compile`` makes it.
+Freezing changes none of them, so one state serves every depth.
 """
 
 from __future__ import annotations
@@ -216,9 +217,10 @@ class CompiledModels:
 
     def _state_key(self, hp, *, key: tuple, seed: int) -> tuple:
         space = self.hypermodel.space
-        return key + (("init", repr(space.value(hp, "init"))),
-                      ("frozen_blocks", repr(space.value(hp, "frozen_blocks"))),
-                      ("seed", seed))
+        # Freezing sets which variables train, not their values, their order or any random
+        # state: one build's state serves every frozen depth of the same graph otherwise.
+        unfrozen = tuple(item for item in key if item[0] != "frozen_blocks")
+        return unfrozen + (("init", repr(space.value(hp, "init"))), ("seed", seed))
 
     def _build(self, hp, *, key: tuple, seed: int) -> FineTuneModel:
         """A fresh build at ``seed``, its initial state kept where that is safe."""
