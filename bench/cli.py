@@ -117,9 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "worker restarted with the same id gets its trial back")
     worker.add_argument("--wait", type=float, default=3600, metavar="SECONDS",
                         help="how long to wait for the chief's run.json (default 3600)")
-    _run_arguments(commands.add_parser(
+    perf = commands.add_parser(
         "perf", help="run one study as plain KerasTuner and as the suite; write perf.json "
-                     "with the speedup"))
+                     "with the speedup")
+    _run_arguments(perf)
+    perf.add_argument("--baseline-repeats", type=int, default=None, metavar="N",
+                      help="plain KerasTuner runs N (2 or more) executions per "
+                           "configuration instead of all repeats, and its time for all of "
+                           "them is estimated from theirs (for studies it would take too "
+                           "long to run whole; perf.json says so)")
     listing = commands.add_parser("list", help="list search spaces, datasets, backbones, tuners")
     listing.add_argument("--spaces-dir", type=Path, default=None,
                          help="folder of search space files (default: ./search_spaces if "
@@ -240,7 +246,7 @@ def _worker(args) -> int:
 def _perf(args) -> int:
     from bench.perf import run_perf
 
-    run_perf(_spec(args))
+    run_perf(_spec(args), baseline_repeats=args.baseline_repeats)
     return 0
 
 

@@ -25,8 +25,53 @@ def test_perf_writes_both_sides_and_the_speedup(tmp_path):
         assert 0.0 <= side["best_val_accuracy"] <= 1.0
         assert side["images_per_second"] == pytest.approx(400 / side["search_seconds"], rel=1e-2)
     assert perf["floor_seconds"] > 0 and perf["suite_over_floor"] > 1
+    # Every execution's fit was clocked, by configuration; the intervals cover the search
+    # but for the bookkeeping after the last one.
+    assert [len(s) for s in plain["execution_seconds"]] == [2, 2]
+    covered = sum(map(sum, plain["execution_seconds"]))
+    assert 0.8 * plain["search_seconds"] <= covered <= plain["search_seconds"]
+    # The suite's wall time holds its search and the data, pretraining and report around it.
+    assert perf["suite_wall_seconds"] > suite["search_seconds"]
     assert perf["backend"] == "tensorflow" and perf["study"]["space"] == "seed"
     assert "speedup (a)/(b)" in result.stdout
+
+
+@pytest.mark.slow
+def test_perf_estimates_plain_kerastuner_from_fewer_executions(tmp_path):
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+    result = run_bench("perf", "--image-size", "16", "--epochs", "1", "--repeats", "3",
+                       "--baseline-repeats", "2", "--max-trials", "2", "--pretrain-epochs",
+                       "2", "--results-dir", str(tmp_path), "--name", "p", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    perf = json.loads((tmp_path / "p" / "perf.json").read_text())
+    plain, suite = perf["plain_kerastuner"], perf["suite"]
+    # Plain KerasTuner ran 2 of 3 executions per configuration, the suite all 3.
+    assert plain["executions"] == 4 and suite["executions"] == 6
+    extrapolation = plain["extrapolation"]
+    seconds = plain["execution_seconds"]
+    assert [len(s) for s in seconds] == [2, 2]
+    estimate = sum(first + second + second for first, second in seconds)
+    assert extrapolation["estimated_search_seconds"] == pytest.approx(estimate, abs=0.02)
+    assert perf["speedup"] == pytest.approx(estimate / suite["search_seconds"], rel=1e-2)
+    assert perf["speedup_basis"].startswith("estimated: plain KerasTuner ran 2 of 3")
+    assert "(a) ran 2 of 3 executions per configuration" in result.stdout
+
+
+def test_extrapolation_prices_later_executions_at_the_second():
+    from bench.perf import extrapolate
+
+    # Executions end at 1, 3 (configuration one) and 4, 7 (configuration two).
+    estimate = extrapolate(0.0, [1.0, 3.0, 4.0, 7.0], measured_repeats=2, repeats=5)
+    assert estimate.execution_seconds == ((1.0, 2.0), (1.0, 3.0))
+    assert estimate.estimated_search_seconds == (1 + 2 + 3 * 2) + (1 + 3 + 3 * 3)
+    assert extrapolate(0.0, [1.0, 3.0, 4.0], measured_repeats=2, repeats=5) is None
+
+
+@pytest.mark.parametrize("value", ["1", "6"])
+def test_perf_refuses_baseline_repeats_outside_two_to_the_repeats(tmp_path, value):
+    result = run_bench("perf", "--baseline-repeats", value, "--results-dir", str(tmp_path))
+    assert result.returncode == 2 and "--baseline-repeats must be between 2" in result.stderr
+    assert "Traceback" not in result.stderr and not any(tmp_path.iterdir())
 
 
 def test_perf_refuses_a_space_with_its_own_fit(tmp_path):
