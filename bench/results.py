@@ -28,7 +28,7 @@ from bench.errors import BenchError, DiskFull
 
 #: What trials.csv says of each trial; the objective columns are empty unless it completed.
 OBJECTIVE_COLUMNS = ["best_val_accuracy", "final_val_accuracy", "test_accuracy"]
-TRIAL_METRICS = [*OBJECTIVE_COLUMNS, "epochs_completed", "seconds", "rss_mib"]
+TRIAL_METRICS = [*OBJECTIVE_COLUMNS, "epochs_completed", "seconds", "rss_mib", "device_mib"]
 
 
 @dataclass(frozen=True)
@@ -258,8 +258,9 @@ def summarise_trials(epochs: pd.DataFrame, trials: list[dict],
     Args:
         epochs: The rows of ``epochs.csv``.
         trials: Dicts with ``trial_id``, ``status``, ``error``, the hyperparameter values,
-            and where known ``test_accuracy``, ``seconds`` and ``rss_mib`` (the process's
-            resident memory after the trial).
+            and where known ``test_accuracy``, ``seconds``, ``rss_mib`` (the process's
+            resident memory after the trial) and ``device_mib`` (accelerator memory in
+            use after it; empty on a CPU).
         hyperparameters: The hyperparameter columns, in order.
     """
     rows = []
@@ -281,6 +282,7 @@ def summarise_trials(epochs: pd.DataFrame, trials: list[dict],
             "epochs_completed": len(mine),
             "seconds": trial.get("seconds", float("nan")),
             "rss_mib": trial.get("rss_mib", float("nan")),
+            "device_mib": trial.get("device_mib", float("nan")),
             "error": trial.get("error", ""),
         })
     columns = ["trial_id", "status", *hyperparameters, *TRIAL_METRICS, "error"]

@@ -3,9 +3,10 @@
 import os
 import subprocess
 
+import numpy as np
 import pytest
 
-from bench.tuning.memory import resident_mib
+from bench.tuning.memory import device_mib, resident_mib
 
 
 def test_resident_memory_matches_what_ps_reports():
@@ -24,3 +25,22 @@ def test_a_run_records_memory_after_every_trial(tiny_run):
 
     trials = pd.read_csv(tiny_run / "trials.csv")
     assert (trials["rss_mib"] > 100).all()  # a process with Keras loaded holds far more
+
+
+def test_device_memory_is_recorded_on_an_accelerator_and_empty_on_a_cpu(tiny_run):
+    import pandas as pd
+
+    from bench.device import describe_device
+
+    trials = pd.read_csv(tiny_run / "trials.csv")
+    if not describe_device()["accelerators"]:
+        assert trials["device_mib"].isna().all() and np.isnan(device_mib())
+        return
+    # On an accelerator: a known allocation shows in the count.
+    import keras
+
+    before = device_mib()
+    block = keras.ops.ones((64, 2**18), dtype="float32")  # 64 MiB
+    assert device_mib() - before >= 63
+    del block
+    assert (trials["device_mib"] > 0).all()

@@ -33,7 +33,7 @@ EPOCHS_SCHEMA = TableSchema(
 TRIALS_SCHEMA = TableSchema(
     required=("trial_id", "status", "best_val_accuracy", "final_val_accuracy"),
     numeric=("best_val_accuracy", "final_val_accuracy", "test_accuracy", "seconds", "rss_mib",
-             "epochs_completed"),
+             "device_mib", "epochs_completed"),
 )
 
 

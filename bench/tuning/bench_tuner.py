@@ -23,7 +23,7 @@ from bench.results import RunDir, read_epochs, summarise_trials, write_csv, writ
 from bench.tuning.algorithms import OBJECTIVE
 from bench.tuning.batches import SeedEachEpoch, seeded_fit_arguments
 from bench.tuning.evaluation import OneBatch, OneBatchValidation, evaluate_split
-from bench.tuning.memory import resident_mib
+from bench.tuning.memory import device_mib, resident_mib
 from bench.tuning.prefix import PrefixCache
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
@@ -192,7 +192,7 @@ class BenchTuner(keras_tuner.Tuner):
         finally:
             self.trial_extras[trial.trial_id] = {
                 "seconds": round(time.perf_counter() - started, 3),
-                "rss_mib": resident_mib()}
+                "rss_mib": resident_mib(), "device_mib": device_mib()}
         self.trial_extras[trial.trial_id]["test_accuracy"] = float(np.mean(tests))
         self.finished[self._configuration(hp)] = trial.trial_id
         self.results[trial.trial_id] = results

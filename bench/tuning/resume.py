@@ -128,7 +128,8 @@ def earlier_extras(run: RunDir, *, keep: set[str]) -> dict[str, dict]:
             trial_id = row.get("trial_id")
             if trial_id in keep and trial_id not in extras:
                 extras[trial_id] = {
-                    name: float(row[name]) for name in ("test_accuracy", "seconds", "rss_mib")
+                    name: float(row[name])
+                    for name in ("test_accuracy", "seconds", "rss_mib", "device_mib")
                     if row.get(name) not in (None, "")}
     return extras
 
