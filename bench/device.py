@@ -10,7 +10,8 @@ import platform
 
 
 def describe_device() -> dict:
-    """Returns ``{"backend", "device", "accelerators"}`` for the active Keras backend."""
+    """Returns ``{"backend", "device", "accelerators", "cpu_features"}`` for the active
+    Keras backend."""
     import keras
 
     backend = keras.backend.backend()
@@ -33,7 +34,8 @@ def describe_device() -> dict:
     names = ", ".join(filter(None, [cpu_model(), platform.machine()]))
     cpu = f"CPU ({names}, {_cpu_count()} cores)"
     device = f"GPU: {accelerators[0]}" if accelerators else cpu
-    return {"backend": backend, "device": device, "accelerators": accelerators}
+    return {"backend": backend, "device": device, "accelerators": accelerators,
+            "cpu_features": cpu_features()}
 
 
 def cpu_model() -> str:
@@ -47,6 +49,27 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+#: Instruction-set extensions that decide which kernels the math libraries (oneDNN, XLA,
+#: Eigen) run, and so the rounding of a float computation.
+NUMERIC_CPU_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+                        "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def cpu_features() -> list[str]:
+    """Which of ``NUMERIC_CPU_FEATURES`` the processor has ([] where the system does not
+    say). Two instances of one machine kind can share a model name ("AMD EPYC") and differ
+    here, and then a study's numbers can differ from the first pretraining epoch on."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [name for name in NUMERIC_CPU_FEATURES if name in flags]
+    except OSError:
+        pass
+    return []
 
 
 def _cpu_count() -> int:

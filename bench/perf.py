@@ -302,6 +302,7 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
                   "repeats": plan.settings.repeats, "batch_size": plan.settings.batch_size,
                   "train_images": len(data.train), "validation_images": len(data.validation)},
         "backend": device["backend"], "device": device["device"],
+        "cpu_features": device["cpu_features"],
         "versions": library_versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -128,4 +128,11 @@ def test_the_device_names_the_processor_and_versions_name_the_image_library():
                            env=dict(os.environ, LC_ALL="C")).stdout.splitlines()
     (model,) = [line.split(":", 1)[1].strip() for line in lines
                 if line.startswith("Model name:")]
-    assert f"CPU ({model}, " in describe_device()["device"]
+    device = describe_device()
+    assert f"CPU ({model}, " in device["device"]
+    # The instruction sets that decide the math kernels, as lscpu lists them.
+    (flags,) = [set(line.split(":", 1)[1].split()) for line in lines
+                if line.startswith("Flags:")]
+    from bench.device import NUMERIC_CPU_FEATURES
+
+    assert device["cpu_features"] == [f for f in NUMERIC_CPU_FEATURES if f in flags]
