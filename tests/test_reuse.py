@@ -70,6 +70,25 @@ EVICTION = textwrap.dedent('''
             return keras.layers.Dense(num_classes, activation="softmax")(x)
 ''')
 
+#: Kept initial states with optimizers whose slots do not start at zero: the default head
+#: (so states are kept), the optimizer chosen per trial, both head rates of each in turn.
+STATE_OPTIMIZERS = textwrap.dedent('''
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class StateOptimizers(SearchSpace):
+        description = "kept states under Adagrad and Ftrl, two head rates each"
+        settings = SpaceSettings(init="random", frozen_blocks=1)
+        extra_hyperparameters = ("optimizer_name",)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("optimizer_name", ["Adagrad", "Ftrl"])
+            hp.Choice("head_lr", [0.001, 0.01])
+
+        def optimizer(self, hp):
+            return hp.get("optimizer_name"), {}
+''')
+
 SHIPPED = ("seed", "frozen-depth", "head-lr", "init", "two-phase")
 
 # case: (space, RunSpec overrides, compiled models kept,
@@ -91,6 +110,10 @@ CASES = {
     # too (some through the prefix cache).
     "seed-states": ("seed", {"max_trials": 6, "repeats": 2, "epochs": 2}, 4,
                     {"compiled": 3, "reused": 9, "states_reused": 8}),
+    # Each optimizer's second head rate takes its first's kept state, with a fresh
+    # optimizer's accumulators (0.1, not 0) at the new rate.
+    "state-optimizers": ("state-optimizers", {"repeats": 1}, 4,
+                         {"compiled": 2, "reused": 2, "states_reused": 2}),
     "init": ("init", {"repeats": 1}, 4, {"compiled": 1, "reused": 1, "states_reused": 0}),
     # One trial, its second repeat reused.
     "frozen-depth": ("frozen-depth", {"max_trials": 1, "repeats": 2}, 4,
@@ -112,6 +135,7 @@ def spaces_dir(tmp_path_factory):
         shutil.copy(DEFAULT_SPACES_DIR / f"{name}.py", folder / f"{name}.py")
     (folder / "optimizers.py").write_text(OPTIMIZERS)
     (folder / "eviction.py").write_text(EVICTION)
+    (folder / "state-optimizers.py").write_text(STATE_OPTIMIZERS)
     return folder
 
 

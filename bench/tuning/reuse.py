@@ -17,8 +17,9 @@ Where only ``init``, ``frozen_blocks`` and the seed can change what it makes (th
 head, no augmentation hook, the default ``compile``), its result is kept: the values of
 every model variable and the Python and NumPy random states it leaves, so that the trials
 that differ only in ``head_lr`` or ``frozen_blocks`` (each repeat at its own seed) take
-them instead of building again; only the optimizer is made new, as ``compile`` makes it.
-Freezing changes none of them, so one state serves every depth.
+them instead of building again; the optimizer's variables get the values a newly built
+one has (kept once per compiled model and optimizer configuration, with each execution's
+learning rate). Freezing changes none of them, so one state serves every depth.
 """
 
 from __future__ import annotations
@@ -114,16 +115,58 @@ def restore_state(cached: FineTuneModel, fresh: FineTuneModel) -> bool:
 def _restore(cached: FineTuneModel, *, values, shapes, optimizer) -> bool:
     """Assigns ``values`` to ``cached``'s model variables and ``optimizer``'s (built)
     variables to its optimizer's; False, assigning nothing, where they do not fit."""
+    return _assign(cached, values=values, shapes=shapes,
+                   optimizer=FreshOptimizer.of(optimizer))
+
+
+@dataclass
+class FreshOptimizer:
+    """A just-built optimizer's variable values, and what must match to assign them."""
+
+    signature: tuple
+    shapes: list
+    values: list
+    learning_rate_index: int | None  # which value is the learning rate (None: a schedule)
+
+    @classmethod
+    def of(cls, optimizer) -> FreshOptimizer:
+        variables = optimizer.variables
+        rate = getattr(optimizer, "_learning_rate", None)
+        index = next((i for i, v in enumerate(variables) if v is rate), None)
+        return cls(signature=_optimizer_signature(optimizer), shapes=_shapes(variables),
+                   values=list(variables), learning_rate_index=index)
+
+    def kept(self) -> FreshOptimizer:
+        """The same, its values copied out of the variables (NumPy), to keep."""
+        return FreshOptimizer(self.signature, self.shapes,
+                              [keras.ops.convert_to_numpy(v) for v in self.values],
+                              self.learning_rate_index)
+
+    def at_learning_rate(self, optimizer) -> FreshOptimizer:
+        """These values with ``optimizer``'s learning rate (an unbuilt optimizer of the
+        same configuration otherwise), as building ``optimizer`` would give them."""
+        index = self.learning_rate_index
+        rate = getattr(optimizer, "_learning_rate", None)
+        if index is None or not isinstance(rate, keras.Variable):
+            return self
+        values = list(self.values)
+        values[index] = keras.ops.convert_to_numpy(rate)
+        return FreshOptimizer(self.signature, self.shapes, values, index)
+
+
+def _assign(cached: FineTuneModel, *, values, shapes, optimizer: FreshOptimizer) -> bool:
+    """Assigns ``values`` to ``cached``'s model variables and ``optimizer``'s values to its
+    optimizer's variables; False, assigning nothing, where they do not fit."""
     model_to = cached.model.variables
     if shapes != _shapes(model_to):
         return False
     target = cached.model.optimizer
     if not target.built:
         target.build(cached.model.trainable_variables)
-    if (_optimizer_signature(optimizer) != _optimizer_signature(target)
-            or _shapes(optimizer.variables) != _shapes(target.variables)):
+    if (optimizer.signature != _optimizer_signature(target)
+            or optimizer.shapes != _shapes(target.variables)):
         return False
-    for to, value in zip([*model_to, *target.variables], [*values, *optimizer.variables]):
+    for to, value in zip([*model_to, *target.variables], [*values, *optimizer.values]):
         to.assign(value)
     return True
 
@@ -166,6 +209,10 @@ class CompiledModels:
         self.size = size or DEFAULT_SIZE
         self._models: dict[tuple, FineTuneModel] = {}
         self._states: OrderedDict[tuple, InitialState] = OrderedDict()
+        # A just-built optimizer's values per compiled model and optimizer configuration:
+        # building one per execution would create new Keras variables each time, and on
+        # TensorFlow every Keras variable created leaves memory behind when dropped.
+        self._fresh_optimizers: dict[tuple, FreshOptimizer] = {}
         self.reused = 0
         self.built = 0
         self.states_reused = 0  # reused executions that took a kept state, not a build
@@ -180,7 +227,7 @@ class CompiledModels:
             self.built += 1
             if self.enabled:
                 if len(self._models) >= self.size:
-                    self._models.pop(next(iter(self._models)))
+                    self._forget(next(iter(self._models)))
                 self._models[key] = parts
             return parts
         cached = self._models[key]
@@ -191,11 +238,17 @@ class CompiledModels:
         fresh = self._build(hp, key=key, seed=seed)
         if not restore_state(cached, fresh):
             # The fresh model is as a new build would be: train it, and keep it instead.
+            self._forget(key)
             self._models[key] = fresh
             self.built += 1
             return fresh
         self.reused += 1
         return cached
+
+    def _forget(self, key: tuple) -> None:
+        self._models.pop(key, None)
+        self._fresh_optimizers = {k: v for k, v in self._fresh_optimizers.items()
+                                  if k[0] != key}
 
     def fresh(self, hp, *, seed: int) -> FineTuneModel:
         """A new build at ``seed``, not handed out again; its initial state is kept."""
@@ -241,10 +294,15 @@ class CompiledModels:
         if state is None:
             return False
         set_seed(seed)
+        # Unbuilt: its learning rate is all that differs from a kept fresh build's values.
         optimizer = default_optimizer(self.hypermodel.space, cached, hp=hp)
-        optimizer.build(cached.model.trainable_variables)
-        if not _restore(cached, values=state.values, shapes=state.shapes,
-                        optimizer=optimizer):
+        config = (key, _optimizer_signature(optimizer))
+        fresh = self._fresh_optimizers.get(config)
+        if fresh is None:
+            optimizer.build(cached.model.trainable_variables)
+            fresh = self._fresh_optimizers[config] = FreshOptimizer.of(optimizer).kept()
+        if not _assign(cached, values=state.values, shapes=state.shapes,
+                       optimizer=fresh.at_learning_rate(optimizer)):
             return False
         random.setstate(state.python_random)
         np.random.set_state(state.numpy_random)
