@@ -160,8 +160,11 @@ def suite_side(run_dir: Path, *, train_images: int) -> Side:
     epochs = pd.read_csv(run_dir / "epochs.csv")
     trials = pd.read_csv(run_dir / "trials.csv")
     executions = len(epochs.groupby(["trial_id", "repeat"]))
+    # The pre-flight check traces the model the first trial then reuses: its time is the
+    # search's, or moving that trace out of the search would flatter the suite.
+    seconds = float(record["search_seconds"]) + float(record["preflight_seconds"])
     return Side(name="the suite (mean over repeats of each repeat's best epoch)",
-                search_seconds=float(record["search_seconds"]), executions=executions,
+                search_seconds=round(seconds, 2), executions=executions,
                 train_images_seen=len(epochs) * train_images,
                 best_val_accuracy=float(trials["best_val_accuracy"].max()))
 

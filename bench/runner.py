@@ -180,18 +180,21 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     return data, weights, facts
 
 
-def _check_space(spec: RunSpec, *, space, inputs, hp, data, batch_size: int, log) -> list[str]:
-    """The pre-flight build (bench.tuning.preflight) and the reuse note; returns the warnings."""
+def _check_space(spec: RunSpec, *, space, inputs, hp, data, batch_size: int, keep_model: bool,
+                 log):
+    """The pre-flight build (bench.tuning.preflight) and the reuse note; returns what the
+    check found (its model too, with ``keep_model`` where compiled models are reused)."""
     from bench.tuning.hypermodel import FineTuneHyperModel
     from bench.tuning.preflight import preflight
-    from bench.tuning.reuse import reuse_note
+    from bench.tuning.reuse import reusable, reuse_note
 
-    warnings = preflight(space, hypermodel=FineTuneHyperModel(space, inputs), hp=hp, data=data,
-                         batch_size=batch_size, seed=spec.seed, log=log)
+    checked = preflight(space, hypermodel=FineTuneHyperModel(space, inputs), hp=hp, data=data,
+                        batch_size=batch_size, seed=spec.seed, log=log,
+                        keep_model=keep_model and spec.reuse_models and reusable(space))
     note = reuse_note(space, enabled=spec.reuse_models)
     if note is not None:
         log(note)
-    return warnings
+    return checked
 
 
 @dataclass(frozen=True)
@@ -432,8 +435,12 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     inputs = ModelInputs(backbone=backbone, image_size=image_size,
                          num_classes=len(data.class_names), num_blocks=num_blocks,
                          pretrained_weights=weights)
-    warnings = _check_space(spec, space=space, inputs=inputs, hp=hp, data=data,
-                            batch_size=settings.batch_size, log=log)
+    checking = time.perf_counter()
+    # In one process the search takes the checked model over; workers build their own.
+    checked = _check_space(spec, space=space, inputs=inputs, hp=hp, data=data,
+                           batch_size=settings.batch_size, keep_model=scale is None, log=log)
+    warnings = checked.warnings
+    preflight_seconds = round(time.perf_counter() - checking, 2)
 
     record = {
         "run_id": name,
@@ -458,6 +465,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         "compilation_cache": compilation_cache,
         **prepared,
         "warnings": warnings,
+        "preflight_seconds": preflight_seconds,
     }
     resumed = None
     if resume_from is None:
@@ -499,6 +507,9 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                                         run_dir=run_dir, table=table, log=log,
                                         done=len(resumed.ended) if resumed is not None else 0)
             write_trials = tuner.write_trials
+            if checked.model is not None:
+                tuner.models.adopt(checked.model, hp)
+                checked.model = None
             if resumed is not None:
                 tuner.continue_from(resumed.extras)
             try:
@@ -507,7 +518,8 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                 record["search_seconds"] = round(time.perf_counter() - started, 2)
                 record["models"] = {"compiled": tuner.models.built,
                                     "reused": tuner.models.reused,
-                                    "states_reused": tuner.models.states_reused}
+                                    "states_reused": tuner.models.states_reused,
+                                    "from_preflight": tuner.models.adopted}
                 record["together"] = {"trials": tuner.together.trials,
                                       "retried_alone": tuner.together.retried}
                 if prefix is not None:

@@ -67,10 +67,11 @@ def test_reusing_compiled_models_gives_the_same_curves_as_fresh_models(
         tmp_path, tiny_spaces_dir):
     _, reused = _run(tmp_path, "reused", tiny_spaces_dir)
     _, fresh = _run(tmp_path, "fresh", tiny_spaces_dir, "--no-reuse")
+    # All four executions restored into the pre-flight check's model (pretrained, depth 2).
     assert json.loads((reused / "run.json").read_text())["models"] == {
-        "compiled": 1, "reused": 3, "states_reused": 0}
+        "compiled": 0, "reused": 4, "states_reused": 0, "from_preflight": 1}
     assert json.loads((fresh / "run.json").read_text())["models"] == {
-        "compiled": 4, "reused": 0, "states_reused": 0}
+        "compiled": 4, "reused": 0, "states_reused": 0, "from_preflight": 0}
     a = pd.read_csv(reused / "epochs.csv").drop(columns=["run_id", "epoch_seconds"])
     b = pd.read_csv(fresh / "epochs.csv").drop(columns=["run_id", "epoch_seconds"])
     pd.testing.assert_frame_equal(a, b)

@@ -25,6 +25,11 @@ def test_perf_writes_both_sides_and_the_speedup(tmp_path):
         assert 0.0 <= side["best_val_accuracy"] <= 1.0
         assert side["images_per_second"] == pytest.approx(400 / side["search_seconds"], rel=1e-2)
     assert perf["floor_seconds"] > 0 and perf["suite_over_floor"] > 1
+    # The search took the pre-flight check's traced model over: the check's time counts.
+    run = json.loads((tmp_path / "p" / "suite" / "run.json").read_text())
+    assert run["models"]["from_preflight"] == 1 and run["preflight_seconds"] > 0
+    assert suite["search_seconds"] == pytest.approx(
+        run["search_seconds"] + run["preflight_seconds"], abs=0.011)
     # Every execution's fit was clocked, by configuration; the intervals cover the search
     # but for the bookkeeping after the last one.
     assert [len(s) for s in plain["execution_seconds"]] == [2, 2]

@@ -9,11 +9,15 @@ default hyperparameters, on one real batch, and checks what the tables will clai
 - the head returns probabilities where the loss expects them;
 - the optimizer applies the recorded ``body_lr_scale`` (for each declared value);
 - every declared hyperparameter is read by some code; one that is not is a warning.
+
+Its model is compiled and traced like the first trial's would be; where compiled models
+are reused, the search takes it (``CompiledModels.adopt``) instead of tracing it again.
 """
 
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -112,8 +116,16 @@ def _one_batch(split, size: int):
     return Split(images=split.images[:size], labels=split.labels[:size])
 
 
+@dataclass
+class Preflight:
+    """What the check found, and the model it checked when asked to keep it."""
+
+    warnings: list[str] = field(default_factory=list)
+    model: object = None  # FineTuneModel: compiled for hp's defaults, fit on one batch
+
+
 def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed: int,
-              log=print) -> list[str]:
+              keep_model: bool = False, log=print) -> Preflight:
     """Builds, compiles and fits the space once on one batch, before any trial.
 
     Args:
@@ -124,10 +136,13 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         data: The ``TransferData``; one batch of its training and validation splits.
         batch_size: The run's batch size (the batch is at most this).
         seed: The global seed for this build.
+        keep_model: Return the checked model (its state is whatever the fit left) and
+            leave the Keras session as it is, for the search to reuse its compiled steps.
         log: Where the warnings are printed.
 
     Returns:
-        Warnings for ``run.json``: declared hyperparameters that no code read.
+        Warnings for ``run.json`` (declared hyperparameters that no code read), and the
+        model when ``keep_model``.
 
     Raises:
         BenchError: a hook that raised (naming file, line and hook), a head that returns
@@ -138,6 +153,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
     from bench.tuning.bench_tuner import FitRun
     from bench.tuning.recording import EpochRecorder
 
+    kept = False
     try:
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
@@ -157,8 +173,10 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
                      batch_size=size, recorder=recorder)
         _guarded(space, "fitting", lambda: space.fit(parts, hp=tracked, run=run))
         _check_other_scales(space, hypermodel=hypermodel, hp=hp)
+        kept = keep_model
     finally:
-        keras.backend.clear_session()
+        if not kept:
+            keras.backend.clear_session()
     warnings = []
     for parameter in hp.space:
         if parameter.name not in tracked.values.read:
@@ -168,7 +186,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
                 "changes nothing (read it with self.value(hp, name) or hp.get(name))")
     for warning in warnings:
         log(f"warning: {warning}")
-    return warnings
+    return Preflight(warnings=warnings, model=parts if kept else None)
 
 
 def _check_other_scales(space: SearchSpace, *, hypermodel, hp) -> None:

@@ -216,6 +216,15 @@ class CompiledModels:
         self.reused = 0
         self.built = 0
         self.states_reused = 0  # reused executions that took a kept state, not a build
+        self.adopted = 0  # compiled models taken over from the pre-flight check
+
+    def adopt(self, parts: FineTuneModel, hp) -> None:
+        """Keeps ``parts``, a model built and compiled for ``hp`` (and trained or not), as
+        the compiled model of its structure: an execution of that structure gets a fresh
+        state restored into it, as into any reused model, instead of tracing a new one."""
+        if self.enabled:
+            self._models[structure_key(hp, self.hypermodel.space)] = parts
+            self.adopted += 1
 
     def prepare(self, hp, *, seed: int) -> FineTuneModel:
         """A compiled model with the initial state of ``hp`` and ``seed``."""
