@@ -108,15 +108,8 @@ def restore_state(cached: FineTuneModel, fresh: FineTuneModel) -> bool:
     source = fresh.model.optimizer
     if not source.built:
         source.build(fresh.model.trainable_variables)
-    return _restore(cached, values=fresh.model.variables,
-                    shapes=_shapes(fresh.model.variables), optimizer=source)
-
-
-def _restore(cached: FineTuneModel, *, values, shapes, optimizer) -> bool:
-    """Assigns ``values`` to ``cached``'s model variables and ``optimizer``'s (built)
-    variables to its optimizer's; False, assigning nothing, where they do not fit."""
-    return _assign(cached, values=values, shapes=shapes,
-                   optimizer=FreshOptimizer.of(optimizer))
+    return _assign(cached, values=fresh.model.variables,
+                   shapes=_shapes(fresh.model.variables), optimizer=FreshOptimizer.of(source))
 
 
 @dataclass
