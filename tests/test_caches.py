@@ -85,14 +85,37 @@ def test_a_damaged_weights_cache_is_retrained_once_with_the_clean_numbers(
     assert [m for m in messages if "weights cache" in m] == [f"pretrained weights cache {why}; "
                                                             "retraining"]
     assert not again.reused and again.weights_path == str(weights)
+    assert again.cache_problem == f"pretrained weights cache {why}; retraining"
     assert weights.read_bytes() == clean_bytes
     assert again.source_accuracy == made.source_accuracy
     assert again.weights_sha256 == made.weights_sha256
 
     messages.clear()
     third = _pretrain(digits, cache, messages.append)
-    assert third.reused and "checksum verified" in messages[0]
+    assert third.reused and "checksum verified" in messages[0] and not third.cache_problem
+    # The problem is the run's, not the new entry's.
+    assert "cache_problem" not in json.loads(meta.read_text())
     assert not list(cache.rglob("*partial*"))
+
+
+def test_a_run_that_retrained_damaged_weights_says_so_in_its_report(
+        clean, tmp_path, tiny_spaces_dir):
+    from bench.runner import RunSpec, run_study
+
+    clean_cache, made, _ = clean
+    cache = tmp_path / "cache"
+    shutil.copytree(clean_cache, cache)
+    weights = cache / "pretrained" / Path(made.weights_path).name
+    _scale_values(weights)
+    spec = RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE, seed=1,
+                   epochs=1, repeats=1, pretrain_epochs=1, results_dir=tmp_path / "runs",
+                   name="damaged", cache_dir=cache)
+    run_dir = run_study(spec, log=lambda *_: None)
+    problem = f"pretrained weights cache {weights} failed its checksum; retraining"
+    pretraining = json.loads((run_dir / "run.json").read_text())["pretraining"]
+    assert pretraining["cache_problem"] == problem and not pretraining["reused"]
+    assert pretraining["weights_sha256"] == made.weights_sha256
+    assert f"Source pretraining ran again: {problem}" in (run_dir / "report.md").read_text()
 
 
 def test_what_changes_the_source_images_or_the_backend_changes_the_key(digits):

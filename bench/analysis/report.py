@@ -163,6 +163,8 @@ def what_ran(run: dict) -> list[str]:
         lines.append(f"Source pretraining: {pre.get('epochs')} epochs, source accuracy in "
                      f"inference mode {pre['source_accuracy']:.3f}"
                      f"{' (reused from cache)' if pre.get('reused') else ''}")
+        if pre.get("cache_problem"):
+            lines.append(f"Source pretraining ran again: {pre['cache_problem']}")
     spread = run.get("distributed")
     if spread:
         where = ("workers on other machines" if spread.get("remote")

@@ -47,6 +47,7 @@ class Pretrained:
     seconds: float
     reused: bool = False
     weights_sha256: str = ""
+    cache_problem: str = ""  # why a cache entry for the same key was not used, if one was
 
 
 def source_sha256(split: Split) -> str:
@@ -180,8 +181,9 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
     os.replace(partial, weights_path)
     result = Pretrained(weights_path=str(weights_path), source_accuracy=float(accuracy),
                         epochs=epochs, seconds=seconds,
-                        weights_sha256=file_digest(weights_path, "sha256"))
-    meta = {k: v for k, v in asdict(result).items() if k not in ("weights_path", "reused")}
+                        weights_sha256=file_digest(weights_path, "sha256"), cache_problem=why)
+    meta = {k: v for k, v in asdict(result).items()
+            if k not in ("weights_path", "reused", "cache_problem")}
     partial_meta = meta_path.with_suffix(f".{os.getpid()}.partial")
     partial_meta.write_text(json.dumps(meta | {"key": key}, indent=2))
     os.replace(partial_meta, meta_path)
