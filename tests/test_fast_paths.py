@@ -266,3 +266,35 @@ class Clipped(SearchSpace):
 
     assert json.loads(run.run_json.read_text())["together"] == {"trials": 0, "retried_alone": 0}
     assert len(read_epochs(run)) == 2
+
+
+def test_a_cached_rest_is_used_only_for_the_model_it_was_cut_from():
+    # The rests are keyed by id(model); a freed model's id can come back as another
+    # model's, whose rest must then be built anew (its layers are not the cached ones).
+    import keras_tuner
+
+    from bench.models.backbones import backbone_spec
+    from bench.models.model import assemble
+    from bench.space import SearchSpace, SpaceSettings
+    from bench.tuning.prefix import PrefixCache
+
+    class Frozen(SearchSpace):
+        name = "frozen"
+        settings = SpaceSettings(head_lr=1e-3)
+
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("frozen_blocks", 4)
+    spec = backbone_spec("resnet-mini")
+    first, second = (assemble(spec, image_size=IMAGE_SIZE, num_classes=3, init="random")
+                     for _ in range(2))
+    cache = PrefixCache(Frozen(), memory_bytes=1 << 20)
+    for parts in (first, second):
+        Frozen().compile(parts, hp=hp)
+    rest = cache._rest(first, hp=hp, k=4)
+    assert cache._rest(first, hp=hp, k=4) is rest  # the same model: the kept rest
+    # As if ``first`` had been freed and ``second`` had been given its id.
+    cache._rests[(id(second.model), 4)] = cache._rests.pop((id(first.model), 4))
+    other = cache._rest(second, hp=hp, k=4)
+    assert other is not rest
+    head = {id(v) for v in second.model.trainable_variables[-2:]}
+    assert head <= {id(v) for v in other.model.trainable_variables}

@@ -16,6 +16,7 @@ A space with its own ``fit``, ``compile`` or ``augment`` never takes this path.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
@@ -51,6 +52,7 @@ class _Rest:
     model: keras.Model
     prefix: keras.Model
     initial_optimizer: list
+    owner: weakref.ref  # the whole model it was cut from
 
 
 class PrefixCache:
@@ -114,6 +116,9 @@ class PrefixCache:
     def _rest(self, parts: FineTuneModel, *, hp, k: int) -> _Rest:
         key = (id(parts.model), k)
         rest = self._rests.get(key)
+        if rest is not None and rest.owner() is not parts.model:
+            # id() of a model that was freed, now another model's: not this model's rest.
+            rest = None
         if rest is None:
             if len(self._rests) > 8:  # whole models come and go with reuse's eviction
                 self._rests.clear()
@@ -143,7 +148,8 @@ class PrefixCache:
         self.space.compile(replace(parts, model=rest), hp=hp)
         rest.optimizer.build(rest.trainable_variables)
         initial = [keras.ops.convert_to_numpy(v) for v in rest.optimizer.variables]
-        return _Rest(model=rest, prefix=prefix, initial_optimizer=initial)
+        return _Rest(model=rest, prefix=prefix, initial_optimizer=initial,
+                     owner=weakref.ref(model))
 
     def _split(self, name: str, split: Split, *, weights_key: tuple, k: int,
                prefix: keras.Model) -> Split:
