@@ -19,6 +19,7 @@ from bench.data.datasets import (
     check_options,
     dataset_info,
     load_dataset,
+    splits_sha256,
 )
 from bench.errors import BenchError, DiskFull, StudyFailed
 from bench.models.backbones import BackboneSpec, backbone_spec, block_count, ensure_imagenet_weights
@@ -154,6 +155,7 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
                          "skipped_files": len(data.skipped_files),
                          "skipped_examples": list(data.skipped_files[:5]),
                          "duplicates_dropped": data.duplicates_dropped,
+                         "sha256": splits_sha256(data.train, data.validation, data.test),
                          "notes": list(data.notes)}}
     weights = None
     inits = _init_values(hp, settings)

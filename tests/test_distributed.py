@@ -232,10 +232,20 @@ def test_chief_and_worker_commands_and_a_worker_of_another_space_version(study):
         assert message == ("error: the chief runs space three version 1, this worker's copy "
                            "is three version 2; start the worker with the same space file")
         assert not (run / "workers" / "other" / "epochs.csv").exists()  # touched nothing
+        # A worker on another Keras backend would add trials made with other numerics.
+        jax = subprocess.run(
+            [sys.executable, str(ROOT / "run_bench.py"), "worker", "--chief",
+             f"127.0.0.1:{port}", "--run", str(run), "--id", "jax", "--wait", "300"],
+            cwd=ROOT, env=_env(study) | {"KERAS_BACKEND": "jax"}, capture_output=True,
+            text=True, timeout=300)
+        assert jax.returncode == 2, jax.stderr[-2000:]
+        assert jax.stderr.strip().splitlines()[-1].startswith(
+            "error: this worker's inputs differ from the chief's: Keras backend tensorflow -> jax")
+        assert not (run / "workers" / "jax").exists()
         workers = [_worker(study, run, name, port) for name in ("w0", "w1")]
         for worker in workers:
-            _, err = worker.communicate(timeout=600)
-            assert worker.returncode == 0, err[-2000:]
+            out, err = worker.communicate(timeout=600)
+            assert worker.returncode == 0, out[-2000:] + err[-2000:]
         _, err = chief.communicate(timeout=300)
         assert chief.returncode == 0, err[-2000:]
     finally:

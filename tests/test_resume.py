@@ -97,6 +97,68 @@ def test_resume_refuses_a_conflicting_option_and_a_completed_run(tiny_run, tmp_p
     assert "--epochs 5 conflicts with the run, which had no --epochs" in result.stderr
 
 
+def _stopped_copy(tiny_run, path, **changes):
+    import shutil
+
+    shutil.copytree(tiny_run, path)
+    record = json.loads((path / "run.json").read_text())
+    record["status"] = "interrupted"
+    for dotted, value in changes.items():
+        *parents, name = dotted.split("__")
+        node = record
+        for parent in parents:
+            node = node[parent]
+        node[name] = value
+    (path / "run.json").write_text(json.dumps(record))
+    return path
+
+
+def test_resume_refuses_a_run_made_with_other_versions_weights_or_data(tiny_run, tmp_path):
+    record = json.loads((tiny_run / "run.json").read_text())
+    keras_now = record["versions"]["keras"]
+    stopped = _stopped_copy(tiny_run, tmp_path / "stopped", versions__keras="3.0.0",
+                            pretraining__weights_sha256="0" * 64)
+    before = (stopped / "epochs.csv").read_bytes()
+    result = run_bench("run", "--resume", str(stopped))
+    assert result.returncode == 2, result.stderr[-2000:]
+    message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(message) == 1 and "Traceback" not in result.stderr
+    assert f"keras 3.0.0 -> {keras_now}" in message[0]
+    assert "pretrained weights (SHA-256) 00000000... ->" in message[0]
+    assert (stopped / "epochs.csv").read_bytes() == before
+    assert json.loads((stopped / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_inputs_a_result_depends_on_are_compared_field_by_field():
+    from bench.tuning.resume import changed_inputs
+
+    ran = {"backend": "tensorflow", "versions": {"keras": "3.15.1", "numpy": "2.4.6"},
+           "pretraining": {"weights_sha256": "ab" * 32},
+           "dataset": {"sha256": "cd" * 32, "classes": ["5", "6"]}}
+    assert changed_inputs(ran, ran) == []
+    assert changed_inputs({}, ran) == []  # an older run.json without the fields
+    assert changed_inputs(ran, {"dataset": ran["dataset"]}) == []  # only what both have
+    now = {"backend": "jax", "versions": {"keras": "3.15.1", "jax": "0.8.0"},
+           "pretraining": {"weights_sha256": "ab" * 32},
+           "dataset": {"sha256": "ef" * 32, "classes": ["5", "6"]}}
+    assert changed_inputs(ran, now) == [
+        "Keras backend tensorflow -> jax", "jax not installed -> 0.8.0",
+        "numpy 2.4.6 -> not installed", "the data (images and labels differ)"]
+
+
+def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
+    stopped = _stopped_copy(tiny_run, tmp_path / "moved", device="CPU (another, 64 cores)")
+    result = run_bench("run", "--resume", str(stopped))
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((stopped / "run.json").read_text())
+    assert record["status"] == "completed"
+    warning = [w for w in record["warnings"] if w.startswith("resumed on ")]
+    assert warning == [f"resumed on {json.loads((tiny_run / 'run.json').read_text())['device']}"
+                       " after running on CPU (another, 64 cores): numbers can differ between"
+                       " processors in the last digits"]
+    assert f"Warning: {warning[0]}" in (stopped / "report.md").read_text()
+
+
 def test_every_ended_trial_keeps_what_trials_csv_adds_beside_its_trial_json(tiny_run):
     # A kill after KerasTuner marked a trial ended but before trials.csv was rewritten must
     # not lose the trial's test accuracy: it is kept in the trial's own folder first.

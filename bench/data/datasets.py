@@ -6,6 +6,7 @@ takes them as they are and preprocesses inside the model, so one array serves al
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,18 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def splits_sha256(*splits: Split) -> str:
+    """SHA-256 of the splits' images and labels, in order: equal exactly when the arrays
+    are."""
+    digest = hashlib.sha256()
+    for split in splits:
+        for array in (split.images, split.labels):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.data)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

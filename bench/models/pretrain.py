@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from bench.data.datasets import Split, TransferData
+from bench.data.datasets import Split, TransferData, splits_sha256
 from bench.data.download import file_digest
 from bench.errors import BenchError
 from bench.models.backbones import BackboneSpec
@@ -50,16 +50,6 @@ class Pretrained:
     cache_problem: str = ""  # why a cache entry for the same key was not used, if one was
 
 
-def source_sha256(split: Split) -> str:
-    """SHA-256 of a split's images and labels: equal exactly when the arrays are."""
-    digest = hashlib.sha256()
-    for array in (split.images, split.labels):
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.data)
-    return digest.hexdigest()
-
-
 def _version(package: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -77,7 +67,7 @@ def pretrain_key(spec: BackboneSpec, data: TransferData, *, image_size: int, see
     return {
         "backbone": spec.name,
         "dataset": data.name,
-        "source_sha256": source_sha256(data.source),
+        "source_sha256": splits_sha256(data.source),
         "source_images": len(data.source),
         "image_size": image_size,
         "seed": seed,

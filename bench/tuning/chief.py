@@ -171,6 +171,16 @@ def _hold_worker_id(folder: Path, name: str) -> None:
     _HELD.append(handle)
 
 
+def _refuse_other_inputs(record: dict, mine: dict) -> None:
+    from bench.tuning.resume import changed_inputs
+
+    changes = changed_inputs(record, mine)
+    if changes:
+        raise BenchError(f"this worker's inputs differ from the chief's: {'; '.join(changes)}"
+                         ". Its trials would enter the run's tables as if made on the chief's;"
+                         " install the versions in the run's run.json and use the same data")
+
+
 def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3600,
                log=print) -> None:
     """Runs trials for the chief at ``chief`` (HOST:PORT) until it says the study is over.
@@ -179,6 +189,9 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     worker reads its settings from ``run.json`` and writes its epochs to
     ``workers/NAME/epochs.csv`` and each trial's results into ``tuner/``.
     """
+    import keras
+
+    from bench.device import library_versions
     from bench.runner import _prepare_inputs, build_tuner, plan_study, study_oracle
     from bench.tuning.hypermodel import ModelInputs
     from bench.tuning.recording import CsvAppender, epoch_columns
@@ -200,8 +213,11 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
         raise BenchError(f"the chief runs space {ran.get('name')} version {ran.get('version')}"
                          f", this worker's copy is {space.name} version {space.version}; "
                          "start the worker with the same space file")
-    data, weights, _ = _prepare_inputs(spec, settings=settings, backbone=plan.backbone,
-                                       hp=plan.hp, image_size=plan.image_size, log=log)
+    _refuse_other_inputs(record, {"backend": keras.backend.backend(),
+                                  "versions": library_versions()})
+    data, weights, facts = _prepare_inputs(spec, settings=settings, backbone=plan.backbone,
+                                           hp=plan.hp, image_size=plan.image_size, log=log)
+    _refuse_other_inputs(record, facts)
     inputs = ModelInputs(backbone=plan.backbone, image_size=plan.image_size,
                          num_classes=len(data.class_names), num_blocks=plan.num_blocks,
                          pretrained_weights=weights)

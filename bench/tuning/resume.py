@@ -143,6 +143,32 @@ class Resumed:
     removed_rows: int
 
 
+def changed_inputs(ran: dict, now: dict) -> list[str]:
+    """What the numbers depend on that differs between ``ran`` (a run's ``run.json``) and
+    ``now`` (what this process would record): the Keras backend, a library version, the
+    pretrained weights or the data. Trials run on other inputs must not be added to a run
+    whose tables say it ran on the recorded ones. Fields a record lacks are not compared.
+    """
+    changes = []
+    if ran.get("backend") and now.get("backend") and ran["backend"] != now["backend"]:
+        changes.append(f"Keras backend {ran['backend']} -> {now['backend']}")
+    was, is_ = ran.get("versions") or {}, now.get("versions") or {}
+    if was and is_:
+        changes += [f"{name} {was.get(name, 'not installed')} -> "
+                    f"{is_.get(name, 'not installed')}"
+                    for name in sorted(set(was) | set(is_)) if was.get(name) != is_.get(name)]
+    weights = [record.get("pretraining", {}).get("weights_sha256") for record in (ran, now)]
+    if all(weights) and weights[0] != weights[1]:
+        changes.append(f"pretrained weights (SHA-256) {weights[0][:8]}... -> {weights[1][:8]}..."
+                       " (pretraining ran again and came out different)")
+    data = [record.get("dataset", {}) for record in (ran, now)]
+    for field in ("sha256", "classes"):
+        if field in data[0] and field in data[1] and data[0][field] != data[1][field]:
+            changes.append(f"the data ({'images and labels' if field == 'sha256' else field}"
+                           " differ)")
+    return changes
+
+
 def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed]:
     """Readies ``path`` to continue: checks it is the same study, removes the rows of
     trials that will run again, and returns the run directory, its ``run.json`` updated
@@ -156,6 +182,12 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
         raise BenchError(f"{path} ran space {old.get('name')} version {old.get('version')}, "
                          f"but {new['name']} is now version {new['version']}; a resumed run "
                          "must run the same space: start a new run instead")
+    changes = changed_inputs(record, fresh)
+    if changes:
+        raise BenchError(f"{path} ran on other inputs than this process has: "
+                         f"{'; '.join(changes)}. Its trials and new ones would be mixed in one "
+                         "table; resume where it ran (run.json says what with), or start a "
+                         "new run")
     ended = ended_trials(run)
     removed = sum(tidy_epochs(run, keep=set(ended), path=table) for table in
                   [run.epochs_csv, *sorted(run.path.glob("workers/*/epochs.csv"))])
@@ -167,4 +199,8 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
                "resumed": [*record.get("resumed", []), now]}
     for stale in ("error", "ended"):
         updated.pop(stale, None)
+    if record.get("device") and record["device"] != fresh["device"]:
+        updated["warnings"] = [*record.get("warnings", []), (
+            f"resumed on {fresh['device']} after running on {record['device']}: numbers can "
+            "differ between processors in the last digits")]
     return run, updated, Resumed(ended=ended, extras=extras, removed_rows=removed)
