@@ -111,3 +111,30 @@ def test_the_analysis_package_imports_with_keras_tensorflow_and_jax_blocked():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "'numbers'" in result.stdout and "'report'" in result.stdout
+
+
+def test_two_runs_with_one_name_stay_apart_and_one_run_counts_once(tiny_run, tmp_path):
+    import pandas as pd
+
+    from bench.analysis.tables import load_tables
+    from bench.errors import BenchError
+
+    # The same --name in two results folders; in the second, the first trial failed.
+    first, second = tmp_path / "a" / "tiny", tmp_path / "b" / "tiny"
+    for copy in (first, second):
+        shutil.copytree(tiny_run, copy)
+    trials = pd.read_csv(second / "trials.csv", dtype={"trial_id": str})
+    failed = trials["trial_id"].iloc[0]
+    trials.loc[0, "status"] = "FAILED"
+    trials.to_csv(second / "trials.csv", index=False)
+    (second / "trials.parquet").unlink(missing_ok=True)
+    epochs = pd.read_csv(tiny_run / "epochs.csv", dtype={"trial_id": str})
+    tables = load_tables([first, second])
+    assert [run["run_id"] for run in tables.runs] == [str(first), str(second)]
+    complete = tables.complete
+    assert len(complete[complete["run_id"] == str(first)]) == len(epochs)
+    kept = complete[complete["run_id"] == str(second)]
+    assert len(kept) == (epochs["trial_id"] != failed).sum() and failed not in set(
+        kept["trial_id"])
+    with pytest.raises(BenchError, match="again: give each run once"):
+        load_tables([first, tmp_path / "a" / ".." / "a" / "tiny"])

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import numbers
+from bench.errors import BenchError
 from bench.results import open_run, read_epochs, read_run, read_trials
 
 HYPERPARAMETER_ORDER = ["init", "frozen_blocks", "head_lr", "body_lr_scale"]
@@ -65,11 +66,23 @@ class Tables:
 
 def load_tables(paths: list[Path]) -> Tables:
     """Reads and checks every table of ``paths``; a bad table is a BenchError naming it."""
-    runs, epochs, trials = [], [], []
+    opened, seen = [], {}
     for path in paths:
         run_dir = open_run(path)
+        where = run_dir.path.resolve()
+        if where in seen:
+            raise BenchError(f"{path} is the run {seen[where]} again: give each run once")
+        seen[where] = path
         run = read_run(run_dir)
         run.setdefault("run_id", run_dir.path.name)
+        opened.append((path, run_dir, run))
+    names = [run["run_id"] for _, _, run in opened]
+    runs, epochs, trials = [], [], []
+    for path, run_dir, run in opened:
+        if names.count(run["run_id"]) > 1:
+            # Two runs with one name (the same --name in two results folders): rows are
+            # told apart by run_id, so each is named by its path.
+            run["run_id"] = str(path)
         runs.append(run)
         rows = read_epochs(run_dir)
         rows["run_id"] = run["run_id"]
