@@ -51,6 +51,38 @@ def test_imagenet_against_random_is_paired_like_the_presets_need():
     assert (gap.init, gap.mean, gap.configurations) == ("imagenet", pytest.approx(0.2), 2)
 
 
+def test_a_value_the_space_derives_from_init_is_compared_not_paired_on():
+    # The d2l preset declares only init and derives body_lr_scale from it (0.1 for the
+    # fine-tuned model, 1.0 from scratch): the chapter's comparison is imagenet at 0.1
+    # against random at 1.0. Hand-computed: differences 0.22, 0.23, 0.24.
+    from bench.analysis.report import build_report
+    from bench.analysis.tables import Tables
+
+    rows = [_row(init, seed, 1, 0.79 + 0.01 * seed if init == "imagenet" else 0.58,
+                 body_lr_scale=0.1 if init == "imagenet" else 1.0)
+            for seed in (1, 2, 3) for init in ("imagenet", "random")]
+    table = pd.DataFrame(rows)
+    # Without knowing what was declared, body_lr_scale is a configuration: nothing pairs.
+    assert analysis.init_gaps(table) == []
+    (gap,) = analysis.init_gaps(table, pair_on=[])
+    mean, low, high = scipy_interval([0.22, 0.23, 0.24])
+    assert (gap.mean, gap.low, gap.high) == pytest.approx((mean, low, high))
+    assert gap.with_init == {"body_lr_scale": {"imagenet": 0.1, "random": 1.0}}
+    tables = Tables(runs=[{"run_id": "r", "status": "completed",
+                           "columns": {"hyperparameters": ["init", "body_lr_scale"],
+                                       "varied": ["init"]}}],
+                    epochs=table, trials=pd.DataFrame(columns=["run_id", "trial_id", "status"]),
+                    complete=table)
+    assert tables.pair_on("r") == []
+    text = " ".join(block.content for block in build_report(tables, [])
+                    if isinstance(block.content, str))
+    assert "imagenet minus random validation accuracy, paired by seed, is **+0.230**" in text
+    assert text.endswith("imagenet 0.810, random 0.580. body_lr_scale went with init "
+                         "(imagenet 0.100, random 1.000) and is part of the comparison.")
+    # A declared hyperparameter that happens to differ between inits still pairs.
+    assert analysis.init_gaps(table, pair_on=["body_lr_scale"]) == []
+
+
 def test_nothing_paired_says_why_and_what_to_run():
     # A random tuner's study: each configuration ran with one init only.
     rows = [_row("pretrained", s, 1, 0.7, head_lr=0.001) for s in (1, 2)]

@@ -238,7 +238,7 @@ def _objective_figures(study: Study) -> None:
 def _gain_figure(study: Study) -> None:
     gains = []
     for run_id, group in study.epochs.groupby("run_id", sort=False):
-        gain = numbers.transfer_gain(group)
+        gain = numbers.transfer_gain(group, pair_on=study.tables.pair_on(run_id))
         if not gain.empty:
             gains.append(gain.assign(run_id=run_id))
     if not gains:

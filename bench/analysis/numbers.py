@@ -14,7 +14,7 @@ configuration per shown combination instead of averaging different ones together
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -163,19 +163,45 @@ class Gap:
     p_value: float
     init_accuracy: float
     baseline_accuracy: float
+    with_init: dict = field(default_factory=dict)  # columns that went with init, per init
 
 
-def _configuration_columns(epochs: pd.DataFrame) -> list[str]:
+def _configuration_columns(epochs: pd.DataFrame, pair_on: list[str] | None = None
+                           ) -> list[str]:
+    if pair_on is not None:
+        return [c for c in pair_on if c in epochs and c != "init"]
     return [c for c in epochs.columns if c not in NOT_HYPERPARAMETERS and c != "init"]
 
 
+def with_init(epochs: pd.DataFrame, *, pair_on: list[str] | None, inits: tuple[str, str]
+              ) -> dict[str, dict]:
+    """Recorded columns besides ``pair_on`` that differ between the two inits, one value
+    per init (such as a body learning-rate scale a space derives from init): part of
+    what is compared. ``{column: {init: value}}``."""
+    if pair_on is None or "init" not in epochs:
+        return {}
+    rows = epochs[epochs["init"].isin(inits)]
+    found = {}
+    for column in rows.columns:
+        if column in NOT_HYPERPARAMETERS or column == "init" or column in pair_on:
+            continue
+        values = rows[column].astype(object).where(rows[column].notna(), None)
+        if (values.groupby(rows["init"]).nunique(dropna=False) == 1).all() and \
+                values.nunique(dropna=False) > 1:
+            found[column] = {init: values[rows["init"] == init].iloc[0] for init in inits}
+    return found
+
+
 def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy",
-                            a: str = "pretrained", b: str = BASELINE_INIT) -> pd.DataFrame:
+                            a: str = "pretrained", b: str = BASELINE_INIT,
+                            pair_on: list[str] | None = None) -> pd.DataFrame:
     """Per seed and epoch: ``metric`` of init ``a`` minus init ``b``.
 
     Only configurations (values of the other hyperparameters) that ran with both inits
     at every seed are paired, and each seed's difference is the mean over those same
     configurations, so no seed is compared on other configurations than another.
+    ``pair_on`` names the hyperparameters a configuration is made of (the space's
+    declared ones besides init); by default every recorded column that is not a metric.
 
     Returns:
         Columns ``seed, epoch, a, b, diff, configurations``.
@@ -183,7 +209,7 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
     columns = ["seed", "epoch", a, b, "diff", "configurations"]
     if "init" not in epochs or not {a, b} <= set(epochs["init"].dropna().unique()):
         return pd.DataFrame(columns=columns)
-    others = _configuration_columns(epochs)
+    others = _configuration_columns(epochs, pair_on)
     rows = epochs[epochs["init"].isin([a, b])]
     marker = "__inactive__"
     rows = rows.assign(**{c: rows[c].astype(object).where(rows[c].notna(), marker)
@@ -221,8 +247,10 @@ def compared_inits(epochs: pd.DataFrame) -> list[str]:
     return others
 
 
-def transfer_gain(epochs: pd.DataFrame, *, metric: str = "val_accuracy") -> pd.DataFrame:
-    """Mean paired gain of each init over random per epoch, with a 95% interval.
+def transfer_gain(epochs: pd.DataFrame, *, metric: str = "val_accuracy",
+                  pair_on: list[str] | None = None) -> pd.DataFrame:
+    """Mean paired gain of each init over random per epoch, with a 95% interval
+    (``pair_on`` as in ``paired_init_differences``).
 
     Returns:
         Columns ``comparison, epoch, mean, low, high, n`` (``comparison`` such as
@@ -230,7 +258,7 @@ def transfer_gain(epochs: pd.DataFrame, *, metric: str = "val_accuracy") -> pd.D
     """
     rows = []
     for init in compared_inits(epochs):
-        diffs = paired_init_differences(epochs, metric=metric, a=init)
+        diffs = paired_init_differences(epochs, metric=metric, a=init, pair_on=pair_on)
         for epoch, group in diffs.groupby("epoch"):
             mean, low, high = t_interval(group["diff"], bounds=DIFFERENCE_BOUNDS)
             rows.append({"comparison": f"{init} - {BASELINE_INIT}", "epoch": epoch,
@@ -239,10 +267,11 @@ def transfer_gain(epochs: pd.DataFrame, *, metric: str = "val_accuracy") -> pd.D
 
 
 def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | None = None,
-             metric: str = "val_accuracy") -> Gap | None:
+             metric: str = "val_accuracy", pair_on: list[str] | None = None) -> Gap | None:
     """The gap of ``init`` over random at ``epoch`` (default: the last), paired by seed,
-    with a 95% interval and a two-sided paired t-test; None if nothing could be paired."""
-    diffs = paired_init_differences(epochs, metric=metric, a=init)
+    with a 95% interval and a two-sided paired t-test; None if nothing could be paired.
+    ``pair_on`` as in ``paired_init_differences``."""
+    diffs = paired_init_differences(epochs, metric=metric, a=init, pair_on=pair_on)
     if diffs.empty:
         return None
     epoch = int(diffs["epoch"].max()) if epoch is None else epoch
@@ -259,12 +288,15 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
     return Gap(init=init, baseline=BASELINE_INIT, epoch=epoch, mean=mean, low=low, high=high,
                spread=spread, pairs=len(at), configurations=int(at["configurations"].iloc[0]),
                p_value=p_value, init_accuracy=float(at[init].mean()),
-               baseline_accuracy=float(at[BASELINE_INIT].mean()))
+               baseline_accuracy=float(at[BASELINE_INIT].mean()),
+               with_init=with_init(epochs, pair_on=pair_on, inits=(init, BASELINE_INIT)))
 
 
-def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy") -> list[Gap]:
+def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",
+              pair_on: list[str] | None = None) -> list[Gap]:
     """``init_gap`` at the last epoch for every init that ran besides random."""
-    gaps = [init_gap(epochs, init=init, metric=metric) for init in compared_inits(epochs)]
+    gaps = [init_gap(epochs, init=init, metric=metric, pair_on=pair_on)
+            for init in compared_inits(epochs)]
     return [gap for gap in gaps if gap is not None]
 
 

@@ -40,11 +40,15 @@ def gap_sentence(gap: numbers.Gap) -> str:
     p = f", paired t-test p = {gap.p_value:.2g}" if not pd.isna(gap.p_value) else ""
     over = (f"averaged over {gap.configurations} configurations of the other hyperparameters "
             "and " if gap.configurations > 1 else "")
+
     return (f"At epoch {gap.epoch}, {gap.init} minus {gap.baseline} validation accuracy, "
             f"{over}paired by seed, is **{gap.mean:+.3f}** "
             f"(95% CI [{gap.low:+.3f}, {gap.high:+.3f}]; standard deviation over "
             f"{gap.pairs} seeds {fmt(gap.spread)}{p}): {gap.init} {gap.init_accuracy:.3f}, "
-            f"{gap.baseline} {gap.baseline_accuracy:.3f}.")
+            f"{gap.baseline} {gap.baseline_accuracy:.3f}." + "".join(
+                f" {column} went with init ("
+                + ", ".join(f"{init} {fmt(value)}" for init, value in values.items())
+                + ") and is part of the comparison." for column, values in gap.with_init.items()))
 
 
 def partial_sentence(run: dict, trials: pd.DataFrame, epochs: pd.DataFrame,
@@ -99,7 +103,7 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
             blocks.append(Block("p", prefix + "no execution completed, so there are no final "
                                               "numbers."))
             continue
-        gaps = numbers.init_gaps(complete)
+        gaps = numbers.init_gaps(complete, pair_on=tables.pair_on(run_id))
         for gap in gaps:
             blocks.append(Block("p", prefix + gap_sentence(gap)))
         if not gaps:

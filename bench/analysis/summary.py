@@ -23,7 +23,7 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         print(f"Top {min(limit, len(trials))} of {len(trials)} trials by best validation "
               "accuracy (mean over repeats; trials that did not complete last):")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    gaps = numbers.init_gaps(tables.complete)
+    gaps = numbers.init_gaps(tables.complete, pair_on=tables.pair_on(run["run_id"]))
     for gap in gaps:
         print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {gap.pairs} "
               f"seeds): {gap.mean:+.3f}, 95% CI [{gap.low:+.3f}, {gap.high:+.3f}]")

@@ -59,6 +59,15 @@ class Tables:
             names += [n for n in varied_columns(run, self.epochs) if n not in names]
         return names
 
+    def pair_on(self, run_id: str) -> list[str] | None:
+        """The hyperparameters a configuration of run ``run_id`` is made of, for pairing
+        inits: those its space declared besides init (any other recorded column follows
+        from them). None for a run.json that does not say (every column is then used)."""
+        for run in self.runs:
+            if run["run_id"] == run_id and "varied" in run.get("columns", {}):
+                return [n for n in run["columns"]["varied"] if n != "init"]
+        return None
+
     def log_scaled(self, name: str) -> bool:
         return any(p.get("name") == name and p.get("sampling") == "log"
                    for run in self.runs for p in run.get("space", {}).get("hyperparameters", []))
