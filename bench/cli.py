@@ -14,12 +14,12 @@ EXIT_USER_ERROR = 2
 EXIT_STUDY_FAILED = 1
 
 
-def _run_arguments(parser: argparse.ArgumentParser) -> None:
+def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -> None:
     from bench.runner import default_cache_dir
     from bench.space import default_spaces_dir
 
     add = parser.add_argument
-    add("--space", default="seed", help="search space: a file in the spaces folder (default seed)")
+    add("--space", help="search space: a file in the spaces folder (default seed)")
     add("--preset", help="seed or d2l: the seed chapter's experiments (their space and "
                          "settings, published numbers in the report; meant for a GPU)")
     add("--spaces-dir", type=Path, default=default_spaces_dir(),
@@ -64,9 +64,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--tensorboard", action="store_true",
         help="write TensorBoard logs with KerasTuner's HParams dashboard under RUN/tensorboard "
              "(TensorFlow backend)")
-    add("--resume", type=Path, metavar="RUN_DIR",
-        help="continue a run that was interrupted or killed: its settings come from its "
-             "run.json, finished trials are kept, the unfinished one runs again")
+    if resumable:
+        add("--resume", type=Path, metavar="RUN_DIR",
+            help="continue a run that was interrupted or killed: its settings come from "
+                 "its run.json, finished trials are kept, the unfinished one runs again")
     add("--no-prefix-cache", dest="prefix_cache", action="store_false",
         help="run the frozen blocks in every epoch instead of once (slower; for comparison)")
     add("--cache-memory", dest="cache_memory_mb", type=int, default=2048, metavar="MB",
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf = commands.add_parser(
         "perf", help="run one study as plain KerasTuner and as the suite; write perf.json "
                      "with the speedup")
-    _run_arguments(perf)
+    _run_arguments(perf, resumable=False)  # perf measures a whole study each time
     perf.add_argument("--baseline-repeats", type=int, default=None, metavar="N",
                       help="plain KerasTuner runs N (2 or more) executions per "
                            "configuration instead of all repeats, and its time for all of "
@@ -145,8 +146,12 @@ def _interrupt(signum, frame):
 def _spec(args):
     from bench.runner import RunSpec
 
+    if args.preset is not None and args.space is not None:
+        raise BenchError(f"--preset {args.preset} chooses its own space; drop --space "
+                         f"{args.space} (or drop --preset and give its options yourself)")
     fields = RunSpec.__dataclass_fields__
-    return RunSpec(**{k: v for k, v in vars(args).items() if k in fields})
+    return RunSpec(**{k: v for k, v in vars(args).items()
+                      if k in fields and not (k == "space" and v is None)})
 
 
 def _given_options(args) -> dict:
@@ -246,7 +251,13 @@ def _worker(args) -> int:
 def _perf(args) -> int:
     from bench.perf import run_perf
 
-    run_perf(_spec(args), baseline_repeats=args.baseline_repeats)
+    try:
+        run_perf(_spec(args), baseline_repeats=args.baseline_repeats)
+    except StudyFailed as failure:
+        where = getattr(failure, "run_dir", None)
+        print(f"error: perf stopped: {failure}" + (f" (run directory {where})" if where else ""),
+              file=sys.stderr)
+        return EXIT_STUDY_FAILED
     return 0
 
 

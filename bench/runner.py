@@ -32,6 +32,9 @@ from bench.space import (
     load_space,
 )
 
+#: The largest --seed: repeats use seed, seed + 1, ..., and every one must be a valid seed.
+MAX_SEED = 2**31 - 1
+
 
 def default_cache_dir() -> Path:
     """Per-user cache for source weights and decoded images (FINETUNE_BENCH_CACHE overrides)."""
@@ -232,6 +235,9 @@ def plan_study(spec: RunSpec) -> StudyPlan:
     if spec.seed < 1:
         raise BenchError(f"--seed must be 1 or more (KerasTuner reads 0 as 'pick a random "
                          f"seed'); got {spec.seed}")
+    if spec.seed > MAX_SEED:
+        raise BenchError(f"--seed must be at most {MAX_SEED} (2**31 - 1: the repeats' seeds "
+                         f"count on from it and must stay valid seeds); got {spec.seed}")
     references = []
     if spec.preset is not None:
         from bench.presets import preset
@@ -272,6 +278,12 @@ def plan_study(spec: RunSpec) -> StudyPlan:
         hp = fix_hyperparameter(hp, "init", spec.init)
     _check_optimizer(space, hp)
     tuner_name = choose_tuner(settings.tuner, hp)
+    if spec.max_epochs is not None and tuner_name != "hyperband":
+        raise BenchError(f"--max-epochs is Hyperband's most epochs per trial; this run uses "
+                         f"the {tuner_name} tuner: add --tuner hyperband, or set --epochs")
+    if spec.max_trials is not None and tuner_name == "hyperband":
+        raise BenchError("--max-trials does not bound Hyperband: its brackets decide the "
+                         "trials and --max-epochs their length; drop --max-trials")
     if spec.initial_points is not None and tuner_name != "bayesian":
         raise BenchError(f"--initial-points sets the Bayesian tuner's random start; this run "
                          f"uses the {tuner_name} tuner: add --tuner bayesian or drop it")
@@ -406,7 +418,13 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     import keras_tuner
 
     from bench.device import describe_device, library_versions, use_compilation_cache
-    from bench.results import check_new_run_dir, new_run_dir, process_identity, write_json
+    from bench.results import (
+        check_new_run_dir,
+        check_writable,
+        new_run_dir,
+        process_identity,
+        write_json,
+    )
     from bench.tuning.algorithms import planned_trials, tuner_notes
     from bench.tuning.bench_tuner import repeat_seeds
     from bench.tuning.hypermodel import ModelInputs
@@ -416,6 +434,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     name = spec.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if resume_from is None:
         check_new_run_dir(Path(spec.results_dir), name)
+    check_writable(Path(spec.cache_dir), what=f"cannot write to --cache-dir {spec.cache_dir}")
     started_at = _timestamp()
     device = describe_device()
     log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "

@@ -58,11 +58,34 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
     (["--seed", "0"], "--seed must be 1 or more"),
     (["--epochs", "0"], "--epochs must be 1 or more"),
     (["--name", "../escape"], "run name '../escape' must be"),
+    (["--seed", "5000000000"], "--seed must be at most 2147483647"),
+    (["--max-epochs", "4"], "--max-epochs is Hyperband's most epochs per trial; this run "
+                            "uses the grid tuner"),
+    (["--tuner", "hyperband", "--max-trials", "3"], "--max-trials does not bound Hyperband"),
+    (["--preset", "seed", "--space", "head-lr"], "--preset seed chooses its own space; drop "
+                                                 "--space head-lr"),
 ])
 def test_bad_option_values_are_user_errors(tmp_path, args, message):
     result = run_bench("run", *args, "--results-dir", str(tmp_path))
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir()), "a refused run leaves nothing behind"
+
+
+def test_an_unusable_cache_dir_is_refused_before_any_work(tmp_path):
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    result = run_bench("run", "--cache-dir", str(taken), "--results-dir", str(tmp_path / "r"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: cannot write to --cache-dir {taken}: File exists; pass a "
+                      "writable folder"] and "Traceback" not in result.stderr
+    assert not list((tmp_path / "r").iterdir())
+
+
+def test_perf_has_no_resume():
+    result = run_bench("perf", "--resume", "x")
+    assert result.returncode == 2 and "unrecognized arguments: --resume" in result.stderr
 
 
 def test_a_refused_option_is_answered_before_keras_or_the_plotting_libraries_load(tmp_path):

@@ -228,3 +228,29 @@ def test_a_continuous_hyperparameter_is_drawn_as_its_best_value_not_fifty_line_s
     figure = plots.accuracy_vs_epochs(curves, col=None, hue="frozen_blocks", style=None,
                                       title="t")
     assert len(figure.axes[0].get_lines()) == 2
+
+
+def test_an_execution_trained_again_for_longer_counts_once():
+    # Hyperband's promotion by hand: trial "a" ran config lr=0.01 for 1 epoch at seeds 1
+    # and 2, trial "b" the same config and seeds for 3; trial "c" another config.
+    rows = []
+    for seed in (1, 2):
+        rows += [_row("random", seed, 1, 0.50, head_lr=0.01) | {"trial_id": "a"}]
+        rows += [_row("random", seed, e, 0.50 + 0.1 * (e - 1), head_lr=0.01)
+                 | {"trial_id": "b"} for e in (1, 2, 3)]
+        rows += [_row("random", seed, 1, 0.40 + 0.02 * seed, head_lr=0.1) | {"trial_id": "c"}]
+    table = pd.DataFrame(rows)
+    kept, superseded = analysis.longest_executions(table, configuration=["init", "head_lr"])
+    assert sorted(kept["trial_id"].unique()) == ["b", "c"] and len(kept) == 8
+    assert superseded.to_dict("records") == [
+        {"run_id": "r", "trial_id": "a", "epochs": 1, "by_trial_id": "b", "by_epochs": 3,
+         "seed": 1},
+        {"run_id": "r", "trial_id": "a", "epochs": 1, "by_trial_id": "b", "by_epochs": 3,
+         "seed": 2}]
+    curves = analysis.mean_curves(kept, by=["head_lr"])
+    first = curves[(curves["head_lr"] == 0.01) & (curves["epoch"] == 1)].iloc[0]
+    assert (first["n"], first["mean"]) == (2, pytest.approx(0.50))  # not 4 rows
+    # Nothing to drop: the table comes back as it was.
+    same, none = analysis.longest_executions(table[table["trial_id"] != "a"],
+                                             configuration=["init", "head_lr"])
+    assert len(same) == 8 and none.empty

@@ -9,9 +9,12 @@ from bench.runner import RunSpec, run_study
 
 @pytest.mark.parametrize("tuner", ["grid", "random", "bayesian", "hyperband"])
 def test_each_tuner_runs_a_two_trial_search(tuner, tmp_path, cache_dir):
-    spec = RunSpec(space="seed", tuner=tuner, max_trials=2, max_epochs=2, epochs=1,
-                   repeats=1, image_size=IMAGE_SIZE, pretrain_epochs=1,
-                   results_dir=tmp_path, name=tuner, cache_dir=cache_dir)
+    # Hyperband is bounded by its brackets (--max-trials is refused for it); the others
+    # by --max-trials (--max-epochs is Hyperband's alone).
+    bound = {"max_epochs": 3} if tuner == "hyperband" else {"max_trials": 2}
+    spec = RunSpec(space="seed", tuner=tuner, epochs=1, repeats=1, image_size=IMAGE_SIZE,
+                   pretrain_epochs=1, results_dir=tmp_path, name=tuner, cache_dir=cache_dir,
+                   **bound)
     run_dir = RunDir(run_study(spec, log=lambda *_: None))
     run = read_run(run_dir)
     trials = read_trials(run_dir)
@@ -19,12 +22,37 @@ def test_each_tuner_runs_a_two_trial_search(tuner, tmp_path, cache_dir):
     assert run["tuner"] == tuner and run["status"] == "completed"
     assert (trials["status"] == "COMPLETED").all()
     if tuner == "hyperband":
-        assert len(trials) >= 2
-        # Hyperband schedules epochs per trial, up to --max-epochs.
-        assert set(epochs.groupby("trial_id")["epoch"].max()) <= {1, 2}
+        # KerasTuner's Hyperband at --max-epochs 3, factor 3: a bracket of 3 trials of 1
+        # epoch whose best is trained again for 3, and a bracket of 2 trials of 3 epochs.
+        lengths = epochs.groupby("trial_id")["epoch"].max()
+        assert sorted(lengths) == [1, 1, 1, 3, 3, 3]
+        _promotion_counts_once(run_dir, epochs)
     else:
         assert len(trials) == 2
         assert len(epochs) == 2
     # Distinct trials get distinct configurations.
     configs = trials[["init", "frozen_blocks", "head_lr"]].astype(str).agg("/".join, axis=1)
     assert configs.nunique() == len(trials) or tuner == "hyperband"
+
+
+def _promotion_counts_once(run_dir, epochs):
+    """The promoted configuration ran twice with the same seed: its first epoch is the
+    same in both, and the analysis counts the execution once, as the longer trial."""
+    from bench.analysis.tables import load_tables
+
+    values = ["init", "frozen_blocks", "head_lr"]
+    first = epochs[epochs["epoch"] == 1]
+    again = first[first.duplicated(values + ["seed"], keep=False)].sort_values("trial_id")
+    assert len(again) == 2  # the promotion: one short trial, one long
+    short, long = again["trial_id"]
+    assert epochs[epochs["trial_id"] == short]["epoch"].max() == 1
+    metrics = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert again[metrics].iloc[0].to_numpy() == pytest.approx(again[metrics].iloc[1].to_numpy(),
+                                                              abs=1e-6)
+    tables = load_tables([run_dir.path])
+    assert list(tables.superseded[["trial_id", "epochs", "by_trial_id", "by_epochs"]]
+                .itertuples(index=False, name=None)) == [(short, 1, long, 3)]
+    assert set(tables.complete["trial_id"]) == set(epochs["trial_id"]) - {short}
+    assert not tables.complete.duplicated(values + ["seed", "epoch"]).any()
+    report = (run_dir.path / "report.md").read_text()
+    assert f"trial {short} (seed 1, 1 epoch): counted as trial {long} (3 epochs)" in report

@@ -79,6 +79,42 @@ def complete_rows(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     return epochs.merge(chosen, on=keys, how="inner")[epochs.columns]
 
 
+def longest_executions(epochs: pd.DataFrame, *, configuration: list[str]
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of each (configuration, seed)'s longest execution only.
+
+    Hyperband trains a configuration it promotes again, from scratch with the same seeds,
+    for more epochs: the same execution twice, its first epochs in both. Counting both
+    would count those epochs twice and narrow every interval. Per configuration (the
+    ``configuration`` columns) and seed, the trial that trained longest is kept (the
+    first such trial on a tie).
+
+    Returns:
+        ``(rows, superseded)``: the kept rows, and one row per dropped execution with
+        columns ``trial_id, epochs, by_trial_id, by_epochs, seed`` (and ``run_id``).
+    """
+    columns = ["trial_id", "epochs", "by_trial_id", "by_epochs", "seed"]
+    run = ["run_id"] if "run_id" in epochs else []
+    columns = [*run, *columns]
+    keys = [*run, *[c for c in configuration if c in epochs], "seed"]
+    if epochs.empty:
+        return epochs, pd.DataFrame(columns=columns)
+    marker = "__inactive__"
+    table = epochs.assign(**{c: epochs[c].astype(object).where(epochs[c].notna(), marker)
+                             for c in keys}).reset_index(drop=True)
+    length = (table.groupby([*keys, "trial_id"], sort=False)["epoch"].max()
+              .reset_index(name="epochs").sort_values(["epochs", "trial_id"],
+                                                      ascending=[False, True]))
+    longest = length.drop_duplicates(keys)
+    if len(longest) == len(length):
+        return epochs, pd.DataFrame(columns=columns)
+    dropped = length.drop(longest.index).merge(
+        longest.rename(columns={"trial_id": "by_trial_id", "epochs": "by_epochs"}), on=keys)
+    kept = table.reset_index().merge(longest[[*keys, "trial_id"]], on=[*keys, "trial_id"])
+    rows = epochs.iloc[sorted(kept["index"])]
+    return rows, dropped[columns].sort_values("trial_id").reset_index(drop=True)
+
+
 def mean_curves(epochs: pd.DataFrame, *, by: list[str], metric: str = "val_accuracy",
                 bounds: tuple[float, float] | None = ACCURACY_BOUNDS) -> pd.DataFrame:
     """Mean of ``metric`` over repeats per group and epoch, with a 95% interval.

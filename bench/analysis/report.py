@@ -132,6 +132,18 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                                   "`tuner/trial_<id>/trial.json`."),
                        Block("list", [f"trial {row.trial_id}: {row.status}: {row.error}"
                                       for row in failed.itertuples()])]
+    if not tables.superseded.empty:
+        several = len(tables.runs) > 1
+        blocks += [Block("h2", "Executions counted at their longest run"),
+                   Block("p", "These trials ran a configuration that a later trial trained "
+                              "again from scratch, with the same seeds, for more epochs "
+                              "(Hyperband's promotions): the same execution twice. Each "
+                              "counts once, as the longer one, in every figure and number."),
+                   Block("list", [f"{row.run_id + ': ' if several else ''}trial "
+                                  f"{row.trial_id} (seed {row.seed}, "
+                                  f"{_count(int(row.epochs), 'epoch')}): counted as trial "
+                                  f"{row.by_trial_id} ({_count(int(row.by_epochs), 'epoch')})"
+                                  for row in tables.superseded.itertuples()])]
     return blocks
 
 

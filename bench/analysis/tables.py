@@ -6,7 +6,7 @@ or a report is computed from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +44,9 @@ class Tables:
     epochs: pd.DataFrame
     trials: pd.DataFrame
     complete: pd.DataFrame
+    #: Executions left out of ``complete`` because a longer one of the same configuration
+    #: and seed ran (Hyperband's promotions): see ``numbers.longest_executions``.
+    superseded: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def hyperparameters(self) -> list[str]:
@@ -101,7 +104,18 @@ def load_tables(paths: list[Path]) -> Tables:
     epochs = pd.concat(epochs, ignore_index=True)
     trials = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame(
         columns=["run_id", "trial_id", "status", "best_val_accuracy"])
+    complete = numbers.complete_rows(epochs, trials)
+    kept, superseded = [], []
+    for run in runs:
+        rows = complete[complete["run_id"] == run["run_id"]]
+        declared = run.get("columns", {}).get("varied")
+        configuration = declared if declared is not None else [
+            c for c in rows.columns if c not in numbers.NOT_HYPERPARAMETERS]
+        rows, dropped = numbers.longest_executions(rows, configuration=configuration)
+        kept.append(rows)
+        superseded.append(dropped)
     return Tables(runs=runs, epochs=epochs, trials=trials,
-                  complete=numbers.complete_rows(epochs, trials))
+                  complete=pd.concat(kept, ignore_index=True),
+                  superseded=pd.concat(superseded, ignore_index=True))
 
 
