@@ -92,6 +92,18 @@ def library_versions() -> dict:
     return out
 
 
+def code_sha256(*modules) -> str:
+    """SHA-256 of the modules' source files: a cache entry made by other code (another
+    release, an edited backbone) must not be taken for this code's."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
+
+
 def use_compilation_cache(cache_dir) -> str | None:
     """With JAX, keeps compiled programs under ``cache_dir/jax-compilation`` so that a later
     run compiles less (FACTS.md: a second process's first epoch fell from 19 s to 5 s on an

@@ -195,3 +195,42 @@ def test_a_damaged_decode_cache_is_decoded_again_with_one_line(tmp_path, damage,
     third = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=tmp_path / "cache",
                                     log=messages.append)
     assert messages == [] and third.hashes == clean.hashes
+
+
+def test_other_code_makes_another_pretraining_key_and_another_decode_key(digits, tmp_path,
+                                                                         monkeypatch):
+    # An edited backbone (here only a comment; a BatchNormalization momentum would make
+    # other weights with the same shapes) must not find this code's cached weights.
+    code = ("import bench\n"
+            "from bench.models.backbones import BACKBONES\n"
+            "from bench.data.datasets import DataRequest, load_dataset\n"
+            "from bench.models.pretrain import cache_name, pretrain_key\n"
+            f"data = load_dataset('digits', DataRequest(image_size={IMAGE_SIZE}, seed=1))\n"
+            "print(bench.__file__)\n"
+            f"print(cache_name(pretrain_key(BACKBONES['resnet-mini'], data, "
+            f"image_size={IMAGE_SIZE}, seed=1, epochs=1, batch_size=32, learning_rate=1e-3)))\n")
+    here = cache_name(pretrain_key(MINI, digits, image_size=IMAGE_SIZE, seed=1, epochs=1,
+                                   batch_size=32, learning_rate=1e-3))
+    names = {}
+    for edited in (False, True):
+        copy = tmp_path / f"edited-{edited}"
+        shutil.copytree(ROOT / "bench", copy / "bench",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        if edited:
+            with open(copy / "bench" / "models" / "backbones.py", "a") as source:
+                source.write("# edited\n")
+        result = subprocess.run([sys.executable, "-c", code], cwd=copy, capture_output=True,
+                                text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(copy)))
+        assert result.returncode == 0, result.stderr[-2000:]
+        where, name = result.stdout.strip().splitlines()[-2:]
+        assert where == str(copy / "bench" / "__init__.py")
+        names[edited] = name
+    assert names[False] == here and names[True] != here
+    # Decoded images are keyed by what decodes them too: another Pillow, another entry.
+    good_images(tmp_path / "images", per_class=1)
+    files = [(path, 0) for path in sorted((tmp_path / "images").rglob("*.*"))]
+    key = imagefolder.cache_key(files, 16)
+    import PIL
+
+    monkeypatch.setattr(PIL, "__version__", "0.0.0")
+    assert imagefolder.cache_key(files, 16) != key

@@ -162,7 +162,16 @@ def check_memory(count: int, size: int, *, what: str, available: int | None = No
 
 
 def cache_key(files: list[tuple[Path, int]], size: int) -> str:
-    digest = hashlib.sha1(str(size).encode())
+    """The files (path, size, modification time, label), the size, and what decodes:
+    Pillow's version and this module's code."""
+    import sys
+
+    import PIL
+
+    from bench.device import code_sha256
+
+    decoder = f"Pillow {PIL.__version__} {code_sha256(sys.modules[__name__])}"
+    digest = hashlib.sha1(f"{size}|{decoder}\n".encode())
     for path, label in files:
         info = path.stat()
         digest.update(f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{label}\n".encode())

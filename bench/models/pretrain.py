@@ -5,7 +5,8 @@ and a metadata file beside it; the metadata holds the SHA-256 of the weights fil
 and the key of everything that made it: backbone, dataset, a SHA-256 of the source images
 and labels themselves (so every data option that changes them, image size, seed or
 ``--images-per-class``, changes the key), pretraining epochs, batch size, learning rate,
-the Keras backend and the versions of Keras and of the backend's framework. An entry that
+the Keras backend, the versions of Keras and of the backend's framework, and a SHA-256 of
+the suite's modules that build and train the model. An entry that
 is missing a part, unreadable, made by other settings, or whose weights fail their
 checksum is rebuilt, with one line saying why.
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from bench.data.datasets import Split, TransferData, splits_sha256
 from bench.data.download import file_digest
+from bench.device import code_sha256
 from bench.errors import BenchError
 from bench.models.backbones import BackboneSpec
 from bench.models.model import assemble
@@ -76,7 +78,18 @@ def pretrain_key(spec: BackboneSpec, data: TransferData, *, image_size: int, see
         "learning_rate": learning_rate,
         "backend": backend,
         "versions": {"keras": _version("keras"), framework: _version(framework)},
+        # What builds and trains the source model: another release or an edit of these
+        # files (a BatchNormalization momentum, the optimizer) makes other weights.
+        "code_sha256": code_sha256(*_recipe_modules()),
     }
+
+
+def _recipe_modules() -> tuple:
+    import sys
+
+    from bench.models import backbones, blocks, model
+
+    return (backbones, blocks, model, sys.modules[__name__])
 
 
 def cache_name(key: dict) -> str:
