@@ -89,6 +89,30 @@ STATE_OPTIMIZERS = textwrap.dedent('''
             return hp.get("optimizer_name"), {}
 ''')
 
+#: A head hook that changes the graph with init and adds no variable: features halved for
+#: random init only (a Dropout would add its seed's variable, which a shape check sees). Init is
+#: not part of a graph's key (it sets values), so the reused model of the pretrained
+#: trials must not serve the random ones.
+HALVED_FOR_RANDOM = textwrap.dedent('''
+    import keras
+
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class HalvedForRandom(SearchSpace):
+        description = "features halved in the head for random init only"
+        settings = SpaceSettings(frozen_blocks=1, head_lr=3e-3)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("init", ["pretrained", "random"])
+
+        def build_head(self, features, *, num_classes, hp):
+            x = keras.layers.GlobalAveragePooling2D()(features)
+            if self.value(hp, "init") == "random":
+                x = keras.layers.Rescaling(0.5)(x)
+            return keras.layers.Dense(num_classes, activation="softmax")(x)
+''')
+
 SHIPPED = ("seed", "frozen-depth", "head-lr", "init", "two-phase")
 
 # case: (space, RunSpec overrides, compiled models kept,
@@ -119,6 +143,12 @@ CASES = {
     "state-optimizers": ("state-optimizers", {"repeats": 1}, 4,
                          {"compiled": 1, "reused": 3, "states_reused": 2,
                           "from_preflight": 1}),
+    # The pretrained trial's repeats are restored into the checked model; the random
+    # trial's first build has another graph (its Rescaling), so it is kept instead, and its
+    # second repeat restored into it.
+    "halved-for-random": ("halved-for-random", {"repeats": 2}, 4,
+                           {"compiled": 1, "reused": 3, "states_reused": 0,
+                            "from_preflight": 1}),
     "init": ("init", {"repeats": 1}, 4,
              {"compiled": 0, "reused": 2, "states_reused": 0, "from_preflight": 1}),
     # One trial, both repeats restored into the checked model.
@@ -142,6 +172,7 @@ def spaces_dir(tmp_path_factory):
     (folder / "optimizers.py").write_text(OPTIMIZERS)
     (folder / "eviction.py").write_text(EVICTION)
     (folder / "state-optimizers.py").write_text(STATE_OPTIMIZERS)
+    (folder / "halved-for-random.py").write_text(HALVED_FOR_RANDOM)
     return folder
 
 

@@ -91,6 +91,19 @@ def _optimizer_signature(optimizer) -> tuple:
             tuple(getattr(optimizer, "_lr_scales", ())))
 
 
+def graph_signature(model) -> list:
+    """Every layer's class and configuration but its name, nested models included: two
+    builds of one graph agree, a hook that adds a layer without variables (a Dropout for
+    one init) or sets another activation does not."""
+    signature = []
+    for layer in model.layers:
+        config = {k: v for k, v in layer.get_config().items() if k not in ("name", "layers")}
+        signature.append((type(layer).__name__, repr(sorted(config.items(), key=str))))
+        if getattr(layer, "layers", None):
+            signature.append(graph_signature(layer))
+    return signature
+
+
 def _shapes(variables) -> list:
     return [(tuple(v.shape), str(v.dtype)) for v in variables]
 
@@ -103,8 +116,10 @@ def restore_state(cached: FineTuneModel, fresh: FineTuneModel) -> bool:
 
     Returns:
         False, copying nothing, where the two differ in anything that is not a variable
-        value (the variables' shapes, the optimizer's class, options or scales).
+        value (a layer, the variables' shapes, the optimizer's class, options or scales).
     """
+    if graph_signature(cached.model) != graph_signature(fresh.model):
+        return False
     source = fresh.model.optimizer
     if not source.built:
         source.build(fresh.model.trainable_variables)
