@@ -245,6 +245,11 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
     if type(plan.space).fit is not SearchSpace.fit:
         raise BenchError(f"perf compares spaces trained by one plain fit; {plan.space.name} "
                          "overrides fit(), which plain KerasTuner cannot run the same way")
+    if plan.tuner_name == "hyperband":
+        raise BenchError("perf times both sides on the same trials and epochs; Hyperband "
+                         "gives each trial its own number of epochs, which plain "
+                         "KerasTuner's Tuner does not follow: use --tuner grid, random or "
+                         "bayesian")
     repeats = plan.settings.repeats
     if baseline_repeats is not None and not 2 <= baseline_repeats <= repeats:
         raise BenchError(f"--baseline-repeats must be between 2 and the study's repeats "

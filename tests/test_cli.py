@@ -83,9 +83,12 @@ def test_an_unusable_cache_dir_is_refused_before_any_work(tmp_path):
     assert not list((tmp_path / "r").iterdir())
 
 
-def test_perf_has_no_resume():
+def test_perf_has_no_resume_and_no_hyperband(tmp_path):
     result = run_bench("perf", "--resume", "x")
     assert result.returncode == 2 and "unrecognized arguments: --resume" in result.stderr
+    result = run_bench("perf", "--tuner", "hyperband", "--results-dir", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "perf times both sides on the same trials and epochs" in result.stderr
 
 
 def test_a_refused_option_is_answered_before_keras_or_the_plotting_libraries_load(tmp_path):
