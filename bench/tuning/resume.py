@@ -20,6 +20,9 @@ from bench.results import RunDir, read_run
 
 #: RunSpec fields that hold paths in run.json's "arguments".
 PATH_FIELDS = ("spaces_dir", "results_dir", "cache_dir", "data", "data_dir")
+#: Libraries whose version can change a trial's numbers, besides the backend's framework
+#: (named like the backend: tensorflow, jax, torch).
+NUMERIC_LIBRARIES = ("python", "keras", "keras-tuner", "numpy", "pillow")
 #: Trial states after which a trial is never run again.
 ENDED = ("COMPLETED", "FAILED", "INVALID")
 
@@ -154,9 +157,13 @@ def changed_inputs(ran: dict, now: dict) -> list[str]:
         changes.append(f"Keras backend {ran['backend']} -> {now['backend']}")
     was, is_ = ran.get("versions") or {}, now.get("versions") or {}
     if was and is_:
+        # The libraries that compute the numbers; pandas and scipy only analyse them, and
+        # another backend's framework is not used.
+        names = {*NUMERIC_LIBRARIES,
+                 *(record["backend"] for record in (ran, now) if record.get("backend"))}
         changes += [f"{name} {was.get(name, 'not installed')} -> "
                     f"{is_.get(name, 'not installed')}"
-                    for name in sorted(set(was) | set(is_)) if was.get(name) != is_.get(name)]
+                    for name in sorted(names) if was.get(name) != is_.get(name)]
     weights = [record.get("pretraining", {}).get("weights_sha256") for record in (ran, now)]
     if all(weights) and weights[0] != weights[1]:
         changes.append(f"pretrained weights (SHA-256) {weights[0][:8]}... -> {weights[1][:8]}..."
