@@ -234,11 +234,21 @@ def discover(spaces_dir: Path = DEFAULT_SPACES_DIR) -> dict[str, SpaceFile]:
     }
 
 
+def frames_in(error: BaseException, path: Path | None) -> list:
+    """The frames of ``error``'s traceback that ran in the file ``path`` (however either
+    spells it: relative, absolute, through a link)."""
+    if path is None:
+        return []
+    target = Path(path).resolve()
+    return [f for f in traceback.extract_tb(error.__traceback__)
+            if Path(f.filename).resolve() == target]
+
+
 def _short_error(error: BaseException, path: Path | None) -> str:
     """One line: where in the space file it failed, and why."""
     if isinstance(error, SyntaxError):
         return f"syntax error at line {error.lineno}: {error.msg}"
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == str(path)]
+    frames = frames_in(error, path)
     where = f"line {frames[-1].lineno}: " if frames else ""
     return f"{where}{type(error).__name__}: {error}"
 

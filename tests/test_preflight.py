@@ -2,6 +2,7 @@
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import IMAGE_SIZE
@@ -143,12 +144,17 @@ def test_an_unread_hyperparameter_is_a_warning_in_run_json(spaces_dir, tmp_path,
     assert len(run["warnings"]) == 1 and "hyperparameter 'dropout'" in run["warnings"][0]
 
 
-def test_a_hook_error_exits_2_in_one_line_without_a_traceback(spaces_dir, tmp_path):
-    result = run_bench("run", "--space", "typo", "--spaces-dir", str(spaces_dir),
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_hook_error_exits_2_in_one_line_without_a_traceback(spaces_dir, tmp_path, relative):
+    # Given relative, the folder is spelt otherwise than the traceback's absolute paths.
+    where = spaces_dir.name if relative else str(spaces_dir)
+    result = run_bench("run", "--space", "typo", "--spaces-dir", where,
                        "--image-size", str(IMAGE_SIZE), "--train-per-class", "4",
-                       "--results-dir", str(tmp_path / "results"), "--name", "run")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{spaces_dir / 'typo.py'}, line {_typo_line()}, in build_head()" in result.stderr
+                       "--results-dir", str(tmp_path / "results"), "--name", "run",
+                       cwd=spaces_dir.parent)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    shown = Path(where) / "typo.py"
+    assert f"{shown}, line {_typo_line()}, in build_head()" in result.stderr
     assert not (tmp_path / "results" / "run").exists()
 
 

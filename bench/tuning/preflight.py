@@ -16,13 +16,12 @@ are reused, the search takes it (``CompiledModels.adopt``) instead of tracing it
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bench.errors import BenchError
-from bench.space import SearchSpace, declared_values
+from bench.space import SearchSpace, declared_values, frames_in
 
 #: Losses, by name, that take probabilities rather than logits.
 PROBABILITY_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
@@ -63,8 +62,7 @@ def _hook_error(space: SearchSpace, error: BaseException, stage: str) -> BenchEr
     """One line naming file, line and hook, where the error came from the space's file."""
     if isinstance(error, BenchError):
         return error
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if f.filename == str(space.path)]
+    frames = frames_in(error, space.path)
     if not frames:
         return None
     frame = frames[-1]
