@@ -123,9 +123,9 @@ def test_two_runs_with_one_name_stay_apart_and_one_run_counts_once(tiny_run, tmp
     first, second = tmp_path / "a" / "tiny", tmp_path / "b" / "tiny"
     for copy in (first, second):
         shutil.copytree(tiny_run, copy)
-    trials = pd.read_csv(second / "trials.csv", dtype={"trial_id": str})
+    trials = pd.read_csv(second / "trials.csv", dtype={"trial_id": str, "error": object})
     failed = trials["trial_id"].iloc[0]
-    trials.loc[0, "status"] = "FAILED"
+    trials.loc[0, ["status", "error"]] = ["FAILED", "ValueError: broken"]
     trials.to_csv(second / "trials.csv", index=False)
     (second / "trials.parquet").unlink(missing_ok=True)
     epochs = pd.read_csv(tiny_run / "epochs.csv", dtype={"trial_id": str})
@@ -138,3 +138,26 @@ def test_two_runs_with_one_name_stay_apart_and_one_run_counts_once(tiny_run, tmp
         kept["trial_id"])
     with pytest.raises(BenchError, match="again: give each run once"):
         load_tables([first, tmp_path / "a" / ".." / "a" / "tiny"])
+    # The joint report names the run on every row that comes from one.
+    from bench.analysis.report import build_report
+
+    blocks = build_report(load_tables([first, second]), [])
+    best = next(b.content for b in blocks if b.kind == "table")
+    assert list(best.columns[:2]) == ["run_id", "trial_id"]
+    failures = next(b.content for b in blocks if b.kind == "list" and any(
+        "FAILED" in line for line in b.content))
+    assert failures == [f"{second}: trial {failed}: FAILED: ValueError: broken"]
+
+
+def test_analyze_writes_nothing_for_a_run_given_twice_or_out_with_one_run(tiny_run, tmp_path):
+    copy = tmp_path / "runs" / "copy"
+    shutil.copytree(tiny_run, copy)
+    before = {p: p.stat().st_mtime_ns for p in copy.rglob("*")}
+    for args in ([copy, tmp_path / "runs" / ".." / "runs" / "copy"],
+                 [copy, "--out", tmp_path / "elsewhere"]):
+        result = _analyze_without_keras(*args)
+        assert result.stdout.strip().splitlines()[-1] == "False False 2", result.stderr[-2000:]
+    assert "give each run once" in _analyze_without_keras(copy, copy).stderr
+    assert {p: p.stat().st_mtime_ns for p in copy.rglob("*")} == before
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["copy"]
+    assert not (tmp_path / "elsewhere").exists()

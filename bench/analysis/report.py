@@ -19,14 +19,17 @@ from bench.analysis import numbers
 from bench.analysis.figures import figures
 from bench.analysis.render import Block, fmt, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
+from bench.errors import BenchError
 from bench.results import check_writable, open_run, write_parquet_copies
 
 
-def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int = 10
-                  ) -> pd.DataFrame:
+def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int = 10,
+                  *, runs: int = 1) -> pd.DataFrame:
     """Completed trials first, best first, then the others: every given hyperparameter,
-    validation and test accuracy, epochs, seconds, status."""
-    lead = ["run_id"] if "run_id" in trials and trials["run_id"].nunique() > 1 else []
+    validation and test accuracy, epochs, seconds, status. With ``runs`` > 1 (a joint
+    report) every row names its run."""
+    several = runs > 1 or ("run_id" in trials and trials["run_id"].nunique() > 1)
+    lead = ["run_id"] if several and "run_id" in trials else []
     names = [h for h in hyperparameters if h in trials]
     extra = [c for c in ("epochs_completed",) if c in trials]
     columns = [*lead, "trial_id", *names, "best_val_accuracy", "final_val_accuracy",
@@ -115,7 +118,8 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
             blocks += [Block("p", "Best configuration (by validation accuracy) per "
                                   "initialisation, with its accuracy on the held-out test "
                                   "split:"),
-                       Block("table", summary_table(best, tables.varied))]
+                       Block("table", summary_table(best, tables.varied,
+                                                    runs=len(tables.runs)))]
     for run in tables.runs:
         for reference in run.get("references", []):
             blocks.append(Block("p", f"Published reference ({reference['source']}): "
@@ -123,14 +127,16 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
     blocks += figure_blocks
     if not trials.empty:
         blocks += [Block("h2", "Trials"),
-                   Block("table", summary_table(trials, tables.varied, limit=len(trials)))]
+                   Block("table", summary_table(trials, tables.varied, limit=len(trials),
+                                                runs=len(tables.runs)))]
         failed = trials[trials["status"] != "COMPLETED"]
         if not failed.empty:
             blocks += [Block("h2", "Failed and skipped trials"),
                        Block("p", "They have no score and are left out of every figure and "
                                   "number above; each failed trial's whole traceback is in "
                                   "`tuner/trial_<id>/trial.json`."),
-                       Block("list", [f"trial {row.trial_id}: {row.status}: {row.error}"
+                       Block("list", [f"{row.run_id + ': ' if len(tables.runs) > 1 else ''}"
+                                      f"trial {row.trial_id}: {row.status}: {row.error}"
                                       for row in failed.itertuples()])]
     if not tables.superseded.empty:
         several = len(tables.runs) > 1
@@ -227,9 +233,13 @@ def write_outputs(run_paths: list[Path], *, out: Path | None = None, log=print) 
     Every table is read and checked, and every destination proved writable, before
     anything is written: a bad table or folder is one BenchError and no file changes.
     """
+    if out is not None and len(run_paths) == 1:
+        raise BenchError("--out is where the joint report of several runs goes; one run's "
+                         f"report is rebuilt in its own folder ({run_paths[0]}): drop --out")
     per_run = [load_tables([path]) for path in run_paths]
+    joint = load_tables(run_paths) if len(run_paths) > 1 else None
     destinations = [Path(path) for path in run_paths]
-    if len(run_paths) > 1:
+    if joint is not None:
         first, last = Path(run_paths[0]), Path(run_paths[-1])
         out = Path(out or first.parent / f"compare-{first.name}-{last.name}")
         destinations.append(out)
@@ -240,6 +250,6 @@ def write_outputs(run_paths: list[Path], *, out: Path | None = None, log=print) 
     for path, tables in zip(run_paths, per_run):
         write_parquet_copies(open_run(path))
         reports.append(write_report(tables, path, log=log))
-    if len(run_paths) > 1:
-        reports.append(write_report(load_tables(run_paths), out, log=log))
+    if joint is not None:
+        reports.append(write_report(joint, out, log=log))
     return reports
