@@ -117,7 +117,7 @@ def test_a_killed_run_is_reported_as_partial_from_its_complete_executions(damage
         "complete" in report
     # The unfinished trial (init random) is not paired: no gap is claimed.
     headline = report.split("## Headline")[1].split("Best configuration")[0]
-    assert "every complete execution used init pretrained" in headline
+    assert "Every complete execution used init pretrained" in headline
     assert "minus random" not in headline
 
 

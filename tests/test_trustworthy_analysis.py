@@ -254,3 +254,28 @@ def test_an_execution_trained_again_for_longer_counts_once():
     same, none = analysis.longest_executions(table[table["trial_id"] != "a"],
                                              configuration=["init", "head_lr"])
     assert len(same) == 8 and none.empty
+
+
+def test_a_figure_lost_to_failed_trials_is_skipped_with_the_reason_for_each_name(tmp_path):
+    # head_lr took three values, but only 0.01 completed; frozen_blocks never varied.
+    from bench.analysis.figures import Study, _heatmap_figure, _objective_figures
+    from bench.analysis.tables import Tables
+
+    rows = pd.DataFrame([_row("pretrained", seed, e, 0.5, frozen_blocks=0, head_lr=0.01)
+                         for seed in (1, 2) for e in (1, 2)])
+    trials = pd.DataFrame({"run_id": "r", "trial_id": ["0", "1", "2"],
+                           "status": ["COMPLETED", "FAILED", "FAILED"],
+                           "head_lr": [0.01, 1e30, 1e34], "frozen_blocks": 0})
+    run = {"run_id": "r", "columns": {"hyperparameters": ["init", "frozen_blocks", "head_lr"],
+                                      "varied": ["head_lr"]}}
+    study = Study(Tables(runs=[run], epochs=rows, trials=trials, complete=rows), tmp_path,
+                  log=lambda *_: None)
+    _heatmap_figure(study)
+    _objective_figures(study)
+    lost = ("head_lr was varied, but only one of its values has complete executions (the "
+            "trials with the others failed)")
+    said = [b.content for b in study.blocks if b.kind == "p"]
+    assert said == [f"Not drawn: frozen_blocks was not varied; {lost}.",
+                    f"Not drawn: {lost}."]
+    assert [b.content for b in study.blocks if b.kind == "h2"][1].startswith(
+        "Validation accuracy against")

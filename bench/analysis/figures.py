@@ -126,14 +126,24 @@ class Study:
         self.blocks += [Block("h2", heading),
                         Block("figure", self.plots_dir / f"{stem}.png", sentence)]
 
+    def tried(self, name: str) -> bool:
+        """Whether ``name`` took more than one value over every trial, failed ones
+        included."""
+        trials = self.tables.trials
+        source = trials if name in trials else self.tables.epochs
+        return name in source and source[name].nunique(dropna=False) > 1
+
     def unvaried(self, names: list[str], why: str) -> str:
-        """Why ``names`` cannot all be drawn: ``why``, unless one was declared varied and
-        only its failed trials took its other values."""
-        lost = [n for n in names if n not in self.moving and n in self.tables.varied]
+        """Why ``names`` cannot all be drawn: ``why``, unless one of them took other
+        values only in trials that failed, which is then said too."""
+        lost = [n for n in names if n not in self.moving and self.tried(n)]
         if not lost:
             return why
-        return (f"{', '.join(lost)} was varied, but only one of its values has complete "
-                "executions (the trials with the others failed)")
+        never = [n for n in names if n not in self.moving and n not in lost]
+        reason = (f"{', '.join(lost)} was varied, but only one of its values has complete "
+                  "executions (the trials with the others failed)")
+        return (f"{' and '.join(never)} {'was' if len(never) == 1 else 'were'} not varied; "
+                f"{reason}") if never else reason
 
     def skip(self, heading: str, why: str) -> None:
         self.log(f"figure '{heading}' skipped: {why}")
@@ -211,6 +221,11 @@ def _heatmap_figure(study: Study) -> None:
 def _objective_figures(study: Study) -> None:
     """Final validation accuracy against each numeric hyperparameter but frozen depth."""
     epochs, moving = study.epochs, study.moving
+    for parameter in [n for n in study.tables.hyperparameters
+                      if n not in moving and n != "frozen_blocks" and study.tried(n)
+                      and pd.api.types.is_numeric_dtype(study.tables.epochs[n])]:
+        study.skip(f"Validation accuracy against {plots.label(parameter)}",
+                   study.unvaried([parameter], ""))
     for parameter in [n for n in moving if n != "frozen_blocks"
                       and pd.api.types.is_numeric_dtype(epochs[n])]:
         col = "init" if "init" in moving else None

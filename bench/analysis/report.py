@@ -110,7 +110,8 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
         for gap in gaps:
             blocks.append(Block("p", prefix + gap_sentence(gap)))
         if not gaps:
-            blocks.append(Block("p", prefix + numbers.why_no_gap(complete)))
+            why = numbers.why_no_gap(complete)
+            blocks.append(Block("p", prefix + why[:1].upper() + why[1:]))
     trials = tables.trials
     if not trials.empty:
         best = numbers.best_trials(trials, by="init")
