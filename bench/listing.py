@@ -39,7 +39,7 @@ def count_blocks(spec: BackboneSpec) -> int:
 
 
 def print_listing(spaces_dir=DEFAULT_SPACES_DIR) -> None:
-    print("Search spaces (search_spaces/NAME.py):")
+    print(f"Search spaces ({spaces_dir}/NAME.py):")
     for name, space_file in discover(spaces_dir).items():
         try:
             space = load_space_file(space_file)

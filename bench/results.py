@@ -142,6 +142,9 @@ def write_csv(path: Path, table: pd.DataFrame) -> None:
 
 def open_run(path: Path) -> RunDir:
     run = RunDir(Path(path))
+    if not Path(path).exists():
+        raise BenchError(f"{path} does not exist; pass a run directory made by "
+                         "'run_bench.py run'")
     has_epochs = run.epochs_csv.exists() or run.epochs_csv.with_suffix(".parquet").exists()
     if not run.run_json.exists() or not has_epochs:
         raise BenchError(f"{path} is not a run directory (no run.json or epochs.csv); "

@@ -118,3 +118,19 @@ def test_an_existing_run_name_is_refused_and_the_old_run_kept(tiny_run):
     result = run_bench("run", "--results-dir", str(tiny_run.parent), "--name", tiny_run.name)
     assert result.returncode == 2 and "already exists" in result.stderr
     assert (tiny_run / "epochs.csv").read_text() == marker
+
+
+def test_list_names_the_folder_it_read_and_analyze_a_missing_folder_says_so(tmp_path):
+    import shutil
+
+    from bench.space import DEFAULT_SPACES_DIR
+
+    spaces = tmp_path / "mine"
+    spaces.mkdir()
+    shutil.copy(DEFAULT_SPACES_DIR / "init.py", spaces / "init.py")
+    listing = run_bench("list", "--spaces-dir", str(spaces))
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    assert f"Search spaces ({spaces}/NAME.py):" in listing.stdout
+    missing = run_bench("analyze", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"error: {tmp_path / 'nope'} does not exist" in missing.stderr

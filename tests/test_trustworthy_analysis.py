@@ -279,3 +279,10 @@ def test_a_figure_lost_to_failed_trials_is_skipped_with_the_reason_for_each_name
                     f"Not drawn: {lost}."]
     assert [b.content for b in study.blocks if b.kind == "h2"][1].startswith(
         "Validation accuracy against")
+
+
+def test_report_numbers_are_written_readably_at_every_scale():
+    from bench.analysis.render import fmt
+
+    assert [fmt(v) for v in (0.0, 0.001, 0.5, 123.456, 1e30, float("nan"), "Adam")] == [
+        "0.000", "0.001", "0.500", "123.456", "1e+30", "-", "Adam"]

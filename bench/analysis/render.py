@@ -23,7 +23,9 @@ def fmt(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2g}"
+        if value == 0 or 0.01 <= abs(value) < 1e6:
+            return f"{value:.{digits}f}"
+        return f"{value:.2g}"  # 0.001, 1e+30: not a row of zeros or of digits
     return str(value)
 
 
