@@ -96,7 +96,9 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
             blocks.append(Block("p", prefix + sentence))
     for run in tables.runs:
         blocks += [Block("h2", "What ran" + (f": {run['run_id']}" if len(tables.runs) > 1
-                                               else "")), Block("list", what_ran(run))]
+                                               else "")),
+                   Block("list", what_ran(run) + held_fixed(
+                       run, tables.epochs[tables.epochs["run_id"] == run["run_id"]]))]
     blocks.append(Block("h2", "Headline"))
     for run in tables.runs:
         run_id = run["run_id"]
@@ -152,6 +154,15 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                                   f"{row.by_trial_id} ({_count(int(row.by_epochs), 'epoch')})"
                                   for row in tables.superseded.itertuples()])]
     return blocks
+
+
+def held_fixed(run: dict, epochs: pd.DataFrame) -> list[str]:
+    """The recorded hyperparameters that took one value in every row (what the space's
+    settings fixed, or one value declared), as the tables hold them."""
+    names = [n for n in run.get("columns", {}).get("hyperparameters", []) if n in epochs]
+    fixed = [f"{n} {fmt(epochs[n].iloc[0])}" for n in names
+             if not epochs.empty and epochs[n].nunique(dropna=False) == 1]
+    return [f"Held fixed in every execution: {', '.join(fixed)}"] if fixed else []
 
 
 def what_ran(run: dict) -> list[str]:
