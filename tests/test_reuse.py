@@ -208,3 +208,34 @@ def test_reuse_gives_the_curves_of_fresh_models(case, spaces_dir, tmp_path, cach
     if not expected["reused"]:
         assert any(f"reuse off: space {space} overrides fit" in line for line in lines)
     pd.testing.assert_frame_equal(reused, fresh, check_exact=False, rtol=0, atol=1e-6)
+
+
+def test_graph_signatures_agree_across_builds_of_an_applications_backbone():
+    # keras.applications names its input automatically ("input_layer", "input_layer_1"):
+    # two builds of one graph must still agree, or no model would ever be reused.
+    import keras
+    import numpy as np
+
+    from bench.models.backbones import backbone_spec
+    from bench.models.model import assemble, default_head
+    from bench.tuning.reuse import graph_signature
+
+    spec = backbone_spec("mobilenetv2")
+    first, second = (assemble(spec, image_size=32, num_classes=3, init="random").model
+                     for _ in range(2))
+    assert graph_signature(first) == graph_signature(second)
+
+    class Shift(keras.layers.Layer):  # no get_config: Keras cannot serialise its array
+        def __init__(self, offset, **kwargs):
+            super().__init__(**kwargs)
+            self.offset = offset
+
+        def call(self, x):
+            return x + self.offset
+
+    def shifted(features, *, num_classes):
+        return default_head(Shift(np.zeros(1, "float32"))(features), num_classes=num_classes)
+
+    custom = [assemble(spec, image_size=32, num_classes=3, init="random", head=shifted).model
+              for _ in range(2)]
+    assert graph_signature(custom[0]) != graph_signature(custom[1])  # built afresh, no error

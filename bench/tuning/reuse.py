@@ -92,15 +92,22 @@ def _optimizer_signature(optimizer) -> tuple:
 
 
 def graph_signature(model) -> list:
-    """Every layer's class and configuration but its name, nested models included: two
+    """Every layer's class and configuration but names, nested models layer by layer: two
     builds of one graph agree, a hook that adds a layer without variables (a Dropout for
-    one init) or sets another activation does not."""
+    one init) or sets another activation does not. A layer that cannot give its
+    configuration makes the graph unlike any other (it is then built afresh)."""
     signature = []
     for layer in model.layers:
-        config = {k: v for k, v in layer.get_config().items() if k not in ("name", "layers")}
-        signature.append((type(layer).__name__, repr(sorted(config.items(), key=str))))
         if getattr(layer, "layers", None):
-            signature.append(graph_signature(layer))
+            # A nested model's own configuration names its inputs and outputs by their
+            # automatic names ("input_layer_3"), which differ between two builds.
+            signature.append((type(layer).__name__, graph_signature(layer)))
+            continue
+        try:
+            config = {k: v for k, v in layer.get_config().items() if k != "name"}
+        except Exception:  # noqa: BLE001 - Keras raises NotImplementedError, users anything
+            return [object()]
+        signature.append((type(layer).__name__, repr(sorted(config.items(), key=str))))
     return signature
 
 
