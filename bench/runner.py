@@ -219,8 +219,14 @@ class StudyPlan:
     references: list[dict]
 
 
-def plan_study(spec: RunSpec) -> StudyPlan:
+def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
     """Resolves and checks every name and option of ``spec``.
+
+    Args:
+        spec: What the run is asked to do.
+        new: False for a run that exists (resumed, or served to workers): options a new
+            run may not combine are not refused there, so a run recorded before those
+            checks still continues as it started.
 
     Raises:
         BenchError: for a user mistake (unknown name, bad option), before any training.
@@ -235,7 +241,7 @@ def plan_study(spec: RunSpec) -> StudyPlan:
     if spec.seed < 1:
         raise BenchError(f"--seed must be 1 or more (KerasTuner reads 0 as 'pick a random "
                          f"seed'); got {spec.seed}")
-    if spec.seed > MAX_SEED:
+    if new and spec.seed > MAX_SEED:
         raise BenchError(f"--seed must be at most {MAX_SEED} (2**31 - 1: the repeats' seeds "
                          f"count on from it and must stay valid seeds); got {spec.seed}")
     references = []
@@ -278,10 +284,14 @@ def plan_study(spec: RunSpec) -> StudyPlan:
         hp = fix_hyperparameter(hp, "init", spec.init)
     _check_optimizer(space, hp)
     tuner_name = choose_tuner(settings.tuner, hp)
-    if spec.max_epochs is not None and tuner_name != "hyperband":
+    if new and spec.seed + settings.repeats - 1 > MAX_SEED:
+        raise BenchError(f"--seed {spec.seed} with {settings.repeats} repeats gives seeds up "
+                         f"to {spec.seed + settings.repeats - 1}, above {MAX_SEED} (2**31 - "
+                         "1); use a smaller --seed")
+    if new and spec.max_epochs is not None and tuner_name != "hyperband":
         raise BenchError(f"--max-epochs is Hyperband's most epochs per trial; this run uses "
                          f"the {tuner_name} tuner: add --tuner hyperband, or set --epochs")
-    if spec.max_trials is not None and tuner_name == "hyperband":
+    if new and spec.max_trials is not None and tuner_name == "hyperband":
         raise BenchError("--max-trials does not bound Hyperband: its brackets decide the "
                          "trials and --max-epochs their length; drop --max-trials")
     if spec.initial_points is not None and tuner_name != "bayesian":
@@ -410,7 +420,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         StudyFailed: when the study started but could not finish; its tables and
             report are written first.
     """
-    plan = plan_study(spec)
+    plan = plan_study(spec, new=resume_from is None)
     spec, space, settings, backbone = plan.spec, plan.space, plan.settings, plan.backbone
     image_size, num_blocks, hp = plan.image_size, plan.num_blocks, plan.hp
     tuner_name, columns, references = plan.tuner_name, plan.columns, plan.references

@@ -59,6 +59,7 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
     (["--epochs", "0"], "--epochs must be 1 or more"),
     (["--name", "../escape"], "run name '../escape' must be"),
     (["--seed", "5000000000"], "--seed must be at most 2147483647"),
+    (["--seed", "2147483647", "--repeats", "3"], "gives seeds up to 2147483649, above"),
     (["--max-epochs", "4"], "--max-epochs is Hyperband's most epochs per trial; this run "
                             "uses the grid tuner"),
     (["--tuner", "hyperband", "--max-trials", "3"], "--max-trials does not bound Hyperband"),
@@ -134,3 +135,15 @@ def test_list_names_the_folder_it_read_and_analyze_a_missing_folder_says_so(tmp_
     missing = run_bench("analyze", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert f"error: {tmp_path / 'nope'} does not exist" in missing.stderr
+
+
+def test_options_refused_for_new_runs_still_let_an_existing_run_continue():
+    # A Hyperband run recorded with --max-trials (ignored before it was refused) must
+    # still resume and serve workers: the refusal is for new runs only.
+    from bench.errors import BenchError
+    from bench.runner import RunSpec, plan_study
+
+    spec = RunSpec(space="seed", tuner="hyperband", max_trials=3)
+    with pytest.raises(BenchError, match="--max-trials does not bound Hyperband"):
+        plan_study(spec)
+    assert plan_study(spec, new=False).tuner_name == "hyperband"

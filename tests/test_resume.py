@@ -138,6 +138,9 @@ def test_inputs_a_result_depends_on_are_compared_field_by_field():
     assert changed_inputs(ran, ran) == []
     assert changed_inputs({}, ran) == []  # an older run.json without the fields
     assert changed_inputs(ran, {"dataset": ran["dataset"]}) == []  # only what both have
+    # A library an older run.json did not list (Pillow before 12-02) is not compared.
+    older = ran | {"versions": {"keras": "3.15.1", "numpy": "2.4.6"}}
+    assert changed_inputs(older, ran | {"versions": ran["versions"] | {"pillow": "13.0.0"}}) == []
     # A library that computes no number (pandas) or another backend's framework may change.
     assert changed_inputs(ran, ran | {"versions": ran["versions"] | {"pandas": "3.0.0",
                                                                      "torch": "2.9.0"}}) == []
@@ -146,7 +149,7 @@ def test_inputs_a_result_depends_on_are_compared_field_by_field():
            "dataset": {"sha256": "ef" * 32, "classes": ["5", "6"]}}
     assert changed_inputs(ran, now) == [
         "Keras backend tensorflow -> jax", "jax not installed -> 0.8.0",
-        "numpy 2.4.6 -> not installed", "the data (images and labels differ)"]
+        "the data (images and labels differ)"]
 
 
 def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
@@ -160,6 +163,13 @@ def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
                        " after running on CPU (another, 64 cores): numbers can differ between"
                        " processors in the last digits"]
     assert f"Warning: {warning[0]}" in (stopped / "report.md").read_text()
+    # Resumed again on the same machine: the run now records it, and no second warning.
+    record["status"] = "interrupted"
+    (stopped / "run.json").write_text(json.dumps(record))
+    assert run_bench("run", "--resume", str(stopped)).returncode == 0
+    again = json.loads((stopped / "run.json").read_text())
+    assert [w for w in again["warnings"] if w.startswith("resumed on ")] == warning
+    assert again["device"] == json.loads((tiny_run / "run.json").read_text())["device"]
 
 
 def test_every_ended_trial_keeps_what_trials_csv_adds_beside_its_trial_json(tiny_run):

@@ -203,7 +203,7 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
         raise BenchError(f"--chief {chief} must be HOST:PORT, for example node1:8000")
     run = RunDir(Path(run_path))
     record = _wait_for_run(run, wait_seconds=wait_seconds, log=log)
-    plan = plan_study(recorded_spec(run))
+    plan = plan_study(recorded_spec(run), new=False)
     space, settings, spec = plan.space, plan.settings, plan.spec
     tuner_id = worker_tuner_id(name, study_fingerprint(space.name, space.version))
     _reach(f"{host}:{port}", seconds=min(wait_seconds, 120))

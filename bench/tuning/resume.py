@@ -159,8 +159,10 @@ def changed_inputs(ran: dict, now: dict) -> list[str]:
     if was and is_:
         # The libraries that compute the numbers; pandas and scipy only analyse them, and
         # another backend's framework is not used.
-        names = {*NUMERIC_LIBRARIES,
-                 *(record["backend"] for record in (ran, now) if record.get("backend"))}
+        # A library an older record did not list is not compared; the backend's
+        # framework always is.
+        names = {name for name in NUMERIC_LIBRARIES if name in was and name in is_}
+        names |= {record["backend"] for record in (ran, now) if record.get("backend")}
         changes += [f"{name} {was.get(name, 'not installed')} -> "
                     f"{is_.get(name, 'not installed')}"
                     for name in sorted(names) if was.get(name) != is_.get(name)]
@@ -206,8 +208,12 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
                "resumed": [*record.get("resumed", []), now]}
     for stale in ("error", "ended"):
         updated.pop(stale, None)
-    if record.get("device") and record["device"] != fresh["device"]:
+    machine = ("device", "cpu_features")
+    if any(record.get(k) is not None and record.get(k) != fresh.get(k) for k in machine):
         updated["warnings"] = [*record.get("warnings", []), (
-            f"resumed on {fresh['device']} after running on {record['device']}: numbers can "
-            "differ between processors in the last digits")]
+            f"resumed on {fresh['device']} after running on {record.get('device')}"
+            f"{' (other CPU features)' if record.get('device') == fresh['device'] else ''}: "
+            "numbers can differ between processors in the last digits")]
+        # The machine the run goes on with; a later resume there adds no second warning.
+        updated |= {k: fresh.get(k) for k in machine}
     return run, updated, Resumed(ended=ended, extras=extras, removed_rows=removed)
