@@ -64,6 +64,14 @@ def _groups(table: pd.DataFrame, by: list[str]):
         yield dict(zip(by, key)), group
 
 
+def inactive_as(table: pd.DataFrame, columns: list[str], marker: str = "__inactive__"
+                ) -> pd.DataFrame:
+    """``table`` with the empty values of ``columns`` (a conditional hyperparameter that
+    was not active) replaced by ``marker``, so that they group and merge as one value."""
+    return table.assign(**{c: table[c].astype(object).where(table[c].notna(), marker)
+                           for c in columns})
+
+
 def complete_rows(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """The rows of executions that finished: those of trials whose status is COMPLETED.
 
@@ -99,9 +107,7 @@ def longest_executions(epochs: pd.DataFrame, *, configuration: list[str]
     keys = [*run, *[c for c in configuration if c in epochs], "seed"]
     if epochs.empty:
         return epochs, pd.DataFrame(columns=columns)
-    marker = "__inactive__"
-    table = epochs.assign(**{c: epochs[c].astype(object).where(epochs[c].notna(), marker)
-                             for c in keys}).reset_index(drop=True)
+    table = inactive_as(epochs, keys).reset_index(drop=True)
     length = (table.groupby([*keys, "trial_id"], sort=False)["epoch"].max()
               .reset_index(name="epochs").sort_values(["epochs", "trial_id"],
                                                       ascending=[False, True]))
@@ -173,12 +179,8 @@ def best_configurations(epochs: pd.DataFrame, *, keep: list[str], over: list[str
         chosen.append(group.loc[group["score"].idxmax()] if group["score"].notna().any()
                       else group.iloc[0])
     chosen = pd.DataFrame(chosen)[[*keep, *over]]
-    marker = "__chosen__"
     key = [*keep, *over]
-    left = epochs.assign(**{c: epochs[c].astype(object).where(epochs[c].notna(), marker)
-                            for c in key})
-    right = chosen.assign(**{c: chosen[c].astype(object).where(chosen[c].notna(), marker)
-                             for c in key})
+    left, right = inactive_as(epochs, key), inactive_as(chosen, key)
     index = left.reset_index().merge(right, on=key, how="inner")["index"]
     return epochs.loc[sorted(index)]
 
@@ -209,7 +211,7 @@ def _configuration_columns(epochs: pd.DataFrame, pair_on: list[str] | None = Non
     return [c for c in epochs.columns if c not in NOT_HYPERPARAMETERS and c != "init"]
 
 
-def with_init(epochs: pd.DataFrame, *, pair_on: list[str] | None, inits: tuple[str, str]
+def columns_with_init(epochs: pd.DataFrame, *, pair_on: list[str] | None, inits: tuple[str, str]
               ) -> dict[str, dict]:
     """Recorded columns besides ``pair_on`` that differ between the two inits, one value
     per init (such as a body learning-rate scale a space derives from init): part of
@@ -247,9 +249,7 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
         return pd.DataFrame(columns=columns)
     others = _configuration_columns(epochs, pair_on)
     rows = epochs[epochs["init"].isin([a, b])]
-    marker = "__inactive__"
-    rows = rows.assign(**{c: rows[c].astype(object).where(rows[c].notna(), marker)
-                          for c in others})
+    rows = inactive_as(rows, others)
     table = (rows.groupby([*others, "seed", "epoch", "init"], dropna=False)[metric].mean()
              .unstack("init"))
     table = table[[a, b]].dropna().reset_index()
@@ -325,7 +325,8 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
                spread=spread, pairs=len(at), configurations=int(at["configurations"].iloc[0]),
                p_value=p_value, init_accuracy=float(at[init].mean()),
                baseline_accuracy=float(at[BASELINE_INIT].mean()),
-               with_init=with_init(epochs, pair_on=pair_on, inits=(init, BASELINE_INIT)))
+               with_init=columns_with_init(epochs, pair_on=pair_on,
+                                           inits=(init, BASELINE_INIT)))
 
 
 def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",

@@ -43,15 +43,18 @@ def gap_sentence(gap: numbers.Gap) -> str:
     p = f", paired t-test p = {gap.p_value:.2g}" if not pd.isna(gap.p_value) else ""
     over = (f"averaged over {gap.configurations} configurations of the other hyperparameters "
             "and " if gap.configurations > 1 else "")
-
     return (f"At epoch {gap.epoch}, {gap.init} minus {gap.baseline} validation accuracy, "
             f"{over}paired by seed, is **{gap.mean:+.3f}** "
             f"(95% CI [{gap.low:+.3f}, {gap.high:+.3f}]; standard deviation over "
             f"{gap.pairs} seeds {fmt(gap.spread)}{p}): {gap.init} {gap.init_accuracy:.3f}, "
-            f"{gap.baseline} {gap.baseline_accuracy:.3f}." + "".join(
-                f" {column} went with init ("
-                + ", ".join(f"{init} {fmt(value)}" for init, value in values.items())
-                + ") and is part of the comparison." for column, values in gap.with_init.items()))
+            f"{gap.baseline} {gap.baseline_accuracy:.3f}.{with_init_sentence(gap)}")
+
+
+def with_init_sentence(gap: numbers.Gap) -> str:
+    """" body_lr_scale went with init (imagenet 0.100, random 1.000) ...", or ""."""
+    return "".join(f" {column} went with init ("
+                   + ", ".join(f"{init} {fmt(value)}" for init, value in values.items())
+                   + ") and is part of the comparison." for column, values in gap.with_init.items())
 
 
 def partial_sentence(run: dict, trials: pd.DataFrame, epochs: pd.DataFrame,
@@ -147,7 +150,8 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                    Block("p", "These trials ran a configuration that a later trial trained "
                               "again from scratch, with the same seeds, for more epochs "
                               "(Hyperband's promotions): the same execution twice. Each "
-                              "counts once, as the longer one, in every figure and number."),
+                              "counts once, as the longer one, in every curve, interval and "
+                              "gap; the trial tables list both trials."),
                    Block("list", [f"{row.run_id + ': ' if several else ''}trial "
                                   f"{row.trial_id} (seed {row.seed}, "
                                   f"{_count(int(row.epochs), 'epoch')}): counted as trial "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.analysis import numbers
-from bench.analysis.report import partial_sentence, summary_table
+from bench.analysis.report import partial_sentence, summary_table, with_init_sentence
 from bench.analysis.tables import load_tables
 
 
@@ -26,7 +26,9 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
     gaps = numbers.init_gaps(tables.complete, pair_on=tables.pair_on(run["run_id"]))
     for gap in gaps:
         print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {gap.pairs} "
-              f"seeds): {gap.mean:+.3f}, 95% CI [{gap.low:+.3f}, {gap.high:+.3f}]")
+              f"seeds): {gap.mean:+.3f}, 95% CI [{gap.low:+.3f}, {gap.high:+.3f}]."
+              f"{with_init_sentence(gap)}")
     if not gaps and "init" in tables.varied:
-        print(f"\n{numbers.why_no_gap(tables.complete)}")
+        why = numbers.why_no_gap(tables.complete)
+        print(f"\n{why[:1].upper()}{why[1:]}")
     print(f"\nrun directory: {path}  (report.md, epochs.csv, trials.csv, plots/)")
