@@ -91,7 +91,9 @@ def test_an_unwritable_out(tiny_run, tmp_path):
     out = blocker / "joint"
     plots_before = sorted(p.name for p in (tiny_run / "plots").iterdir())
     report_before = (tiny_run / "report.md").stat().st_mtime_ns
-    _one_error(_analyze(tiny_run, tiny_run, "--out", out), "cannot write the report", str(out))
+    second = tmp_path / "second"
+    shutil.copytree(tiny_run, second)
+    _one_error(_analyze(tiny_run, second, "--out", out), "cannot write the report", str(out))
     # The runs' own reports were not rewritten either: everything is checked first.
     assert (tiny_run / "report.md").stat().st_mtime_ns == report_before
     assert sorted(p.name for p in (tiny_run / "plots").iterdir()) == plots_before
