@@ -157,10 +157,8 @@ def changed_inputs(ran: dict, now: dict) -> list[str]:
         changes.append(f"Keras backend {ran['backend']} -> {now['backend']}")
     was, is_ = ran.get("versions") or {}, now.get("versions") or {}
     if was and is_:
-        # The libraries that compute the numbers; pandas and scipy only analyse them, and
-        # another backend's framework is not used.
-        # A library an older record did not list is not compared; the backend's
-        # framework always is.
+        # The libraries that compute the numbers (not pandas or scipy), where both
+        # records list them (an older one may not), and the backend's framework always.
         names = {name for name in NUMERIC_LIBRARIES if name in was and name in is_}
         names |= {record["backend"] for record in (ran, now) if record.get("backend")}
         changes += [f"{name} {was.get(name, 'not installed')} -> "
