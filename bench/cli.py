@@ -14,6 +14,13 @@ EXIT_USER_ERROR = 2
 EXIT_STUDY_FAILED = 1
 
 
+class _Parser(argparse.ArgumentParser):
+    # argparse answers a mistake with the whole usage block (15 lines for 'run') above
+    # the one line that matters; the user gets that line and where the help is.
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"error: {message}; see '{self.prog} --help'\n")
+
+
 def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -> None:
     from bench.runner import default_cache_dir
     from bench.space import default_spaces_dir
@@ -93,7 +100,7 @@ def _scale_arguments(parser: argparse.ArgumentParser, *, chief: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="run_bench.py",
         description="Measure fine-tuning choices (frozen depth, head learning rate, "
                     "pretrained vs random init) with KerasTuner. With no command, runs the "

@@ -73,6 +73,25 @@ def test_bad_option_values_are_user_errors(tmp_path, args, message):
     assert not list(tmp_path.iterdir()), "a refused run leaves nothing behind"
 
 
+@pytest.mark.parametrize("args, line", [
+    (["run", "--repeats", "abc"], "error: argument --repeats: invalid int value: 'abc'; "
+                                  "see 'run_bench.py run --help'"),
+    (["--epochs"], "error: argument --epochs: expected one argument; "
+                   "see 'run_bench.py run --help'"),
+    (["worker", "--run", "x"], "error: the following arguments are required: --chief; "
+                               "see 'run_bench.py worker --help'"),
+    # Python versions quote the choices differently: the line's ends are compared.
+    (["nope"], "error: argument command: invalid choice: 'nope' (choose from ...); "
+               "see 'run_bench.py --help'"),
+])
+def test_a_malformed_option_is_one_line_not_the_usage_block(args, line):
+    result = run_bench(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    [told] = result.stderr.splitlines()
+    start, _, end = line.partition("...")
+    assert told.startswith(start) and told.endswith(end), told
+
+
 def test_an_unusable_cache_dir_is_refused_before_any_work(tmp_path):
     taken = tmp_path / "a-file"
     taken.write_text("")
