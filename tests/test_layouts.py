@@ -89,6 +89,28 @@ def test_a_mixed_layout_is_a_user_error(tmp_path, folders, message):
         load(tmp_path / "data", tmp_path)
 
 
+@pytest.mark.parametrize("folders", [
+    ["training_set", "test_set"],  # Kaggle's cats and dogs
+    ["Train", "Test"],
+    ["seg_train/seg_train", "seg_test/seg_test"],  # a split folder inside a split folder
+])
+def test_split_folders_under_other_names_are_refused_not_read_as_classes(tmp_path, folders):
+    for tag, name in enumerate(folders):
+        write_classes(tmp_path / "data" / name, 2, tag=tag)
+    top = sorted(name.split("/")[0] + "/" for name in folders)
+    with pytest.raises(BenchError, match=f"has {', '.join(top)}, which look like split "
+                                         "folders, not classes"):
+        load(tmp_path / "data", tmp_path)
+
+
+def test_class_names_with_split_words_are_classes_when_they_hold_images(tmp_path):
+    # "test_tubes" holds images, "contest" holds folders but no split word.
+    write_classes(tmp_path / "data", 4, tag=0, classes=("test_tubes", "beakers"))
+    write_classes(tmp_path / "data" / "contest", 4, tag=1, classes=("a", "b"))
+    data = load(tmp_path / "data", tmp_path)
+    assert data.class_names == ("beakers", "contest", "test_tubes")
+
+
 def test_train_per_class_takes_that_many_of_each_class_from_the_training_split(tmp_path):
     root = tmp_path / "data"
     write_classes(root / "train", 10, tag=1)

@@ -13,14 +13,18 @@ included):
 
 Once ``train/`` is there, every other folder beside it must be a split folder (a class
 folder beside ``train/`` is an error, not a class), and a split folder without
-``train/`` is an error. A split made from ``train/`` is said in a note. Images with
-identical bytes are never in two splits: a training or validation image that repeats a
-test (or validation) image is dropped and counted. ``--train-per-class N`` then keeps N
-images of each class of the training split (seeded), the others unused.
+``train/`` is an error. So is a folder that looks like a split under another name
+(``training_set/``, ``seg_test/``, ``Train/``: a split word in its name and only folders
+in it), which would otherwise be read as a class. A split made from ``train/`` is said
+in a note. Images with identical bytes are never in two splits: a training or validation
+image that repeats a test (or validation) image is dropped and counted.
+``--train-per-class N`` then keeps N images of each class of the training split
+(seeded), the others unused.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
 
 VALIDATION_NAMES = ("val", "valid", "validation")
 SPLIT_NAMES = ("train", "test", *VALIDATION_NAMES)
+SPLIT_WORDS = frozenset({*SPLIT_NAMES, "training", "testing", "eval", "evaluation", "dev"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,13 @@ def find_layout(root: Path) -> Layout:
     folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
     splits = folders & set(SPLIT_NAMES)
     if not splits:
+        lookalikes = sorted(name for name in folders if _looks_like_a_split(root / name))
+        if lookalikes:
+            raise BenchError(
+                f"{root} has {', '.join(n + '/' for n in lookalikes)}, which look like split "
+                "folders, not classes (a split word in the name, only folders inside); name "
+                "the splits train/, val/ and test/, each holding the class subfolders, or "
+                "pass one of them as --data; if it is a class, rename it")
         return Layout(train=root, validation=None, test=None, split_folders=False)
     if "train" not in splits:
         raise BenchError(f"{root} has {', '.join(sorted(s + '/' for s in splits))} but no "
@@ -78,6 +90,14 @@ def find_layout(root: Path) -> Layout:
     return Layout(train=root / "train",
                   validation=root / validation[0] if validation else None,
                   test=root / "test" if "test" in splits else None, split_folders=True)
+
+
+def _looks_like_a_split(folder: Path) -> bool:
+    # Kaggle's training_set/ + test_set/ (each with cats/, dogs/) would be two classes,
+    # "which folder", with the test images trained on.
+    words = set(re.split(r"[^a-z0-9]+", folder.name.lower()))
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return bool(words & SPLIT_WORDS and entries) and all(p.is_dir() for p in entries)
 
 
 def take_per_class(labels: np.ndarray, count: int, seed: int, *,
