@@ -286,3 +286,31 @@ def test_report_numbers_are_written_readably_at_every_scale():
 
     assert [fmt(v) for v in (0.0, 0.001, 0.5, 123.456, 1e30, float("nan"), "Adam")] == [
         "0.000", "0.001", "0.500", "123.456", "1e+30", "-", "Adam"]
+
+
+def test_one_seed_has_no_interval_rather_than_one_of_zero_width(tmp_path):
+    # One repeat: pretrained 0.8 and 0.7, random 0.5 and 0.6 over two depths at epoch 2,
+    # so the gap is ((0.8 - 0.5) + (0.7 - 0.6)) / 2 = 0.2, and with one seed Student's t
+    # has no degrees of freedom: no interval, not [+0.200, +0.200].
+    from bench.analysis.figures import Study, _gain_figure
+    from bench.analysis.report import gap_sentence
+    from bench.analysis.tables import Tables
+
+    values = {("pretrained", 0): 0.8, ("pretrained", 2): 0.7, ("random", 0): 0.5,
+              ("random", 2): 0.6}
+    rows = pd.DataFrame([_row(init, 1, epoch, value - 0.1 * (2 - epoch), frozen_blocks=depth)
+                         for (init, depth), value in values.items() for epoch in (1, 2)])
+    gap = analysis.init_gap(rows)
+    assert (gap.pairs, gap.mean) == (1, pytest.approx(0.2))
+    assert math.isnan(gap.low) and math.isnan(gap.high)
+    sentence = gap_sentence(gap)
+    assert ("**+0.200** (one seed, so no 95% CI; run with --repeats 2 or more for one)"
+            in sentence)
+    trials = rows[["run_id", "trial_id"]].drop_duplicates().assign(status="COMPLETED")
+    run = {"run_id": "r", "columns": {"hyperparameters": ["init", "frozen_blocks"],
+                                      "varied": ["init", "frozen_blocks"]}}
+    study = Study(Tables(runs=[run], epochs=rows, trials=trials, complete=rows), tmp_path,
+                  log=lambda *_: None)
+    _gain_figure(study)
+    caption = [b.caption for b in study.blocks if b.kind == "figure"]
+    assert caption[0].endswith("With one seed there is no interval: none is drawn.")

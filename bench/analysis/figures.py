@@ -122,6 +122,8 @@ class Study:
                                   for r in self.tables.runs}))
 
     def save(self, figure, stem: str, heading: str, sentence: str) -> None:
+        if self.tables.complete["seed"].nunique() == 1:
+            sentence += " With one seed there is no interval: none is drawn."
         plots.save(figure, self.plots_dir / stem)
         self.blocks += [Block("h2", heading),
                         Block("figure", self.plots_dir / f"{stem}.png", sentence)]

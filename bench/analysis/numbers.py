@@ -34,7 +34,8 @@ def t_interval(values, *, bounds: tuple[float, float] | None = None
                ) -> tuple[float, float, float]:
     """Mean and the two ends of its 95% Student-t confidence interval.
 
-    One value gives an interval of zero width around it; none gives NaNs. ``bounds``
+    One value has no interval (its ends are NaN: Student's t has no degrees of freedom,
+    and a zero-width interval would read as certainty); none gives NaNs. ``bounds``
     clips the ends to the range the quantity can take (accuracy lies in [0, 1]).
     """
     values = np.asarray([v for v in values if not pd.isna(v)], dtype=float)
@@ -42,13 +43,12 @@ def t_interval(values, *, bounds: tuple[float, float] | None = None
         return (math.nan, math.nan, math.nan)
     mean = float(values.mean())
     if len(values) == 1:
-        low = high = mean
-    else:
-        from scipy.stats import t
+        return (mean, math.nan, math.nan)
+    from scipy.stats import t
 
-        half = float(t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * values.std(ddof=1)
-                     / math.sqrt(len(values)))
-        low, high = mean - half, mean + half
+    half = float(t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * values.std(ddof=1)
+                 / math.sqrt(len(values)))
+    low, high = mean - half, mean + half
     if bounds is not None:
         low, high = max(low, bounds[0]), min(high, bounds[1])
     return (mean, low, high)

@@ -29,6 +29,13 @@ def fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def interval(low: float, high: float) -> str:
+    """"95% CI [+0.070, +0.196]" for a difference, or why there is none (one seed)."""
+    if pd.isna(low) or pd.isna(high):
+        return "no 95% CI: one seed"
+    return f"95% CI [{low:+.3f}, {high:+.3f}]"
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """A DataFrame as a Markdown table (no extra dependency)."""
     head = "| " + " | ".join(str(c) for c in table.columns) + " |"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.analysis import numbers
 from bench.analysis.figures import figures
-from bench.analysis.render import Block, fmt, to_html, to_markdown
+from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
 from bench.results import check_writable, open_run, write_parquet_copies
@@ -43,11 +43,13 @@ def gap_sentence(gap: numbers.Gap) -> str:
     p = f", paired t-test p = {gap.p_value:.2g}" if not pd.isna(gap.p_value) else ""
     over = (f"averaged over {gap.configurations} configurations of the other hyperparameters "
             "and " if gap.configurations > 1 else "")
+    spread = (f"{interval(gap.low, gap.high)}; standard deviation over {gap.pairs} seeds "
+              f"{fmt(gap.spread)}{p}" if gap.pairs > 1 else
+              "one seed, so no 95% CI; run with --repeats 2 or more for one")
     return (f"At epoch {gap.epoch}, {gap.init} minus {gap.baseline} validation accuracy, "
-            f"{over}paired by seed, is **{gap.mean:+.3f}** "
-            f"(95% CI [{gap.low:+.3f}, {gap.high:+.3f}]; standard deviation over "
-            f"{gap.pairs} seeds {fmt(gap.spread)}{p}): {gap.init} {gap.init_accuracy:.3f}, "
-            f"{gap.baseline} {gap.baseline_accuracy:.3f}.{with_init_sentence(gap)}")
+            f"{over}paired by seed, is **{gap.mean:+.3f}** ({spread}): "
+            f"{gap.init} {gap.init_accuracy:.3f}, {gap.baseline} {gap.baseline_accuracy:.3f}."
+            f"{with_init_sentence(gap)}")
 
 
 def with_init_sentence(gap: numbers.Gap) -> str:

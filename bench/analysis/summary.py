@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.analysis import numbers
+from bench.analysis.render import interval
 from bench.analysis.report import partial_sentence, summary_table, with_init_sentence
 from bench.analysis.tables import load_tables
 
@@ -25,8 +26,9 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     gaps = numbers.init_gaps(tables.complete, pair_on=tables.pair_on(run["run_id"]))
     for gap in gaps:
-        print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {gap.pairs} "
-              f"seeds): {gap.mean:+.3f}, 95% CI [{gap.low:+.3f}, {gap.high:+.3f}]."
+        seeds = f"{gap.pairs} seeds" if gap.pairs > 1 else "one seed"
+        print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {seeds}): "
+              f"{gap.mean:+.3f}, {interval(gap.low, gap.high)}."
               f"{with_init_sentence(gap)}")
     if not gaps and "init" in tables.varied:
         why = numbers.why_no_gap(tables.complete)
