@@ -30,9 +30,10 @@ def fmt(value, digits: int = 3) -> str:
 
 
 def interval(low: float, high: float) -> str:
-    """"95% CI [+0.070, +0.196]" for a difference, or why there is none (one seed)."""
+    """"95% CI [+0.070, +0.196]" for a difference; "no 95% CI" where there is none (one
+    seed)."""
     if pd.isna(low) or pd.isna(high):
-        return "no 95% CI: one seed"
+        return "no 95% CI"
     return f"95% CI [{low:+.3f}, {high:+.3f}]"
 
 
