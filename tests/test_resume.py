@@ -74,6 +74,10 @@ def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tu
                      result.stdout), result.stdout[:2000]
     record = json.loads((killed / "run.json").read_text())
     assert record["status"] == "completed" and len(record["resumed"]) == 1
+    # The killed process never recorded its search time; the report says so.
+    assert record["earlier_processes"][0]["search_seconds"] is None
+    assert ("in the last of 2 processes (resumed); before it ? s (stopped before it "
+            "recorded its time)") in (killed / "report.md").read_text()
     epochs, trials = _tables(killed)
     whole_epochs, whole_trials = _tables(tmp_path / "results" / "whole")
     assert not epochs.duplicated(["trial_id", "repeat", "epoch"]).any()
@@ -170,6 +174,15 @@ def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
     again = json.loads((stopped / "run.json").read_text())
     assert [w for w in again["warnings"] if w.startswith("resumed on ")] == warning
     assert again["device"] == json.loads((tiny_run / "run.json").read_text())["device"]
+    # Each process's search time and counts are kept, not written over by the last one's.
+    first = json.loads((tiny_run / "run.json").read_text())
+    per_process = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache")
+    assert again["earlier_processes"] == [{k: first.get(k) for k in per_process},
+                                          {k: record.get(k) for k in per_process}]
+    assert again["search_seconds"] >= 0 and again["models"]["compiled"] == 0  # nothing left
+    assert (f"search {again['search_seconds']} s in the last of 3 processes (resumed); before "
+            f"it {first['search_seconds']} s, {record['search_seconds']} s"
+            in (stopped / "report.md").read_text())
 
 
 def test_every_ended_trial_keeps_what_trials_csv_adds_beside_its_trial_json(tiny_run):

@@ -171,6 +171,18 @@ def held_fixed(run: dict, epochs: pd.DataFrame) -> list[str]:
     return [f"Held fixed in every execution: {', '.join(fixed)}"] if fixed else []
 
 
+def search_time(run: dict) -> str:
+    """"search 93.9 s", and for a resumed run what each earlier process searched."""
+    text = f"search {run.get('search_seconds', '?')} s"
+    earlier = run.get("earlier_processes") or []
+    if not earlier:
+        return text
+    times = ", ".join("? s (stopped before it recorded its time)"
+                      if e.get("search_seconds") is None else f"{e['search_seconds']} s"
+                      for e in earlier)
+    return f"{text} in the last of {len(earlier) + 1} processes (resumed); before it {times}"
+
+
 def what_ran(run: dict) -> list[str]:
     settings = run.get("settings", {})
     space = run.get("space", {})
@@ -190,7 +202,7 @@ def what_ran(run: dict) -> list[str]:
         f"Keras backend `{run.get('backend')}` on {run.get('device')}; Keras "
         f"{versions.get('keras')}, KerasTuner {versions.get('keras-tuner')}",
         f"Status {run.get('status')}; started {run.get('started')}, ended {run.get('ended')}; "
-        f"search {run.get('search_seconds', '?')} s",
+        f"{search_time(run)}",
     ]
     if data.get("skipped_files"):
         lines.append(f"Skipped {data['skipped_files']} unreadable image file(s), for example "

@@ -176,6 +176,12 @@ def changed_inputs(ran: dict, now: dict) -> list[str]:
     return changes
 
 
+#: What ``run.json`` records of one process's search. A resumed run moves the earlier
+#: process's values to ``earlier_processes``: written over, the run's search time would be
+#: the last process's alone.
+PER_PROCESS = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache")
+
+
 def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed]:
     """Readies ``path`` to continue: checks it is the same study, removes the rows of
     trials that will run again, and returns the run directory, its ``run.json`` updated
@@ -202,9 +208,12 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     log(f"resuming {run.path.name}: {len(ended)} trial(s) ended and kept; {removed} row(s) "
         "of unfinished work removed; the trial that was running starts again")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    earlier = {key: record.get(key) for key in PER_PROCESS}  # None: killed before it said
     updated = {**record, "status": "running", "process": fresh["process"],
-               "resumed": [*record.get("resumed", []), now]}
-    for stale in ("error", "ended"):
+               "resumed": [*record.get("resumed", []), now],
+               "earlier_processes": [*record.get("earlier_processes", []), earlier],
+               "preflight_seconds": fresh.get("preflight_seconds")}
+    for stale in ("error", "ended", "search_seconds", "models", "together", "prefix_cache"):
         updated.pop(stale, None)
     machine = ("device", "cpu_features")
     if any(record.get(k) is not None and record.get(k) != fresh.get(k) for k in machine):
