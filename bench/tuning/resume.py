@@ -211,10 +211,10 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     earlier = {key: record.get(key) for key in PER_PROCESS}  # None: killed before it said
     updated = {**record, "status": "running", "process": fresh["process"],
                "resumed": [*record.get("resumed", []), now],
-               "earlier_processes": [*record.get("earlier_processes", []), earlier],
-               "preflight_seconds": fresh.get("preflight_seconds")}
-    for stale in ("error", "ended", "search_seconds", "models", "together", "prefix_cache"):
+               "earlier_processes": [*record.get("earlier_processes", []), earlier]}
+    for stale in ("error", "ended", *PER_PROCESS):
         updated.pop(stale, None)
+    updated["preflight_seconds"] = fresh.get("preflight_seconds")
     machine = ("device", "cpu_features")
     if any(record.get(k) is not None and record.get(k) != fresh.get(k) for k in machine):
         updated["warnings"] = [*record.get("warnings", []), (
