@@ -145,8 +145,8 @@ def plain_kerastuner(plan: StudyPlan, *, data, weights, directory: Path,
     trials = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
     best = tuner.oracle.get_best_trials(1)
     executions = len(trials) * repeats
-    side = Side(name=f"plain KerasTuner ({OBJECTIVE} of the best epoch, averaged over "
-                     "executions per epoch)",
+    side = Side(name=f"plain KerasTuner (mean over executions of each one's best-epoch "
+                     f"{OBJECTIVE}: KerasTuner's trial score)",
                 search_seconds=round(seconds, 2), executions=executions,
                 train_images_seen=executions * settings.epochs * len(data.train),
                 best_val_accuracy=float(best[0].score) if best else float("nan"))

@@ -97,3 +97,40 @@ def test_forward_macs_counts_convolutions_and_dense_layers_by_hand():
     outputs = keras.layers.Dense(2)(x)  # 4 x 2
     model = keras.Model(inputs, outputs)
     assert forward_macs(model) == 8 * 8 * 27 * 4 + 4 * 4 * 4 * 9 + 4 * 2
+
+
+def test_plain_kerastuners_score_is_the_mean_of_each_executions_best_epoch(tmp_path):
+    """perf.json names plain KerasTuner's best validation accuracy as the suite's is
+    computed: each execution's best epoch, then the mean over executions. KerasTuner's own
+    trial score, recomputed here from every execution's epochs."""
+    import keras
+    import keras_tuner
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), rng.integers(0, 2, 64)
+    curves = []
+
+    class Curve(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            curves.append([])
+
+        def on_epoch_end(self, epoch, logs=None):
+            curves[-1].append(logs["val_accuracy"])
+
+    def build(hp):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        model.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"],
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    tuner = keras_tuner.RandomSearch(build, objective="val_accuracy", max_trials=1,
+                                     executions_per_trial=3, directory=str(tmp_path),
+                                     overwrite=True)
+    tuner.search(x[:48], y[:48], validation_data=(x[48:], y[48:]), epochs=4, verbose=0,
+                 callbacks=[Curve()])
+    best = np.asarray(curves).max(axis=1)
+    assert len(curves) == 3
+    assert tuner.oracle.get_best_trials(1)[0].score == pytest.approx(best.mean())
+    # The other reading (the best epoch of the mean curve) gives another number here.
+    assert np.asarray(curves).mean(axis=0).max() != pytest.approx(best.mean())
