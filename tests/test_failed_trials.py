@@ -121,6 +121,44 @@ def test_a_trial_that_raises_keeps_no_partial_score(tmp_path, cache_dir):
     assert trials.loc[1e-3, "status"] == "COMPLETED"
 
 
+LOGITS_FOR_RANDOM_SPACE = '''
+import keras
+
+from bench.space import SearchSpace, SpaceSettings
+
+
+class LogitsForRandom(SearchSpace):
+    description = "a head without its softmax for random init only"
+    version = 1
+    settings = SpaceSettings(frozen_blocks=0, epochs=1, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("init", ["pretrained", "random"])
+
+    def build_head(self, features, *, num_classes, hp):
+        pooled = keras.layers.GlobalAveragePooling2D()(features)
+        activation = None if hp.get("init") == "random" else "softmax"
+        return keras.layers.Dense(num_classes, activation=activation)(pooled)
+'''
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_a_head_returning_logits_fails_its_trial_not_only_the_first_build(
+        tmp_path, cache_dir, reuse):
+    # The pre-flight check builds the first configuration (pretrained: probabilities);
+    # the random trial's head returns logits, which the loss would take as
+    # probabilities: that trial must fail, whether its model is a new one or reused.
+    _spaces(tmp_path, logits=LOGITS_FOR_RANDOM_SPACE)
+    run = _run(tmp_path, "logits", cache_dir, reuse_models=reuse)
+    trials = read_trials(run).set_index("init")
+    assert trials.loc["pretrained", "status"] == "COMPLETED"
+    assert trials.loc["random", "status"] == "FAILED"
+    assert trials.loc["random", "error"].startswith(
+        "BenchError: the head of space logits returns logits, not probabilities")
+    assert math.isnan(trials.loc["random", "best_val_accuracy"])
+    assert "pretrained minus random" not in (run.path / "report.md").read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [None, 2])
 def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):

@@ -25,6 +25,7 @@ from bench.tuning.batches import SeedEachEpoch, seeded_fit_arguments
 from bench.tuning.evaluation import OneBatch, OneBatchValidation, evaluate_split
 from bench.tuning.memory import device_mib, resident_mib
 from bench.tuning.prefix import PrefixCache
+from bench.tuning.preflight import ProbabilityCheck
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
 from bench.tuning.resume import extras_path
@@ -127,6 +128,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.execution = execution
         self.tensorboard_dir = tensorboard_dir
         self.models = CompiledModels(hypermodel, enabled=reuse_models)
+        self.models.check_build = ProbabilityCheck(
+            hypermodel.space, execution.data.validation.images[:execution.batch_size])
         self.progress = progress
         self.prefix = prefix
         self.together = TrainTogether(hypermodel, models=self.models, prefix=prefix,

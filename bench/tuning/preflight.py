@@ -108,6 +108,26 @@ def check_probabilities(space: SearchSpace, model, images) -> None:
         "build_head with a softmax (keras.layers.Dense(num_classes, activation='softmax'))")
 
 
+class ProbabilityCheck:
+    """``check_probabilities`` for every graph a search builds, once per distinct graph.
+
+    The pre-flight check sees the first build only; a hook may give another
+    configuration (another init, say) a head without its softmax, whose trials would
+    otherwise complete on a loss that treats logits as probabilities."""
+
+    def __init__(self, space: SearchSpace, images):
+        self.space, self.images = space, images
+        self._checked: set[str] = set()
+
+    def __call__(self, model) -> None:
+        from bench.tuning.reuse import graph_signature
+
+        signature = repr(graph_signature(model))
+        if signature not in self._checked:
+            check_probabilities(self.space, model, self.images)
+            self._checked.add(signature)
+
+
 def _one_batch(split, size: int):
     from bench.data.datasets import Split
 

@@ -232,6 +232,8 @@ class CompiledModels:
         self.built = 0
         self.states_reused = 0  # reused executions that took a kept state, not a build
         self.adopted = 0  # compiled models taken over from the pre-flight check
+        #: Called with every newly built model before it is used or kept (it may raise).
+        self.check_build = None
 
     def adopt(self, parts: FineTuneModel, hp) -> None:
         """Keeps ``parts``, a model built and compiled for ``hp`` (and trained or not), as
@@ -303,6 +305,8 @@ class CompiledModels:
         """A fresh build at ``seed``, its initial state kept where that is safe."""
         set_seed(seed)
         parts = self.hypermodel.build_parts(hp)
+        if self.check_build is not None:
+            self.check_build(parts.model)
         if self.keep_states:
             state = _state_of(parts)
             state_key = self._state_key(hp, key=key, seed=seed)
