@@ -29,6 +29,17 @@ THREE_TRIALS = textwrap.dedent('''
 ''')
 
 
+def _assert_best_so_far_counts_kept_trials(stdout: str, run) -> None:
+    """Every "best so far" a resumed run prints is the best of trials.csv up to that
+    trial, the trials kept from before the resume included."""
+    trials = pd.read_csv(run / "trials.csv", dtype={"trial_id": str}).set_index("trial_id")
+    lines = re.findall(r"-> trial (\d+) \w+.*best so far ([\d.]+) \(trial (\d+)\)", stdout)
+    assert lines, stdout[-2000:]
+    for trial_id, shown, best_id in lines:
+        so_far = trials.loc[:trial_id, "best_val_accuracy"]
+        assert (best_id, shown) == (so_far.idxmax(), f"{so_far.max():.3f}"), (trial_id, stdout)
+
+
 def _command(tmp_path, name, tuner):
     return [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "three",
             "--spaces-dir", str(tmp_path / "spaces"), "--image-size", "16",
@@ -74,6 +85,7 @@ def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tu
                      result.stdout), result.stdout[:2000]
     record = json.loads((killed / "run.json").read_text())
     assert record["status"] == "completed" and len(record["resumed"]) == 1
+    _assert_best_so_far_counts_kept_trials(result.stdout, killed)
     # The killed process never recorded its search time; the report says so.
     assert record["earlier_processes"][0]["search_seconds"] is None
     assert ("in the last of 2 processes (resumed); before it ? s (stopped before it "
@@ -226,6 +238,7 @@ def test_killed_between_trials_and_mid_write_then_resumed_equals_a_whole_run(tmp
         torn.write("killed,0001,1,1,1,0.5")  # no newline, too few fields
     result = run_bench("run", "--resume", str(killed), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
+    _assert_best_so_far_counts_kept_trials(result.stdout, killed)
     epochs, trials = _tables(killed)
     whole_epochs, whole_trials = _tables(tmp_path / "results" / "whole")
     pd.testing.assert_frame_equal(epochs, whole_epochs)

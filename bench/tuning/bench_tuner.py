@@ -144,11 +144,12 @@ class BenchTuner(keras_tuner.Tuner):
         that ended, and which configurations have run (for duplicate proposals)."""
         self.trial_extras.update(extras)
         repeats = self.execution.repeats
-        for trial_id, trial in self.oracle.trials.items():
+        for trial_id, trial in sorted(self.oracle.trials.items()):
             duplicate = extras.get(trial_id, {}).get("duplicate_of")
             if trial.status == "COMPLETED" and trial.score is not None and not duplicate:
                 self.finished[self._configuration(trial.hyperparameters)] = trial_id
                 self.results[trial_id] = [{OBJECTIVE: float(trial.score)}] * repeats
+                self.progress.scored(trial_id, float(trial.score))
 
     def search(self, *args, **kwargs):
         """KerasTuner's search, without its printed traceback for every failed trial: the

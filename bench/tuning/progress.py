@@ -50,10 +50,15 @@ class Progress:
         self.stream.write(f"  {message}\n")
         self.stream.flush()
 
+    def scored(self, trial_id: str, score: float) -> None:
+        """Counts ``score`` towards the best so far (a resumed run's kept trials too)."""
+        if self.best is None or score > self.best[0]:
+            self.best = (score, trial_id)
+
     def trial_end(self, trial_id: str, status: str, score: float | None,
                   note: str = "") -> None:
-        if score is not None and (self.best is None or score > self.best[0]):
-            self.best = (score, trial_id)
+        if score is not None:
+            self.scored(trial_id, score)
         best = (f"best so far {self.best[0]:.3f} (trial {self.best[1]})"
                 if self.best else "no completed trial yet")
         elapsed = time.perf_counter() - self.started
