@@ -113,6 +113,25 @@ HALVED_FOR_RANDOM = textwrap.dedent('''
             return keras.layers.Dense(num_classes, activation="softmax")(x)
 ''')
 
+#: The frozen depth derived from init in ``value`` (declared nowhere): the two inits build
+#: other graphs, though every declared value but init is the same.
+DEPTH_FROM_INIT = textwrap.dedent('''
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class DepthFromInit(SearchSpace):
+        description = "pretrained half frozen, random unfrozen, two head rates"
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("head_lr", [1e-3, 1e-2])
+            hp.Choice("init", ["random", "pretrained"])
+
+        def value(self, hp, name):
+            if name == "frozen_blocks":
+                return 2 if self.value(hp, "init") == "pretrained" else 0
+            return super().value(hp, name)
+''')
+
 SHIPPED = ("seed", "frozen-depth", "head-lr", "init", "two-phase")
 
 # case: (space, RunSpec overrides, compiled models kept,
@@ -149,6 +168,12 @@ CASES = {
     "halved-for-random": ("halved-for-random", {"repeats": 2}, 4,
                            {"compiled": 1, "reused": 3, "states_reused": 0,
                             "from_preflight": 1}),
+    # Grid order: random (depth 0, the checked model), pretrained (depth 2, a graph of its
+    # own), then each init again at the second head rate, taking its first's kept state
+    # into that init's own graph (not the last one built).
+    "depth-from-init": ("depth-from-init", {"repeats": 1}, 4,
+                        {"compiled": 1, "reused": 3, "states_reused": 2,
+                         "from_preflight": 1}),
     "init": ("init", {"repeats": 1}, 4,
              {"compiled": 0, "reused": 2, "states_reused": 0, "from_preflight": 1}),
     # One trial, both repeats restored into the checked model.
@@ -173,6 +198,7 @@ def spaces_dir(tmp_path_factory):
     (folder / "eviction.py").write_text(EVICTION)
     (folder / "state-optimizers.py").write_text(STATE_OPTIMIZERS)
     (folder / "halved-for-random.py").write_text(HALVED_FOR_RANDOM)
+    (folder / "depth-from-init.py").write_text(DEPTH_FROM_INIT)
     return folder
 
 

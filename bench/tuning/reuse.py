@@ -72,14 +72,17 @@ def states_reusable(space: SearchSpace) -> bool:
 
 def structure_key(hp, space: SearchSpace | None = None) -> tuple:
     """What fixes the compiled graph: every hyperparameter but the resettable ones, and
-    the space's effective ``body_lr_scale`` and optimizer (which it may derive)."""
-    key = tuple(sorted((name, repr(value)) for name, value in hp.values.items()
-                       if name not in RESETTABLE and not name.startswith("tuner/")))
-    if space is not None:
-        name, options = space.optimizer(hp)
-        key += (("body_lr_scale", repr(space.value(hp, "body_lr_scale"))),
-                ("optimizer", repr((name, sorted(options.items())))))
-    return key
+    the space's effective ``frozen_blocks``, ``body_lr_scale`` and optimizer. Effective:
+    as the space's ``value`` gives them, which may derive one from another (a depth from
+    ``init``, say), so two trials with one declared value can build other graphs."""
+    names = {name for name in hp.values
+             if name not in RESETTABLE and not name.startswith("tuner/")}
+    if space is None:
+        return tuple(sorted((name, repr(hp.values[name])) for name in names))
+    names |= {"frozen_blocks", "body_lr_scale"}
+    optimizer, options = space.optimizer(hp)
+    return (*sorted((name, repr(space.value(hp, name))) for name in names),
+            ("optimizer", repr((optimizer, sorted(options.items())))))
 
 
 def _optimizer_signature(optimizer) -> tuple:
