@@ -265,3 +265,27 @@ def test_graph_signatures_agree_across_builds_of_an_applications_backbone():
     custom = [assemble(spec, image_size=32, num_classes=3, init="random", head=shifted).model
               for _ in range(2)]
     assert graph_signature(custom[0]) != graph_signature(custom[1])  # built afresh, no error
+
+    # Keras ops are not layers: a head that scales or normalises with them is another
+    # graph, another constant too; two builds of one such head agree.
+    def scaled(factor, normalise=False):
+        def head(features, *, num_classes):
+            pooled = keras.layers.GlobalAveragePooling2D()(features)
+            pooled = keras.ops.normalize(pooled) if normalise else pooled
+            return keras.layers.Dense(num_classes, activation="softmax")(pooled * factor)
+        return head
+
+    def signature(head):
+        return graph_signature(assemble(spec, image_size=32, num_classes=3, init="random",
+                                        head=head).model)
+
+    half = signature(scaled(0.5))
+    assert half == signature(scaled(0.5))
+    assert half != signature(scaled(0.25)) and half != signature(scaled(0.5, normalise=True))
+    # A layer called again in another graph (as the prefix cache's rest model does) leaves
+    # this graph's signature as it was.
+    model = assemble(spec, image_size=32, num_classes=3, init="random", head=scaled(0.5)).model
+    before = graph_signature(model)
+    again = keras.Input(model.layers[-1].input.shape[1:])
+    keras.Model(again, model.layers[-1](again))
+    assert graph_signature(model) == before == half

@@ -95,23 +95,45 @@ def _optimizer_signature(optimizer) -> tuple:
 
 
 def graph_signature(model) -> list:
-    """Every layer's class and configuration but names, nested models layer by layer: two
-    builds of one graph agree, a hook that adds a layer without variables (a Dropout for
-    one init) or sets another activation does not. A layer that cannot give its
-    configuration makes the graph unlike any other (it is then built afresh)."""
+    """Every operation's class and configuration but names, with what it is applied to,
+    nested models operation by operation: two builds of one graph agree; a hook that adds
+    a layer without variables (a Dropout for one init), a Keras op (``x * 0.5``,
+    ``keras.ops.normalize``), another constant or other wiring, or sets another
+    activation, does not. An operation that cannot give its configuration makes the graph
+    unlike any other (it is then built afresh)."""
+    by_depth = getattr(model, "_nodes_by_depth", None)
+    if not by_depth:  # a Sequential or subclassed model: its layers, in order
+        return [_operation_signature(layer) for layer in model.layers]
+    # This graph's calls, inputs first; a layer called in another graph too (the prefix
+    # cache's rest model) has other nodes, which are not this graph's.
+    nodes = [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
+    position = {id(node): i for i, node in enumerate(nodes)}
     signature = []
-    for layer in model.layers:
-        if getattr(layer, "layers", None):
-            # A nested model's own configuration names its inputs and outputs by their
-            # automatic names ("input_layer_3"), which differ between two builds.
-            signature.append((type(layer).__name__, graph_signature(layer)))
-            continue
-        try:
-            config = {k: v for k, v in layer.get_config().items() if k != "name"}
-        except Exception:  # noqa: BLE001 - Keras raises NotImplementedError, users anything
-            return [object()]
-        signature.append((type(layer).__name__, repr(sorted(config.items(), key=str))))
+    for node in nodes:
+        arguments = node.arguments
+        inputs, constants = [], []
+        if arguments is not None:
+            for value in keras.tree.flatten((arguments.args, arguments.kwargs)):
+                if isinstance(value, keras.KerasTensor):
+                    operation, node_index, tensor_index = value._keras_history
+                    source = operation._inbound_nodes[node_index]
+                    inputs.append((position.get(id(source)), tensor_index))
+                else:
+                    constants.append(repr(value))
+        signature.append((_operation_signature(node.operation), inputs, constants))
     return signature
+
+
+def _operation_signature(operation):
+    if getattr(operation, "layers", None):
+        # A nested model's own configuration names its inputs and outputs by their
+        # automatic names ("input_layer_3"), which differ between two builds.
+        return (type(operation).__name__, graph_signature(operation))
+    try:
+        config = {k: v for k, v in operation.get_config().items() if k != "name"}
+    except Exception:  # noqa: BLE001 - Keras raises NotImplementedError, users anything
+        return object()  # equal to nothing
+    return (type(operation).__name__, repr(sorted(config.items(), key=str)))
 
 
 def _shapes(variables) -> list:
