@@ -121,6 +121,37 @@ def test_a_trial_that_raises_keeps_no_partial_score(tmp_path, cache_dir):
     assert trials.loc[1e-3, "status"] == "COMPLETED"
 
 
+RESTARTS_SPACE = '''
+from bench.space import SearchSpace, SpaceSettings
+
+
+class Restarts(SearchSpace):
+    description = "a second fit that forgets initial_epoch, for one head rate"
+    version = 1
+    settings = SpaceSettings(init="random", frozen_blocks=0, epochs=2, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [1e-3, 1e-2])
+
+    def fit(self, parts, *, hp, run):
+        first = run.fit(parts.model, epochs=1)
+        start = 1 if hp.get("head_lr") == 1e-3 else 0
+        return [first, run.fit(parts.model, epochs=2, initial_epoch=start)]
+'''
+
+
+def test_a_fit_that_numbers_its_epochs_from_1_again_fails_its_trial(tmp_path, cache_dir):
+    # Its rows would read epoch 1, epoch 1: "final" would be either fit's, at random.
+    _spaces(tmp_path, restarts=RESTARTS_SPACE)
+    trials = read_trials(_run(tmp_path, "restarts", cache_dir)).set_index("head_lr")
+    assert trials.loc[1e-3, "status"] == "COMPLETED"
+    assert trials.loc[1e-3, "epochs_completed"] == 2
+    assert trials.loc[1e-2, "status"] == "FAILED"
+    assert trials.loc[1e-2, "error"] == ("epoch 1 was recorded after epoch 1: a fit that "
+                                         "continues training must pass initial_epoch=1 of "
+                                         "repeat 1")
+
+
 LOGITS_FOR_RANDOM_SPACE = '''
 import keras
 

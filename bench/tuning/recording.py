@@ -90,6 +90,8 @@ def whole_rows(path: Path) -> tuple[str, list[tuple[list[str], str]]]:
 
 
 def _csv_line(values: list) -> str:
+    # NaN as an empty cell, as pandas writes trials.csv: "nan" would read as a value.
+    values = ["" if isinstance(v, float) and math.isnan(v) else v for v in values]
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(values)
     return buffer.getvalue()
@@ -134,12 +136,19 @@ class EpochRecorder(keras.callbacks.Callback):
             **{name: float(logs[name]) if name in logs else "" for name in METRICS},
             "epoch_seconds": round(time.perf_counter() - self._start, 4),
         }
+        last = self.rows[-1]["epoch"] if self.rows else 0
         if self.table is not None:
             self.table.append(row)
         self.rows.append(row)
         broken = [name for name in WATCHED if name in logs and not math.isfinite(row[name])]
         if broken and self.failure is None:
             self.failure = f"{broken[0]} became {row[broken[0]]} at epoch {epoch + 1}"
+            self.model.stop_training = True
+        if epoch + 1 <= last and self.failure is None:
+            # A second run.fit without initial_epoch numbers its epochs from 1 again: the
+            # curves and the "final" epoch would mix the two fits.
+            self.failure = (f"epoch {epoch + 1} was recorded after epoch {last}: a fit that "
+                            f"continues training must pass initial_epoch={last}")
             self.model.stop_training = True
         if self.on_epoch is not None:
             self.on_epoch(row)
