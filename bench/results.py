@@ -7,6 +7,7 @@ repeat x epoch), ``trials.csv`` (one row per trial), ``plots/``, ``report.md`` a
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -197,8 +198,15 @@ def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema) -> pd.DataFra
     there; either way the columns and their types are checked."""
     if csv_path.exists():
         check_csv_rows(csv_path)
+        with open(csv_path, newline="", encoding="utf-8") as file:
+            header = next(csv.reader(file), [])
+        # A hyperparameter's value is what the space declared, "None" and "nan" included:
+        # only an empty cell (a conditional one not active) is missing. A number may be
+        # "nan" (epochs.csv before 2026-12-03 wrote a NaN loss so).
+        missing = {c: ["", "nan", "NaN"] if c in schema.numeric else [""] for c in header}
         try:
-            table = pd.read_csv(csv_path, dtype=dtypes, keep_default_na=True)
+            table = pd.read_csv(csv_path, dtype=dtypes, keep_default_na=False,
+                                na_values=missing)
         except (ValueError, pd.errors.ParserError) as error:
             raise BenchError(f"{csv_path} cannot be read as a table: {error}") from None
         source = csv_path

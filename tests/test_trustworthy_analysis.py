@@ -314,3 +314,44 @@ def test_one_seed_has_no_interval_rather_than_one_of_zero_width(tmp_path):
     _gain_figure(study)
     caption = [b.caption for b in study.blocks if b.kind == "figure"]
     assert caption[0].endswith("With one seed there is no interval: none is drawn.")
+
+
+def test_the_gap_interval_is_scipys_even_past_one():
+    # Differences 0.9, 0.1, 0.8 over three seeds: the t-interval reaches past +1, and the
+    # report gives it as scipy does, not cut at +1.000 without saying so.
+    from bench.analysis.report import gap_sentence
+
+    rows = []
+    for seed, gain in zip((1, 2, 3), (0.9, 0.1, 0.8)):
+        rows += [_row("random", seed, 1, 0.05, head_lr=0.01),
+                 _row("pretrained", seed, 1, 0.05 + gain, head_lr=0.01)]
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    mean, low, high = scipy_interval([0.9, 0.1, 0.8])
+    assert high > 1 and (gap.mean, gap.low, gap.high) == pytest.approx((mean, low, high))
+    assert f"95% CI [{low:+.3f}, {high:+.3f}]" in gap_sentence(gap)
+
+
+def test_a_hyperparameter_value_none_or_nan_is_read_as_written(tmp_path):
+    # Choice("aug", ["None", "nan", "flip"]) is three values; pandas' default reading makes
+    # the first two missing, so their configurations would drop out of every group.
+    from bench.results import RunDir, read_epochs
+    from bench.tuning.recording import CsvAppender
+
+    columns = ["run_id", "trial_id", "repeat", "seed", "epoch", "aug", "width", "loss",
+               "accuracy", "val_loss", "val_accuracy"]
+    table = CsvAppender(tmp_path / "epochs.csv", columns)
+    for trial, aug, width, loss in (("0", "None", "", float("nan")), ("1", "nan", 8, 1.0),
+                                    ("2", "flip", 8, 1.0)):
+        table.append(dict(zip(columns, ["r", trial, 1, 1, 1, aug, width, loss, 0.5, 1.0,
+                                        0.5])))
+    table.close()
+    lines = (tmp_path / "epochs.csv").read_text().splitlines()
+    assert lines[1] == "r,0,1,1,1,None,,,0.5,1.0,0.5"  # NaN written as an empty cell
+    epochs = read_epochs(RunDir(tmp_path))
+    assert list(epochs["aug"]) == ["None", "nan", "flip"]
+    assert math.isnan(epochs["width"][0]) and list(epochs["width"][1:]) == [8, 8]
+    assert math.isnan(epochs["loss"][0])
+    # An older table wrote a NaN loss as "nan": still a number.
+    (tmp_path / "epochs.csv").write_text("\n".join([lines[0], lines[1].replace(",,,", ",,nan,"),
+                                                    *lines[2:]]) + "\n")
+    assert math.isnan(read_epochs(RunDir(tmp_path))["loss"][0])

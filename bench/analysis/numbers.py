@@ -26,8 +26,9 @@ BASELINE_INIT = "random"
 NOT_HYPERPARAMETERS = ("run_id", "trial_id", "repeat", "seed", "epoch", "frozen_layers",
                        "trainable_params", "loss", "accuracy", "val_loss", "val_accuracy",
                        "epoch_seconds", "test_accuracy", "phase")
+#: Accuracy intervals are clipped to what accuracy can be. Differences (the gap) are not:
+#: the headline interval is Student's t as scipy gives it, whatever its ends.
 ACCURACY_BOUNDS = (0.0, 1.0)
-DIFFERENCE_BOUNDS = (-1.0, 1.0)
 
 
 def t_interval(values, *, bounds: tuple[float, float] | None = None
@@ -296,7 +297,7 @@ def transfer_gain(epochs: pd.DataFrame, *, metric: str = "val_accuracy",
     for init in compared_inits(epochs):
         diffs = paired_init_differences(epochs, metric=metric, a=init, pair_on=pair_on)
         for epoch, group in diffs.groupby("epoch"):
-            mean, low, high = t_interval(group["diff"], bounds=DIFFERENCE_BOUNDS)
+            mean, low, high = t_interval(group["diff"])
             rows.append({"comparison": f"{init} - {BASELINE_INIT}", "epoch": epoch,
                          "mean": mean, "low": low, "high": high, "n": len(group)})
     return pd.DataFrame(rows, columns=["comparison", "epoch", "mean", "low", "high", "n"])
@@ -314,7 +315,7 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
     at = diffs[diffs["epoch"] == epoch]
     if at.empty:
         return None
-    mean, low, high = t_interval(at["diff"], bounds=DIFFERENCE_BOUNDS)
+    mean, low, high = t_interval(at["diff"])
     spread = float(at["diff"].std(ddof=1)) if len(at) > 1 else math.nan
     p_value = math.nan
     if len(at) > 1 and spread > 0:
@@ -429,7 +430,7 @@ def generalisation_gap(epochs: pd.DataFrame, trial_ids: list[str]) -> pd.DataFra
     """
     chosen = epochs[epochs["trial_id"].isin(trial_ids)].copy()
     chosen["gap"] = chosen["accuracy"] - chosen["val_accuracy"]
-    return mean_curves(chosen, by=["trial_id"], metric="gap", bounds=DIFFERENCE_BOUNDS)
+    return mean_curves(chosen, by=["trial_id"], metric="gap", bounds=None)
 
 
 def phase_boundaries(epochs: pd.DataFrame) -> list[float]:
