@@ -78,6 +78,36 @@ class Scaled(SearchSpace):
         parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                             metrics=["accuracy"])
 ''',
+    # make_optimizer with the scale but not the variables it applies to.
+    "scale-nowhere": '''
+class ScaleNowhere(SearchSpace):
+    description = "a compile that names the scale but not the backbone's variables"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("body_lr_scale", [0.1])
+
+    def compile(self, parts, *, hp):
+        optimizer = make_optimizer("SGD", learning_rate=0.01,
+                                   body_lr_scale=self.value(hp, "body_lr_scale"))
+        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                            metrics=["accuracy"])
+''',
+    # A second phase compiled without the scale (the default compile applied it).
+    "phase-two-unscaled": '''
+class PhaseTwoUnscaled(SearchSpace):
+    description = "a fit whose second compile drops body_lr_scale"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("body_lr_scale", [0.1])
+
+    def fit(self, parts, *, hp, run):
+        first = run.fit(parts.model, epochs=1)
+        parts.model.compile(optimizer=make_optimizer("SGD", learning_rate=0.001),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return [first]
+''',
     "unread": '''
 class Unread(SearchSpace):
     description = "a declared hyperparameter no hook reads"
@@ -113,6 +143,10 @@ REFUSED = {
     "too-deep": "declares frozen_blocks 9, but the backbone has 4 blocks: use values from 0 to 4",
     "typo": "typo.py, line {typo_line}, in build_head() (while building the model): KeyError",
     "unscaled": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x head_lr",
+    "scale-nowhere": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x "
+                     "head_lr",
+    "phase-two-unscaled": "body_lr_scale is 0.1 but its fit() (its last compile) trains the "
+                          "backbone at 1 x head_lr",
 }
 
 

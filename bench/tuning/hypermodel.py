@@ -29,20 +29,29 @@ class ModelInputs:
     pretrained_weights: str | None = None  # a weights file, or "imagenet"
 
 
-def check_body_lr_scale(space: SearchSpace, hp, optimizer) -> None:
+def check_body_lr_scale(space: SearchSpace, hp, optimizer, body_variables=(), *,
+                        stage: str = "compile()") -> None:
     """Refuses a compiled optimizer whose backbone rate is not the recorded ``body_lr_scale``.
 
-    Only ``bench.models.optim.make_optimizer`` applies the scale; any other optimizer trains the
-    backbone at the head's rate, which is right only where the recorded scale is 1.
+    Only ``bench.models.optim.make_optimizer`` applies the scale, and only to the
+    ``body_variables`` it was given; any other optimizer, or a backbone variable it was
+    not given, trains at the head's rate, which is right only where the recorded scale is 1.
+
+    Args:
+        body_variables: The backbone's trainable variables (``parts.body_variables``).
+        stage: What compiled the optimizer, for the message.
 
     Raises:
         BenchError: naming body_lr_scale, when the scale that runs is not the one recorded.
     """
     recorded = float(space.value(hp, "body_lr_scale"))
     applied = float(getattr(optimizer, "body_lr_scale", 1.0))
+    given = getattr(optimizer, "_body_keys", None)
+    if given is not None and any(optimizer._var_key(v) not in given for v in body_variables):
+        applied = 1.0  # the scale reaches none of the variables it was not given
     if applied != recorded:
         raise BenchError(
-            f"search space {space.name}: body_lr_scale is {recorded:g} but its compile() "
+            f"search space {space.name}: body_lr_scale is {recorded:g} but its {stage} "
             f"trains the backbone at {applied:g} x head_lr; build the optimizer with "
             "bench.models.optim.make_optimizer(..., body_variables=parts.body_variables, "
             "body_lr_scale=self.value(hp, 'body_lr_scale')), or drop compile() and name "
@@ -80,7 +89,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         parts.freeze(frozen_blocks)
         if compile:
             self.space.compile(parts, hp=hp)
-            check_body_lr_scale(self.space, hp, parts.model.optimizer)
+            check_body_lr_scale(self.space, hp, parts.model.optimizer, parts.body_variables)
         return parts
 
     def build(self, hp) -> keras.Model:
