@@ -30,9 +30,13 @@ class TwoPhase(SearchSpace):
         # mode, as the Keras guide advises, so the small target batches do not overwrite
         # the source statistics. A changed trainable set needs a new compile.
         parts.freeze(len(parts.blocks) - int(hp.get("unfrozen_blocks")), freeze_batchnorm=True)
+        # The trial's optimizer and body_lr_scale, as the first compile had them.
+        name, options = self.optimizer(hp)
         parts.model.compile(
-            optimizer=make_optimizer(self.settings.optimizer,
-                                     learning_rate=float(hp.get("phase2_lr"))),
+            optimizer=make_optimizer(name, learning_rate=float(hp.get("phase2_lr")),
+                                     body_variables=parts.body_variables,
+                                     body_lr_scale=self.value(hp, "body_lr_scale"),
+                                     **options),
             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         run.recorder.set(phase=2)
         second = run.fit(parts.model, epochs=run.epochs, initial_epoch=head_epochs)
