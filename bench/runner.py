@@ -273,7 +273,7 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
 
     import keras  # The backend loads here, after the cheap checks.
 
-    from bench.tuning.algorithms import choose_tuner
+    from bench.tuning.algorithms import choose_tuner, hyperband_shortest_trial
 
     if spec.tensorboard and keras.backend.backend() != "tensorflow":
         raise BenchError("--tensorboard writes KerasTuner's HParams logs, which need the "
@@ -294,6 +294,11 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
     if new and spec.max_trials is not None and tuner_name == "hyperband":
         raise BenchError("--max-trials does not bound Hyperband: its brackets decide the "
                          "trials and --max-epochs their length; drop --max-trials")
+    shortest = hyperband_shortest_trial(spec.max_epochs or settings.epochs)
+    if new and tuner_name == "hyperband" and shortest < space.min_epochs:
+        raise BenchError(f"search space {space.name} needs {space.min_epochs} or more epochs "
+                         f"per trial, but Hyperband gives its shortest trials {shortest}; use "
+                         "--tuner grid, random or bayesian")
     if spec.initial_points is not None and tuner_name != "bayesian":
         raise BenchError(f"--initial-points sets the Bayesian tuner's random start; this run "
                          f"uses the {tuner_name} tuner: add --tuner bayesian or drop it")

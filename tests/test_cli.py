@@ -65,6 +65,9 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
     (["--tuner", "hyperband", "--max-trials", "3"], "--max-trials does not bound Hyperband"),
     (["--preset", "seed", "--space", "head-lr"], "--preset seed chooses its own space; drop "
                                                  "--space head-lr"),
+    (["--space", "two-phase", "--tuner", "hyperband", "--max-epochs", "9"],
+     "search space two-phase needs 2 or more epochs per trial, but Hyperband gives its "
+     "shortest trials 1; use --tuner grid"),
 ])
 def test_bad_option_values_are_user_errors(tmp_path, args, message):
     result = run_bench("run", *args, "--results-dir", str(tmp_path))

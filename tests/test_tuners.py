@@ -56,3 +56,17 @@ def _promotion_counts_once(run_dir, epochs):
     assert not tables.complete.duplicated(values + ["seed", "epoch"]).any()
     report = (run_dir.path / "report.md").read_text()
     assert f"trial {short} (seed 1, 1 epoch): counted as trial {long} (3 epochs)" in report
+
+
+def test_hyperbands_shortest_trial_is_kerastuners():
+    # A space that needs two epochs per trial is refused only where Hyperband would give
+    # fewer: the count is checked against KerasTuner's own schedule.
+    import keras_tuner
+
+    from bench.tuning.algorithms import HYPERBAND_FACTOR, hyperband_shortest_trial
+
+    for max_epochs in range(1, 60):
+        oracle = keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs,
+                                                     factor=HYPERBAND_FACTOR)
+        brackets = oracle._get_num_brackets()
+        assert hyperband_shortest_trial(max_epochs) == oracle._get_epochs(brackets - 1, 0)

@@ -17,6 +17,20 @@ OBJECTIVE = "val_accuracy"
 DEFAULT_MAX_TRIALS = 10  # for the tuners that sample (random, bayesian)
 
 
+#: Hyperband's reduction factor: each round keeps a third of the trials, three times longer.
+HYPERBAND_FACTOR = 3
+
+
+def hyperband_shortest_trial(max_epochs: int) -> int:
+    """The epochs of Hyperband's shortest trials at ``max_epochs``, as KerasTuner's
+    ``HyperbandOracle`` schedules them (its brackets, its most aggressive first round)."""
+    epochs, brackets = float(max_epochs), 0
+    while epochs >= 1:
+        epochs /= HYPERBAND_FACTOR
+        brackets += 1
+    return math.ceil(max_epochs / HYPERBAND_FACTOR ** (brackets - 1))
+
+
 def _values(parameter) -> list | None:
     """The finite list of values a hyperparameter takes, or None if it is continuous."""
     # KerasTuner's Int and Float list ten evenly spaced samples when they have no step,
@@ -169,5 +183,6 @@ def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int
             max_trials=max_trials or DEFAULT_MAX_TRIALS, num_initial_points=initial_points,
             **common)
     if name == "hyperband":
-        return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs, factor=3, **common)
+        return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs,
+                                                   factor=HYPERBAND_FACTOR, **common)
     raise unknown_name("tuner", name, list(TUNERS))
