@@ -355,3 +355,18 @@ def test_a_hyperparameter_value_none_or_nan_is_read_as_written(tmp_path):
     (tmp_path / "epochs.csv").write_text("\n".join([lines[0], lines[1].replace(",,,", ",,nan,"),
                                                     *lines[2:]]) + "\n")
     assert math.isnan(read_epochs(RunDir(tmp_path))["loss"][0])
+
+
+def test_the_best_configuration_is_per_run_when_runs_are_joined():
+    # Two runs (other spaces, other epochs): each keeps its own best per init, not the
+    # best of both, which would hide one run entirely.
+    trials = pd.DataFrame({
+        "run_id": ["a", "a", "a", "b", "b"], "trial_id": ["0", "1", "2", "0", "1"],
+        "status": "COMPLETED", "init": ["pretrained", "pretrained", "random", "pretrained",
+                                        "random"],
+        "best_val_accuracy": [0.9, 0.95, 0.5, 0.7, 0.4]})
+    best = analysis.best_trials(trials, by="init")
+    assert best[["run_id", "trial_id"]].values.tolist() == [["a", "1"], ["a", "2"],
+                                                            ["b", "0"], ["b", "1"]]
+    assert analysis.best_trials(trials[trials["run_id"] == "a"], by="init")[
+        "trial_id"].tolist() == ["1", "2"]

@@ -358,14 +358,18 @@ def why_no_gap(epochs: pd.DataFrame) -> str:
 
 def best_trials(trials: pd.DataFrame, *, by: str | None = None,
                 objective: str = "best_val_accuracy") -> pd.DataFrame:
-    """The best completed trial overall, or per value of ``by`` (such as ``init``)."""
+    """The best completed trial overall, or per value of ``by`` (such as ``init``); per
+    run too where ``trials`` holds several (their spaces, data and epochs can differ)."""
     done = trials[trials["status"] == "COMPLETED"].dropna(subset=[objective])
     if done.empty:
         return done
-    if by is None or by not in done:
+    keys = ["run_id"] if "run_id" in done and done["run_id"].nunique() > 1 else []
+    keys += [by] if by is not None and by in done else []
+    if not keys:
         return done.sort_values(objective, ascending=False).head(1)
-    index = done.groupby(by, dropna=False)[objective].idxmax()
-    return done.loc[index].sort_values(objective, ascending=False)
+    index = done.groupby(keys, dropna=False)[objective].idxmax()
+    return done.loc[index].sort_values([*keys[:-1], objective],
+                                       ascending=[True] * (len(keys) - 1) + [False])
 
 
 def best_so_far(trials: pd.DataFrame, *, objective: str = "best_val_accuracy") -> pd.DataFrame:

@@ -123,9 +123,10 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
     if not trials.empty:
         best = numbers.best_trials(trials, by="init")
         if not best.empty:
+            per = "run and initialisation" if len(tables.runs) > 1 else "initialisation"
             blocks += [Block("p", "Best configuration (by validation accuracy, the mean "
-                                  "over repeats of each repeat's best epoch) per "
-                                  "initialisation, with its accuracy on the held-out test "
+                                  f"over repeats of each repeat's best epoch) per {per}, "
+                                  "with its accuracy on the held-out test "
                                   "split after the last epoch (mean over repeats):"),
                        Block("table", summary_table(best, tables.varied,
                                                     runs=len(tables.runs)))]
