@@ -37,6 +37,20 @@ def test_freezing_makes_exactly_the_first_blocks_untrainable(parts, frozen):
                                       if layer.name in frozen_names and layer.weights)
 
 
+def test_frozen_layers_counts_a_backbone_frozen_the_keras_guides_way(parts):
+    # backbone.trainable = False freezes every layer with weights, whatever freeze() did.
+    parts.freeze(0)
+    assert parts.frozen_layers == 0
+    parts.backbone.trainable = False
+    try:
+        assert parts.frozen_layers == sum(1 for layer in parts.backbone.layers
+                                          if layer.weights) > 0
+        assert parts.trainable_params == sum(int(np.prod(w.shape)) for layer in
+                                             parts.head_layers for w in layer.weights)
+    finally:
+        parts.backbone.trainable = True
+
+
 def test_trainable_params_fall_as_blocks_freeze_and_all_frozen_leaves_only_the_head(parts):
     counts = []
     for frozen in range(len(parts.blocks) + 1):

@@ -49,12 +49,19 @@ class FineTuneModel:
     backbone: object
     blocks: list[Block]
     head_layers: list
-    frozen_layers: int = 0
 
     def freeze(self, frozen_blocks: int, *, freeze_batchnorm: bool = False) -> None:
         """Freezes the first ``frozen_blocks`` backbone blocks; the rest and the head train."""
-        self.frozen_layers = freeze_blocks(self.backbone, self.blocks, frozen_blocks,
-                                           freeze_batchnorm=freeze_batchnorm)
+        freeze_blocks(self.backbone, self.blocks, frozen_blocks,
+                      freeze_batchnorm=freeze_batchnorm)
+
+    @property
+    def frozen_layers(self) -> int:
+        """Backbone layers holding weights that do not train now, however they were frozen
+        (``freeze``, or ``backbone.trainable = False`` as the Keras guide does)."""
+        whole = self.backbone.trainable
+        return sum(1 for layer in self.backbone.layers
+                   if layer.weights and not (whole and layer.trainable))
 
     @property
     def trainable_params(self) -> int:
