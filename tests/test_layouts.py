@@ -103,6 +103,16 @@ def test_split_folders_under_other_names_are_refused_not_read_as_classes(tmp_pat
         load(tmp_path / "data", tmp_path)
 
 
+def test_images_beside_the_class_folders_are_said_to_be_unused(tmp_path):
+    write_classes(tmp_path / "data", 4, tag=0)
+    for name in ("stray-b.png", "stray-a.jpg"):
+        Image.new("RGB", (8, 8)).save(tmp_path / "data" / name)
+    data = load(tmp_path / "data", tmp_path)
+    assert len(data.train) + len(data.validation) + len(data.test) == 8
+    assert (f"2 image file(s) directly in {tmp_path / 'data'} (such as stray-a.jpg) are in "
+            "no class folder and were not used") in data.notes
+
+
 def test_class_names_with_split_words_are_classes_when_they_hold_images(tmp_path):
     # "test_tubes" holds images, "contest" holds folders but no split word.
     write_classes(tmp_path / "data", 4, tag=0, classes=("test_tubes", "beakers"))

@@ -139,7 +139,7 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         request: A ``DataRequest`` (image size, seed, train per class, cache folder).
     """
     from bench.data.datasets import Split, TransferData, split_fractions
-    from bench.data.imagefolder import load_folder
+    from bench.data.imagefolder import EXTENSIONS, load_folder
 
     layout = find_layout(root)
     size, cache, seed = request.image_size, request.cache_dir, request.seed
@@ -149,6 +149,11 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
              for part, folder in (("validation", layout.validation), ("test", layout.test))
              if folder is not None}
     notes, crossing = [], 0
+    loose = sorted(p.name for p in root.iterdir()
+                   if p.is_file() and p.suffix.lower() in EXTENSIONS)
+    if loose:
+        notes.append(f"{len(loose)} image file(s) directly in {root} (such as {loose[0]}) "
+                     "are in no class folder and were not used")
     keep = np.ones(len(train_all.labels), dtype=bool)
     for part in given.values():
         keep &= _not_in(train_all, part)
