@@ -132,9 +132,20 @@ def _replace_atomically(path: Path, write) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Writes JSON under a temporary name and renames it, so a reader never sees half."""
-    text = json.dumps(data, indent=2, default=str) + "\n"
+    """Writes JSON under a temporary name and renames it, so a reader never sees half. A
+    NaN is written as null: strict JSON has no NaN, and other readers refuse it."""
+    text = json.dumps(_nan_as_none(data), indent=2, default=str, allow_nan=False) + "\n"
     _replace_atomically(path, lambda partial: partial.write_text(text))
+
+
+def _nan_as_none(value):
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_as_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_none(v) for v in value]
+    return value
 
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:

@@ -4,6 +4,7 @@ import csv
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bench.models.backbones import BACKBONES
 from bench.models.model import assemble
@@ -74,3 +75,21 @@ def test_a_run_writes_trials_x_repeats_x_epochs_rows(tiny_run):
         finals = mine[mine["epoch"] == 2]["val_accuracy"]
         assert trial.final_val_accuracy == np.float64(finals.mean())
         assert 0 <= trial.test_accuracy <= 1
+
+
+def test_each_repeats_test_accuracy_is_kept_and_the_json_is_strict(tiny_run):
+    # trials.csv's test_accuracy is a mean over repeats; the repeats behind it are kept,
+    # in JSON that strict readers take (no bare NaN for the memory a CPU has no figure for).
+    import json
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}"))
+
+    trials = pd.read_csv(tiny_run / "trials.csv", dtype={"trial_id": str})
+    repeats = json.loads((tiny_run / "run.json").read_text())["settings"]["repeats"]
+    for row in trials.itertuples():
+        extras = strict((tiny_run / "tuner" / f"trial_{row.trial_id}" / "bench_extras.json")
+                        .read_text())
+        assert len(extras["test_accuracies"]) == repeats
+        assert sum(extras["test_accuracies"]) / repeats == pytest.approx(row.test_accuracy)
+    strict((tiny_run / "run.json").read_text())

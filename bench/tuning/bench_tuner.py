@@ -197,7 +197,8 @@ class BenchTuner(keras_tuner.Tuner):
             self.trial_extras[trial.trial_id] = {
                 "seconds": round(time.perf_counter() - started, 3),
                 "rss_mib": resident_mib(), "device_mib": device_mib()}
-        self.trial_extras[trial.trial_id]["test_accuracy"] = float(np.mean(tests))
+        self.trial_extras[trial.trial_id] |= {"test_accuracy": float(np.mean(tests)),
+                                              "test_accuracies": [float(t) for t in tests]}
         self.finished[self._configuration(hp)] = trial.trial_id
         self.results[trial.trial_id] = results
         return results
