@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -133,13 +134,14 @@ def _replace_atomically(path: Path, write) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     """Writes JSON under a temporary name and renames it, so a reader never sees half. A
-    NaN is written as null: strict JSON has no NaN, and other readers refuse it."""
+    NaN or infinity is written as null: strict JSON has neither, and other readers refuse
+    them."""
     text = json.dumps(_nan_as_none(data), indent=2, default=str, allow_nan=False) + "\n"
     _replace_atomically(path, lambda partial: partial.write_text(text))
 
 
 def _nan_as_none(value):
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _nan_as_none(v) for k, v in value.items()}
