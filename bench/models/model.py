@@ -59,6 +59,8 @@ class FineTuneModel:
     def frozen_layers(self) -> int:
         """Backbone layers holding weights that do not train now, however they were frozen
         (``freeze``, or ``backbone.trainable = False`` as the Keras guide does)."""
+        if self.backbone is None:  # a bare model handed to the recorder
+            return 0
         whole = self.backbone.trainable
         return sum(1 for layer in self.backbone.layers
                    if layer.weights and not (whole and layer.trainable))
