@@ -556,6 +556,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                                     "reused": tuner.models.reused,
                                     "states_reused": tuner.models.states_reused,
                                     "from_preflight": tuner.models.adopted}
+                record["notes"] += tuner.models.notes
                 record["together"] = {"trials": tuner.together.trials,
                                       "retried_alone": tuner.together.retried}
                 if prefix is not None:

@@ -132,6 +132,34 @@ DEPTH_FROM_INIT = textwrap.dedent('''
             return super().value(hp, name)
 ''')
 
+#: Noise from TensorFlow's own random state in the head, for random init only: the
+#: pretrained trial's graph is reused, the random one's is built for every execution.
+TF_NOISE_FOR_RANDOM = textwrap.dedent('''
+    import keras
+    import tensorflow as tf
+
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class TfNoise(keras.layers.Layer):
+        def call(self, x, training=None):
+            return x + tf.random.normal(tf.shape(x), stddev=0.5) if training else x
+
+
+    class TfNoiseForRandom(SearchSpace):
+        description = "tf.random noise on the features for random init only"
+        settings = SpaceSettings(frozen_blocks=1, head_lr=1e-2)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("init", ["pretrained", "random"])
+
+        def build_head(self, features, *, num_classes, hp):
+            x = keras.layers.GlobalAveragePooling2D()(features)
+            if self.value(hp, "init") == "random":
+                x = TfNoise()(x)
+            return keras.layers.Dense(num_classes, activation="softmax")(x)
+''')
+
 SHIPPED = ("seed", "frozen-depth", "head-lr", "init", "two-phase")
 
 # case: (space, RunSpec overrides, compiled models kept,
@@ -174,6 +202,12 @@ CASES = {
     "depth-from-init": ("depth-from-init", {"repeats": 1}, 4,
                         {"compiled": 1, "reused": 3, "states_reused": 2,
                          "from_preflight": 1}),
+    # The pretrained trial's repeats are restored into the checked model; each random
+    # execution builds its own (tf.random.normal's state would run on in a reused one),
+    # and the kept pretrained model stays.
+    "tf-noise-for-random": ("tf-noise-for-random", {"repeats": 2, "epochs": 2}, 4,
+                            {"compiled": 2, "reused": 2, "states_reused": 0,
+                             "from_preflight": 1}),
     "init": ("init", {"repeats": 1}, 4,
              {"compiled": 0, "reused": 2, "states_reused": 0, "from_preflight": 1}),
     # One trial, both repeats restored into the checked model.
@@ -199,6 +233,7 @@ def spaces_dir(tmp_path_factory):
     (folder / "state-optimizers.py").write_text(STATE_OPTIMIZERS)
     (folder / "halved-for-random.py").write_text(HALVED_FOR_RANDOM)
     (folder / "depth-from-init.py").write_text(DEPTH_FROM_INIT)
+    (folder / "tf-noise-for-random.py").write_text(TF_NOISE_FOR_RANDOM)
     return folder
 
 
@@ -212,7 +247,8 @@ def _run(space, *, spaces_dir, results, cache_dir, reuse, overrides):
                       "cache_dir": cache_dir, "reuse_models": reuse, **overrides})
     path = run_study(spec, log=lines.append)
     rows = pd.read_csv(path / "epochs.csv").drop(columns=["run_id", "epoch_seconds"])
-    return rows, json.loads((path / "run.json").read_text())["models"], lines
+    record = json.loads((path / "run.json").read_text())
+    return rows, record["models"], lines + record["notes"]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -233,6 +269,13 @@ def test_reuse_gives_the_curves_of_fresh_models(case, spaces_dir, tmp_path, cach
     assert reused_models == expected
     if not expected["reused"]:
         assert any(f"reuse off: space {space} overrides fit" in line for line in lines)
+    random_state = [line for line in lines if "TensorFlow's own random state" in line]
+    assert random_state == ([] if case != "tf-noise-for-random" else [
+        "compiled-model reuse off for a graph of space tf-noise-for-random: it draws from "
+        "TensorFlow's own random state (RandomStandardNormal in layer tf_noise), "
+        "which a reused model would carry from one execution into the next, so each of its "
+        "executions builds a new model (keras.random with a SeedGenerator, or Keras's "
+        "random layers, can be reused)"])
     pd.testing.assert_frame_equal(reused, fresh, check_exact=False, rtol=0, atol=1e-6)
 
 
@@ -289,3 +332,44 @@ def test_graph_signatures_agree_across_builds_of_an_applications_backbone():
     again = keras.Input(model.layers[-1].input.shape[1:])
     keras.Model(again, model.layers[-1](again))
     assert graph_signature(model) == before == half
+
+
+def test_stateful_random_ops_are_tensorflows_own_not_keras_random_layers():
+    import keras
+    import tensorflow as tf
+
+    from bench.models.backbones import backbone_spec
+    from bench.models.model import assemble
+    from bench.tuning.random_ops import stateful_random_ops
+
+    class Drawn(keras.layers.Layer):
+        def __init__(self, draw, **kwargs):
+            super().__init__(**kwargs)
+            self.draw = draw
+
+        def call(self, x, training=None):
+            return x + self.draw(tf.shape(x))
+
+    def ops(*layers):
+        def head(features, *, num_classes):
+            x = features
+            for layer in layers:
+                x = layer(x)
+            x = keras.layers.GlobalAveragePooling2D()(x)
+            return keras.layers.Dense(num_classes, activation="softmax")(x)
+        model = assemble(backbone_spec("resnet-mini"), image_size=IMAGE_SIZE, num_classes=3,
+                         init="random", head=head).model
+        return stateful_random_ops(model)
+
+    # Keras's random layers are stateless ops seeded from a variable of the model.
+    assert ops(keras.layers.RandomFlip(), keras.layers.RandomRotation(0.1),
+               keras.layers.RandomZoom(0.1), keras.layers.RandomContrast(0.1),
+               keras.layers.SpatialDropout2D(0.1), keras.layers.GaussianNoise(0.1),
+               keras.layers.Dropout(0.5)) == []
+    assert ops(Drawn(tf.random.normal, name="normal")) == [
+        "RandomStandardNormal in layer normal"]
+    assert ops(Drawn(lambda shape: tf.random.uniform(shape, seed=3), name="uniform")) == [
+        "RandomUniform in layer uniform"]
+    generator = tf.random.Generator.from_seed(1)
+    assert ops(Drawn(generator.normal, name="generator")) == [
+        "RngReadAndSkip in layer generator"]

@@ -131,6 +131,7 @@ class BenchTuner(keras_tuner.Tuner):
         self.models.check_build = ProbabilityCheck(
             hypermodel.space, execution.data.validation.images[:execution.batch_size])
         self.progress = progress
+        self.models.note = progress.note
         self.prefix = prefix
         self.together = TrainTogether(hypermodel, models=self.models, prefix=prefix,
                                       enabled=together and tensorboard_dir is None)

@@ -10,7 +10,8 @@ leaves running on), and every optimizer variable as a freshly built optimizer ha
 (Adagrad and Ftrl start their accumulators at 0.1, not 0), including its learning rate.
 Where equality cannot be guaranteed, there is no reuse: a space that overrides
 ``compile`` or ``fit`` (which may recompile or refreeze mid-run) always gets a fresh
-model, and so does an execution whose fresh optimizer is configured unlike the cached one.
+model, and so does an execution whose fresh optimizer is configured unlike the cached one,
+and a graph that draws from TensorFlow's own random state (``bench.tuning.random_ops``).
 
 The fresh build that gives those values costs more than a short execution's training.
 Where only ``init``, ``frozen_blocks`` and the seed can change what it makes (the default
@@ -33,6 +34,7 @@ import numpy as np
 
 from bench.models.model import FineTuneModel
 from bench.space import SearchSpace, default_optimizer
+from bench.tuning.random_ops import stateful_random_ops
 from bench.tuning.seeding import set_seed
 
 #: Hyperparameters that change only weights or the learning-rate value, not the graph.
@@ -259,12 +261,16 @@ class CompiledModels:
         self.adopted = 0  # compiled models taken over from the pre-flight check
         #: Called with every newly built model before it is used or kept (it may raise).
         self.check_build = None
+        #: Called with each line that says why a graph is not reused (``notes`` too).
+        self.note = None
+        self.notes: list[str] = []
+        self._random_ops: dict[str, list[str]] = {}  # graph signature -> its stateful ops
 
     def adopt(self, parts: FineTuneModel, hp) -> None:
         """Keeps ``parts``, a model built and compiled for ``hp`` (and trained or not), as
         the compiled model of its structure: an execution of that structure gets a fresh
         state restored into it, as into any reused model, instead of tracing a new one."""
-        if self.enabled:
+        if self.enabled and self._keepable(parts):
             self._models[structure_key(hp, self.hypermodel.space)] = parts
             self.adopted += 1
 
@@ -276,7 +282,7 @@ class CompiledModels:
                 keras.backend.clear_session()
             parts = self._build(hp, key=key, seed=seed)
             self.built += 1
-            if self.enabled:
+            if self.enabled and self._keepable(parts):
                 if len(self._models) >= self.size:
                     self._forget(next(iter(self._models)))
                 self._models[key] = parts
@@ -288,13 +294,38 @@ class CompiledModels:
             return cached
         fresh = self._build(hp, key=key, seed=seed)
         if not restore_state(cached, fresh):
-            # The fresh model is as a new build would be: train it, and keep it instead.
-            self._forget(key)
-            self._models[key] = fresh
+            # The fresh model is as a new build would be: train it, and keep it instead
+            # (where it can be reused at all).
+            if self._keepable(fresh):
+                self._forget(key)
+                self._models[key] = fresh
             self.built += 1
             return fresh
         self.reused += 1
         return cached
+
+    def _keepable(self, parts: FineTuneModel) -> bool:
+        """False for a graph with a stateful TensorFlow random op, which no reuse can
+        start where a fresh build would: it is built afresh for every execution."""
+        if self.keep_states:  # the default head and no augmentation: Keras layers only
+            return True
+        signature = repr(graph_signature(parts.model))
+        if signature not in self._random_ops:
+            ops = self._random_ops[signature] = stateful_random_ops(parts.model)
+            if ops:
+                self._say(f"compiled-model reuse off for a graph of space "
+                          f"{self.hypermodel.space.name}: it draws from TensorFlow's own "
+                          f"random state ({'; '.join(ops)}), which a reused model would "
+                          "carry from one execution into the next, so each of its "
+                          "executions builds a new model (keras.random with a "
+                          "SeedGenerator, or Keras's random layers, can be reused)")
+        return not self._random_ops[signature]
+
+    def _say(self, line: str) -> None:
+        if line not in self.notes:
+            self.notes.append(line)
+            if self.note is not None:
+                self.note(line)
 
     def _forget(self, key: tuple) -> None:
         self._models.pop(key, None)
