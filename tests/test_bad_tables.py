@@ -122,6 +122,14 @@ def test_a_killed_run_is_reported_as_partial_from_its_complete_executions(damage
     assert "Every complete execution used init pretrained" in headline
     assert "minus random" not in headline
 
+    # Killed outright, the process never listed the trial it was running: its rows count.
+    trials.drop(index=1).to_csv(damaged / "trials.csv", index=False)
+    result = _analyze(damaged)
+    assert result.returncode == 0, result.stderr
+    assert "It holds 2 trials (1 completed, 1 cut off when its process stopped, with rows " \
+        "but no trials.csv line) and 4 executions with rows, 2 of them complete" in \
+        (damaged / "report.md").read_text()
+
 
 def test_a_report_that_fails_for_any_reason_leaves_one_line_and_the_way_to_retry(tmp_path):
     # The report step runs after the tables are final; whatever it raises (here: tables

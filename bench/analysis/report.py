@@ -67,12 +67,17 @@ def partial_sentence(run: dict, trials: pd.DataFrame, epochs: pd.DataFrame,
     if status == "completed":
         return None
     counts = trials["status"].value_counts() if not trials.empty else pd.Series(dtype=int)
-    held = ", ".join(f"{n} {s.lower()}" for s, n in counts.items()) or "none recorded"
+    listed = set(trials["trial_id"]) if not trials.empty else set()
+    # A process killed outright (SIGKILL, power) never listed the trial it was running.
+    unlisted = set(epochs["trial_id"]) - listed if not epochs.empty else set()
+    held = ", ".join([f"{n} {s.lower()}" for s, n in counts.items()]
+                     + ([f"{len(unlisted)} cut off when its process stopped, with rows "
+                         "but no trials.csv line"] if unlisted else [])) or "none recorded"
     keys = ["trial_id", "repeat"]
     executions = len(epochs.groupby(keys)) if not epochs.empty else 0
     whole = len(complete.groupby(keys)) if not complete.empty else 0
     why = f" ({run['error']})" if run.get("error") else ""
-    trial_count = _count(len(trials), "trial")
+    trial_count = _count(len(listed | unlisted), "trial")
     return (f"**Partial run**: its status is {status}{why}. It holds {trial_count} ({held}) "
             f"and {_count(executions, 'execution')} with rows, {whole} of them "
             "complete; every number below uses the complete executions only.")
