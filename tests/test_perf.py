@@ -88,15 +88,61 @@ def test_perf_refuses_a_space_with_its_own_fit(tmp_path):
 def test_forward_macs_counts_convolutions_and_dense_layers_by_hand():
     import keras
 
-    from bench.perf import forward_macs
+    from bench.floor import forward_macs
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8 outputs x 3*3*3 x 4
     x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same")(x)  # 4*4*4 x 3*3
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=2)(x)  # 4*4 x 3*3*(4/2) x 8
+    x = keras.layers.SeparableConv2D(6, 3, padding="same")(x)  # 4*4 x (3*3*8 + 8*6)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(2)(x)  # 4 x 2
+    outputs = keras.layers.Dense(2)(x)  # 6 x 2
     model = keras.Model(inputs, outputs)
-    assert forward_macs(model) == 8 * 8 * 27 * 4 + 4 * 4 * 4 * 9 + 4 * 2
+    assert forward_macs(model) == (8 * 8 * 27 * 4 + 4 * 4 * 4 * 9 + 4 * 4 * 9 * 2 * 8
+                                   + 4 * 4 * (9 * 8 + 8 * 6) + 6 * 2)
+
+
+def test_the_floor_counts_each_frozen_prefix_once_per_weights_and_the_rest_per_epoch():
+    from bench.floor import Execution, required_macs
+
+    # A model of 100 multiply-adds per image; the first 1 and 2 blocks take 30 and 70.
+    prefix = [0, 30, 70]
+    executions = [
+        Execution(init="pretrained", seed=1, frozen_blocks=2, epochs=2),
+        Execution(init="pretrained", seed=2, frozen_blocks=1, epochs=2),  # on the way to 2
+        Execution(init="random", seed=1, frozen_blocks=1, epochs=2),
+        Execution(init="random", seed=2, frozen_blocks=0, epochs=3),
+    ]
+    train, validation, test = 10, 5, 4
+    # Rest per execution: 3 passes per training image and epoch, validation per epoch, test.
+    rests = [30 * (3 * 2 * 10 + 2 * 5 + 4), 70 * (3 * 2 * 10 + 2 * 5 + 4),
+             70 * (3 * 2 * 10 + 2 * 5 + 4), 100 * (3 * 3 * 10 + 3 * 5 + 4)]
+    # Frozen features once per weights over all 19 images: pretrained to block 2, random
+    # seed 1 to block 1; random seed 2 freezes nothing.
+    prefixes = (70 + 30 + 0) * 19
+    assert required_macs(executions, model_macs=100, prefix=prefix, train=train,
+                         validation=validation, test=test) == sum(rests) + prefixes
+
+
+def test_prefix_macs_of_a_backbone_add_up_to_its_blocks():
+    from bench.floor import forward_macs, prefix_macs
+    from bench.models.backbones import backbone_spec
+    from bench.models.model import assemble
+
+    parts = assemble(backbone_spec("resnet-mini"), image_size=32, num_classes=5, init="random")
+    prefix = prefix_macs(parts)
+    assert len(prefix) == len(parts.blocks) + 1 and prefix[0] == 0
+    assert all(a < b for a, b in zip(prefix, prefix[1:]))
+    # Every block frozen is the whole backbone; the head is the dense layer (64 x 5).
+    assert prefix[-1] == forward_macs(parts.backbone)
+    assert forward_macs(parts.model) - prefix[-1] == parts.model.layers[-1].kernel.shape[0] * 5
+
+
+def test_the_matrix_multiply_rate_is_a_plausible_number():
+    from bench.floor import matmul_rate
+
+    rate = matmul_rate(size=256, tries=2, least_seconds=0.05)
+    assert 1e8 < rate < 1e15  # multiply-adds per second: between a slow core and a GPU
 
 
 def test_plain_kerastuners_score_is_the_mean_of_each_executions_best_epoch(tmp_path):

@@ -2,6 +2,7 @@
 
 import matplotlib
 import pandas as pd
+import pytest
 from test_analysis import epochs_table
 
 from bench.analysis import numbers as analysis
@@ -124,3 +125,37 @@ def test_a_figure_of_one_point_is_skipped_with_a_reason(tmp_path):
     assert any("Accuracy against epochs' skipped" in s and "single point" in s for s in said)
     assert not (tmp_path / "accuracy_vs_epochs.png").exists()
     assert any(b.kind == "p" and "single point" in b.content for b in blocks)
+
+
+def test_the_objective_figure_of_two_runs_draws_a_line_per_run(tmp_path, monkeypatch):
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    # Two runs of one head-rate study, the second 0.2 lower: final accuracies by hand.
+    rows = []
+    for run, shift in (("a", 0.0), ("b", -0.2)):
+        for lr, base in ((0.001, 0.6), (0.01, 0.8)):
+            for seed in (1, 2, 3):
+                for epoch in (1, 2):
+                    rows.append({"run_id": run, "trial_id": f"{lr}", "repeat": seed,
+                                 "seed": seed, "epoch": epoch, "head_lr": lr,
+                                 "val_accuracy": base + shift + 0.01 * seed * epoch,
+                                 "accuracy": 0.9})
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": ["a", "a", "b", "b"], "trial_id": ["0.001", "0.01"] * 2,
+                           "status": "COMPLETED", "best_val_accuracy": 0.7, "seconds": 1.0})
+    runs = [{"run_id": run, "space": {"name": "s"}, "settings": {"dataset": "d"},
+             "columns": {"hyperparameters": ["head_lr"], "varied": ["head_lr"]}}
+            for run in ("a", "b")]
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    figures(Tables(runs=runs, epochs=epochs, trials=trials, complete=epochs), tmp_path,
+            log=lambda *_: None)
+    lines = {line.get_label(): list(line.get_ydata())
+             for line in _lines(drawn["objective_vs_head_lr"].axes[0])}
+    # Final epoch 2: base + shift + 0.02 * seed, mean over seeds 1-3 = base + shift + 0.04.
+    expected = {"a": [0.64, 0.84], "b": [0.44, 0.64]}
+    assert len(lines) == 2
+    for run, values in expected.items():
+        label = next(name for name in lines if name.startswith(run) or f"={run}" in name)
+        assert lines[label] == pytest.approx(values)

@@ -243,13 +243,17 @@ def _objective_figures(study: Study) -> None:
                                 "a single point")
             continue
         log = study.tables.log_scaled(parameter)
-        study.save(plots.objective_vs(summary, x=parameter, col=col, hue=hue, log=log,
+        # Several runs: a line style each, or their points would join into one line.
+        style = "run_id" if study.several else None
+        study.save(plots.objective_vs(summary, x=parameter, col=col, hue=hue, style=style,
+                                      log=log,
                                       title=f"{study.name}: final validation accuracy "
                                             f"against {plots.label(parameter)}"),
                    f"objective_vs_{parameter}", heading,
                    f"Final validation accuracy against {plots.label(parameter)}, mean with a "
                    "95% interval over the repeats of each configuration"
-                   + (" (log axis)" if log else "") + "." + _best_note(over))
+                   + (" (log axis)" if log else "") + "."
+                   + (" One line style per run." if style else "") + _best_note(over))
 
 
 def _gain_figure(study: Study) -> None:

@@ -178,10 +178,11 @@ def heatmaps(tables: dict, *, title: str, rows: str, cols: str):
 
 
 def objective_vs(summary: pd.DataFrame, *, x: str, col: str | None, hue: str | None,
-                 log: bool, title: str):
+                 log: bool, title: str, style: str | None = None):
     """Final validation accuracy against one numeric hyperparameter, 95% interval over
     repeats; a log axis for a log-sampled one."""
-    return facet_lines(summary, x=x, col=col, hue=hue, ylabel="final validation accuracy",
+    return facet_lines(summary, x=x, col=col, hue=hue, style=style,
+                       ylabel="final validation accuracy",
                        title=title, logx=log)
 
 
