@@ -31,6 +31,18 @@ class Logits(SearchSpace):
         x = keras.layers.GlobalAveragePooling2D()(features)
         return keras.layers.Dense(num_classes)(x)
 ''',
+    "nan-head": '''
+class NanHead(SearchSpace):
+    description = "a softmax head scaled by NaN: not logits, not numbers"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def build_head(self, features, *, num_classes, hp):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        return keras.layers.Dense(num_classes, activation="softmax")(x) * float("nan")
+''',
     "too-deep": '''
 class TooDeep(SearchSpace):
     description = "frozen_blocks beyond the backbone"
@@ -140,6 +152,8 @@ def _run(name, spaces_dir, results, cache_dir):
 
 REFUSED = {
     "logits": "the head of space logits returns logits, not probabilities",
+    "nan-head": "the model of space nan-head gives NaN or infinite outputs before any "
+                "training (for 20 of 20 images of a validation batch)",
     "too-deep": "declares frozen_blocks 9, but the backbone has 4 blocks: use values from 0 to 4",
     "typo": "typo.py, line {typo_line}, in build_head() (while building the model): KeyError",
     "unscaled": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x head_lr",

@@ -91,14 +91,21 @@ def _expects_probabilities(loss) -> bool:
 
 
 def check_probabilities(space: SearchSpace, model, images) -> None:
-    """Refuses a head that returns logits to a loss that expects probabilities."""
-    if not _expects_probabilities(model.loss):
-        return
+    """Refuses a model whose outputs are not finite, and a head that returns logits to a
+    loss that expects probabilities."""
     import keras
 
     outputs = keras.ops.convert_to_numpy(model(images, training=False)).astype("float64")
+    if not np.all(np.isfinite(outputs)):
+        bad = int(np.sum(~np.isfinite(outputs).all(axis=-1)))
+        raise BenchError(
+            f"the model of space {space.name} gives NaN or infinite outputs before any "
+            f"training (for {bad} of {len(outputs)} images of a validation batch): a hook "
+            "computes something undefined (a division by zero, a log of 0, a NaN constant)")
+    if not _expects_probabilities(model.loss):
+        return
     sums = outputs.sum(axis=-1)
-    if (np.all(np.isfinite(outputs)) and outputs.min() >= -1e-6 and outputs.max() <= 1 + 1e-6
+    if (outputs.min() >= -1e-6 and outputs.max() <= 1 + 1e-6
             and np.allclose(sums, 1.0, atol=1e-3)):
         return
     raise BenchError(
