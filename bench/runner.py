@@ -524,8 +524,10 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     try:
         oracle = study_oracle(plan)
         total = planned_trials(tuner_name, hp, max_trials=settings.max_trials)
+        epochs = (f"up to {spec.max_epochs or settings.epochs} epochs per trial"
+                  if tuner_name == "hyperband" else f"{settings.epochs} epochs")
         log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
-            f"{settings.epochs} epochs")
+            f"{epochs}")
         started = time.perf_counter()
         if scale is not None:
             from bench.tuning.chief import ChiefStudy

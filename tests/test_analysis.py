@@ -105,3 +105,41 @@ def test_configuration_scores_take_each_executions_last_epoch():
                                                                           "frozen_blocks"])
     random = scores[(scores["init"] == "random") & (scores["frozen_blocks"] == 2)].iloc[0]
     assert random["score"] == pytest.approx(0.5 + 0.2 + 0.02)
+
+
+def test_what_ran_says_what_is_unknown_and_what_was_varied_without_rows():
+    from bench.analysis.report import held_fixed, what_ran
+
+    run = {"run_id": "r", "status": "interrupted", "started": "t0", "tuner": "grid",
+           "settings": {"epochs": 2, "repeats": 2},
+           "columns": {"hyperparameters": ["init", "frozen_blocks", "head_lr"],
+                       "varied": ["init", "head_lr"]},
+           "space": {"hyperparameters": [
+               {"name": "init", "type": "Choice", "values": ["pretrained", "random"]},
+               {"name": "head_lr", "type": "Choice", "values": [0.01]}]}}
+    # Killed before random ran: init is the space's to vary, not held fixed.
+    rows = pd.DataFrame({"init": ["pretrained"] * 2, "frozen_blocks": [2, 2],
+                         "head_lr": [0.01, 0.01]})
+    assert held_fixed(run, rows) == [
+        "Held fixed in every execution: frozen_blocks 2, head_lr 0.010",
+        "Varied by the space, but one value in every execution with rows: init pretrained"]
+    status = next(line for line in what_ran(run) if line.startswith("Status"))
+    assert status == ("Status interrupted; started t0, ended not recorded (the process "
+                      "stopped first); search time not recorded (the process stopped first)")
+
+
+def test_no_gap_from_a_hyperparameter_that_exists_for_one_init_says_so():
+    # frozen_blocks declared in a conditional scope of init == pretrained: random's rows
+    # have it empty, so no configuration holds both inits.
+    table = epochs_table()
+    table["frozen_blocks"] = table["frozen_blocks"].astype(object).where(
+        table["init"] == "pretrained", None)
+    assert analysis.init_gaps(table, pair_on=["frozen_blocks", "head_lr"]) == []
+    why = analysis.why_no_gap(table, pair_on=["frozen_blocks", "head_lr"])
+    assert why == ("init took the values pretrained, random, but no configuration ran with "
+                   "both an init and random: frozen_blocks took 0, 2 with pretrained and "
+                   "none (inactive) with random, so nothing can be paired; declare that "
+                   "hyperparameter for every init (not in a conditional scope of init) to "
+                   "compare them.")
+    # Without the columns to compare, the general advice.
+    assert "run a grid over init" in analysis.why_no_gap(table)

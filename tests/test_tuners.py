@@ -15,7 +15,8 @@ def test_each_tuner_runs_a_two_trial_search(tuner, tmp_path, cache_dir):
     spec = RunSpec(space="seed", tuner=tuner, epochs=1, repeats=1, image_size=IMAGE_SIZE,
                    pretrain_epochs=1, results_dir=tmp_path, name=tuner, cache_dir=cache_dir,
                    **bound)
-    run_dir = RunDir(run_study(spec, log=lambda *_: None))
+    said = []
+    run_dir = RunDir(run_study(spec, log=said.append))
     run = read_run(run_dir)
     trials = read_trials(run_dir)
     epochs = read_epochs(run_dir)
@@ -27,6 +28,11 @@ def test_each_tuner_runs_a_two_trial_search(tuner, tmp_path, cache_dir):
         lengths = epochs.groupby("trial_id")["epoch"].max()
         assert sorted(lengths) == [1, 1, 1, 3, 3, 3]
         _promotion_counts_once(run_dir, epochs)
+        # --epochs 1 is not what the trials ran: the console and report say the schedule.
+        assert "searching: Hyperband-scheduled trials x 1 repeats x up to 3 epochs per " \
+            "trial" in said
+        assert "; up to 3 epochs per trial (Hyperband's schedule), 1 repeats per" in \
+            (run_dir.path / "report.md").read_text()
     else:
         assert len(trials) == 2
         assert len(epochs) == 2

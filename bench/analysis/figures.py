@@ -263,7 +263,8 @@ def _gain_figure(study: Study) -> None:
         if not gain.empty:
             gains.append(gain.assign(run_id=run_id))
     if not gains:
-        reasons = {numbers.why_no_gap(group) for _, group in study.epochs.groupby("run_id")}
+        reasons = {numbers.why_no_gap(group, pair_on=study.tables.pair_on(run_id))
+                   for run_id, group in study.epochs.groupby("run_id")}
         study.skip("Transfer gain", " ".join(sorted(reasons)).rstrip("."))
         return
     gain = pd.concat(gains, ignore_index=True)

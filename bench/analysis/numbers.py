@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bench.analysis.formatting import format_value
+
 CONFIDENCE = 0.95
 #: The initialisation every other one is compared against.
 BASELINE_INIT = "random"
@@ -338,8 +340,9 @@ def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",
     return [gap for gap in gaps if gap is not None]
 
 
-def why_no_gap(epochs: pd.DataFrame) -> str:
-    """Why ``init_gaps`` is empty, and what to run instead, as one sentence."""
+def why_no_gap(epochs: pd.DataFrame, *, pair_on: list[str] | None = None) -> str:
+    """Why ``init_gaps`` is empty, and what to run instead, as one sentence. ``pair_on``:
+    the configuration's hyperparameters, as ``init_gap`` takes them."""
     inits = sorted(epochs["init"].dropna().unique()) if "init" in epochs else []
     if not inits:
         return "init was not varied, so there is no gap between initialisations."
@@ -350,10 +353,37 @@ def why_no_gap(epochs: pd.DataFrame) -> str:
         return (f"init took the values {', '.join(inits)} but never {BASELINE_INIT}, so there "
                 f"is no gap against {BASELINE_INIT} initialisation; add {BASELINE_INIT!r} to "
                 "the space's init choices.")
+    apart = _apart_by_init(epochs, pair_on or [])
+    if apart:
+        return (f"init took the values {', '.join(inits)}, but no configuration ran with "
+                f"both an init and random: {'; '.join(apart)}, so nothing can be paired; "
+                "declare that hyperparameter for every init (not in a conditional scope "
+                "of init) to compare them.")
     return (f"init took the values {', '.join(inits)}, but no configuration of the other "
             "hyperparameters ran with both an init and random at the same seeds, so "
             "nothing can be paired; run a grid over init (--tuner grid) or a space that "
             "varies init alone (--space init).")
+
+
+def _apart_by_init(epochs: pd.DataFrame, columns: list[str]) -> list[str]:
+    """For each of ``columns`` whose values under random share none with those under
+    another init: "frozen_blocks took 2, 4 with pretrained and none (inactive) with
+    random"."""
+    said = []
+    for column in [c for c in columns if c in epochs]:
+        values = {init: set(inactive_as(group, [column])[column])
+                  for init, group in epochs.groupby("init")}
+        baseline = values.get(BASELINE_INIT, set())
+        for init, mine in values.items():
+            if init != BASELINE_INIT and not mine & baseline:
+                said.append(f"{column} took {_values_text(mine)} with {init} and "
+                            f"{_values_text(baseline)} with {BASELINE_INIT}")
+    return said
+
+
+def _values_text(values: set) -> str:
+    return ", ".join(sorted("none (inactive)" if v == "__inactive__" else format_value(v)
+                            for v in values))
 
 
 def best_trials(trials: pd.DataFrame, *, by: str | None = None,

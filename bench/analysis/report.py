@@ -122,7 +122,7 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
         for gap in gaps:
             blocks.append(Block("p", prefix + gap_sentence(gap)))
         if not gaps:
-            why = numbers.why_no_gap(complete)
+            why = numbers.why_no_gap(complete, pair_on=tables.pair_on(run_id))
             blocks.append(Block("p", prefix + why[:1].upper() + why[1:]))
     trials = tables.trials
     if not trials.empty:
@@ -169,18 +169,49 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
     return blocks
 
 
+def _declared_choices(run: dict, name: str) -> int | None:
+    """How many values the space declared for ``name`` (None: a range, or not declared)."""
+    for parameter in run.get("space", {}).get("hyperparameters", []):
+        if parameter.get("name") == name:
+            if parameter.get("type") == "Fixed":
+                return 1
+            values = parameter.get("values")
+            return len(values) if values is not None else None
+    return None
+
+
 def held_fixed(run: dict, epochs: pd.DataFrame) -> list[str]:
     """The recorded hyperparameters that took one value in every row (what the space's
-    settings fixed, or one value declared), as the tables hold them."""
+    settings fixed, or one value declared), as the tables hold them; one the space
+    varies, whose other values have no rows (their trials failed or never ran), is said
+    to be varied."""
     names = [n for n in run.get("columns", {}).get("hyperparameters", []) if n in epochs]
-    fixed = [f"{n} {fmt(epochs[n].iloc[0])}" for n in names
-             if not epochs.empty and epochs[n].nunique(dropna=False) == 1]
-    return [f"Held fixed in every execution: {', '.join(fixed)}"] if fixed else []
+    single = [n for n in names if not epochs.empty and epochs[n].nunique(dropna=False) == 1]
+    varied = set(run.get("columns", {}).get("varied", []))
+    fixed = [n for n in single if n not in varied or _declared_choices(run, n) == 1]
+    lines = [f"Held fixed in every execution: "
+             f"{', '.join(f'{n} {fmt(epochs[n].iloc[0])}' for n in fixed)}"] if fixed else []
+    unrun = [n for n in single if n not in fixed]
+    if unrun:
+        lines.append("Varied by the space, but one value in every execution with rows: "
+                     + ", ".join(f"{n} {fmt(epochs[n].iloc[0])}" for n in unrun))
+    return lines
+
+
+def epochs_text(run: dict) -> str:
+    """"8 epochs", or Hyperband's "up to 9 epochs per trial (Hyperband's schedule)"."""
+    settings = run.get("settings", {})
+    if run.get("tuner") == "hyperband":
+        most = run.get("arguments", {}).get("max_epochs") or settings.get("epochs")
+        return f"up to {most} epochs per trial (Hyperband's schedule)"
+    return f"{settings.get('epochs')} epochs"
 
 
 def search_time(run: dict) -> str:
     """"search 93.9 s", and for a resumed run what each earlier process searched."""
-    text = f"search {run.get('search_seconds', '?')} s"
+    seconds = run.get("search_seconds")
+    text = "search time not recorded (the process stopped first)" if seconds is None \
+        else f"search {seconds} s"
     earlier = run.get("earlier_processes") or []
     if not earlier:
         return text
@@ -203,12 +234,13 @@ def what_ran(run: dict) -> list[str]:
         f"classes {', '.join(str(c) for c in data.get('classes', []))}",
         f"Backbone `{settings.get('backbone')}` ({run.get('backbone', {}).get('blocks')} "
         f"blocks) at {settings.get('image_size')} px; tuner `{run.get('tuner')}`; "
-        f"{settings.get('epochs')} epochs, {settings.get('repeats')} repeats per "
+        f"{epochs_text(run)}, {settings.get('repeats')} repeats per "
         f"configuration (seeds {run.get('seeds', {}).get('repeats')}), batch "
         f"{settings.get('batch_size')}",
         f"Keras backend `{run.get('backend')}` on {run.get('device')}; Keras "
         f"{versions.get('keras')}, KerasTuner {versions.get('keras-tuner')}",
-        f"Status {run.get('status')}; started {run.get('started')}, ended {run.get('ended')}; "
+        f"Status {run.get('status')}; started {run.get('started')}, ended "
+        f"{run.get('ended') or 'not recorded (the process stopped first)'}; "
         f"{search_time(run)}",
     ]
     if data.get("skipped_files"):

@@ -31,6 +31,6 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
               f"{gap.mean:+.3f}, {interval(gap.low, gap.high)}."
               f"{with_init_sentence(gap)}")
     if not gaps and "init" in tables.varied:
-        why = numbers.why_no_gap(tables.complete)
+        why = numbers.why_no_gap(tables.complete, pair_on=tables.pair_on(run["run_id"]))
         print(f"\n{why[:1].upper()}{why[1:]}")
     print(f"\nrun directory: {path}  (report.md, epochs.csv, trials.csv, plots/)")
