@@ -382,7 +382,7 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                           evaluation_batch_size=spec.evaluation_batch_size)
     total = planned_trials(plan.tuner_name, plan.hp, max_trials=settings.max_trials)
     progress = Progress(total_trials=None if worker else total, repeats=settings.repeats,
-                        epochs=settings.epochs, done=done)
+                        epochs=settings.epochs, done=done, worker=worker)
     prefix = None
     if spec.prefix_cache:
         prefix = PrefixCache(plan.space, memory_bytes=spec.cache_memory_mb * 2**20,

@@ -142,6 +142,9 @@ def test_two_workers_write_the_tables_of_one_process(study):
     assert record["status"] == "completed" and record["distributed"]["workers"] == 2
     assert not record["distributed"].get("restarts")  # every worker started at the first go
     assert "[tuner0]" in result.stdout and "[tuner1]" in result.stdout
+    # A worker knows its own trials only, and its progress lines say so.
+    assert "this worker's best so far" in result.stdout
+    assert " best so far" not in result.stdout.replace("worker's best so far", "")
     assert "I0000" not in result.stdout  # the backends' start-up chatter stays in the logs
     assert (run / "workers" / "tuner0" / "log.txt").exists()
 

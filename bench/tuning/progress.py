@@ -12,7 +12,7 @@ class Progress:
     """Prints one line per finished repeat; on a terminal, the epoch ticks in place."""
 
     def __init__(self, *, total_trials: int | None, repeats: int, epochs: int, stream=None,
-                 done: int = 0):
+                 done: int = 0, worker: bool = False):
         self.total = total_trials
         self.repeats = repeats
         self.epochs = epochs
@@ -22,6 +22,8 @@ class Progress:
         self.trial_number = done  # trials already run (a resumed run)
         self.started = time.perf_counter()
         self._label = ""
+        # A worker sees its own trials only; the chief's tables hold them all.
+        self._best = "this worker's best so far" if worker else "best so far"
 
     def trial_begin(self, trial_id: str, values: dict) -> None:
         self.trial_number += 1
@@ -59,7 +61,7 @@ class Progress:
                   note: str = "") -> None:
         if score is not None:
             self.scored(trial_id, score)
-        best = (f"best so far {self.best[0]:.3f} (trial {self.best[1]})"
+        best = (f"{self._best} {self.best[0]:.3f} (trial {self.best[1]})"
                 if self.best else "no completed trial yet")
         elapsed = time.perf_counter() - self.started
         shown = f"{score:.3f}" if score is not None else "-"
