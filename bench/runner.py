@@ -384,18 +384,22 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     progress = Progress(total_trials=None if worker else total, repeats=settings.repeats,
                         epochs=settings.epochs, done=done, worker=worker)
     prefix = None
+    notes = []
     if spec.prefix_cache:
         prefix = PrefixCache(plan.space, memory_bytes=spec.cache_memory_mb * 2**20,
                              evaluation_batch_size=spec.evaluation_batch_size)
         if prefix.off_reason:
-            log(f"note: frozen-prefix cache off: {prefix.off_reason}")
+            notes.append(f"frozen-prefix cache off: {prefix.off_reason}")
     tuner = BenchTuner(oracle=oracle, hypermodel=FineTuneHyperModel(plan.space, inputs),
                        directory=str(run_dir.path), project_name="tuner", execution=execution,
                        progress=progress, reuse_models=spec.reuse_models,
                        tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
                        else None, prefix=prefix, together=spec.together)
     if spec.together and tuner.together.off_reason and settings.repeats > 1:
-        log(f"note: repeats trained one at a time: {tuner.together.off_reason}")
+        notes.append(f"repeats trained one at a time: {tuner.together.off_reason}")
+    for note in notes:
+        log(f"note: {note}")
+    tuner.notes += notes
     return tuner, prefix
 
 
@@ -558,7 +562,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                                     "reused": tuner.models.reused,
                                     "states_reused": tuner.models.states_reused,
                                     "from_preflight": tuner.models.adopted}
-                record["notes"] += tuner.models.notes
+                record["notes"] += tuner.notes + tuner.models.notes
                 record["together"] = {"trials": tuner.together.trials,
                                       "retried_alone": tuner.together.retried}
                 if prefix is not None:

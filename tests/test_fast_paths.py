@@ -73,6 +73,9 @@ def test_the_frozen_prefix_cache_changes_no_number_at_any_depth(tmp_path, cache_
     import json
 
     assert json.loads(runs[True].run_json.read_text())["together"]["trials"] == 0
+    # The report says it too, not only the console.
+    assert ("- Note: repeats trained one at a time: space every has its own fit, compile, "
+            "build_head or augment") in (runs[True].path / "report.md").read_text()
     used = json.loads(runs[True].run_json.read_text())["prefix_cache"]
     # Every execution with frozen blocks (4 depths x 2 inits x 2 repeats) used the cache;
     # pretrained features are shared by both repeats, random ones are not.

@@ -136,6 +136,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.together = TrainTogether(hypermodel, models=self.models, prefix=prefix,
                                       enabled=together and tensorboard_dir is None)
         self.trial_extras: dict[str, dict] = {}
+        #: What the run's report should say about this search (fast paths that are off).
+        self.notes: list[str] = []
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
         self._one_test_batch: OneBatch | None = None
