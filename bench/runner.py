@@ -467,6 +467,14 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         log(f"note: preset {spec.preset} is meant for a GPU; on this CPU it runs, slowly "
             "(a ResNet at 224 px trains at tens of images per second on two cores)")
 
+    if resume_from is not None:
+        from bench.results import RunDir, read_run
+        from bench.tuning.resume import refuse_changed_inputs
+
+        # The backend and versions first: their refusal need not wait for data and
+        # pretraining (the weights and data are compared when they are ready).
+        refuse_changed_inputs(Path(resume_from), read_run(RunDir(Path(resume_from))),
+                              {"backend": device["backend"], "versions": library_versions()})
     compilation_cache = use_compilation_cache(spec.cache_dir)
     # Data, source weights and ImageNet weights are ready before the run directory exists,
     # so a missing download or folder leaves no half-made run behind.

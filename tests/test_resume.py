@@ -132,17 +132,21 @@ def _stopped_copy(tiny_run, path, **changes):
 def test_resume_refuses_a_run_made_with_other_versions_weights_or_data(tiny_run, tmp_path):
     record = json.loads((tiny_run / "run.json").read_text())
     keras_now = record["versions"]["keras"]
-    stopped = _stopped_copy(tiny_run, tmp_path / "stopped", versions__keras="3.0.0",
-                            pretraining__weights_sha256="0" * 64)
-    before = (stopped / "epochs.csv").read_bytes()
-    result = run_bench("run", "--resume", str(stopped))
-    assert result.returncode == 2, result.stderr[-2000:]
-    message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(message) == 1 and "Traceback" not in result.stderr
-    assert f"keras 3.0.0 -> {keras_now}" in message[0]
-    assert "pretrained weights (SHA-256) 00000000... ->" in message[0]
-    assert (stopped / "epochs.csv").read_bytes() == before
-    assert json.loads((stopped / "run.json").read_text())["status"] == "interrupted"
+    for name, edits, said in (
+            # Another version: refused before the data is read or anything pretrains.
+            ("versions", {"versions__keras": "3.0.0"}, f"keras 3.0.0 -> {keras_now}"),
+            ("weights", {"pretraining__weights_sha256": "0" * 64},
+             "pretrained weights (SHA-256) 00000000... ->")):
+        stopped = _stopped_copy(tiny_run, tmp_path / name, **edits)
+        before = (stopped / "epochs.csv").read_bytes()
+        result = run_bench("run", "--resume", str(stopped))
+        assert result.returncode == 2, result.stderr[-2000:]
+        message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(message) == 1 and "Traceback" not in result.stderr
+        assert said in message[0]
+        assert ("data:" in result.stdout) == (name == "weights")
+        assert (stopped / "epochs.csv").read_bytes() == before
+        assert json.loads((stopped / "run.json").read_text())["status"] == "interrupted"
 
 
 def test_inputs_a_result_depends_on_are_compared_field_by_field():

@@ -176,6 +176,16 @@ def changed_inputs(ran: dict, now: dict) -> list[str]:
     return changes
 
 
+def refuse_changed_inputs(path: Path, ran: dict, now: dict) -> None:
+    """Raises the user's error for ``changed_inputs``; nothing where nothing changed."""
+    changes = changed_inputs(ran, now)
+    if changes:
+        raise BenchError(f"{path} ran on other inputs than this process has: "
+                         f"{'; '.join(changes)}. Its trials and new ones would be mixed in one "
+                         "table; resume where it ran (run.json says what with), or start a "
+                         "new run")
+
+
 #: What ``run.json`` records of one process's search. A resumed run moves the earlier
 #: process's values to ``earlier_processes``: written over, the run's search time would be
 #: the last process's alone.
@@ -195,12 +205,7 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
         raise BenchError(f"{path} ran space {old.get('name')} version {old.get('version')}, "
                          f"but {new['name']} is now version {new['version']}; a resumed run "
                          "must run the same space: start a new run instead")
-    changes = changed_inputs(record, fresh)
-    if changes:
-        raise BenchError(f"{path} ran on other inputs than this process has: "
-                         f"{'; '.join(changes)}. Its trials and new ones would be mixed in one "
-                         "table; resume where it ran (run.json says what with), or start a "
-                         "new run")
+    refuse_changed_inputs(path, record, fresh)
     ended = ended_trials(run)
     removed = sum(tidy_epochs(run, keep=set(ended), path=table) for table in
                   [run.epochs_csv, *sorted(run.path.glob("workers/*/epochs.csv"))])
