@@ -67,7 +67,10 @@ def _groups(table: pd.DataFrame, by: list[str]):
         yield dict(zip(by, key)), group
 
 
-def inactive_as(table: pd.DataFrame, columns: list[str], marker: str = "__inactive__"
+INACTIVE = "__inactive__"
+
+
+def inactive_as(table: pd.DataFrame, columns: list[str], marker: str = INACTIVE
                 ) -> pd.DataFrame:
     """``table`` with the empty values of ``columns`` (a conditional hyperparameter that
     was not active) replaced by ``marker``, so that they group and merge as one value."""
@@ -382,7 +385,7 @@ def _apart_by_init(epochs: pd.DataFrame, columns: list[str]) -> list[str]:
 
 
 def _values_text(values: set) -> str:
-    return ", ".join(sorted("none (inactive)" if v == "__inactive__" else format_value(v)
+    return ", ".join(sorted("none (inactive)" if v == INACTIVE else format_value(v)
                             for v in values))
 
 
