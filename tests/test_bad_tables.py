@@ -144,3 +144,31 @@ def test_a_report_that_fails_for_any_reason_leaves_one_line_and_the_way_to_retry
     assert isinstance(failure, StudyFailed)
     assert "the study completed but the report failed" in str(failure)
     assert f"run_bench.py analyze {run}" in str(failure) and "\n" not in str(failure)
+
+
+def test_tables_that_disagree_are_refused_not_reported(damaged):
+    import pandas as pd
+
+    before = _parquet(damaged)
+    epochs = pd.read_csv(damaged / "epochs.csv", dtype={"trial_id": str})
+    trials = pd.read_csv(damaged / "trials.csv", dtype={"trial_id": str})
+    trial = trials.loc[trials["status"] == "COMPLETED", "trial_id"].iloc[0]
+    recorded = trials.loc[trials["trial_id"] == trial, "best_val_accuracy"].iloc[0]
+    # Raise one epoch of the trial's first repeat to 1.0 and work out by hand what
+    # epochs.csv then says: the mean over repeats of each repeat's best epoch.
+    mine = epochs[epochs["trial_id"] == trial]
+    first = mine["repeat"].min()
+    epochs.loc[mine[mine["repeat"] == first].index[0], "val_accuracy"] = 1.0
+    bests = [1.0] + [group["val_accuracy"].max() for repeat, group
+                     in epochs[epochs["trial_id"] == trial].groupby("repeat") if repeat != first]
+    by_hand = sum(bests) / len(bests)
+    assert by_hand != recorded
+    epochs.to_csv(damaged / "epochs.csv", index=False)
+    _one_error(_analyze(damaged), f"trial {trial}'s best_val_accuracy is {recorded:.6g} in "
+               f"trials.csv but {by_hand:.6g} from its rows in epochs.csv",
+               "restore both from a copy")
+    _nothing_written(damaged, before)
+
+    # A COMPLETED trial without rows at all is refused too.
+    epochs[epochs["trial_id"] != trial].to_csv(damaged / "epochs.csv", index=False)
+    _one_error(_analyze(damaged), f"trial {trial} is COMPLETED in trials.csv but has no rows")

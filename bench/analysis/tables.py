@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import numbers
+from bench.analysis.validate import check_trials_agree
 from bench.errors import BenchError
 from bench.results import open_run, read_epochs, read_run, read_trials
 
@@ -100,7 +101,9 @@ def load_tables(paths: list[Path]) -> Tables:
         rows["run_id"] = run["run_id"]
         epochs.append(rows)
         if run_dir.trials_csv.exists() or run_dir.path.joinpath("trials.parquet").exists():
-            trials.append(read_trials(run_dir).assign(run_id=run["run_id"]))
+            table = read_trials(run_dir)
+            check_trials_agree(rows, table, run_dir.path)
+            trials.append(table.assign(run_id=run["run_id"]))
     epochs = pd.concat(epochs, ignore_index=True)
     trials = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame(
         columns=["run_id", "trial_id", "status", "best_val_accuracy"])

@@ -11,6 +11,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
@@ -75,3 +76,26 @@ def check_table(table: pd.DataFrame, schema: TableSchema, path: Path) -> None:
             raise BenchError(f"{path}: column {column!r} holds {values.iloc[row]!r} on line "
                              f"{row + 2}, not a number; repair or delete that row")
         table[column] = pd.to_numeric(values)
+
+
+def check_trials_agree(epochs: pd.DataFrame, trials: pd.DataFrame, path: Path) -> None:
+    """Every COMPLETED trial's scores in ``trials.csv`` follow from its rows in
+    ``epochs.csv``: the best trial is read from one table and the curves, means and gaps
+    from the other, so a report built from two tables that disagree would contradict
+    itself. They disagree only when one was edited by hand or copied from another run."""
+    done = trials[trials["status"] == "COMPLETED"]
+    for trial in done.itertuples(index=False):
+        mine = epochs[epochs["trial_id"] == trial.trial_id]
+        if mine.empty:
+            raise BenchError(f"{path}: trial {trial.trial_id} is COMPLETED in trials.csv but "
+                             "has no rows in epochs.csv; the tables are not from one run: "
+                             "restore them from a copy")
+        per_repeat = mine.sort_values("epoch").groupby("repeat")["val_accuracy"]
+        for column, value in (("best_val_accuracy", per_repeat.max().mean()),
+                              ("final_val_accuracy", per_repeat.last().mean())):
+            recorded = getattr(trial, column)
+            if not np.isclose(recorded, value, rtol=1e-9, atol=1e-12, equal_nan=True):
+                raise BenchError(
+                    f"{path}: trial {trial.trial_id}'s {column} is {recorded:.6g} in "
+                    f"trials.csv but {value:.6g} from its rows in epochs.csv; one of the "
+                    "tables was edited or comes from another run: restore both from a copy")
