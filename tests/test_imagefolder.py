@@ -71,6 +71,38 @@ def test_every_mode_decodes_to_rgb_and_exif_is_applied(tmp_path):
         assert ImageOps.exif_transpose(raw).size == (20, 30)
 
 
+def test_sixteen_bit_pixels_are_scaled_from_0_to_65535_like_their_8_bit_copy(tmp_path):
+    # v * 257 is the 16-bit value of the 8-bit value v (0 -> 0, 255 -> 65535).
+    eight = np.random.default_rng(0).integers(0, 256, (8, 8), np.uint8)
+    Image.fromarray(eight).save(tmp_path / "eight.png")
+    Image.fromarray(eight.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
+    Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(tmp_path / "grey.png")
+    Image.fromarray(np.full((8, 8), 1000, np.uint16)).save(tmp_path / "dark.tif")
+    with Image.open(tmp_path / "sixteen.png") as opened:
+        assert opened.mode.startswith("I")
+    np.testing.assert_array_equal(imagefolder.decode(tmp_path / "sixteen.png", 8),
+                                  imagefolder.decode(tmp_path / "eight.png", 8))
+    assert (imagefolder.decode(tmp_path / "grey.png", 4) == 128).all()  # 32768 * 255/65535
+    assert (imagefolder.decode(tmp_path / "dark.tif", 4) == 4).all()  # 1000 * 255/65535
+
+
+def test_files_that_cannot_become_8_bit_rgb_are_skipped_and_counted(tmp_path):
+    good_images(tmp_path, per_class=2)
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "cats" / "float.tif")
+    os.symlink(tmp_path / "cats" / "gone.png", tmp_path / "dogs" / "broken.png")
+    rng = np.random.default_rng(1)
+    for name, suffix in (("cats", ".jfif"), ("dogs", ".ppm")):  # read, not left out
+        pixels = rng.integers(0, 256, (8, 8, 3), np.uint8)
+        Image.fromarray(pixels).save(tmp_path / name / f"more{suffix}",
+                                     format="JPEG" if suffix == ".jfif" else "PPM")
+    messages = []
+    decoded = imagefolder.load_folder(tmp_path, size=8, cache_dir=None, log=messages.append)
+    assert sorted(decoded.skipped) == sorted([str(tmp_path / "cats" / "float.tif"),
+                                              str(tmp_path / "dogs" / "broken.png")])
+    assert len(decoded.labels) == 2 * 3 + 2  # good_images gives per_class + 1 per class
+    assert "skipped 2 unreadable image file(s)" in messages[0]
+
+
 def test_broken_files_are_skipped_with_one_warning_and_good_ones_all_used(tmp_path,
                                                                           monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)  # 300x300 is then a bomb

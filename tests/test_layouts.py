@@ -184,6 +184,77 @@ def test_identical_files_are_never_in_two_splits(tmp_path):
     assert len(data.train) + len(data.validation) == 20 and len(data.test) == 6
 
 
+def test_the_same_picture_in_another_format_is_never_in_two_splits(tmp_path):
+    root = tmp_path / "data"
+    write_classes(root / "train", 10, tag=1)
+    write_classes(root / "test", 3, tag=2)
+    # Two test pictures saved again into train/ as BMP and as PNG with a text chunk: other
+    # bytes, the same pixels. One training picture is in train/ twice (PNG and BMP).
+    from PIL import PngImagePlugin
+
+    with Image.open(root / "test" / "dogs" / "2-0.png") as image:
+        image.save(root / "train" / "dogs" / "again.bmp")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "saved again")
+    with Image.open(root / "test" / "cats" / "2-1.png") as image:
+        image.save(root / "train" / "cats" / "tagged.png", pnginfo=info)
+    with Image.open(root / "train" / "cats" / "1-0.png") as image:
+        image.save(root / "train" / "cats" / "1-0.bmp")
+    assert (root / "train" / "cats" / "tagged.png").read_bytes() != \
+        (root / "test" / "cats" / "2-1.png").read_bytes()
+    data = load(root, tmp_path)
+    assert data.duplicates_dropped == 3
+    seen = {}
+    for part in ("train", "validation", "test"):
+        for row in getattr(data, part).images:
+            seen.setdefault(row.tobytes(), set()).add(part)
+    assert all(len(parts) == 1 for parts in seen.values())
+    assert len(data.train) + len(data.validation) == 20 and len(data.test) == 6
+
+
+def test_a_class_whose_training_images_all_repeat_test_images_is_a_user_error(tmp_path):
+    root = tmp_path / "data"
+    write_classes(root / "train", 4, tag=1)
+    write_classes(root / "val", 2, tag=2)
+    write_classes(root / "test", 4, tag=3)
+    shutil.rmtree(root / "train" / "dogs")
+    shutil.copytree(root / "test" / "dogs", root / "train" / "dogs")
+    with pytest.raises(BenchError, match=r"class 'dogs' has no training image left in .*train"):
+        load(root, tmp_path)
+
+
+def test_images_loose_in_a_split_folder_are_said_to_be_unused(tmp_path):
+    root = tmp_path / "data"
+    write_classes(root / "train", 6, tag=1)
+    write_classes(root / "test", 2, tag=2)
+    shutil.copy(root / "train" / "cats" / "1-0.png", root / "train" / "stray.png")
+    data = load(root, tmp_path)
+    assert any(f"1 image file(s) directly in {root / 'train'} (such as stray.png) are in no "
+               "class folder and were not used" in note for note in data.notes)
+
+
+def test_the_walk_does_not_depend_on_the_order_folders_are_listed_in(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    write_classes(root, 3, tag=1)
+    (root / "cats" / "z").mkdir()
+    for name in ("1-0.png", "1-1.png"):
+        shutil.move(root / "cats" / name, root / "cats" / "z" / name)
+    os.symlink(root / "cats" / "z", root / "cats" / "alias")  # one folder, two paths
+    walk = os.walk
+
+    def listed(order):
+        def walk_in_order(*args, **kwargs):
+            for top, dirs, names in walk(*args, **kwargs):
+                dirs.sort(reverse=order == "descending")  # in place: the walk follows it
+                yield top, dirs, names
+        monkeypatch.setattr(imagefolder.os, "walk", walk_in_order)
+        return imagefolder.list_images(imagefolder.class_folders(root), root)
+
+    ascending, descending = listed("ascending"), listed("descending")
+    assert ascending == descending
+    assert len(ascending) == 6  # the linked folder's two images once
+
+
 def test_skipped_files_are_reported_on_every_load_the_cached_one_too(tmp_path, capsys):
     root = tmp_path / "data"
     write_classes(root, 4, tag=1)

@@ -4,9 +4,11 @@ A folder given here holds one subfolder per class; every image below a class fol
 in nested folders too, belongs to that class. Symbolic links (to files or folders) are
 followed when they stay inside the folder and refused, with their paths, when they
 leave it. Images are turned upright (EXIF orientation), converted to RGB (grayscale,
-RGBA, palette and 16-bit alike) and resized. Files with identical bytes are one image:
-the first in path order is kept. Unreadable files are skipped and reported on every
-load, the cached ones too.
+RGBA, palette and 16-bit alike; 16-bit values are scaled from 0-65535) and resized.
+Files that decode to identical pixels (the same bytes, or the same picture saved again
+in another format) are one image: the first in path order is kept. Unreadable files,
+broken links and images with floating-point pixels (no agreed range) are skipped and
+reported on every load, the cached ones too.
 
 The decoded arrays are cached under a key made from the files' paths, sizes and
 modification times, so a second run decodes nothing. A cache entry carries a SHA-256
@@ -28,7 +30,9 @@ from PIL import Image, ImageOps
 
 from bench.errors import BenchError
 
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff",
+              ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,10 @@ class Decoded:
         images: uint8, ``(n, size, size, 3)``.
         labels: int32 indices into ``class_names``.
         class_names: The class folders' names, sorted.
-        skipped: Paths of unreadable files.
-        hashes: SHA-256 of each kept image's file bytes, aligned with ``labels``.
-        duplicates: How many files were dropped for repeating an earlier file's bytes.
+        skipped: Paths of files that could not be decoded.
+        hashes: SHA-256 of each kept image's decoded pixels (as in ``images``), aligned
+            with ``labels``: what tells the same picture apart across splits.
+        duplicates: How many files were dropped for repeating an earlier file's pixels.
     """
 
     images: np.ndarray
@@ -72,12 +77,15 @@ def _walk(folder: Path, inside: Path, outside: list[str]) -> list[Path]:
     that leave it are appended to ``outside``."""
     found, seen = [], set()
     for top, dirs, names in os.walk(folder, followlinks=True):
+        # Sorted in place, so the walk (and which of two paths to one folder is kept)
+        # does not depend on the order the file system lists entries in.
+        dirs.sort()
         real = os.path.realpath(top)
         if real in seen:  # a link back to a folder already walked
             dirs.clear()
             continue
         seen.add(real)
-        for name in sorted(dirs):
+        for name in list(dirs):
             path = Path(top) / name
             if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(inside):
                 outside.append(str(path))
@@ -88,7 +96,7 @@ def _walk(folder: Path, inside: Path, outside: list[str]) -> list[Path]:
                 continue
             if not Path(os.path.realpath(path)).is_relative_to(inside):
                 outside.append(str(path))
-            elif path.is_file():
+            elif path.is_file() or path.is_symlink():  # a broken link: skipped, reported
                 found.append(path)
     return sorted(found)
 
@@ -125,9 +133,15 @@ def decode(path: Path, size: int) -> np.ndarray:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            if image.mode in SIXTEEN_BIT_MODES or image.mode == "I":
+                # A fixed scale, as an 8-bit copy of the picture would be: mid-grey 32768
+                # is 128 whatever the image's brightest pixel.
                 array = np.asarray(image, dtype=np.float64)
-                image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
+                if array.min() < 0 or array.max() > 65535:
+                    raise ValueError(f"{image.mode} pixels outside 0-65535")
+                image = Image.fromarray(np.rint(array * (255 / 65535)).astype(np.uint8))
+            elif image.mode == "F":
+                raise ValueError("floating-point pixels have no agreed range")
             image = image.convert("RGB").resize((size, size), Image.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
 
@@ -162,8 +176,10 @@ def check_memory(count: int, size: int, *, what: str, available: int | None = No
 
 
 def cache_key(files: list[tuple[Path, int]], size: int) -> str:
-    """The files (path, size, modification time, label), the size, and what decodes:
-    Pillow's version and this module's code."""
+    """The files (path, size, modification and change times, label), the size, and what
+    decodes: Pillow's version and this module's code. The change time is there because
+    ``cp -p`` and ``rsync -a`` copy another file's modification time, never its change
+    time."""
     import sys
 
     import PIL
@@ -174,7 +190,8 @@ def cache_key(files: list[tuple[Path, int]], size: int) -> str:
     digest = hashlib.sha1(f"{size}|{decoder}\n".encode())
     for path, label in files:
         info = path.stat()
-        digest.update(f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{label}\n".encode())
+        digest.update(f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}|"
+                      f"{label}\n".encode())
     return digest.hexdigest()[:20]
 
 
@@ -223,7 +240,7 @@ def _write_cache(cache_file: Path, decoded: Decoded) -> None:
 
 def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> Decoded:
     check_memory(len(files), size, what=f"decoding {root}")
-    images, labels, hashes, skipped, seen = [], [], [], [], set()
+    images, labels, hashes, skipped, seen, pictures = [], [], [], [], set(), set()
     duplicates = 0
     for path, label in files:
         try:
@@ -245,9 +262,14 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
             skipped.append(str(path))
             continue
         seen.add(digest)
+        pixels = hashlib.sha256(image.tobytes()).hexdigest()
+        if pixels in pictures:  # the same picture in another file (re-encoded, re-tagged)
+            duplicates += 1
+            continue
+        pictures.add(pixels)
         images.append(image)
         labels.append(label)
-        hashes.append(digest)
+        hashes.append(pixels)
     labels = np.asarray(labels, dtype=np.int32)
     for label, name in enumerate(names):
         if not (labels == label).any():
@@ -264,7 +286,7 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
                 classes: list[str] | None = None, log=None) -> Decoded:
     """Decodes every distinct image under ``root``'s class folders (cached).
 
-    Unreadable files are skipped and files repeating an earlier file's bytes dropped;
+    Unreadable files are skipped and files repeating an earlier file's pixels dropped;
     both are reported with one line each, on every call.
     """
     log = log or _stderr
@@ -284,9 +306,9 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
             _write_cache(cache_file, decoded)
     if decoded.skipped:
         shown = ", ".join(decoded.skipped[:3]) + (", ..." if len(decoded.skipped) > 3 else "")
-        log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root}: "
-            f"{shown}")
+        log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root} "
+            f"(not decodable, a broken link, or floating-point pixels): {shown}")
     if decoded.duplicates:
-        log(f"note: {decoded.duplicates} file(s) under {root} repeat another file's bytes "
-            "and were used once")
+        log(f"note: {decoded.duplicates} file(s) under {root} repeat another file's image "
+            "(the same bytes, or the same pixels once decoded) and were used once")
     return decoded

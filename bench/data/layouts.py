@@ -16,8 +16,10 @@ folder beside ``train/`` is an error, not a class), and a split folder without
 ``train/`` is an error. So is a folder that looks like a split under another name
 (``training_set/``, ``seg_test/``, ``Train/``: a split word in its name and only folders
 in it), which would otherwise be read as a class. A split made from ``train/`` is said
-in a note. Images with identical bytes are never in two splits: a training or validation
-image that repeats a test (or validation) image is dropped and counted.
+in a note. The same picture (identical pixels once decoded, whatever the file) is never
+in two splits: a training or validation image that repeats a test (or validation) image
+is dropped and counted, and a class left with no training or validation image is an
+error.
 ``--train-per-class N`` then keeps N images of each class of the training split
 (seeded), the others unused.
 """
@@ -120,9 +122,19 @@ def take_per_class(labels: np.ndarray, count: int, seed: int, *,
 
 
 def _not_in(decoded: Decoded, later: Decoded) -> np.ndarray:
-    """A mask of ``decoded``'s images whose bytes ``later`` does not hold."""
+    """A mask of ``decoded``'s images whose pixels ``later`` does not hold."""
     taken = set(later.hashes)
     return np.asarray([h not in taken for h in decoded.hashes], dtype=bool)
+
+
+def _every_class_left(labels: np.ndarray, classes: list[str], where: str, split: str) -> None:
+    """Refuses a split that lost a whole class to images repeated in a later split."""
+    counts = np.bincount(labels, minlength=len(classes))
+    if counts.min() == 0:
+        empty = classes[int(np.argmin(counts))]
+        raise BenchError(f"class {empty!r} has no {split} image left in {where}: every one "
+                         "repeats an image of a later split (train < validation < test) and "
+                         "was dropped; give that class images of its own in each split")
 
 
 def _subset(decoded: Decoded, mask: np.ndarray) -> Decoded:
@@ -149,11 +161,14 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
              for part, folder in (("validation", layout.validation), ("test", layout.test))
              if folder is not None}
     notes, crossing = [], 0
-    loose = sorted(p.name for p in root.iterdir()
-                   if p.is_file() and p.suffix.lower() in EXTENSIONS)
-    if loose:
-        notes.append(f"{len(loose)} image file(s) directly in {root} (such as {loose[0]}) "
-                     "are in no class folder and were not used")
+    folders = [root, *([layout.train, layout.validation, layout.test]
+                       if layout.split_folders else [])]
+    for folder in [f for f in folders if f is not None]:
+        loose = sorted(p.name for p in folder.iterdir()
+                       if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        if loose:
+            notes.append(f"{len(loose)} image file(s) directly in {folder} (such as "
+                         f"{loose[0]}) are in no class folder and were not used")
     keep = np.ones(len(train_all.labels), dtype=bool)
     for part in given.values():
         keep &= _not_in(train_all, part)
@@ -167,6 +182,10 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
                      "(train < validation < test) and were dropped from the earlier one")
     pool = np.flatnonzero(keep)
     labels = train_all.labels[pool]
+    _every_class_left(labels, classes, f"{layout.train}", "training")
+    if "validation" in given:
+        _every_class_left(given["validation"].labels, classes, f"{layout.validation}",
+                          "validation")
     missing = [part for part in ("validation", "test") if part not in given]
     where = layout.train
     if not missing:
