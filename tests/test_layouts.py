@@ -166,6 +166,14 @@ def test_links_inside_the_folder_are_followed_and_links_leaving_it_refused(tmp_p
         load(root, tmp_path)
 
 
+def each_picture_in_one_split(data) -> bool:
+    seen = {}
+    for part in ("train", "validation", "test"):
+        for row in getattr(data, part).images:
+            seen.setdefault(row.tobytes(), set()).add(part)
+    return all(len(parts) == 1 for parts in seen.values())
+
+
 def test_identical_files_are_never_in_two_splits(tmp_path):
     root = tmp_path / "data"
     write_classes(root / "train", 10, tag=1)
@@ -176,11 +184,7 @@ def test_identical_files_are_never_in_two_splits(tmp_path):
     data = load(root, tmp_path)
     assert data.duplicates_dropped == 3
     assert "2 image(s)" in data.notes[0] and "dropped from the earlier one" in data.notes[0]
-    seen = {}
-    for part in ("train", "validation", "test"):
-        for row in getattr(data, part).images:
-            seen.setdefault(row.tobytes(), set()).add(part)
-    assert all(len(parts) == 1 for parts in seen.values())
+    assert each_picture_in_one_split(data)
     assert len(data.train) + len(data.validation) == 20 and len(data.test) == 6
 
 
@@ -204,11 +208,7 @@ def test_the_same_picture_in_another_format_is_never_in_two_splits(tmp_path):
         (root / "test" / "cats" / "2-1.png").read_bytes()
     data = load(root, tmp_path)
     assert data.duplicates_dropped == 3
-    seen = {}
-    for part in ("train", "validation", "test"):
-        for row in getattr(data, part).images:
-            seen.setdefault(row.tobytes(), set()).add(part)
-    assert all(len(parts) == 1 for parts in seen.values())
+    assert each_picture_in_one_split(data)
     assert len(data.train) + len(data.validation) == 20 and len(data.test) == 6
 
 
