@@ -310,4 +310,8 @@ def summarise_trials(epochs: pd.DataFrame, trials: list[dict],
             "error": trial.get("error", ""),
         })
     columns = ["trial_id", "status", *hyperparameters, *TRIAL_METRICS, "error"]
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    for name in hyperparameters:
+        # As declared: a conditional integer stays 4 (not 4.0) beside its empty cells.
+        table[name] = pd.Series([row[name] for row in rows], index=table.index, dtype=object)
+    return table

@@ -11,6 +11,7 @@ from scipy import stats
 
 from bench.analysis import numbers as analysis
 from bench.analysis.figures import curve_facets, curve_rows
+from bench.analysis.render import markdown_table
 from bench.analysis.report import summary_table
 
 
@@ -370,3 +371,21 @@ def test_the_best_configuration_is_per_run_when_runs_are_joined():
                                                             ["b", "0"], ["b", "1"]]
     assert analysis.best_trials(trials[trials["run_id"] == "a"], by="init")[
         "trial_id"].tolist() == ["1", "2"]
+
+
+def test_a_conditional_integer_is_written_and_shown_as_declared(tmp_path):
+    from bench.results import summarise_trials, write_csv
+
+    epochs = pd.DataFrame({"trial_id": ["0", "1"], "repeat": 1, "epoch": 1,
+                           "val_accuracy": [0.5, 0.7]})
+    trials = [{"trial_id": "0", "status": "COMPLETED", "init": "pretrained", "frozen_blocks": 4},
+              {"trial_id": "1", "status": "COMPLETED", "init": "random", "frozen_blocks": None}]
+    path = tmp_path / "trials.csv"
+    write_csv(path, summarise_trials(epochs, trials, ["init", "frozen_blocks"]))
+    lines = path.read_text().splitlines()
+    assert lines[1].startswith("0,COMPLETED,pretrained,4,0.5,")
+    assert lines[2].startswith("1,COMPLETED,random,,0.7,")
+    read = pd.read_csv(path, dtype={"trial_id": str})  # 4.0 and NaN, as pandas reads it
+    table = summary_table(read, ["init", "frozen_blocks"])
+    assert list(table["frozen_blocks"]) == ["inactive", 4]  # best first
+    assert "| 1 | random | inactive |" in markdown_table(table)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from bench.analysis import numbers
 from bench.analysis.figures import figures
+from bench.analysis.formatting import format_value
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
@@ -36,7 +37,19 @@ def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int =
                "test_accuracy", *extra, "seconds", "status"]
     ordered = trials.assign(_failed=trials["status"] != "COMPLETED").sort_values(
         ["_failed", "best_val_accuracy"], ascending=[True, False], na_position="last")
-    return ordered[[c for c in columns if c in ordered]].head(limit)
+    shown = ordered[[c for c in columns if c in ordered]].head(limit)
+    return shown.assign(**{name: _as_declared(shown[name]) for name in names
+                           if shown[name].isna().any()})
+
+
+def _as_declared(values: pd.Series) -> pd.Series:
+    """A hyperparameter column with empty cells (conditional, not active) as the space
+    gave it: "inactive" there, and integers that reading the table made floats (4.0)
+    integers again."""
+    present = values.dropna()
+    integral = pd.api.types.is_float_dtype(values) and bool((present == present.round()).all())
+    return pd.Series([format_value(v) if pd.isna(v) else int(v) if integral else v
+                      for v in values], index=values.index, dtype=object)
 
 
 def gap_sentence(gap: numbers.Gap) -> str:
