@@ -61,7 +61,7 @@ def broken_files(folder):
 def test_every_mode_decodes_to_rgb_and_exif_is_applied(tmp_path):
     good_images(tmp_path)
     for path in sorted(tmp_path.rglob("*.*")):
-        assert imagefolder.decode(path, 16).shape == (16, 16, 3)
+        assert imagefolder.decode(path, 16)[0].shape == (16, 16, 3)
     exif = tmp_path / "cats" / "exif.jpg"
     with Image.open(exif) as raw:
         assert raw.size == (30, 20)
@@ -80,10 +80,10 @@ def test_sixteen_bit_pixels_are_scaled_from_0_to_65535_like_their_8_bit_copy(tmp
     Image.fromarray(np.full((8, 8), 1000, np.uint16)).save(tmp_path / "dark.tif")
     with Image.open(tmp_path / "sixteen.png") as opened:
         assert opened.mode.startswith("I")
-    np.testing.assert_array_equal(imagefolder.decode(tmp_path / "sixteen.png", 8),
-                                  imagefolder.decode(tmp_path / "eight.png", 8))
-    assert (imagefolder.decode(tmp_path / "grey.png", 4) == 128).all()  # 32768 * 255/65535
-    assert (imagefolder.decode(tmp_path / "dark.tif", 4) == 4).all()  # 1000 * 255/65535
+    np.testing.assert_array_equal(imagefolder.decode(tmp_path / "sixteen.png", 8)[0],
+                                  imagefolder.decode(tmp_path / "eight.png", 8)[0])
+    assert (imagefolder.decode(tmp_path / "grey.png", 4)[0] == 128).all()  # 32768 * 255/65535
+    assert (imagefolder.decode(tmp_path / "dark.tif", 4)[0] == 4).all()  # 1000 * 255/65535
 
 
 def test_files_that_cannot_become_8_bit_rgb_are_skipped_and_counted(tmp_path):

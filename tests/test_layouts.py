@@ -74,7 +74,9 @@ def test_train_alone_is_split_like_class_folders(tmp_path):
     assert (len(split.train), len(split.validation), len(split.test)) == (28, 6, 6)
     for part in ("train", "validation", "test"):
         np.testing.assert_array_equal(getattr(split, part).images, getattr(flat, part).images)
-    assert "train/ only" in split.notes[0] and flat.notes == ()
+    assert "train/ only: split 70/15/15" in split.notes[0]
+    assert flat.notes == (f"{tmp_path / 'b'} has class folders only: split 70/15/15 into train, "
+                          "validation and test (stratified, seed 1)",)
 
 
 @pytest.mark.parametrize("folders, message", [
@@ -87,6 +89,23 @@ def test_a_mixed_layout_is_a_user_error(tmp_path, folders, message):
         write_classes(tmp_path / "data" / name, 2, tag=tag)
     with pytest.raises(BenchError, match=message):
         load(tmp_path / "data", tmp_path)
+
+
+def test_data_mistakes_name_the_class_and_the_folder(tmp_path):
+    root = tmp_path / "data"
+    write_classes(root / "train", 6, tag=1)
+    write_classes(root / "test", 2, tag=2, classes=("cats",))
+    with pytest.raises(BenchError, match=r"test has the classes \['cats'\], where train/ has "
+                                         r"\['cats', 'dogs'\] \(lacks dogs\)"):
+        load(root, tmp_path)
+    small = tmp_path / "small"
+    write_classes(small, 6, tag=1, classes=("cats",))
+    write_classes(small, 2, tag=2, classes=("dogs",))
+    with pytest.raises(BenchError, match=r"class 'dogs' has 2 image\(s\); a split into 3"):
+        load(small, tmp_path)
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(BenchError, match=r"file.png is a file, not a folder"):
+        load(tmp_path / "file.png", tmp_path)
 
 
 @pytest.mark.parametrize("folders", [
@@ -183,7 +202,9 @@ def test_identical_files_are_never_in_two_splits(tmp_path):
     shutil.copy(root / "train" / "cats" / "1-0.png", root / "train" / "cats" / "copy.png")
     data = load(root, tmp_path)
     assert data.duplicates_dropped == 3
-    assert "2 image(s)" in data.notes[0] and "dropped from the earlier one" in data.notes[0]
+    assert any("2 image(s)" in note and "dropped from the earlier one" in note
+               for note in data.notes)
+    assert any(note.startswith(f"1 file(s) under {root / 'train'} repeat") for note in data.notes)
     assert each_picture_in_one_split(data)
     assert len(data.train) + len(data.validation) == 20 and len(data.test) == 6
 
@@ -210,6 +231,33 @@ def test_the_same_picture_in_another_format_is_never_in_two_splits(tmp_path):
     assert data.duplicates_dropped == 3
     assert each_picture_in_one_split(data)
     assert len(data.train) + len(data.validation) == 20 and len(data.test) == 6
+
+
+@pytest.mark.parametrize("size", [4, 16])
+def test_near_copies_are_other_pictures_at_every_image_size(tmp_path, size):
+    root = tmp_path / "data"
+    write_classes(root, 6, tag=1)
+    pixels = np.asarray(Image.open(root / "cats" / "1-0.png"))
+    edited = pixels.copy()
+    edited[0, 0, 0] ^= 1  # one level in one pixel
+    Image.fromarray(edited).save(root / "cats" / "edited.png")
+    Image.fromarray(pixels).resize((16, 16), Image.NEAREST).save(root / "cats" / "larger.png")
+    Image.fromarray(pixels).save(root / "cats" / "same.bmp")  # the one true copy
+    folder = imagefolder.load_folder(root, size=size, cache_dir=None, log=lambda m: None)
+    assert (folder.duplicates, len(folder.labels)) == (1, 12 + 2)
+
+
+def test_a_picture_under_two_classes_is_said_to_need_its_labels_checked(tmp_path):
+    root = tmp_path / "data"
+    write_classes(root, 6, tag=1)
+    with Image.open(root / "cats" / "1-0.png") as image:
+        image.save(root / "dogs" / "mislabelled.bmp")
+    data = load(root, tmp_path)
+    assert data.duplicates_dropped == 1
+    assert (f"1 file(s) under {root} repeat another file's picture (the same bytes, or the "
+            "same pixels in another format) and were used once; 1 of them under another "
+            "class than the copy kept, which keeps the first class in path order: check "
+            "those labels") in data.notes
 
 
 def test_a_class_whose_training_images_all_repeat_test_images_is_a_user_error(tmp_path):

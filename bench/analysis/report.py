@@ -260,7 +260,9 @@ def what_ran(run: dict) -> list[str]:
         lines.append(f"Skipped {data['skipped_files']} unreadable image file(s), for example "
                      f"{', '.join(data.get('skipped_examples', [])[:3])}")
     if data.get("duplicates_dropped"):
-        lines.append(f"Dropped {data['duplicates_dropped']} image(s) repeated across splits")
+        lines.append(f"Dropped {data['duplicates_dropped']} file(s) repeating another "
+                     "file's picture, within a folder or across splits (the data notes "
+                     "below say where)")
     lines += [f"Data: {note}" for note in data.get("notes", [])]
     pre = run.get("pretraining")
     if pre and "source_accuracy" in pre:

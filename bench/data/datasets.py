@@ -223,8 +223,8 @@ def load_shapes(request: DataRequest) -> TransferData:
     )
 
 
-def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int
-                    ) -> tuple[np.ndarray, ...]:
+def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int, *,
+                    class_names: tuple[str, ...] | None = None) -> tuple[np.ndarray, ...]:
     """Stratified split of indices into parts of the given fractions (the last takes the
     rest), fixed by ``seed``; every part gets at least one image of each class."""
     rng = np.random.default_rng(seed)
@@ -232,7 +232,8 @@ def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
         if len(members) < len(fractions):
-            raise BenchError(f"class {label} has {len(members)} image(s); a split into "
+            name = repr(class_names[label]) if class_names else label
+            raise BenchError(f"class {name} has {len(members)} image(s); a split into "
                              f"{len(fractions)} parts needs at least {len(fractions)}")
         start = 0
         for i, fraction in enumerate(fractions):

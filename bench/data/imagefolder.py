@@ -44,9 +44,11 @@ class Decoded:
         labels: int32 indices into ``class_names``.
         class_names: The class folders' names, sorted.
         skipped: Paths of files that could not be decoded.
-        hashes: SHA-256 of each kept image's decoded pixels (as in ``images``), aligned
-            with ``labels``: what tells the same picture apart across splits.
-        duplicates: How many files were dropped for repeating an earlier file's pixels.
+        hashes: SHA-256 of each kept image's picture (``decode``), aligned with
+            ``labels``: what finds the same picture in two splits.
+        duplicates: How many files were dropped for repeating an earlier file's picture.
+        other_class: How many of those were under another class than the copy kept (a
+            picture filed under two classes keeps the first class in path order).
     """
 
     images: np.ndarray
@@ -55,17 +57,27 @@ class Decoded:
     skipped: tuple[str, ...]
     hashes: tuple[str, ...] = ()
     duplicates: int = 0
+    other_class: int = 0
 
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def class_folders(root: Path) -> list[Path]:
+def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
+    """The class subfolders of ``root``, sorted; with ``expected``, exactly those names."""
     if not root.is_dir():
         raise BenchError(f"image folder {root} does not exist; pass --data with a folder "
                          "holding one subfolder per class (or train/ and test/)")
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = [p.name for p in classes]
+    if expected is not None and names != expected:
+        missing, extra = sorted(set(expected) - set(names)), sorted(set(names) - set(expected))
+        said = "; ".join([*([f"lacks {', '.join(missing)}"] if missing else []),
+                          *([f"has {', '.join(extra)} besides"] if extra else [])])
+        raise BenchError(f"{root} has the classes {names}, where train/ has {expected} "
+                         f"({said}); every split folder holds the same "
+                         "class subfolders")
     if len(classes) < 2:
         raise BenchError(f"{root} has {len(classes)} class subfolder(s); a classification "
                          "dataset needs at least two (one subfolder per class)")
@@ -126,8 +138,11 @@ def list_images(classes: list[Path], root: Path | None = None) -> list[tuple[Pat
     return files
 
 
-def decode(path: Path, size: int) -> np.ndarray:
-    """One image as uint8 RGB of ``size`` x ``size``; raises on anything unreadable."""
+def decode(path: Path, size: int) -> tuple[np.ndarray, str]:
+    """One image as uint8 RGB of ``size`` x ``size``, and a SHA-256 of its picture (upright
+    RGB at its own size: what two copies of one picture share whatever their format or
+    metadata, and two different pictures do not, whatever ``size``). Raises on anything
+    unreadable."""
     with warnings.catch_warnings():
         # A decompression bomb is refused, not merely warned about.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -142,8 +157,10 @@ def decode(path: Path, size: int) -> np.ndarray:
                 image = Image.fromarray(np.rint(array * (255 / 65535)).astype(np.uint8))
             elif image.mode == "F":
                 raise ValueError("floating-point pixels have no agreed range")
-            image = image.convert("RGB").resize((size, size), Image.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
+            image = image.convert("RGB")
+            picture = hashlib.sha256(f"{image.size}".encode() + image.tobytes()).hexdigest()
+            image = image.resize((size, size), Image.BILINEAR)
+            return np.asarray(image, dtype=np.uint8), picture
 
 
 def available_memory() -> int | None:
@@ -213,7 +230,8 @@ def _read_cache(cache_file: Path, names: tuple[str, ...], log) -> Decoded | None
         with np.load(cache_file, allow_pickle=False) as cached:
             decoded = Decoded(cached["images"], cached["labels"], names,
                               tuple(cached["skipped"].tolist()),
-                              tuple(cached["hashes"].tolist()), int(cached["duplicates"]))
+                              tuple(cached["hashes"].tolist()), int(cached["duplicates"]),
+                              int(cached["other_class"]))
             expected = str(cached["sha256"])
     except Exception as error:  # noqa: BLE001 (a truncated zip fails in many ways)
         log(f"decoded-image cache {cache_file} is unreadable ({type(error).__name__}); "
@@ -233,6 +251,7 @@ def _write_cache(cache_file: Path, decoded: Decoded) -> None:
              skipped=np.asarray(decoded.skipped, dtype=str),
              hashes=np.asarray(decoded.hashes, dtype=str),
              duplicates=np.asarray(decoded.duplicates),
+             other_class=np.asarray(decoded.other_class),
              sha256=np.asarray(_arrays_sha256(decoded.images, decoded.labels,
                                               decoded.skipped, decoded.hashes)))
     os.replace(partial, cache_file)
@@ -240,8 +259,11 @@ def _write_cache(cache_file: Path, decoded: Decoded) -> None:
 
 def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> Decoded:
     check_memory(len(files), size, what=f"decoding {root}")
-    images, labels, hashes, skipped, seen, pictures = [], [], [], [], set(), set()
-    duplicates = 0
+    images, labels, hashes, skipped = [], [], [], []
+    # The label each file content and each picture was first kept under.
+    seen: dict[str, int] = {}
+    pictures: dict[str, int] = {}
+    duplicates = other_class = 0
     for path, label in files:
         try:
             content = path.read_bytes()
@@ -251,9 +273,10 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
         digest = hashlib.sha256(content).hexdigest()
         if digest in seen:
             duplicates += 1
+            other_class += seen[digest] != label
             continue
         try:
-            image = decode(path, size)
+            image, picture = decode(path, size)
         except MemoryError:
             raise BenchError(f"ran out of memory decoding {path} at {size}x{size} px after "
                              f"{len(images)} images; use a smaller --image-size or fewer "
@@ -261,15 +284,15 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
         except Exception:  # noqa: BLE001 (any unreadable file is skipped, not fatal)
             skipped.append(str(path))
             continue
-        seen.add(digest)
-        pixels = hashlib.sha256(image.tobytes()).hexdigest()
-        if pixels in pictures:  # the same picture in another file (re-encoded, re-tagged)
+        seen[digest] = label
+        if picture in pictures:  # the same picture in another file (re-encoded, re-tagged)
             duplicates += 1
+            other_class += pictures[picture] != label
             continue
-        pictures.add(pixels)
+        pictures[picture] = label
         images.append(image)
         labels.append(label)
-        hashes.append(pixels)
+        hashes.append(picture)
     labels = np.asarray(labels, dtype=np.int32)
     for label, name in enumerate(names):
         if not (labels == label).any():
@@ -279,20 +302,19 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     except MemoryError:
         raise BenchError(f"not enough memory to hold {len(images)} images of {size}x{size} "
                          f"px from {root}; use a smaller --image-size") from None
-    return Decoded(stacked, labels, names, tuple(skipped), tuple(hashes), duplicates)
+    return Decoded(stacked, labels, names, tuple(skipped), tuple(hashes), duplicates,
+                   other_class)
 
 
 def load_folder(root: Path, *, size: int, cache_dir: Path | None,
                 classes: list[str] | None = None, log=None) -> Decoded:
     """Decodes every distinct image under ``root``'s class folders (cached).
 
-    Unreadable files are skipped and files repeating an earlier file's pixels dropped;
-    both are reported with one line each, on every call.
+    Unreadable files are skipped and reported with one line, on every call; files
+    repeating an earlier file's picture are dropped and counted (``repeats_sentence``).
     """
     log = log or _stderr
-    folders = class_folders(root)
-    if classes is not None and [f.name for f in folders] != classes:
-        raise BenchError(f"{root} has classes {[f.name for f in folders]}, expected {classes}")
+    folders = class_folders(root, classes)
     files = list_images(folders, root)
     names = tuple(f.name for f in folders)
     cache_file = None
@@ -308,7 +330,16 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
         shown = ", ".join(decoded.skipped[:3]) + (", ..." if len(decoded.skipped) > 3 else "")
         log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root} "
             f"(not decodable, a broken link, or floating-point pixels): {shown}")
-    if decoded.duplicates:
-        log(f"note: {decoded.duplicates} file(s) under {root} repeat another file's image "
-            "(the same bytes, or the same pixels once decoded) and were used once")
     return decoded
+
+
+def repeats_sentence(decoded: Decoded, root: Path) -> str | None:
+    """What a folder's repeated pictures were, for the run's data notes; None if none."""
+    if not decoded.duplicates:
+        return None
+    sentence = (f"{decoded.duplicates} file(s) under {root} repeat another file's picture "
+                "(the same bytes, or the same pixels in another format) and were used once")
+    if decoded.other_class:
+        sentence += (f"; {decoded.other_class} of them under another class than the copy "
+                     "kept, which keeps the first class in path order: check those labels")
+    return sentence

@@ -61,6 +61,10 @@ def find_layout(root: Path) -> Layout:
         BenchError: for a mix of split and class folders, two validation folders, or
             split folders without ``train/``.
     """
+    if root.exists() and not root.is_dir():
+        raise BenchError(f"--data {root} is a file, not a folder; pass --data with a folder "
+                         "holding one subfolder per class, or train/ (and val/, test/) each "
+                         "holding class subfolders")
     if not root.is_dir():
         raise BenchError(f"image folder {root} does not exist; pass --data with a folder "
                          "holding one subfolder per class, or train/ (and val/, test/) each "
@@ -151,12 +155,13 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         request: A ``DataRequest`` (image size, seed, train per class, cache folder).
     """
     from bench.data.datasets import Split, TransferData, split_fractions
-    from bench.data.imagefolder import EXTENSIONS, load_folder
+    from bench.data.imagefolder import EXTENSIONS, load_folder, repeats_sentence
 
     layout = find_layout(root)
     size, cache, seed = request.image_size, request.cache_dir, request.seed
     train_all = load_folder(layout.train, size=size, cache_dir=cache)
-    classes = list(train_all.class_names)
+    names = train_all.class_names
+    classes = list(names)
     given = {part: load_folder(folder, size=size, cache_dir=cache, classes=classes)
              for part, folder in (("validation", layout.validation), ("test", layout.test))
              if folder is not None}
@@ -169,6 +174,11 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         if loose:
             notes.append(f"{len(loose)} image file(s) directly in {folder} (such as "
                          f"{loose[0]}) are in no class folder and were not used")
+    for folder, decoded in [(layout.train, train_all),
+                            *((getattr(layout, part), given[part]) for part in given)]:
+        sentence = repeats_sentence(decoded, folder)
+        if sentence:
+            notes.append(sentence)
     keep = np.ones(len(train_all.labels), dtype=bool)
     for part in given.values():
         keep &= _not_in(train_all, part)
@@ -191,17 +201,18 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
     if not missing:
         parts = {"train": pool}
     elif len(missing) == 1:
-        train, made = split_fractions(labels, (0.8, 0.2), seed)
+        train, made = split_fractions(labels, (0.8, 0.2), seed, class_names=names)
         parts = {"train": pool[train], missing[0]: pool[made]}
         folder = "val/" if missing[0] == "validation" else "test/"
         notes.append(f"no {folder} folder in {root}: 20% of {where.name}/ ({len(made)} images, "
                      f"stratified, seed {seed}) is the {missing[0]} split")
     else:
-        train, validation, test = split_fractions(labels, (0.7, 0.15, 0.15), seed)
+        train, validation, test = split_fractions(labels, (0.7, 0.15, 0.15), seed,
+                                                  class_names=names)
         parts = {"train": pool[train], "validation": pool[validation], "test": pool[test]}
-        if layout.split_folders:
-            notes.append(f"{root} has train/ only: split 70/15/15 into train, validation and "
-                         f"test (stratified, seed {seed})")
+        held = "train/ only" if layout.split_folders else "class folders only"
+        notes.append(f"{root} has {held}: split 70/15/15 into train, validation and test "
+                     f"(stratified, seed {seed})")
     if request.train_per_class is not None:
         chosen = take_per_class(train_all.labels[parts["train"]], request.train_per_class,
                                 seed, class_names=train_all.class_names,
