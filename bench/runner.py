@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.data.datasets import (
+    DATASETS,
     MAX_IMAGE_SIZE,
     DataRequest,
     check_options,
@@ -263,8 +264,10 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
                          f"got {settings.epochs}")
     backbone = backbone_spec(settings.backbone)
     dataset_info(settings.dataset)
-    if spec.source_dataset is not None:
-        dataset_info(spec.source_dataset)
+    if spec.source_dataset is not None and not dataset_info(spec.source_dataset).has_source:
+        with_source = [d.name for d in DATASETS.values() if d.has_source]
+        raise BenchError(f"--source-dataset {spec.source_dataset} has no source task to "
+                         f"pretrain on; use one that has: {', '.join(with_source)}")
     _check_data_options(spec, dataset=settings.dataset)
     image_size = settings.image_size or backbone.default_image_size
     if image_size > MAX_IMAGE_SIZE:

@@ -91,6 +91,21 @@ class Scaled(SearchSpace):
                             metrics=["accuracy"])
 ''',
     # make_optimizer with the scale but not the variables it applies to.
+    "scale-everything": '''
+class ScaleEverything(SearchSpace):
+    description = "a compile that gives the whole model as the backbone's variables"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("body_lr_scale", [0.1])
+
+    def compile(self, parts, *, hp):
+        optimizer = make_optimizer("SGD", learning_rate=0.01,
+                                   body_variables=parts.model.trainable_variables,
+                                   body_lr_scale=self.value(hp, "body_lr_scale"))
+        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                            metrics=["accuracy"])
+''',
     "scale-nowhere": '''
 class ScaleNowhere(SearchSpace):
     description = "a compile that names the scale but not the backbone's variables"
@@ -157,6 +172,9 @@ REFUSED = {
     "too-deep": "declares frozen_blocks 9, but the backbone has 4 blocks: use values from 0 to 4",
     "typo": "typo.py, line {typo_line}, in build_head() (while building the model): KeyError",
     "unscaled": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x head_lr",
+    "scale-everything": "its compile() trains 2 head variable(s) (such as "
+                        "head_dense/kernel) at body_lr_scale 0.1 x head_lr, while the tables "
+                        "record head_lr for the head",
     "scale-nowhere": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x "
                      "head_lr",
     "phase-two-unscaled": "body_lr_scale is 0.1 but its fit() (its last compile) trains the "

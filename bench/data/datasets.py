@@ -102,12 +102,14 @@ MAX_IMAGE_SIZE = 1024
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A registered dataset: its loader and the request options it reads."""
+    """A registered dataset: its loader, the request options it reads, and whether it has
+    a source task of its own to pretrain on (``--source-dataset`` needs one)."""
 
     name: str
     description: str
     load: Callable[[DataRequest], TransferData]
     options: frozenset[str] = frozenset({"train_per_class"})
+    has_source: bool = True
 
 
 def check_options(datasets: list[str], **given) -> None:
@@ -291,10 +293,10 @@ DATASETS: dict[str, DatasetInfo] = {
                     frozenset({"train_per_class", "images_per_class"})),
         DatasetInfo("hotdog", "Dive into Deep Learning's hot dog photos (downloaded once, "
                     "SHA-1 checked): 2,000 train, 800 test; no source task", load_hotdog,
-                    frozenset({"train_per_class", "data_dir"})),
+                    frozenset({"train_per_class", "data_dir"}), has_source=False),
         DatasetInfo("folder", "your images: --data PATH with one subfolder per class, or "
                     "train/ with val/ and/or test/; no source task", load_image_folder,
-                    frozenset({"train_per_class", "data"})),
+                    frozenset({"train_per_class", "data"}), has_source=False),
     )
 }
 

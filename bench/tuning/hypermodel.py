@@ -30,15 +30,19 @@ class ModelInputs:
 
 
 def check_body_lr_scale(space: SearchSpace, hp, optimizer, body_variables=(), *,
-                        stage: str = "compile()") -> None:
+                        trainable_variables=(), stage: str = "compile()") -> None:
     """Refuses a compiled optimizer whose backbone rate is not the recorded ``body_lr_scale``.
 
     Only ``bench.models.optim.make_optimizer`` applies the scale, and only to the
     ``body_variables`` it was given; any other optimizer, or a backbone variable it was
     not given, trains at the head's rate, which is right only where the recorded scale is 1.
+    A head variable given to it as a body variable trains at the scaled rate while the
+    tables record ``head_lr``: refused too.
 
     Args:
         body_variables: The backbone's trainable variables (``parts.body_variables``).
+        trainable_variables: The model's trainable variables; those not in
+            ``body_variables`` are the head's.
         stage: What compiled the optimizer, for the message.
 
     Raises:
@@ -49,6 +53,15 @@ def check_body_lr_scale(space: SearchSpace, hp, optimizer, body_variables=(), *,
     given = getattr(optimizer, "_body_keys", None)
     if given is not None and any(optimizer._var_key(v) not in given for v in body_variables):
         applied = 1.0  # the scale reaches none of the variables it was not given
+    body = {id(v) for v in body_variables}
+    head = [v for v in trainable_variables if id(v) not in body]
+    scaled_head = [v for v in head if given is not None and optimizer._var_key(v) in given]
+    if scaled_head and applied != 1.0:
+        raise BenchError(
+            f"search space {space.name}: its {stage} trains {len(scaled_head)} head "
+            f"variable(s) (such as {scaled_head[0].path}) at body_lr_scale {applied:g} x "
+            "head_lr, while the tables record head_lr for the head; give make_optimizer "
+            "body_variables=parts.body_variables (the backbone's), not the whole model's")
     if applied != recorded:
         raise BenchError(
             f"search space {space.name}: body_lr_scale is {recorded:g} but its {stage} "
@@ -89,7 +102,8 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         parts.freeze(frozen_blocks)
         if compile:
             self.space.compile(parts, hp=hp)
-            check_body_lr_scale(self.space, hp, parts.model.optimizer, parts.body_variables)
+            check_body_lr_scale(self.space, hp, parts.model.optimizer, parts.body_variables,
+                                trainable_variables=parts.model.trainable_variables)
         return parts
 
     def build(self, hp) -> keras.Model:

@@ -189,7 +189,8 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         from bench.tuning.hypermodel import check_body_lr_scale
 
         # The untracked hp: this check reading body_lr_scale is not the space using it.
-        check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables)
+        check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables,
+                            trainable_variables=parts.model.trainable_variables)
         size = min(batch_size, len(data.train), len(data.validation))
         train, validation = _one_batch(data.train, size), _one_batch(data.validation, size)
         check_probabilities(space, parts.model, validation.images)
@@ -199,6 +200,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         _guarded(space, "fitting", lambda: space.fit(parts, hp=tracked, run=run))
         # A fit that compiles again (a second phase) must keep the scale too.
         check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables,
+                            trainable_variables=parts.model.trainable_variables,
                             stage="fit() (its last compile)")
         _check_other_scales(space, hypermodel=hypermodel, hp=hp)
         kept = keep_model
