@@ -195,3 +195,15 @@ def test_a_folder_without_a_source_task_and_no_imagenet_weights_says_what_to_do(
     assert "--source-dataset" in result.stderr
     results = tmp_path / "results"
     assert not results.exists() or not any(results.iterdir()), "no half-made run is left"
+
+
+def test_a_source_dataset_without_a_source_task_is_refused_before_any_data(tmp_path,
+                                                                         tiny_spaces_dir):
+    good_images(tmp_path / "photos")
+    result = run_bench("run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir),
+                       "--data", str(tmp_path / "photos"), "--source-dataset", "folder",
+                       "--image-size", "16", "--results-dir", str(tmp_path / "results"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("--source-dataset folder has no source task to pretrain on; use one that has: "
+            "digits, shapes") in result.stderr
+    assert "data:" not in result.stdout + result.stderr  # refused before decoding

@@ -60,3 +60,23 @@ def test_weight_decay_acts_at_each_variable_s_own_rate(seed, scale):
         if nonzero.any():
             shrink.setdefault(id(variable) in body, (1 - new[nonzero] / old[nonzero]).mean())
     assert shrink[True] / shrink[False] == pytest.approx(scale, rel=1e-4)
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0])
+def test_muon_decays_what_it_leaves_to_adamw_at_adam_weight_decay(scale):
+    """Muon gives 1-D variables (biases) to AdamW, decayed at adam_weight_decay, and 2-D
+    kernels to Muon, decayed at weight_decay. Zero gradients: by hand, a bias of 1 becomes
+    1 - lr * scale * 0.5 and a kernel of 1 becomes 1 - lr * scale * 0.2."""
+    import keras
+
+    lr = 0.1
+    bias = keras.Variable(np.ones(3, "float32"), name="bias")
+    kernel = keras.Variable(np.ones((3, 3), "float32"), name="kernel")
+    optimizer = make_optimizer("Muon", learning_rate=lr, body_variables=[bias, kernel],
+                               body_lr_scale=scale, weight_decay=0.2, adam_weight_decay=0.5)
+    optimizer.build([bias, kernel])
+    optimizer.apply([keras.ops.zeros(v.shape) for v in (bias, kernel)], [bias, kernel])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bias), 1 - lr * scale * 0.5,
+                               rtol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 1 - lr * scale * 0.2,
+                               rtol=1e-6)

@@ -44,15 +44,20 @@ def _scaled_class(base):
         def _apply_weight_decay(self, variables):
             # Replaces Keras's decay at the unscaled rate (and the TensorFlow backend's
             # tf.distribute variant, which the suite does not use).
-            if self.weight_decay is None:
-                return
             from keras import ops
 
             for variable in variables:
-                if self._use_weight_decay(variable):
+                decay = self._decay_of(variable)
+                if decay is not None and self._use_weight_decay(variable):
                     lr = ops.cast(self.learning_rate, variable.dtype) * self._scale(variable)
-                    wd = ops.cast(self.weight_decay, variable.dtype)
+                    wd = ops.cast(decay, variable.dtype)
                     variable.assign(variable - variable * wd * lr)
+
+        def _decay_of(self, variable):
+            # Muon decays the variables it leaves to AdamW at its own adam_weight_decay.
+            if hasattr(self, "adam_weight_decay") and self._should_use_adamw(variable):
+                return self.adam_weight_decay
+            return self.weight_decay
 
     Scaled.__name__ = f"BodyScaled{base.__name__}"
     return Scaled
