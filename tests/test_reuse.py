@@ -160,6 +160,13 @@ TF_NOISE_FOR_RANDOM = textwrap.dedent('''
             return keras.layers.Dense(num_classes, activation="softmax")(x)
 ''')
 
+#: The same with keras.random and no seed: Keras's global seed generator, which a traced
+#: step keeps after set_random_seed has made a new one.
+KERAS_NOISE_FOR_RANDOM = (TF_NOISE_FOR_RANDOM
+                          .replace("tf.random.normal(tf.shape(x), stddev=0.5)",
+                                   "keras.random.normal(keras.ops.shape(x), stddev=0.5)")
+                          .replace("class TfNoiseForRandom", "class KerasNoiseForRandom"))
+
 SHIPPED = ("seed", "frozen-depth", "head-lr", "init", "two-phase")
 
 # case: (space, RunSpec overrides, compiled models kept,
@@ -208,6 +215,9 @@ CASES = {
     "tf-noise-for-random": ("tf-noise-for-random", {"repeats": 2, "epochs": 2}, 4,
                             {"compiled": 2, "reused": 2, "states_reused": 0,
                              "from_preflight": 1}),
+    "keras-noise-for-random": ("keras-noise-for-random", {"repeats": 2, "epochs": 2}, 4,
+                               {"compiled": 2, "reused": 2, "states_reused": 0,
+                                "from_preflight": 1}),
     "init": ("init", {"repeats": 1}, 4,
              {"compiled": 0, "reused": 2, "states_reused": 0, "from_preflight": 1}),
     # One trial, both repeats restored into the checked model.
@@ -234,6 +244,7 @@ def spaces_dir(tmp_path_factory):
     (folder / "halved-for-random.py").write_text(HALVED_FOR_RANDOM)
     (folder / "depth-from-init.py").write_text(DEPTH_FROM_INIT)
     (folder / "tf-noise-for-random.py").write_text(TF_NOISE_FOR_RANDOM)
+    (folder / "keras-noise-for-random.py").write_text(KERAS_NOISE_FOR_RANDOM)
     return folder
 
 
@@ -269,13 +280,15 @@ def test_reuse_gives_the_curves_of_fresh_models(case, spaces_dir, tmp_path, cach
     assert reused_models == expected
     if not expected["reused"]:
         assert any(f"reuse off: space {space} overrides fit" in line for line in lines)
-    random_state = [line for line in lines if "TensorFlow's own random state" in line]
-    assert random_state == ([] if case != "tf-noise-for-random" else [
-        "compiled-model reuse off for a graph of space tf-noise-for-random: it draws from "
-        "TensorFlow's own random state (RandomStandardNormal in layer tf_noise), "
-        "which a reused model would carry from one execution into the next, so each of its "
-        "executions builds a new model (keras.random with a SeedGenerator, or Keras's "
-        "random layers, can be reused)"])
+    random_state = [line for line in lines if "random state that is not the model's" in line]
+    drawn = {"tf-noise-for-random": "RandomStandardNormal in layer tf_noise",
+             "keras-noise-for-random": "keras.random without a seed (Keras's global "
+                                       "SeedGenerator)"}
+    assert random_state == ([] if case not in drawn else [
+        f"compiled-model reuse off for a graph of space {case}: it draws from random state "
+        f"that is not the model's ({drawn[case]}), which a reused model would carry from "
+        "one execution into the next, so each of its executions builds a new model "
+        "(keras.random with a SeedGenerator, or Keras's random layers, can be reused)"])
     pd.testing.assert_frame_equal(reused, fresh, check_exact=False, rtol=0, atol=1e-6)
 
 
@@ -373,3 +386,17 @@ def test_stateful_random_ops_are_tensorflows_own_not_keras_random_layers():
     generator = tf.random.Generator.from_seed(1)
     assert ops(Drawn(generator.normal, name="generator")) == [
         "RngReadAndSkip in layer generator"]
+    # keras.random: without a seed it draws from Keras's global seed generator; with a
+    # SeedGenerator of the layer's own it is the model's state.
+    assert ops(Drawn(lambda shape: keras.random.normal(shape), name="unseeded")) == [
+        "keras.random without a seed (Keras's global SeedGenerator)"]
+
+    class Seeded(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seed_generator = keras.random.SeedGenerator(1)
+
+        def call(self, x, training=None):
+            return x + keras.random.normal(keras.ops.shape(x), seed=self.seed_generator)
+
+    assert ops(Seeded()) == []

@@ -314,8 +314,8 @@ class CompiledModels:
             ops = self._random_ops[signature] = stateful_random_ops(parts.model)
             if ops:
                 self._say(f"compiled-model reuse off for a graph of space "
-                          f"{self.hypermodel.space.name}: it draws from TensorFlow's own "
-                          f"random state ({'; '.join(ops)}), which a reused model would "
+                          f"{self.hypermodel.space.name}: it draws from random state "
+                          f"that is not the model's ({'; '.join(ops)}), which a reused model would "
                           "carry from one execution into the next, so each of its "
                           "executions builds a new model (keras.random with a "
                           "SeedGenerator, or Keras's random layers, can be reused)")
