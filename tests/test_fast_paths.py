@@ -301,3 +301,51 @@ def test_a_cached_rest_is_used_only_for_the_model_it_was_cut_from():
     assert other is not rest
     head = {id(v) for v in second.model.trainable_variables[-2:]}
     assert head <= {id(v) for v in other.model.trainable_variables}
+
+
+SCHEDULE_FREE = '''
+from bench.space import SearchSpace, SpaceSettings
+
+
+class ScheduleFree(SearchSpace):
+    description = "an optimizer that copies the weights into its state when built"
+    version = 1
+    settings = SpaceSettings(init="random", epochs=2, repeats=2, optimizer="ScheduleFreeAdamW")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("frozen_blocks", [0, 2])
+        hp.Fixed("head_lr", 1e-2)
+'''
+
+
+def test_an_optimizer_whose_state_copies_the_weights_gets_the_plain_paths_numbers(
+        tmp_path, cache_dir):
+    """ScheduleFreeAdamW keeps a copy of the weights in its state, made when it is built:
+    reuse, the prefix cache and training together, each of which keeps an optimizer state
+    from one build for the next, stand aside for it; the numbers equal a run with all
+    three off, which builds every model and optimizer afresh."""
+    import json
+
+    from bench.models.optim import optimizer_class, reads_weights
+
+    assert reads_weights(optimizer_class("ScheduleFreeAdamW"))
+    assert not any(reads_weights(optimizer_class(name)) for name in ("Adam", "SGD", "AdamW"))
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "schedule-free.py").write_text(SCHEDULE_FREE)
+    runs = {}
+    for fast in (True, False):
+        spec = RunSpec(space="schedule-free", spaces_dir=spaces, image_size=IMAGE_SIZE,
+                       pretrain_epochs=2, results_dir=tmp_path, name=f"fast-{fast}",
+                       cache_dir=cache_dir, train_per_class=10, together=fast,
+                       reuse_models=fast, prefix_cache=fast)
+        runs[fast] = RunDir(run_study(spec, log=lambda *_: None))
+    on, off = read_epochs(runs[True]), read_epochs(runs[False])
+    assert len(on) == len(off) == 2 * 2 * 2  # frozen_blocks x repeats x epochs
+    np.testing.assert_allclose(on[METRICS], off[METRICS], rtol=0, atol=1e-6)
+    record = json.loads(runs[True].run_json.read_text())
+    assert record["together"]["trials"] == 0
+    assert record["models"] == {"compiled": 4, "reused": 0, "states_reused": 0,
+                                "from_preflight": 0}
+    assert any("compiled-model reuse off for space schedule-free's ScheduleFreeAdamW: it "
+               "copies the weights into its state" in line for line in record["notes"])

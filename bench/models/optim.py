@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from bench.errors import BenchError
 
 
@@ -73,6 +75,37 @@ def optimizer_class(name: str):
         raise BenchError(f"unknown optimizer {name!r}; name a class in keras.optimizers, "
                          "such as Adam, AdamW, SGD, RMSprop, Adagrad or Ftrl")
     return base
+
+
+def optimizer_name(optimizer) -> str:
+    """The ``keras.optimizers`` class an optimizer is ("SGD" for what ``make_optimizer``
+    makes of SGD)."""
+    return next(c.__name__ for c in type(optimizer).__mro__
+                if not c.__name__.startswith("BodyScaled"))
+
+
+@functools.cache
+def reads_weights(optimizer_type: type) -> bool:
+    """Whether optimizers of this class (a ``keras.optimizers`` class, or what
+    ``make_optimizer`` makes of one) copy the weights into their state when built
+    (ScheduleFreeAdamW does): such a state cannot be kept from one build and given to
+    another model, so the suite's fast paths build it afresh with every model.
+
+    Found by building it on a variable at two values and comparing its state.
+    """
+    import keras
+
+    def state(value: float) -> list:
+        variable = keras.Variable(np.full((2, 2), value, "float32"))
+        optimizer = optimizer_type(learning_rate=0.1)
+        optimizer.build([variable])
+        return [keras.ops.convert_to_numpy(v) for v in optimizer.variables]
+
+    try:
+        one, two = state(1.0), state(2.0)
+    except Exception:  # noqa: BLE001 (one that needs more arguments is built by its space)
+        return False
+    return any(not np.array_equal(a, b) for a, b in zip(one, two))
 
 
 def make_optimizer(name: str, *, learning_rate: float, body_variables=(),

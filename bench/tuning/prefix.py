@@ -25,6 +25,7 @@ import numpy as np
 
 from bench.data.datasets import Split
 from bench.models.model import FineTuneModel
+from bench.models.optim import optimizer_class, reads_weights
 from bench.space import SearchSpace
 
 #: Layers whose output in training depends on a random draw.
@@ -82,6 +83,8 @@ class PrefixCache:
         """The cut point to train from, or 0 when this execution must run whole."""
         if self.off_reason is not None:
             return 0
+        if reads_weights(optimizer_class(self.space.optimizer(hp)[0])):
+            return 0  # its state copies the weights: the rest's kept state would not fit
         k = int(self.space.value(hp, "frozen_blocks"))
         if k == 0:
             return 0

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from bench.models.model import FineTuneModel
+from bench.models.optim import optimizer_name, reads_weights
 from bench.space import SearchSpace, default_optimizer
 from bench.tuning.random_ops import stateful_random_ops
 from bench.tuning.seeding import set_seed
@@ -307,6 +308,13 @@ class CompiledModels:
     def _keepable(self, parts: FineTuneModel) -> bool:
         """False for a graph with a stateful TensorFlow random op, which no reuse can
         start where a fresh build would: it is built afresh for every execution."""
+        optimizer = getattr(parts.model, "optimizer", None)
+        if optimizer is not None and reads_weights(type(optimizer)):
+            self._say(f"compiled-model reuse off for space {self.hypermodel.space.name}'s "
+                      f"{optimizer_name(optimizer)}: it copies the weights into its state "
+                      "when it is built, so a reused model's optimizer would hold another "
+                      "execution's weights; each execution builds a new model")
+            return False
         if self.keep_states:  # the default head and no augmentation: Keras layers only
             return True
         signature = repr(graph_signature(parts.model))

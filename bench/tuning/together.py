@@ -34,6 +34,7 @@ import keras
 
 from bench.data.datasets import Split
 from bench.models.model import FineTuneModel
+from bench.models.optim import optimizer_class, reads_weights
 from bench.tuning.batches import stacked_fit_arguments
 from bench.tuning.evaluation import OneBatch, OneBatchValidation
 from bench.tuning.reuse import CompiledModels, structure_key
@@ -136,8 +137,9 @@ class TrainTogether:
     def usable(self, hp, *, repeats: int) -> bool:
         if self.off_reason is not None or repeats < 2:
             return False
-        _, options = self.space.optimizer(hp)
-        return options.get("global_clipnorm") is None
+        name, options = self.space.optimizer(hp)
+        return (options.get("global_clipnorm") is None
+                and not reads_weights(optimizer_class(name)))
 
     def prepare(self, hp, *, seeds: list[int]) -> Stack | None:
         """The stack for ``hp`` with each member at the initial state of its seed and a
