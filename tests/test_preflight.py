@@ -91,6 +91,33 @@ class Scaled(SearchSpace):
                             metrics=["accuracy"])
 ''',
     # make_optimizer with the scale but not the variables it applies to.
+    "other-metric": '''
+class OtherMetric(SearchSpace):
+    description = "a compile whose metric is accuracy under another name"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def compile(self, parts, *, hp):
+        parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
+                            loss="sparse_categorical_crossentropy",
+                            metrics=["sparse_categorical_accuracy"])
+''',
+    "top-k-too": '''
+class TopKToo(SearchSpace):
+    description = "accuracy first, then another metric"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def compile(self, parts, *, hp):
+        parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
+                            loss="sparse_categorical_crossentropy",
+                            metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(
+                                k=2, name="top2")])
+''',
     "scale-everything": '''
 class ScaleEverything(SearchSpace):
     description = "a compile that gives the whole model as the backbone's variables"
@@ -172,6 +199,8 @@ REFUSED = {
     "too-deep": "declares frozen_blocks 9, but the backbone has 4 blocks: use values from 0 to 4",
     "typo": "typo.py, line {typo_line}, in build_head() (while building the model): KeyError",
     "unscaled": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x head_lr",
+    "other-metric": "search space other-metric: its model reports no accuracy after an "
+                    "epoch; the tables and the tuner's objective are accuracy",
     "scale-everything": "its compile() trains 2 head variable(s) (such as "
                         "head_dense/kernel) at body_lr_scale 0.1 x head_lr, while the tables "
                         "record head_lr for the head",
@@ -196,6 +225,18 @@ def test_a_space_mistake_is_refused_before_the_run_directory_exists(
     assert REFUSED[name].format(typo_line=_typo_line()) in str(caught.value)
     assert len(str(caught.value).splitlines()) == 1
     assert not (tmp_path / "results" / "run").exists()
+
+
+def test_a_metric_after_accuracy_leaves_test_accuracy_as_accuracy(spaces_dir, tmp_path,
+                                                                  cache_dir):
+    import pandas as pd
+
+    path = _run("top-k-too", spaces_dir, tmp_path, cache_dir)
+    trials = pd.read_csv(path / "trials.csv")
+    run = json.loads((path / "run.json").read_text())
+    assert list(trials["status"]) == ["COMPLETED"]
+    tested = trials["test_accuracy"].iloc[0] * run["dataset"]["test"]
+    assert abs(tested - round(tested)) < 1e-4  # a count of test images right, not a top-2 mean
 
 
 def test_a_compile_that_applies_every_declared_scale_runs(spaces_dir, tmp_path, cache_dir):

@@ -243,10 +243,10 @@ class BenchTuner(keras_tuner.Tuner):
             curve = [row["val_accuracy"] for row in recorder.rows]
             if not curve:
                 raise keras_tuner.errors.FailedTrialError("the space's fit() ran no epoch")
-            _, test_accuracy = evaluate_split(parts.model, ex.data.test,
-                                              batch_size=ex.evaluation_batch_size,
-                                              one_batch=self._test_batch())
-            tests.append(float(test_accuracy))
+            tested = evaluate_split(parts.model, ex.data.test,
+                                    batch_size=ex.evaluation_batch_size,
+                                    one_batch=self._test_batch())
+            tests.append(float(tested["accuracy"]))
             results.append(self._repeat_result(repeat, curve,
                                                seconds=time.perf_counter() - repeat_start))
         return results, tests

@@ -47,9 +47,12 @@ class OneBatch:
         return model.test_on_batch(self.images, self.labels, return_dict=return_dict)
 
 
-def evaluate_split(model, split: Split, *, batch_size: int, one_batch: OneBatch | None = None):
-    """``model.evaluate`` on ``split`` in batches of ``batch_size`` (loss, then metrics);
-    ``one_batch`` (the same split as tensors) evaluates it in one call where it fits."""
+def evaluate_split(model, split: Split, *, batch_size: int,
+                   one_batch: OneBatch | None = None) -> dict:
+    """``model.evaluate`` on ``split`` in batches of ``batch_size``, as a dict by metric
+    name; ``one_batch`` (the same split as tensors) evaluates it in one call where it
+    fits."""
     if one_batch is not None and len(split) <= batch_size:
-        return one_batch.evaluate(model)
-    return model.evaluate(split.images, split.labels, batch_size=batch_size, verbose=0)
+        return one_batch.evaluate(model, return_dict=True)
+    return model.evaluate(split.images, split.labels, batch_size=batch_size, verbose=0,
+                          return_dict=True)

@@ -176,7 +176,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
     import keras
 
     from bench.tuning.bench_tuner import FitRun
-    from bench.tuning.recording import EpochRecorder
+    from bench.tuning.recording import METRICS, EpochRecorder
 
     kept = False
     try:
@@ -198,6 +198,12 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         run = FitRun(train=train, validation=validation, epochs=max(space.min_epochs, 1),
                      batch_size=size, recorder=recorder)
         _guarded(space, "fitting", lambda: space.fit(parts, hp=tracked, run=run))
+        missing = [name for name in METRICS if recorder.rows and recorder.rows[-1][name] == ""]
+        if missing:
+            raise BenchError(
+                f"search space {space.name}: its model reports no {missing[0]} after an "
+                "epoch; the tables and the tuner's objective are accuracy: compile with "
+                "metrics=['accuracy'] (other metrics may follow it)")
         # A fit that compiles again (a second phase) must keep the scale too.
         check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables,
                             trainable_variables=parts.model.trainable_variables,
