@@ -18,6 +18,20 @@ HEADER = textwrap.dedent('''
 
 ''')
 
+#: A space whose own compile names these metrics.
+COMPILED_WITH = '''
+class {cls}(SearchSpace):
+    description = "a compile with its own metrics"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def compile(self, parts, *, hp):
+        parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
+                            loss="sparse_categorical_crossentropy", metrics={metrics})
+'''
+
 SPACES = {
     "logits": '''
 class Logits(SearchSpace):
@@ -90,34 +104,11 @@ class Scaled(SearchSpace):
         parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                             metrics=["accuracy"])
 ''',
-    # make_optimizer with the scale but not the variables it applies to.
-    "other-metric": '''
-class OtherMetric(SearchSpace):
-    description = "a compile whose metric is accuracy under another name"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("head_lr", [0.01])
-
-    def compile(self, parts, *, hp):
-        parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
-                            loss="sparse_categorical_crossentropy",
-                            metrics=["sparse_categorical_accuracy"])
-''',
-    "top-k-too": '''
-class TopKToo(SearchSpace):
-    description = "accuracy first, then another metric"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("head_lr", [0.01])
-
-    def compile(self, parts, *, hp):
-        parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
-                            loss="sparse_categorical_crossentropy",
-                            metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(
-                                k=2, name="top2")])
-''',
+    "other-metric": COMPILED_WITH.format(cls="OtherMetric",
+                                         metrics='["sparse_categorical_accuracy"]'),
+    "top-k-too": COMPILED_WITH.format(
+        cls="TopKToo",
+        metrics='["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")]'),
     "scale-everything": '''
 class ScaleEverything(SearchSpace):
     description = "a compile that gives the whole model as the backbone's variables"
@@ -133,6 +124,7 @@ class ScaleEverything(SearchSpace):
         parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                             metrics=["accuracy"])
 ''',
+    # make_optimizer with the scale but not the variables it applies to.
     "scale-nowhere": '''
 class ScaleNowhere(SearchSpace):
     description = "a compile that names the scale but not the backbone's variables"
