@@ -10,8 +10,8 @@ in another format) are one image: the first in path order is kept. Unreadable fi
 broken links and images with floating-point pixels (no agreed range) are skipped and
 reported on every load, the cached ones too.
 
-The decoded arrays are cached under a key made from the files' paths, sizes and
-modification times, so a second run decodes nothing. A cache entry carries a SHA-256
+The decoded arrays are cached under a key made from the files' paths, sizes,
+modification and change times, so a second run decodes nothing. A cache entry carries a SHA-256
 of its arrays; one that does not load or verify is decoded again, with one line saying
 why.
 """
