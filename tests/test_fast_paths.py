@@ -136,63 +136,116 @@ def test_one_batch_evaluation_equals_evaluate():
         np.testing.assert_allclose(batched[name], expected[name], rtol=1e-5)
 
 
-def test_training_batches_come_in_the_seeds_order_in_one_pipeline(tmp_path):
-    """FitRun's input (one pipeline over all epochs on TensorFlow, Keras's shuffle seeded
-    each epoch on JAX) trains exactly as Keras's plain array path fed, one fit per epoch,
-    the rows in the order drawn by hand from the seed and the epoch."""
-    import keras
-
+def _tiny_splits():
     from bench.data.datasets import Split
-    from bench.models.model import FineTuneModel
-    from bench.tuning.bench_tuner import FitRun
-    from bench.tuning.recording import CsvAppender, EpochRecorder
 
     rng = np.random.default_rng(5)
     train = Split(images=rng.integers(0, 256, (37, 8, 8, 3), dtype=np.uint8),
                   labels=rng.integers(0, 4, 37))  # batches of 8: 8, 8, 8, 8 and 5
     validation = Split(images=rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8),
                        labels=rng.integers(0, 4, 20))
+    return train, validation
 
-    def new_model():
-        keras.utils.set_random_seed(3)
-        model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
-                                  keras.layers.Flatten(), keras.layers.Dense(4, "softmax")])
-        model.compile(optimizer=keras.optimizers.Adam(0.01),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        return model
 
+def _tiny_model():
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(), keras.layers.Dense(4, "softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _fit_run(model, tmp_path, *, seed, epochs, train, validation, table=None):
+    from bench.models.model import FineTuneModel
+    from bench.tuning.bench_tuner import FitRun
+    from bench.tuning.recording import EpochRecorder
+
+    parts = FineTuneModel(model=model, backbone=None, blocks=[], head_layers=[])
+    recorder = EpochRecorder(table or _Discard(), fixed={}, parts=parts)
+    return FitRun(train=train, validation=validation, epochs=epochs, batch_size=8,
+                  recorder=recorder, seed=seed)
+
+
+def _plain_fit_per_epoch(model, train, rows_of_epoch, epochs):
+    """Keras's plain array path, one fit per epoch on the given rows, unshuffled."""
+    losses = []
+    for epoch in range(epochs):
+        rows = rows_of_epoch(epoch)
+        history = model.fit(train.images[rows], train.labels[rows], batch_size=8,
+                            epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
+        losses.append(history.history["loss"][0])
+    return losses
+
+
+def test_training_batches_come_in_the_seeds_order_in_one_pipeline(tmp_path):
+    """FitRun's input (one pipeline over all epochs on TensorFlow, Keras's shuffle seeded
+    each epoch on JAX) trains exactly as Keras's plain array path fed, one fit per epoch,
+    the rows in the order drawn by hand from the seed and the epoch."""
+    from bench.tuning.recording import CsvAppender
+
+    train, validation = _tiny_splits()
     seed, epochs = 11, 4
-    suite = new_model()
-    parts = FineTuneModel(model=suite, backbone=None, blocks=[], head_layers=[])
+    suite = _tiny_model()
     table = CsvAppender(tmp_path / "epochs.csv", ["epoch", "frozen_layers",
                                                   "trainable_params", *METRICS,
                                                   "epoch_seconds"])
-    recorder = EpochRecorder(table, fixed={}, parts=parts)
-    run = FitRun(train=train, validation=validation, epochs=epochs, batch_size=8,
-                 recorder=recorder, seed=seed)
+    run = _fit_run(suite, tmp_path, seed=seed, epochs=epochs, train=train,
+                   validation=validation, table=table)
     run.fit(suite, epochs=2)
     run.fit(suite, epochs=epochs, initial_epoch=2)  # a second phase counts on
     table.close()
 
-    plain = new_model()
-    losses = []
-    for epoch in range(epochs):
+    def by_hand(epoch):
         np.random.seed((seed * 100_003 + epoch) % 2**32)
-        order = np.random.permutation(len(train))
-        history = plain.fit(train.images[order], train.labels[order], batch_size=8,
-                            epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0)
-        losses.append(history.history["loss"][0])
-    assert [row["epoch"] for row in recorder.rows] == [1, 2, 3, 4]
-    np.testing.assert_allclose([row["loss"] for row in recorder.rows], losses, rtol=0,
-                               atol=1e-6)
+        return np.random.permutation(len(train))
+
+    losses = _plain_fit_per_epoch(_tiny_model(), train, by_hand, epochs)
+    rows = run.recorder.rows
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    np.testing.assert_allclose([row["loss"] for row in rows], losses, rtol=0, atol=1e-6)
+    plain = _tiny_model()
+    _plain_fit_per_epoch(plain, train, by_hand, epochs)
     for mine, theirs in zip(suite.get_weights(), plain.get_weights()):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
     # And the order is the seed's: another seed trains to other weights.
-    other = new_model()
-    FitRun(train=train, validation=validation, epochs=epochs, batch_size=8,
-           recorder=EpochRecorder(_Discard(), fixed={}, parts=parts), seed=seed + 1
-           ).fit(other, epochs=epochs)
+    other = _tiny_model()
+    _fit_run(other, tmp_path, seed=seed + 1, epochs=epochs, train=train,
+             validation=validation).fit(other, epochs=epochs)
     assert not np.allclose(other.get_weights()[0], suite.get_weights()[0], atol=1e-4)
+
+
+def test_short_epochs_run_through_the_seeds_passes_whatever_the_random_state(tmp_path):
+    """``steps_per_epoch``: epoch e trains on the e-th stretch of 3 batches of the rows
+    laid end to end, pass p in the seed's order of epoch p (hand-drawn here), whatever
+    NumPy's and the backend's random state; a second phase starts its passes anew."""
+    import keras
+
+    train, validation = _tiny_splits()  # 37 rows; 3 batches of 8 = 24 rows an epoch
+    seed, steps = 11, 3
+    suite = _tiny_model()
+    run = _fit_run(suite, tmp_path, seed=seed, epochs=4, train=train, validation=validation)
+    np.random.seed(123)
+    keras.random.uniform((3,))  # random state a fresh and a reused model do not share
+    run.fit(suite, epochs=2, steps_per_epoch=steps)
+    np.random.seed(456)
+    run.fit(suite, epochs=4, initial_epoch=2, steps_per_epoch=steps)
+
+    def stream(first_epoch):  # two passes cover the 48 rows of a two-epoch phase
+        return np.concatenate([
+            np.random.RandomState((seed * 100_003 + epoch) % 2**32).permutation(37)
+            for epoch in (first_epoch, first_epoch + 1)])
+
+    def by_hand(epoch):
+        phase_start = 0 if epoch < 2 else 2
+        offset = (epoch - phase_start) * steps * 8
+        return stream(phase_start)[offset:offset + steps * 8]
+
+    losses = _plain_fit_per_epoch(_tiny_model(), train, by_hand, 4)
+    np.testing.assert_allclose([row["loss"] for row in run.recorder.rows], losses,
+                               rtol=0, atol=1e-6)
 
 
 class _Discard:

@@ -6,6 +6,8 @@ backend Keras draws the order itself with ``np.random.permutation``; seeding Num
 each epoch's start makes that draw this one. On the TensorFlow backend Keras shuffles
 with ``tf.random.shuffle`` and builds a new input pipeline every epoch (about 20 ms
 each); there the suite hands ``fit`` one pipeline over all epochs in this order instead.
+Epochs shortened to ``steps_per_epoch`` batches take their rows from seeded passes laid
+end to end (``short_epochs_fit_arguments``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,28 @@ def seeded_fit_arguments(split: Split, *, seed: int, batch_size: int, epochs: in
     # With steps_per_epoch given, Keras keeps one iterator over the epochs.
     return ({"x": dataset, "steps_per_epoch": math.ceil(len(split) / batch_size),
              "shuffle": False}, [])
+
+
+def short_epochs_fit_arguments(split: Split, *, seed: int | None, batch_size: int,
+                               steps_per_epoch: int, epochs: int,
+                               initial_epoch: int = 0) -> dict:
+    """``model.fit`` arguments for epochs of ``steps_per_epoch`` batches each.
+
+    The rows run end to end through the epochs: pass ``p`` over the split is
+    ``epoch_order(seed, initial_epoch + p, len(split))``, and epoch ``initial_epoch + e``
+    trains on the ``e``-th stretch of ``steps_per_epoch * batch_size`` rows. The suite
+    lays them out and Keras does not shuffle: with ``steps_per_epoch`` given Keras keeps
+    one iterator over all epochs and shuffles once with its backend's own random
+    state, which a fresh model (it draws more) and a reused one do not share. Without a
+    seed the passes are drawn from NumPy's global state.
+    """
+    needed = steps_per_epoch * batch_size * (epochs - initial_epoch)
+    passes = range(initial_epoch, initial_epoch + -(-needed // len(split)))
+    orders = [np.random.permutation(len(split)) if seed is None
+              else epoch_order(seed, epoch, len(split)) for epoch in passes]
+    rows = np.concatenate(orders)[:needed]
+    return {"x": split.images[rows], "y": split.labels[rows], "batch_size": batch_size,
+            "steps_per_epoch": steps_per_epoch, "shuffle": False}
 
 
 def stacked_fit_arguments(splits: list[Split], *, seeds: list[int], batch_size: int,

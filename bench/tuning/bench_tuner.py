@@ -21,7 +21,7 @@ from bench.data.datasets import Split, TransferData
 from bench.errors import DiskFull, StudyFailed
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
 from bench.tuning.algorithms import OBJECTIVE
-from bench.tuning.batches import SeedEachEpoch, seeded_fit_arguments
+from bench.tuning.batches import seeded_fit_arguments, short_epochs_fit_arguments
 from bench.tuning.evaluation import OneBatch, OneBatchValidation, evaluate_split
 from bench.tuning.memory import device_mib, resident_mib
 from bench.tuning.prefix import PrefixCache
@@ -62,15 +62,9 @@ class FitRun:
             return None
         callbacks = [self.recorder, *self.callbacks]
         if steps_per_epoch is not None:
-            # Keras stops at the end of the arrays; repeat the rows so every short epoch
-            # gets its batches, in a new order each time.
-            needed = steps_per_epoch * self.batch_size * (epochs - initial_epoch)
-            order = np.concatenate([np.random.permutation(len(self.train))
-                                    for _ in range(-(-needed // len(self.train)))])[:needed]
-            training = {"x": self.train.images[order], "y": self.train.labels[order],
-                        "batch_size": self.batch_size, "steps_per_epoch": steps_per_epoch}
-            if self.seed is not None:
-                callbacks.insert(1, SeedEachEpoch(self.seed))
+            training = short_epochs_fit_arguments(
+                self.train, seed=self.seed, batch_size=self.batch_size,
+                steps_per_epoch=steps_per_epoch, epochs=epochs, initial_epoch=initial_epoch)
         elif self.seed is not None:
             training, seeding = seeded_fit_arguments(
                 self.train, seed=self.seed, batch_size=self.batch_size, epochs=epochs,
