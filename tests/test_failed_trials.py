@@ -13,6 +13,7 @@ import pytest
 from conftest import IMAGE_SIZE
 from test_cli import run_bench
 
+from bench.analysis.summary import print_summary
 from bench.results import RunDir, read_epochs, read_run, read_trials
 from bench.runner import RunSpec, run_study
 from bench.tuning.recording import CsvAppender, EpochRecorder, epoch_columns
@@ -110,7 +111,7 @@ def test_a_nan_trial_fails_and_never_wins(tmp_path, cache_dir):
     assert "loss became nan at epoch 1 of repeat 1" in report.split("## Failed")[1]
 
 
-def test_a_trial_that_raises_keeps_no_partial_score(tmp_path, cache_dir):
+def test_a_trial_that_raises_keeps_no_partial_score(tmp_path, cache_dir, capsys):
     _spaces(tmp_path, raises=RAISES_SPACE.format(bad="0.01"))
     run = _run(tmp_path, "raises", cache_dir)
     trials = read_trials(run).set_index("head_lr")
@@ -119,6 +120,12 @@ def test_a_trial_that_raises_keeps_no_partial_score(tmp_path, cache_dir):
     assert bad["error"] == "RuntimeError: broken on purpose after one epoch"
     assert math.isnan(bad["best_val_accuracy"])
     assert trials.loc[1e-3, "status"] == "COMPLETED"
+    # The console table, like the report, shows the failed trial's missing scores as "-".
+    capsys.readouterr()
+    print_summary(run.path)
+    console = capsys.readouterr().out
+    failed_row = next(line for line in console.splitlines() if line.rstrip().endswith("FAILED"))
+    assert "NaN" not in console and failed_row.split().count("-") == 3
 
 
 RESTARTS_SPACE = '''

@@ -23,7 +23,7 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         table = summary_table(trials, tables.varied, limit=limit)
         print(f"Top {min(limit, len(trials))} of {len(trials)} trials by best validation "
               "accuracy (mean over repeats; trials that did not complete last):")
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
     gaps = numbers.init_gaps(tables.complete, pair_on=tables.pair_on(run["run_id"]))
     for gap in gaps:
         seeds = f"{gap.pairs} seeds" if gap.pairs > 1 else "one seed"
