@@ -2,8 +2,10 @@
 
 The Dive into Deep Learning recipe trains the new output layer at ten times the rate of
 the copied layers. Keras 3 has one learning rate per optimizer, so the scale is applied
-per variable inside ``update_step``, which every backend's training loop calls (the
-TensorFlow and JAX backends; the torch backend's fused optimizers skip it). Decoupled
+per variable inside ``update_step``, which the training loop calls for every variable.
+(Keras's torch backend swaps the stock classes, matched exactly, for fused ones that
+skip ``update_step``; a subclass such as this one is not swapped. Tested on the
+TensorFlow and JAX backends only.) Decoupled
 weight decay (``weight_decay=``) is applied at each variable's own scaled rate too: Keras
 applies it as ``variable -= variable * weight_decay * lr`` with the optimizer's unscaled
 rate, which would decay the backbone ten times faster than the recipe means.
