@@ -150,13 +150,15 @@ def test_what_changes_the_source_images_or_the_backend_changes_the_key(digits):
     assert f"__{other}__" in other_name and other_name != cache_name(key)
 
 
-def _rewrite_values(npz: Path) -> None:
-    """A well-formed archive whose images were changed but whose checksum was not."""
-    with np.load(npz) as cached:
-        arrays = {name: cached[name] for name in cached.files}
-    arrays["images"] = arrays["images"] // 2
-    with open(npz, "wb") as handle:
-        np.savez(handle, **arrays)
+def _rewriter(name: str, change):
+    def rewrite(npz: Path) -> None:
+        """A well-formed archive with one array changed but not its checksum."""
+        with np.load(npz) as cached:
+            arrays = {name: cached[name] for name in cached.files}
+        arrays[name] = change(arrays[name])
+        with open(npz, "wb") as handle:
+            np.savez(handle, **arrays)
+    return rewrite
 
 
 def _flip_middle(npz: Path) -> None:
@@ -170,9 +172,11 @@ def _flip_middle(npz: Path) -> None:
     (lambda npz: npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2]),
      r"is unreadable \(\w+\)"),
     (_flip_middle, r"(is unreadable \(\w+\)|failed its checksum)"),
-    (_rewrite_values, r"failed its checksum"),
+    (_rewriter("images", lambda images: images // 2), r"failed its checksum"),
+    (_rewriter("duplicates", lambda count: count + 1), r"failed its checksum"),
+    (_rewriter("other_class", lambda count: count + 1), r"failed its checksum"),
     (lambda npz: npz.write_bytes(b""), r"is unreadable \(\w+\)"),
-])
+], ids=["truncated", "flipped", "images", "duplicates", "other_class", "empty"])
 def test_a_damaged_decode_cache_is_decoded_again_with_one_line(tmp_path, damage, reason):
     good_images(tmp_path / "data")
     clean = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=None)

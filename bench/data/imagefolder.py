@@ -212,13 +212,16 @@ def cache_key(files: list[tuple[Path, int]], size: int) -> str:
     return digest.hexdigest()[:20]
 
 
-def _arrays_sha256(images: np.ndarray, labels: np.ndarray, skipped, hashes) -> str:
+def _decoded_sha256(decoded: Decoded) -> str:
+    """Everything a cached decode stores but the class names (those come from the key)."""
     digest = hashlib.sha256()
-    for array in (images, labels):
+    for array in (decoded.images, decoded.labels):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.data)
-    digest.update("\n".join(skipped).encode() + b"\0" + "\n".join(hashes).encode())
+    digest.update("\n".join(decoded.skipped).encode() + b"\0" +
+                  "\n".join(decoded.hashes).encode() + b"\0" +
+                  f"{decoded.duplicates}|{decoded.other_class}".encode())
     return digest.hexdigest()
 
 
@@ -237,8 +240,7 @@ def _read_cache(cache_file: Path, names: tuple[str, ...], log) -> Decoded | None
         log(f"decoded-image cache {cache_file} is unreadable ({type(error).__name__}); "
             "decoding again")
         return None
-    actual = _arrays_sha256(decoded.images, decoded.labels, decoded.skipped, decoded.hashes)
-    if actual != expected or len(decoded.hashes) != len(decoded.labels):
+    if _decoded_sha256(decoded) != expected or len(decoded.hashes) != len(decoded.labels):
         log(f"decoded-image cache {cache_file} failed its checksum; decoding again")
         return None
     return decoded
@@ -252,8 +254,7 @@ def _write_cache(cache_file: Path, decoded: Decoded) -> None:
              hashes=np.asarray(decoded.hashes, dtype=str),
              duplicates=np.asarray(decoded.duplicates),
              other_class=np.asarray(decoded.other_class),
-             sha256=np.asarray(_arrays_sha256(decoded.images, decoded.labels,
-                                              decoded.skipped, decoded.hashes)))
+             sha256=np.asarray(_decoded_sha256(decoded)))
     os.replace(partial, cache_file)
 
 
