@@ -48,17 +48,27 @@ class EveryDepth(SearchSpace):
 '''
 
 
-def test_the_frozen_prefix_cache_changes_no_number_at_any_depth(tmp_path, cache_dir):
+def _run_on_and_off(tmp_path, cache_dir, *, space, source, switched, pretrain_epochs=3,
+                    log=lambda *_: None, **fixed):
+    """The space run twice on the same data and seeds, the RunSpec fields in ``switched``
+    all True, then all False; the two run directories by True and False."""
     spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "every.py").write_text(EVERY_DEPTH)
-    runs, lines = {}, []
-    for cached in (True, False):
-        spec = RunSpec(space="every", spaces_dir=spaces, image_size=IMAGE_SIZE,
-                       pretrain_epochs=3, results_dir=tmp_path, name=f"prefix-{cached}",
-                       cache_dir=cache_dir, train_per_class=10, prefix_cache=cached,
-                       together=True)
-        runs[cached] = RunDir(run_study(spec, log=lines.append))
+    spaces.mkdir(exist_ok=True)
+    (spaces / f"{space}.py").write_text(source)
+    runs = {}
+    for on in (True, False):
+        spec = RunSpec(space=space, spaces_dir=spaces, image_size=IMAGE_SIZE,
+                       pretrain_epochs=pretrain_epochs, results_dir=tmp_path,
+                       name=f"{space}-{on}", cache_dir=cache_dir, train_per_class=10,
+                       **dict.fromkeys(switched, on), **fixed)
+        runs[on] = RunDir(run_study(spec, log=log))
+    return runs
+
+
+def test_the_frozen_prefix_cache_changes_no_number_at_any_depth(tmp_path, cache_dir):
+    lines = []
+    runs = _run_on_and_off(tmp_path, cache_dir, space="every", source=EVERY_DEPTH,
+                           switched=("prefix_cache",), log=lines.append, together=True)
     # Asked to train repeats together, but with its own head they train one at a time
     # (together could not guarantee equality for what a head hook might read), and the
     # run says so.
@@ -276,15 +286,8 @@ def test_repeats_trained_together_change_no_number(tmp_path, cache_dir):
     both inits, two learning rates on one compiled stack."""
     import json
 
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "stacked.py").write_text(EVERY_DEPTH_DEFAULT_HEAD)
-    runs = {}
-    for together in (True, False):
-        spec = RunSpec(space="stacked", spaces_dir=spaces, image_size=IMAGE_SIZE,
-                       pretrain_epochs=3, results_dir=tmp_path, name=f"together-{together}",
-                       cache_dir=cache_dir, train_per_class=10, together=together)
-        runs[together] = RunDir(run_study(spec, log=lambda *_: None))
+    runs = _run_on_and_off(tmp_path, cache_dir, space="stacked",
+                           source=EVERY_DEPTH_DEFAULT_HEAD, switched=("together",))
     on, off = read_epochs(runs[True]), read_epochs(runs[False])
     assert sorted(on["frozen_blocks"].unique()) == [0, 2, 4]
     assert len(on) == len(off) == 2 * 3 * 2 * 2 * 2
@@ -386,16 +389,9 @@ def test_an_optimizer_whose_state_copies_the_weights_gets_the_plain_paths_number
 
     assert reads_weights(optimizer_class("ScheduleFreeAdamW"))
     assert not any(reads_weights(optimizer_class(name)) for name in ("Adam", "SGD", "AdamW"))
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "schedule-free.py").write_text(SCHEDULE_FREE)
-    runs = {}
-    for fast in (True, False):
-        spec = RunSpec(space="schedule-free", spaces_dir=spaces, image_size=IMAGE_SIZE,
-                       pretrain_epochs=2, results_dir=tmp_path, name=f"fast-{fast}",
-                       cache_dir=cache_dir, train_per_class=10, together=fast,
-                       reuse_models=fast, prefix_cache=fast)
-        runs[fast] = RunDir(run_study(spec, log=lambda *_: None))
+    runs = _run_on_and_off(tmp_path, cache_dir, space="schedule-free", source=SCHEDULE_FREE,
+                           switched=("together", "reuse_models", "prefix_cache"),
+                           pretrain_epochs=2)
     on, off = read_epochs(runs[True]), read_epochs(runs[False])
     assert len(on) == len(off) == 2 * 2 * 2  # frozen_blocks x repeats x epochs
     np.testing.assert_allclose(on[METRICS], off[METRICS], rtol=0, atol=1e-6)
