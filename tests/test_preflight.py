@@ -32,6 +32,22 @@ class {cls}(SearchSpace):
                             loss="sparse_categorical_crossentropy", metrics={metrics})
 '''
 
+#: A space whose own compile builds SGD with body_lr_scale over the given variables.
+SCALED_SGD = '''
+class {cls}(SearchSpace):
+    description = "{description}"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("body_lr_scale", {scales})
+
+    def compile(self, parts, *, hp):
+        optimizer = make_optimizer("SGD", learning_rate=0.01, {variables},
+                                   body_lr_scale=self.value(hp, "body_lr_scale"))
+        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                            metrics=["accuracy"])
+'''
+
 SPACES = {
     "logits": '''
 class Logits(SearchSpace):
@@ -89,56 +105,23 @@ class Unscaled(SearchSpace):
         parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 ''',
-    "scaled": '''
-class Scaled(SearchSpace):
-    description = "a compile that applies each declared body_lr_scale"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("body_lr_scale", [0.1, 1.0])
-
-    def compile(self, parts, *, hp):
-        optimizer = make_optimizer("SGD", learning_rate=0.01,
-                                   body_variables=parts.body_variables,
-                                   body_lr_scale=self.value(hp, "body_lr_scale"))
-        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                            metrics=["accuracy"])
-''',
+    "scaled": SCALED_SGD.format(
+        cls="Scaled", description="a compile that applies each declared body_lr_scale",
+        scales="[0.1, 1.0]", variables="body_variables=parts.body_variables"),
     "other-metric": COMPILED_WITH.format(cls="OtherMetric",
                                          metrics='["sparse_categorical_accuracy"]'),
     "top-k-too": COMPILED_WITH.format(
         cls="TopKToo",
         metrics='["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")]'),
-    "scale-everything": '''
-class ScaleEverything(SearchSpace):
-    description = "a compile that gives the whole model as the backbone's variables"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("body_lr_scale", [0.1])
-
-    def compile(self, parts, *, hp):
-        optimizer = make_optimizer("SGD", learning_rate=0.01,
-                                   body_variables=parts.model.trainable_variables,
-                                   body_lr_scale=self.value(hp, "body_lr_scale"))
-        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                            metrics=["accuracy"])
-''',
+    "scale-everything": SCALED_SGD.format(
+        cls="ScaleEverything",
+        description="a compile that gives the whole model as the backbone's variables",
+        scales="[0.1]", variables="body_variables=parts.model.trainable_variables"),
     # make_optimizer with the scale but not the variables it applies to.
-    "scale-nowhere": '''
-class ScaleNowhere(SearchSpace):
-    description = "a compile that names the scale but not the backbone's variables"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("body_lr_scale", [0.1])
-
-    def compile(self, parts, *, hp):
-        optimizer = make_optimizer("SGD", learning_rate=0.01,
-                                   body_lr_scale=self.value(hp, "body_lr_scale"))
-        parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                            metrics=["accuracy"])
-''',
+    "scale-nowhere": SCALED_SGD.format(
+        cls="ScaleNowhere",
+        description="a compile that names the scale but not the backbone's variables",
+        scales="[0.1]", variables="body_variables=()"),
     # A second phase compiled without the scale (the default compile applied it).
     "phase-two-unscaled": '''
 class PhaseTwoUnscaled(SearchSpace):
