@@ -147,6 +147,24 @@ class Unread(SearchSpace):
         hp.Choice("head_lr", [0.01])
         hp.Choice("dropout", [0.5])
 ''',
+    # momentum is read only where it is active, which the first build (Adam) is not.
+    "conditional-read": '''
+class ConditionalRead(SearchSpace):
+    description = "SGD's momentum, declared only for SGD, read only for SGD"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+    extra_hyperparameters = ("optimizer_name", "momentum")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("optimizer_name", ["Adam", "SGD"])
+        with hp.conditional_scope("optimizer_name", ["SGD"]):
+            hp.Choice("momentum", [0.0, 0.9])
+
+    def optimizer(self, hp):
+        name = self.value(hp, "optimizer_name")
+        if name == "SGD":
+            return name, {"momentum": float(self.value(hp, "momentum"))}
+        return name, {}
+''',
 }
 
 
@@ -224,6 +242,13 @@ def test_an_unread_hyperparameter_is_a_warning_in_run_json(spaces_dir, tmp_path,
     run = json.loads((path / "run.json").read_text())
     assert run["status"] == "completed"
     assert len(run["warnings"]) == 1 and "hyperparameter 'dropout'" in run["warnings"][0]
+
+
+def test_a_conditional_hyperparameter_inactive_in_the_first_build_is_no_warning(
+        spaces_dir, tmp_path, cache_dir):
+    path = _run("conditional-read", spaces_dir, tmp_path, cache_dir)
+    run = json.loads((path / "run.json").read_text())
+    assert run["status"] == "completed" and run["warnings"] == []
 
 
 @pytest.mark.parametrize("relative", [False, True])

@@ -215,7 +215,8 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
             keras.backend.clear_session()
     warnings = []
     for parameter in hp.space:
-        if parameter.name not in tracked.values.read:
+        # A conditional one inactive in this first build had nothing to be read for.
+        if hp.is_active(parameter) and parameter.name not in tracked.values.read:
             warnings.append(
                 f"hyperparameter {parameter.name!r} of space {space.name} was not read by "
                 "the builder or any hook in a first build, compile and fit: as written it "
