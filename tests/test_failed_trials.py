@@ -120,8 +120,10 @@ def test_a_trial_that_raises_keeps_no_partial_score(tmp_path, cache_dir, capsys)
     assert bad["error"] == "RuntimeError: broken on purpose after one epoch"
     assert math.isnan(bad["best_val_accuracy"])
     assert trials.loc[1e-3, "status"] == "COMPLETED"
+    # The trial's end line names its values (it printed no repeat line that would).
+    assert (f"-> trial {bad['trial_id']} failed (RuntimeError: broken on purpose after one "
+            "epoch) [head_lr=0.01]: objective -") in capsys.readouterr().out
     # The console table, like the report, shows the failed trial's missing scores as "-".
-    capsys.readouterr()
     print_summary(run.path)
     console = capsys.readouterr().out
     failed_row = next(line for line in console.splitlines() if line.rstrip().endswith("FAILED"))

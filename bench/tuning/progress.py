@@ -21,14 +21,15 @@ class Progress:
         self.best: tuple[float, str] | None = None
         self.trial_number = done  # trials already run (a resumed run)
         self.started = time.perf_counter()
-        self._label = ""
+        self._label = self._values = ""
         # A worker sees its own trials only; the chief's tables hold them all.
         self._best = "this worker's best so far" if worker else "best so far"
 
     def trial_begin(self, trial_id: str, values: dict) -> None:
         self.trial_number += 1
         of = f"/{self.total}" if self.total else ""
-        self._label = f"trial {self.trial_number}{of} (id {trial_id}) [{format_values(values)}]"
+        self._values = format_values(values)
+        self._label = f"trial {self.trial_number}{of} (id {trial_id}) [{self._values}]"
 
     def epoch_end(self, row: dict) -> None:
         if self.live:
@@ -66,6 +67,8 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         shown = f"{score:.3f}" if score is not None else "-"
         why = f" ({note})" if note else ""
+        if status != "COMPLETED" and self._values:
+            why += f" [{self._values}]"  # it may have printed no repeat line naming them
         self.stream.write(f"  -> trial {trial_id} {status.lower()}{why}: objective {shown}; "
                           f"{best}; {elapsed:.0f} s elapsed\n")
         self.stream.flush()
