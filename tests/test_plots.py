@@ -159,3 +159,37 @@ def test_the_objective_figure_of_two_runs_draws_a_line_per_run(tmp_path, monkeyp
     for run, values in expected.items():
         label = next(name for name in lines if name.startswith(run) or f"={run}" in name)
         assert lines[label] == pytest.approx(values)
+
+
+def test_the_objective_figure_leaves_out_configurations_where_its_parameter_is_inactive(
+        tmp_path, monkeypatch):
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    # momentum is declared only for SGD: Adam's rows have it empty, and no x to draw at.
+    rows = []
+    for trial, (name, momentum, base) in enumerate(
+            (("Adam", float("nan"), 0.7), ("SGD", 0.0, 0.5), ("SGD", 0.9, 0.6))):
+        for seed in (1, 2):
+            for epoch in (1, 2):
+                rows.append({"run_id": "r", "trial_id": f"{trial}", "repeat": seed,
+                             "seed": seed, "epoch": epoch, "optimizer_name": name,
+                             "momentum": momentum, "val_accuracy": base + 0.01 * seed,
+                             "accuracy": 0.9})
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": "r", "trial_id": ["0", "1", "2"],
+                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
+    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
+           "columns": {"hyperparameters": ["optimizer_name", "momentum"],
+                       "varied": ["optimizer_name", "momentum"]}}
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs), tmp_path,
+            log=lambda *_: None)
+    fig = drawn["objective_vs_momentum"]
+    legend = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert not any("Adam" in text for text in legend), legend
+    # SGD's line: the mean over seeds 1 and 2 of base + 0.01 * seed, at momentum 0 and 0.9.
+    (line,) = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 2]
+    assert list(line.get_xdata()) == [0.0, 0.9]
+    assert list(line.get_ydata()) == pytest.approx([0.515, 0.615])

@@ -236,7 +236,8 @@ def _objective_figures(study: Study) -> None:
         over = [n for n in moving if n not in keep]
         rows = numbers.best_configurations(epochs, keep=keep, over=over)
         summary = numbers.execution_summary(rows, by=keep)
-        summary = summary[summary["measure"] == "final"]
+        # Configurations where the parameter is inactive (conditional) have no x.
+        summary = summary[(summary["measure"] == "final") & summary[parameter].notna()]
         heading = f"Validation accuracy against {plots.label(parameter)}"
         if summary[parameter].nunique() < 2:
             study.skip(heading, f"{parameter} took one value among the complete executions: "
