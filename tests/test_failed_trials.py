@@ -242,6 +242,32 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
     assert "no execution completed" in report
 
 
+def test_failures_in_a_row_at_the_very_end_leave_a_complete_run(tmp_path, cache_dir):
+    # KerasTuner's limit (3 in a row) is reached by the grid's last trial: nothing was
+    # left to stop, so the run completed, its failed trials listed as failed.
+    _spaces(tmp_path, lastfail='''
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class LastFail(SearchSpace):
+            description = "one sane head learning rate, then three that diverge"
+            version = 1
+            settings = SpaceSettings(init="random", frozen_blocks=0, epochs=1, repeats=1)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [1e-3, 1e38, 2e38, 3e38])
+    ''')
+    run = _run(tmp_path, "lastfail", cache_dir)
+    record = read_run(run)
+    assert record["status"] == "completed" and not record.get("error")
+    trials = read_trials(run)
+    assert list(trials["status"]) == ["COMPLETED", "FAILED", "FAILED", "FAILED"]
+    report = (run.path / "report.md").read_text()
+    assert "partial" not in report.splitlines()[0].lower()
+    assert "the last 3 trials failed in a row (KerasTuner's limit), but no trial was left " \
+           "to run" in report
+
+
 def test_a_finite_huge_loss_is_a_valid_result_and_nan_or_inf_is_not(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     table = CsvAppender(tmp_path / "e.csv", epoch_columns([]))

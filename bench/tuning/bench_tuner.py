@@ -328,8 +328,14 @@ class BenchTuner(keras_tuner.Tuner):
             end_at_failure_limit(self.oracle, trial.trial_id)
             self.save()
             limit = self.oracle.max_consecutive_failed_trials
-            stopped = StudyFailed(f"{limit} trials failed in a row, KerasTuner's limit; the "
-                                  f"last (trial {trial.trial_id}): {self.trial_error(trial)}")
+            if self._every_trial_ran():
+                # The limit stops a search that keeps failing; this one has nothing left.
+                self.notes.append(f"the last {limit} trials failed in a row (KerasTuner's "
+                                  "limit), but no trial was left to run")
+            else:
+                stopped = StudyFailed(
+                    f"{limit} trials failed in a row, KerasTuner's limit; the last (trial "
+                    f"{trial.trial_id}): {self.trial_error(trial)}")
         ended = self.oracle.get_trial(trial.trial_id)
         duplicate = extras.get("duplicate_of")
         status = "DUPLICATE" if duplicate else ended.status
@@ -339,6 +345,13 @@ class BenchTuner(keras_tuner.Tuner):
         self.write_trials()
         if stopped is not None:
             raise stopped
+
+    def _every_trial_ran(self) -> bool:
+        """Whether the study's trials (a known number: not Hyperband's, not a worker's)
+        have all run, at least one of them to completion."""
+        total, trials = self.progress.total, self.oracle.trials.values()
+        return bool(total) and len(trials) >= total and any(
+            trial.status == "COMPLETED" for trial in trials)
 
     def trial_error(self, trial) -> str:
         """One line on why a trial did not complete (empty for a completed one)."""
