@@ -395,7 +395,8 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
             notes.append(f"frozen-prefix cache off: {prefix.off_reason}")
     tuner = BenchTuner(oracle=oracle, hypermodel=FineTuneHyperModel(plan.space, inputs),
                        directory=str(run_dir.path), project_name="tuner", execution=execution,
-                       progress=progress, reuse_models=spec.reuse_models,
+                       progress=progress, planned_trials=None if worker else total,
+                       reuse_models=spec.reuse_models,
                        tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
                        else None, prefix=prefix, together=spec.together)
     if spec.together and tuner.together.off_reason and settings.repeats > 1:

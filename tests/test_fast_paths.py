@@ -168,7 +168,7 @@ def _tiny_model():
     return model
 
 
-def _fit_run(model, tmp_path, *, seed, epochs, train, validation, table=None):
+def _fit_run(model, *, seed, epochs, train, validation, table=None):
     from bench.models.model import FineTuneModel
     from bench.tuning.bench_tuner import FitRun
     from bench.tuning.recording import EpochRecorder
@@ -202,7 +202,7 @@ def test_training_batches_come_in_the_seeds_order_in_one_pipeline(tmp_path):
     table = CsvAppender(tmp_path / "epochs.csv", ["epoch", "frozen_layers",
                                                   "trainable_params", *METRICS,
                                                   "epoch_seconds"])
-    run = _fit_run(suite, tmp_path, seed=seed, epochs=epochs, train=train,
+    run = _fit_run(suite, seed=seed, epochs=epochs, train=train,
                    validation=validation, table=table)
     run.fit(suite, epochs=2)
     run.fit(suite, epochs=epochs, initial_epoch=2)  # a second phase counts on
@@ -212,17 +212,16 @@ def test_training_batches_come_in_the_seeds_order_in_one_pipeline(tmp_path):
         np.random.seed((seed * 100_003 + epoch) % 2**32)
         return np.random.permutation(len(train))
 
-    losses = _plain_fit_per_epoch(_tiny_model(), train, by_hand, epochs)
+    plain = _tiny_model()
+    losses = _plain_fit_per_epoch(plain, train, by_hand, epochs)
     rows = run.recorder.rows
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
     np.testing.assert_allclose([row["loss"] for row in rows], losses, rtol=0, atol=1e-6)
-    plain = _tiny_model()
-    _plain_fit_per_epoch(plain, train, by_hand, epochs)
     for mine, theirs in zip(suite.get_weights(), plain.get_weights()):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
     # And the order is the seed's: another seed trains to other weights.
     other = _tiny_model()
-    _fit_run(other, tmp_path, seed=seed + 1, epochs=epochs, train=train,
+    _fit_run(other, seed=seed + 1, epochs=epochs, train=train,
              validation=validation).fit(other, epochs=epochs)
     assert not np.allclose(other.get_weights()[0], suite.get_weights()[0], atol=1e-4)
 
@@ -236,7 +235,7 @@ def test_short_epochs_run_through_the_seeds_passes_whatever_the_random_state(tmp
     train, validation = _tiny_splits()  # 37 rows; 3 batches of 8 = 24 rows an epoch
     seed, steps = 11, 3
     suite = _tiny_model()
-    run = _fit_run(suite, tmp_path, seed=seed, epochs=4, train=train, validation=validation)
+    run = _fit_run(suite, seed=seed, epochs=4, train=train, validation=validation)
     np.random.seed(123)
     keras.random.uniform((3,))  # random state a fresh and a reused model do not share
     run.fit(suite, epochs=2, steps_per_epoch=steps)

@@ -110,7 +110,7 @@ class BenchTuner(keras_tuner.Tuner):
     def __init__(self, *, oracle, hypermodel, directory, project_name,
                  execution: Execution, progress: Progress, reuse_models: bool = True,
                  tensorboard_dir=None, prefix: PrefixCache | None = None,
-                 together: bool = False):
+                 together: bool = False, planned_trials: int | None = None):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
         if self._is_worker():
@@ -125,6 +125,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.models.check_build = ProbabilityCheck(
             hypermodel.space, execution.data.validation.images[:execution.batch_size])
         self.progress = progress
+        #: The study's trial count where it is known (not Hyperband's, not a worker's).
+        self.planned_trials = planned_trials
         self.models.note = progress.note
         self.prefix = prefix
         self.together = TrainTogether(hypermodel, models=self.models, prefix=prefix,
@@ -347,9 +349,8 @@ class BenchTuner(keras_tuner.Tuner):
             raise stopped
 
     def _every_trial_ran(self) -> bool:
-        """Whether the study's trials (a known number: not Hyperband's, not a worker's)
-        have all run, at least one of them to completion."""
-        total, trials = self.progress.total, self.oracle.trials.values()
+        """Whether the study's planned trials have all run, at least one to completion."""
+        total, trials = self.planned_trials, self.oracle.trials.values()
         return bool(total) and len(trials) >= total and any(
             trial.status == "COMPLETED" for trial in trials)
 
