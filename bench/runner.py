@@ -17,6 +17,7 @@ from bench.data.datasets import (
     DATASETS,
     MAX_IMAGE_SIZE,
     DataRequest,
+    check_image_folder,
     check_options,
     dataset_info,
     load_dataset,
@@ -32,6 +33,7 @@ from bench.space import (
     default_spaces_dir,
     load_space,
 )
+from bench.tuning.algorithms import check_tuner_name
 
 #: The largest --seed: repeats use seed, seed + 1, ..., and every one must be a valid seed.
 MAX_SEED = 2**31 - 1
@@ -269,6 +271,9 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
         raise BenchError(f"--source-dataset {spec.source_dataset} has no source task to "
                          f"pretrain on; use one that has: {', '.join(with_source)}")
     _check_data_options(spec, dataset=settings.dataset)
+    if settings.dataset == "folder":
+        check_image_folder(spec.data)
+    check_tuner_name(settings.tuner)
     image_size = settings.image_size or backbone.default_image_size
     if image_size > MAX_IMAGE_SIZE:
         raise BenchError(f"--image-size {image_size} is too large; the datasets are made at "

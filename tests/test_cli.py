@@ -114,20 +114,35 @@ def test_perf_has_no_resume_and_no_hyperband(tmp_path):
     assert "perf times both sides on the same trials and epochs" in result.stderr
 
 
-def test_a_refused_option_is_answered_before_keras_or_the_plotting_libraries_load(tmp_path):
+@pytest.mark.parametrize("options, told", [
+    (["--epochs", "0"], "--epochs must be 1 or more; got 0"),
+    (["--tuner", "nope"], "unknown tuner 'nope'"),
+    (["--data", "MISSING"], "image folder MISSING does not exist"),
+    (["--dataset", "folder"], "dataset 'folder' needs --data PATH"),
+    (["--data", "SPLITS"], "SPLITS has train_set/, which look like split folders"),
+])
+def test_a_refused_option_is_answered_before_keras_or_the_plotting_libraries_load(
+        tmp_path, options, told):
     """A user mistake is told at once: seaborn, matplotlib and Keras take seconds to
-    import and are not needed to say that --epochs must be 1 or more."""
+    import and are not needed to say that --epochs must be 1 or more, that a tuner name
+    is unknown or that the --data folder is not there (or not laid out as one)."""
     import subprocess
     import sys
 
+    (tmp_path / "splits" / "train_set" / "cat").mkdir(parents=True)
+    paths = {"MISSING": str(tmp_path / "missing"), "SPLITS": str(tmp_path / "splits")}
+    options = [paths.get(option, option) for option in options]
+    told = told.replace("MISSING", paths["MISSING"]).replace("SPLITS", paths["SPLITS"])
     code = ("import sys; from bench.cli import main; "
-            f"rc = main(['run', '--epochs', '0', '--results-dir', {str(tmp_path)!r}]); "
+            f"rc = main(['run', *{options!r}, '--results-dir', {str(tmp_path / 'r')!r}]); "
             "print(rc, sorted(m for m in ('keras', 'matplotlib', 'seaborn', 'tensorflow') "
             "if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.stdout.split("\n")[0] == "2 []", result.stdout + result.stderr[-2000:]
-    assert "--epochs must be 1 or more" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and told in errors[0], result.stderr[-2000:]
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").iterdir())
 
 
 def test_analyze_of_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):

@@ -249,13 +249,26 @@ def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int,
     return tuple(np.sort(np.concatenate(part)) for part in parts)
 
 
-def load_image_folder(request: DataRequest) -> TransferData:
-    if request.data is None:
+def check_image_folder(data: Path | None) -> Path:
+    """The ``--data`` folder of dataset 'folder', its layout checked (folder names only:
+    cheap enough to run before Keras loads).
+
+    Raises:
+        BenchError: when ``data`` is missing, is not a folder, or has no layout it reads.
+    """
+    if data is None:
         raise BenchError("dataset 'folder' needs --data PATH: a folder with one subfolder per "
                          "class, or train/ (and val/, test/) each holding class subfolders")
+    from bench.data.layouts import find_layout
+
+    find_layout(Path(data))
+    return Path(data)
+
+
+def load_image_folder(request: DataRequest) -> TransferData:
     from bench.data.layouts import load_folder_dataset
 
-    return load_folder_dataset("folder", Path(request.data), request)
+    return load_folder_dataset("folder", check_image_folder(request.data), request)
 
 
 HOTDOG_URLS = ["http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip",

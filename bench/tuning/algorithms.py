@@ -75,12 +75,17 @@ def default_initial_points(hp) -> int:
     return max(3 * len(hp.space), 3)
 
 
+def check_tuner_name(name: str | None) -> None:
+    """Refuses a tuner name KerasTuner does not have here (None: the default is chosen)."""
+    if name is not None and name not in TUNERS:
+        raise unknown_name("tuner", name, list(TUNERS))
+
+
 def choose_tuner(name: str | None, hp) -> str:
     """The tuner to use: the given name, or grid for a finite space and random otherwise."""
     if name is None:
         return "grid" if grid_size(hp) is not None else "random"
-    if name not in TUNERS:
-        raise unknown_name("tuner", name, list(TUNERS))
+    check_tuner_name(name)
     if name == "grid" and grid_size(hp) is None:
         continuous = [p.name for p in hp.space if _values(p) is None]
         raise BenchError(
