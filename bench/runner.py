@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.analysis.formatting import counted
 from bench.data.datasets import (
     DATASETS,
     MAX_IMAGE_SIZE,
@@ -545,10 +546,10 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     try:
         oracle = study_oracle(plan)
         total = planned_trials(tuner_name, hp, max_trials=settings.max_trials)
-        epochs = (f"up to {spec.max_epochs or settings.epochs} epochs per trial"
-                  if tuner_name == "hyperband" else f"{settings.epochs} epochs")
-        log(f"searching: {total or 'Hyperband-scheduled'} trials x {settings.repeats} repeats x "
-            f"{epochs}")
+        epochs = (f"up to {counted(spec.max_epochs or settings.epochs, 'epoch')} per trial"
+                  if tuner_name == "hyperband" else counted(settings.epochs, "epoch"))
+        trials = counted(total, "trial") if total else "Hyperband-scheduled trials"
+        log(f"searching: {trials} x {counted(settings.repeats, 'repeat')} x {epochs}")
         started = time.perf_counter()
         if scale is not None:
             from bench.tuning.chief import ChiefStudy

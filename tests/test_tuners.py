@@ -29,9 +29,9 @@ def test_each_tuner_runs_a_two_trial_search(tuner, tmp_path, cache_dir):
         assert sorted(lengths) == [1, 1, 1, 3, 3, 3]
         _promotion_counts_once(run_dir, epochs)
         # --epochs 1 is not what the trials ran: the console and report say the schedule.
-        assert "searching: Hyperband-scheduled trials x 1 repeats x up to 3 epochs per " \
+        assert "searching: Hyperband-scheduled trials x 1 repeat x up to 3 epochs per " \
             "trial" in said
-        assert "; up to 3 epochs per trial (Hyperband's schedule), 1 repeats per" in \
+        assert "; up to 3 epochs per trial (Hyperband's schedule), 1 repeat per" in \
             (run_dir.path / "report.md").read_text()
     else:
         assert len(trials) == 2

@@ -1,4 +1,4 @@
-"""How hyperparameter values read in progress lines, legends and tables."""
+"""How hyperparameter values and counts read in progress lines, legends and tables."""
 
 from __future__ import annotations
 
@@ -13,3 +13,8 @@ def format_value(value) -> str:
 
 def format_values(values: dict) -> str:
     return " ".join(f"{name}={format_value(value)}" for name, value in values.items())
+
+
+def counted(number, noun: str) -> str:
+    """"1 repeat", "3 repeats": a count with its noun in the number it takes."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.analysis import numbers
 from bench.analysis.figures import figures
-from bench.analysis.formatting import format_value
+from bench.analysis.formatting import counted, format_value
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
@@ -216,8 +216,8 @@ def epochs_text(run: dict) -> str:
     settings = run.get("settings", {})
     if run.get("tuner") == "hyperband":
         most = run.get("arguments", {}).get("max_epochs") or settings.get("epochs")
-        return f"up to {most} epochs per trial (Hyperband's schedule)"
-    return f"{settings.get('epochs')} epochs"
+        return f"up to {counted(most, 'epoch')} per trial (Hyperband's schedule)"
+    return counted(settings.get("epochs"), "epoch")
 
 
 def search_time(run: dict) -> str:
@@ -247,7 +247,7 @@ def what_ran(run: dict) -> list[str]:
         f"classes {', '.join(str(c) for c in data.get('classes', []))}",
         f"Backbone `{settings.get('backbone')}` ({run.get('backbone', {}).get('blocks')} "
         f"blocks) at {settings.get('image_size')} px; tuner `{run.get('tuner')}`; "
-        f"{epochs_text(run)}, {settings.get('repeats')} repeats per "
+        f"{epochs_text(run)}, {counted(settings.get('repeats'), 'repeat')} per "
         f"configuration (seeds {run.get('seeds', {}).get('repeats')}), batch "
         f"{settings.get('batch_size')}",
         f"Keras backend `{run.get('backend')}` on {run.get('device')}; Keras "
