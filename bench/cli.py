@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from bench.command import command, program
 from bench.errors import BenchError, StudyFailed
 
 EXIT_USER_ERROR = 2
@@ -101,7 +102,7 @@ def _scale_arguments(parser: argparse.ArgumentParser, *, chief: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="run_bench.py",
+        prog=program(),
         description="Measure fine-tuning choices (frozen depth, head learning rate, "
                     "pretrained vs random init) with KerasTuner. With no command, runs the "
                     "default study (the seed space on bundled digits).",
@@ -186,7 +187,7 @@ def _scale(args, resume_from):
         recorded = read_run(RunDir(Path(resume_from))).get("distributed") or {}
         if recorded.get("remote"):
             raise BenchError(f"{resume_from} was served to workers on other machines: resume "
-                             f"it with 'run_bench.py chief --resume {resume_from} --port P', "
+                             f"it with '{command(f'chief --resume {resume_from} --port P')}', "
                              "or here with 'run --resume ... --workers N'")
         workers = recorded.get("workers")
     if workers is None:
@@ -308,8 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
         run_dir = getattr(interrupt, "run_dir", None)
-        where = (f"; continue it with 'run_bench.py run --resume {run_dir}'"
-                 if run_dir else "")
-        print(f"interrupted: the rows written so far are kept in the run directory{where}",
-              file=sys.stderr)
+        if run_dir is None:
+            print("interrupted before the run directory was made: nothing was written",
+                  file=sys.stderr)
+        else:
+            print(f"interrupted: the rows written so far are kept in {run_dir}; continue it "
+                  f"with '{command(f'run --resume {run_dir}')}'", file=sys.stderr)
         return 130

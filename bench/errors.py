@@ -1,5 +1,7 @@
 """The one exception type for user mistakes; the command line turns it into exit status 2."""
 
+from bench.command import command
+
 
 class BenchError(Exception):
     """A mistake the user can fix: an unknown name, missing data, a bad folder.
@@ -21,6 +23,15 @@ class StudyFailed(Exception):
     """
 
 
+class FailureLimit(StudyFailed):
+    """KerasTuner's consecutive-failure limit stopped the search before its last trial.
+
+    Not resumable: the failed trials stay failed, and KerasTuner's check, which scans
+    every ended trial in order, would count them again when the next trial ends and stop.
+    The run says so, and its report says why each trial failed.
+    """
+
+
 class DiskFull(StudyFailed):
     """A table or file could not be written: the disk is full or a file-size limit was hit.
 
@@ -36,4 +47,4 @@ class DiskFull(StudyFailed):
         super().__init__(f"cannot write {path} ({self.reason}) after {rows} row(s): the disk "
                          f"holding {folder} is full or a file-size limit was reached; every "
                          "complete row is kept: free some space, then continue with "
-                         f"'run_bench.py run --resume {folder}'")
+                         f"'{command(f'run --resume {folder}')}'")

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.analysis.formatting import counted
+from bench.command import command
 from bench.data.datasets import (
     DATASETS,
     MAX_IMAGE_SIZE,
@@ -24,7 +25,7 @@ from bench.data.datasets import (
     load_dataset,
     splits_sha256,
 )
-from bench.errors import BenchError, DiskFull, StudyFailed
+from bench.errors import BenchError, DiskFull, FailureLimit, StudyFailed
 from bench.models.backbones import BackboneSpec, backbone_spec, block_count, ensure_imagenet_weights
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
@@ -33,6 +34,7 @@ from bench.space import (
     declared_hyperparameters,
     default_spaces_dir,
     load_space,
+    optimizer_choice,
 )
 from bench.tuning.algorithms import check_tuner_name
 
@@ -99,15 +101,18 @@ def _check_data_options(spec: RunSpec, *, dataset: str) -> None:
 
 
 def _check_optimizer(space: SearchSpace, hp) -> None:
-    """An unknown optimizer name is refused before data loading and pretraining (checked
-    for the first trial's values; a hook that fails here is left to the pre-flight)."""
-    from bench.models.optim import optimizer_class
+    """An unknown optimizer name or option, or an ``optimizer`` hook that returns other
+    than ``(name, options)``, is refused before data loading and pretraining (checked for
+    the first trial's values; a hook that raises here is left to the pre-flight)."""
+    from bench.models.optim import make_optimizer
 
     try:
-        name, _ = space.optimizer(hp)
+        name, options = optimizer_choice(space, hp)
+    except BenchError:
+        raise
     except Exception:  # noqa: BLE001 (the pre-flight reports a broken hook in one line)
         return
-    optimizer_class(name)
+    make_optimizer(name, learning_rate=1e-3, **options)  # an unknown name or option
 
 
 def _timestamp() -> str:
@@ -338,11 +343,11 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
     except (OSError, DiskFull) as error:
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
         later = (f"the report could not be written ({reason}); once there is space, "
-                 f"'run_bench.py analyze {path}' makes it from the tables")
+                 f"'{command(f'analyze {path}')}' makes it from the tables")
         return StudyFailed(f"{failure}; {later}" if failure else f"the study completed but {later}")
     except Exception as error:  # noqa: BLE001 (a bug in drawing must not hide whole tables)
         later = (f"the report failed ({type(error).__name__}: {error}), a bug in the suite; "
-                 f"the tables are whole, and 'run_bench.py analyze {path}' retries it")
+                 f"the tables are whole, and '{command(f'analyze {path}')}' retries it")
         return StudyFailed(f"{failure}; {later}" if failure else f"the study completed but {later}")
     return failure
 
@@ -589,6 +594,9 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                                               "features_reused": prefix.hits}
         write_trials()
         _note_stop(record, plan, trials_run=len(oracle.trials), log=log)
+        if not any(trial.status == "COMPLETED" for trial in oracle.trials.values()):
+            raise StudyFailed(f"no trial completed: all {len(oracle.trials)} failed (why, "
+                              "trial by trial, is in trials.csv and report.md)")
         record["status"] = "completed"
     except (StudyFailed, keras_tuner.errors.FatalError) as error:
         # A FatalError carries a full disk out of KerasTuner's trial loop.
@@ -597,6 +605,8 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
             failure = StudyFailed(f"{type(error).__name__}: {error}")
         record["status"] = "failed"
         record["error"] = str(failure)
+        if isinstance(failure, FailureLimit):
+            record["failure_limit"] = True  # not resumable (see FailureLimit)
         if write_trials is not None and isinstance(failure, DiskFull):
             try:
                 write_trials()  # the trial that was running is listed as RUNNING

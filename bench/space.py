@@ -9,6 +9,7 @@ for, so one broken file never stops the others.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 import traceback
@@ -200,12 +201,40 @@ class SearchSpace:
         return [run.fit(parts.model, epochs=run.epochs)]
 
 
+#: What the suite passes to the optimizer itself; an ``optimizer`` hook must not.
+SUITE_OPTIMIZER_ARGUMENTS = ("learning_rate", "body_variables", "body_lr_scale")
+
+
+def optimizer_choice(space: SearchSpace, hp) -> tuple[str, dict]:
+    """The ``optimizer`` hook's ``(name, options)`` for ``hp``, checked.
+
+    Raises:
+        BenchError: when the hook returns something else (an optimizer object, a bare
+            name) or sets a learning rate, which the suite sets from ``head_lr``.
+    """
+    chosen = space.optimizer(hp)
+    if not (isinstance(chosen, (tuple, list)) and len(chosen) == 2
+            and isinstance(chosen[0], str) and isinstance(chosen[1], dict)):
+        shown = repr(chosen)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise BenchError(f"search space {space.name}: optimizer() returned {shown}; it "
+                         "returns (name, options): a class name in keras.optimizers and a "
+                         "dict of its keyword arguments, such as ('SGD', {'momentum': 0.9})")
+    name, options = chosen
+    taken = [key for key in SUITE_OPTIMIZER_ARGUMENTS if key in options]
+    if taken:
+        raise BenchError(f"search space {space.name}: optimizer() sets {', '.join(taken)}; "
+                         "the suite sets the learning rates from head_lr and body_lr_scale: "
+                         f"drop {'it' if len(taken) == 1 else 'them'} from the options")
+    return name, dict(options)
+
+
 def default_optimizer(space: SearchSpace, parts, *, hp):
     """The optimizer ``SearchSpace.compile`` compiles with: the ``optimizer`` hook's, at
     ``head_lr``, the backbone's variables at ``head_lr * body_lr_scale``."""
     from bench.models.optim import make_optimizer
 
-    name, options = space.optimizer(hp)
+    name, options = optimizer_choice(space, hp)
     return make_optimizer(
         name,
         learning_rate=float(space.value(hp, "head_lr")),
@@ -271,6 +300,7 @@ def load_space_file(space_file: SpaceFile) -> SearchSpace:
         found = ", ".join(c.__name__ for c in classes) or "none"
         raise BenchError(f"{where} must define exactly one subclass of bench.space.SearchSpace; "
                          f"found {found}")
+    _check_hooks(classes[0], where=where)
     space = classes[0]()
     space.name, space.path = space_file.name, space_file.path
     if not space.description:
@@ -280,10 +310,35 @@ def load_space_file(space_file: SpaceFile) -> SearchSpace:
     return space
 
 
+#: The methods of ``SearchSpace`` a space overrides to change what a trial does.
+HOOKS = ("declare", "value", "augment", "build_head", "optimizer", "compile", "fit")
+
+
+def _check_hooks(cls: type, *, where: str) -> None:
+    """Refuses a space without ``declare``, and a method named like a hook but not one
+    (``build_heads``): as written it would never be called, and the study would run the
+    default in its place."""
+    if cls.declare is SearchSpace.declare:
+        raise BenchError(f"{where}: {cls.__name__} has no declare(); a space declares the "
+                         "hyperparameters it varies: def declare(self, hp, *, num_blocks): "
+                         "hp.Choice('head_lr', [0.01, 0.001])")
+    for name, member in vars(cls).items():
+        if name.startswith("_") or name in HOOKS or not callable(member):
+            continue
+        close = difflib.get_close_matches(name, HOOKS, n=1, cutoff=0.85)
+        if close:
+            raise BenchError(f"{where}: {cls.__name__}.{name}() is not a hook, so nothing "
+                             f"calls it; did you mean {close[0]}()? (a helper of your own: "
+                             "start its name with _)")
+
+
 def load_space(name: str, spaces_dir: Path = DEFAULT_SPACES_DIR) -> SearchSpace:
     """Loads the space called ``name``; an unknown name lists the valid ones."""
     files = discover(spaces_dir)
     if name not in files:
+        stem = Path(name).stem
+        if stem != name and stem in files:
+            raise BenchError(f"--space takes a space's name, not its file: --space {stem}")
         raise unknown_name("search space", name, list(files))
     return load_space_file(files[name])
 

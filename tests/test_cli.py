@@ -65,6 +65,8 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
     (["--tuner", "hyperband", "--max-trials", "3"], "--max-trials does not bound Hyperband"),
     (["--preset", "seed", "--space", "head-lr"], "--preset seed chooses its own space; drop "
                                                  "--space head-lr"),
+    (["--space", "search_spaces/head-lr.py"], "--space takes a space's name, not its file: "
+                                              "--space head-lr"),
     (["--space", "two-phase", "--tuner", "hyperband", "--max-epochs", "9"],
      "search space two-phase needs 2 or more epochs per trial, but Hyperband gives its "
      "shortest trials 1; use --tuner grid"),
@@ -78,14 +80,14 @@ def test_bad_option_values_are_user_errors(tmp_path, args, message):
 
 @pytest.mark.parametrize("args, line", [
     (["run", "--repeats", "abc"], "error: argument --repeats: invalid int value: 'abc'; "
-                                  "see 'run_bench.py run --help'"),
+                                  "see 'python run_bench.py run --help'"),
     (["--epochs"], "error: argument --epochs: expected one argument; "
-                   "see 'run_bench.py run --help'"),
+                   "see 'python run_bench.py run --help'"),
     (["worker", "--run", "x"], "error: the following arguments are required: --chief; "
-                               "see 'run_bench.py worker --help'"),
+                               "see 'python run_bench.py worker --help'"),
     # Python versions quote the choices differently: the line's ends are compared.
     (["nope"], "error: argument command: invalid choice: 'nope' (choose from ...); "
-               "see 'run_bench.py --help'"),
+               "see 'python run_bench.py --help'"),
 ])
 def test_a_malformed_option_is_one_line_not_the_usage_block(args, line):
     result = run_bench(*args)
@@ -184,3 +186,20 @@ def test_options_refused_for_new_runs_still_let_an_existing_run_continue():
     with pytest.raises(BenchError, match="--max-trials does not bound Hyperband"):
         plan_study(spec)
     assert plan_study(spec, new=False).tuner_name == "hyperband"
+
+
+@pytest.mark.parametrize("started, cwd, expected", [
+    ("run_bench.py", "root", "python run_bench.py"),
+    ("ROOT/run_bench.py", "root", "python run_bench.py"),
+    ("ROOT/run_bench.py", "elsewhere", "python ROOT/run_bench.py"),
+    ("ROOT/bench/__main__.py", "elsewhere", "python -m bench"),
+    ("/usr/local/bin/finetune-bench", "elsewhere", "finetune-bench"),
+])
+def test_a_command_a_message_gives_starts_as_this_one_was_started(
+        monkeypatch, tmp_path, started, cwd, expected):
+    from bench.command import command
+
+    monkeypatch.setattr(sys, "argv", [started.replace("ROOT", str(ROOT)), "run"])
+    monkeypatch.chdir(ROOT if cwd == "root" else tmp_path)
+    assert command("analyze results/x") == \
+        f"{expected.replace('ROOT', str(ROOT))} analyze results/x"

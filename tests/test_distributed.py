@@ -386,7 +386,7 @@ def test_a_run_served_to_other_machines_resumes_only_as_a_chief(tiny_run, tmp_pa
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: {served} was served to workers on other machines: resume it with "
-        f"'run_bench.py chief --resume {served} --port P', or here with 'run --resume ... "
+        f"'python run_bench.py chief --resume {served} --port P', or here with 'run --resume ... "
         "--workers N'")
 
 

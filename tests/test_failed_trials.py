@@ -239,7 +239,46 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
         assert state["status"] == "FAILED"
     report = (run.path / "report.md").read_text()
     assert report.startswith("# Run x (partial: status failed)")
-    assert "no execution completed" in report
+    assert "No execution completed" in report
+    # Resumed, KerasTuner would count the same failures and stop again: refused.
+    resumed = run_bench("run", "--resume", str(run.path), env=env)
+    assert resumed.returncode == 2, resumed.stderr[-2000:]
+    errors = [line for line in resumed.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {run.path} was stopped by KerasTuner's limit on trials failing "
+                      "in a row; KerasTuner counts those failures again, so a resumed run "
+                      "would stop at its next trial. Its report.md says why each trial "
+                      "failed: fix that, then start a new run"]
+    assert read_run(run)["status"] == "failed" and read_trials(run).equals(trials)
+
+
+def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir):
+    # Two trials, both diverging: under KerasTuner's limit of 3 in a row, so the search
+    # ends normally, but there is no result: the run failed (exit status 1), not completed.
+    _spaces(tmp_path, twofail='''
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class TwoFail(SearchSpace):
+            description = "both head learning rates diverge"
+            version = 1
+            settings = SpaceSettings(init="random", frozen_blocks=0, epochs=1, repeats=1)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [1e38, 2e38])
+    ''')
+    from bench.errors import StudyFailed
+
+    with pytest.raises(StudyFailed) as caught:
+        _run(tmp_path, "twofail", cache_dir)
+    assert str(caught.value) == ("no trial completed: all 2 failed (why, trial by trial, is "
+                                 "in trials.csv and report.md)")
+    run = RunDir(tmp_path / "results" / "twofail")
+    record = read_run(run)
+    assert record["status"] == "failed" and record["error"] == str(caught.value)
+    assert list(read_trials(run)["status"]) == ["FAILED", "FAILED"]
+    report = (run.path / "report.md").read_text()
+    assert report.startswith("# Run twofail (partial: status failed)")
+    assert "No execution completed, so there are no final numbers." in report
 
 
 def test_failures_in_a_row_at_the_very_end_leave_a_complete_run(tmp_path, cache_dir):
@@ -340,6 +379,22 @@ def test_bayesian_says_when_it_is_random_search():
     (note,) = tuner_notes("bayesian", hp, max_trials=5, initial_points=2)
     assert "first 2" in note and "random search" not in note
     assert tuner_notes("grid", hp, max_trials=5, initial_points=None) == []
+
+
+def test_a_grid_cut_short_by_max_trials_says_how_many_combinations_do_not_run():
+    import keras_tuner
+
+    from bench.tuning.algorithms import tuner_notes
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("init", ["pretrained", "random"])
+    hp.Choice("head_lr", [0.1, 0.01, 0.001])  # 2 x 3 = 6 combinations
+    assert tuner_notes("grid", hp, max_trials=4, initial_points=None) == [
+        "grid: --max-trials 4 runs 4 of the grid's 6 combinations, in KerasTuner's order; "
+        "the other 2 do not run, so some values may never be tried (drop --max-trials to "
+        "run them all)"]
+    for whole in (None, 6, 7):
+        assert tuner_notes("grid", hp, max_trials=whole, initial_points=None) == []
 
 
 def test_initial_points_only_go_with_the_bayesian_tuner(tmp_path):

@@ -83,7 +83,7 @@ def test_a_full_disk_while_the_report_is_written_keeps_the_tables_and_says_analy
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr[-3000:]
     assert "the study completed but the report could not be written" in errors[0]
-    assert f"'run_bench.py analyze {path}' makes it from the tables" in errors[0]
+    assert f"'python run_bench.py analyze {path}' makes it from the tables" in errors[0]
     assert json.loads((path / "run.json").read_text())["status"] == "completed"
     check_csv_rows(path / "epochs.csv")
     check_csv_rows(path / "trials.csv")

@@ -182,6 +182,8 @@ def test_a_run_on_a_folder_with_broken_files_completes(tmp_path, tiny_spaces_dir
     assert {p.rsplit("/", 1)[-1] for p in sizes["skipped_examples"]} == {
         "empty.jpg", "truncated.png", "notes.jpg"}
     assert run["pretraining"]["source"] == "digits"
+    report = (tmp_path / "results" / "folder" / "report.md").read_text()
+    assert "Source pretraining on the `digits` source task: 3 epochs, source accuracy" in report
 
 
 def test_a_folder_without_a_source_task_and_no_imagenet_weights_says_what_to_do(tmp_path,

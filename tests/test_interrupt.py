@@ -25,7 +25,9 @@ SLOW_SPACE = textwrap.dedent('''
 ''')
 
 
-def test_sigterm_marks_the_run_interrupted_and_keeps_what_finished(tmp_path):
+def _terminated_when(tmp_path, seen: str) -> str:
+    """Runs the slow space and stops it with SIGTERM at the first line containing
+    ``seen``; returns what it printed on stderr."""
     spaces = tmp_path / "spaces"
     spaces.mkdir()
     (spaces / "slow.py").write_text(SLOW_SPACE)
@@ -37,7 +39,7 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_what_finished(tmp_path):
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         for line in process.stdout:
-            if "-> trial" in line:  # one trial has finished
+            if seen in line:
                 process.send_signal(signal.SIGTERM)
                 break
         _, err = process.communicate(timeout=120)
@@ -45,12 +47,27 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_what_finished(tmp_path):
         process.kill()
     assert process.returncode == 130, err[-2000:]
     assert "Traceback" not in err
-    assert "interrupted: the rows written so far are kept" in err
-    run = RunDir(tmp_path / "results" / "stopped")
+    return err
+
+
+def test_sigterm_marks_the_run_interrupted_and_keeps_what_finished(tmp_path):
+    err = _terminated_when(tmp_path, "-> trial")  # one trial has finished
+    path = tmp_path / "results" / "stopped"
+    # The command it gives can be pasted as it is (run from the folder it ran in).
+    assert (f"interrupted: the rows written so far are kept in {path}; continue it with "
+            f"'python run_bench.py run --resume {path}'") in err
+    run = RunDir(path)
     assert read_run(run)["status"] == "interrupted"
     trials = read_trials(run)
     assert trials["status"].iloc[0] == "COMPLETED"
     assert len(trials) < 6
+
+
+def test_sigterm_before_the_run_directory_exists_says_nothing_was_written(tmp_path):
+    err = _terminated_when(tmp_path, "Keras backend")  # data, pretraining, pre-flight next
+    assert "interrupted before the run directory was made: nothing was written" in err
+    assert "rows written so far" not in err
+    assert not (tmp_path / "results" / "stopped").exists()
 
 
 def test_a_run_whose_process_is_gone_reads_as_interrupted(tiny_run, tmp_path):
@@ -83,34 +100,3 @@ def test_a_bad_results_folder_or_taken_name_is_refused_before_any_work(tiny_run,
                        "--results-dir", str(tiny_run.parent), "--name", tiny_run.name)
     assert result.returncode == 2 and "already exists" in result.stderr
     assert "data:" not in result.stdout and "pretraining" not in result.stdout
-
-
-def test_an_unknown_optimizer_is_refused_before_data_or_pretraining(tmp_path):
-    from test_cli import run_bench
-
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "momentum.py").write_text(textwrap.dedent('''
-        from bench.space import SearchSpace, SpaceSettings
-
-
-        class Momentum(SearchSpace):
-            description = "SGD momentum, named in lower case by mistake"
-            version = 1
-            extra_hyperparameters = ("momentum",)
-
-            def declare(self, hp, *, num_blocks):
-                hp.Choice("momentum", [0.0, 0.9])
-
-            def optimizer(self, hp):
-                return "sgd", {"momentum": hp.get("momentum")}
-    '''))
-    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
-    result = run_bench("run", "--space", "momentum", "--spaces-dir", str(spaces),
-                       "--results-dir", str(tmp_path / "results"), env=env)
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: unknown optimizer 'sgd'; name a class in keras.optimizers, "
-                      "such as Adam, AdamW, SGD, RMSprop, Adagrad or Ftrl"]
-    assert "Traceback" not in result.stderr
-    assert "data:" not in result.stdout and not (tmp_path / "cache").exists()

@@ -108,6 +108,17 @@ def test_data_mistakes_name_the_class_and_the_folder(tmp_path):
         load(tmp_path / "file.png", tmp_path)
 
 
+def test_images_without_class_folders_are_said_to_be_outside_any_class(tmp_path):
+    root = tmp_path / "flat"
+    write_classes(tmp_path / "made", 3, tag=1)
+    root.mkdir()
+    for image in sorted((tmp_path / "made").rglob("*.png")):
+        shutil.move(image, root / f"{image.parent.name}-{image.name}")
+    with pytest.raises(BenchError, match=r"flat has 0 class subfolder\(s\) \(6 image file\(s\) "
+                                         r"lie in it directly, outside any class subfolder"):
+        load(root, tmp_path)
+
+
 @pytest.mark.parametrize("folders", [
     ["training_set", "test_set"],  # Kaggle's cats and dogs
     ["Train", "Test"],
@@ -154,8 +165,10 @@ def test_train_per_class_takes_that_many_of_each_class_from_the_training_split(t
     assert all(row.tobytes() in full_rows for row in three.train.images)
     again = load(root, tmp_path, train_per_class=3)
     np.testing.assert_array_equal(again.train.images, three.train.images)
+    # 10 in train/, 2 of each class made the validation split: 8 (not 10) to take from.
     with pytest.raises(BenchError, match=r"--train-per-class 9: class 'cats' has only 8 "
-                                         r"training image\(s\) .* use at most 8"):
+                                         r"training image\(s\) in .*train, once its "
+                                         r"validation images were set aside; use at most 8$"):
         load(root, tmp_path, train_per_class=9)
 
 

@@ -1,6 +1,7 @@
 """The pre-flight check: a space's mistakes stop the run before its directory exists."""
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -147,6 +148,18 @@ class Unread(SearchSpace):
         hp.Choice("head_lr", [0.01])
         hp.Choice("dropout", [0.5])
 ''',
+    # Trains, but not through run.fit: no epoch is recorded, and no trial could complete.
+    "model-fit": '''
+class ModelFit(SearchSpace):
+    description = "a fit hook that calls Keras's fit itself"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def fit(self, parts, *, hp, run):
+        return [parts.model.fit(run.train.images, run.train.labels, epochs=1, verbose=0)]
+''',
     # momentum is read only where it is active, which the first build (Adam) is not.
     "conditional-read": '''
 class ConditionalRead(SearchSpace):
@@ -192,6 +205,8 @@ REFUSED = {
     "too-deep": "declares frozen_blocks 9, but the backbone has 4 blocks: use values from 0 to 4",
     "typo": "typo.py, line {typo_line}, in build_head() (while building the model): KeyError",
     "unscaled": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x head_lr",
+    "model-fit": "search space model-fit: its fit() ran no epoch through run.fit: train "
+                 "with run.fit(parts.model, epochs=...)",
     "other-metric": "search space other-metric: its model reports no accuracy after an "
                     "epoch; the tables and the tuner's objective are accuracy",
     "scale-everything": "its compile() trains 2 head variable(s) (such as "
@@ -284,3 +299,50 @@ def test_the_readme_hooks_example_runs_without_warnings(tmp_path, cache_dir):
     rows = pd.read_csv(path / "epochs.csv")
     assert sorted(zip(rows["dropout"], rows["optimizer_name"])) == [
         (0.0, "Adam"), (0.0, "SGD"), (0.5, "Adam"), (0.5, "SGD")]
+
+
+OPTIMIZER_MISTAKES = [
+    ('"sgd", {"momentum": hp.get("momentum")}',
+     "unknown optimizer 'sgd'; name a class in keras.optimizers, such as Adam, AdamW, SGD, "
+     "RMSprop, Adagrad or Ftrl"),
+    ('"SGD"', "search space momentum: optimizer() returned 'SGD'; it returns (name, "
+              "options): a class name in keras.optimizers and a dict of its keyword "
+              "arguments, such as ('SGD', {'momentum': 0.9})"),
+    ("keras.optimizers.SGD(0.01)", "search space momentum: optimizer() returned <keras."),
+    ('"SGD", {"momentom": 0.9}', "optimizer SGD refused the options {'momentom': 0.9}: "),
+    ('"SGD", {"learning_rate": 0.5}', "search space momentum: optimizer() sets learning_rate; "
+                                      "the suite sets the learning rates from head_lr and "
+                                      "body_lr_scale: drop it from the options"),
+]
+
+
+@pytest.mark.parametrize("returns, told", OPTIMIZER_MISTAKES)
+def test_an_optimizer_mistake_is_refused_before_data_or_pretraining(tmp_path, returns, told):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "momentum.py").write_text(textwrap.dedent('''
+        import keras
+
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class Momentum(SearchSpace):
+            description = "SGD momentum, its optimizer hook written wrong"
+            version = 1
+            extra_hyperparameters = ("momentum",)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("momentum", [0.0, 0.9])
+
+            def optimizer(self, hp):
+                hp.get("momentum")
+                return RETURNS
+    ''').replace("RETURNS", returns))
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+    result = run_bench("run", "--space", "momentum", "--spaces-dir", str(spaces),
+                       "--results-dir", str(tmp_path / "results"), env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {told}"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "data:" not in result.stdout and not (tmp_path / "cache").exists()

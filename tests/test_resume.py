@@ -81,7 +81,8 @@ def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tu
 
     result = run_bench("run", "--resume", str(killed), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"resuming killed: 2 trial\(s\) ended and kept; [3-5] row\(s\)",
+    assert re.search(r"resuming killed: 2 trial\(s\) ended and kept; [3-5] row\(s\) of "
+                     r"unfinished work removed; the trial that was running starts again\n",
                      result.stdout), result.stdout[:2000]
     record = json.loads((killed / "run.json").read_text())
     assert record["status"] == "completed" and len(record["resumed"]) == 1
@@ -176,6 +177,10 @@ def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
     stopped = _stopped_copy(tiny_run, tmp_path / "moved", device="CPU (another, 64 cores)")
     result = run_bench("run", "--resume", str(stopped))
     assert result.returncode == 0, result.stderr[-2000:]
+    # Every trial had ended: none was running to start again, and none is said to be.
+    ended = len(list((stopped / "tuner").glob("trial_*/trial.json")))
+    assert (f"resuming moved: {ended} trial(s) ended and kept; 0 row(s) of unfinished work "
+            "removed\n") in result.stdout
     record = json.loads((stopped / "run.json").read_text())
     assert record["status"] == "completed"
     warning = [w for w in record["warnings"] if w.startswith("resumed on ")]

@@ -163,6 +163,21 @@ BROKEN = {
             def declare(self, hp, *, num_blocks):
                 hp.Choice("dropout", [0.1, 0.5])
     '''), "hyperparameter 'dropout' is not used by the model builder"),
+    "no-declare": (textwrap.dedent('''
+        from bench.space import SearchSpace
+        class A(SearchSpace):
+            description = "a"
+    '''), "A has no declare(); a space declares the hyperparameters it varies"),
+    "misspelt-hook": (textwrap.dedent('''
+        from bench.space import SearchSpace
+        class A(SearchSpace):
+            description = "a"
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [0.01, 0.001])
+            def build_heads(self, features, *, num_classes, hp):
+                return features
+    '''), "A.build_heads() is not a hook, so nothing calls it; did you mean build_head()? "
+         "(a helper of your own: start its name with _)"),
     "no-description": (textwrap.dedent('''
         from bench.space import SearchSpace
         class A(SearchSpace):

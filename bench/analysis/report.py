@@ -128,7 +128,7 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
         complete = tables.complete[tables.complete["run_id"] == run_id]
         prefix = f"{run_id}: " if len(tables.runs) > 1 else ""
         if complete.empty:
-            blocks.append(Block("p", prefix + "no execution completed, so there are no final "
+            blocks.append(Block("p", prefix + "No execution completed, so there are no final "
                                               "numbers."))
             continue
         gaps = numbers.init_gaps(complete, pair_on=tables.pair_on(run_id))
@@ -266,7 +266,8 @@ def what_ran(run: dict) -> list[str]:
     lines += [f"Data: {note}" for note in data.get("notes", [])]
     pre = run.get("pretraining")
     if pre and "source_accuracy" in pre:
-        lines.append(f"Source pretraining: {pre.get('epochs')} epochs, source accuracy in "
+        source = f" on the `{pre['source']}` source task" if pre.get("source") else ""
+        lines.append(f"Source pretraining{source}: {pre.get('epochs')} epochs, source accuracy in "
                      f"inference mode {pre['source_accuracy']:.3f}"
                      f"{' (reused from cache)' if pre.get('reused') else ''}")
         if pre.get("cache_problem"):

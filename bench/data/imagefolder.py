@@ -79,8 +79,11 @@ def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
                          f"({said}); every split folder holds the same "
                          "class subfolders")
     if len(classes) < 2:
-        raise BenchError(f"{root} has {len(classes)} class subfolder(s); a classification "
-                         "dataset needs at least two (one subfolder per class)")
+        loose = sum(1 for p in root.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        beside = (f" ({loose} image file(s) lie in it directly, outside any class subfolder: "
+                  "they are not read)" if loose else "")
+        raise BenchError(f"{root} has {len(classes)} class subfolder(s){beside}; a "
+                         "classification dataset needs at least two (one subfolder per class)")
     return classes
 
 

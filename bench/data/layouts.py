@@ -214,9 +214,11 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         notes.append(f"{root} has {held}: split 70/15/15 into train, validation and test "
                      f"(stratified, seed {seed})")
     if request.train_per_class is not None:
+        carved = [part for part in parts if part != "train"]  # taken from the same folder
         chosen = take_per_class(train_all.labels[parts["train"]], request.train_per_class,
                                 seed, class_names=train_all.class_names,
-                                where=str(where))
+                                where=f"{where}" + (f", once its {' and '.join(carved)} "
+                                                    "images were set aside" if carved else ""))
         parts["train"] = parts["train"][chosen]
 
     def split(part: str) -> Split:

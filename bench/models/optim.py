@@ -138,6 +138,7 @@ def make_optimizer(name: str, *, learning_rate: float, body_variables=(),
     try:
         return _scaled_class(base)(learning_rate=learning_rate, body_variables=body_variables,
                                    body_lr_scale=body_lr_scale, **kwargs)
-    except TypeError as error:
-        raise BenchError(f"optimizer {name} does not take these options: {error}; see "
+    except (TypeError, ValueError) as error:
+        # Keras answers an unknown keyword with a ValueError, a bad value with either.
+        raise BenchError(f"optimizer {name} refused the options {kwargs}: {error}; see "
                          f"keras.optimizers.{name} for the ones it takes") from None

@@ -109,6 +109,12 @@ def planned_trials(name: str, hp, *, max_trials: int | None) -> int | None:
 def tuner_notes(name: str, hp, *, max_trials: int | None,
                 initial_points: int | None) -> list[str]:
     """What the user should know before the search about what the tuner will do."""
+    size = grid_size(hp)
+    if name == "grid" and max_trials is not None and size is not None and max_trials < size:
+        left = size - max_trials
+        return [f"grid: --max-trials {max_trials} runs {max_trials} of the grid's {size} "
+                f"combinations, in KerasTuner's order; the other {left} do not run, so some "
+                "values may never be tried (drop --max-trials to run them all)"]
     if name != "bayesian":
         return []
     points = initial_points or default_initial_points(hp)

@@ -18,7 +18,7 @@ import keras_tuner
 import numpy as np
 
 from bench.data.datasets import Split, TransferData
-from bench.errors import DiskFull, StudyFailed
+from bench.errors import DiskFull, FailureLimit
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
 from bench.tuning.algorithms import OBJECTIVE
 from bench.tuning.batches import seeded_fit_arguments, short_epochs_fit_arguments
@@ -32,6 +32,9 @@ from bench.tuning.resume import extras_path
 from bench.tuning.reuse import CompiledModels
 from bench.tuning.together import TrainTogether
 
+#: A fit hook that trained without ``run.fit`` (which records the epochs and sets the order).
+NO_EPOCH = ("its fit() ran no epoch through run.fit: train with run.fit(parts.model, "
+            "epochs=...) (a model.fit of its own is not recorded)")
 CONSECUTIVE_FAILURES = "consecutive failures exceeded the limit"
 
 
@@ -238,7 +241,7 @@ class BenchTuner(keras_tuner.Tuner):
                                                           f"{repeat}")
             curve = [row["val_accuracy"] for row in recorder.rows]
             if not curve:
-                raise keras_tuner.errors.FailedTrialError("the space's fit() ran no epoch")
+                raise keras_tuner.errors.FailedTrialError(NO_EPOCH)
             tested = evaluate_split(parts.model, ex.data.test,
                                     batch_size=ex.evaluation_batch_size,
                                     one_batch=self._test_batch())
@@ -335,7 +338,7 @@ class BenchTuner(keras_tuner.Tuner):
                 self.notes.append(f"the last {limit} trials failed in a row (KerasTuner's "
                                   "limit), but no trial was left to run")
             else:
-                stopped = StudyFailed(
+                stopped = FailureLimit(
                     f"{limit} trials failed in a row, KerasTuner's limit; the last (trial "
                     f"{trial.trial_id}): {self.trial_error(trial)}")
         ended = self.oracle.get_trial(trial.trial_id)

@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from bench.command import command
 from bench.errors import BenchError
 from bench.results import RunDir, read_epochs, read_run, summarise_trials, write_csv
 from bench.tuning.distributed import (
@@ -90,8 +91,8 @@ class ChiefStudy:
                     import socket
 
                     address = f"{socket.gethostname()}:{port}"
-                self.log(f"chief serving on {address}; start workers with: run_bench.py "
-                         f"worker --chief {address} --run {self.run_dir.path} --id NAME")
+                worker = f"worker --chief {address} --run {self.run_dir.path} --id NAME"
+                self.log(f"chief serving on {address}; start workers with: {command(worker)}")
                 self.chief.serve_remote()
             else:
                 gpus = visible_gpus()

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import BenchError, StudyFailed
+from bench.errors import BenchError, FailureLimit, StudyFailed
 from bench.results import RunDir, _replace_atomically
 
 #: Between a worker's id and its study's fingerprint in KERASTUNER_TUNER_ID.
@@ -221,7 +221,7 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_message
             """Ends ``trial``; at the consecutive-failure limit the study stops: every
             worker is told so at its next request."""
             if end_trial(self.oracle, trial):
-                self.failure = StudyFailed(failure_message(trial.trial_id))
+                self.failure = FailureLimit(failure_message(trial.trial_id))
 
     return ChiefServicer()
 

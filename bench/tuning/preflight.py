@@ -175,7 +175,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
     """
     import keras
 
-    from bench.tuning.bench_tuner import FitRun
+    from bench.tuning.bench_tuner import NO_EPOCH, FitRun
     from bench.tuning.recording import METRICS, EpochRecorder
 
     kept = False
@@ -198,7 +198,9 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         run = FitRun(train=train, validation=validation, epochs=max(space.min_epochs, 1),
                      batch_size=size, recorder=recorder)
         _guarded(space, "fitting", lambda: space.fit(parts, hp=tracked, run=run))
-        missing = [name for name in METRICS if recorder.rows and recorder.rows[-1][name] == ""]
+        if not recorder.rows:
+            raise BenchError(f"search space {space.name}: {NO_EPOCH}")
+        missing = [name for name in METRICS if recorder.rows[-1][name] == ""]
         if missing:
             raise BenchError(
                 f"search space {space.name}: its model reports no {missing[0]} after an "

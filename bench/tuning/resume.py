@@ -46,6 +46,12 @@ def resume_spec(run_dir: Path, *, given: dict):
     record = read_run(run)
     if record.get("status") == "completed":
         raise BenchError(f"{run_dir} has completed; there is nothing to resume")
+    if record.get("failure_limit"):
+        raise BenchError(f"{run_dir} was stopped by KerasTuner's limit on trials failing in a "
+                         "row; KerasTuner counts those failures again, so a resumed run "
+                         "would stop at its next trial. "
+                         "Its report.md says why each trial failed: fix that, then start a "
+                         "new run")
     arguments = record.get("arguments", {})
     for name, value in given.items():
         recorded = arguments.get(name)
@@ -210,8 +216,12 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     removed = sum(tidy_epochs(run, keep=set(ended), path=table) for table in
                   [run.epochs_csv, *sorted(run.path.glob("workers/*/epochs.csv"))])
     extras = earlier_extras(run, keep=set(ended))
+    started = {path.parent.name.removeprefix("trial_")
+               for path in run.tuner.glob("trial_*/trial.json")}
+    again = ("; the trial that was running starts again" if started - set(ended)
+             else "")
     log(f"resuming {run.path.name}: {len(ended)} trial(s) ended and kept; {removed} row(s) "
-        "of unfinished work removed; the trial that was running starts again")
+        f"of unfinished work removed{again}")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     earlier = {key: record.get(key) for key in PER_PROCESS}  # None: killed before it said
     updated = {**record, "status": "running", "process": fresh["process"],
