@@ -74,6 +74,23 @@ def _spaces(tmp_path, **files):
     return folder
 
 
+def _head_lr_space(tmp_path, name: str, head_lrs: list[float]):
+    """A space of one trial per head learning rate (random init, nothing frozen, one
+    epoch, one repeat); a huge rate makes its trial's loss NaN in the first epoch."""
+    _spaces(tmp_path, **{name: f'''
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class HeadLr(SearchSpace):
+            description = "head learning rates, some of them diverging"
+            version = 1
+            settings = SpaceSettings(init="random", frozen_blocks=0, epochs=1, repeats=1)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", {head_lrs!r})
+    '''})
+
+
 def _run(tmp_path, space, cache_dir, **options):
     spec = RunSpec(space=space, spaces_dir=tmp_path / "spaces", image_size=IMAGE_SIZE,
                    pretrain_epochs=2, results_dir=tmp_path / "results", name=space,
@@ -254,18 +271,7 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
 def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir):
     # Two trials, both diverging: under KerasTuner's limit of 3 in a row, so the search
     # ends normally, but there is no result: the run failed (exit status 1), not completed.
-    _spaces(tmp_path, twofail='''
-        from bench.space import SearchSpace, SpaceSettings
-
-
-        class TwoFail(SearchSpace):
-            description = "both head learning rates diverge"
-            version = 1
-            settings = SpaceSettings(init="random", frozen_blocks=0, epochs=1, repeats=1)
-
-            def declare(self, hp, *, num_blocks):
-                hp.Choice("head_lr", [1e38, 2e38])
-    ''')
+    _head_lr_space(tmp_path, "twofail", [1e38, 2e38])
     from bench.errors import StudyFailed
 
     with pytest.raises(StudyFailed) as caught:
@@ -284,18 +290,7 @@ def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir):
 def test_failures_in_a_row_at_the_very_end_leave_a_complete_run(tmp_path, cache_dir):
     # KerasTuner's limit (3 in a row) is reached by the grid's last trial: nothing was
     # left to stop, so the run completed, its failed trials listed as failed.
-    _spaces(tmp_path, lastfail='''
-        from bench.space import SearchSpace, SpaceSettings
-
-
-        class LastFail(SearchSpace):
-            description = "one sane head learning rate, then three that diverge"
-            version = 1
-            settings = SpaceSettings(init="random", frozen_blocks=0, epochs=1, repeats=1)
-
-            def declare(self, hp, *, num_blocks):
-                hp.Choice("head_lr", [1e-3, 1e38, 2e38, 3e38])
-    ''')
+    _head_lr_space(tmp_path, "lastfail", [1e-3, 1e38, 2e38, 3e38])  # one sane, three diverge
     run = _run(tmp_path, "lastfail", cache_dir)
     record = read_run(run)
     assert record["status"] == "completed" and not record.get("error")
