@@ -39,6 +39,9 @@ def count_blocks(spec: BackboneSpec) -> int:
 
 
 def print_listing(spaces_dir=DEFAULT_SPACES_DIR) -> None:
+    # Keras and its backend load here, so that their start-up lines come before the listing.
+    import keras_tuner  # noqa: F401
+
     print(f"Search spaces ({spaces_dir}/NAME.py):")
     for name, space_file in discover(spaces_dir).items():
         try:

@@ -164,3 +164,57 @@ def test_analyze_writes_nothing_for_a_run_given_twice_or_out_with_one_run(tiny_r
     assert {p: p.stat().st_mtime_ns for p in copy.rglob("*")} == before
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["copy"]
     assert not (tmp_path / "elsewhere").exists()
+
+
+def _copy_with_dropout(tiny_run, folder, *, dropout_of_first_trial):
+    """A copy of the tiny run as a run whose space also had a `dropout` hyperparameter:
+    0.5 in every trial but the first, which holds ``dropout_of_first_trial``."""
+    import pandas as pd
+
+    shutil.copytree(tiny_run, folder)
+    run = json.loads((folder / "run.json").read_text())
+    run["run_id"] = folder.name
+    run["columns"]["hyperparameters"].append("dropout")
+    run["columns"]["varied"].append("dropout")
+    (folder / "run.json").write_text(json.dumps(run))
+    for name in ("epochs", "trials"):
+        table = pd.read_csv(folder / f"{name}.csv", dtype={"trial_id": str, "error": object})
+        first = table["trial_id"] == table["trial_id"].min()
+        table["dropout"] = 0.5
+        table.loc[first, "dropout"] = dropout_of_first_trial
+        table.to_csv(folder / f"{name}.csv", index=False)
+        (folder / f"{name}.parquet").unlink(missing_ok=True)
+    return run
+
+
+def test_a_joint_report_tells_a_hyperparameter_a_run_never_had_from_an_inactive_one(
+        tiny_run, tmp_path):
+    from bench.analysis.report import build_report
+    from bench.analysis.tables import load_tables
+
+    # In the copy, dropout is conditional and inactive in its first trial (empty cell);
+    # the tiny run's space has no dropout at all (its run.json does not list it).
+    _copy_with_dropout(tiny_run, tmp_path / "extra", dropout_of_first_trial=float("nan"))
+    blocks = build_report(load_tables([tiny_run, tmp_path / "extra"]), [])
+    trials = [b.content for b in blocks if b.kind == "table"][-1]
+    cells = {(row.run_id, row.trial_id): row.dropout for row in trials.itertuples()}
+    first, second = sorted({trial for _, trial in cells})
+    assert cells == {("tiny", first): "not in space", ("tiny", second): "not in space",
+                     ("extra", first): "inactive", ("extra", second): 0.5}
+
+
+def test_a_joint_report_says_when_its_runs_read_different_data(tiny_run, tmp_path):
+    from bench.analysis.report import different_data_sentence
+    from bench.analysis.tables import load_tables
+
+    same = _copy_with_dropout(tiny_run, tmp_path / "same", dropout_of_first_trial=0.5)
+    assert different_data_sentence(load_tables([tiny_run, tmp_path / "same"]).runs) is None
+    # The same pictures at another image size have other arrays: not told as other data.
+    resized = dict(same, run_id="resized", settings=dict(same["settings"], image_size=99),
+                   dataset=dict(same["dataset"], sha256="0" * 64))
+    assert different_data_sentence([same, resized]) is None
+    other = dict(same, run_id="other", dataset=dict(same["dataset"], sha256="f" * 64))
+    sentence = different_data_sentence([same, other])
+    assert sentence.startswith("**Different data**")
+    assert f"sha256 {same['dataset']['sha256'][:12]}" in sentence
+    assert "sha256 ffffffffffff" in sentence

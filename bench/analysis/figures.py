@@ -173,8 +173,8 @@ def _accuracy_figure(study: Study) -> None:
         + _best_note(facets["best_of"]))
     if facets["best_of"]:
         shown = list(dict.fromkeys(c for c in ("run_id", *_shown(facets)) if c in epochs))
-        study.blocks.append(Block("table", chosen_configurations(
-            curve_rows(epochs, facets), [*shown, *facets["best_of"]])))
+        study.blocks.append(Block("table", study.tables.mark_not_in_space(
+            chosen_configurations(curve_rows(epochs, facets), [*shown, *facets["best_of"]]))))
 
 
 def _transferability_figure(study: Study) -> None:

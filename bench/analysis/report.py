@@ -90,14 +90,35 @@ def partial_sentence(run: dict, trials: pd.DataFrame, epochs: pd.DataFrame,
     executions = len(epochs.groupby(keys)) if not epochs.empty else 0
     whole = len(complete.groupby(keys)) if not complete.empty else 0
     why = f" ({run['error']})" if run.get("error") else ""
-    trial_count = _count(len(listed | unlisted), "trial")
+    trial_count = counted(len(listed | unlisted), "trial")
     return (f"**Partial run**: its status is {status}{why}. It holds {trial_count} ({held}) "
-            f"and {_count(executions, 'execution')} with rows, {whole} of them "
+            f"and {counted(executions, 'execution')} with rows, {whole} of them "
             "complete; every number below uses the complete executions only.")
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+def different_data_sentence(runs: list[dict]) -> str | None:
+    """For a joint report whose runs did not read the same data: which data each read.
+    None when they did, or when only the image size differs (the same pictures resized
+    have other arrays, so their checksums cannot be compared)."""
+    def data(run: dict) -> dict:
+        return run.get("dataset", {})
+
+    described = {(data(r).get("name"), data(r).get("train"), data(r).get("validation"),
+                  data(r).get("test"), tuple(data(r).get("classes", []))) for r in runs}
+    by_size: dict = {}
+    for run in runs:
+        by_size.setdefault(run.get("settings", {}).get("image_size"), set()).add(
+            data(run).get("sha256"))
+    if len(runs) < 2 or (len(described) == 1 and all(len(s) == 1 for s in by_size.values())):
+        return None
+    each = "; ".join(f"{r['run_id']}: `{data(r).get('name')}`, {data(r).get('train', '?')} "
+                     f"training / {data(r).get('validation', '?')} validation / "
+                     f"{data(r).get('test', '?')} test images, sha256 "
+                     f"{str(data(r).get('sha256'))[:12]}" for r in runs)
+    return ("**Different data**: these runs did not read the same training, validation "
+            f"and test images ({each}). Within a run the "
+            "configurations share their data; between runs the data differ as well, so a "
+            "difference between runs is not the hyperparameters' doing alone.")
 
 
 def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
@@ -109,6 +130,9 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
         title += f" (partial: {', '.join(partial)} did not complete)" if len(tables.runs) > 1 \
             else f" (partial: status {tables.runs[0].get('status')})"
     blocks.append(Block("h1", title))
+    different = different_data_sentence(tables.runs)
+    if different:
+        blocks.append(Block("p", different))
     for run in tables.runs:
         sentence = partial_sentence(run, tables.trials[tables.trials["run_id"] == run["run_id"]]
                                     if not tables.trials.empty else tables.trials,
@@ -146,8 +170,8 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                                   f"over repeats of each repeat's best epoch) per {per}, "
                                   "with its accuracy on the held-out test "
                                   "split after the last epoch (mean over repeats):"),
-                       Block("table", summary_table(best, tables.varied,
-                                                    runs=len(tables.runs)))]
+                       Block("table", tables.mark_not_in_space(summary_table(
+                           best, tables.varied, runs=len(tables.runs))))]
     for run in tables.runs:
         for reference in run.get("references", []):
             blocks.append(Block("p", f"Published reference ({reference['source']}): "
@@ -155,8 +179,8 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
     blocks += figure_blocks
     if not trials.empty:
         blocks += [Block("h2", "Trials"),
-                   Block("table", summary_table(trials, tables.varied, limit=len(trials),
-                                                runs=len(tables.runs)))]
+                   Block("table", tables.mark_not_in_space(summary_table(
+                       trials, tables.varied, limit=len(trials), runs=len(tables.runs))))]
         failed = trials[trials["status"] != "COMPLETED"]
         if not failed.empty:
             blocks += [Block("h2", "Failed and skipped trials"),
@@ -176,8 +200,8 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                               "gap; the trial tables list both trials."),
                    Block("list", [f"{row.run_id + ': ' if several else ''}trial "
                                   f"{row.trial_id} (seed {row.seed}, "
-                                  f"{_count(int(row.epochs), 'epoch')}): counted as trial "
-                                  f"{row.by_trial_id} ({_count(int(row.by_epochs), 'epoch')})"
+                                  f"{counted(int(row.epochs), 'epoch')}): counted as trial "
+                                  f"{row.by_trial_id} ({counted(int(row.by_epochs), 'epoch')})"
                                   for row in tables.superseded.itertuples()])]
     return blocks
 

@@ -18,6 +18,9 @@ from bench.results import open_run, read_epochs, read_run, read_trials
 
 HYPERPARAMETER_ORDER = ["init", "frozen_blocks", "head_lr", "body_lr_scale"]
 
+#: A joint report's cell for a hyperparameter that its row's run never had.
+NOT_IN_SPACE = "not in space"
+
 
 def hyperparameter_columns(run: dict, epochs: pd.DataFrame) -> list[str]:
     names = run.get("columns", {}).get("hyperparameters", HYPERPARAMETER_ORDER)
@@ -71,6 +74,24 @@ class Tables:
             if run["run_id"] == run_id and "varied" in run.get("columns", {}):
                 return [n for n in run["columns"]["varied"] if n != "init"]
         return None
+
+    def mark_not_in_space(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``table`` (rows with a ``run_id``) with the cells of a hyperparameter that the
+        row's run never recorded (its space has no such name) reading "not in space",
+        where they would read as a conditional hyperparameter's empty, inactive cell."""
+        if "run_id" not in table or len(self.runs) < 2:
+            return table
+        marked = table.copy()
+        for run in self.runs:
+            recorded = run.get("columns", {}).get("hyperparameters")
+            if recorded is None:  # An older run.json: what it had is not known.
+                continue
+            rows = marked["run_id"] == run["run_id"]
+            for name in self.hyperparameters:
+                if name in marked and name not in recorded and rows.any():
+                    marked[name] = marked[name].astype(object)
+                    marked.loc[rows, name] = NOT_IN_SPACE
+        return marked
 
     def log_scaled(self, name: str) -> bool:
         return any(p.get("name") == name and p.get("sampling") == "log"
