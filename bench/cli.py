@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _scale_arguments(run, chief=False)
     chief = commands.add_parser(
         "chief", help="run a study whose trials run in workers on other machines "
-                      "('run_bench.py worker'); the run folder must be on a shared disk")
+                      f"('{command('worker')}'); the run folder must be on a shared disk")
     _run_arguments(chief)
     _scale_arguments(chief, chief=True)
     worker = commands.add_parser("worker", help="run trials for a chief")
@@ -186,8 +186,9 @@ def _scale(args, resume_from):
         # A distributed run resumes distributed: its rows are in workers/.
         recorded = read_run(RunDir(Path(resume_from))).get("distributed") or {}
         if recorded.get("remote"):
+            again = command("chief", "--resume", resume_from, "--port", "P")
             raise BenchError(f"{resume_from} was served to workers on other machines: resume "
-                             f"it with '{command(f'chief --resume {resume_from} --port P')}', "
+                             f"it with '{again}', "
                              "or here with 'run --resume ... --workers N'")
         workers = recorded.get("workers")
     if workers is None:
@@ -308,11 +309,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
-        run_dir = getattr(interrupt, "run_dir", None)
-        if run_dir is None:
-            print("interrupted before the run directory was made: nothing was written",
-                  file=sys.stderr)
-        else:
-            print(f"interrupted: the rows written so far are kept in {run_dir}; continue it "
-                  f"with '{command(f'run --resume {run_dir}')}'", file=sys.stderr)
+        print(_interrupted(args, getattr(interrupt, "run_dir", None)), file=sys.stderr)
         return 130
+
+
+def _interrupted(args, run_dir) -> str:
+    """What a Ctrl-C or SIGTERM left, in one line."""
+    if run_dir is not None:
+        return (f"interrupted: the rows written so far are kept in {run_dir}; continue it "
+                f"with '{command('run', '--resume', run_dir)}'")
+    if args.command in ("run", "chief") and args.resume:
+        return (f"interrupted before the search restarted: {args.resume} can be resumed "
+                "again with the same command")
+    if args.command in ("run", "chief"):
+        return ("interrupted before the run directory was made: no run was written (a "
+                "source pretraining that finished stays cached)")
+    return "interrupted"

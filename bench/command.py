@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,10 +19,19 @@ def program() -> str:
     if name == "finetune-bench":
         return "finetune-bench"
     if name == "run_bench.py" and Path(started).resolve() != Path("run_bench.py").resolve():
-        return f"python {started}"
+        return f"python {quoted(started)}"
     return "python run_bench.py"
 
 
-def command(arguments: str) -> str:
-    """``program()`` followed by ``arguments``: a line the user can paste."""
-    return f"{program()} {arguments}"
+def command(*words) -> str:
+    """``program()`` followed by ``words`` (paths quoted for the shell where they need it):
+    a line the user can paste."""
+    return " ".join([program(), *(quoted(str(word)) for word in words)])
+
+
+def quoted(word: str) -> str:
+    """``word`` as one shell word; in double quotes, since messages put a whole command
+    line in single quotes."""
+    if shlex.quote(word) == word:
+        return word
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", word) + '"'

@@ -31,6 +31,15 @@ class FailureLimit(StudyFailed):
     The run says so, and its report says why each trial failed.
     """
 
+    @classmethod
+    def at(cls, *, limit: int, trial_id: str, why: str) -> "FailureLimit":
+        return cls(f"{limit} trials failed in a row, {cls.MARK}; the last (trial {trial_id}): "
+                   f"{why}")
+
+    #: In ``run.json``'s error, which is all that runs written before ``failure_limit``
+    #: was recorded say of it.
+    MARK = "KerasTuner's limit"
+
 
 class DiskFull(StudyFailed):
     """A table or file could not be written: the disk is full or a file-size limit was hit.
@@ -47,4 +56,4 @@ class DiskFull(StudyFailed):
         super().__init__(f"cannot write {path} ({self.reason}) after {rows} row(s): the disk "
                          f"holding {folder} is full or a file-size limit was reached; every "
                          "complete row is kept: free some space, then continue with "
-                         f"'{command(f'run --resume {folder}')}'")
+                         f"'{command('run', '--resume', folder)}'")

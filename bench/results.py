@@ -26,6 +26,7 @@ from bench.analysis.validate import (
     check_csv_rows,
     check_table,
 )
+from bench.command import command
 from bench.errors import BenchError, DiskFull
 
 #: What trials.csv says of each trial; the objective columns are empty unless it completed.
@@ -158,11 +159,11 @@ def open_run(path: Path) -> RunDir:
     run = RunDir(Path(path))
     if not Path(path).exists():
         raise BenchError(f"{path} does not exist; pass a run directory made by "
-                         "'run_bench.py run'")
+                         f"'{command('run')}'")
     has_epochs = run.epochs_csv.exists() or run.epochs_csv.with_suffix(".parquet").exists()
     if not run.run_json.exists() or not has_epochs:
         raise BenchError(f"{path} is not a run directory (no run.json or epochs.csv); "
-                         "pass a folder made by 'run_bench.py run'")
+                         f"pass a folder made by '{command('run')}'")
     return run
 
 

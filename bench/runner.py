@@ -343,11 +343,11 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
     except (OSError, DiskFull) as error:
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
         later = (f"the report could not be written ({reason}); once there is space, "
-                 f"'{command(f'analyze {path}')}' makes it from the tables")
+                 f"'{command('analyze', path)}' makes it from the tables")
         return StudyFailed(f"{failure}; {later}" if failure else f"the study completed but {later}")
     except Exception as error:  # noqa: BLE001 (a bug in drawing must not hide whole tables)
         later = (f"the report failed ({type(error).__name__}: {error}), a bug in the suite; "
-                 f"the tables are whole, and '{command(f'analyze {path}')}' retries it")
+                 f"the tables are whole, and '{command('analyze', path)}' retries it")
         return StudyFailed(f"{failure}; {later}" if failure else f"the study completed but {later}")
     return failure
 
@@ -538,7 +538,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
 
         if scale is None and (Path(resume_from) / "workers").is_dir():
             raise BenchError(f"{resume_from} ran its trials in workers; resume it with "
-                             "--workers N (or 'run_bench.py chief --resume')")
+                             f"--workers N (or '{command('chief', '--resume', resume_from)}')")
         run_dir, record, resumed = continue_run(Path(resume_from), record, log=log)
     record.pop("distributed", None)
     if scale is not None:

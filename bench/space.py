@@ -16,6 +16,7 @@ import traceback
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from bench.command import quoted
 from bench.errors import BenchError, unknown_name
 
 #: Hyperparameters the model builder understands, with what each one controls.
@@ -336,9 +337,13 @@ def load_space(name: str, spaces_dir: Path = DEFAULT_SPACES_DIR) -> SearchSpace:
     """Loads the space called ``name``; an unknown name lists the valid ones."""
     files = discover(spaces_dir)
     if name not in files:
-        stem = Path(name).stem
-        if stem != name and stem in files:
-            raise BenchError(f"--space takes a space's name, not its file: --space {stem}")
+        given, file = Path(name), "--space takes a space's name, not its file"
+        if given.suffix == ".py" and given.is_file() and not (
+                given.stem in files and files[given.stem].path.resolve() == given.resolve()):
+            raise BenchError(f"{file}: for the space in {name}, use --spaces-dir "
+                             f"{quoted(str(given.parent))} --space {given.stem}")
+        if given.stem != name and given.stem in files:
+            raise BenchError(f"{file}: --space {given.stem}")
         raise unknown_name("search space", name, list(files))
     return load_space_file(files[name])
 

@@ -67,6 +67,10 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
                                                  "--space head-lr"),
     (["--space", "search_spaces/head-lr.py"], "--space takes a space's name, not its file: "
                                               "--space head-lr"),
+    # A file outside the spaces folder: its own folder is named, not a bundled namesake.
+    (["--space", "bench/space.py"], "--space takes a space's name, not its file: for the "
+                                    "space in bench/space.py, use --spaces-dir bench --space "
+                                    "space"),
     (["--space", "two-phase", "--tuner", "hyperband", "--max-epochs", "9"],
      "search space two-phase needs 2 or more epochs per trial, but Hyperband gives its "
      "shortest trials 1; use --tuner grid"),
@@ -201,5 +205,19 @@ def test_a_command_a_message_gives_starts_as_this_one_was_started(
 
     monkeypatch.setattr(sys, "argv", [started.replace("ROOT", str(ROOT)), "run"])
     monkeypatch.chdir(ROOT if cwd == "root" else tmp_path)
-    assert command("analyze results/x") == \
+    assert command("analyze", "results/x") == \
         f"{expected.replace('ROOT', str(ROOT))} analyze results/x"
+
+
+def test_a_command_with_odd_characters_in_its_paths_pastes_back_to_the_same_words(
+        monkeypatch, tmp_path):
+    from bench.command import command
+
+    script = tmp_path / "my scripts" / "run_bench.py"
+    folder = tmp_path / "my runs" / 'a "b" $HOME `c` d\\e'
+    monkeypatch.setattr(sys, "argv", [str(script), "run"])
+    line = command("run", "--resume", folder)
+    assert "'" not in line  # messages put the whole line in single quotes
+    shell = subprocess.run(["bash", "-c", f'printf "%s\\n" {line}'], capture_output=True,
+                           text=True, check=True)
+    assert shell.stdout.splitlines() == ["python", str(script), "run", "--resume", str(folder)]

@@ -266,6 +266,12 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
                       "would stop at its next trial. Its report.md says why each trial "
                       "failed: fix that, then start a new run"]
     assert read_run(run)["status"] == "failed" and read_trials(run).equals(trials)
+    # A run written before run.json recorded `failure_limit` is known by its error.
+    older = {k: v for k, v in read_run(run).items() if k != "failure_limit"}
+    run.run_json.write_text(json.dumps(older))
+    again = run_bench("run", "--resume", str(run.path), env=env)
+    assert again.returncode == 2 and again.stderr.count("error: ") == 1
+    assert "was stopped by KerasTuner's limit on trials failing in a row" in again.stderr
 
 
 def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir):

@@ -25,17 +25,18 @@ SLOW_SPACE = textwrap.dedent('''
 ''')
 
 
-def _terminated_when(tmp_path, seen: str) -> str:
-    """Runs the slow space and stops it with SIGTERM at the first line containing
-    ``seen``; returns what it printed on stderr."""
+def _terminated_when(tmp_path, seen: str, *, resume=None) -> str:
+    """Runs the slow space (or resumes its run ``resume``) and stops it with SIGTERM at the
+    first line containing ``seen``; returns what it printed on stderr."""
     spaces = tmp_path / "spaces"
-    spaces.mkdir()
+    spaces.mkdir(exist_ok=True)
     (spaces / "slow.py").write_text(SLOW_SPACE)
+    run = ["--resume", str(resume)] if resume else ["--name", "stopped"]
     env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "slow", "--spaces-dir",
          str(spaces), "--image-size", "16", "--train-per-class", "10", "--results-dir",
-         str(tmp_path / "results"), "--name", "stopped"],
+         str(tmp_path / "results"), *run],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         for line in process.stdout:
@@ -61,11 +62,18 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_what_finished(tmp_path):
     trials = read_trials(run)
     assert trials["status"].iloc[0] == "COMPLETED"
     assert len(trials) < 6
+    # Resumed, and stopped again before its search restarted: the run is as it was.
+    rows = run.epochs_csv.read_text()
+    err = _terminated_when(tmp_path, "Keras backend", resume=path)
+    assert (f"interrupted before the search restarted: {path} can be resumed again with "
+            "the same command") in err
+    assert read_run(run)["status"] == "interrupted"
+    assert run.epochs_csv.read_text() == rows
 
 
-def test_sigterm_before_the_run_directory_exists_says_nothing_was_written(tmp_path):
+def test_sigterm_before_the_run_directory_exists_says_no_run_was_written(tmp_path):
     err = _terminated_when(tmp_path, "Keras backend")  # data, pretraining, pre-flight next
-    assert "interrupted before the run directory was made: nothing was written" in err
+    assert "interrupted before the run directory was made: no run was written" in err
     assert "rows written so far" not in err
     assert not (tmp_path / "results" / "stopped").exists()
 

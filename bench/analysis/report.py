@@ -291,8 +291,8 @@ def what_ran(run: dict) -> list[str]:
     pre = run.get("pretraining")
     if pre and "source_accuracy" in pre:
         source = f" on the `{pre['source']}` source task" if pre.get("source") else ""
-        lines.append(f"Source pretraining{source}: {pre.get('epochs')} epochs, source accuracy in "
-                     f"inference mode {pre['source_accuracy']:.3f}"
+        lines.append(f"Source pretraining{source}: {counted(pre.get('epochs'), 'epoch')}, "
+                     f"source accuracy in inference mode {pre['source_accuracy']:.3f}"
                      f"{' (reused from cache)' if pre.get('reused') else ''}")
         if pre.get("cache_problem"):
             lines.append(f"Source pretraining ran again: {pre['cache_problem']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.analysis import numbers
+from bench.analysis.formatting import counted
 from bench.analysis.render import interval
 from bench.analysis.report import partial_sentence, summary_table, with_init_sentence
 from bench.analysis.tables import load_tables
@@ -21,8 +22,8 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         print("No trial was recorded.")
     else:
         table = summary_table(trials, tables.varied, limit=limit)
-        print(f"Top {min(limit, len(trials))} of {len(trials)} trials by best validation "
-              "accuracy (mean over repeats; trials that did not complete last):")
+        print(f"Top {min(limit, len(trials))} of {counted(len(trials), 'trial')} by best "
+              "validation accuracy (mean over repeats; trials that did not complete last):")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
     gaps = numbers.init_gaps(tables.complete, pair_on=tables.pair_on(run["run_id"]))
     for gap in gaps:

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench.command import command
 from bench.errors import BenchError, unknown_name
 
 
@@ -144,7 +145,7 @@ def ensure_imagenet_weights(spec: BackboneSpec, *, image_size: int) -> None:
 
     if not spec.imagenet:
         raise BenchError(f"{spec.name} has no ImageNet weights; use init 'pretrained' or "
-                         "'random', or a backbone that has them (see 'run_bench.py list')")
+                         f"'random', or a backbone that has them (see '{command('list')}')")
     try:
         build_backbone(spec, image_size=image_size, weights="imagenet")
     except BenchError:

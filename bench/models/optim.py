@@ -110,7 +110,7 @@ def reads_weights(optimizer_type: type) -> bool:
     return any(not np.array_equal(a, b) for a, b in zip(one, two))
 
 
-def make_optimizer(name: str, *, learning_rate: float, body_variables=(),
+def make_optimizer(name: str, /, *, learning_rate: float, body_variables=(),
                    body_lr_scale: float = 1.0, **kwargs):
     """Builds ``keras.optimizers.<name>`` with the backbone's variables at a scaled rate.
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from bench.analysis.formatting import counted
 from bench.data.datasets import Split, TransferData, splits_sha256
 from bench.data.download import file_digest
 from bench.device import code_sha256
@@ -159,7 +160,7 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
         log(why)
 
     log(f"pretraining {spec.name} on the {data.name} source task "
-        f"({len(data.source)} images, {epochs} epochs); cached for later runs")
+        f"({len(data.source)} images, {counted(epochs, 'epoch')}); cached for later runs")
     train, held = _holdout(data.source, seed)
     keras.utils.set_random_seed(seed)
     parts = assemble(spec, image_size=image_size,

@@ -338,9 +338,8 @@ class BenchTuner(keras_tuner.Tuner):
                 self.notes.append(f"the last {limit} trials failed in a row (KerasTuner's "
                                   "limit), but no trial was left to run")
             else:
-                stopped = FailureLimit(
-                    f"{limit} trials failed in a row, KerasTuner's limit; the last (trial "
-                    f"{trial.trial_id}): {self.trial_error(trial)}")
+                stopped = FailureLimit.at(limit=limit, trial_id=trial.trial_id,
+                                          why=self.trial_error(trial))
         ended = self.oracle.get_trial(trial.trial_id)
         duplicate = extras.get("duplicate_of")
         status = "DUPLICATE" if duplicate else ended.status

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bench.command import command
-from bench.errors import BenchError
+from bench.errors import BenchError, FailureLimit
 from bench.results import RunDir, read_epochs, read_run, summarise_trials, write_csv
 from bench.tuning.distributed import (
     CHIEF_PID,
@@ -53,17 +53,17 @@ class ChiefStudy:
         self.chief = Chief(oracle, run=run_dir,
                            fingerprint=study_fingerprint(space.name, space.version),
                            described=f"{space.name} version {space.version}",
-                           failure_message=self._failure_message,
+                           failure_limit=self._failure_limit,
                            on_trial_end=self.write_trials, log=log)
 
-    def _failure_message(self, trial_id: str) -> str:
+    def _failure_limit(self, trial_id: str) -> FailureLimit:
         from bench.tuning.bench_tuner import trial_error
         from bench.tuning.resume import earlier_extras
 
         limit = self.oracle.max_consecutive_failed_trials
         extras = earlier_extras(self.run_dir, keep={trial_id}).get(trial_id, {})
-        return (f"{limit} trials failed in a row, KerasTuner's limit; the last (trial "
-                f"{trial_id}): {trial_error(self.oracle.trials[trial_id], extras)}")
+        return FailureLimit.at(limit=limit, trial_id=trial_id,
+                               why=trial_error(self.oracle.trials[trial_id], extras))
 
     def write_trials(self) -> None:
         from bench.tuning.bench_tuner import trial_rows
@@ -91,8 +91,9 @@ class ChiefStudy:
                     import socket
 
                     address = f"{socket.gethostname()}:{port}"
-                worker = f"worker --chief {address} --run {self.run_dir.path} --id NAME"
-                self.log(f"chief serving on {address}; start workers with: {command(worker)}")
+                worker = command("worker", "--chief", address, "--run", self.run_dir.path,
+                                 "--id", "NAME")
+                self.log(f"chief serving on {address}; start workers with: {worker}")
                 self.chief.serve_remote()
             else:
                 gpus = visible_gpus()
@@ -130,7 +131,7 @@ def _wait_for_run(run: RunDir, *, wait_seconds: float, log) -> dict:
             if record.get("status") == "running":
                 return record
             raise BenchError(f"{run.path} is {record.get('status')}, not running; start its "
-                             "chief first (run --workers, or run_bench.py chief)")
+                             f"chief first (run --workers, or '{command('chief')}')")
         if time.monotonic() > deadline:
             raise BenchError(f"no run.json appeared in {run.path} within {wait_seconds:.0f} s; "
                              "check that --run names the chief's run folder on a shared disk")

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import BenchError, FailureLimit, StudyFailed
+from bench.errors import BenchError, StudyFailed
 from bench.results import RunDir, _replace_atomically
 
 #: Between a worker's id and its study's fingerprint in KERASTUNER_TUNER_ID.
@@ -167,7 +167,7 @@ def end_trial(oracle, trial) -> bool:
     return False
 
 
-def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_message):
+def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_limit):
     import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
@@ -221,7 +221,7 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_message
             """Ends ``trial``; at the consecutive-failure limit the study stops: every
             worker is told so at its next request."""
             if end_trial(self.oracle, trial):
-                self.failure = FailureLimit(failure_message(trial.trial_id))
+                self.failure = failure_limit(trial.trial_id)
 
     return ChiefServicer()
 
@@ -309,17 +309,19 @@ class Chief:
         run: The run directory every process shares.
         fingerprint: ``study_fingerprint`` of the study's space.
         described: The space as a user reads it ("seed version 2").
+        failure_limit: Called with the id of the trial that reached KerasTuner's limit on
+            failures in a row; returns the ``FailureLimit`` the study stops with.
         on_trial_end: Called (no arguments) after trials end, to rewrite trials.csv.
     """
 
     def __init__(self, oracle, *, run: RunDir, fingerprint: str, described: str,
-                 failure_message, on_trial_end, log=print):
+                 failure_limit, on_trial_end, log=print):
         self.oracle = oracle
         self.run = run
         self.log = log
         self.on_trial_end = on_trial_end
         self.servicer = _chief_servicer(oracle, fingerprint=fingerprint, described=described,
-                                        failure_message=failure_message)
+                                        failure_limit=failure_limit)
         self.server = None
         self.port = None
         self.deaths: dict[str, int] = {}

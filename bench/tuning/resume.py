@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.command import command
+from bench.errors import BenchError, FailureLimit
 from bench.results import RunDir, read_run
 
 #: RunSpec fields that hold paths in run.json's "arguments".
@@ -42,11 +43,12 @@ def resume_spec(run_dir: Path, *, given: dict):
     run = RunDir(Path(run_dir))
     if not run.run_json.exists() or not run.tuner.is_dir():
         raise BenchError(f"{run_dir} is not a run that can be resumed (no run.json or tuner/); "
-                         "pass a run directory made by 'run_bench.py run'")
+                         f"pass a run directory made by '{command('run')}'")
     record = read_run(run)
     if record.get("status") == "completed":
         raise BenchError(f"{run_dir} has completed; there is nothing to resume")
-    if record.get("failure_limit"):
+    if record.get("failure_limit") or (record.get("status") == "failed"
+                                       and FailureLimit.MARK in str(record.get("error"))):
         raise BenchError(f"{run_dir} was stopped by KerasTuner's limit on trials failing in a "
                          "row; KerasTuner counts those failures again, so a resumed run "
                          "would stop at its next trial. "
