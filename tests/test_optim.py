@@ -80,3 +80,8 @@ def test_muon_decays_what_it_leaves_to_adamw_at_adam_weight_decay(scale):
                                rtol=1e-6)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), 1 - lr * scale * 0.2,
                                rtol=1e-6)
+
+
+def test_every_option_of_the_optimizer_reaches_it_including_its_name():
+    optimizer = make_optimizer("SGD", learning_rate=0.1, momentum=0.9, name="sgd_m")
+    assert (optimizer.name, optimizer.momentum, optimizer.body_lr_scale) == ("sgd_m", 0.9, 1.0)
