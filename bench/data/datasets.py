@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.data.layouts import FOLDER_LAYOUT, find_layout
 from bench.errors import BenchError, unknown_name
 
 
@@ -257,9 +258,7 @@ def check_image_folder(data: Path | None) -> Path:
         BenchError: when ``data`` is missing, is not a folder, or has no layout it reads.
     """
     if data is None:
-        raise BenchError("dataset 'folder' needs --data PATH: a folder with one subfolder per "
-                         "class, or train/ (and val/, test/) each holding class subfolders")
-    from bench.data.layouts import find_layout
+        raise BenchError(f"dataset 'folder' needs --data PATH: {FOLDER_LAYOUT}")
 
     find_layout(Path(data))
     return Path(data)

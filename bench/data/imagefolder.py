@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from bench.data.layouts import FOLDER_LAYOUT
 from bench.errors import BenchError
 
 EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff",
@@ -67,8 +68,8 @@ def _stderr(message: str) -> None:
 def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
     """The class subfolders of ``root``, sorted; with ``expected``, exactly those names."""
     if not root.is_dir():
-        raise BenchError(f"image folder {root} does not exist; pass --data with a folder "
-                         "holding one subfolder per class (or train/ and test/)")
+        raise BenchError(f"image folder {root} does not exist; pass --data with "
+                         f"{FOLDER_LAYOUT}")
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     names = [p.name for p in classes]
     if expected is not None and names != expected:

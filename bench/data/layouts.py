@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 VALIDATION_NAMES = ("val", "valid", "validation")
 SPLIT_NAMES = ("train", "test", *VALIDATION_NAMES)
 SPLIT_WORDS = frozenset({*SPLIT_NAMES, "training", "testing", "eval", "evaluation", "dev"})
+#: What ``--data`` takes, for the messages that ask for it.
+FOLDER_LAYOUT = ("a folder holding one subfolder per class, or train/ (and val/, test/) each "
+                 "holding class subfolders")
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,11 @@ def find_layout(root: Path) -> Layout:
             split folders without ``train/``.
     """
     if root.exists() and not root.is_dir():
-        raise BenchError(f"--data {root} is a file, not a folder; pass --data with a folder "
-                         "holding one subfolder per class, or train/ (and val/, test/) each "
-                         "holding class subfolders")
+        raise BenchError(f"--data {root} is a file, not a folder; pass --data with "
+                         f"{FOLDER_LAYOUT}")
     if not root.is_dir():
-        raise BenchError(f"image folder {root} does not exist; pass --data with a folder "
-                         "holding one subfolder per class, or train/ (and val/, test/) each "
-                         "holding class subfolders")
+        raise BenchError(f"image folder {root} does not exist; pass --data with "
+                         f"{FOLDER_LAYOUT}")
     folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
     splits = folders & set(SPLIT_NAMES)
     if not splits:
