@@ -100,6 +100,23 @@ def _check_data_options(spec: RunSpec, *, dataset: str) -> None:
                   data_dir=spec.data_dir)
 
 
+def _changed_from_preset(preset: SpaceSettings, settings: SpaceSettings, *, init,
+                         image_size: int) -> str:
+    """What the command line changed of a preset's settings, as "dataset digits (the
+    preset's hotdog), ..."; "" when nothing that its published numbers depend on."""
+    ours = {"dataset": settings.dataset, "backbone": settings.backbone,
+            "image size": image_size, "epochs": settings.epochs,
+            "batch size": settings.batch_size}
+    theirs = {"dataset": preset.dataset, "backbone": preset.backbone,
+              "image size": preset.image_size or backbone_spec(preset.backbone)
+              .default_image_size, "epochs": preset.epochs, "batch size": preset.batch_size}
+    changed = [f"{name} {ours[name]} (the preset's {theirs[name]})" for name in ours
+               if ours[name] != theirs[name]]
+    if init is not None:
+        changed.append(f"init fixed to {init}")
+    return ", ".join(changed)
+
+
 def _check_optimizer(space: SearchSpace, hp) -> None:
     """An unknown optimizer name or option, or an ``optimizer`` hook that returns other
     than ``(name, options)``, is refused before data loading and pretraining (checked for
@@ -296,6 +313,10 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
     hp = declared_hyperparameters(space, num_blocks=num_blocks)
     if spec.init is not None:
         hp = fix_hyperparameter(hp, "init", spec.init)
+    if references:
+        changed = _changed_from_preset(space.settings, settings, init=spec.init,
+                                       image_size=image_size)
+        references = [dict(r, changed=changed) if changed else r for r in references]
     _check_optimizer(space, hp)
     tuner_name = choose_tuner(settings.tuner, hp)
     if new and spec.seed + settings.repeats - 1 > MAX_SEED:

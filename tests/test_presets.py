@@ -16,12 +16,12 @@ from bench.space import load_space
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset, optimizer, reference", [
-    ("seed", "Adam", "0.7875"),
-    ("d2l", "SGD", "fine-tuned 0.940 vs scratch 0.850"),
+@pytest.mark.parametrize("preset, optimizer, reference, theirs", [
+    ("seed", "Adam", "0.7875", ("hotdog", "resnet50v2", 224, 3, 32)),
+    ("d2l", "SGD", "fine-tuned 0.940 vs scratch 0.850", ("hotdog", "resnet50", 256, 5, 128)),
 ])
-def test_a_preset_starts_on_a_cpu_and_reports_the_published_numbers(tmp_path, preset,
-                                                                    optimizer, reference):
+def test_a_preset_starts_on_a_cpu_and_reports_the_published_numbers(
+        tmp_path, preset, optimizer, reference, theirs):
     data = tmp_path / "photos"
     good_images(data, per_class=8)
     # Offline stand-ins for what a GPU run downloads: a local folder instead of hotdog, and
@@ -36,7 +36,14 @@ def test_a_preset_starts_on_a_cpu_and_reports_the_published_numbers(tmp_path, pr
     run = json.loads((run_dir / "run.json").read_text())
     assert run["preset"] == preset and run["settings"]["optimizer"] == optimizer
     assert any(reference in r["text"] for r in run["references"])
-    assert reference in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert reference in report
+    # Beside numbers measured otherwise, the report says what this run changed.
+    dataset, backbone, size, epochs, batch = theirs
+    assert (f"Not measured like this run, which changed dataset folder (the preset's "
+            f"{dataset}), backbone resnet-mini (the preset's {backbone}), image size 20 (the "
+            f"preset's {size}), epochs 1 (the preset's {epochs}), batch size 8 (the preset's "
+            f"{batch}), init fixed to random.") in report
 
 
 def test_an_unknown_preset_lists_the_valid_ones(tmp_path):

@@ -174,8 +174,10 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                            best, tables.varied, runs=len(tables.runs))))]
     for run in tables.runs:
         for reference in run.get("references", []):
+            changed = (f" Not measured like this run, which changed {reference['changed']}."
+                       if reference.get("changed") else "")
             blocks.append(Block("p", f"Published reference ({reference['source']}): "
-                                     f"{reference['text']}"))
+                                     f"{reference['text']}.{changed}"))
     blocks += figure_blocks
     if not trials.empty:
         blocks += [Block("h2", "Trials"),
