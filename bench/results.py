@@ -161,6 +161,9 @@ def open_run(path: Path) -> RunDir:
         raise BenchError(f"{path} does not exist; pass a run directory made by "
                          f"'{command('run')}'")
     has_epochs = run.epochs_csv.exists() or run.epochs_csv.with_suffix(".parquet").exists()
+    if (run.path / "perf.json").exists() and (run.path / "suite" / "run.json").exists():
+        raise BenchError(f"{path} holds a 'perf' comparison, not a run; its suite run is "
+                         f"{run.path / 'suite'}: pass that")
     if not run.run_json.exists() or not has_epochs:
         raise BenchError(f"{path} is not a run directory (no run.json or epochs.csv); "
                          f"pass a folder made by '{command('run')}'")

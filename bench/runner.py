@@ -264,6 +264,9 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
                     pretrain_epochs=spec.pretrain_epochs, initial_points=spec.initial_points,
                     evaluation_batch_size=spec.evaluation_batch_size,
                     cache_memory=spec.cache_memory_mb)
+    if not spec.prefix_cache and spec.cache_memory_mb != RunSpec.cache_memory_mb:
+        raise BenchError("--cache-memory sizes the prefix cache, which --no-prefix-cache "
+                         "turns off; drop one of them")
     if spec.seed < 1:
         raise BenchError(f"--seed must be 1 or more (KerasTuner reads 0 as 'pick a random "
                          f"seed'); got {spec.seed}")

@@ -65,6 +65,8 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
     (["--tuner", "hyperband", "--max-trials", "3"], "--max-trials does not bound Hyperband"),
     (["--preset", "seed", "--space", "head-lr"], "--preset seed chooses its own space; drop "
                                                  "--space head-lr"),
+    (["--no-prefix-cache", "--cache-memory", "10"], "--cache-memory sizes the prefix cache, "
+                                                    "which --no-prefix-cache turns off"),
     (["--space", "search_spaces/head-lr.py"], "--space takes a space's name, not its file: "
                                               "--space head-lr"),
     # A file outside the spaces folder: its own folder is named, not a bundled namesake.

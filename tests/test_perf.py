@@ -39,6 +39,11 @@ def test_perf_writes_both_sides_and_the_speedup(tmp_path):
     assert perf["suite_wall_seconds"] > suite["search_seconds"]
     assert perf["backend"] == "tensorflow" and perf["study"]["space"] == "seed"
     assert "speedup (a)/(b)" in result.stdout
+    # `analyze` given the perf folder points at the run inside it.
+    told = run_bench("analyze", str(tmp_path / "p"))
+    assert told.returncode == 2 and told.stderr.strip() == (
+        f"error: {tmp_path / 'p'} holds a 'perf' comparison, not a run; its suite run is "
+        f"{tmp_path / 'p' / 'suite'}: pass that")
 
 
 @pytest.mark.slow
