@@ -315,9 +315,13 @@ def test_the_chief_refuses_another_study_and_a_stale_worker_in_one_line(tmp_path
     import keras_tuner
     from keras_tuner.src import protos
 
+    from bench.errors import FailureLimit
     from bench.results import RunDir
     from bench.tuning.algorithms import make_oracle
     from bench.tuning.distributed import Chief, worker_tuner_id
+
+    def failure_limit(trial_id):
+        return FailureLimit.at(limit=3, trial_id=trial_id, why="a test")
 
     hp = keras_tuner.HyperParameters()
     hp.Choice("head_lr", [1e-3, 1e-2])
@@ -325,8 +329,8 @@ def test_the_chief_refuses_another_study_and_a_stale_worker_in_one_line(tmp_path
     oracle._set_project_dir(str(tmp_path), "tuner")
     run = RunDir(tmp_path)
     chief = Chief(oracle, run=run, fingerprint=study_fingerprint("three", 1),
-                  described="three version 1", failure_message=str, on_trial_end=lambda: None,
-                  log=lambda line: None)
+                  described="three version 1", failure_limit=failure_limit,
+                  on_trial_end=lambda: None, log=lambda line: None)
     port = chief.start(host="127.0.0.1", port=0)
     try:
         stub = protos.get_service_grpc().OracleStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
@@ -346,7 +350,7 @@ def test_the_chief_refuses_another_study_and_a_stale_worker_in_one_line(tmp_path
         assert stale.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "trial 7 is not running on this chief" in stale.value.details()
         with pytest.raises(BenchErrorType):
-            Chief(oracle, run=run, fingerprint="x", described="x", failure_message=str,
+            Chief(oracle, run=run, fingerprint="x", described="x", failure_limit=failure_limit,
                   on_trial_end=lambda: None).start(host="127.0.0.1", port=port)
     finally:
         chief.stop()
