@@ -16,22 +16,29 @@
 #             whether epochs.csv is the same
 #   perf      the default study's perf (plain KerasTuner on 2 of 5 executions per
 #             configuration)
-# Each step has its own time limit and writes under $OUT as it goes, so a step that runs
-# out of time still leaves what the steps before it measured; summary.json gathers the
-# numbers. A dry run on a CPU: OUT=/tmp/gpu-check GPU_CHECK_SMALL=1 bash docs/gpu/check.sh
+# Each step has its own time limit, cut to what is left of GPU_CHECK_SECONDS (default 540,
+# to end inside the device tool's 600 s), and a step that runs out of time still leaves
+# what the steps before it measured. $OUT gets steps.txt, device.json, nvidia-smi.txt,
+# summary.json (the numbers, by docs/gpu/summary.py) and everything.tar.gz (each step's
+# log and run directory, without weights), both renewed after every step: the device tool
+# brings back at most 8 files.
+# A dry run on a CPU: OUT=/tmp/gpu-check GPU_CHECK_SMALL=1 bash docs/gpu/check.sh
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
 steps=${*:-study memory together perf}
 
-if [ -d .whl ]; then
+deadline=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-540} ))
+if [ -d .whl ] && [ -z "${GPU_CHECK_SMALL:-}" ]; then
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site:$PWD
 fi
 export KERAS_BACKEND=jax FINETUNE_BENCH_CACHE=${FINETUNE_BENCH_CACHE:-/tmp/gpu-check-cache}
-runs=$OUT/runs
-mkdir -p "$runs"
+work=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
+runs=$work/runs logs=$work/logs
+rm -rf "$work"
+mkdir -p "$runs" "$logs"
 
 # The study's size; GPU_CHECK_SMALL shrinks every step to try the script on a CPU.
 if [ -n "${GPU_CHECK_SMALL:-}" ]; then
@@ -47,12 +54,25 @@ fi
 
 log() { echo "$(date -u +%FT%TZ) $*" | tee -a "$OUT/steps.txt"; }
 step() {  # step NAME LIMIT_SECONDS COMMAND...
-    local name=$1 limit=$2 started
+    local name=$1 limit=$2 started left
     shift 2
     started=$(date +%s)
+    left=$(( deadline - started - 30 ))  # 30 s for the summary and the archive
+    if [ "$left" -lt 30 ]; then
+        log "skip $name: ${left} s left of GPU_CHECK_SECONDS"
+        return
+    fi
+    [ "$left" -lt "$limit" ] && limit=$left
     log "start $name (limit ${limit} s): $*"
-    timeout -s TERM -k 15 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    timeout -s TERM -k 10 "$limit" "$@" > "$logs/$name.log" 2>&1
     log "end $name: exit $? after $(( $(date +%s) - started )) s"
+    summarise
+}
+summarise() {  # after every step too, so a call cut short still brings back what ran
+    python3 docs/gpu/summary.py "$runs" > "$OUT/summary.json"
+    # Weights and KerasTuner's checkpoints stay behind: tables, reports, plots, logs go.
+    tar czf "$OUT/everything.tar.gz" --exclude='*.h5' --exclude='*.keras' --exclude='*.npz' \
+        --exclude='*.weights*' --exclude='checkpoint*' -C "$work" logs runs
 }
 
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
@@ -64,10 +84,10 @@ log "device: $(tr -d '\n' < "$OUT/device.json" | head -c 300)"
 for name in $steps; do
     case $name in
     study)
-        step study 330 python3 run_bench.py perf --space seed --dataset shapes "${study[@]}" \
+        step study 400 python3 run_bench.py perf --space seed --dataset shapes "${study[@]}" \
             --baseline-repeats 2 --results-dir "$runs" --name study ;;
     memory)
-        step memory 90 python3 run_bench.py run --spaces-dir docs/gpu/spaces --space memory-50 \
+        step memory 80 python3 run_bench.py run --spaces-dir docs/gpu/spaces --space memory-50 \
             --tuner random --max-trials "$memory_trials" --results-dir "$runs" --name memory ;;
     together)
         step alone 75 python3 run_bench.py run "${default[@]}" --repeats "$together_repeats" \
@@ -82,45 +102,6 @@ for name in $steps; do
     esac
 done
 
-python3 - "$runs" > "$OUT/summary.json" <<'EOF'
-"""The numbers README's "Speed" needs, from whatever the steps left."""
-import json
-import sys
-from pathlib import Path
-
-import pandas as pd
-
-runs, summary = Path(sys.argv[1]), {}
-for name in ("study", "default-perf"):
-    path = runs / name / "perf.json"
-    suite = runs / name / "suite" / "run.json"
-    if not path.exists() and suite.exists():
-        # The step ran out of time during plain KerasTuner: the suite's side still counts.
-        summary[name] = {"suite_search_seconds": json.loads(suite.read_text()).get(
-            "search_seconds"), "plain": "not finished"}
-    if path.exists():
-        perf = json.loads(path.read_text())
-        summary[name] = {key: perf.get(key) for key in (
-            "speedup", "speedup_basis", "suite_wall_seconds", "suite_over_floor", "device",
-            "backend")} | {"suite_search_seconds": perf["suite"]["search_seconds"],
-                           "plain": perf["plain_kerastuner"]}
-memory = runs / "memory" / "trials.csv"
-if memory.exists():
-    trials = pd.read_csv(memory)
-    summary["memory"] = {"trials": len(trials)} | {
-        f"{column}_after_trial_{n}": float(trials[column].iloc[n - 1])
-        for column in ("rss_mib", "device_mib") for n in (10, len(trials)) if len(trials) >= n}
-tables = {name: runs / name / "epochs.csv" for name in ("alone", "together")}
-if all(path.exists() for path in tables.values()):
-    alone, together = (pd.read_csv(path) for path in tables.values())
-    keys = ["trial_id", "repeat", "epoch"]
-    merged = alone.merge(together, on=keys, suffixes=("_alone", "_together"))
-    summary["together"] = {
-        "rows": [len(alone), len(together), len(merged)],
-        "max_abs_difference": {c: float((merged[f"{c}_alone"] - merged[f"{c}_together"]).abs().max())
-                               for c in ("loss", "accuracy", "val_loss", "val_accuracy")},
-        "search_seconds": {name: json.loads((runs / name / "run.json").read_text())
-                           .get("search_seconds") for name in tables}}
-print(json.dumps(summary, indent=2))
-EOF
+summarise
 log "summary: $(tr -d '\n ' < "$OUT/summary.json" | head -c 600)"
+log "archive: $(du -h "$OUT/everything.tar.gz" | cut -f1)"

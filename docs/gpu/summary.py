@@ -1,0 +1,40 @@
+"""The numbers README's "Speed" needs, from whatever the steps left."""
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+runs, summary = Path(sys.argv[1]), {}
+for name in ("study", "default-perf"):
+    path = runs / name / "perf.json"
+    suite = runs / name / "suite" / "run.json"
+    if not path.exists() and suite.exists():
+        # The step ran out of time during plain KerasTuner: the suite's side still counts.
+        summary[name] = {"suite_search_seconds": json.loads(suite.read_text()).get(
+            "search_seconds"), "plain": "not finished"}
+    if path.exists():
+        perf = json.loads(path.read_text())
+        summary[name] = {key: perf.get(key) for key in (
+            "speedup", "speedup_basis", "suite_wall_seconds", "suite_over_floor", "device",
+            "backend")} | {"suite_search_seconds": perf["suite"]["search_seconds"],
+                           "plain": perf["plain_kerastuner"]}
+memory = runs / "memory" / "trials.csv"
+if memory.exists():
+    trials = pd.read_csv(memory)
+    summary["memory"] = {"trials": len(trials)} | {
+        f"{column}_after_trial_{n}": float(trials[column].iloc[n - 1])
+        for column in ("rss_mib", "device_mib") for n in (10, len(trials)) if len(trials) >= n}
+tables = {name: runs / name / "epochs.csv" for name in ("alone", "together")}
+if all(path.exists() for path in tables.values()):
+    alone, together = (pd.read_csv(path) for path in tables.values())
+    keys = ["trial_id", "repeat", "epoch"]
+    merged = alone.merge(together, on=keys, suffixes=("_alone", "_together"))
+    summary["together"] = {
+        "rows": [len(alone), len(together), len(merged)],
+        "max_abs_difference": {
+            c: float((merged[f"{c}_alone"] - merged[f"{c}_together"]).abs().max())
+            for c in ("loss", "accuracy", "val_loss", "val_accuracy")},
+        "search_seconds": {name: json.loads((runs / name / "run.json").read_text())
+                           .get("search_seconds") for name in tables}}
+print(json.dumps(summary, indent=2))
