@@ -7,6 +7,9 @@ disjoint groups so one group can serve as a source task and the other as the tar
 from __future__ import annotations
 
 import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -75,15 +78,31 @@ def render_shapes(
     side = image_size * scale
     images = np.empty((len(shapes) * per_class, image_size, image_size, 3), np.uint8)
     labels = np.repeat(np.arange(len(shapes), dtype=np.int32), per_class)
-    for index, label in enumerate(labels):
-        background = rng.integers(0, 120, size=3)
-        noise = rng.normal(0, 18, size=(side, side, 3))
-        canvas = np.clip(background + noise, 0, 255).astype(np.uint8)
-        image = Image.fromarray(canvas)
-        r = rng.uniform(0.22, 0.38) * side
-        cx, cy = rng.uniform(r, side - r, size=2)
-        colour = tuple(int(c) for c in rng.integers(140, 256, size=3))
-        _draw(ImageDraw.Draw(image), shapes[label], cx, cy, r, rng.uniform(0, 2 * math.pi),
-              colour, max(2, int(side * 0.07)))
+    width = max(2, int(side * 0.07))
+
+    def finish(index: int, background, noise, shape: str, cx, cy, r, turn, colour) -> None:
+        np.add(noise, background, out=noise)
+        np.clip(noise, 0, 255, out=noise)
+        image = Image.fromarray(noise.astype(np.uint8))
+        _draw(ImageDraw.Draw(image), shape, cx, cy, r, turn, colour, width)
         images[index] = np.asarray(image.resize((image_size, image_size), Image.BILINEAR))
+
+    # The draws stay in one thread, in the order that fixes every image; the rest of each
+    # image (about 40% of its time at 224 px) runs beside the next one's draws.
+    workers = min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for index, label in enumerate(labels):
+            background = rng.integers(0, 120, size=3)
+            noise = rng.normal(0, 18, size=(side, side, 3))
+            r = rng.uniform(0.22, 0.38) * side
+            cx, cy = rng.uniform(r, side - r, size=2)
+            colour = tuple(int(c) for c in rng.integers(140, 256, size=3))
+            turn = rng.uniform(0, 2 * math.pi)
+            pending.append(pool.submit(finish, index, background, noise, shapes[label],
+                                       cx, cy, r, turn, colour))
+            while len(pending) > 2 * workers:  # each waiting canvas holds side**2 * 24 bytes
+                pending.popleft().result()
+        for future in pending:
+            future.result()
     return images, labels
