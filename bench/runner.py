@@ -173,8 +173,10 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
         image_size=image_size, seed=spec.seed, train_per_class=spec.train_per_class,
         images_per_class=spec.images_per_class, data=spec.data, data_dir=spec.data_dir,
         cache_dir=Path(spec.cache_dir))
+    loading = time.perf_counter()
     data = load_dataset(settings.dataset, request)
-    log(f"data: {data.summary()}")
+    loaded_seconds = round(time.perf_counter() - loading, 2)
+    log(f"data: {data.summary()} ({loaded_seconds:.1f} s)")
     for note in data.notes:
         log(f"data: {note}")
     facts = {"dataset": {"name": data.name, "classes": list(data.class_names),
@@ -185,7 +187,7 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
                          "skipped_examples": list(data.skipped_files[:5]),
                          "duplicates_dropped": data.duplicates_dropped,
                          "sha256": splits_sha256(data.train, data.validation, data.test),
-                         "notes": list(data.notes)}}
+                         "notes": list(data.notes), "seconds": loaded_seconds}}
     weights = None
     inits = _init_values(hp, settings)
     if "pretrained" in inits:

@@ -182,6 +182,10 @@ def test_a_run_on_a_folder_with_broken_files_completes(tmp_path, tiny_spaces_dir
     assert {p.rsplit("/", 1)[-1] for p in sizes["skipped_examples"]} == {
         "empty.jpg", "truncated.png", "notes.jpg"}
     assert run["pretraining"]["source"] == "digits"
+    # Reading the folder is timed: the console line and run.json give the same seconds.
+    assert 0 < sizes["seconds"] < 600
+    line = next(line for line in result.stdout.splitlines() if line.startswith("data: folder"))
+    assert line.endswith(f" ({sizes['seconds']:.1f} s)"), line
     report = (tmp_path / "results" / "folder" / "report.md").read_text()
     assert "Source pretraining on the `digits` source task: 3 epochs, source accuracy" in report
 
