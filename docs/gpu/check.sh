@@ -35,7 +35,8 @@ if [ -d .whl ] && [ -z "${GPU_CHECK_SMALL:-}" ]; then
     export PYTHONPATH=/tmp/site:$PWD
 fi
 # Unbuffered: a step cut short by its limit still shows how far it got.
-export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax FINETUNE_BENCH_CACHE=${FINETUNE_BENCH_CACHE:-/tmp/gpu-check-cache}
+export PYTHONUNBUFFERED=1 KERAS_BACKEND=jax
+export FINETUNE_BENCH_CACHE=${FINETUNE_BENCH_CACHE:-/tmp/gpu-check-cache}
 work=${GPU_CHECK_WORK:-/tmp/gpu-check-work}
 runs=$work/runs logs=$work/logs
 rm -rf "$work"
