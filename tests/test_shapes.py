@@ -1,4 +1,5 @@
-"""The shapes generator renders in threads; its images must be those of one at a time."""
+"""The shapes generator: threaded rendering gives the images of one at a time, and the
+cache of generated images gives back those very images, or says it is damaged and renders."""
 
 import math
 
@@ -39,3 +40,80 @@ def test_threaded_rendering_gives_the_images_of_one_at_a_time(shapes, image_size
     assert images.shape == (30, image_size, image_size, 3)
     np.testing.assert_array_equal(labels, expected_labels)
     np.testing.assert_array_equal(images, expected_images)
+
+
+def _flip_middle(npz):
+    content = bytearray(npz.read_bytes())
+    middle = len(content) // 2
+    content[middle:middle + 64] = bytes(255 - b for b in content[middle:middle + 64])
+    npz.write_bytes(bytes(content))
+
+
+def _halve_images(npz):
+    with np.load(npz) as stored:  # a well-formed archive whose checksum no longer fits
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["images"] = arrays["images"] // 2
+    with open(npz, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _load(**request):
+    from bench.data.datasets import DataRequest, load_dataset
+
+    request = {"image_size": 24, "seed": 3, "images_per_class": 8, "train_per_class": 4} | request
+    return load_dataset("shapes", DataRequest(**request))
+
+
+def _arrays(data):
+    return [array for split in (data.source, data.train, data.validation, data.test)
+            for array in (split.images, split.labels)]
+
+
+def test_generated_images_are_cached_and_a_cached_copy_is_the_same(tmp_path, monkeypatch):
+    fresh = _load()
+    assert not (tmp_path / "generated").exists()
+    first = _load(cache_dir=tmp_path)
+    stored = sorted((tmp_path / "generated").glob("*.npz"))
+    assert len(stored) == 2  # the source task and the target task
+    # From here on the generator must not run: the images come from the files.
+    import bench.data.shapes
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("rendered again despite a valid cache")
+
+    monkeypatch.setattr(bench.data.shapes, "render_shapes", refuse)
+    second = _load(cache_dir=tmp_path)
+    for expected, cached_first, cached_second in zip(_arrays(fresh), _arrays(first),
+                                                     _arrays(second), strict=True):
+        np.testing.assert_array_equal(cached_first, expected)
+        np.testing.assert_array_equal(cached_second, expected)
+    # Another request is another entry, not this one's images.
+    monkeypatch.undo()
+    _load(cache_dir=tmp_path, images_per_class=9)
+    assert len(list((tmp_path / "generated").glob("*.npz"))) == 4
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda npz: npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2]),
+     r"is unreadable \(\w+\)"),
+    (_flip_middle, r"(is unreadable \(\w+\)|failed its checksum)"),
+    (_halve_images, "failed its checksum"),
+], ids=["truncated", "flipped", "images"])
+def test_a_damaged_generated_cache_is_generated_again_with_one_line(tmp_path, capsys, damage,
+                                                                    reason):
+    import re
+
+    fresh = _load()
+    _load(cache_dir=tmp_path)
+    capsys.readouterr()
+    damaged = sorted((tmp_path / "generated").glob("*.npz"))[0]
+    damage(damaged)
+    again = _load(cache_dir=tmp_path)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert re.fullmatch(rf"generated-image cache {re.escape(str(damaged))} {reason}; "
+                        "generating again", lines[0]), lines[0]
+    for expected, got in zip(_arrays(fresh), _arrays(again), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    _load(cache_dir=tmp_path)  # remade whole: quiet from now on
+    assert capsys.readouterr().err == ""

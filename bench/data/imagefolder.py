@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from bench.data.arraycache import read_arrays, to_stderr, write_arrays
 from bench.data.layouts import FOLDER_LAYOUT
 from bench.errors import BenchError
 
@@ -59,10 +59,6 @@ class Decoded:
     hashes: tuple[str, ...] = ()
     duplicates: int = 0
     other_class: int = 0
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
@@ -216,50 +212,32 @@ def cache_key(files: list[tuple[Path, int]], size: int) -> str:
     return digest.hexdigest()[:20]
 
 
-def _decoded_sha256(decoded: Decoded) -> str:
-    """Everything a cached decode stores but the class names (those come from the key)."""
-    digest = hashlib.sha256()
-    for array in (decoded.images, decoded.labels):
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.data)
-    digest.update("\n".join(decoded.skipped).encode() + b"\0" +
-                  "\n".join(decoded.hashes).encode() + b"\0" +
-                  f"{decoded.duplicates}|{decoded.other_class}".encode())
-    return digest.hexdigest()
-
-
 def _read_cache(cache_file: Path, names: tuple[str, ...], log) -> Decoded | None:
     """The cached decode, or None (with one line saying why) when it does not verify."""
-    if not cache_file.exists():
+    arrays = read_arrays(cache_file, what="decoded-image", redo="decoding again", log=log)
+    if arrays is None:
         return None
     try:
-        with np.load(cache_file, allow_pickle=False) as cached:
-            decoded = Decoded(cached["images"], cached["labels"], names,
-                              tuple(cached["skipped"].tolist()),
-                              tuple(cached["hashes"].tolist()), int(cached["duplicates"]),
-                              int(cached["other_class"]))
-            expected = str(cached["sha256"])
-    except Exception as error:  # noqa: BLE001 (a truncated zip fails in many ways)
+        decoded = Decoded(arrays["images"], arrays["labels"], names,
+                          tuple(arrays["skipped"].tolist()), tuple(arrays["hashes"].tolist()),
+                          int(arrays["duplicates"]), int(arrays["other_class"]))
+    except (KeyError, TypeError, ValueError) as error:  # verified, but not a decode's arrays
         log(f"decoded-image cache {cache_file} is unreadable ({type(error).__name__}); "
             "decoding again")
         return None
-    if _decoded_sha256(decoded) != expected or len(decoded.hashes) != len(decoded.labels):
+    if len(decoded.hashes) != len(decoded.labels):
         log(f"decoded-image cache {cache_file} failed its checksum; decoding again")
         return None
     return decoded
 
 
 def _write_cache(cache_file: Path, decoded: Decoded) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.partial.npz")
-    np.savez(partial, images=decoded.images, labels=decoded.labels,
-             skipped=np.asarray(decoded.skipped, dtype=str),
-             hashes=np.asarray(decoded.hashes, dtype=str),
-             duplicates=np.asarray(decoded.duplicates),
-             other_class=np.asarray(decoded.other_class),
-             sha256=np.asarray(_decoded_sha256(decoded)))
-    os.replace(partial, cache_file)
+    write_arrays(cache_file, {
+        "images": decoded.images, "labels": decoded.labels,
+        "skipped": np.asarray(decoded.skipped, dtype=str),
+        "hashes": np.asarray(decoded.hashes, dtype=str),
+        "duplicates": np.asarray(decoded.duplicates),
+        "other_class": np.asarray(decoded.other_class)})
 
 
 def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> Decoded:
@@ -318,7 +296,7 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
     Unreadable files are skipped and reported with one line, on every call; files
     repeating an earlier file's picture are dropped and counted (``repeats_sentence``).
     """
-    log = log or _stderr
+    log = log or to_stderr
     folders = class_folders(root, classes)
     files = list_images(folders, root)
     names = tuple(f.name for f in folders)
