@@ -6,11 +6,15 @@
 #   ../shared/gpu/wheels.sh absl-py==2.5.1 rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 \
 #       pygments==2.21.0 grpcio==1.85.3 protobuf==7.36.2 six==1.17.0 typing-extensions==4.16.0
 # Then, with the device tool: command "bash docs/gpu/check.sh", carry [".whl"], timeout_s 600
-# Steps (default: all four, in this order; name some to run only those):
+# Steps (default: data, study, sample, in this order; name some to run only those):
+#   data      render the study's 2 x 2,000 shapes images at 224 px into the cache (the
+#             stand-in for decoding photographs; a later run loads them)
 #   study     the ResNet50V2 seed study at 224 px on 2,000 shapes images, 12 configurations
-#             x 9 repeats = 108 executions of 5 epochs, as `perf`: the suite end to end, and
+#             x 9 repeats = 108 executions of 5 epochs, the suite alone, end to end (README
+#             "Speed": target < 2 minutes)
+#   sample    `perf` on the study's first 2 configurations (18 executions): the suite, and
 #             plain KerasTuner on 2 of the 9 executions per configuration, the rest
-#             estimated (README "Speed": targets < 2 minutes and >= 20x)
+#             estimated (target >= 20x)
 #   memory    50 trials of docs/gpu/spaces/memory-50.py: RSS and device memory per trial
 #   together  the default study with 5 repeats alone and --train-together: times, and
 #             whether epochs.csv is the same
@@ -27,7 +31,7 @@ set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
-steps=${*:-study memory together perf}
+steps=${*:-data study sample}
 
 deadline=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-540} ))
 if [ -d .whl ] && [ -z "${GPU_CHECK_SMALL:-}" ]; then
@@ -44,13 +48,15 @@ mkdir -p "$runs" "$logs"
 
 # The study's size; GPU_CHECK_SMALL shrinks every step to try the script on a CPU.
 if [ -n "${GPU_CHECK_SMALL:-}" ]; then
-    study=(--backbone resnet-mini --image-size 32 --images-per-class 40 --train-per-class 10
-           --epochs 1 --repeats 3 --max-trials 2 --pretrain-epochs 1)
+    size=32 per_class=40
+    study=(--backbone resnet-mini --image-size $size --images-per-class $per_class
+           --train-per-class 10 --epochs 1 --repeats 3 --max-trials 2 --pretrain-epochs 1)
     memory_trials=12 default=(--epochs 1 --max-trials 2 --pretrain-epochs 1)
     together_repeats=2
 else
-    study=(--backbone resnet50v2 --image-size 224 --images-per-class 400
-           --train-per-class 200 --epochs 5 --repeats 9)
+    size=224 per_class=400
+    study=(--backbone resnet50v2 --image-size $size --images-per-class $per_class
+           --train-per-class 200 --epochs 5 --repeats 9 --cache-memory 24000)
     memory_trials=50 default=() together_repeats=5
 fi
 
@@ -85,9 +91,19 @@ log "device: $(tr -d '\n' < "$OUT/device.json" | head -c 300)"
 
 for name in $steps; do
     case $name in
+    data)
+        step data 240 python3 -c "from bench.data.datasets import DataRequest, load_dataset
+import sys, time; started = time.perf_counter()
+print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per_class,
+      cache_dir='$FINETUNE_BENCH_CACHE')).summary(), f'{time.perf_counter() - started:.1f} s')" ;;
     study)
-        step study 400 python3 run_bench.py perf --space seed --dataset shapes "${study[@]}" \
-            --baseline-repeats 2 --results-dir "$runs" --name study ;;
+        step study 300 python3 run_bench.py run --space seed --dataset shapes "${study[@]}" \
+            --results-dir "$runs" --name study ;;
+    sample)
+        # Its own compilation cache: the suite must not start with the study's programs.
+        step sample 300 env JAX_COMPILATION_CACHE_DIR="$work/jax-sample" \
+            python3 run_bench.py perf --space seed --dataset shapes "${study[@]}" \
+            --max-trials 2 --baseline-repeats 2 --results-dir "$runs" --name sample ;;
     memory)
         step memory 80 python3 run_bench.py run --spaces-dir docs/gpu/spaces --space memory-50 \
             --tuner random --max-trials "$memory_trials" --results-dir "$runs" --name memory ;;
@@ -100,7 +116,7 @@ for name in $steps; do
         step perf 150 python3 run_bench.py perf "${default[@]}" --baseline-repeats 2 \
             --results-dir "$runs" --name default-perf ;;
     *)
-        log "unknown step $name (study, memory, together, perf)" ;;
+        log "unknown step $name (data, study, sample, memory, together, perf)" ;;
     esac
 done
 
