@@ -15,6 +15,8 @@
 #   sample    `perf` on the study's first 2 configurations (18 executions): the suite, and
 #             plain KerasTuner on 2 of the 9 executions per configuration, the rest
 #             estimated (target >= 20x)
+#   together-study  the study's first configuration (9 executions) with --train-together,
+#             to set beside the study step's first trial
 #   memory    50 trials of docs/gpu/spaces/memory-50.py: RSS and device memory per trial
 #   together  the default study with 5 repeats alone and --train-together: times, and
 #             whether epochs.csv is the same
@@ -104,6 +106,10 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
         step sample 300 env JAX_COMPILATION_CACHE_DIR="$work/jax-sample" \
             python3 run_bench.py perf --space seed --dataset shapes "${study[@]}" \
             --max-trials 2 --baseline-repeats 2 --results-dir "$runs" --name sample ;;
+    together-study)
+        step together-study 200 python3 run_bench.py run --space seed --dataset shapes \
+            "${study[@]}" --max-trials 1 --train-together --results-dir "$runs" \
+            --name together-study ;;
     memory)
         step memory 80 python3 run_bench.py run --spaces-dir docs/gpu/spaces --space memory-50 \
             --tuner random --max-trials "$memory_trials" --results-dir "$runs" --name memory ;;
@@ -116,7 +122,7 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
         step perf 150 python3 run_bench.py perf "${default[@]}" --baseline-repeats 2 \
             --results-dir "$runs" --name default-perf ;;
     *)
-        log "unknown step $name (data, study, sample, memory, together, perf)" ;;
+        log "unknown step $name (data, study, sample, together-study, memory, together, perf)" ;;
     esac
 done
 

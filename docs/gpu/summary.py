@@ -6,18 +6,21 @@ from pathlib import Path
 import pandas as pd
 
 runs, summary = Path(sys.argv[1]), {}
-study = runs / "study" / "run.json"
-if study.exists():
+for name in ("study", "together-study"):
+    study = runs / name / "run.json"
+    if not study.exists():
+        continue
     record = json.loads(study.read_text())
-    summary["study"] = {"data_seconds": record.get("dataset", {}).get("seconds"),
-                        "pretraining_seconds": record.get("pretraining", {}).get("seconds"),
-                        "preflight_seconds": record.get("preflight_seconds"),
-                        "search_seconds": record.get("search_seconds"),
-                        "models": record.get("models"), "device": record.get("device")}
-    epochs = runs / "study" / "epochs.csv"
+    summary[name] = {"data_seconds": record.get("dataset", {}).get("seconds"),
+                     "pretraining_seconds": record.get("pretraining", {}).get("seconds"),
+                     "preflight_seconds": record.get("preflight_seconds"),
+                     "search_seconds": record.get("search_seconds"),
+                     "models": record.get("models"), "together": record.get("together"),
+                     "device": record.get("device")}
+    epochs = runs / name / "epochs.csv"
     if epochs.exists():
         table = pd.read_csv(epochs)
-        summary["study"]["executions"] = len(table.groupby(["trial_id", "repeat"]))
+        summary[name]["executions"] = len(table.groupby(["trial_id", "repeat"]))
 for name in ("sample", "default-perf"):
     path = runs / name / "perf.json"
     suite = runs / name / "suite" / "run.json"
