@@ -229,9 +229,9 @@ class BenchTuner(keras_tuner.Tuner):
                          evaluation_batch_size=ex.evaluation_batch_size,
                          callbacks=self._tensorboard(trial, repeat), seed=seed)
             depth = self.prefix.depth(parts, hp) if self.prefix is not None else 0
+            weights_key = self._weights_key(hp, seed)
             if depth:
-                self.prefix.fit(parts, hp=hp, run=run, k=depth,
-                                weights_key=self._weights_key(hp, seed))
+                self.prefix.fit(parts, hp=hp, run=run, k=depth, weights_key=weights_key)
             else:
                 self.hypermodel.space.fit(parts, hp=hp, run=run)
             if recorder.failure is not None:
@@ -242,9 +242,13 @@ class BenchTuner(keras_tuner.Tuner):
             curve = [row["val_accuracy"] for row in recorder.rows]
             if not curve:
                 raise keras_tuner.errors.FailedTrialError(NO_EPOCH)
-            tested = evaluate_split(parts.model, ex.data.test,
-                                    batch_size=ex.evaluation_batch_size,
-                                    one_batch=self._test_batch())
+            if depth:
+                tested = self.prefix.test(parts, ex.data.test, weights_key=weights_key,
+                                          k=depth, batch_size=ex.evaluation_batch_size)
+            else:
+                tested = evaluate_split(parts.model, ex.data.test,
+                                        batch_size=ex.evaluation_batch_size,
+                                        one_batch=self._test_batch())
             tests.append(float(tested["accuracy"]))
             results.append(self._repeat_result(repeat, curve,
                                                seconds=time.perf_counter() - repeat_start))

@@ -27,6 +27,7 @@ from bench.data.datasets import Split
 from bench.models.model import FineTuneModel
 from bench.models.optim import optimizer_class, reads_weights
 from bench.space import SearchSpace
+from bench.tuning.evaluation import OneBatch, evaluate_split
 
 #: Layers whose output in training depends on a random draw.
 RANDOM_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -102,6 +103,18 @@ class PrefixCache:
         train, validation = self.features(rest, run=run, weights_key=weights_key, k=k)
         on_features = replace(run, train=train, validation=validation)
         return [on_features.fit(rest.model, epochs=run.epochs)]
+
+    def test(self, parts: FineTuneModel, split: Split, *, weights_key: tuple, k: int,
+             batch_size: int) -> dict:
+        """``parts.model``'s metrics on ``split`` after ``fit``: the rest of the model (the
+        same layers, the same weights) on the split's features at cut ``k``, so the frozen
+        blocks do not run again for every execution's test pass."""
+        rest = self._rests[(id(parts.model), k)]
+        features = self._split("test", split, weights_key=weights_key, k=k,
+                               prefix=rest.prefix)
+        one_batch = OneBatch.of(features) if len(features) <= batch_size else None
+        return evaluate_split(rest.model, features, batch_size=batch_size,
+                              one_batch=one_batch)
 
     def features(self, rest: _Rest, *, run, weights_key: tuple, k: int) -> tuple[Split, Split]:
         """The training and validation splits of ``run`` at cut ``k``, from the cache
