@@ -238,3 +238,19 @@ def test_other_code_makes_another_pretraining_key_and_another_decode_key(digits,
 
     monkeypatch.setattr(PIL, "__version__", "0.0.0")
     assert imagefolder.cache_key(files, 16) != key
+
+
+def test_a_decode_cache_that_cannot_be_written_is_said_and_the_images_still_come(tmp_path):
+    good_images(tmp_path / "data")
+    clean = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=None)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "decoded").write_text("a file where the cache's folder should be")
+    messages = []
+    loaded = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=tmp_path / "cache",
+                                     log=messages.append)
+    assert len(messages) == 1, messages
+    assert re.fullmatch(rf"decoded-image cache {re.escape(str(tmp_path / 'cache' / 'decoded'))}"
+                        r"/\w+\.npz could not be written \(File exists\); going on without it",
+                        messages[0]), messages[0]
+    np.testing.assert_array_equal(loaded.images, clean.images)
+    assert loaded.hashes == clean.hashes

@@ -117,3 +117,16 @@ def test_a_damaged_generated_cache_is_generated_again_with_one_line(tmp_path, ca
         np.testing.assert_array_equal(got, expected)
     _load(cache_dir=tmp_path)  # remade whole: quiet from now on
     assert capsys.readouterr().err == ""
+
+
+def test_a_cache_that_cannot_be_written_is_said_once_per_entry_and_left_out(tmp_path, capsys):
+    fresh = _load()
+    (tmp_path / "generated").write_text("a file where the cache's folder should be")
+    kept = _load(cache_dir=tmp_path)
+    lines = sorted(capsys.readouterr().err.splitlines())
+    assert len(lines) == 2, lines  # the source task's entry and the target task's
+    for line in lines:
+        assert line.startswith(f"generated-image cache {tmp_path / 'generated'}/shapes-24px-")
+        assert line.endswith("could not be written (File exists); going on without it"), line
+    for expected, got in zip(_arrays(fresh), _arrays(kept), strict=True):
+        np.testing.assert_array_equal(got, expected)

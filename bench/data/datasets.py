@@ -218,7 +218,8 @@ def _rendered(shapes, *, per_class, image_size, seed, cache_dir):
         return arrays["images"], arrays["labels"]
     images, labels = generator.render_shapes(shapes, per_class=per_class,
                                              image_size=image_size, seed=seed)
-    write_arrays(path, {"images": images, "labels": labels})
+    write_arrays(path, {"images": images, "labels": labels}, what="generated-image",
+                 log=to_stderr)
     return images, labels
 
 

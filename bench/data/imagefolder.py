@@ -231,8 +231,8 @@ def _read_cache(cache_file: Path, names: tuple[str, ...], log) -> Decoded | None
     return decoded
 
 
-def _write_cache(cache_file: Path, decoded: Decoded) -> None:
-    write_arrays(cache_file, {
+def _write_cache(cache_file: Path, decoded: Decoded, log) -> None:
+    write_arrays(cache_file, what="decoded-image", log=log, arrays={
         "images": decoded.images, "labels": decoded.labels,
         "skipped": np.asarray(decoded.skipped, dtype=str),
         "hashes": np.asarray(decoded.hashes, dtype=str),
@@ -308,7 +308,7 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
     if decoded is None:
         decoded = _decode_all(files, size, root, names)
         if cache_file is not None:
-            _write_cache(cache_file, decoded)
+            _write_cache(cache_file, decoded, log)
     if decoded.skipped:
         shown = ", ".join(decoded.skipped[:3]) + (", ..." if len(decoded.skipped) > 3 else "")
         log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root} "
