@@ -83,6 +83,9 @@ def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -
     add("--train-together", dest="together", action="store_true",
         help="train each trial's repeats as one model (the same numbers; on the 2-core CPU "
              "slower than one at a time, see README)")
+    add("--no-device-data", dest="device_data", action="store_false",
+        help="JAX: copy each training batch to the device, as Keras does, instead of "
+             "keeping the split there (slower on a GPU; for comparison)")
     add("--no-reuse", dest="reuse_models", action="store_false",
         help="build and compile a new model for every execution (slower; for comparison)")
 

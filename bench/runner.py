@@ -84,6 +84,7 @@ class RunSpec:
     prefix_cache: bool = True
     cache_memory_mb: int = 2048
     together: bool = False
+    device_data: bool = True
 
 
 def _check_positive(**values) -> None:
@@ -414,6 +415,7 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     from bench.tuning.hypermodel import FineTuneHyperModel
     from bench.tuning.prefix import PrefixCache
     from bench.tuning.progress import Progress
+    from bench.tuning.resident import device_data_wanted
 
     spec, settings = plan.spec, plan.settings
     execution = Execution(run_id=run_dir.path.name, data=data, epochs=settings.epochs,
@@ -427,7 +429,8 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     notes = []
     if spec.prefix_cache:
         prefix = PrefixCache(plan.space, memory_bytes=spec.cache_memory_mb * 2**20,
-                             evaluation_batch_size=spec.evaluation_batch_size)
+                             evaluation_batch_size=spec.evaluation_batch_size,
+                             device_data=spec.device_data and device_data_wanted())
         if prefix.off_reason:
             notes.append(f"frozen-prefix cache off: {prefix.off_reason}")
     tuner = BenchTuner(oracle=oracle, hypermodel=FineTuneHyperModel(plan.space, inputs),
@@ -435,7 +438,8 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                        progress=progress, planned_trials=None if worker else total,
                        reuse_models=spec.reuse_models,
                        tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
-                       else None, prefix=prefix, together=spec.together)
+                       else None, prefix=prefix, together=spec.together,
+                       device_data=spec.device_data)
     if spec.together and tuner.together.off_reason and settings.repeats > 1:
         notes.append(f"repeats trained one at a time: {tuner.together.off_reason}")
     for note in notes:
@@ -614,6 +618,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                 record["notes"] += tuner.notes + tuner.models.notes
                 record["together"] = {"trials": tuner.together.trials,
                                       "retried_alone": tuner.together.retried}
+                record["device_data"] = tuner.device_data
                 if prefix is not None:
                     record["prefix_cache"] = {"executions": prefix.used,
                                               "features_computed": prefix.computed,

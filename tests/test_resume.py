@@ -197,7 +197,8 @@ def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
     assert again["device"] == json.loads((tiny_run / "run.json").read_text())["device"]
     # Each process's search time and counts are kept, not written over by the last one's.
     first = json.loads((tiny_run / "run.json").read_text())
-    per_process = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache")
+    per_process = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache",
+                   "device_data")
     assert again["earlier_processes"] == [{k: first.get(k) for k in per_process},
                                           {k: record.get(k) for k in per_process}]
     assert again["search_seconds"] >= 0 and again["models"]["compiled"] == 0  # nothing left

@@ -7,7 +7,9 @@ each epoch's start makes that draw this one. On the TensorFlow backend Keras shu
 with ``tf.random.shuffle`` and builds a new input pipeline every epoch (about 20 ms
 each); there the suite hands ``fit`` one pipeline over all epochs in this order instead.
 Epochs shortened to ``steps_per_epoch`` batches take their rows from seeded passes laid
-end to end (``short_epochs_fit_arguments``).
+end to end (``short_epochs_fit_arguments``). On JAX, a split already on the device
+(``bench.tuning.resident``) is batched there, in the same order
+(``resident_fit_arguments``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,35 @@ def seeded_fit_arguments(split: Split, *, seed: int, batch_size: int, epochs: in
     # With steps_per_epoch given, Keras keeps one iterator over the epochs.
     return ({"x": dataset, "steps_per_epoch": math.ceil(len(split) / batch_size),
              "shuffle": False}, [])
+
+
+def resident_fit_arguments(on_device, *, seed: int, batch_size: int, epochs: int,
+                           initial_epoch: int = 0) -> dict:
+    """``model.fit`` arguments that train on a split held on the device (an
+    ``OnDevice``): the batches ``seeded_fit_arguments`` makes, gathered on the device."""
+    size = len(on_device.source)
+    orders = [epoch_order(seed, epoch, size) for epoch in range(initial_epoch, epochs)]
+    steps = math.ceil(size / batch_size)
+    return {"x": _ResidentBatches(on_device, orders=orders, batch_size=batch_size,
+                                  steps=steps), "steps_per_epoch": steps, "shuffle": False}
+
+
+class _ResidentBatches(keras.utils.PyDataset):
+    """Every epoch's batches end to end (with ``steps_per_epoch`` Keras keeps one iterator
+    over them), each gathered on the device."""
+
+    def __init__(self, on_device, *, orders, batch_size, steps):
+        super().__init__()
+        self.on_device, self.orders = on_device, orders
+        self.batch_size, self.steps = batch_size, steps
+
+    def __len__(self):
+        return self.steps * len(self.orders)
+
+    def __getitem__(self, index):
+        epoch, batch = divmod(index, self.steps)
+        rows = self.orders[epoch][batch * self.batch_size:(batch + 1) * self.batch_size]
+        return self.on_device.batch(rows)
 
 
 def short_epochs_fit_arguments(split: Split, *, seed: int | None, batch_size: int,

@@ -21,13 +21,18 @@ from bench.data.datasets import Split, TransferData
 from bench.errors import DiskFull, FailureLimit
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
 from bench.tuning.algorithms import OBJECTIVE
-from bench.tuning.batches import seeded_fit_arguments, short_epochs_fit_arguments
+from bench.tuning.batches import (
+    resident_fit_arguments,
+    seeded_fit_arguments,
+    short_epochs_fit_arguments,
+)
 from bench.tuning.evaluation import OneBatch, OneBatchValidation, evaluate_split
 from bench.tuning.memory import device_mib, resident_mib
 from bench.tuning.prefix import PrefixCache
 from bench.tuning.preflight import ProbabilityCheck
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
+from bench.tuning.resident import OnDevice, device_data_wanted
 from bench.tuning.resume import extras_path
 from bench.tuning.reuse import CompiledModels
 from bench.tuning.together import TrainTogether
@@ -52,6 +57,10 @@ class FitRun:
     #: validation, and evaluation needs no batch the size of training's.
     evaluation_batch_size: int = 512
     seed: int | None = None  # the execution's seed: each epoch's batch order from it
+    #: ``train`` on the device (JAX), batched there; only while ``train`` is its split.
+    on_device: OnDevice | None = None
+    #: ``validation`` as one batch, converted once; only while it is that split.
+    one_validation: OneBatch | None = None
 
     def fit(self, model, *, epochs: int, initial_epoch: int = 0,
             steps_per_epoch: int | None = None):
@@ -68,6 +77,11 @@ class FitRun:
             training = short_epochs_fit_arguments(
                 self.train, seed=self.seed, batch_size=self.batch_size,
                 steps_per_epoch=steps_per_epoch, epochs=epochs, initial_epoch=initial_epoch)
+        elif self.seed is not None and self.on_device is not None \
+                and self.on_device.holds(self.train):
+            training = resident_fit_arguments(
+                self.on_device, seed=self.seed, batch_size=self.batch_size, epochs=epochs,
+                initial_epoch=initial_epoch)
         elif self.seed is not None:
             training, seeding = seeded_fit_arguments(
                 self.train, seed=self.seed, batch_size=self.batch_size, epochs=epochs,
@@ -78,7 +92,10 @@ class FitRun:
                         "batch_size": self.batch_size}
         validation = {}
         if len(self.validation) <= self.evaluation_batch_size:
-            callbacks.insert(0, OneBatchValidation(OneBatch.of(self.validation)))
+            one = self.one_validation
+            if one is None or not one.holds(self.validation):
+                one = OneBatch.of(self.validation)
+            callbacks.insert(0, OneBatchValidation(one))
         else:
             validation = {"validation_data": (self.validation.images, self.validation.labels),
                           "validation_batch_size": self.evaluation_batch_size}
@@ -113,7 +130,8 @@ class BenchTuner(keras_tuner.Tuner):
     def __init__(self, *, oracle, hypermodel, directory, project_name,
                  execution: Execution, progress: Progress, reuse_models: bool = True,
                  tensorboard_dir=None, prefix: PrefixCache | None = None,
-                 together: bool = False, planned_trials: int | None = None):
+                 together: bool = False, planned_trials: int | None = None,
+                 device_data: bool = True):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
         if self._is_worker():
@@ -140,6 +158,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
         self._one_test_batch: OneBatch | None = None
+        self.device_data = device_data and device_data_wanted()
+        self._held: dict | None = None
 
     def continue_from(self, extras: dict[str, dict]) -> None:
         """After KerasTuner reloaded a run's project: what trials.csv knew of the trials
@@ -227,7 +247,8 @@ class BenchTuner(keras_tuner.Tuner):
             run = FitRun(train=ex.data.train, validation=ex.data.validation, epochs=epochs,
                          batch_size=ex.batch_size, recorder=recorder,
                          evaluation_batch_size=ex.evaluation_batch_size,
-                         callbacks=self._tensorboard(trial, repeat), seed=seed)
+                         callbacks=self._tensorboard(trial, repeat), seed=seed,
+                         **self._held_data())
             depth = self.prefix.depth(parts, hp) if self.prefix is not None else 0
             weights_key = self._weights_key(hp, seed)
             if depth:
@@ -297,6 +318,17 @@ class BenchTuner(keras_tuner.Tuner):
             curve = [row["val_accuracy"] for row in run.recorder.rows]
             results.append(self._repeat_result(repeat, curve, seconds=seconds))
         return results, tests
+
+    def _held_data(self) -> dict:
+        """``FitRun``'s copies of the run's splits made once for every execution: the
+        training split on the device (JAX) and the validation split as one batch."""
+        if self._held is None:
+            data = self.execution.data
+            self._held = {
+                "on_device": OnDevice.of(data.train) if self.device_data else None,
+                "one_validation": OneBatch.of(data.validation)
+                if len(data.validation) <= self.execution.evaluation_batch_size else None}
+        return self._held
 
     def _test_batch(self) -> OneBatch | None:
         """The test split as one batch, converted once for the whole run."""

@@ -32,15 +32,21 @@ class OneBatch:
     what ``evaluate`` runs for data that fits in one batch, without the iterator and
     callbacks it builds first (on a small study, more than the pass itself)."""
 
-    def __init__(self, images, labels):
+    def __init__(self, images, labels, *, split: Split | None = None):
         # Tensors, not NumPy arrays: TensorFlow traces a function again for every NumPy
         # argument, and a trace costs more than the evaluation.
         self.images = keras.tree.map_structure(keras.ops.convert_to_tensor, images)
         self.labels = keras.tree.map_structure(keras.ops.convert_to_tensor, labels)
+        self.split = split
 
     @classmethod
     def of(cls, split: Split) -> OneBatch:
-        return cls(split.images, split.labels)
+        return cls(split.images, split.labels, split=split)
+
+    def holds(self, split: Split) -> bool:
+        """Whether this batch is ``split`` (the very arrays it was converted from)."""
+        return (self.split is not None and self.split.images is split.images
+                and self.split.labels is split.labels)
 
     def evaluate(self, model, *, return_dict: bool = False):
         """``model.evaluate(images, labels)``'s result with the whole data as one batch."""

@@ -28,6 +28,7 @@ from bench.models.model import FineTuneModel
 from bench.models.optim import optimizer_class, reads_weights
 from bench.space import SearchSpace
 from bench.tuning.evaluation import OneBatch, evaluate_split
+from bench.tuning.resident import OnDevice
 
 #: Layers whose output in training depends on a random draw.
 RANDOM_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -68,11 +69,12 @@ class PrefixCache:
     """
 
     def __init__(self, space: SearchSpace, *, memory_bytes: int,
-                 evaluation_batch_size: int = 512):
+                 evaluation_batch_size: int = 512, device_data: bool = False):
         self.space = space
         self.memory_bytes = memory_bytes
         self.batch_size = evaluation_batch_size
-        self._features: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.device_data = device_data
+        self._features: OrderedDict[tuple, _Features] = OrderedDict()
         self._rests: dict[tuple, _Rest] = {}
         self.hits = 0
         self.computed = 0
@@ -101,7 +103,9 @@ class PrefixCache:
         model's weights are the ones that change."""
         rest = self._rest(parts, hp=hp, k=k)
         train, validation = self.features(rest, run=run, weights_key=weights_key, k=k)
-        on_features = replace(run, train=train, validation=validation)
+        on_features = replace(run, train=train.split, validation=validation.split,
+                              on_device=train.on_device,
+                              one_validation=validation.one_batch)
         return [on_features.fit(rest.model, epochs=run.epochs)]
 
     def test(self, parts: FineTuneModel, split: Split, *, weights_key: tuple, k: int,
@@ -112,11 +116,11 @@ class PrefixCache:
         rest = self._rests[(id(parts.model), k)]
         features = self._split("test", split, weights_key=weights_key, k=k,
                                prefix=rest.prefix)
-        one_batch = OneBatch.of(features) if len(features) <= batch_size else None
-        return evaluate_split(rest.model, features, batch_size=batch_size,
-                              one_batch=one_batch)
+        return evaluate_split(rest.model, features.split, batch_size=batch_size,
+                              one_batch=features.one_batch)
 
-    def features(self, rest: _Rest, *, run, weights_key: tuple, k: int) -> tuple[Split, Split]:
+    def features(self, rest: _Rest, *, run, weights_key: tuple,
+                 k: int) -> tuple[_Features, _Features]:
         """The training and validation splits of ``run`` at cut ``k``, from the cache
         where the same prefix weights computed them before."""
         self.used += 1
@@ -168,12 +172,17 @@ class PrefixCache:
                      owner=weakref.ref(model))
 
     def _split(self, name: str, split: Split, *, weights_key: tuple, k: int,
-               prefix: keras.Model) -> Split:
+               prefix: keras.Model) -> _Features:
         key = (weights_key, k, name, len(split))
         features = self._features.get(key)
         if features is None:
-            features = np.asarray(prefix.predict(split.images, batch_size=self.batch_size,
-                                                 verbose=0))
+            array = np.asarray(prefix.predict(split.images, batch_size=self.batch_size,
+                                              verbose=0))
+            features = _Features(Split(array, split.labels))
+            if name == "train" and self.device_data:
+                features.on_device = OnDevice.of(features.split)
+            elif name != "train" and len(split) <= self.batch_size:
+                features.one_batch = OneBatch.of(features.split)
             self.computed += 1
             if features.nbytes <= self.memory_bytes:
                 self._features[key] = features
@@ -182,4 +191,20 @@ class PrefixCache:
         else:
             self.hits += 1
             self._features.move_to_end(key)
-        return Split(features, split.labels)
+        return features
+
+
+@dataclass
+class _Features:
+    """A split's features at a cut point, and the copy made of them once: on the device
+    (training, JAX) or as one evaluation batch (validation and test, where they fit)."""
+
+    split: Split
+    on_device: OnDevice | None = None
+    one_batch: OneBatch | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """The features and their copy (on a CPU the device's is in host memory too)."""
+        copies = int(self.on_device is not None or self.one_batch is not None)
+        return int(self.split.images.nbytes) * (1 + copies)

@@ -197,7 +197,8 @@ def refuse_changed_inputs(path: Path, ran: dict, now: dict) -> None:
 #: What ``run.json`` records of one process's search. A resumed run moves the earlier
 #: process's values to ``earlier_processes``: written over, the run's search time would be
 #: the last process's alone.
-PER_PROCESS = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache")
+PER_PROCESS = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache",
+               "device_data")
 
 
 def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed]:

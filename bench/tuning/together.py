@@ -209,8 +209,8 @@ class TrainTogether:
                 train, validation = self.prefix.features(rest, run=run,
                                                          weights_key=weights_key,
                                                          k=stack.depth)
-                trains.append(train)
-                validations.append(validation)
+                trains.append(train.split)
+                validations.append(validation.split)
         callbacks = [MemberRecorders([run.recorder for run in runs])]
         x = {f"x{i}": split.images for i, split in enumerate(validations)}
         y = {f"m{i}": split.labels for i, split in enumerate(validations)}

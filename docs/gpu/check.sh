@@ -15,6 +15,9 @@
 #   sample    `perf` on the study's first 2 configurations (18 executions): the suite, and
 #             plain KerasTuner on 2 of the 9 executions per configuration, the rest
 #             estimated (target >= 20x)
+#   device-data  docs/gpu/spaces/device-data.py (pretrained, frozen at 8 and 16 blocks,
+#             3 repeats) with the training data on the device and with --no-device-data:
+#             seconds per epoch at each depth, and whether epochs.csv is the same
 #   together-study  the study's first configuration (9 executions) with --train-together,
 #             to set beside the study step's first trial
 #   memory    50 trials of docs/gpu/spaces/memory-50.py: RSS and device memory per trial
@@ -106,6 +109,13 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
         step sample 300 env JAX_COMPILATION_CACHE_DIR="$work/jax-sample" \
             python3 run_bench.py perf --space seed --dataset shapes "${study[@]}" \
             --max-trials 2 --baseline-repeats 2 --results-dir "$runs" --name sample ;;
+    device-data)
+        for mode in on off; do
+            flag=() && [ $mode = off ] && flag=(--no-device-data)
+            step "device-$mode" 150 python3 run_bench.py run --spaces-dir docs/gpu/spaces \
+                --space device-data "${study[@]}" --repeats 3 --max-trials 2 "${flag[@]}" \
+                --results-dir "$runs" --name "device-$mode"
+        done ;;
     together-study)
         step together-study 200 python3 run_bench.py run --space seed --dataset shapes \
             "${study[@]}" --max-trials 1 --train-together --results-dir "$runs" \
@@ -122,7 +132,8 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
         step perf 150 python3 run_bench.py perf "${default[@]}" --baseline-repeats 2 \
             --results-dir "$runs" --name default-perf ;;
     *)
-        log "unknown step $name (data, study, sample, together-study, memory, together, perf)" ;;
+        log "unknown step $name (data, study, sample, device-data, together-study, memory," \
+            "together, perf)" ;;
     esac
 done
 

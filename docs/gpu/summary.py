@@ -40,16 +40,33 @@ if memory.exists():
     summary["memory"] = {"trials": len(trials)} | {
         f"{column}_after_trial_{n}": float(trials[column].iloc[n - 1])
         for column in ("rss_mib", "device_mib") for n in (10, len(trials)) if len(trials) >= n}
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> dict:
+    """Rows of two runs' epochs.csv, and their largest difference per metric."""
+    keys = ["trial_id", "repeat", "epoch"]
+    merged = a.merge(b, on=keys, suffixes=("_a", "_b"))
+    return {"rows": [len(a), len(b), len(merged)], "max_abs_difference": {
+        c: float((merged[f"{c}_a"] - merged[f"{c}_b"]).abs().max())
+        for c in ("loss", "accuracy", "val_loss", "val_accuracy")}}
+
+
+device = {name: runs / name / "epochs.csv" for name in ("device-on", "device-off")}
+for name, path in device.items():
+    if path.exists():
+        table = pd.read_csv(path)
+        # Each depth's first execution compiles and computes the features: left out.
+        later = table[table["repeat"] > 1]
+        summary[name] = {
+            "search_seconds": json.loads((runs / name / "run.json").read_text())
+            .get("search_seconds"),
+            "median_epoch_seconds_by_depth": {
+                int(depth): float(seconds) for depth, seconds in
+                later.groupby("frozen_blocks")["epoch_seconds"].median().items()}}
+if all(path.exists() for path in device.values()):
+    summary["device-data"] = _same(*(pd.read_csv(path) for path in device.values()))
 tables = {name: runs / name / "epochs.csv" for name in ("alone", "together")}
 if all(path.exists() for path in tables.values()):
-    alone, together = (pd.read_csv(path) for path in tables.values())
-    keys = ["trial_id", "repeat", "epoch"]
-    merged = alone.merge(together, on=keys, suffixes=("_alone", "_together"))
-    summary["together"] = {
-        "rows": [len(alone), len(together), len(merged)],
-        "max_abs_difference": {
-            c: float((merged[f"{c}_alone"] - merged[f"{c}_together"]).abs().max())
-            for c in ("loss", "accuracy", "val_loss", "val_accuracy")},
+    summary["together"] = _same(*(pd.read_csv(path) for path in tables.values())) | {
         "search_seconds": {name: json.loads((runs / name / "run.json").read_text())
                            .get("search_seconds") for name in tables}}
 print(json.dumps(summary, indent=2))
