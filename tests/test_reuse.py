@@ -400,3 +400,53 @@ def test_stateful_random_ops_are_tensorflows_own_not_keras_random_layers():
             return x + keras.random.normal(keras.ops.shape(x), seed=self.seed_generator)
 
     assert ops(Seeded()) == []
+
+
+def _state_bytes() -> int:
+    """The bytes of one initial state of the seed space's model (resnet-mini, digits' 5
+    target classes): every variable, float32."""
+    import numpy as np
+
+    from bench.models.backbones import backbone_spec
+    from bench.models.model import assemble
+
+    model = assemble(backbone_spec("resnet-mini"), image_size=IMAGE_SIZE, num_classes=5,
+                     init="random").model
+    return sum(int(np.prod(v.shape)) * 4 for v in model.variables)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_pretrained_states_share_their_backbone_and_all_fit_where_copies_would_not(
+        shared, spaces_dir, tmp_path, cache_dir, monkeypatch):
+    """Kept states of a pretrained init at 3 seeds differ only in the head: kept once, the
+    backbone lets all three fit in 1.5 states' memory, and the second trial takes all
+    three (with copies, the least recently used one is always the next one needed, and it
+    takes none). The curves are a fresh model's either way."""
+    import bench.tuning.reuse
+
+    monkeypatch.setattr(bench.tuning.reuse, "STATE_MEMORY", int(1.5 * _state_bytes()))
+    if not shared:
+        monkeypatch.setattr(bench.tuning.reuse, "_same_bytes", lambda a, b: False)
+    kwargs = {"spaces_dir": spaces_dir, "results": tmp_path, "cache_dir": cache_dir,
+              "overrides": {"max_trials": 2, "repeats": 3}}
+    reused, models, _ = _run("seed", reuse=True, **kwargs)
+    fresh, _, _ = _run("seed", reuse=False, **kwargs)
+    # Trial 1's three seeds restored into the checked model (their builds' states kept);
+    # trial 2 (the other head rate) takes the kept states instead of building again.
+    assert models == {"compiled": 0, "reused": 6, "states_reused": 3 if shared else 0,
+                      "from_preflight": 1}
+    pd.testing.assert_frame_equal(reused, fresh, check_exact=False, rtol=0, atol=1e-6)
+
+
+def test_a_kept_state_holds_another_states_array_only_where_the_bytes_are_equal():
+    import numpy as np
+
+    from bench.tuning.reuse import _same_bytes
+
+    zeros = np.zeros(3, np.float32)
+    assert _same_bytes(zeros, np.zeros(3, np.float32))
+    assert not _same_bytes(zeros, -zeros)  # equal as numbers, not as bits
+    assert not _same_bytes(zeros, np.zeros(3, np.float64))
+    assert not _same_bytes(zeros, np.zeros((3, 1), np.float32))
+    nan = np.full(2, np.nan, np.float32)
+    assert _same_bytes(nan, nan.copy())
