@@ -362,6 +362,49 @@ def test_a_cached_rest_is_used_only_for_the_model_it_was_cut_from():
     assert head <= {id(v) for v in other.model.trainable_variables}
 
 
+def test_cached_features_are_kept_once_within_the_memory_given():
+    """Each split's features are counted once (one copy is kept), the least recently used
+    dropped first, and a split larger than the whole budget is computed but not kept."""
+    import keras_tuner
+
+    from bench.data.datasets import Split
+    from bench.models.backbones import backbone_spec
+    from bench.models.model import assemble
+    from bench.space import SearchSpace, SpaceSettings
+    from bench.tuning.prefix import PrefixCache
+
+    class Frozen(SearchSpace):
+        name = "frozen"
+        settings = SpaceSettings(head_lr=1e-3)
+
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("frozen_blocks", 2)
+    parts = assemble(backbone_spec("resnet-mini"), image_size=IMAGE_SIZE, num_classes=3,
+                     init="random")
+    Frozen().compile(parts, hp=hp)
+    rng = np.random.default_rng(0)
+    splits = [Split(rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8),
+                    rng.integers(0, 3, n)) for n in (6, 7, 8)]
+    probe = PrefixCache(Frozen(), memory_bytes=1 << 30)
+    prefix = probe._rest(parts, hp=hp, k=2).prefix
+    one = probe._split("validation", splits[0], weights_key=("x",), k=2, prefix=prefix)
+    per_row = one.nbytes // 6  # float32 features of one image at cut 2
+    assert one.nbytes == int(np.prod(prefix.output.shape[1:])) * 4 * 6
+    # Room for 13 rows: 6 and 7 fit; 8 more push out both, least recently used first.
+    cache = PrefixCache(Frozen(), memory_bytes=per_row * 13)
+    for name, split in zip(("train", "validation", "test"), splits):
+        cache._split(name, split, weights_key=("x",), k=2, prefix=prefix)
+    assert [key[2] for key in cache._features] == ["test"]
+    cache._split("validation", splits[1], weights_key=("x",), k=2, prefix=prefix)
+    assert cache.computed == 4 and cache.hits == 0
+    cache._split("validation", splits[1], weights_key=("x",), k=2, prefix=prefix)
+    assert cache.hits == 1
+    assert sum(f.nbytes for f in cache._features.values()) <= per_row * 13
+    too_big = PrefixCache(Frozen(), memory_bytes=per_row * 5)
+    too_big._split("test", splits[0], weights_key=("x",), k=2, prefix=prefix)
+    assert not too_big._features and too_big.computed == 1
+
+
 SCHEDULE_FREE = '''
 from bench.space import SearchSpace, SpaceSettings
 

@@ -43,6 +43,14 @@ class OneBatch:
     def of(cls, split: Split) -> OneBatch:
         return cls(split.images, split.labels, split=split)
 
+    @classmethod
+    def replacing(cls, split: Split) -> OneBatch:
+        """The same, its ``split`` made of its own tensors (and the host labels): the host
+        images can go."""
+        batch = cls.of(split)
+        batch.split = Split(batch.images, split.labels)
+        return batch
+
     def holds(self, split: Split) -> bool:
         """Whether this batch is ``split`` (the very arrays it was converted from)."""
         return (self.split is not None and self.split.images is split.images

@@ -178,11 +178,15 @@ class PrefixCache:
         if features is None:
             array = np.asarray(prefix.predict(split.images, batch_size=self.batch_size,
                                               verbose=0))
-            features = _Features(Split(array, split.labels))
+            features = _Features(Split(array, split.labels), nbytes=array.nbytes)
+            # One copy: on the device for training (JAX), as one evaluation batch for a
+            # validation or test split that fits one; the host's is then dropped.
             if name == "train" and self.device_data:
-                features.on_device = OnDevice.of(features.split)
+                features.on_device = OnDevice.of(features.split, keep_host=False)
+                features.split = features.on_device.source
             elif name != "train" and len(split) <= self.batch_size:
-                features.one_batch = OneBatch.of(features.split)
+                features.one_batch = OneBatch.replacing(features.split)
+                features.split = features.one_batch.split
             self.computed += 1
             if features.nbytes <= self.memory_bytes:
                 self._features[key] = features
@@ -196,15 +200,10 @@ class PrefixCache:
 
 @dataclass
 class _Features:
-    """A split's features at a cut point, and the copy made of them once: on the device
-    (training, JAX) or as one evaluation batch (validation and test, where they fit)."""
+    """A split's features at a cut point, where they are kept: on the device (training,
+    JAX), as one evaluation batch (validation and test, where they fit), or on the host."""
 
     split: Split
+    nbytes: int
     on_device: OnDevice | None = None
     one_batch: OneBatch | None = None
-
-    @property
-    def nbytes(self) -> int:
-        """The features and their copy (on a CPU the device's is in host memory too)."""
-        copies = int(self.on_device is not None or self.one_batch is not None)
-        return int(self.split.images.nbytes) * (1 + copies)

@@ -34,11 +34,14 @@ class OnDevice:
     labels: object
 
     @classmethod
-    def of(cls, split: Split) -> OnDevice:
+    def of(cls, split: Split, *, keep_host: bool = True) -> OnDevice:
+        """``split`` copied to the device; without ``keep_host``, ``source`` is a split of
+        the device images (and the host labels) and the host's images can go."""
         import jax
 
-        return cls(source=split, images=jax.device_put(split.images),
-                   labels=jax.device_put(split.labels))
+        images = jax.device_put(split.images)
+        source = split if keep_host else Split(images, split.labels)
+        return cls(source=source, images=images, labels=jax.device_put(split.labels))
 
     @property
     def nbytes(self) -> int:
