@@ -119,14 +119,16 @@ class Resident(SearchSpace):
 @pytest.mark.slow
 def test_a_jax_study_is_the_same_with_and_without_device_data(tmp_path):
     """Whole model (depth 0) and the prefix cache's features (depths 2 and 4) on the
-    device, against --no-device-data: the same tables, bit for bit."""
+    device, against --no-device-data: the same tables, bit for bit; and with the repeats
+    trained together, the same within 1e-5."""
     pytest.importorskip("jax")
     spaces = tmp_path / "spaces"
     spaces.mkdir()
     (spaces / "resident.py").write_text(EVERY_DEPTH_DEFAULT_HEAD)
     env = dict(os.environ, KERAS_BACKEND="jax", FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
     runs = {}
-    for name, extra in (("on", []), ("off", ["--no-device-data"])):
+    for name, extra in (("on", []), ("off", ["--no-device-data"]),
+                        ("together", ["--train-together"])):
         result = run_bench("run", "--space", "resident", "--spaces-dir", str(spaces),
                            "--image-size", "16", "--pretrain-epochs", "2", "--results-dir",
                            str(tmp_path), "--name", name, *extra, env=env)
@@ -142,3 +144,10 @@ def test_a_jax_study_is_the_same_with_and_without_device_data(tmp_path):
     pd.testing.assert_series_equal(pd.read_csv(runs["on"] / "trials.csv")["test_accuracy"],
                                    pd.read_csv(runs["off"] / "trials.csv")["test_accuracy"],
                                    check_exact=True)
+    # Repeats trained together gather each member's batches from the features on the
+    # device too: the numbers of training each alone (within the together path's 1e-5).
+    assert records["together"]["together"] == {"trials": 6, "retried_alone": 0}
+    assert records["together"]["device_data"] is True
+    together = pd.read_csv(runs["together"] / "epochs.csv").drop(
+        columns=["run_id", "epoch_seconds"])
+    pd.testing.assert_frame_equal(together, off, check_exact=False, rtol=0, atol=1e-5)
