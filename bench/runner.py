@@ -427,10 +427,11 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                         epochs=settings.epochs, done=done, worker=worker)
     prefix = None
     notes = []
+    device_data = spec.device_data and device_data_wanted()
     if spec.prefix_cache:
         prefix = PrefixCache(plan.space, memory_bytes=spec.cache_memory_mb * 2**20,
                              evaluation_batch_size=spec.evaluation_batch_size,
-                             device_data=spec.device_data and device_data_wanted())
+                             device_data=device_data)
         if prefix.off_reason:
             notes.append(f"frozen-prefix cache off: {prefix.off_reason}")
     tuner = BenchTuner(oracle=oracle, hypermodel=FineTuneHyperModel(plan.space, inputs),
@@ -439,7 +440,7 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                        reuse_models=spec.reuse_models,
                        tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
                        else None, prefix=prefix, together=spec.together,
-                       device_data=spec.device_data)
+                       device_data=device_data)
     if spec.together and tuner.together.off_reason and settings.repeats > 1:
         notes.append(f"repeats trained one at a time: {tuner.together.off_reason}")
     for note in notes:

@@ -79,26 +79,37 @@ def resident_fit_arguments(on_device, *, seed: int, batch_size: int, epochs: int
     size = len(on_device.source)
     orders = [epoch_order(seed, epoch, size) for epoch in range(initial_epoch, epochs)]
     steps = math.ceil(size / batch_size)
-    return {"x": _ResidentBatches(on_device, orders=orders, batch_size=batch_size,
+    return {"x": _ResidentBatches(on_device, orders=[orders], batch_size=batch_size,
                                   steps=steps), "steps_per_epoch": steps, "shuffle": False}
 
 
-class _ResidentBatches(keras.utils.PyDataset):
+class _EpochBatches(keras.utils.PyDataset):
     """Every epoch's batches end to end (with ``steps_per_epoch`` Keras keeps one iterator
-    over them), each gathered on the device."""
+    over them); ``orders`` holds each member's order per epoch."""
 
-    def __init__(self, on_device, *, orders, batch_size, steps):
+    def __init__(self, *, orders, batch_size, steps):
         super().__init__()
-        self.on_device, self.orders = on_device, orders
-        self.batch_size, self.steps = batch_size, steps
+        self.orders, self.batch_size, self.steps = orders, batch_size, steps
 
     def __len__(self):
-        return self.steps * len(self.orders)
+        return self.steps * len(self.orders[0])
+
+    def rows(self, index: int, member: int = 0) -> np.ndarray:
+        """The rows of batch ``index`` (counted over all epochs) in ``member``'s order."""
+        epoch, batch = divmod(index, self.steps)
+        return self.orders[member][epoch][batch * self.batch_size:
+                                          (batch + 1) * self.batch_size]
+
+
+class _ResidentBatches(_EpochBatches):
+    """Each batch gathered on the device."""
+
+    def __init__(self, on_device, **kwargs):
+        super().__init__(**kwargs)
+        self.on_device = on_device
 
     def __getitem__(self, index):
-        epoch, batch = divmod(index, self.steps)
-        rows = self.orders[epoch][batch * self.batch_size:(batch + 1) * self.batch_size]
-        return self.on_device.batch(rows)
+        return self.on_device.batch(self.rows(index))
 
 
 def short_epochs_fit_arguments(split: Split, *, seed: int | None, batch_size: int,
@@ -156,22 +167,16 @@ def stacked_fit_arguments(splits: list[Split], *, seeds: list[int], batch_size: 
     return {"x": batches.map(gather), "steps_per_epoch": steps, "shuffle": False}
 
 
-class _StackedBatches(keras.utils.PyDataset):
-    """The same batches as the TensorFlow pipeline, for the other backends: every epoch's
-    batches end to end (with ``steps_per_epoch`` Keras keeps one iterator over them)."""
+class _StackedBatches(_EpochBatches):
+    """The same batches as the TensorFlow pipeline, for the other backends."""
 
-    def __init__(self, splits, *, orders, batch_size, steps):
-        super().__init__()
-        self.splits, self.orders = splits, orders
-        self.batch_size, self.steps = batch_size, steps
-
-    def __len__(self):
-        return self.steps * len(self.orders[0])
+    def __init__(self, splits, **kwargs):
+        super().__init__(**kwargs)
+        self.splits = splits
 
     def __getitem__(self, index):
-        epoch, batch = divmod(index, self.steps)
         x, y = {}, {}
         for m, split in enumerate(self.splits):
-            rows = self.orders[m][epoch][batch * self.batch_size:(batch + 1) * self.batch_size]
+            rows = self.rows(index, m)
             x[f"x{m}"], y[f"m{m}"] = split.images[rows], split.labels[rows]
         return x, y

@@ -32,7 +32,7 @@ from bench.tuning.prefix import PrefixCache
 from bench.tuning.preflight import ProbabilityCheck
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
-from bench.tuning.resident import OnDevice, device_data_wanted
+from bench.tuning.resident import OnDevice
 from bench.tuning.resume import extras_path
 from bench.tuning.reuse import CompiledModels
 from bench.tuning.together import TrainTogether
@@ -131,7 +131,7 @@ class BenchTuner(keras_tuner.Tuner):
                  execution: Execution, progress: Progress, reuse_models: bool = True,
                  tensorboard_dir=None, prefix: PrefixCache | None = None,
                  together: bool = False, planned_trials: int | None = None,
-                 device_data: bool = True):
+                 device_data: bool = False):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
         if self._is_worker():
@@ -158,7 +158,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
         self._one_test_batch: OneBatch | None = None
-        self.device_data = device_data and device_data_wanted()
+        #: Whether the training split goes to the device once (JAX; the runner decides).
+        self.device_data = device_data
         self._held: dict | None = None
 
     def continue_from(self, extras: dict[str, dict]) -> None:

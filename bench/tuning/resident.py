@@ -43,10 +43,6 @@ class OnDevice:
         source = split if keep_host else Split(images, split.labels)
         return cls(source=source, images=images, labels=jax.device_put(split.labels))
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.images.nbytes + self.labels.nbytes)
-
     def holds(self, split: Split) -> bool:
         """Whether this is ``split`` (the very arrays, not equal ones): a fit hook that
         hands ``run.fit`` other data never trains on a stale copy."""

@@ -227,7 +227,6 @@ class InitialState:
     numpy_random: tuple
 
 
-
 def _state_of(parts: FineTuneModel, *, like: InitialState | None = None) -> InitialState:
     """A just-built model's variable values and the random states its build left.
 
