@@ -86,6 +86,10 @@ def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -
     add("--no-device-data", dest="device_data", action="store_false",
         help="JAX: copy each training batch to the device, as Keras does, instead of "
              "keeping the split there (slower on a GPU; for comparison)")
+    add("--precision", default="float32",
+        help="float32 (default) or mixed_bfloat16: layers compute in bfloat16, weights "
+             "stay float32 (Keras mixed precision; faster on GPUs since Ampere, other "
+             "numbers than float32's)")
     add("--no-reuse", dest="reuse_models", action="store_false",
         help="build and compile a new model for every execution (slower; for comparison)")
 

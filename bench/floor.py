@@ -97,15 +97,17 @@ def required_macs(executions: list[Execution], *, model_macs: int, prefix: list[
     return total + sum(prefix[k] for k in deepest.values()) * (train + validation + test)
 
 
-def matmul_rate(*, size: int = 1024, tries: int = 5, least_seconds: float = 0.2) -> float:
-    """Float32 multiply-adds per second of a square matrix product here: the fastest of
-    ``tries`` timings of a run of products long enough (``least_seconds``) that launching
-    them and reading one number back are a small part of it."""
+def matmul_rate(*, size: int = 1024, tries: int = 5, least_seconds: float = 0.2,
+                dtype: str = "float32") -> float:
+    """Multiply-adds per second of a square matrix product of ``dtype`` here (bfloat16
+    for a mixed-precision study): the fastest of ``tries`` timings of a run of products
+    long enough (``least_seconds``) that launching them and reading one number back are
+    a small part of it."""
     import keras
     import numpy as np
 
     a = keras.ops.convert_to_tensor(np.random.default_rng(0).normal(size=(size, size)),
-                                    dtype="float32")
+                                    dtype=dtype)
 
     def timed(products: int) -> float:
         started = time.perf_counter()

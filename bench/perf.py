@@ -118,12 +118,9 @@ def plain_kerastuner(plan: StudyPlan, *, data, weights, directory: Path,
     import keras_tuner
 
     from bench.tuning.algorithms import OBJECTIVE
-    from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
+    from bench.tuning.hypermodel import FineTuneHyperModel
 
-    hypermodel = FineTuneHyperModel(plan.space, ModelInputs(
-        backbone=plan.backbone, image_size=plan.image_size,
-        num_classes=len(data.class_names), num_blocks=plan.num_blocks,
-        pretrained_weights=weights))
+    hypermodel = FineTuneHyperModel(plan.space, plan.model_inputs(data, weights))
 
     def build(hp):
         return hypermodel.build_parts(hp).model
@@ -176,12 +173,9 @@ def floor_seconds(plan: StudyPlan, *, data, weights, suite_dir: Path, rate: floa
     import pandas as pd
 
     from bench.floor import Execution, forward_macs, prefix_macs, required_macs
-    from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
+    from bench.tuning.hypermodel import FineTuneHyperModel
 
-    hypermodel = FineTuneHyperModel(plan.space, ModelInputs(
-        backbone=plan.backbone, image_size=plan.image_size,
-        num_classes=len(data.class_names), num_blocks=plan.num_blocks,
-        pretrained_weights=weights))
+    hypermodel = FineTuneHyperModel(plan.space, plan.model_inputs(data, weights))
     parts = hypermodel.build_parts(plan.hp.copy(), compile=False)
     rows = pd.read_csv(suite_dir / "epochs.csv", keep_default_na=False)
     executions = [Execution(init=str(group["init"].iloc[0]), seed=int(group["seed"].iloc[0]),
@@ -220,7 +214,8 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
     measured_repeats = baseline_repeats or repeats
     out.mkdir(parents=True)
     log(f"perf: {plan.space.name} on {plan.settings.dataset}, {plan.backbone.name} at "
-        f"{plan.image_size}px; (b) the suite first, then (a) plain KerasTuner")
+        f"{plan.image_size}px, precision {plan.spec.precision}; (b) the suite first, then "
+        "(a) plain KerasTuner")
     started = time.perf_counter()
     suite_dir = run_study(replace(spec, results_dir=out, name="suite"), log=log)
     suite_wall = time.perf_counter() - started
@@ -249,7 +244,8 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
                  "executions per configuration")
     from bench.floor import matmul_rate
 
-    rate = matmul_rate()
+    # The rate of the arithmetic the layers do: bfloat16 under mixed precision.
+    rate = matmul_rate(dtype="float32" if spec.precision == "float32" else "bfloat16")
     floor = floor_seconds(plan, data=data, weights=weights, suite_dir=suite_dir, rate=rate)
     device = describe_device()
     result = {
@@ -271,7 +267,8 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
                   "backbone": plan.backbone.name, "image_size": plan.image_size,
                   "tuner": plan.tuner_name, "epochs": plan.settings.epochs,
                   "repeats": plan.settings.repeats, "batch_size": plan.settings.batch_size,
-                  "train_images": len(data.train), "validation_images": len(data.validation)},
+                  "train_images": len(data.train), "validation_images": len(data.validation),
+                  "precision": plan.spec.precision},
         "backend": device["backend"], "device": device["device"],
         "cpu_features": device["cpu_features"],
         "versions": library_versions(),

@@ -27,6 +27,7 @@ from bench.data.datasets import (
 )
 from bench.errors import BenchError, DiskFull, FailureLimit, StudyFailed
 from bench.models.backbones import BackboneSpec, backbone_spec, block_count, ensure_imagenet_weights
+from bench.models.precision import check_precision
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
     SearchSpace,
@@ -85,6 +86,7 @@ class RunSpec:
     cache_memory_mb: int = 2048
     together: bool = False
     device_data: bool = True
+    precision: str = "float32"
 
 
 def _check_positive(**values) -> None:
@@ -247,6 +249,14 @@ class StudyPlan:
     columns: list[str]  # the hyperparameter columns of the tables
     references: list[dict]
 
+    def model_inputs(self, data, weights: str | None):
+        """What the model builder needs for ``data`` and the initial ``weights``."""
+        from bench.tuning.hypermodel import ModelInputs
+
+        return ModelInputs(backbone=self.backbone, image_size=self.image_size,
+                           num_classes=len(data.class_names), num_blocks=self.num_blocks,
+                           pretrained_weights=weights, precision=self.spec.precision)
+
 
 def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
     """Resolves and checks every name and option of ``spec``.
@@ -267,6 +277,7 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
                     pretrain_epochs=spec.pretrain_epochs, initial_points=spec.initial_points,
                     evaluation_batch_size=spec.evaluation_batch_size,
                     cache_memory=spec.cache_memory_mb)
+    check_precision(spec.precision)
     if not spec.prefix_cache and spec.cache_memory_mb != RunSpec.cache_memory_mb:
         raise BenchError("--cache-memory sizes the prefix cache, which --no-prefix-cache "
                          "turns off; drop one of them")
@@ -418,19 +429,30 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     from bench.tuning.resident import device_data_wanted
 
     spec, settings = plan.spec, plan.settings
+    notes = []
+    prefix_cache, evaluation_batch_size = spec.prefix_cache, spec.evaluation_batch_size
+    if spec.precision != "float32" and (prefix_cache
+                                        or evaluation_batch_size != settings.batch_size):
+        # Measured on JAX (CPU): either path moved a validation accuracy by an image or
+        # two, where in float32 both agree within 1e-5 (tests/test_precision.py).
+        prefix_cache, evaluation_batch_size = False, settings.batch_size
+        notes.append(f"precision {spec.precision}: the frozen-prefix cache is off and "
+                     f"validation and test run at the training batch size "
+                     f"({settings.batch_size}): in bfloat16 a layer's result depends on "
+                     "the batch it runs in and what it is computed with, so either could "
+                     "change numbers")
     execution = Execution(run_id=run_dir.path.name, data=data, epochs=settings.epochs,
                           batch_size=settings.batch_size, repeats=settings.repeats,
                           seed=spec.seed, table=table, columns=plan.columns, run_dir=run_dir,
-                          evaluation_batch_size=spec.evaluation_batch_size)
+                          evaluation_batch_size=evaluation_batch_size)
     total = planned_trials(plan.tuner_name, plan.hp, max_trials=settings.max_trials)
     progress = Progress(total_trials=None if worker else total, repeats=settings.repeats,
                         epochs=settings.epochs, done=done, worker=worker)
     prefix = None
-    notes = []
     device_data = spec.device_data and device_data_wanted()
-    if spec.prefix_cache:
+    if prefix_cache:
         prefix = PrefixCache(plan.space, memory_bytes=spec.cache_memory_mb * 2**20,
-                             evaluation_batch_size=spec.evaluation_batch_size,
+                             evaluation_batch_size=evaluation_batch_size,
                              device_data=device_data)
         if prefix.off_reason:
             notes.append(f"frozen-prefix cache off: {prefix.off_reason}")
@@ -492,7 +514,6 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     )
     from bench.tuning.algorithms import planned_trials, tuner_notes
     from bench.tuning.bench_tuner import repeat_seeds
-    from bench.tuning.hypermodel import ModelInputs
     from bench.tuning.recording import CsvAppender, epoch_columns
 
 
@@ -504,7 +525,9 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     device = describe_device()
     log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "
         f"backbone {backbone.name} ({num_blocks} blocks) at {image_size}px, tuner {tuner_name}")
-    log(f"Keras backend {device['backend']} on {device['device']}")
+    log(f"Keras backend {device['backend']} on {device['device']}"
+        + ("" if spec.precision == "float32" else
+           f"; precision {spec.precision} (bfloat16 compute, float32 weights)"))
     notes = tuner_notes(tuner_name, hp, max_trials=settings.max_trials,
                         initial_points=spec.initial_points)
     for note in notes:
@@ -526,9 +549,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     # so a missing download or folder leaves no half-made run behind.
     data, weights, prepared = _prepare_inputs(spec, settings=settings, backbone=backbone,
                                               hp=hp, image_size=image_size, log=log)
-    inputs = ModelInputs(backbone=backbone, image_size=image_size,
-                         num_classes=len(data.class_names), num_blocks=num_blocks,
-                         pretrained_weights=weights)
+    inputs = plan.model_inputs(data, weights)
     checking = time.perf_counter()
     # In one process the search takes the checked model over; workers build their own.
     checked = _check_space(spec, space=space, inputs=inputs, hp=hp, data=data,

@@ -164,7 +164,9 @@ class SearchSpace:
 
         Returns:
             Probabilities, ``(None, num_classes)``: end with a softmax, since the loss
-            expects probabilities (a run refuses a head that returns logits).
+            expects probabilities (a run refuses a head that returns logits). Under
+            ``--precision mixed_bfloat16`` the layers made here compute in bfloat16;
+            give the last one ``dtype="float32"`` for a float32 softmax.
         """
         from bench.models.model import default_head
 

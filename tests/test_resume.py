@@ -112,6 +112,10 @@ def test_resume_refuses_a_conflicting_option_and_a_completed_run(tiny_run, tmp_p
     result = run_bench("run", "--resume", str(stopped), "--epochs", "5")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "--epochs 5 conflicts with the run, which had no --epochs" in result.stderr
+    result = run_bench("run", "--resume", str(stopped), "--precision", "mixed_bfloat16")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert ("--precision mixed_bfloat16 conflicts with the run, which had --precision "
+            "float32") in result.stderr
 
 
 def _stopped_copy(tiny_run, path, **changes):

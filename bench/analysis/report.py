@@ -277,7 +277,8 @@ def what_ran(run: dict) -> list[str]:
         f"configuration (seeds {run.get('seeds', {}).get('repeats')}), batch "
         f"{settings.get('batch_size')}",
         f"Keras backend `{run.get('backend')}` on {run.get('device')}; Keras "
-        f"{versions.get('keras')}, KerasTuner {versions.get('keras-tuner')}",
+        f"{versions.get('keras')}, KerasTuner {versions.get('keras-tuner')}; precision "
+        f"`{run.get('arguments', {}).get('precision', 'float32')}`",
         f"Status {run.get('status')}; started {run.get('started')}, ended "
         f"{run.get('ended') or 'not recorded (the process stopped first)'}; "
         f"{search_time(run)}",

@@ -82,9 +82,13 @@ def _size(weight) -> int:
 
 
 def default_head(features, *, num_classes: int):
-    """Global average pooling and a new Dense softmax layer: the seed's new output layer."""
+    """Global average pooling and a new Dense softmax layer: the seed's new output layer.
+
+    The Dense layer computes in float32 under any precision, as Keras's mixed-precision
+    guide advises for the softmax (bfloat16 probabilities are good to 2-3 digits)."""
     pooled = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
-    return keras.layers.Dense(num_classes, activation="softmax", name="head_dense")(pooled)
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32",
+                              name="head_dense")(pooled)
 
 
 def assemble(spec: BackboneSpec, *, image_size: int, num_classes: int,
@@ -118,6 +122,10 @@ def assemble(spec: BackboneSpec, *, image_size: int, num_classes: int,
     features = backbone(x)
     before = {id(layer) for layer in keras.Model(images, features).layers}
     outputs = head(features, num_classes=num_classes)
+    if outputs.dtype != "float32":
+        # A head computing in bfloat16 (mixed precision): loss and metrics read float32.
+        outputs = keras.layers.Activation("linear", dtype="float32",
+                                          name="head_output_float32")(outputs)
     model = keras.Model(images, outputs, name=f"{spec.name}_finetune")
     head_layers = [layer for layer in model.layers if id(layer) not in before]
     return FineTuneModel(model=model, backbone=backbone, blocks=blocks, head_layers=head_layers)

@@ -195,7 +195,6 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
 
     from bench.device import library_versions
     from bench.runner import _prepare_inputs, build_tuner, plan_study, study_oracle
-    from bench.tuning.hypermodel import ModelInputs
     from bench.tuning.recording import CsvAppender, epoch_columns
     from bench.tuning.resume import ended_trials, recorded_spec, tidy_epochs
 
@@ -220,9 +219,7 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     data, weights, facts = _prepare_inputs(spec, settings=settings, backbone=plan.backbone,
                                            hp=plan.hp, image_size=plan.image_size, log=log)
     _refuse_other_inputs(record, facts)
-    inputs = ModelInputs(backbone=plan.backbone, image_size=plan.image_size,
-                         num_classes=len(data.class_names), num_blocks=plan.num_blocks,
-                         pretrained_weights=weights)
+    inputs = plan.model_inputs(data, weights)
     table_path = worker_table(run, name)
     table_path.parent.mkdir(parents=True, exist_ok=True)
     _hold_worker_id(table_path.parent, name)

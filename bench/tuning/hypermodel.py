@@ -15,6 +15,7 @@ import keras_tuner
 from bench.errors import BenchError
 from bench.models.backbones import BackboneSpec
 from bench.models.model import FineTuneModel, assemble
+from bench.models.precision import dtype_policy
 from bench.space import SearchSpace
 
 
@@ -27,6 +28,7 @@ class ModelInputs:
     num_classes: int
     num_blocks: int
     pretrained_weights: str | None = None  # a weights file, or "imagenet"
+    precision: str = "float32"  # a Keras dtype policy (bench.models.precision)
 
 
 def check_body_lr_scale(space: SearchSpace, hp, optimizer, body_variables=(), *,
@@ -89,16 +91,17 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             raise BenchError("init 'pretrained' needs source weights, and none were made")
         if init == "pretrained" and self.inputs.pretrained_weights == "imagenet":
             init = "imagenet"  # a dataset without a source task: ImageNet is the source
-        parts = assemble(
-            self.inputs.backbone,
-            image_size=self.inputs.image_size,
-            num_classes=self.inputs.num_classes,
-            init=init,
-            weights_path=self.inputs.pretrained_weights,
-            head=lambda features, num_classes: self.space.build_head(
-                features, num_classes=num_classes, hp=hp),
-            augment=lambda images: self.space.augment(images, hp=hp),
-        )
+        with dtype_policy(self.inputs.precision):
+            parts = assemble(
+                self.inputs.backbone,
+                image_size=self.inputs.image_size,
+                num_classes=self.inputs.num_classes,
+                init=init,
+                weights_path=self.inputs.pretrained_weights,
+                head=lambda features, num_classes: self.space.build_head(
+                    features, num_classes=num_classes, hp=hp),
+                augment=lambda images: self.space.augment(images, hp=hp),
+            )
         parts.freeze(frozen_blocks)
         if compile:
             self.space.compile(parts, hp=hp)

@@ -26,6 +26,7 @@ import numpy as np
 from bench.data.datasets import Split
 from bench.models.model import FineTuneModel
 from bench.models.optim import optimizer_class, reads_weights
+from bench.models.precision import dtype_policy
 from bench.space import SearchSpace
 from bench.tuning.evaluation import OneBatch, evaluate_split
 from bench.tuning.resident import OnDevice
@@ -151,12 +152,17 @@ class PrefixCache:
         return rest
 
     def _build_rest(self, parts: FineTuneModel, *, hp, k: int) -> _Rest:
+        # The new models wrap the model's own layers, in its precision.
+        with dtype_policy(parts.model.dtype_policy.name):
+            return self._assemble_rest(parts, hp=hp, k=k)
+
+    def _assemble_rest(self, parts: FineTuneModel, *, hp, k: int) -> _Rest:
         model, backbone = parts.model, parts.backbone
         cut = backbone.get_layer(parts.blocks[k - 1].output_layer).output
         to_cut = keras.Model(backbone.inputs, cut)
         images = model.inputs[0]
         prefix = keras.Model(images, to_cut(model.get_layer("preprocess")(images)))
-        features = keras.Input(tuple(cut.shape[1:]), name="features")
+        features = keras.Input(tuple(cut.shape[1:]), dtype=cut.dtype, name="features")
         x = features
         if k < len(parts.blocks):
             x = keras.Model(cut, backbone.output)(x)

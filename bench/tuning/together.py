@@ -35,6 +35,7 @@ import keras
 from bench.data.datasets import Split
 from bench.models.model import FineTuneModel
 from bench.models.optim import optimizer_class, reads_weights
+from bench.models.precision import dtype_policy
 from bench.tuning.batches import stacked_fit_arguments
 from bench.tuning.evaluation import OneBatch, OneBatchValidation
 from bench.tuning.reuse import CompiledModels, structure_key
@@ -57,11 +58,13 @@ class Stack:
 
 def _stacked(units: list[keras.Model], *, name: str) -> keras.Model:
     inputs, outputs = {}, {}
-    for i, unit in enumerate(units):
-        spec = unit.inputs[0]
-        inputs[f"x{i}"] = keras.Input(tuple(spec.shape[1:]), dtype=spec.dtype, name=f"x{i}")
-        outputs[f"m{i}"] = unit(inputs[f"x{i}"])
-    return keras.Model(inputs, outputs, name=name)
+    with dtype_policy(units[0].dtype_policy.name):  # the members' precision
+        for i, unit in enumerate(units):
+            spec = unit.inputs[0]
+            inputs[f"x{i}"] = keras.Input(tuple(spec.shape[1:]), dtype=spec.dtype,
+                                          name=f"x{i}")
+            outputs[f"m{i}"] = unit(inputs[f"x{i}"])
+        return keras.Model(inputs, outputs, name=name)
 
 
 def _compile(model: keras.Model, members: int, *, optimizer="rmsprop") -> None:
