@@ -12,6 +12,8 @@
 #   study     the ResNet50V2 seed study at 224 px on 2,000 shapes images, 12 configurations
 #             x 9 repeats = 108 executions of 5 epochs, the suite alone, end to end (README
 #             "Speed": target < 2 minutes)
+#   study-mixed  the same study with --precision mixed_bfloat16 (bfloat16 compute; the
+#             prefix cache and large evaluation batches are off under it)
 #   sample    `perf` on the study's first 2 configurations (18 executions): the suite, and
 #             plain KerasTuner on 2 of the 9 executions per configuration, the rest
 #             estimated (target >= 20x)
@@ -104,6 +106,9 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
     study)
         step study 300 python3 run_bench.py run --space seed --dataset shapes "${study[@]}" \
             --results-dir "$runs" --name study ;;
+    study-mixed)
+        step study-mixed 300 python3 run_bench.py run --space seed --dataset shapes \
+            "${study[@]}" --precision mixed_bfloat16 --results-dir "$runs" --name study-mixed ;;
     sample)
         # Its own compilation cache: the suite must not start with the study's programs.
         step sample 300 env JAX_COMPILATION_CACHE_DIR="$work/jax-sample" \
@@ -132,7 +137,7 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
         step perf 150 python3 run_bench.py perf "${default[@]}" --baseline-repeats 2 \
             --results-dir "$runs" --name default-perf ;;
     *)
-        log "unknown step $name (data, study, sample, device-data, together-study, memory," \
+        log "unknown step $name (data, study, study-mixed, sample, device-data, together-study, memory," \
             "together, perf)" ;;
     esac
 done

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 runs, summary = Path(sys.argv[1]), {}
-for name in ("study", "together-study"):
+for name in ("study", "study-mixed", "together-study"):
     study = runs / name / "run.json"
     if not study.exists():
         continue
@@ -21,6 +21,10 @@ for name in ("study", "together-study"):
     if epochs.exists():
         table = pd.read_csv(epochs)
         summary[name]["executions"] = len(table.groupby(["trial_id", "repeat"]))
+        # Median seconds of an epoch at each depth: what the precision changes.
+        summary[name]["epoch_seconds_by_depth"] = {
+            int(depth): round(float(rows["epoch_seconds"].median()), 3)
+            for depth, rows in table.groupby("frozen_blocks")}
 for name in ("sample", "default-perf"):
     path = runs / name / "perf.json"
     suite = runs / name / "suite" / "run.json"
