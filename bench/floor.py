@@ -113,7 +113,8 @@ def matmul_rate(*, size: int = 1024, tries: int = 5, least_seconds: float = 0.2,
         started = time.perf_counter()
         for _ in range(products):
             result = keras.ops.matmul(a, a)
-        keras.ops.convert_to_numpy(result[0, 0])  # waits for every product
+        # Waits for every product (as float32: TensorFlow gives no NumPy bfloat16 scalar).
+        keras.ops.convert_to_numpy(keras.ops.cast(result[0, 0], "float32"))
         return time.perf_counter() - started
 
     timed(1)  # warm up

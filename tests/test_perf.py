@@ -148,6 +148,8 @@ def test_the_matrix_multiply_rate_is_a_plausible_number():
 
     rate = matmul_rate(size=256, tries=2, least_seconds=0.05)
     assert 1e8 < rate < 1e15  # multiply-adds per second: between a slow core and a GPU
+    # A mixed-precision study's floor is priced at the bfloat16 rate.
+    assert 1e8 < matmul_rate(size=256, tries=2, least_seconds=0.05, dtype="bfloat16") < 1e15
 
 
 def test_plain_kerastuners_score_is_the_mean_of_each_executions_best_epoch(tmp_path):

@@ -83,6 +83,43 @@ def test_a_head_computing_in_bfloat16_hands_the_loss_float32():
     assert parts.head_layers[-2].compute_dtype == "bfloat16"
 
 
+def test_the_probability_check_takes_a_bfloat16_softmax_and_refuses_logits(digits):
+    """A head of one's own ending in a bfloat16 softmax sums to 1 within a few
+    thousandths, not float32's 1e-3; the pre-flight check must take it, and still
+    refuse a head without a softmax."""
+    import keras
+
+    from bench.models.backbones import BACKBONES
+    from bench.models.model import assemble
+    from bench.models.precision import dtype_policy
+    from bench.space import SearchSpace
+    from bench.tuning.preflight import check_probabilities
+
+    class Custom(SearchSpace):
+        name = "custom"
+
+    def head(activation):
+        def build(features, *, num_classes):
+            pooled = keras.layers.GlobalAveragePooling2D()(features)
+            return keras.layers.Dense(num_classes, activation=activation)(pooled)
+        return build
+
+    images = digits.validation.images[:64]
+    for activation in ("softmax", None):
+        keras.utils.set_random_seed(3)
+        with dtype_policy("mixed_bfloat16"):
+            parts = assemble(BACKBONES["resnet-mini"], image_size=IMAGE_SIZE,
+                             num_classes=5, init="random", head=head(activation))
+        parts.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        if activation is None:
+            with pytest.raises(Exception, match="returns logits, not probabilities"):
+                check_probabilities(Custom(), parts.model, images)
+            continue
+        sums = parts.model.predict(images, verbose=0).sum(axis=1)
+        assert np.abs(sums - 1).max() > 1e-3  # what float32's tolerance would refuse
+        check_probabilities(Custom(), parts.model, images)
+
+
 def test_an_unknown_precision_is_one_line_and_exit_2():
     result = run_bench("run", "--precision", "mixed_float16")
     assert result.returncode == 2 and result.stdout == ""

@@ -134,6 +134,22 @@ def _stopped_copy(tiny_run, path, **changes):
     return path
 
 
+def test_an_option_newer_than_the_run_is_compared_with_its_default(tiny_run, tmp_path):
+    """A run recorded before --precision existed ran in float32: resuming it with
+    --precision float32 continues it; mixed_bfloat16 is refused."""
+    from bench.errors import BenchError
+    from bench.tuning.resume import resume_spec
+
+    stopped = _stopped_copy(tiny_run, tmp_path / "older")
+    record = json.loads((stopped / "run.json").read_text())
+    del record["arguments"]["precision"]
+    (stopped / "run.json").write_text(json.dumps(record))
+    assert resume_spec(stopped, given={"precision": "float32"}).precision == "float32"
+    with pytest.raises(BenchError, match="--precision mixed_bfloat16 conflicts with the run, "
+                                         "which had --precision float32"):
+        resume_spec(stopped, given={"precision": "mixed_bfloat16"})
+
+
 def test_resume_refuses_a_run_made_with_other_versions_weights_or_data(tiny_run, tmp_path):
     record = json.loads((tiny_run / "run.json").read_text())
     keras_now = record["versions"]["keras"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from bench.command import command
@@ -54,9 +54,13 @@ def resume_spec(run_dir: Path, *, given: dict):
                          "would stop at its next trial. "
                          "Its report.md says why each trial failed: fix that, then start a "
                          "new run")
+    from bench.runner import RunSpec
+
     arguments = record.get("arguments", {})
     for name, value in given.items():
-        recorded = arguments.get(name)
+        # An option newer than the run: it ran as that option's default does.
+        default = RunSpec.__dataclass_fields__[name].default
+        recorded = arguments.get(name, None if default is MISSING else default)
         if str(value) != str(recorded):
             option = "--" + name.replace("_", "-")
             own = f"{option} {recorded}" if recorded is not None else f"no {option}"
