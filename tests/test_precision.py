@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import IMAGE_SIZE
 from test_cli import run_bench
+from test_resident import EVERY_DEPTH_DEFAULT_HEAD
 
 
 def _builder(precision):
@@ -128,19 +129,6 @@ def test_an_unknown_precision_is_one_line_and_exit_2():
     assert "loss scaling" in result.stderr
 
 
-SPACE = '''
-from bench.space import SearchSpace, SpaceSettings
-
-
-class Mixed(SearchSpace):
-    description = "every other cut point, both inits, the default head"
-    version = 1
-    settings = SpaceSettings(epochs=2, repeats=2, head_lr=3e-3)
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("init", ["pretrained", "random"])
-        hp.Int("frozen_blocks", 0, num_blocks, step=2)
-'''
 
 
 @pytest.mark.slow
@@ -153,7 +141,7 @@ def test_a_mixed_precision_jax_study_keeps_only_the_paths_that_change_no_number(
     pytest.importorskip("jax")
     spaces = tmp_path / "spaces"
     spaces.mkdir()
-    (spaces / "mixed.py").write_text(SPACE)
+    (spaces / "mixed.py").write_text(EVERY_DEPTH_DEFAULT_HEAD)
     env = dict(os.environ, KERAS_BACKEND="jax", FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
     plainest = ["--no-reuse", "--no-prefix-cache", "--no-device-data",
                 "--evaluation-batch-size", "32"]
