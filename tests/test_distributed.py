@@ -6,10 +6,12 @@ execution sets its own seed, so whichever worker runs a trial, its rows must be 
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -263,15 +265,25 @@ def test_a_killed_distributed_run_resumes_to_the_tables_of_one_process(study):
     hold = study / "hold-killed-chief"
     hold.write_text("trial")  # the last trial waits: the study cannot end before the kill
     process = _start_holding(study, "killed-chief", "--workers", "2", hold=hold)
+    # Whatever happens, the chief does not outlive this: a kill that never comes fails
+    # the test instead of hanging it (the held trial would wait forever).
+    watchdog = threading.Timer(300, process.kill)
+    watchdog.start()
     try:
-        finished = 0
+        midway, finished, killed = set(), set(), False
         for line in process.stdout:
-            finished += "-> trial" in line
-            if finished == 1 and "repeat 1/2" in line:
+            midway.update(re.findall(r"\(id (\w+)\).*repeat 1/2", line))
+            finished.update(re.findall(r"-> trial (\w+) ", line))
+            # One trial ended and another is between its repeats, in either order: the
+            # two workers' lines interleave as the machine's load has it.
+            if finished and midway - finished:
                 os.kill(process.pid, signal.SIGKILL)  # the chief; its workers follow it
+                killed = True
                 break
+        assert killed, f"the chief ended before the kill (finished {finished})"
         process.wait(timeout=60)
     finally:
+        watchdog.cancel()
         _stop(process)
     deadline = time.monotonic() + 60
     while any(_worker_pid(run, name) for name in ("tuner0", "tuner1")):
