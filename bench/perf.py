@@ -243,9 +243,9 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
         basis = (f"estimated: plain KerasTuner ran {measured_repeats} of {repeats} "
                  "executions per configuration")
     from bench.floor import matmul_rate
+    from bench.models.precision import compute_dtype
 
-    # The rate of the arithmetic the layers do: bfloat16 under mixed precision.
-    rate = matmul_rate(dtype="float32" if spec.precision == "float32" else "bfloat16")
+    rate = matmul_rate(dtype=compute_dtype(spec.precision))  # the layers' arithmetic
     floor = floor_seconds(plan, data=data, weights=weights, suite_dir=suite_dir, rate=rate)
     device = describe_device()
     result = {

@@ -27,7 +27,7 @@ from bench.data.datasets import (
 )
 from bench.errors import BenchError, DiskFull, FailureLimit, StudyFailed
 from bench.models.backbones import BackboneSpec, backbone_spec, block_count, ensure_imagenet_weights
-from bench.models.precision import check_precision
+from bench.models.precision import check_precision, compute_dtype
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
     SearchSpace,
@@ -527,7 +527,8 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         f"backbone {backbone.name} ({num_blocks} blocks) at {image_size}px, tuner {tuner_name}")
     log(f"Keras backend {device['backend']} on {device['device']}"
         + ("" if spec.precision == "float32" else
-           f"; precision {spec.precision} (bfloat16 compute, float32 weights)"))
+           f"; precision {spec.precision} ({compute_dtype(spec.precision)} compute, "
+           "float32 weights)"))
     notes = tuner_notes(tuner_name, hp, max_trials=settings.max_trials,
                         initial_points=spec.initial_points)
     for note in notes:
