@@ -14,6 +14,10 @@
 #             "Speed": target < 2 minutes)
 #   study-mixed  the same study with --precision mixed_bfloat16 (bfloat16 compute; the
 #             prefix cache and large evaluation batches are off under it)
+#   throughput  docs/gpu/throughput.py: the rate (T multiply-adds a second) of one training
+#             step of the study's model at depth 0 on synthetic batches on the device: float32
+#             and bfloat16 at batch 32, bfloat16 at 9 x 32 as one model, and 9 models as one
+#             vmapped program (needs no data step)
 #   sample    `perf` on the study's first 2 configurations (18 executions): the suite, and
 #             plain KerasTuner on 2 of the 9 executions per configuration, the rest
 #             estimated (target >= 20x)
@@ -59,12 +63,12 @@ if [ -n "${GPU_CHECK_SMALL:-}" ]; then
     study=(--backbone resnet-mini --image-size $size --images-per-class $per_class
            --train-per-class 10 --epochs 1 --repeats 3 --max-trials 2 --pretrain-epochs 1)
     memory_trials=12 default=(--epochs 1 --max-trials 2 --pretrain-epochs 1)
-    together_repeats=2
+    together_repeats=2 throughput=(--backbone resnet-mini --image-size $size --steps 3)
 else
     size=224 per_class=400
     study=(--backbone resnet50v2 --image-size $size --images-per-class $per_class
            --train-per-class 200 --epochs 5 --repeats 9 --cache-memory 24000)
-    memory_trials=50 default=() together_repeats=5
+    memory_trials=50 default=() together_repeats=5 throughput=(--limit 70)
 fi
 
 log() { echo "$(date -u +%FT%TZ) $*" | tee -a "$OUT/steps.txt"; }
@@ -109,6 +113,9 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
     study-mixed)
         step study-mixed 300 python3 run_bench.py run --space seed --dataset shapes \
             "${study[@]}" --precision mixed_bfloat16 --results-dir "$runs" --name study-mixed ;;
+    throughput)
+        step throughput 280 python3 docs/gpu/throughput.py --out "$OUT/throughput.jsonl" \
+            "${throughput[@]}" ;;
     sample)
         # Its own compilation cache: the suite must not start with the study's programs.
         step sample 300 env JAX_COMPILATION_CACHE_DIR="$work/jax-sample" \
@@ -137,7 +144,7 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
         step perf 150 python3 run_bench.py perf "${default[@]}" --baseline-repeats 2 \
             --results-dir "$runs" --name default-perf ;;
     *)
-        log "unknown step $name (data, study, study-mixed, sample, device-data, together-study, memory," \
+        log "unknown step $name (data, study, study-mixed, throughput, sample, device-data, together-study, memory," \
             "together, perf)" ;;
     esac
 done
