@@ -7,11 +7,14 @@ costliest part) of the suite's model (backbone, pooling, a Dense softmax head; A
 
 - ``one``: one model, ``train_on_batch``, at the study's batch of 32 and at 9 x 32 (what
   training a trial's 9 repeats together could at most reach: one model at that batch);
+- ``one`` with ``--xla_gpu_autotune_level=0``: how much of a first step's compilation
+  is XLA timing kernels, and what the untimed choice costs per step;
 - ``vmap``: 9 models (each its own weights) as one program through ``jax.vmap`` of
   ``stateless_call`` (one member's graph compiled once, its convolutions batched into
   grouped ones), 32 images each;
 
-at float32 (TF32 on the tensor cores) and mixed_bfloat16 (the study's batch; the others\nin bfloat16 only, to keep the call short). Every variant runs in its own
+at float32 (TF32 on the tensor cores) and mixed_bfloat16 (the study's batch; the others
+in bfloat16 only, to keep the call short). Every variant runs in its own
 process (its compilation timed on its own); one JSON line each. Usage::
 
     python docs/gpu/throughput.py --out throughput.jsonl [--image-size 224] [--steps 20]
@@ -26,9 +29,13 @@ import subprocess
 import sys
 import time
 
-VARIANTS = [  # (form, precision, members, batch per member), the likeliest answers first
-    ("one", "float32", 1, 32), ("one", "mixed_bfloat16", 1, 32),
-    ("one", "mixed_bfloat16", 1, 288), ("vmap", "mixed_bfloat16", 9, 32),
+#: (form, precision, members, batch per member, XLA_FLAGS), the likeliest answers first.
+VARIANTS = [
+    ("one", "float32", 1, 32, ""), ("one", "mixed_bfloat16", 1, 32, ""),
+    # Compilation: a new graph's first execution took about 30 s on the H200; XLA times
+    # candidate kernels while it compiles, and at level 0 it picks them without timing.
+    ("one", "mixed_bfloat16", 1, 32, "--xla_gpu_autotune_level=0"),
+    ("one", "mixed_bfloat16", 1, 288, ""), ("vmap", "mixed_bfloat16", 9, 32, ""),
 ]
 
 
@@ -44,8 +51,8 @@ def _model(backbone: str, image_size: int, precision: str):
     return keras.Model(base.input, head)
 
 
-def measure(form: str, precision: str, members: int, batch: int, *, backbone: str,
-            image_size: int, steps: int) -> dict:
+def measure(form: str, precision: str, members: int, batch: int, xla_flags: str, *,
+            backbone: str, image_size: int, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
     import keras
@@ -114,7 +121,8 @@ def measure(form: str, precision: str, members: int, batch: int, *, backbone: st
             "first_step_seconds": round(first, 2), "step_seconds": round(seconds, 5),
             "images_per_second": round(images / seconds, 1),
             "tmacs_per_second": round(3 * macs * images / seconds / 1e12, 2),
-            "forward_gmacs": round(macs / 1e9, 3), "device": str(jax.devices()[0])}
+            "xla_flags": xla_flags, "forward_gmacs": round(macs / 1e9, 3),
+            "device": str(jax.devices()[0])}
 
 
 def main() -> int:
@@ -136,7 +144,9 @@ def main() -> int:
         command = [sys.executable, __file__, *sys.argv[1:], "--variant", str(index)]
         started = time.perf_counter()
         try:
-            code = subprocess.run(command, timeout=args.limit, env=os.environ).returncode
+            flags = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), variant[-1]]))
+            code = subprocess.run(command, timeout=args.limit,
+                                  env=os.environ | {"XLA_FLAGS": flags}).returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
         print(f"{variant}: exit {code} after {time.perf_counter() - started:.0f} s",
