@@ -18,6 +18,9 @@
 #             step of the study's model at depth 0 on synthetic batches on the device: float32
 #             and bfloat16 at batch 32 (and without XLA's kernel timing), bfloat16 at 9 x 32
 #             as one model, and 9 models as one vmapped program (needs no data step)
+#   study-again  the study step once more, in a new process on the same machine: source
+#             weights from the cache folder, compiled programs from JAX's persistent cache
+#             (run it after study; alone it is the study on a fresh machine)
 #   sample    `perf` on the study's first 2 configurations (18 executions): the suite, and
 #             plain KerasTuner on 2 of the 9 executions per configuration, the rest
 #             estimated (target >= 20x)
@@ -110,6 +113,9 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
     study)
         step study 300 python3 run_bench.py run --space seed --dataset shapes "${study[@]}" \
             --results-dir "$runs" --name study ;;
+    study-again)
+        step study-again 300 python3 run_bench.py run --space seed --dataset shapes \
+            "${study[@]}" --results-dir "$runs" --name study-again ;;
     study-mixed)
         step study-mixed 300 python3 run_bench.py run --space seed --dataset shapes \
             "${study[@]}" --precision mixed_bfloat16 --results-dir "$runs" --name study-mixed ;;
@@ -144,7 +150,7 @@ print(load_dataset('shapes', DataRequest(image_size=$size, images_per_class=$per
         step perf 150 python3 run_bench.py perf "${default[@]}" --baseline-repeats 2 \
             --results-dir "$runs" --name default-perf ;;
     *)
-        log "unknown step $name (data, study, study-mixed, throughput, sample, device-data, together-study, memory," \
+        log "unknown step $name (data, study, study-again, study-mixed, throughput, sample, device-data, together-study, memory," \
             "together, perf)" ;;
     esac
 done

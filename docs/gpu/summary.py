@@ -6,13 +6,15 @@ from pathlib import Path
 import pandas as pd
 
 runs, summary = Path(sys.argv[1]), {}
-for name in ("study", "study-mixed", "together-study"):
+for name in ("study", "study-again", "study-mixed", "together-study"):
     study = runs / name / "run.json"
     if not study.exists():
         continue
     record = json.loads(study.read_text())
     summary[name] = {"data_seconds": record.get("dataset", {}).get("seconds"),
                      "pretraining_seconds": record.get("pretraining", {}).get("seconds"),
+                     # True: the weights came from the cache (the seconds are of their run).
+                     "pretraining_reused": record.get("pretraining", {}).get("reused"),
                      "preflight_seconds": record.get("preflight_seconds"),
                      "search_seconds": record.get("search_seconds"),
                      "models": record.get("models"), "together": record.get("together"),
