@@ -376,6 +376,7 @@ def declared_hyperparameters(space: SearchSpace, *, num_blocks: int):
                 "extra_hyperparameters if your own hooks read it"
             )
     _check_frozen_blocks(space, hp, num_blocks=num_blocks)
+    _check_init(space, hp)
     return hp
 
 
@@ -394,6 +395,19 @@ def declared_values(hp, name: str) -> list | None:
             return list(parameter.values)
         return [parameter.min_value, parameter.max_value]  # Int, Float: the bounds
     return None
+
+
+def _check_init(space: SearchSpace, hp) -> None:
+    from bench.models.model import INITS
+
+    values = declared_values(hp, "init")
+    where = "declares" if values is not None else "sets in settings"
+    for value in values if values is not None else [space.settings.init]:
+        if value not in INITS:
+            raise BenchError(
+                f"search space file {space.path} {where} init {value!r}: use "
+                f"{', '.join(map(repr, INITS))} (as in hp.Choice('init', ['pretrained', "
+                "'random']))")
 
 
 def _check_frozen_blocks(space: SearchSpace, hp, *, num_blocks: int) -> None:

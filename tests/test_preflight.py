@@ -82,6 +82,38 @@ class TooDeep(SearchSpace):
     def declare(self, hp, *, num_blocks):
         hp.Choice("frozen_blocks", [0, 9])
 ''',
+    # Three outputs for five classes: JAX's loss takes labels 3 and 4 without an error.
+    "too-few-outputs": '''
+class TooFewOutputs(SearchSpace):
+    description = "a head with fewer outputs than classes"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def build_head(self, features, *, num_classes, hp):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        return keras.layers.Dense(num_classes - 2, activation="softmax")(x)
+''',
+    # Not pooled: one softmax per pixel row, which Keras's loss refuses deep inside fit.
+    "unpooled": '''
+class Unpooled(SearchSpace):
+    description = "a head on the unpooled feature map"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def build_head(self, features, *, num_classes, hp):
+        return keras.layers.Dense(num_classes, activation="softmax")(features[:, 0])
+''',
+    "unknown-init": '''
+class UnknownInit(SearchSpace):
+    description = "an init the builder does not know"
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("init", ["pretrained", "scratch"])
+''',
     "typo": '''
 class Typo(SearchSpace):
     description = "a hook reading a hyperparameter that does not exist"
@@ -203,6 +235,13 @@ REFUSED = {
     "nan-head": "the model of space nan-head gives NaN or infinite outputs before any "
                 "training (for 20 of 20 images of a validation batch)",
     "too-deep": "declares frozen_blocks 9, but the backbone has 4 blocks: use values from 0 to 4",
+    "too-few-outputs": "too-few-outputs.py: build_head returned outputs of shape (None, 3), "
+                       "but the loss needs (batch, 5), one probability per class",
+    # The feature map of IMAGE_SIZE (16) px images at resnet-mini's last stage is 2 x 2.
+    "unpooled": "unpooled.py: build_head returned outputs of shape (None, 2, 5), but the "
+                "loss needs (batch, 5)",
+    "unknown-init": "unknown-init.py declares init 'scratch': use 'pretrained', 'random', "
+                    "'imagenet'",
     "typo": "typo.py, line {typo_line}, in build_head() (while building the model): KeyError",
     "unscaled": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x head_lr",
     "model-fit": "search space model-fit: its fit() ran no epoch through run.fit: train "
@@ -277,6 +316,19 @@ def test_a_hook_error_exits_2_in_one_line_without_a_traceback(spaces_dir, tmp_pa
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     shown = Path(where) / "typo.py"
     assert f"{shown}, line {_typo_line()}, in build_head()" in result.stderr
+    assert not (tmp_path / "results" / "run").exists()
+
+
+def test_a_head_with_too_few_outputs_is_refused_on_jax_too(spaces_dir, tmp_path):
+    """On JAX the loss takes a label beyond the head's outputs without an error: the run
+    completed with accuracies no model had (found by a new user). The check is the
+    builder's, so both backends refuse it in one line."""
+    result = run_bench("run", "--space", "too-few-outputs", "--spaces-dir", str(spaces_dir),
+                       "--image-size", str(IMAGE_SIZE), "--train-per-class", "4",
+                       "--results-dir", str(tmp_path / "results"), "--name", "run",
+                       env=os.environ | {"KERAS_BACKEND": "jax"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "build_head returned outputs of shape (None, 3)" in result.stderr
     assert not (tmp_path / "results" / "run").exists()
 
 
