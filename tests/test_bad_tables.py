@@ -172,3 +172,26 @@ def test_tables_that_disagree_are_refused_not_reported(damaged):
     # A COMPLETED trial without rows at all is refused too.
     epochs[epochs["trial_id"] != trial].to_csv(damaged / "epochs.csv", index=False)
     _one_error(_analyze(damaged), f"trial {trial} is COMPLETED in trials.csv but has no rows")
+
+
+def test_a_completed_run_without_its_trials_table_is_refused(damaged):
+    """Found by a new user: with trials.csv (and its Parquet copy) gone, analyze reported
+    "no execution completed" and replaced the figures with none."""
+    import pandas as pd
+
+    before = _parquet(damaged)
+    trials = pd.read_csv(damaged / "trials.csv", dtype={"trial_id": str})
+    listed = sorted(pd.read_csv(damaged / "epochs.csv", dtype={"trial_id": str})["trial_id"]
+                    .unique())
+    best = trials.sort_values("best_val_accuracy").iloc[-1]["trial_id"]
+    # One trial's row taken out (the best one: the report would name another).
+    trials[trials["trial_id"] != best].to_csv(damaged / "trials.csv", index=False)
+    (damaged / "trials.parquet").unlink(missing_ok=True)
+    _one_error(_analyze(damaged), f"trial {best} has rows in epochs.csv but no row in "
+               "trials.csv (1 such trial(s)), in a run that completed")
+    _nothing_written(damaged, before)
+
+    (damaged / "trials.csv").unlink()
+    _one_error(_analyze(damaged), "trials.csv is missing, but the run completed and "
+               f"epochs.csv holds rows of {len(listed)} trial(s)")
+    _nothing_written(damaged, before)

@@ -99,3 +99,25 @@ def check_trials_agree(epochs: pd.DataFrame, trials: pd.DataFrame, path: Path) -
                     f"{path}: trial {trial.trial_id}'s {column} is {recorded:.6g} in "
                     f"trials.csv but {value:.6g} from its rows in epochs.csv; one of the "
                     "tables was edited or comes from another run: restore both from a copy")
+
+
+def check_trials_listed(epochs: pd.DataFrame, trials: pd.DataFrame | None, *, status: str,
+                        path: Path) -> None:
+    """A finished run's ``trials.csv`` lists every trial with rows in ``epochs.csv``.
+
+    The suite rewrites ``trials.csv`` as each trial ends, so only a run stopped in the
+    middle of a trial has rows of trials it does not list. In a completed run, a missing
+    table or row means the tables were edited or lost, and without it a trial's rows would
+    silently leave every number (no completed status, no final numbers)."""
+    if status != "completed" or epochs.empty:
+        return
+    if trials is None:
+        raise BenchError(f"{path}: trials.csv is missing, but the run completed and "
+                         f"epochs.csv holds rows of {epochs['trial_id'].nunique()} trial(s); "
+                         "restore trials.csv from a copy of the run")
+    unlisted = sorted(set(epochs["trial_id"]) - set(trials["trial_id"]))
+    if unlisted:
+        raise BenchError(f"{path}: trial {unlisted[0]} has rows in epochs.csv but no row in "
+                         f"trials.csv ({len(unlisted)} such trial(s)), in a run that "
+                         "completed; trials.csv was edited or comes from another run: "
+                         "restore it from a copy")
