@@ -567,7 +567,9 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                   "hyperparameters": [p.get_config() | {"type": type(p).__name__}
                                       for p in hp.space]},
         "settings": asdict(settings) | {"image_size": image_size},
-        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()},
+        # Absolute: --resume from another folder must find the same cache and spaces.
+        "arguments": {k: os.path.abspath(v) if isinstance(v, Path) else v
+                      for k, v in asdict(spec).items()},
         "tuner": tuner_name,
         "preset": spec.preset,
         "references": references,

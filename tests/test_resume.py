@@ -193,6 +193,42 @@ def test_inputs_a_result_depends_on_are_compared_field_by_field():
         "the data (images and labels differ)"]
 
 
+def test_a_run_started_with_relative_folders_resumes_from_anywhere(tmp_path):
+    """Found by a new user: run.json kept --cache-dir as typed, so a resume from another
+    folder pretrained again into a new cache there. Folders are recorded absolute."""
+    started, elsewhere = tmp_path / "started", tmp_path / "elsewhere"
+    (started / "spaces").mkdir(parents=True)
+    elsewhere.mkdir()
+    (started / "spaces" / "one.py").write_text(textwrap.dedent('''
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class One(SearchSpace):
+            description = "one pretrained trial"
+            settings = SpaceSettings(init="pretrained", epochs=1, repeats=1)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [1e-3])
+    '''))
+    result = run_bench("run", "--space", "one", "--spaces-dir", "spaces", "--cache-dir",
+                       "cache", "--results-dir", "results", "--name", "run", "--image-size",
+                       "16", "--train-per-class", "4", "--pretrain-epochs", "1", cwd=started)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = started / "results" / "run"
+    record = json.loads((run / "run.json").read_text())
+    for name, folder in (("spaces_dir", "spaces"), ("cache_dir", "cache"),
+                         ("results_dir", "results")):
+        assert record["arguments"][name] == str(started / folder)
+    record["status"] = "interrupted"
+    (run / "run.json").write_text(json.dumps(record))
+    # The same folder named relative to here is the run's own: no conflict.
+    result = run_bench("run", "--resume", str(run), "--cache-dir", "../started/cache",
+                       cwd=elsewhere)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"pretrained weights reused from {started / 'cache'}" in result.stdout
+    assert not (elsewhere / "cache").exists() and list(elsewhere.iterdir()) == []
+
+
 def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
     stopped = _stopped_copy(tiny_run, tmp_path / "moved", device="CPU (another, 64 cores)")
     result = run_bench("run", "--resume", str(stopped))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
@@ -61,12 +62,19 @@ def resume_spec(run_dir: Path, *, given: dict):
         # An option newer than the run: it ran as that option's default does.
         default = RunSpec.__dataclass_fields__[name].default
         recorded = arguments.get(name, None if default is MISSING else default)
-        if str(value) != str(recorded):
+        if not _same(name, value, recorded):
             option = "--" + name.replace("_", "-")
             own = f"{option} {recorded}" if recorded is not None else f"no {option}"
             raise BenchError(f"{option} {value} conflicts with the run, which had {own}; a "
                              f"resumed run keeps its settings: drop {option}")
     return recorded_spec(run, record=record)
+
+
+def _same(name: str, value, recorded) -> bool:
+    if name in PATH_FIELDS and value is not None and recorded is not None:
+        # A folder given relative to here is the run's if it is the same folder.
+        return os.path.abspath(value) == os.path.abspath(recorded)
+    return str(value) == str(recorded)
 
 
 def recorded_spec(run: RunDir, *, record: dict | None = None):
