@@ -170,7 +170,7 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
         ``(data, weights, facts)``: the TransferData; the source-weights file, "imagenet",
         or None; and what ``run.json`` should say about both.
     """
-    from bench.models.pretrain import pretrain
+    from bench.models.pretrain import pretrain, weak_source_warning
 
     request = DataRequest(
         image_size=image_size, seed=spec.seed, train_per_class=spec.train_per_class,
@@ -202,6 +202,11 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
                             epochs=spec.pretrain_epochs, cache_dir=Path(spec.cache_dir), log=log)
             weights = made.weights_path
             facts["pretraining"] = asdict(made) | {"source": source.name}
+            weak = weak_source_warning(made.source_accuracy)
+            if weak is not None:
+                # Reused weights as well as new ones: the report must say it either way.
+                log(f"warning: {weak}")
+                facts["warnings"] = [weak]
         elif backbone.imagenet:
             log(f"{data.name} has no source task: 'pretrained' means ImageNet weights")
             weights = "imagenet"
@@ -555,7 +560,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     # In one process the search takes the checked model over; workers build their own.
     checked = _check_space(spec, space=space, inputs=inputs, hp=hp, data=data,
                            batch_size=settings.batch_size, keep_model=scale is None, log=log)
-    warnings = checked.warnings
+    warnings = prepared.pop("warnings", []) + checked.warnings
     preflight_seconds = round(time.perf_counter() - checking, 2)
 
     record = {

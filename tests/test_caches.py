@@ -118,6 +118,34 @@ def test_a_run_that_retrained_damaged_weights_says_so_in_its_report(
     assert f"Source pretraining ran again: {problem}" in (run_dir / "report.md").read_text()
 
 
+def test_a_weak_source_model_is_a_warning_in_run_json_and_the_report_reused_or_not(
+        clean, tmp_path, tiny_spaces_dir):
+    """Found by a new user: the warning was printed once, when the weights were trained,
+    and never in run.json or report.md, whose headline then read as any other."""
+    from bench.runner import RunSpec, run_study
+
+    clean_cache, made, _ = clean
+    assert made.source_accuracy >= 0.5  # the clean source model is not weak
+    cache = tmp_path / "cache"
+    shutil.copytree(clean_cache, cache)
+    meta = cache / "pretrained" / Path(made.weights_path).name.replace(".weights.h5", ".json")
+    record = json.loads(meta.read_text())
+    record["source_accuracy"] = 0.3  # as measured when the weights were made, say
+    meta.write_text(json.dumps(record))
+    lines = []
+    spec = RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE, seed=1,
+                   epochs=1, repeats=1, pretrain_epochs=1, results_dir=tmp_path / "runs",
+                   name="weak", cache_dir=cache)
+    run_dir = run_study(spec, log=lines.append)
+    warning = ("the source model is weak: 0.300 accuracy in inference mode on held-out "
+               "source images, so 'pretrained' results will say little (more "
+               "--pretrain-epochs may help)")
+    assert f"warning: {warning}" in lines
+    ran = json.loads((run_dir / "run.json").read_text())
+    assert ran["pretraining"]["reused"] and warning in ran["warnings"]
+    assert f"Warning: {warning}" in (run_dir / "report.md").read_text()
+
+
 def test_what_changes_the_source_images_or_the_backend_changes_the_key(digits):
     def key_of(data):
         return pretrain_key(MINI, data, image_size=IMAGE_SIZE, seed=1, epochs=1,

@@ -40,6 +40,20 @@ BACKEND_FRAMEWORKS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"
                       "numpy": "numpy"}
 
 
+#: Below this accuracy on held-out source images the source model says little about
+#: what pretraining gives (the run warns, in run.json and report.md too).
+WEAK_SOURCE_ACCURACY = 0.5
+
+
+def weak_source_warning(accuracy: float) -> str | None:
+    """The warning for a source model this weak, or None."""
+    if accuracy >= WEAK_SOURCE_ACCURACY:
+        return None
+    return (f"the source model is weak: {accuracy:.3f} accuracy in inference mode on "
+            "held-out source images, so 'pretrained' results will say little (more "
+            "--pretrain-epochs may help)")
+
+
 @dataclass(frozen=True)
 class Pretrained:
     """Source-task weights for one backbone and what was measured when they were made."""
@@ -173,9 +187,6 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
     _, accuracy = parts.model.evaluate(held.images, held.labels, batch_size=256, verbose=0)
     log(f"source model: {accuracy:.3f} accuracy in inference mode on {len(held)} held-out "
         f"source images ({seconds:.1f} s)")
-    if accuracy < 0.5:
-        log("warning: the source model is weak in inference mode; 'pretrained' results "
-            "will say little (more --pretrain-epochs may help)")
 
     folder.mkdir(parents=True, exist_ok=True)
     # Written under temporary names and renamed, weights first: the metadata, written
