@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.results import check_new_run_dir
+from bench.results import check_new_run_dir, run_name
 from bench.runner import RunSpec, StudyPlan, _prepare_inputs, plan_study, run_study, study_oracle
 from bench.space import SearchSpace
 
@@ -194,7 +194,7 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
     configuration and its time for all of them is estimated (see the module docstring)."""
     from bench.device import describe_device, library_versions
 
-    name = spec.name or f"perf-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = run_name(spec.name, prefix="perf")
     out = Path(spec.results_dir) / name
     check_new_run_dir(Path(spec.results_dir), name)
     plan = plan_study(spec)

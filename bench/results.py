@@ -63,6 +63,13 @@ class RunDir:
         return self.path / "tuner"
 
 
+def run_name(given: str | None, *, prefix: str) -> str:
+    """The name given (an empty one is then refused, not replaced), or PREFIX-DATE-TIME."""
+    from datetime import datetime
+
+    return given if given is not None else f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
 def check_run_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise BenchError(f"run name {name!r} must be letters, digits, '.', '_' or '-'")

@@ -515,6 +515,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         check_writable,
         new_run_dir,
         process_identity,
+        run_name,
         write_json,
     )
     from bench.tuning.algorithms import planned_trials, tuner_notes
@@ -522,7 +523,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     from bench.tuning.recording import CsvAppender, epoch_columns
 
 
-    name = spec.name or f"{space.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = run_name(spec.name, prefix=space.name)
     if resume_from is None:
         check_new_run_dir(Path(spec.results_dir), name)
     check_writable(Path(spec.cache_dir), what=f"cannot write to --cache-dir {spec.cache_dir}")
