@@ -179,7 +179,7 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     loading = time.perf_counter()
     data = load_dataset(settings.dataset, request)
     loaded_seconds = round(time.perf_counter() - loading, 2)
-    log(f"data: {data.summary()} ({loaded_seconds:.1f} s)")
+    log(f"data: {data.summary(source=spec.source_dataset is None)} ({loaded_seconds:.1f} s)")
     for note in data.notes:
         log(f"data: {note}")
     facts = {"dataset": {"name": data.name, "classes": list(data.class_names),
@@ -197,6 +197,9 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
         source = data
         if spec.source_dataset is not None:
             source = load_dataset(spec.source_dataset, request)
+            if source.source is not None:
+                log(f"data: source task from {source.name}, {len(source.source)} images")
+                facts["dataset"]["source"] = len(source.source)
         if source.source is not None:
             made = pretrain(backbone, source, image_size=image_size, seed=spec.seed,
                             epochs=spec.pretrain_epochs, cache_dir=Path(spec.cache_dir), log=log)

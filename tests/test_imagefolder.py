@@ -182,6 +182,9 @@ def test_a_run_on_a_folder_with_broken_files_completes(tmp_path, tiny_spaces_dir
     assert {p.rsplit("/", 1)[-1] for p in sizes["skipped_examples"]} == {
         "empty.jpg", "truncated.png", "notes.jpg"}
     assert run["pretraining"]["source"] == "digits"
+    # The source task used is digits 0-4: 901 of the 1,797 scans (README), not the folder's.
+    assert sizes["source"] == 901
+    assert "data: source task from digits, 901 images" in result.stdout
     # Reading the folder is timed: the console line and run.json give the same seconds.
     assert 0 < sizes["seconds"] < 600
     line = next(line for line in result.stdout.splitlines() if line.startswith("data: folder"))

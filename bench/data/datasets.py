@@ -80,8 +80,11 @@ class TransferData:
     #: How splits were made where the data did not give them, one sentence each.
     notes: tuple[str, ...] = ()
 
-    def summary(self) -> str:
-        source = f", source {len(self.source)} images" if self.source is not None else ""
+    def summary(self, *, source: bool = True) -> str:
+        """One line on the splits; ``source=False`` leaves out the source task's count
+        (another dataset's source task is used)."""
+        source = (f", source {len(self.source)} images"
+                  if source and self.source is not None else "")
         skipped = (f"; {len(self.skipped_files)} unreadable file(s) skipped"
                    if self.skipped_files else "")
         repeated = (f"; {self.duplicates_dropped} repeated file(s) dropped"
