@@ -50,7 +50,14 @@ def test_transfer_gain_draws_the_gain_and_a_zero_line():
     assert len(drawn) == 1
     assert list(drawn[0].get_ydata()) == gain["mean"].tolist()
     assert any(list(line.get_ydata()) == [0, 0] for line in ax.get_lines())
-    assert ax.get_ylabel() == "pretrained - random validation accuracy"
+    assert ax.get_ylabel() == "pretrained - random\nvalidation accuracy"
+    # Found by a new user: on one line the label ran into the title and off the figure.
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    label = ax.yaxis.label.get_window_extent(renderer)
+    heading = fig._suptitle.get_window_extent(renderer)
+    assert not label.overlaps(heading)
+    assert 0 <= label.y0 and label.y1 <= fig.bbox.height
 
 
 def test_heatmap_is_annotated_with_the_values():

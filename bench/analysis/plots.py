@@ -6,6 +6,8 @@ intervals over repeats, and every axis says what it shows.
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")  # Files only; no display is ever needed.
@@ -124,7 +126,8 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
             if row == "metric":
                 ax.set_ylabel(label(r))
             else:
-                ax.set_ylabel(ylabel if j == 0 else "")
+                # Wrapped: a long label on a one-row figure runs into the title.
+                ax.set_ylabel(textwrap.fill(ylabel, 28) if j == 0 else "")
             ax.set_title(heading, fontsize=10)
             if i == len(rows) - 1:
                 ax.set_xlabel(xlabel or label(x))
