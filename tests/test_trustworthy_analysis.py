@@ -317,6 +317,28 @@ def test_one_seed_has_no_interval_rather_than_one_of_zero_width(tmp_path):
     assert caption[0].endswith("With one seed there is no interval: none is drawn.")
 
 
+@pytest.mark.parametrize("validation", [4, 397])
+def test_a_small_validation_split_says_how_coarse_its_accuracy_is(validation):
+    """Found by a new user: 4 validation images, both seeds 3 of 4 right pretrained and
+    2 of 4 random, read "+0.250 (95% CI [+0.250, +0.250])", as if certain."""
+    from bench.analysis.report import build_report
+    from bench.analysis.tables import Tables
+
+    rows = pd.DataFrame([_row(init, seed, 1, value, head_lr=0.01)
+                         for seed in (1, 2) for init, value in (("pretrained", 0.75),
+                                                                ("random", 0.5))])
+    trials = rows[["run_id", "trial_id"]].drop_duplicates().assign(
+        status="COMPLETED", best_val_accuracy=0.0, final_val_accuracy=0.0)
+    run = {"run_id": "r", "status": "completed", "dataset": {"validation": validation},
+           "columns": {"hyperparameters": ["init", "head_lr"], "varied": ["init", "head_lr"]}}
+    blocks = build_report(Tables(runs=[run], epochs=rows, trials=trials, complete=rows), [])
+    text = " ".join(str(b.content) for b in blocks)
+    assert "**+0.250** (95% CI [+0.250, +0.250]" in text
+    said = ("The validation split has 4 images, so an execution's validation accuracy moves "
+            "in steps of 1/4 = 0.250")
+    assert (said in text) == (validation == 4)
+
+
 def test_the_gap_interval_is_scipys_even_past_one():
     # Differences 0.9, 0.1, 0.8 over three seeds: the t-interval reaches past +1, and the
     # report gives it as scipy does, not cut at +1.000 without saying so.

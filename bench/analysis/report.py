@@ -65,6 +65,22 @@ def gap_sentence(gap: numbers.Gap) -> str:
             f"{with_init_sentence(gap)}")
 
 
+#: Below this many validation images the report says how coarse accuracy is.
+FEW_VALIDATION_IMAGES = 100
+
+
+def coarse_validation_sentence(run: dict) -> str | None:
+    """On a small validation split, that an accuracy moves in steps of 1/N: a gap's
+    interval of width 0 there means every seed gave the same difference, not certainty."""
+    images = run.get("dataset", {}).get("validation")
+    if not images or images >= FEW_VALIDATION_IMAGES:
+        return None
+    return (f"The validation split has {images} images, so an execution's validation "
+            f"accuracy moves in steps of 1/{images} = {1 / images:.3f}: the gap and its "
+            "interval are that coarse, and an interval of width 0 only means that every "
+            "seed gave the same difference.")
+
+
 def with_init_sentence(gap: numbers.Gap) -> str:
     """" body_lr_scale went with init (imagenet 0.100, random 1.000) ...", or ""."""
     return "".join(f" {column} went with init ("
@@ -158,6 +174,9 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
         gaps = numbers.init_gaps(complete, pair_on=tables.pair_on(run_id))
         for gap in gaps:
             blocks.append(Block("p", prefix + gap_sentence(gap)))
+        coarse = coarse_validation_sentence(run) if gaps else None
+        if coarse:
+            blocks.append(Block("p", prefix + coarse))
         if not gaps:
             why = numbers.why_no_gap(complete, pair_on=tables.pair_on(run_id))
             blocks.append(Block("p", prefix + why[:1].upper() + why[1:]))
