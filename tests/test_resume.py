@@ -219,6 +219,7 @@ def test_a_run_started_with_relative_folders_resumes_from_anywhere(tmp_path):
     for name, folder in (("spaces_dir", "spaces"), ("cache_dir", "cache"),
                          ("results_dir", "results")):
         assert record["arguments"][name] == str(started / folder)
+    assert record["pretraining"]["weights_path"].startswith(str(started / "cache") + "/")
     record["status"] = "interrupted"
     (run / "run.json").write_text(json.dumps(record))
     # The same folder named relative to here is the run's own: no conflict.
