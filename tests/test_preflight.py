@@ -235,11 +235,11 @@ REFUSED = {
     "nan-head": "the model of space nan-head gives NaN or infinite outputs before any "
                 "training (for 20 of 20 images of a validation batch)",
     "too-deep": "declares frozen_blocks 9, but the backbone has 4 blocks: use values from 0 to 4",
-    "too-few-outputs": "too-few-outputs.py: build_head returned outputs of shape (None, 3), "
-                       "but the loss needs (batch, 5), one probability per class",
+    "too-few-outputs": "the head of space too-few-outputs returns outputs of shape (None, "
+                       "3), but its loss sparse_categorical_crossentropy needs (batch, 5)",
     # The feature map of IMAGE_SIZE (16) px images at resnet-mini's last stage is 2 x 2.
-    "unpooled": "unpooled.py: build_head returned outputs of shape (None, 2, 5), but the "
-                "loss needs (batch, 5)",
+    "unpooled": "the head of space unpooled returns outputs of shape (None, 2, 5), but its "
+                "loss sparse_categorical_crossentropy needs (batch, 5)",
     "unknown-init": "unknown-init.py declares init 'scratch': use 'pretrained', 'random', "
                     "'imagenet'",
     "typo": "typo.py, line {typo_line}, in build_head() (while building the model): KeyError",
@@ -319,6 +319,37 @@ def test_a_hook_error_exits_2_in_one_line_without_a_traceback(spaces_dir, tmp_pa
     assert not (tmp_path / "results" / "run").exists()
 
 
+def test_the_output_shape_is_checked_for_the_losses_over_classes_only(digits):
+    """One sigmoid unit with binary cross-entropy (a two-class head some spaces use) is
+    not a loss over one output per class: it passes; the same head under the default
+    loss is refused."""
+    import keras
+
+    from bench.models.backbones import BACKBONES
+    from bench.models.model import assemble
+    from bench.space import SearchSpace
+    from bench.tuning.preflight import check_probabilities
+
+    class Binary(SearchSpace):
+        name = "binary"
+
+    def sigmoid(features, *, num_classes):
+        pooled = keras.layers.GlobalAveragePooling2D()(features)
+        return keras.layers.Dense(1, activation="sigmoid")(pooled)
+
+    parts = assemble(BACKBONES["resnet-mini"], image_size=IMAGE_SIZE, num_classes=2,
+                     init="random", head=sigmoid)
+    images = digits.validation.images[:8]
+    parts.model.compile(optimizer="adam", loss="binary_crossentropy")
+    check_probabilities(Binary(), parts.model, images, num_classes=2)
+    parts.model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    with pytest.raises(BenchError, match=r"returns outputs of shape \(None, 1\), but its "
+                                         "loss sparse_categorical_crossentropy needs "
+                                         r"\(batch, 2\)"):
+        check_probabilities(Binary(), parts.model, images, num_classes=2)
+
+
 def test_a_head_with_too_few_outputs_is_refused_on_jax_too(spaces_dir, tmp_path):
     """On JAX the loss takes a label beyond the head's outputs without an error: the run
     completed with accuracies no model had (found by a new user). The check is the
@@ -328,7 +359,8 @@ def test_a_head_with_too_few_outputs_is_refused_on_jax_too(spaces_dir, tmp_path)
                        "--results-dir", str(tmp_path / "results"), "--name", "run",
                        env=os.environ | {"KERAS_BACKEND": "jax"})
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "build_head returned outputs of shape (None, 3)" in result.stderr
+    assert "the head of space too-few-outputs returns outputs of shape (None, 3)" in \
+        result.stderr
     assert not (tmp_path / "results" / "run").exists()
 
 

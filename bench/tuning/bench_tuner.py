@@ -144,7 +144,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.tensorboard_dir = tensorboard_dir
         self.models = CompiledModels(hypermodel, enabled=reuse_models)
         self.models.check_build = ProbabilityCheck(
-            hypermodel.space, execution.data.validation.images[:execution.batch_size])
+            hypermodel.space, execution.data.validation.images[:execution.batch_size],
+            num_classes=hypermodel.inputs.num_classes)
         self.progress = progress
         #: The study's trial count where it is known (not Hyperband's, not a worker's).
         self.planned_trials = planned_trials

@@ -90,11 +90,31 @@ def _expects_probabilities(loss) -> bool:
     return kwargs is not None and name in PROBABILITY_LOSSES and not kwargs.get("from_logits")
 
 
-def check_probabilities(space: SearchSpace, model, images) -> None:
-    """Refuses a model whose outputs are not finite, and a head that returns logits to a
-    loss that expects probabilities."""
+def _class_loss(loss) -> str | None:
+    """The name of a loss over one output per class (the categorical cross-entropies,
+    from logits or not), or None."""
+    if isinstance(loss, str):
+        return loss if loss in PROBABILITY_LOSSES else None
+    name = getattr(getattr(loss, "fn", None), "__name__", "")
+    return name if name in PROBABILITY_LOSSES else None
+
+
+def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) -> None:
+    """Refuses a head whose outputs are not one per class for a loss over classes, a
+    model whose outputs are not finite, and a head that returns logits to a loss that
+    expects probabilities."""
     import keras
 
+    loss = _class_loss(model.loss)
+    shape = tuple(model.outputs[0].shape)
+    if loss is not None and shape[1:] != (num_classes,):
+        # With too few outputs, JAX's loss takes the labels beyond them without an error
+        # and the trial would be scored; other shapes fail deep inside Keras.
+        raise BenchError(
+            f"the head of space {space.name} returns outputs of shape {shape}, but its loss "
+            f"{loss} needs (batch, {num_classes}): one per class for each image; end "
+            "build_head with keras.layers.Dense(num_classes, activation='softmax') on "
+            "pooled features")
     outputs = keras.ops.convert_to_numpy(model(images, training=False)).astype("float64")
     if not np.all(np.isfinite(outputs)):
         bad = int(np.sum(~np.isfinite(outputs).all(axis=-1)))
@@ -124,8 +144,8 @@ class ProbabilityCheck:
     configuration (another init, say) a head without its softmax, whose trials would
     otherwise complete on a loss that treats logits as probabilities."""
 
-    def __init__(self, space: SearchSpace, images):
-        self.space, self.images = space, images
+    def __init__(self, space: SearchSpace, images, *, num_classes: int):
+        self.space, self.images, self.num_classes = space, images, num_classes
         self._checked: set[str] = set()
 
     def __call__(self, model) -> None:
@@ -133,7 +153,8 @@ class ProbabilityCheck:
 
         signature = repr(graph_signature(model))
         if signature not in self._checked:
-            check_probabilities(self.space, model, self.images)
+            check_probabilities(self.space, model, self.images,
+                                num_classes=self.num_classes)
             self._checked.add(signature)
 
 
@@ -195,7 +216,8 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
                             trainable_variables=parts.model.trainable_variables)
         size = min(batch_size, len(data.train), len(data.validation))
         train, validation = _one_batch(data.train, size), _one_batch(data.validation, size)
-        check_probabilities(space, parts.model, validation.images)
+        check_probabilities(space, parts.model, validation.images,
+                            num_classes=hypermodel.inputs.num_classes)
         recorder = EpochRecorder(_Discard(), fixed={}, parts=parts)
         run = FitRun(train=train, validation=validation, epochs=max(space.min_epochs, 1),
                      batch_size=size, recorder=recorder)
