@@ -397,12 +397,21 @@ def declared_values(hp, name: str) -> list | None:
     return None
 
 
+def values_in_use(hp, name: str, settings: SpaceSettings) -> tuple[list, str]:
+    """The values of a builder hyperparameter worth checking: each declared one (see
+    ``declared_values``), else the space's setting; and how the space gave them
+    ("declares" or "sets in settings"), for messages."""
+    values = declared_values(hp, name)
+    if values is not None:
+        return values, "declares"
+    return [getattr(settings, name)], "sets in settings"
+
+
 def _check_init(space: SearchSpace, hp) -> None:
     from bench.models.model import INITS
 
-    values = declared_values(hp, "init")
-    where = "declares" if values is not None else "sets in settings"
-    for value in values if values is not None else [space.settings.init]:
+    values, where = values_in_use(hp, "init", space.settings)
+    for value in values:
         if value not in INITS:
             raise BenchError(
                 f"search space file {space.path} {where} init {value!r}: use "
@@ -411,9 +420,8 @@ def _check_init(space: SearchSpace, hp) -> None:
 
 
 def _check_frozen_blocks(space: SearchSpace, hp, *, num_blocks: int) -> None:
-    values = declared_values(hp, "frozen_blocks")
-    where = "declares" if values is not None else "sets in settings"
-    for value in values if values is not None else [space.settings.frozen_blocks]:
+    values, where = values_in_use(hp, "frozen_blocks", space.settings)
+    for value in values:
         if not (float(value).is_integer() and 0 <= value <= num_blocks):
             raise BenchError(
                 f"search space file {space.path} {where} frozen_blocks {value!r}, but the "
