@@ -36,6 +36,7 @@ from bench.space import (
     default_spaces_dir,
     load_space,
     optimizer_choice,
+    values_in_use,
 )
 from bench.tuning.algorithms import check_tuner_name
 
@@ -140,10 +141,7 @@ def _timestamp() -> str:
 
 
 def _init_values(hp, settings: SpaceSettings) -> list[str]:
-    for parameter in hp.space:
-        if parameter.name == "init":
-            return list(parameter.values)
-    return [settings.init]
+    return values_in_use(hp, "init", settings)[0]
 
 
 def fix_hyperparameter(hp, name: str, value):
@@ -185,7 +183,9 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     facts = {"dataset": {"name": data.name, "classes": list(data.class_names),
                          "train": len(data.train), "validation": len(data.validation),
                          "test": len(data.test),
-                         "source": len(data.source) if data.source is not None else 0,
+                         # The source task used: another dataset's with --source-dataset.
+                         "source": len(data.source) if data.source is not None
+                         and spec.source_dataset is None else 0,
                          "skipped_files": len(data.skipped_files),
                          "skipped_examples": list(data.skipped_files[:5]),
                          "duplicates_dropped": data.duplicates_dropped,
@@ -266,6 +266,16 @@ class StudyPlan:
                            pretrained_weights=weights, precision=self.spec.precision)
 
 
+def with_absolute_folders(spec: RunSpec) -> RunSpec:
+    """``spec`` with its folders absolute and resolved: ``run.json`` then names the
+    folders the run used wherever it is read, and a resume from another folder (or a
+    worker) finds the same cache, spaces and data."""
+    from bench.tuning.resume import PATH_FIELDS
+
+    return replace(spec, **{name: Path(value).resolve() for name in PATH_FIELDS
+                            if (value := getattr(spec, name)) is not None})
+
+
 def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
     """Resolves and checks every name and option of ``spec``.
 
@@ -278,6 +288,7 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
     Raises:
         BenchError: for a user mistake (unknown name, bad option), before any training.
     """
+    spec = with_absolute_folders(spec)
     _check_positive(max_trials=spec.max_trials, max_epochs=spec.max_epochs, epochs=spec.epochs,
                     repeats=spec.repeats, batch_size=spec.batch_size,
                     image_size=spec.image_size, train_per_class=spec.train_per_class,
@@ -576,9 +587,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                   "hyperparameters": [p.get_config() | {"type": type(p).__name__}
                                       for p in hp.space]},
         "settings": asdict(settings) | {"image_size": image_size},
-        # Absolute: --resume from another folder must find the same cache and spaces.
-        "arguments": {k: os.path.abspath(v) if isinstance(v, Path) else v
-                      for k, v in asdict(spec).items()},
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()},
         "tuner": tuner_name,
         "preset": spec.preset,
         "references": references,

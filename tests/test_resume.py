@@ -196,7 +196,8 @@ def test_inputs_a_result_depends_on_are_compared_field_by_field():
 def test_a_run_started_with_relative_folders_resumes_from_anywhere(tmp_path):
     """Found by a new user: run.json kept --cache-dir as typed, so a resume from another
     folder pretrained again into a new cache there. Folders are recorded absolute."""
-    started, elsewhere = tmp_path / "started", tmp_path / "elsewhere"
+    # Resolved: the run records resolved folders (tmp_path may pass through a link).
+    started, elsewhere = tmp_path.resolve() / "started", tmp_path.resolve() / "elsewhere"
     (started / "spaces").mkdir(parents=True)
     elsewhere.mkdir()
     (started / "spaces" / "one.py").write_text(textwrap.dedent('''
@@ -228,6 +229,19 @@ def test_a_run_started_with_relative_folders_resumes_from_anywhere(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"pretrained weights reused from {started / 'cache'}" in result.stdout
     assert not (elsewhere / "cache").exists() and list(elsewhere.iterdir()) == []
+    assert record["space"]["file"] == str(started / "spaces" / "one.py")
+
+    # A run recorded before folders were made absolute kept them as typed: its relative
+    # results folder, the end of where it is now, tells where it started.
+    record = json.loads((run / "run.json").read_text())
+    record["status"] = "interrupted"
+    record["arguments"] |= {"spaces_dir": "spaces", "cache_dir": "cache",
+                            "results_dir": "results"}
+    (run / "run.json").write_text(json.dumps(record))
+    result = run_bench("run", "--resume", str(run), cwd=elsewhere)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"pretrained weights reused from {started / 'cache'}" in result.stdout
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):

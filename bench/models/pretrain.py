@@ -159,8 +159,7 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
                          "init 'random' or 'imagenet', or name a source dataset")
     key = pretrain_key(spec, data, image_size=image_size, seed=seed, epochs=epochs,
                        batch_size=batch_size, learning_rate=learning_rate)
-    # Absolute: run.json names the weights, and may be read from another folder.
-    folder = Path(os.path.abspath(cache_dir)) / "pretrained"
+    folder = Path(cache_dir) / "pretrained"
     weights_path = folder / f"{cache_name(key)}.weights.h5"
     meta_path = folder / f"{cache_name(key)}.json"
     meta, why = _cached(weights_path, meta_path, key)

@@ -58,11 +58,12 @@ def resume_spec(run_dir: Path, *, given: dict):
     from bench.runner import RunSpec
 
     arguments = record.get("arguments", {})
+    start = started_in(run, arguments)
     for name, value in given.items():
         # An option newer than the run: it ran as that option's default does.
         default = RunSpec.__dataclass_fields__[name].default
         recorded = arguments.get(name, None if default is MISSING else default)
-        if not _same(name, value, recorded):
+        if not _same(name, value, recorded, start=start):
             option = "--" + name.replace("_", "-")
             own = f"{option} {recorded}" if recorded is not None else f"no {option}"
             raise BenchError(f"{option} {value} conflicts with the run, which had {own}; a "
@@ -70,10 +71,30 @@ def resume_spec(run_dir: Path, *, given: dict):
     return recorded_spec(run, record=record)
 
 
-def _same(name: str, value, recorded) -> bool:
+def started_in(run: RunDir, arguments: dict) -> Path:
+    """The folder the run's relative folders are relative to.
+
+    Runs record their folders absolute; an older run recorded them as typed, relative to
+    where it started. Its relative results folder is then the end of the folder the run
+    is in now, which gives the start; where it is not (the run was moved), the current
+    folder, as before.
+    """
+    here = run.path.resolve().parent
+    recorded = Path(os.path.normpath(arguments.get("results_dir", "results")))
+    parts = recorded.parts
+    if recorded.is_absolute() or ".." in parts:
+        return Path.cwd()
+    if parts == (".",):
+        return here
+    if here.parts[-len(parts):] == parts:
+        return Path(*here.parts[:-len(parts)])
+    return Path.cwd()
+
+
+def _same(name: str, value, recorded, *, start: Path) -> bool:
     if name in PATH_FIELDS and value is not None and recorded is not None:
         # A folder given relative to here is the run's if it is the same folder.
-        return os.path.abspath(value) == os.path.abspath(recorded)
+        return Path(value).resolve() == (start / recorded).resolve()
     return str(value) == str(recorded)
 
 
@@ -84,9 +105,10 @@ def recorded_spec(run: RunDir, *, record: dict | None = None):
     record = read_run(run) if record is None else record
     known = {f.name for f in fields(RunSpec)}
     values = {k: v for k, v in record.get("arguments", {}).items() if k in known}
+    start = started_in(run, record.get("arguments", {}))
     for name in PATH_FIELDS:
         if values.get(name) is not None:
-            values[name] = Path(values[name])
+            values[name] = start / values[name]  # an absolute one stays as it is
     values["results_dir"] = run.path.parent
     values["name"] = run.path.name
     return RunSpec(**values)
@@ -245,9 +267,13 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     for stale in ("error", "ended", *PER_PROCESS):
         updated.pop(stale, None)
     updated["preflight_seconds"] = fresh.get("preflight_seconds")
+    # What this process found (a weak source model, an unread hyperparameter) and the
+    # run had not said yet.
+    said = record.get("warnings", [])
+    updated["warnings"] = said + [w for w in fresh.get("warnings", []) if w not in said]
     machine = ("device", "cpu_features")
     if any(record.get(k) is not None and record.get(k) != fresh.get(k) for k in machine):
-        updated["warnings"] = [*record.get("warnings", []), (
+        updated["warnings"] = [*updated["warnings"], (
             f"resumed on {fresh['device']} after running on {record.get('device')}"
             f"{' (other CPU features)' if record.get('device') == fresh['device'] else ''}: "
             "numbers can differ between processors in the last digits")]
