@@ -14,6 +14,8 @@ import pytest
 from conftest import ROOT
 from test_cli import run_bench
 
+from bench.results import RunDir
+
 THREE_TRIALS = textwrap.dedent('''
     from bench.space import SearchSpace, SpaceSettings
 
@@ -242,6 +244,19 @@ def test_a_run_started_with_relative_folders_resumes_from_anywhere(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"pretrained weights reused from {started / 'cache'}" in result.stdout
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_resume_keeps_the_run_s_warnings_and_adds_those_its_process_found(tiny_run,
+                                                                           tmp_path):
+    """A process that finds something new (a weak source model, say) says it in run.json
+    even when the run started before it was found; nothing is said twice."""
+    from bench.results import read_run
+    from bench.tuning.resume import continue_run
+
+    stopped = _stopped_copy(tiny_run, tmp_path / "stopped", warnings=["said before"])
+    fresh = read_run(RunDir(stopped)) | {"warnings": ["said before", "found now"]}
+    _, updated, _ = continue_run(stopped, fresh, log=lambda *_: None)
+    assert updated["warnings"] == ["said before", "found now"]
 
 
 def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
