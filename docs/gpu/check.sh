@@ -37,6 +37,7 @@
 # Each step has its own time limit, cut to what is left of GPU_CHECK_SECONDS (default 540,
 # to end inside the device tool's 600 s), and a step that runs out of time still leaves
 # what the steps before it measured. $OUT gets steps.txt, device.json, nvidia-smi.txt,
+# throughput.jsonl (step throughput),
 # summary.json (the numbers, by docs/gpu/summary.py) and everything.tar.gz (each step's
 # log and run directory, without weights), both renewed after every step: the device tool
 # brings back at most 8 files.

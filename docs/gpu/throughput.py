@@ -9,9 +9,9 @@ costliest part) of the suite's model (backbone, pooling, a Dense softmax head; A
   training a trial's 9 repeats together could at most reach: one model at that batch);
 - ``one`` with ``--xla_gpu_autotune_level=0``: how much of a first step's compilation
   is XLA timing kernels, and what the untimed choice costs per step;
-- ``vmap``: 9 models (each its own weights) as one program through ``jax.vmap`` of
-  ``stateless_call`` (one member's graph compiled once, its convolutions batched into
-  grouped ones), 32 images each;
+- ``vmap``: 9 models (each its own variables, all at one build's values) as one program
+  through ``jax.vmap`` of ``stateless_call`` (one member's graph compiled once, its
+  convolutions batched into grouped ones), 32 images each;
 
 at float32 (TF32 on the tensor cores) and mixed_bfloat16 (the study's batch; the others
 in bfloat16 only, to keep the call short). Every variant runs in its own
@@ -65,26 +65,26 @@ def measure(form: str, precision: str, members: int, batch: int, xla_flags: str,
         batch, image_size, image_size, 3)
     x = jnp.asarray(rng.uniform(0, 255, shape).astype("float32"))
     y = jnp.asarray(rng.integers(0, 5, shape[:-3]).astype("int32"))
-    models = [_model(backbone, image_size, precision) for _ in range(members)]
-    macs = forward_macs(models[0])
+    model = _model(backbone, image_size, precision)
+    macs = forward_macs(model)
     if form == "one":
-        model = models[0]
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
         def step():
             return model.train_on_batch(x, y)
     else:
-        template = models[0]
+        template = model
         optimizer = keras.optimizers.Adam(1e-3)
         optimizer.build(template.trainable_variables)
 
         def stacked(variables):
-            return [jnp.stack([v.value for v in group]) for group in zip(*variables)]
+            # One build's values for every member: the time does not depend on them, and
+            # building 9 ResNet50V2s would take much of the variant's limit.
+            return [jnp.stack([v.value] * members) for v in variables]
 
-        state = (stacked([m.trainable_variables for m in models]),
-                 stacked([m.non_trainable_variables for m in models]),
-                 [jnp.stack([v.value] * members) for v in optimizer.variables])
+        state = (stacked(template.trainable_variables),
+                 stacked(template.non_trainable_variables), stacked(optimizer.variables))
 
         def loss(trainable, non_trainable, images, labels):
             probabilities, non_trainable = template.stateless_call(
@@ -140,6 +140,7 @@ def main() -> int:
         with open(args.out, "a") as out:
             out.write(json.dumps(result) + "\n")
         return 0
+    open(args.out, "w").close()  # this run's lines only
     for index, variant in enumerate(VARIANTS):
         command = [sys.executable, __file__, *sys.argv[1:], "--variant", str(index)]
         started = time.perf_counter()
@@ -149,6 +150,12 @@ def main() -> int:
                                   env=os.environ | {"XLA_FLAGS": flags}).returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
+            form, precision, members, batch, xla_flags = variant
+            with open(args.out, "a") as out:
+                out.write(json.dumps({"form": form, "precision": precision,
+                                      "members": members, "batch": batch,
+                                      "xla_flags": xla_flags,
+                                      "timed_out_after_seconds": args.limit}) + "\n")
         print(f"{variant}: exit {code} after {time.perf_counter() - started:.0f} s",
               flush=True)
     return 0
