@@ -3,8 +3,6 @@ one line; nothing torn, no .partial debris."""
 
 import json
 import os
-import resource
-import signal
 import subprocess
 import sys
 import textwrap
@@ -28,11 +26,19 @@ LONG_SPACE = textwrap.dedent('''
 ''')
 
 
-def _limit_file_size(limit):
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails instead of killing
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
+def _limited(limit: int, command: list[str]) -> list[str]:
+    """``command`` under a file-size limit, set by a small Python that then execs it.
+
+    Not through ``preexec_fn``: Python code between fork and exec in this process, which
+    has imported gRPC (KerasTuner does), runs gRPC's fork handlers in the child, and one
+    run in several died of SIGABRT before it ran (gRPC's poller: "epoll_wait error: Bad
+    file descriptor"; grpc/grpc#43157). An ignored SIGXFSZ stays ignored across exec, so
+    a write past the limit fails instead of killing the run."""
+    setup = ("import os, resource, signal, sys; "
+             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+             f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+             "os.execv(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-c", setup, *command]
 
 
 def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
@@ -40,12 +46,11 @@ def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
     spaces.mkdir()
     (spaces / "long.py").write_text(LONG_SPACE)
     env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "long", "--spaces-dir",
-         str(spaces), "--image-size", "16", "--train-per-class", "4", "--results-dir",
-         str(tmp_path / "results"), "--name", "full"],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600,
-        preexec_fn=_limit_file_size(7000))
+    result = subprocess.run(_limited(7000, [
+        sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "long", "--spaces-dir",
+        str(spaces), "--image-size", "16", "--train-per-class", "4", "--results-dir",
+        str(tmp_path / "results"), "--name", "full"]),
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     run = tmp_path / "results" / "full"
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
@@ -67,16 +72,17 @@ def test_a_full_disk_while_the_report_is_written_keeps_the_tables_and_says_analy
     (spaces / "three.py").write_text(THREE_TRIALS)
     env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
 
-    def run(name, **limit):
-        return subprocess.run(
-            [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "three",
-             "--spaces-dir", str(spaces), "--image-size", "16", "--train-per-class", "6",
-             "--max-trials", "2", "--results-dir", str(tmp_path / "results"), "--name", name],
-            cwd=ROOT, capture_output=True, text=True, env=env, timeout=600, **limit)
+    def run(name, limit=None):
+        command = [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "three",
+                   "--spaces-dir", str(spaces), "--image-size", "16", "--train-per-class",
+                   "6", "--max-trials", "2", "--results-dir", str(tmp_path / "results"),
+                   "--name", name]
+        return subprocess.run(command if limit is None else _limited(limit, command),
+                              cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
 
     warm = run("warm")  # fills the decode cache, so the limited run writes only the run
     assert warm.returncode == 0, warm.stderr[-2000:]
-    result = run("report", preexec_fn=_limit_file_size(30_000))
+    result = run("report", limit=30_000)
     path = tmp_path / "results" / "report"
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
