@@ -292,6 +292,22 @@ def _list(args) -> int:
     return 0
 
 
+#: Keras backends, each the name of the framework it imports.
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def check_backend_installed() -> None:
+    """``KERAS_BACKEND`` names a framework that is installed: otherwise Keras fails where
+    it is first imported, which reads as a broken space file or a traceback."""
+    import importlib.util
+
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend in BACKENDS and importlib.util.find_spec(backend) is None:
+        raise BenchError(f"KERAS_BACKEND={backend}, but {backend} is not installed here: "
+                         f"pip install {backend} (README 'On a GPU' for a GPU build), or "
+                         "unset KERAS_BACKEND to use TensorFlow")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's C++ chatter out.
     argv = sys.argv[1:] if argv is None else argv
@@ -300,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["run", *argv]
     args = parser.parse_args(argv)
     try:
+        if args.command != "analyze":  # the analysis needs no backend
+            check_backend_installed()
         if args.command in ("run", "chief"):
             return _run(args)
         if args.command == "worker":

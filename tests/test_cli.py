@@ -225,3 +225,21 @@ def test_a_command_with_odd_characters_in_its_paths_pastes_back_to_the_same_word
     shell = subprocess.run(["bash", "-c", f'printf "%s\\n" {line}'], capture_output=True,
                            text=True, check=True)
     assert shell.stdout.splitlines() == ["python", str(script), "run", "--resume", str(folder)]
+
+
+def test_a_keras_backend_that_is_not_installed_is_one_line_and_exit_2(tmp_path):
+    """Found by a new user: with KERAS_BACKEND=jax in a venv without JAX, run blamed the
+    space file ("failed to import: line 1") and list printed a traceback."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed here")
+    env = os.environ | {"KERAS_BACKEND": "torch"}
+    for args in (["run", "--results-dir", str(tmp_path)], ["list"]):
+        result = run_bench(*args, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip() == (
+            "error: KERAS_BACKEND=torch, but torch is not installed here: pip install torch "
+            "(README 'On a GPU' for a GPU build), or unset KERAS_BACKEND to use TensorFlow")
+    assert not any(tmp_path.iterdir())
