@@ -292,19 +292,18 @@ def _list(args) -> int:
     return 0
 
 
-#: Keras backends, each the name of the framework it imports.
-BACKENDS = ("tensorflow", "jax", "torch")
-
-
 def check_backend_installed() -> None:
     """``KERAS_BACKEND`` names a framework that is installed: otherwise Keras fails where
     it is first imported, which reads as a broken space file or a traceback."""
     import importlib.util
 
+    from bench.device import BACKEND_FRAMEWORKS
+
     backend = os.environ.get("KERAS_BACKEND")
-    if backend in BACKENDS and importlib.util.find_spec(backend) is None:
-        raise BenchError(f"KERAS_BACKEND={backend}, but {backend} is not installed here: "
-                         f"pip install {backend} (README 'On a GPU' for a GPU build), or "
+    framework = BACKEND_FRAMEWORKS.get(backend)
+    if framework is not None and importlib.util.find_spec(framework) is None:
+        raise BenchError(f"KERAS_BACKEND={backend}, but {framework} is not installed here: "
+                         f"pip install {framework} (README 'On a GPU' for a GPU build), or "
                          "unset KERAS_BACKEND to use TensorFlow")
 
 

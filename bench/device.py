@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import platform
 
+#: Each Keras backend's framework: the package it imports, whose version its numbers
+#: depend on besides Keras.
+BACKEND_FRAMEWORKS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
+                      "numpy": "numpy"}
+
 
 def describe_device() -> dict:
     """Returns ``{"backend", "device", "accelerators", "cpu_features"}`` for the active

@@ -140,10 +140,6 @@ def _timestamp() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _init_values(hp, settings: SpaceSettings) -> list[str]:
-    return values_in_use(hp, "init", settings)[0]
-
-
 def fix_hyperparameter(hp, name: str, value):
     """A copy of ``hp`` with ``name`` fixed to ``value`` (declared or not)."""
     import keras_tuner
@@ -192,7 +188,7 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
                          "sha256": splits_sha256(data.train, data.validation, data.test),
                          "notes": list(data.notes), "seconds": loaded_seconds}}
     weights = None
-    inits = _init_values(hp, settings)
+    inits, _ = values_in_use(hp, "init", settings)
     if "pretrained" in inits:
         source = data
         if spec.source_dataset is not None:

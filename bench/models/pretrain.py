@@ -30,15 +30,10 @@ import numpy as np
 from bench.analysis.formatting import counted
 from bench.data.datasets import Split, TransferData, splits_sha256
 from bench.data.download import file_digest
-from bench.device import code_sha256
+from bench.device import BACKEND_FRAMEWORKS, code_sha256
 from bench.errors import BenchError
 from bench.models.backbones import BackboneSpec
 from bench.models.model import assemble
-
-#: The package whose version a backend's numbers depend on, besides Keras.
-BACKEND_FRAMEWORKS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
-                      "numpy": "numpy"}
-
 
 #: Below this accuracy on held-out source images the source model says little about
 #: what pretraining gives (the run warns, in run.json and report.md too).

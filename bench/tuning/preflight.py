@@ -83,11 +83,12 @@ def _guarded(space: SearchSpace, stage: str, call):
 
 
 def _expects_probabilities(loss) -> bool:
+    if _class_loss(loss) is None:
+        return False
     if isinstance(loss, str):
-        return loss in PROBABILITY_LOSSES
+        return True
     kwargs = getattr(loss, "_fn_kwargs", None)
-    name = getattr(getattr(loss, "fn", None), "__name__", "")
-    return kwargs is not None and name in PROBABILITY_LOSSES and not kwargs.get("from_logits")
+    return kwargs is not None and not kwargs.get("from_logits")
 
 
 def _class_loss(loss) -> str | None:
