@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -244,6 +245,21 @@ def test_a_run_started_with_relative_folders_resumes_from_anywhere(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"pretrained weights reused from {started / 'cache'}" in result.stdout
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("recorded, start", [
+    ("results", "work"), ("work/results", "."), (".", "work/results"),
+    ("elsewhere", None), ("/abs/results", None), ("../results", None)])
+def test_an_older_run_s_relative_folders_are_found_from_where_it_started(tmp_path, recorded,
+                                                                         start):
+    """An older run.json kept its folders as typed; the results folder it recorded, when
+    it is the end of where the run is now, says which folder the others were relative
+    to; otherwise they are read from the current folder, as they were then."""
+    from bench.tuning.resume import started_in
+
+    run = RunDir(tmp_path.resolve() / "work" / "results" / "run")
+    found = started_in(run, {"results_dir": recorded})
+    assert found == (tmp_path.resolve() / start if start else Path.cwd())
 
 
 def test_a_resume_keeps_the_run_s_warnings_and_adds_those_its_process_found(tiny_run,

@@ -84,7 +84,7 @@ def started_in(run: RunDir, arguments: dict) -> Path:
     parts = recorded.parts
     if recorded.is_absolute() or ".." in parts:
         return Path.cwd()
-    if parts == (".",):
+    if not parts:  # "." or "": the run's folder is where it started
         return here
     if here.parts[-len(parts):] == parts:
         return Path(*here.parts[:-len(parts)])
