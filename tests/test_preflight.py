@@ -49,31 +49,27 @@ class {cls}(SearchSpace):
                             metrics=["accuracy"])
 '''
 
+#: A space whose build_head returns ``head`` (``x``: the pooled features).
+WITH_HEAD = '''
+class {cls}(SearchSpace):
+    description = "{description}"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def build_head(self, features, *, num_classes, hp):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        return {head}
+'''
+
 SPACES = {
-    "logits": '''
-class Logits(SearchSpace):
-    description = "a head without softmax"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("head_lr", [0.01])
-
-    def build_head(self, features, *, num_classes, hp):
-        x = keras.layers.GlobalAveragePooling2D()(features)
-        return keras.layers.Dense(num_classes)(x)
-''',
-    "nan-head": '''
-class NanHead(SearchSpace):
-    description = "a softmax head scaled by NaN: not logits, not numbers"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("head_lr", [0.01])
-
-    def build_head(self, features, *, num_classes, hp):
-        x = keras.layers.GlobalAveragePooling2D()(features)
-        return keras.layers.Dense(num_classes, activation="softmax")(x) * float("nan")
-''',
+    "logits": WITH_HEAD.format(
+        cls="Logits", description="a head without softmax",
+        head='keras.layers.Dense(num_classes)(x)'),
+    "nan-head": WITH_HEAD.format(
+        cls="NanHead", description="a softmax head scaled by NaN: not logits, not numbers",
+        head='keras.layers.Dense(num_classes, activation="softmax")(x) * float("nan")'),
     "too-deep": '''
 class TooDeep(SearchSpace):
     description = "frozen_blocks beyond the backbone"
@@ -83,30 +79,13 @@ class TooDeep(SearchSpace):
         hp.Choice("frozen_blocks", [0, 9])
 ''',
     # Three outputs for five classes: JAX's loss takes labels 3 and 4 without an error.
-    "too-few-outputs": '''
-class TooFewOutputs(SearchSpace):
-    description = "a head with fewer outputs than classes"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("head_lr", [0.01])
-
-    def build_head(self, features, *, num_classes, hp):
-        x = keras.layers.GlobalAveragePooling2D()(features)
-        return keras.layers.Dense(num_classes - 2, activation="softmax")(x)
-''',
+    "too-few-outputs": WITH_HEAD.format(
+        cls="TooFewOutputs", description="a head with fewer outputs than classes",
+        head='keras.layers.Dense(num_classes - 2, activation="softmax")(x)'),
     # Not pooled: one softmax per pixel row, which Keras's loss refuses deep inside fit.
-    "unpooled": '''
-class Unpooled(SearchSpace):
-    description = "a head on the unpooled feature map"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("head_lr", [0.01])
-
-    def build_head(self, features, *, num_classes, hp):
-        return keras.layers.Dense(num_classes, activation="softmax")(features[:, 0])
-''',
+    "unpooled": WITH_HEAD.format(
+        cls="Unpooled", description="a head on the unpooled feature map",
+        head='keras.layers.Dense(num_classes, activation="softmax")(features[:, 0])'),
     "unknown-init": '''
 class UnknownInit(SearchSpace):
     description = "an init the builder does not know"
