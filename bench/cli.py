@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 
 from bench.command import command, program
 from bench.errors import BenchError, StudyFailed
+from bench.stopping import install_stop_handlers
 
 EXIT_USER_ERROR = 2
 EXIT_STUDY_FAILED = 1
@@ -154,10 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def _spec(args):
     from bench.runner import RunSpec
 
@@ -222,9 +218,9 @@ def _run(args) -> int:
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # not its notes on fork()
-    # SIGTERM (a scheduler's or kill's stop) ends a run as Ctrl-C does: the finished
-    # epochs are kept and the run is marked interrupted.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM ends a run as Ctrl-C does: the finished epochs are kept and the run is
+    # marked interrupted.
+    install_stop_handlers()
     try:
         run_dir = run_study(spec, resume_from=resume_from, scale=scale)
     except StudyFailed as failure:

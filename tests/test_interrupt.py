@@ -9,7 +9,7 @@ import textwrap
 
 from conftest import ROOT
 
-from bench.results import RunDir, read_run, read_trials
+from bench.results import RunDir, read_epochs, read_run, read_trials
 
 SLOW_SPACE = textwrap.dedent('''
     from bench.space import SearchSpace, SpaceSettings
@@ -108,3 +108,51 @@ def test_a_bad_results_folder_or_taken_name_is_refused_before_any_work(tiny_run,
                        "--results-dir", str(tiny_run.parent), "--name", tiny_run.name)
     assert result.returncode == 2 and "already exists" in result.stderr
     assert "data:" not in result.stdout and "pretraining" not in result.stdout
+
+
+SWALLOWING_SPACE = textwrap.dedent('''
+    import os
+    import signal
+    import time
+
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class Swallowing(SearchSpace):
+        description = "its second trial stops the run inside a bare except, as Keras has"
+        version = 1
+        settings = SpaceSettings(init="random", epochs=2, repeats=1)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("head_lr", [1e-3, 2e-3, 3e-3])
+
+        def fit(self, parts, *, hp, run):
+            if hp.get("head_lr") == 2e-3:
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(5)  # the handler raises here
+                except:  # noqa: E722
+                    print("swallowed", flush=True)
+            return [run.fit(parts.model, epochs=run.epochs)]
+''')
+
+
+def test_a_stop_that_a_library_swallows_still_stops_the_run_at_the_next_epoch(tmp_path):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "swallowing.py").write_text(SWALLOWING_SPACE)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "swallowing",
+         "--spaces-dir", str(spaces), "--image-size", "16", "--train-per-class", "10",
+         "--results-dir", str(tmp_path / "results"), "--name", "stopped"],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert "swallowed" in result.stdout  # the first KeyboardInterrupt was caught
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    run = RunDir(tmp_path / "results" / "stopped")
+    assert read_run(run)["status"] == "interrupted"
+    trials = read_trials(run)
+    assert list(trials["status"]) == ["COMPLETED", "RUNNING"]
+    epochs = read_epochs(run)
+    assert set(epochs["trial_id"]) == set(trials["trial_id"].iloc[:1])  # no epoch after it

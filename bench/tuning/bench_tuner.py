@@ -20,6 +20,7 @@ import numpy as np
 from bench.data.datasets import Split, TransferData
 from bench.errors import DiskFull, FailureLimit
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
+from bench.stopping import raise_if_stopped
 from bench.tuning.algorithms import OBJECTIVE
 from bench.tuning.batches import (
     resident_fit_arguments,
@@ -192,6 +193,7 @@ class BenchTuner(keras_tuner.Tuner):
                                      columns=self.execution.columns)
 
     def on_trial_begin(self, trial):
+        raise_if_stopped()
         super().on_trial_begin(trial)
         declared = {k: v for k, v in trial.hyperparameters.values.items()
                     if not k.startswith("tuner/")}

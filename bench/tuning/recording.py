@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 
 from bench.errors import DiskFull
+from bench.stopping import raise_if_stopped
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 #: A trial whose training or validation loss stops being a finite number has failed. A
@@ -124,6 +125,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.fixed.update(values)
 
     def on_epoch_begin(self, epoch, logs=None):
+        raise_if_stopped()
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):

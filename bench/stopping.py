@@ -1,0 +1,33 @@
+"""A stop (SIGTERM, Ctrl-C) that no library can swallow.
+
+A signal handler raises ``KeyboardInterrupt`` wherever the main thread happens to be, and
+Keras has bare ``except:`` clauses (building a layer, matching outputs to losses) that
+catch it there and go on: the run then finished as if never stopped. So the stop is also
+remembered, and every epoch and trial boundary raises it again (``raise_if_stopped``).
+"""
+
+from __future__ import annotations
+
+import signal
+
+_stopped = False
+
+
+def _stop(signum, frame):
+    global _stopped
+    _stopped = True
+    raise KeyboardInterrupt
+
+
+def install_stop_handlers() -> None:
+    """SIGTERM (a scheduler's or kill's stop) and Ctrl-C both stop the run from now on."""
+    global _stopped
+    _stopped = False
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+def raise_if_stopped() -> None:
+    """Raises ``KeyboardInterrupt`` again if a stop was asked for (and swallowed)."""
+    if _stopped:
+        raise KeyboardInterrupt
