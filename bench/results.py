@@ -184,10 +184,15 @@ def process_identity() -> dict:
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
-def _process_gone(identity: dict) -> bool:
+def process_is_here(identity: dict | None) -> bool:
+    """Whether ``identity`` (``process_identity``'s) names a process of this machine."""
     import socket
 
-    if not identity or identity.get("host") != socket.gethostname():
+    return bool(identity) and identity.get("host") == socket.gethostname()
+
+
+def _process_gone(identity: dict) -> bool:
+    if not process_is_here(identity):
         return False  # Another machine's process cannot be checked from here.
     try:
         os.kill(int(identity["pid"]), 0)

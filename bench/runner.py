@@ -555,11 +555,13 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
 
     if resume_from is not None:
         from bench.results import RunDir, read_run
-        from bench.tuning.resume import refuse_changed_inputs
+        from bench.tuning.resume import refuse_changed_inputs, refuse_other_space, space_identity
 
-        # The backend and versions first: their refusal need not wait for data and
+        # The space, backend and versions first: their refusal need not wait for data and
         # pretraining (the weights and data are compared when they are ready).
-        refuse_changed_inputs(Path(resume_from), read_run(RunDir(Path(resume_from))),
+        ran = read_run(RunDir(Path(resume_from)))
+        refuse_other_space(Path(resume_from), ran, space_identity(space))
+        refuse_changed_inputs(Path(resume_from), ran,
                               {"backend": device["backend"], "versions": library_versions()})
     compilation_cache = use_compilation_cache(spec.cache_dir)
     # Data, source weights and ImageNet weights are ready before the run directory exists,
@@ -574,12 +576,13 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     warnings = prepared.pop("warnings", []) + checked.warnings
     preflight_seconds = round(time.perf_counter() - checking, 2)
 
+    from bench.tuning.resume import space_identity
+
     record = {
         "run_id": name,
         "status": "running",
         "started": started_at,
-        "space": {"name": space.name, "version": space.version, "description": space.description,
-                  "file": str(space.path),
+        "space": {**space_identity(space), "description": space.description,
                   "hyperparameters": [p.get_config() | {"type": type(p).__name__}
                                       for p in hp.space]},
         "settings": asdict(settings) | {"image_size": image_size},

@@ -234,8 +234,9 @@ def test_chief_and_worker_commands_and_a_worker_of_another_space_version(study):
             space_file.write_text(THREE_TRIALS)
         assert wrong.returncode == 2, err[-2000:]
         message = err.strip().splitlines()[-1]
-        assert message == ("error: the chief runs space three version 1, this worker's copy "
-                           "is three version 2; start the worker with the same space file")
+        assert message == ("error: this worker's space is not the run's: the run ran space "
+                           "three version 1, but three is now version 2; start the worker "
+                           "with the same space file")
         assert not (run / "workers" / "other" / "epochs.csv").exists()  # touched nothing
         # A worker on another Keras backend would add trials made with other numerics.
         jax = subprocess.run(

@@ -173,6 +173,51 @@ def test_resume_refuses_a_run_made_with_other_versions_weights_or_data(tiny_run,
         assert json.loads((stopped / "run.json").read_text())["status"] == "interrupted"
 
 
+def test_resume_refuses_an_edited_space_file_and_a_run_whose_process_still_runs(
+        tiny_run, tiny_spaces_dir, tmp_path):
+    """Found by a new user: a space file edited without a new version resumed, and mixed
+    trials of the old and new code in one table; a resume of a live run wrote its tables
+    while the first process went on writing them."""
+    import shutil
+    import socket
+
+    from conftest import TINY_SPACE
+
+    spaces = tmp_path / "spaces"
+    shutil.copytree(tiny_spaces_dir, spaces)
+    (spaces / "tiny.py").write_text(TINY_SPACE.replace("head_lr=3e-3", "head_lr=2e-3"))
+    assert "head_lr=2e-3" in (spaces / "tiny.py").read_text()  # the edit took
+    edited = _stopped_copy(tiny_run, tmp_path / "edited", arguments__spaces_dir=str(spaces))
+    live = _stopped_copy(tiny_run, tmp_path / "live", status="running",
+                         process={"pid": os.getpid(), "host": socket.gethostname()})
+    for stopped, said in (
+            (edited, f"ran space tiny from a file that has changed since ({spaces / 'tiny.py'}:"
+                     " SHA-256 "),
+            (live, f"is still running (process {os.getpid()} on this machine); stop it first "
+                   f"(kill {os.getpid()}: it keeps what finished), then resume")):
+        before = (stopped / "epochs.csv").read_bytes()
+        result = run_bench("run", "--resume", str(stopped))
+        assert result.returncode == 2, result.stderr[-2000:]
+        message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(message) == 1 and "Traceback" not in result.stderr
+        assert said in message[0]
+        assert "data:" not in result.stdout  # refused before the data is read
+        assert (stopped / "epochs.csv").read_bytes() == before
+
+
+def test_a_space_is_the_same_by_name_version_and_the_file_s_sha256():
+    from bench.tuning.resume import space_change
+
+    now = {"name": "tiny", "version": 1, "file": "/s/tiny.py", "sha256": "ab" * 32}
+    assert space_change(now, now) is None
+    assert space_change({"name": "tiny", "version": 1}, now) is None  # older: no SHA-256
+    assert space_change(now | {"version": 2}, now) == ("space tiny version 2, but tiny is "
+                                                        "now version 1")
+    assert space_change(now | {"sha256": "cd" * 32}, now) == (
+        "space tiny from a file that has changed since (/s/tiny.py: SHA-256 cdcdcdcd... -> "
+        "abababab...)")
+
+
 def test_inputs_a_result_depends_on_are_compared_field_by_field():
     from bench.tuning.resume import changed_inputs
 

@@ -196,7 +196,13 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     from bench.device import library_versions
     from bench.runner import _prepare_inputs, build_tuner, plan_study, study_oracle
     from bench.tuning.recording import CsvAppender, epoch_columns
-    from bench.tuning.resume import ended_trials, recorded_spec, tidy_epochs
+    from bench.tuning.resume import (
+        ended_trials,
+        recorded_spec,
+        space_change,
+        space_identity,
+        tidy_epochs,
+    )
 
     end_with_chief()
     host, _, port = chief.rpartition(":")
@@ -208,11 +214,10 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     space, settings, spec = plan.space, plan.settings, plan.spec
     tuner_id = worker_tuner_id(name, study_fingerprint(space.name, space.version))
     _reach(f"{host}:{port}", seconds=min(wait_seconds, 120))
-    ran = record.get("space", {})
-    if (ran.get("name"), ran.get("version")) != (space.name, space.version):
-        # The chief refuses it too; saying so here touches no file of the run.
-        raise BenchError(f"the chief runs space {ran.get('name')} version {ran.get('version')}"
-                         f", this worker's copy is {space.name} version {space.version}; "
+    change = space_change(record.get("space", {}), space_identity(space))
+    if change:
+        # The chief refuses another version too; saying so here touches no file of the run.
+        raise BenchError(f"this worker's space is not the run's: the run ran {change}; "
                          "start the worker with the same space file")
     _refuse_other_inputs(record, {"backend": keras.backend.backend(),
                                   "versions": library_versions()})

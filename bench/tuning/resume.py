@@ -17,8 +17,9 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from bench.command import command
+from bench.data.download import file_digest
 from bench.errors import BenchError, FailureLimit
-from bench.results import RunDir, read_run
+from bench.results import RunDir, process_is_here, read_run
 
 #: RunSpec fields that hold paths in run.json's "arguments".
 PATH_FIELDS = ("spaces_dir", "results_dir", "cache_dir", "data", "data_dir")
@@ -48,6 +49,11 @@ def resume_spec(run_dir: Path, *, given: dict):
     record = read_run(run)
     if record.get("status") == "completed":
         raise BenchError(f"{run_dir} has completed; there is nothing to resume")
+    if record.get("status") == "running" and process_is_here(record.get("process")):
+        # read_run found its process alive: two processes would write one run's tables.
+        pid = record["process"]["pid"]
+        raise BenchError(f"{run_dir} is still running (process {pid} on this machine); "
+                         f"stop it first (kill {pid}: it keeps what finished), then resume")
     if record.get("failure_limit") or (record.get("status") == "failed"
                                        and FailureLimit.MARK in str(record.get("error"))):
         raise BenchError(f"{run_dir} was stopped by KerasTuner's limit on trials failing in a "
@@ -218,6 +224,36 @@ def changed_inputs(ran: dict, now: dict) -> list[str]:
     return changes
 
 
+def space_identity(space) -> dict:
+    """What ``run.json`` records to know a space again: its name, version, file and the
+    file's SHA-256."""
+    return {"name": space.name, "version": space.version, "file": str(space.path),
+            "sha256": file_digest(space.path, "sha256")}
+
+
+def space_change(ran: dict, now: dict) -> str | None:
+    """How the space ``now`` (what this process would record) differs from the one a run
+    ran (its ``run.json``'s ``space``), or None. The file's SHA-256 catches an edit that
+    kept the version; a record without one (older runs) is compared by name and version."""
+    if (ran.get("name"), ran.get("version")) != (now["name"], now["version"]):
+        return (f"space {ran.get('name')} version {ran.get('version')}, but "
+                f"{now['name']} is now version {now['version']}")
+    if ran.get("sha256") and ran["sha256"] != now["sha256"]:
+        return (f"space {now['name']} from a file that has changed since "
+                f"({now.get('file', 'its file')}: SHA-256 {ran['sha256'][:8]}... -> "
+                f"{now['sha256'][:8]}...)")
+    return None
+
+
+def refuse_other_space(path: Path, ran: dict, now: dict) -> None:
+    """Raises the user's error for ``space_change``; nothing where the space is the same."""
+    change = space_change(ran.get("space", {}), now)
+    if change:
+        raise BenchError(f"{path} ran {change}; a resumed run must run the same space, or "
+                         "its trials and new ones would be mixed in one table: restore the "
+                         "file as it was, or start a new run")
+
+
 def refuse_changed_inputs(path: Path, ran: dict, now: dict) -> None:
     """Raises the user's error for ``changed_inputs``; nothing where nothing changed."""
     changes = changed_inputs(ran, now)
@@ -243,11 +279,6 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
 
     run = RunDir(path)
     record = read_run(run)
-    old, new = record.get("space", {}), fresh["space"]
-    if (old.get("name"), old.get("version")) != (new["name"], new["version"]):
-        raise BenchError(f"{path} ran space {old.get('name')} version {old.get('version')}, "
-                         f"but {new['name']} is now version {new['version']}; a resumed run "
-                         "must run the same space: start a new run instead")
     refuse_changed_inputs(path, record, fresh)
     ended = ended_trials(run)
     removed = sum(tidy_epochs(run, keep=set(ended), path=table) for table in
