@@ -99,6 +99,18 @@ def test_an_unwritable_out(tiny_run, tmp_path):
     assert sorted(p.name for p in (tiny_run / "plots").iterdir()) == plots_before
 
 
+def test_an_out_that_is_a_run_s_folder_is_refused(tiny_run, tmp_path):
+    """Found by a new user: --out naming one of the runs (or any run) replaced that run's
+    own report and plots with the joint ones."""
+    report_before = (tiny_run / "report.md").read_bytes()
+    second = tmp_path / "second"
+    shutil.copytree(tiny_run, second)
+    for out in (tiny_run, second):
+        _one_error(_analyze(tiny_run, second, "--out", out), f"--out {out} is a run's folder",
+                   f"such as {tiny_run.parent / 'compare-tiny-second'}")
+    assert (tiny_run / "report.md").read_bytes() == report_before
+
+
 def test_a_killed_run_is_reported_as_partial_from_its_complete_executions(damaged):
     import json
 

@@ -372,7 +372,12 @@ def write_outputs(run_paths: list[Path], *, out: Path | None = None, log=print) 
     destinations = [Path(path) for path in run_paths]
     if joint is not None:
         first, last = Path(run_paths[0]), Path(run_paths[-1])
-        out = Path(out or first.parent / f"compare-{first.name}-{last.name}")
+        default = first.parent / f"compare-{first.name}-{last.name}"
+        if out is not None and any((Path(out) / name).exists()
+                                   for name in ("run.json", "perf.json")):
+            raise BenchError(f"--out {out} is a run's folder: the joint report would replace "
+                             f"its own; give another folder, such as {default}")
+        out = Path(out or default)
         destinations.append(out)
     for folder in destinations:
         check_writable(folder, what=f"cannot write the report to {folder} (--out for "
