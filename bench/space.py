@@ -377,6 +377,7 @@ def declared_hyperparameters(space: SearchSpace, *, num_blocks: int):
             )
     _check_frozen_blocks(space, hp, num_blocks=num_blocks)
     _check_init(space, hp)
+    _check_learning_rates(space, hp)
     return hp
 
 
@@ -417,6 +418,23 @@ def _check_init(space: SearchSpace, hp) -> None:
                 f"search space file {space.path} {where} init {value!r}: use "
                 f"{', '.join(map(repr, INITS))} (as in hp.Choice('init', ['pretrained', "
                 "'random']))")
+
+
+def _check_learning_rates(space: SearchSpace, hp) -> None:
+    """A head_lr of 0 trains nothing and a negative one climbs the loss: either would be
+    a completed trial scoring what an untrained head scores."""
+    import math
+    import operator
+
+    for name, allowed, bound in (("head_lr", operator.gt, "above 0"),
+                                 ("body_lr_scale", operator.ge,
+                                  "0 (the backbone not moved) or more")):
+        values, where = values_in_use(hp, name, space.settings)
+        for value in values:
+            number = float(value) if isinstance(value, (int, float)) else math.nan
+            if not (math.isfinite(number) and allowed(number, 0)):
+                raise BenchError(f"search space file {space.path} {where} {name} {value!r}: "
+                                 f"it must be a number {bound}")
 
 
 def _check_frozen_blocks(space: SearchSpace, hp, *, num_blocks: int) -> None:

@@ -93,6 +93,47 @@ class UnknownInit(SearchSpace):
     def declare(self, hp, *, num_blocks):
         hp.Choice("init", ["pretrained", "scratch"])
 ''',
+    # Found by a new user: both completed, scoring what an untrained head scores.
+    "zero-lr": '''
+class ZeroLr(SearchSpace):
+    description = "a learning rate of 0 among the choices"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.001, 0.0])
+''',
+    "negative-scale": '''
+class NegativeScale(SearchSpace):
+    description = "a negative body_lr_scale in settings"
+    settings = SpaceSettings(init="random", body_lr_scale=-0.1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.001])
+''',
+    # Found by a new user: a hook without return was Keras's AttributeError on None.
+    "head-none": '''
+class HeadNone(SearchSpace):
+    description = "a head that forgets to return"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.001])
+
+    def build_head(self, features, *, num_classes, hp):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        x = keras.layers.Dense(num_classes, activation="softmax")(x)
+''',
+    "augment-none": '''
+class AugmentNone(SearchSpace):
+    description = "an augment hook that forgets to return"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.001])
+
+    def augment(self, images, *, hp):
+        keras.layers.RandomFlip("horizontal")(images)
+''',
     "typo": '''
 class Typo(SearchSpace):
     description = "a hook reading a hyperparameter that does not exist"
@@ -221,6 +262,13 @@ REFUSED = {
                 "loss sparse_categorical_crossentropy needs (batch, 5)",
     "unknown-init": "unknown-init.py declares init 'scratch': use 'pretrained', 'random', "
                     "'imagenet'",
+    "zero-lr": "zero-lr.py declares head_lr 0.0: it must be a number above 0",
+    "negative-scale": "negative-scale.py sets in settings body_lr_scale -0.1: it must be a "
+                      "number 0 (the backbone not moved) or more",
+    "head-none": "search space head-none: build_head() returned None (no return "
+                 "statement?); it returns the symbolic tensor its layers made (return x)",
+    "augment-none": "search space augment-none: augment() returned None (no return "
+                    "statement?); it returns the symbolic tensor its layers made (return x)",
     "typo": "typo.py, line {typo_line}, in build_head() (while building the model): KeyError",
     "unscaled": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x head_lr",
     "model-fit": "search space model-fit: its fit() ran no epoch through run.fit: train "

@@ -98,9 +98,11 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
                 num_classes=self.inputs.num_classes,
                 init=init,
                 weights_path=self.inputs.pretrained_weights,
-                head=lambda features, num_classes: self.space.build_head(
-                    features, num_classes=num_classes, hp=hp),
-                augment=lambda images: self.space.augment(images, hp=hp),
+                head=lambda features, num_classes: self._tensor_from(
+                    "build_head", self.space.build_head(features, num_classes=num_classes,
+                                                        hp=hp)),
+                augment=lambda images: self._tensor_from(
+                    "augment", self.space.augment(images, hp=hp)),
             )
         parts.freeze(frozen_blocks)
         if compile:
@@ -108,6 +110,15 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             check_body_lr_scale(self.space, hp, parts.model.optimizer, parts.body_variables,
                                 trainable_variables=parts.model.trainable_variables)
         return parts
+
+    def _tensor_from(self, hook: str, returned):
+        """What a model-building hook returned, if it is one symbolic tensor: a hook that
+        forgets ``return`` gives None, which Keras reports as an unrelated AttributeError."""
+        if not isinstance(returned, keras.KerasTensor):
+            got = "None (no return statement?)" if returned is None else type(returned).__name__
+            raise BenchError(f"search space {self.space.name}: {hook}() returned {got}; it "
+                             "returns the symbolic tensor its layers made (return x)")
+        return returned
 
     def build(self, hp) -> keras.Model:
         return self.build_parts(hp).model
