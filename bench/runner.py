@@ -33,6 +33,7 @@ from bench.space import (
     SearchSpace,
     SpaceSettings,
     declared_hyperparameters,
+    declared_values,
     default_spaces_dir,
     load_space,
     optimizer_choice,
@@ -123,17 +124,28 @@ def _changed_from_preset(preset: SpaceSettings, settings: SpaceSettings, *, init
 
 def _check_optimizer(space: SearchSpace, hp) -> None:
     """An unknown optimizer name or option, or an ``optimizer`` hook that returns other
-    than ``(name, options)``, is refused before data loading and pretraining (checked for
-    the first trial's values; a hook that raises here is left to the pre-flight)."""
+    than ``(name, options)``, is refused before data loading and pretraining. Checked for
+    the first trial's values and for each declared value of every hyperparameter, one
+    changed at a time (a misspelt second choice failed half the trials); a hook that
+    raises here is left to the pre-flight and the trials."""
+    import keras_tuner
+
     from bench.models.optim import make_optimizer
 
-    try:
-        name, options = optimizer_choice(space, hp)
-    except BenchError:
-        raise
-    except Exception:  # noqa: BLE001 (the pre-flight reports a broken hook in one line)
-        return
-    make_optimizer(name, learning_rate=1e-3, **options)  # an unknown name or option
+    variants = [hp]
+    for parameter in hp.space:
+        for value in declared_values(hp, parameter.name) or []:
+            variant = keras_tuner.HyperParameters.from_config(hp.get_config())
+            variant.values[parameter.name] = value
+            variants.append(variant)
+    for variant in variants:
+        try:
+            name, options = optimizer_choice(space, variant)
+        except BenchError:
+            raise
+        except Exception:  # noqa: BLE001 (the pre-flight reports a broken hook in one line)
+            continue
+        make_optimizer(name, learning_rate=1e-3, **options)  # an unknown name or option
 
 
 def _timestamp() -> str:

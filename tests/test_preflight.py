@@ -421,6 +421,11 @@ OPTIMIZER_MISTAKES = [
               "arguments, such as ('SGD', {'momentum': 0.9})"),
     ("keras.optimizers.SGD(0.01)", "search space momentum: optimizer() returned <keras."),
     ('"SGD", {"momentom": 0.9}', "optimizer SGD refused the options {'momentom': 0.9}: "),
+    # Found by a new user: wrong only for a second value, it failed half the trials.
+    ('("SGD" if hp.get("momentum") == 0.0 else "SGDD"), {}',
+     "unknown optimizer 'SGDD'; name a class in keras.optimizers"),
+    ('"SGD", {"nesterovv": True} if hp.get("momentum") == 0.9 else {}',
+     "optimizer SGD refused the options {'nesterovv': True}: "),
     ('"SGD", {"learning_rate": 0.5}', "search space momentum: optimizer() sets learning_rate; "
                                       "the suite sets the learning rates from head_lr and "
                                       "body_lr_scale: drop it from the options"),
