@@ -109,6 +109,34 @@ def test_configurations_without_every_seed_are_not_paired():
     rows += [_row("random", 2, 1, 0.2, head_lr=0.1)]
     gap = analysis.init_gap(pd.DataFrame(rows))
     assert gap.mean == pytest.approx(0.1) and gap.configurations == 1 and gap.pairs == 3
+    # Found by a new user: the headline did not say it was one configuration's of two.
+    from bench.analysis.report import gap_sentence
+
+    assert gap.configurations_run == 2 and gap.paired == ({"head_lr": 0.01},)
+    assert ("validation accuracy, for the only one of 2 configurations of the other "
+            "hyperparameters that ran with both inits at every seed (head_lr=0.01), paired "
+            "by seed, is **+0.100**") in gap_sentence(gap)
+
+
+def test_a_gap_over_some_of_the_configurations_says_how_many_of_how_many():
+    # frozen_blocks 0 and 2 ran with both inits (gaps 0.2 and 0.4), 4 only pretrained.
+    rows = []
+    for seed in (1, 2):
+        for depth, gap in ((0, 0.2), (2, 0.4)):
+            rows += [_row("random", seed, 1, 0.3, frozen_blocks=depth),
+                     _row("pretrained", seed, 1, 0.3 + gap, frozen_blocks=depth)]
+        rows.append(_row("pretrained", seed, 1, 0.9, frozen_blocks=4))
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    from bench.analysis.report import gap_sentence
+
+    assert (gap.configurations, gap.configurations_run) == (2, 3)
+    assert gap.mean == pytest.approx(0.3)
+    assert ("averaged over the 2 of 3 configurations of the other hyperparameters that ran "
+            "with both inits at every seed and paired by seed, is **+0.300**"
+            ) in gap_sentence(gap)
+    every = analysis.init_gap(pd.DataFrame([r for r in rows if r["frozen_blocks"] != 4]))
+    assert ("averaged over 2 configurations of the other hyperparameters and paired by "
+            "seed") in gap_sentence(every)
 
 
 def conditional_table():

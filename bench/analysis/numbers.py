@@ -208,6 +208,10 @@ class Gap:
     init_accuracy: float
     baseline_accuracy: float
     with_init: dict = field(default_factory=dict)  # columns that went with init, per init
+    #: Configurations that ran with either init at this epoch (more than ``configurations``
+    #: where some ran with one init only, or not at every seed), and the paired ones' values.
+    configurations_run: int = 0
+    paired: tuple = ()
 
 
 def _configuration_columns(epochs: pd.DataFrame, pair_on: list[str] | None = None
@@ -248,9 +252,11 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
     declared ones besides init); by default every recorded column that is not a metric.
 
     Returns:
-        Columns ``seed, epoch, a, b, diff, configurations``.
+        Columns ``seed, epoch, a, b, diff, configurations, configurations_run``: the
+        configurations paired, and those that ran with either init at that epoch. The
+        frame's ``attrs["paired"]`` gives, per epoch, the paired configurations' values.
     """
-    columns = ["seed", "epoch", a, b, "diff", "configurations"]
+    columns = ["seed", "epoch", a, b, "diff", "configurations", "configurations_run"]
     if "init" not in epochs or not {a, b} <= set(epochs["init"].dropna().unique()):
         return pd.DataFrame(columns=columns)
     others = _configuration_columns(epochs, pair_on)
@@ -261,7 +267,7 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
     table = table[[a, b]].dropna().reset_index()
     if table.empty:
         return pd.DataFrame(columns=columns)
-    parts = []
+    parts, paired = [], {}
     for epoch, at in table.groupby("epoch"):
         seeds = at.groupby(others, dropna=False)["seed"].transform("nunique") if others else \
             pd.Series(at["seed"].nunique(), index=at.index)
@@ -270,10 +276,16 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
         per_seed["epoch"] = epoch
         per_seed["configurations"] = (full.groupby(others, dropna=False).ngroups
                                       if others else 1)
+        per_seed["configurations_run"] = (rows[rows["epoch"] == epoch]
+                                          .groupby(others, dropna=False).ngroups
+                                          if others else 1)
+        paired[int(epoch)] = full[others].drop_duplicates().to_dict("records")
         parts.append(per_seed)
     per_seed = pd.concat(parts, ignore_index=True)
     per_seed["diff"] = per_seed[a] - per_seed[b]
-    return per_seed[columns]
+    result = per_seed[columns]
+    result.attrs["paired"] = paired
+    return result
 
 
 def compared_inits(epochs: pd.DataFrame) -> list[str]:
@@ -332,7 +344,9 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
                p_value=p_value, init_accuracy=float(at[init].mean()),
                baseline_accuracy=float(at[BASELINE_INIT].mean()),
                with_init=columns_with_init(epochs, pair_on=pair_on,
-                                           inits=(init, BASELINE_INIT)))
+                                           inits=(init, BASELINE_INIT)),
+               configurations_run=int(at["configurations_run"].iloc[0]),
+               paired=tuple(diffs.attrs["paired"][epoch]))
 
 
 def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",

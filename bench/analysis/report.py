@@ -54,8 +54,8 @@ def _as_declared(values: pd.Series) -> pd.Series:
 
 def gap_sentence(gap: numbers.Gap) -> str:
     p = f", paired t-test p = {gap.p_value:.2g}" if not pd.isna(gap.p_value) else ""
-    over = (f"averaged over {gap.configurations} configurations of the other hyperparameters "
-            "and " if gap.configurations > 1 else "")
+    scope = gap_scope(gap)
+    over = "" if not scope else f"{scope}, " if gap.configurations == 1 else f"{scope} and "
     spread = (f"{interval(gap.low, gap.high)}; standard deviation over {gap.pairs} seeds "
               f"{fmt(gap.spread)}{p}" if gap.pairs > 1 else
               "one seed, so no 95% CI; run with --repeats 2 or more for one")
@@ -63,6 +63,23 @@ def gap_sentence(gap: numbers.Gap) -> str:
             f"{over}paired by seed, is **{gap.mean:+.3f}** ({spread}): "
             f"{gap.init} {gap.init_accuracy:.3f}, {gap.baseline} {gap.baseline_accuracy:.3f}."
             f"{with_init_sentence(gap)}")
+
+
+def gap_scope(gap: numbers.Gap) -> str:
+    """Which configurations of the other hyperparameters a gap is over, where it matters:
+    all of several, or those of them that ran with both inits at every seed (naming the
+    one where it is one). "" where only one configuration ran."""
+    if gap.configurations >= gap.configurations_run:
+        return (f"averaged over {gap.configurations} configurations of the other "
+                "hyperparameters" if gap.configurations > 1 else "")
+    if gap.configurations == 1:
+        return (f"for the only one of {gap.configurations_run} configurations of the other "
+                "hyperparameters that ran with both inits at every seed ("
+                + ", ".join(f"{name}={format_value(value)}"
+                            for name, value in gap.paired[0].items()) + ")")
+    return (f"averaged over the {gap.configurations} of {gap.configurations_run} "
+            "configurations of the other hyperparameters that ran with both inits at every "
+            "seed")
 
 
 #: Below this many validation images the report says how coarse accuracy is.

@@ -7,7 +7,12 @@ from pathlib import Path
 from bench.analysis import numbers
 from bench.analysis.formatting import counted
 from bench.analysis.render import interval
-from bench.analysis.report import partial_sentence, summary_table, with_init_sentence
+from bench.analysis.report import (
+    gap_scope,
+    partial_sentence,
+    summary_table,
+    with_init_sentence,
+)
 from bench.analysis.tables import load_tables
 
 
@@ -28,6 +33,8 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
     gaps = numbers.init_gaps(tables.complete, pair_on=tables.pair_on(run["run_id"]))
     for gap in gaps:
         seeds = f"{gap.pairs} seeds" if gap.pairs > 1 else "one seed"
+        if gap.configurations < gap.configurations_run:
+            seeds += f"; {gap_scope(gap)}"
         print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {seeds}): "
               f"{gap.mean:+.3f}, {interval(gap.low, gap.high)}."
               f"{with_init_sentence(gap)}")
