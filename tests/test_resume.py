@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT
@@ -47,6 +48,7 @@ def _command(tmp_path, name, tuner):
     return [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "three",
             "--spaces-dir", str(tmp_path / "spaces"), "--image-size", "16",
             "--train-per-class", "6", "--tuner", tuner, "--max-trials", "4",
+            *(["--initial-points", "2"] if tuner == "bayesian" else []),
             "--results-dir", str(tmp_path / "results"), "--name", name]
 
 
@@ -58,7 +60,7 @@ def _tables(run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tuner", ["grid", "random"])
+@pytest.mark.parametrize("tuner", ["grid", "random", "bayesian"])
 def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tuner):
     (tmp_path / "spaces").mkdir()
     (tmp_path / "spaces" / "three.py").write_text(THREE_TRIALS)
@@ -100,6 +102,32 @@ def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tu
     pd.testing.assert_frame_equal(epochs, whole_epochs)
     pd.testing.assert_frame_equal(trials, whole_trials)
     assert not list(killed.rglob("*.partial"))
+
+
+def test_the_bayesian_oracle_s_proposal_generator_survives_its_saved_state(tmp_path):
+    """KerasTuner does not save it: a reloaded oracle drew its proposals' starting points
+    from the seed again."""
+    import keras_tuner
+
+    from bench.tuning.algorithms import make_oracle
+
+    hp = keras_tuner.HyperParameters()
+    hp.Float("head_lr", 1e-4, 1e-1, sampling="log")
+
+    def oracle():
+        made = make_oracle("bayesian", hyperparameters=hp, max_trials=5, seed=3,
+                           max_epochs=1, initial_points=2)
+        made._set_project_dir(str(tmp_path), "tuner")
+        return made
+
+    first = oracle()
+    first._random_state.uniform(size=7)  # as a proposal draws its starting points
+    state = json.loads(json.dumps(first.get_state()))
+    expected = first._random_state.uniform(size=5)
+    reloaded = oracle()
+    reloaded.set_state(state)
+    assert np.array_equal(reloaded._random_state.uniform(size=5), expected)
+    assert not np.array_equal(oracle()._random_state.uniform(size=5), expected)
 
 
 def test_resume_refuses_a_conflicting_option_and_a_completed_run(tiny_run, tmp_path):

@@ -172,6 +172,36 @@ def resumable_grid_oracle():
     return ResumableGridSearchOracle
 
 
+@functools.cache
+def resumable_bayesian_oracle():
+    """KerasTuner's BayesianOptimizationOracle, with its random generator kept in
+    ``oracle.json``.
+
+    The oracle draws the starting points of each proposal's optimisation from a NumPy
+    generator seeded once, and does not save it: a resumed run started it from the seed
+    again and proposed other trials than the uninterrupted run (found by a new user).
+    """
+    import keras_tuner
+    import numpy as np
+
+    class ResumableBayesianOptimizationOracle(keras_tuner.oracles.BayesianOptimizationOracle):
+        def get_state(self):
+            kind, keys, position, has_gauss, cached = self._random_state.get_state()
+            return {**super().get_state(),
+                    "proposal_random_state": [kind, keys.tolist(), int(position),
+                                              int(has_gauss), float(cached)]}
+
+        def set_state(self, state):
+            super().set_state(state)
+            saved = state.get("proposal_random_state")
+            if saved is not None:
+                kind, keys, position, has_gauss, cached = saved
+                self._random_state.set_state(
+                    (kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+
+    return ResumableBayesianOptimizationOracle
+
+
 def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int,
                 max_epochs: int, initial_points: int | None = None):
     """Builds the KerasTuner oracle for ``name`` over the declared ``hyperparameters``."""
@@ -190,7 +220,7 @@ def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int
         return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials or DEFAULT_MAX_TRIALS,
                                                       **common)
     if name == "bayesian":
-        return keras_tuner.oracles.BayesianOptimizationOracle(
+        return resumable_bayesian_oracle()(
             max_trials=max_trials or DEFAULT_MAX_TRIALS, num_initial_points=initial_points,
             **common)
     if name == "hyperband":
