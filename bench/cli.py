@@ -165,6 +165,15 @@ def _spec(args):
                       if k in fields and not (k == "space" and v is None)})
 
 
+def _option_spellings() -> dict[str, tuple[str, bool]]:
+    """For each run option's destination, the option as typed and whether it is a flag:
+    ``reuse_models`` is ``("--no-reuse", True)``."""
+    run = argparse.ArgumentParser(add_help=False)
+    _run_arguments(run)
+    return {action.dest: (action.option_strings[0], action.nargs == 0)
+            for action in run._actions if action.option_strings}
+
+
 def _given_options(args) -> dict:
     """The run options given on the command line (those that differ from the defaults)."""
     from bench.runner import RunSpec
@@ -208,7 +217,8 @@ def _run(args) -> int:
     if resume_from is not None:
         from bench.tuning.resume import resume_spec
 
-        spec = resume_spec(resume_from, given=_given_options(args))
+        spec = resume_spec(resume_from, given=_given_options(args),
+                           spelled=_option_spellings())
     else:
         spec = _spec(args)
     scale = _scale(args, resume_from)

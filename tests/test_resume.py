@@ -147,6 +147,14 @@ def test_resume_refuses_a_conflicting_option_and_a_completed_run(tiny_run, tmp_p
     assert result.returncode == 2, result.stderr[-2000:]
     assert ("--precision mixed_bfloat16 conflicts with the run, which had --precision "
             "float32") in result.stderr
+    # Options are named as typed (a new user was told to drop --reuse-models).
+    for typed, said in ((["--no-reuse"], "--no-reuse conflicts with the run, which ran "
+                                         "without it; a resumed run keeps its settings: "
+                                         "drop --no-reuse"),
+                        (["--cache-memory", "64"], "--cache-memory 64 conflicts with the run, "
+                                                   "which had --cache-memory 2048")):
+        result = run_bench("run", "--resume", str(stopped), *typed)
+        assert result.returncode == 2 and said in result.stderr, result.stderr[-2000:]
 
 
 def _stopped_copy(tiny_run, path, **changes):

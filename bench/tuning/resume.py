@@ -30,13 +30,15 @@ NUMERIC_LIBRARIES = ("python", "keras", "keras-tuner", "numpy", "pillow")
 ENDED = ("COMPLETED", "FAILED", "INVALID")
 
 
-def resume_spec(run_dir: Path, *, given: dict):
+def resume_spec(run_dir: Path, *, given: dict, spelled: dict | None = None):
     """The RunSpec the run at ``run_dir`` was started with.
 
     Args:
         run_dir: The run to continue.
         given: Options given on this command line besides ``--resume``; one that differs
             from the run's own is refused, since a resumed run must be the same study.
+        spelled: For messages, each option's destination as typed and whether it is a
+            flag (``{"reuse_models": ("--no-reuse", True)}``); by default ``--name``.
 
     Raises:
         BenchError: when the folder is not a run, the run has completed, or an option
@@ -70,7 +72,10 @@ def resume_spec(run_dir: Path, *, given: dict):
         default = RunSpec.__dataclass_fields__[name].default
         recorded = arguments.get(name, None if default is MISSING else default)
         if not _same(name, value, recorded, start=start):
-            option = "--" + name.replace("_", "-")
+            option, flag = (spelled or {}).get(name, ("--" + name.replace("_", "-"), False))
+            if flag:
+                raise BenchError(f"{option} conflicts with the run, which ran without it; a "
+                                 f"resumed run keeps its settings: drop {option}")
             own = f"{option} {recorded}" if recorded is not None else f"no {option}"
             raise BenchError(f"{option} {value} conflicts with the run, which had {own}; a "
                              f"resumed run keeps its settings: drop {option}")
