@@ -72,7 +72,8 @@ def run_name(given: str | None, *, prefix: str) -> str:
 
 def check_run_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise BenchError(f"run name {name!r} must be letters, digits, '.', '_' or '-'")
+        raise BenchError(f"run name {name!r} must be a letter or digit followed by "
+                         "letters, digits, '.', '_' or '-'")
 
 
 #: The least free space a run starts with: tables, figures and KerasTuner's files of a
@@ -83,6 +84,9 @@ MIN_FREE_BYTES = 50 * 2**20
 def check_writable(folder: Path, *, what: str) -> None:
     """Creates ``folder`` if needed and proves a file can be written there; else a
     BenchError beginning with ``what`` ("cannot write to --results-dir DIR")."""
+    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise BenchError(f"{what}: {existing} is a file, not a folder; pass a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"

@@ -60,6 +60,8 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
     (["--name", "../escape"], "run name '../escape' must be"),
     # An empty name was taken as no name: the run went to SPACE-DATE-TIME.
     (["--name", ""], "run name '' must be"),
+    # Found by a new user: '..' was told to be what it already was.
+    (["--name", ".."], "run name '..' must be a letter or digit followed by"),
     (["--seed", "5000000000"], "--seed must be at most 2147483647"),
     (["--seed", "2147483647", "--repeats", "3"], "gives seeds up to 2147483649, above"),
     (["--max-epochs", "4"], "--max-epochs is Hyperband's most epochs per trial; this run "

@@ -103,6 +103,7 @@ def test_a_bad_results_folder_or_taken_name_is_refused_before_any_work(tiny_run,
     blocker.write_text("")
     result = run_bench("run", "--results-dir", str(blocker / "results"))
     assert result.returncode == 2 and "cannot write to --results-dir" in result.stderr
+    assert f"{blocker} is a file, not a folder; pass a folder" in result.stderr  # not EEXIST
     # The name is taken: refused before the data is loaded or the source model trained.
     result = run_bench("run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir),
                        "--results-dir", str(tiny_run.parent), "--name", tiny_run.name)
