@@ -373,6 +373,12 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
     if new and spec.max_trials is not None and tuner_name == "hyperband":
         raise BenchError("--max-trials does not bound Hyperband: its brackets decide the "
                          "trials and --max-epochs their length; drop --max-trials")
+    if new and tuner_name == "hyperband" and spec.max_epochs is not None \
+            and spec.epochs is not None:
+        # Found by a new user: --epochs was ignored without a word.
+        raise BenchError(f"--epochs {spec.epochs} does not apply with --max-epochs "
+                         f"{spec.max_epochs}: Hyperband sets each trial's epochs, up to "
+                         "--max-epochs; drop --epochs")
     shortest = hyperband_shortest_trial(spec.max_epochs or settings.epochs)
     if new and tuner_name == "hyperband" and shortest < space.min_epochs:
         raise BenchError(f"search space {space.name} needs {space.min_epochs} or more epochs "

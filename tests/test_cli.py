@@ -67,6 +67,8 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
     (["--max-epochs", "4"], "--max-epochs is Hyperband's most epochs per trial; this run "
                             "uses the grid tuner"),
     (["--tuner", "hyperband", "--max-trials", "3"], "--max-trials does not bound Hyperband"),
+    (["--tuner", "hyperband", "--max-epochs", "3", "--epochs", "2"],
+     "--epochs 2 does not apply with --max-epochs 3: Hyperband sets each trial's epochs"),
     (["--preset", "seed", "--space", "head-lr"], "--preset seed chooses its own space; drop "
                                                  "--space head-lr"),
     (["--no-prefix-cache", "--cache-memory", "10"], "--cache-memory sizes the prefix cache, "
