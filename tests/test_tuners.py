@@ -76,3 +76,24 @@ def test_hyperbands_shortest_trial_is_kerastuners():
                                                      factor=HYPERBAND_FACTOR)
         brackets = oracle._get_num_brackets()
         assert hyperband_shortest_trial(max_epochs) == oracle._get_epochs(brackets - 1, 0)
+
+
+def test_a_search_that_stops_early_says_why_and_suggests_a_grid_only_to_other_tuners():
+    import keras_tuner
+
+    from bench.tuning.algorithms import stop_reason
+
+    finite = keras_tuner.HyperParameters()
+    finite.Choice("head_lr", [1e-3, 1e-2])
+    finite.Choice("frozen_blocks", [0, 2])
+    assert stop_reason("grid", finite, trials_run=4, max_trials=None) is None
+    assert stop_reason("random", finite, trials_run=4, max_trials=10) == (
+        "the search stopped after 4 of 10 trials: the space has only 4 combinations and "
+        "all have run")
+    # Found by a new user: a grid that stopped early was told to use --tuner grid.
+    grid = stop_reason("grid", finite, trials_run=2, max_trials=None)
+    assert grid == ("the search stopped after 2 of 4 trials: KerasTuner's grid oracle found "
+                    "no combination left to run")
+    # A sampling oracle gives up after 20 repeated samples of a nearly exhausted space.
+    assert "a grid (--tuner grid) would cover it exactly" in stop_reason(
+        "random", finite, trials_run=3, max_trials=10)

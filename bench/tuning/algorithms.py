@@ -137,6 +137,9 @@ def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None) -> st
     if size is not None and trials_run >= size:
         return (f"the search stopped after {trials_run} of {planned} trials: the space has "
                 f"only {size} combinations and all have run")
+    if name == "grid":
+        return (f"the search stopped after {trials_run} of {planned} trials: KerasTuner's "
+                "grid oracle found no combination left to run")
     return (f"the search stopped after {trials_run} of {planned} trials: KerasTuner's oracle "
             "found no untried combination (it gives up after 20 repeated samples); the space "
             "may be nearly exhausted, so a grid (--tuner grid) would cover it exactly")
