@@ -226,7 +226,7 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
             raise BenchError(
                 f"dataset {data.name!r} has no source task to pretrain {backbone.name} on, "
                 "and it has no ImageNet weights: name one with --source-dataset "
-                "(digits, shapes), or use a space whose init is 'random' or 'imagenet'")
+                "(digits, shapes), or train from random weights only with --init random")
     if "imagenet" in inits or weights == "imagenet":
         ensure_imagenet_weights(backbone, image_size=image_size)
     return data, weights, facts

@@ -204,6 +204,12 @@ def test_a_folder_without_a_source_task_and_no_imagenet_weights_says_what_to_do(
     assert "--source-dataset" in result.stderr
     results = tmp_path / "results"
     assert not results.exists() or not any(results.iterdir()), "no half-made run is left"
+    # The other way out it gives works as given.
+    assert "or train from random weights only with --init random" in result.stderr
+    result = run_bench("run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir),
+                       "--data", str(tmp_path / "photos"), "--image-size", "16",
+                       "--results-dir", str(results), "--init", "random", "--repeats", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_a_source_dataset_without_a_source_task_is_refused_before_any_data(tmp_path,
