@@ -215,8 +215,8 @@ def test_identical_files_are_never_in_two_splits(tmp_path):
     shutil.copy(root / "train" / "cats" / "1-0.png", root / "train" / "cats" / "copy.png")
     data = load(root, tmp_path)
     assert data.duplicates_dropped == 3
-    assert any("2 image(s)" in note and "dropped from the earlier one" in note
-               for note in data.notes)
+    assert any("2 image(s)" in note and note.endswith("dropped from the earlier one")
+               for note in data.notes)  # under the same class: no word on labels
     assert any(note.startswith(f"1 file(s) under {root / 'train'} repeat") for note in data.notes)
     assert each_picture_in_one_split(data)
     assert len(data.train) + len(data.validation) == 20 and len(data.test) == 6
@@ -271,6 +271,23 @@ def test_a_picture_under_two_classes_is_said_to_need_its_labels_checked(tmp_path
             "same pixels in another format) and were used once; 1 of them under another "
             "class than the copy kept, which keeps the first class in path order: check "
             "those labels") in data.notes
+
+
+def test_a_picture_in_two_splits_under_two_classes_is_said_to_need_its_labels_checked(
+        tmp_path):
+    """Found by a new user: dropped from train without a word about its labels."""
+    root = tmp_path / "data"
+    write_classes(root / "train", 6, tag=1)
+    write_classes(root / "val", 2, tag=2)
+    write_classes(root / "test", 2, tag=3)
+    shutil.copy(root / "test" / "dogs" / "3-0.png", root / "train" / "cats" / "x.png")
+    shutil.copy(root / "test" / "dogs" / "3-1.png", root / "train" / "dogs" / "y.png")
+    shutil.copy(root / "test" / "cats" / "3-0.png", root / "val" / "dogs" / "z.png")
+    data = load(root, tmp_path)
+    assert (f"3 image(s) in {root} repeat an image of a later split (train < validation < "
+            "test) and were dropped from the earlier one; 2 of them under another class "
+            "there: check those labels") in data.notes
+    assert each_picture_in_one_split(data)
 
 
 def test_a_class_whose_training_images_all_repeat_test_images_is_a_user_error(tmp_path):

@@ -132,6 +132,13 @@ def _not_in(decoded: Decoded, later: Decoded) -> np.ndarray:
     return np.asarray([h not in taken for h in decoded.hashes], dtype=bool)
 
 
+def _labelled_otherwise(decoded: Decoded, later: Decoded) -> np.ndarray:
+    """A mask of ``decoded``'s images that ``later`` holds under another class."""
+    label_of = dict(zip(later.hashes, later.labels.tolist()))
+    return np.asarray([h in label_of and label_of[h] != label
+                       for h, label in zip(decoded.hashes, decoded.labels.tolist())], dtype=bool)
+
+
 def _every_class_left(labels: np.ndarray, classes: list[str], where: str, split: str) -> None:
     """Refuses a split that lost a whole class to images repeated in a later split."""
     counts = np.bincount(labels, minlength=len(classes))
@@ -181,16 +188,22 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         if sentence:
             notes.append(sentence)
     keep = np.ones(len(train_all.labels), dtype=bool)
+    relabelled = np.zeros(len(train_all.labels), dtype=bool)
     for part in given.values():
         keep &= _not_in(train_all, part)
+        relabelled |= _labelled_otherwise(train_all, part)
     crossing += int((~keep).sum())
+    relabelled = int(relabelled.sum())
     if "validation" in given and "test" in given:
         val_keep = _not_in(given["validation"], given["test"])
         crossing += int((~val_keep).sum())
+        relabelled += int(_labelled_otherwise(given["validation"], given["test"]).sum())
         given["validation"] = _subset(given["validation"], val_keep)
     if crossing:
         notes.append(f"{crossing} image(s) in {root} repeat an image of a later split "
-                     "(train < validation < test) and were dropped from the earlier one")
+                     "(train < validation < test) and were dropped from the earlier one"
+                     + (f"; {relabelled} of them under another class there: check those "
+                        "labels" if relabelled else ""))
     pool = np.flatnonzero(keep)
     labels = train_all.labels[pool]
     _every_class_left(labels, classes, f"{layout.train}", "training")
