@@ -378,3 +378,24 @@ def test_options_that_do_not_apply_and_sizes_out_of_bounds_are_refused(tmp_path,
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
     assert not (tmp_path / "results").exists()
+
+
+def test_class_names_match_across_splits_in_either_unicode_form(tmp_path):
+    """Found by a new user: train/café written composed and test/café decomposed (as
+    macOS writes it) were refused as different classes; ordered by their raw names, the
+    labels of the two splits could also come out swapped."""
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    root = tmp_path / "data"
+    for split, name, count in (("train", composed, 8), ("test", decomposed, 3)):
+        for folder, channel in ((name, 0), ("cafz", 2)):
+            (root / split / folder).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.zeros((8, 8, 3), np.uint8)
+                pixels[..., channel] = 100 + 10 * i + (split == "test")
+                Image.fromarray(pixels).save(root / split / folder / f"{i}.png")
+    data = load(root, tmp_path)
+    assert data.class_names == ("cafz", composed)  # "é" sorts after "z"
+    for part in ("train", "validation", "test"):
+        split = getattr(data, part)
+        red = split.images[..., 0].mean(axis=(1, 2)) > 0  # the café images are red
+        assert np.array_equal(split.labels == 1, red), part

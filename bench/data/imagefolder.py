@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ class Decoded:
     Attributes:
         images: uint8, ``(n, size, size, 3)``.
         labels: int32 indices into ``class_names``.
-        class_names: The class folders' names, sorted.
+        class_names: The class folders' names (in Unicode's composed form, NFC), sorted.
         skipped: Paths of files that could not be decoded.
         hashes: SHA-256 of each kept image's picture (``decode``), aligned with
             ``labels``: what finds the same picture in two splits.
@@ -66,8 +67,11 @@ def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
     if not root.is_dir():
         raise BenchError(f"image folder {root} does not exist; pass --data with "
                          f"{FOLDER_LAYOUT}")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    names = [p.name for p in classes]
+    # Names compared and ordered as NFC: macOS writes "café" decomposed, other systems
+    # composed, and a split copied from one to the other must keep its labels.
+    classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: unicodedata.normalize("NFC", p.name))
+    names = [unicodedata.normalize("NFC", p.name) for p in classes]
     if expected is not None and names != expected:
         missing, extra = sorted(set(expected) - set(names)), sorted(set(names) - set(expected))
         said = "; ".join([*([f"lacks {', '.join(missing)}"] if missing else []),
@@ -299,7 +303,7 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
     log = log or to_stderr
     folders = class_folders(root, classes)
     files = list_images(folders, root)
-    names = tuple(f.name for f in folders)
+    names = tuple(unicodedata.normalize("NFC", f.name) for f in folders)
     cache_file = None
     decoded = None
     if cache_dir is not None:
