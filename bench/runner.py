@@ -478,7 +478,8 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                           batch_size=settings.batch_size, repeats=settings.repeats,
                           seed=spec.seed, table=table, columns=plan.columns, run_dir=run_dir,
                           evaluation_batch_size=evaluation_batch_size)
-    total = planned_trials(plan.tuner_name, plan.hp, max_trials=settings.max_trials)
+    total = planned_trials(plan.tuner_name, plan.hp, max_trials=settings.max_trials,
+                           max_epochs=plan.spec.max_epochs or settings.epochs)
     progress = Progress(total_trials=None if worker else total, repeats=settings.repeats,
                         epochs=settings.epochs, done=done, worker=worker)
     prefix = None
@@ -508,7 +509,8 @@ def _note_stop(record: dict, plan: StudyPlan, *, trials_run: int, log) -> None:
     from bench.tuning.algorithms import stop_reason
 
     reason = stop_reason(plan.tuner_name, plan.hp, trials_run=trials_run,
-                         max_trials=plan.settings.max_trials)
+                         max_trials=plan.settings.max_trials,
+                         max_epochs=plan.spec.max_epochs or plan.settings.epochs)
     if reason:
         log(f"note: {reason}")
         record["notes"].append(reason)
@@ -640,10 +642,12 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     failure = None
     try:
         oracle = study_oracle(plan)
-        total = planned_trials(tuner_name, hp, max_trials=settings.max_trials)
+        total = planned_trials(tuner_name, hp, max_trials=settings.max_trials,
+                               max_epochs=spec.max_epochs or settings.epochs)
         epochs = (f"up to {counted(spec.max_epochs or settings.epochs, 'epoch')} per trial"
                   if tuner_name == "hyperband" else counted(settings.epochs, "epoch"))
-        trials = counted(total, "trial") if total else "Hyperband-scheduled trials"
+        trials = counted(total, "trial") + (" in Hyperband's brackets"
+                                            if tuner_name == "hyperband" else "")
         log(f"searching: {trials} x {counted(settings.repeats, 'repeat')} x {epochs}")
         started = time.perf_counter()
         if scale is not None:

@@ -11,8 +11,9 @@ from bench.runner import RunSpec, run_study
 def test_each_tuner_runs_a_two_trial_search(tuner, tmp_path, cache_dir):
     # Hyperband is bounded by its brackets (--max-trials is refused for it); the others
     # by --max-trials (--max-epochs is Hyperband's alone).
-    bound = {"max_epochs": 3} if tuner == "hyperband" else {"max_trials": 2}
-    spec = RunSpec(space="seed", tuner=tuner, epochs=1, repeats=1, image_size=IMAGE_SIZE,
+    # --epochs beside --max-epochs is refused: Hyperband would ignore it.
+    bound = {"max_epochs": 3} if tuner == "hyperband" else {"max_trials": 2, "epochs": 1}
+    spec = RunSpec(space="seed", tuner=tuner, repeats=1, image_size=IMAGE_SIZE,
                    pretrain_epochs=1, results_dir=tmp_path, name=tuner, cache_dir=cache_dir,
                    **bound)
     said = []
@@ -28,9 +29,9 @@ def test_each_tuner_runs_a_two_trial_search(tuner, tmp_path, cache_dir):
         lengths = epochs.groupby("trial_id")["epoch"].max()
         assert sorted(lengths) == [1, 1, 1, 3, 3, 3]
         _promotion_counts_once(run_dir, epochs)
-        # --epochs 1 is not what the trials ran: the console and report say the schedule.
-        assert "searching: Hyperband-scheduled trials x 1 repeat x up to 3 epochs per " \
-            "trial" in said
+        # The console and report say the schedule, not the space's 8 epochs.
+        assert "searching: 6 trials in Hyperband's brackets x 1 repeat x up to 3 epochs " \
+            "per trial" in said
         assert "; up to 3 epochs per trial (Hyperband's schedule), 1 repeat per" in \
             (run_dir.path / "report.md").read_text()
     else:
@@ -97,3 +98,31 @@ def test_a_search_that_stops_early_says_why_and_suggests_a_grid_only_to_other_tu
     # A sampling oracle gives up after 20 repeated samples of a nearly exhausted space.
     assert "a grid (--tuner grid) would cover it exactly" in stop_reason(
         "random", finite, trials_run=3, max_trials=10)
+
+
+@pytest.mark.parametrize("max_epochs", [1, 2, 3, 4, 9, 10, 27, 30])
+def test_hyperbands_trial_count_is_kerastuners(max_epochs, tmp_path):
+    """The count the progress and the stop reason use, against KerasTuner's own oracle
+    driven to its end (a new user's --max-epochs 1 ran one trial without a word)."""
+    import keras_tuner
+    import numpy as np
+
+    from bench.tuning.algorithms import HYPERBAND_FACTOR, hyperband_trials
+
+    hp = keras_tuner.HyperParameters()
+    hp.Float("head_lr", 1e-4, 1e-1, sampling="log")  # never runs out of untried values
+    oracle = keras_tuner.oracles.HyperbandOracle(
+        objective=keras_tuner.Objective("val_accuracy", "max"), max_epochs=max_epochs,
+        factor=HYPERBAND_FACTOR, hyperparameters=hp, seed=1)
+    oracle._set_project_dir(str(tmp_path), "hyperband")
+    scores = np.random.default_rng(max_epochs)
+    trials = 0
+    while True:
+        trial = oracle.create_trial("tuner0")
+        if trial.status == "STOPPED":
+            break
+        trials += 1
+        oracle.update_trial(trial.trial_id, {"val_accuracy": float(scores.random())})
+        trial.status = "COMPLETED"  # as KerasTuner's tuner marks it before ending it
+        oracle.end_trial(trial)
+    assert hyperband_trials(max_epochs) == trials

@@ -96,10 +96,25 @@ def choose_tuner(name: str | None, hp) -> str:
     return name
 
 
-def planned_trials(name: str, hp, *, max_trials: int | None) -> int | None:
-    """How many trials the search will run, or None where the tuner decides (Hyperband)."""
+def hyperband_trials(max_epochs: int) -> int:
+    """The trials of Hyperband's one iteration at ``max_epochs``, as KerasTuner's
+    ``HyperbandOracle`` schedules them: every bracket's first round of random trials and
+    each later round's promoted ones (fewer where the space runs out of untried values)."""
+    epochs, brackets = float(max_epochs), 0
+    while epochs >= 1:
+        epochs /= HYPERBAND_FACTOR
+        brackets += 1
+    last_of_first = math.ceil(1 + math.log(max_epochs, HYPERBAND_FACTOR))
+    return sum(math.ceil(last_of_first / (bracket + 1) * HYPERBAND_FACTOR ** (bracket - round_))
+               for bracket in range(brackets) for round_ in range(bracket + 1))
+
+
+def planned_trials(name: str, hp, *, max_trials: int | None,
+                   max_epochs: int | None = None) -> int | None:
+    """How many trials the search will run at most (for Hyperband, as its brackets at
+    ``max_epochs`` schedule them; None without it)."""
     if name == "hyperband":
-        return None
+        return hyperband_trials(max_epochs) if max_epochs else None
     if name == "grid":
         size = grid_size(hp)
         return min(size, max_trials) if max_trials else size
@@ -128,9 +143,10 @@ def tuner_notes(name: str, hp, *, max_trials: int | None,
     return [note]
 
 
-def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None) -> str | None:
+def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None,
+                max_epochs: int | None = None) -> str | None:
     """Why a search ran fewer trials than it planned, or None when it ran them all."""
-    planned = planned_trials(name, hp, max_trials=max_trials)
+    planned = planned_trials(name, hp, max_trials=max_trials, max_epochs=max_epochs)
     if planned is None or trials_run >= planned:
         return None
     size = grid_size(hp)
