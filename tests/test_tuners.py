@@ -126,3 +126,18 @@ def test_hyperbands_trial_count_is_kerastuners(max_epochs, tmp_path):
         trial.status = "COMPLETED"  # as KerasTuner's tuner marks it before ending it
         oracle.end_trial(trial)
     assert hyperband_trials(max_epochs) == trials
+
+
+def test_the_readme_s_hyperband_trial_counts_are_the_schedule_s():
+    import re
+
+    from conftest import ROOT
+
+    from bench.tuning.algorithms import hyperband_trials
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    said = re.search(r"the start line says it: 1 at `--max-epochs 1`, (\d+) at (\d+), "
+                     r"(\d+) at (\d+), (\d+) at (\d+)", text)
+    assert said, "the README's sentence on Hyperband's trial counts moved"
+    pairs = [(1, 1)] + [(int(said[i]), int(said[i + 1])) for i in (1, 3, 5)]
+    assert [(hyperband_trials(epochs), epochs) for _, epochs in pairs] == pairs
