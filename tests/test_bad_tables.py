@@ -129,6 +129,11 @@ def test_a_killed_run_is_reported_as_partial_from_its_complete_executions(damage
     assert report.startswith("# Run tiny (partial: status running)")
     assert "It holds 2 trials (1 completed, 1 running) and 4 executions with rows, 2 of them " \
         "complete" in report
+    record["status"] = "interrupted"  # stopped: its RUNNING trial runs no more
+    (damaged / "run.json").write_text(json.dumps(record))
+    assert _analyze(damaged).returncode == 0
+    assert "It holds 2 trials (1 completed, 1 unfinished when it stopped) and 4 executions" \
+        in (damaged / "report.md").read_text()
     # The unfinished trial (init random) is not paired: no gap is claimed.
     headline = report.split("## Headline")[1].split("Best configuration")[0]
     assert "Every complete execution used init pretrained" in headline

@@ -116,7 +116,9 @@ def partial_sentence(run: dict, trials: pd.DataFrame, epochs: pd.DataFrame,
     listed = set(trials["trial_id"]) if not trials.empty else set()
     # A process killed outright (SIGKILL, power) never listed the trial it was running.
     unlisted = set(epochs["trial_id"]) - listed if not epochs.empty else set()
-    held = ", ".join([f"{n} {s.lower()}" for s, n in counts.items()]
+    # A stopped run's RUNNING trial runs no more: it was cut off.
+    named = {"RUNNING": "unfinished when it stopped"} if status != "running" else {}
+    held = ", ".join([f"{n} {named.get(s, s.lower())}" for s, n in counts.items()]
                      + ([f"{len(unlisted)} cut off when its process stopped, with rows "
                          "but no trials.csv line"] if unlisted else [])) or "none recorded"
     keys = ["trial_id", "repeat"]
