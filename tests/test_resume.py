@@ -198,15 +198,22 @@ def test_resume_refuses_a_run_made_with_other_versions_weights_or_data(tiny_run,
             ("weights", {"pretraining__weights_sha256": "0" * 64},
              "pretrained weights (SHA-256) 00000000... ->")):
         stopped = _stopped_copy(tiny_run, tmp_path / name, **edits)
-        before = (stopped / "epochs.csv").read_bytes()
-        result = run_bench("run", "--resume", str(stopped))
-        assert result.returncode == 2, result.stderr[-2000:]
-        message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        assert len(message) == 1 and "Traceback" not in result.stderr
-        assert said in message[0]
-        assert ("data:" in result.stdout) == (name == "weights")
-        assert (stopped / "epochs.csv").read_bytes() == before
+        message, stdout = _refused_resume(stopped)
+        assert said in message
+        assert ("data:" in stdout) == (name == "weights")
         assert json.loads((stopped / "run.json").read_text())["status"] == "interrupted"
+
+
+def _refused_resume(stopped) -> tuple[str, str]:
+    """Resumes ``stopped``, which must be refused in one line with its tables untouched;
+    returns that line and what the command printed on stdout."""
+    before = (stopped / "epochs.csv").read_bytes()
+    result = run_bench("run", "--resume", str(stopped))
+    assert result.returncode == 2, result.stderr[-2000:]
+    message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(message) == 1 and "Traceback" not in result.stderr
+    assert (stopped / "epochs.csv").read_bytes() == before
+    return message[0], result.stdout
 
 
 def test_resume_refuses_an_edited_space_file_and_a_run_whose_process_still_runs(
@@ -231,14 +238,9 @@ def test_resume_refuses_an_edited_space_file_and_a_run_whose_process_still_runs(
                      " SHA-256 "),
             (live, f"is still running (process {os.getpid()} on this machine); stop it first "
                    f"(kill {os.getpid()}: it keeps what finished), then resume")):
-        before = (stopped / "epochs.csv").read_bytes()
-        result = run_bench("run", "--resume", str(stopped))
-        assert result.returncode == 2, result.stderr[-2000:]
-        message = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        assert len(message) == 1 and "Traceback" not in result.stderr
-        assert said in message[0]
-        assert "data:" not in result.stdout  # refused before the data is read
-        assert (stopped / "epochs.csv").read_bytes() == before
+        message, stdout = _refused_resume(stopped)
+        assert said in message
+        assert "data:" not in stdout  # refused before the data is read
 
 
 def test_a_space_is_the_same_by_name_version_and_the_file_s_sha256():
