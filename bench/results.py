@@ -84,10 +84,10 @@ MIN_FREE_BYTES = 50 * 2**20
 def check_writable(folder: Path, *, what: str) -> None:
     """Creates ``folder`` if needed and proves a file can be written there; else a
     BenchError beginning with ``what`` ("cannot write to --results-dir DIR")."""
-    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise BenchError(f"{what}: {existing} is a file, not a folder; pass a folder")
     try:
+        existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise BenchError(f"{what}: {existing} is a file, not a folder; pass a folder")
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_text("")
@@ -182,10 +182,22 @@ def open_run(path: Path) -> RunDir:
 
 
 def process_identity() -> dict:
-    """Which process writes a run, so a reader can tell a live run from a dead one."""
+    """Which process writes a run, so a reader can tell a live run from a dead one: its
+    id, machine and (on Linux) start time, since a process id is reused."""
     import socket
 
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    identity = {"pid": os.getpid(), "host": socket.gethostname()}
+    started = _start_ticks(os.getpid())
+    return identity if started is None else identity | {"start_ticks": started}
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks after boot (Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name may hold ")"
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def process_is_here(identity: dict | None) -> bool:
@@ -199,12 +211,15 @@ def _process_gone(identity: dict) -> bool:
     if not process_is_here(identity):
         return False  # Another machine's process cannot be checked from here.
     try:
-        os.kill(int(identity["pid"]), 0)
+        pid = int(identity["pid"])
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    return False
+    # A live process under a reused id (a restarted container's) is another process.
+    recorded, now = identity.get("start_ticks"), _start_ticks(pid)
+    return recorded is not None and now is not None and recorded != now
 
 
 def read_run(run: RunDir) -> dict:

@@ -132,13 +132,22 @@ def _check_optimizer(space: SearchSpace, hp) -> None:
 
     from bench.models.optim import make_optimizer
 
-    variants = [hp]
-    for parameter in hp.space:
-        for value in declared_values(hp, parameter.name) or []:
-            variant = keras_tuner.HyperParameters.from_config(hp.get_config())
-            variant.values[parameter.name] = value
-            variants.append(variant)
-    for variant in variants:
+    def changed_to(name: str, value):
+        """``hp`` with ``name`` at ``value``, every other value as a trial would have it:
+        a conditional one active only where its condition holds (at its default where it
+        became active); None where ``name`` itself is inactive there."""
+        changed = keras_tuner.HyperParameters.from_config(hp.get_config())
+        changed.values[name] = value
+        for parameter in changed.space:  # parents are declared before their children
+            if not changed.is_active(parameter):
+                changed.values.pop(parameter.name, None)
+            elif parameter.name not in changed.values:
+                changed.values[parameter.name] = parameter.default
+        return changed if name in changed.values else None
+
+    variants = [hp, *(changed_to(parameter.name, value) for parameter in hp.space
+                      for value in declared_values(hp, parameter.name) or [])]
+    for variant in filter(None, variants):
         try:
             name, options = optimizer_choice(space, variant)
         except BenchError:
@@ -264,6 +273,11 @@ class StudyPlan:
     tuner_name: str
     columns: list[str]  # the hyperparameter columns of the tables
     references: list[dict]
+
+    @property
+    def max_epochs(self) -> int:
+        """Hyperband's most epochs per trial: ``--max-epochs``, else the epochs."""
+        return self.spec.max_epochs or self.settings.epochs
 
     def model_inputs(self, data, weights: str | None):
         """What the model builder needs for ``data`` and the initial ``weights``."""
@@ -445,8 +459,7 @@ def study_oracle(plan: StudyPlan):
     spec, settings = plan.spec, plan.settings
     return make_oracle(plan.tuner_name, hyperparameters=plan.hp.copy(),
                        max_trials=settings.max_trials, seed=spec.seed,
-                       max_epochs=spec.max_epochs or settings.epochs,
-                       initial_points=spec.initial_points)
+                       max_epochs=plan.max_epochs, initial_points=spec.initial_points)
 
 
 def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, done: int = 0,
@@ -479,7 +492,7 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                           seed=spec.seed, table=table, columns=plan.columns, run_dir=run_dir,
                           evaluation_batch_size=evaluation_batch_size)
     total = planned_trials(plan.tuner_name, plan.hp, max_trials=settings.max_trials,
-                           max_epochs=plan.spec.max_epochs or settings.epochs)
+                           max_epochs=plan.max_epochs)
     progress = Progress(total_trials=None if worker else total, repeats=settings.repeats,
                         epochs=settings.epochs, done=done, worker=worker)
     prefix = None
@@ -505,12 +518,12 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     return tuner, prefix
 
 
-def _note_stop(record: dict, plan: StudyPlan, *, trials_run: int, log) -> None:
+def _note_stop(record: dict, plan: StudyPlan, *, trials: list, log) -> None:
     from bench.tuning.algorithms import stop_reason
 
-    reason = stop_reason(plan.tuner_name, plan.hp, trials_run=trials_run,
-                         max_trials=plan.settings.max_trials,
-                         max_epochs=plan.spec.max_epochs or plan.settings.epochs)
+    reason = stop_reason(plan.tuner_name, plan.hp, trials_run=len(trials),
+                         max_trials=plan.settings.max_trials, max_epochs=plan.max_epochs,
+                         failed=sum(trial.status == "FAILED" for trial in trials))
     if reason:
         log(f"note: {reason}")
         record["notes"].append(reason)
@@ -573,14 +586,17 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         log(f"note: preset {spec.preset} is meant for a GPU; on this CPU it runs, slowly "
             "(a ResNet at 224 px trains at tens of images per second on two cores)")
 
+    from bench.tuning.resume import space_identity
+
+    identity = space_identity(space)  # the file as it was loaded
     if resume_from is not None:
         from bench.results import RunDir, read_run
-        from bench.tuning.resume import refuse_changed_inputs, refuse_other_space, space_identity
+        from bench.tuning.resume import refuse_changed_inputs, refuse_other_space
 
         # The space, backend and versions first: their refusal need not wait for data and
         # pretraining (the weights and data are compared when they are ready).
         ran = read_run(RunDir(Path(resume_from)))
-        refuse_other_space(Path(resume_from), ran, space_identity(space))
+        refuse_other_space(Path(resume_from), ran, identity)
         refuse_changed_inputs(Path(resume_from), ran,
                               {"backend": device["backend"], "versions": library_versions()})
     compilation_cache = use_compilation_cache(spec.cache_dir)
@@ -596,13 +612,11 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     warnings = prepared.pop("warnings", []) + checked.warnings
     preflight_seconds = round(time.perf_counter() - checking, 2)
 
-    from bench.tuning.resume import space_identity
-
     record = {
         "run_id": name,
         "status": "running",
         "started": started_at,
-        "space": {**space_identity(space), "description": space.description,
+        "space": {**identity, "description": space.description,
                   "hyperparameters": [p.get_config() | {"type": type(p).__name__}
                                       for p in hp.space]},
         "settings": asdict(settings) | {"image_size": image_size},
@@ -643,8 +657,8 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     try:
         oracle = study_oracle(plan)
         total = planned_trials(tuner_name, hp, max_trials=settings.max_trials,
-                               max_epochs=spec.max_epochs or settings.epochs)
-        epochs = (f"up to {counted(spec.max_epochs or settings.epochs, 'epoch')} per trial"
+                               max_epochs=plan.max_epochs)
+        epochs = (f"up to {counted(plan.max_epochs, 'epoch')} per trial"
                   if tuner_name == "hyperband" else counted(settings.epochs, "epoch"))
         trials = counted(total, "trial") + (" in Hyperband's brackets"
                                             if tuner_name == "hyperband" else "")
@@ -688,7 +702,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                                               "features_computed": prefix.computed,
                                               "features_reused": prefix.hits}
         write_trials()
-        _note_stop(record, plan, trials_run=len(oracle.trials), log=log)
+        _note_stop(record, plan, trials=list(oracle.trials.values()), log=log)
         if not any(trial.status == "COMPLETED" for trial in oracle.trials.values()):
             raise StudyFailed(f"no trial completed: all {len(oracle.trials)} failed (why, "
                               "trial by trial, is in trials.csv and report.md)")

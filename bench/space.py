@@ -424,6 +424,7 @@ def _check_learning_rates(space: SearchSpace, hp) -> None:
     """A head_lr of 0 trains nothing and a negative one climbs the loss: either would be
     a completed trial scoring what an untrained head scores."""
     import math
+    import numbers
     import operator
 
     for name, allowed, bound in (("head_lr", operator.gt, "above 0"),
@@ -431,7 +432,7 @@ def _check_learning_rates(space: SearchSpace, hp) -> None:
                                   "0 (the backbone not moved) or more")):
         values, where = values_in_use(hp, name, space.settings)
         for value in values:
-            number = float(value) if isinstance(value, (int, float)) else math.nan
+            number = float(value) if isinstance(value, numbers.Real) else math.nan
             if not (math.isfinite(number) and allowed(number, 0)):
                 raise BenchError(f"search space file {space.path} {where} {name} {value!r}: "
                                  f"it must be a number {bound}")

@@ -3,7 +3,8 @@
 A signal handler raises ``KeyboardInterrupt`` wherever the main thread happens to be, and
 Keras has bare ``except:`` clauses (building a layer, matching outputs to losses) that
 catch it there and go on: the run then finished as if never stopped. So the stop is also
-remembered, and every epoch and trial boundary raises it again (``raise_if_stopped``).
+remembered, and every epoch and trial boundary raises it again (``raise_if_stopped``,
+``stop_check``).
 """
 
 from __future__ import annotations
@@ -31,3 +32,15 @@ def raise_if_stopped() -> None:
     """Raises ``KeyboardInterrupt`` again if a stop was asked for (and swallowed)."""
     if _stopped:
         raise KeyboardInterrupt
+
+
+def stop_check():
+    """A Keras callback that raises a swallowed stop at each epoch's start, for a fit
+    without the suite's recorder (the source pretraining)."""
+    import keras
+
+    class RaiseIfStopped(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            raise_if_stopped()
+
+    return RaiseIfStopped()

@@ -91,8 +91,19 @@ def test_a_run_whose_process_is_gone_reads_as_interrupted(tiny_run, tmp_path):
     (copy / "run.json").write_text(json.dumps(record))
     assert read_run(RunDir(copy))["status"] == "interrupted"
     record["process"]["pid"] = os.getpid()  # alive: still running
+    record["process"].pop("start_ticks", None)  # as a record from before they were kept
     (copy / "run.json").write_text(json.dumps(record))
     assert read_run(RunDir(copy))["status"] == "running"
+    # Alive, but started at another time: its id was reused (found in review).
+    from bench.results import process_identity
+
+    ours = process_identity()
+    assert "start_ticks" in ours  # Linux
+    for ticks, status in ((ours["start_ticks"], "running"),
+                          (ours["start_ticks"] + 1, "interrupted")):
+        record["process"] = ours | {"start_ticks": ticks}
+        (copy / "run.json").write_text(json.dumps(record))
+        assert read_run(RunDir(copy))["status"] == status
 
 
 def test_a_bad_results_folder_or_taken_name_is_refused_before_any_work(tiny_run, tmp_path,
@@ -157,3 +168,53 @@ def test_a_stop_that_a_library_swallows_still_stops_the_run_at_the_next_epoch(tm
     assert list(trials["status"]) == ["COMPLETED", "RUNNING"]
     epochs = read_epochs(run)
     assert set(epochs["trial_id"]) == set(trials["trial_id"].iloc[:1])  # no epoch after it
+
+
+def test_a_folder_the_user_may_not_look_into_is_one_line(tmp_path, monkeypatch):
+    """Found in review: Path.exists raises PermissionError under a folder without
+    execute permission (as a user other than root, which these tests may run as)."""
+    from pathlib import Path
+
+    import pytest
+
+    from bench.errors import BenchError
+    from bench.results import check_writable
+
+    locked = tmp_path / "locked"
+    real_exists = Path.exists
+
+    def exists(path, *args, **kwargs):
+        if locked in (path, *path.parents) and path != locked:
+            raise PermissionError(13, "Permission denied")
+        return real_exists(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    with pytest.raises(BenchError, match="cannot write to --results-dir .*: Permission denied; "
+                                         "pass a writable folder"):
+        check_writable(locked / "inner" / "results",
+                       what=f"cannot write to --results-dir {locked / 'inner' / 'results'}")
+
+
+def test_a_swallowed_stop_stops_a_fit_with_only_the_stop_check_at_its_next_epoch():
+    """The source pretraining's fit has no recorder: its callback raises the stop again
+    (found in review: a stop swallowed there let pretraining run all its epochs)."""
+    import keras
+    import numpy as np
+    import pytest
+
+    from bench import stopping
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    epochs = []
+    seen = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs.append(epoch))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stopping._stop(None, None)  # what the signal handler does...
+        # ...and a library's bare except swallowed it: the next epoch raises it again.
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(np.zeros((4, 2)), np.zeros(4), epochs=3, verbose=0,
+                      callbacks=[seen, stopping.stop_check()])
+    finally:
+        stopping._stopped = False
+    assert epochs == [0]

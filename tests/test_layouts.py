@@ -399,3 +399,9 @@ def test_class_names_match_across_splits_in_either_unicode_form(tmp_path):
         split = getattr(data, part)
         red = split.images[..., 0].mean(axis=(1, 2)) > 0  # the café images are red
         assert np.array_equal(split.labels == 1, red), part
+
+    # Both forms as two folders of one split would be one class name twice: refused.
+    (root / "test" / composed).mkdir()
+    with pytest.raises(BenchError, match="two class folders named 'caf\u00e9', written in two "
+                                         "Unicode forms"):
+        load(root, tmp_path)

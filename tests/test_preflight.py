@@ -462,3 +462,36 @@ def test_an_optimizer_mistake_is_refused_before_data_or_pretraining(tmp_path, re
     assert len(errors) == 1 and errors[0].startswith(f"error: {told}"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert "data:" not in result.stdout and not (tmp_path / "cache").exists()
+
+
+def test_the_optimizer_check_gives_a_conditional_hyperparameter_the_values_a_trial_has():
+    """Found in review: each value was set alone, so SGD's momentum was missing (a
+    misspelt name there passed) and Adam got one (a valid hook was refused)."""
+    import keras_tuner
+
+    from bench.runner import _check_optimizer
+    from bench.space import SearchSpace
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("opt", ["Adam", "SGD"])
+    with hp.conditional_scope("opt", ["SGD"]):
+        hp.Choice("momentum", [0.0, 0.9])
+
+    class Valid(SearchSpace):
+        name = "valid"
+
+        def optimizer(self, hp):
+            momentum = hp.values.get("momentum")
+            return hp.get("opt"), ({} if momentum is None else {"momentum": momentum})
+
+    class Misspelt(SearchSpace):
+        name = "misspelt"
+
+        def optimizer(self, hp):
+            if hp.get("opt") == "SGD":
+                return "SGDD", {"momentum": hp.get("momentum")}
+            return "Adam", {}
+
+    _check_optimizer(Valid(), hp)
+    with pytest.raises(BenchError, match="unknown optimizer 'SGDD'"):
+        _check_optimizer(Misspelt(), hp)

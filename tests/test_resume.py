@@ -234,8 +234,8 @@ def test_resume_refuses_an_edited_space_file_and_a_run_whose_process_still_runs(
     live = _stopped_copy(tiny_run, tmp_path / "live", status="running",
                          process={"pid": os.getpid(), "host": socket.gethostname()})
     for stopped, said in (
-            (edited, f"ran space tiny from a file that has changed since ({spaces / 'tiny.py'}:"
-                     " SHA-256 "),
+            (edited, f"ran space tiny from a file other than {spaces / 'tiny.py'} here "
+                     "(SHA-256 "),
             (live, f"is still running (process {os.getpid()} on this machine); stop it first "
                    f"(kill {os.getpid()}: it keeps what finished), then resume")):
         message, stdout = _refused_resume(stopped)
@@ -252,8 +252,8 @@ def test_a_space_is_the_same_by_name_version_and_the_file_s_sha256():
     assert space_change(now | {"version": 2}, now) == ("space tiny version 2, but tiny is "
                                                         "now version 1")
     assert space_change(now | {"sha256": "cd" * 32}, now) == (
-        "space tiny from a file that has changed since (/s/tiny.py: SHA-256 cdcdcdcd... -> "
-        "abababab...)")
+        "space tiny from a file other than /s/tiny.py here (SHA-256 cdcdcdcd... in the run, "
+        "abababab... here)")
 
 
 def test_inputs_a_result_depends_on_are_compared_field_by_field():

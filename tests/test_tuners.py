@@ -98,6 +98,19 @@ def test_a_search_that_stops_early_says_why_and_suggests_a_grid_only_to_other_tu
     # A sampling oracle gives up after 20 repeated samples of a nearly exhausted space.
     assert "a grid (--tuner grid) would cover it exactly" in stop_reason(
         "random", finite, trials_run=3, max_trials=10)
+    # Found in review: never a grid for a continuous space; Hyperband's own reasons.
+    continuous = keras_tuner.HyperParameters()
+    continuous.Float("head_lr", 1e-4, 1e-1, sampling="log")
+    assert stop_reason("random", continuous, trials_run=3, max_trials=10) == (
+        "the search stopped after 3 of 10 trials: KerasTuner's oracle found no untried "
+        "combination (it gives up after 20 repeated samples)")
+    assert stop_reason("hyperband", continuous, trials_run=17, max_trials=None,
+                       max_epochs=9, failed=8) == (
+        "the search stopped after 17 of 23 trials: 8 of them failed, and Hyperband promotes "
+        "only completed trials to its longer rounds")
+    assert stop_reason("hyperband", finite, trials_run=4, max_trials=None, max_epochs=9) == (
+        "the search stopped after 4 of 23 trials: KerasTuner's Hyperband ends the search "
+        "when a bracket's first round finds no untried combination (the space has 4)")
 
 
 @pytest.mark.parametrize("max_epochs", [1, 2, 3, 4, 9, 10, 27, 30])

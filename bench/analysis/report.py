@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.analysis import numbers
 from bench.analysis.figures import figures
-from bench.analysis.formatting import counted, format_value
+from bench.analysis.formatting import counted, format_value, format_values
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
@@ -74,9 +74,8 @@ def gap_scope(gap: numbers.Gap) -> str:
                 "hyperparameters" if gap.configurations > 1 else "")
     if gap.configurations == 1:
         return (f"for the only one of {gap.configurations_run} configurations of the other "
-                "hyperparameters that ran with both inits at every seed ("
-                + ", ".join(f"{name}={format_value(value)}"
-                            for name, value in gap.paired[0].items()) + ")")
+                f"hyperparameters that ran with both inits at every seed "
+                f"({format_values(gap.paired[0])})")
     return (f"averaged over the {gap.configurations} of {gap.configurations_run} "
             "configurations of the other hyperparameters that ran with both inits at every "
             "seed")

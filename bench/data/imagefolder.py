@@ -62,16 +62,25 @@ class Decoded:
     other_class: int = 0
 
 
+def class_name(folder: Path) -> str:
+    """A class folder's name in Unicode's composed form (NFC): macOS writes "café"
+    decomposed, other systems composed, and a split copied from one to the other must
+    keep its labels."""
+    return unicodedata.normalize("NFC", folder.name)
+
+
 def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
     """The class subfolders of ``root``, sorted; with ``expected``, exactly those names."""
     if not root.is_dir():
         raise BenchError(f"image folder {root} does not exist; pass --data with "
                          f"{FOLDER_LAYOUT}")
-    # Names compared and ordered as NFC: macOS writes "café" decomposed, other systems
-    # composed, and a split copied from one to the other must keep its labels.
     classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: unicodedata.normalize("NFC", p.name))
-    names = [unicodedata.normalize("NFC", p.name) for p in classes]
+                     key=class_name)
+    names = [class_name(p) for p in classes]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise BenchError(f"{root} has two class folders named {twice[0]!r}, written in two "
+                         "Unicode forms (composed and decomposed): merge them into one")
     if expected is not None and names != expected:
         missing, extra = sorted(set(expected) - set(names)), sorted(set(names) - set(expected))
         said = "; ".join([*([f"lacks {', '.join(missing)}"] if missing else []),
@@ -303,7 +312,7 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
     log = log or to_stderr
     folders = class_folders(root, classes)
     files = list_images(folders, root)
-    names = tuple(unicodedata.normalize("NFC", f.name) for f in folders)
+    names = tuple(class_name(f) for f in folders)
     cache_file = None
     decoded = None
     if cache_dir is not None:

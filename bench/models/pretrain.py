@@ -34,6 +34,7 @@ from bench.device import BACKEND_FRAMEWORKS, code_sha256
 from bench.errors import BenchError
 from bench.models.backbones import BackboneSpec
 from bench.models.model import assemble
+from bench.stopping import stop_check
 
 #: Below this accuracy on held-out source images the source model says little about
 #: what pretraining gives (the run warns, in run.json and report.md too).
@@ -177,7 +178,8 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
     parts.model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                         loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
-    parts.model.fit(train.images, train.labels, batch_size=batch_size, epochs=epochs, verbose=0)
+    parts.model.fit(train.images, train.labels, batch_size=batch_size, epochs=epochs, verbose=0,
+                    callbacks=[stop_check()])
     seconds = time.perf_counter() - start
     _, accuracy = parts.model.evaluate(held.images, held.labels, batch_size=256, verbose=0)
     log(f"source model: {accuracy:.3f} accuracy in inference mode on {len(held)} held-out "

@@ -21,14 +21,19 @@ DEFAULT_MAX_TRIALS = 10  # for the tuners that sample (random, bayesian)
 HYPERBAND_FACTOR = 3
 
 
-def hyperband_shortest_trial(max_epochs: int) -> int:
-    """The epochs of Hyperband's shortest trials at ``max_epochs``, as KerasTuner's
-    ``HyperbandOracle`` schedules them (its brackets, its most aggressive first round)."""
+def _hyperband_brackets(max_epochs: int) -> int:
+    """How many brackets KerasTuner's ``HyperbandOracle`` makes at ``max_epochs``."""
     epochs, brackets = float(max_epochs), 0
     while epochs >= 1:
         epochs /= HYPERBAND_FACTOR
         brackets += 1
-    return math.ceil(max_epochs / HYPERBAND_FACTOR ** (brackets - 1))
+    return brackets
+
+
+def hyperband_shortest_trial(max_epochs: int) -> int:
+    """The epochs of Hyperband's shortest trials at ``max_epochs``, as KerasTuner's
+    ``HyperbandOracle`` schedules them (its brackets, its most aggressive first round)."""
+    return math.ceil(max_epochs / HYPERBAND_FACTOR ** (_hyperband_brackets(max_epochs) - 1))
 
 
 def _values(parameter) -> list | None:
@@ -100,10 +105,7 @@ def hyperband_trials(max_epochs: int) -> int:
     """The trials of Hyperband's one iteration at ``max_epochs``, as KerasTuner's
     ``HyperbandOracle`` schedules them: every bracket's first round of random trials and
     each later round's promoted ones (fewer where the space runs out of untried values)."""
-    epochs, brackets = float(max_epochs), 0
-    while epochs >= 1:
-        epochs /= HYPERBAND_FACTOR
-        brackets += 1
+    brackets = _hyperband_brackets(max_epochs)
     last_of_first = math.ceil(1 + math.log(max_epochs, HYPERBAND_FACTOR))
     return sum(math.ceil(last_of_first / (bracket + 1) * HYPERBAND_FACTOR ** (bracket - round_))
                for bracket in range(brackets) for round_ in range(bracket + 1))
@@ -144,21 +146,30 @@ def tuner_notes(name: str, hp, *, max_trials: int | None,
 
 
 def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None,
-                max_epochs: int | None = None) -> str | None:
+                max_epochs: int | None = None, failed: int = 0) -> str | None:
     """Why a search ran fewer trials than it planned, or None when it ran them all."""
     planned = planned_trials(name, hp, max_trials=max_trials, max_epochs=max_epochs)
     if planned is None or trials_run >= planned:
         return None
+    stopped = f"the search stopped after {trials_run} of {planned} trials"
     size = grid_size(hp)
+    if name == "hyperband":
+        if failed:
+            return (f"{stopped}: {failed} of them failed, and Hyperband promotes only "
+                    "completed trials to its longer rounds")
+        return (f"{stopped}: KerasTuner's Hyperband ends the search when a bracket's first "
+                "round finds no untried combination"
+                + (f" (the space has {size})" if size is not None else ""))
     if size is not None and trials_run >= size:
-        return (f"the search stopped after {trials_run} of {planned} trials: the space has "
-                f"only {size} combinations and all have run")
+        return f"{stopped}: the space has only {size} combinations and all have run"
     if name == "grid":
-        return (f"the search stopped after {trials_run} of {planned} trials: KerasTuner's "
-                "grid oracle found no combination left to run")
-    return (f"the search stopped after {trials_run} of {planned} trials: KerasTuner's oracle "
-            "found no untried combination (it gives up after 20 repeated samples); the space "
-            "may be nearly exhausted, so a grid (--tuner grid) would cover it exactly")
+        return f"{stopped}: KerasTuner's grid oracle found no combination left to run"
+    gave_up = "KerasTuner's oracle found no untried combination (it gives up after 20 " \
+              "repeated samples)"
+    if size is None:
+        return f"{stopped}: {gave_up}"
+    return (f"{stopped}: {gave_up}; the space may be nearly exhausted, so a grid (--tuner "
+            "grid) would cover it exactly")
 
 
 @functools.cache

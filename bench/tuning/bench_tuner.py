@@ -148,7 +148,8 @@ class BenchTuner(keras_tuner.Tuner):
             hypermodel.space, execution.data.validation.images[:execution.batch_size],
             num_classes=hypermodel.inputs.num_classes)
         self.progress = progress
-        #: The study's trial count where it is known (not Hyperband's, not a worker's).
+        #: The study's most trials where known (Hyperband's from its brackets; not a
+        #: worker's).
         self.planned_trials = planned_trials
         self.models.note = progress.note
         self.prefix = prefix

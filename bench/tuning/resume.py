@@ -51,9 +51,10 @@ def resume_spec(run_dir: Path, *, given: dict, spelled: dict | None = None):
     record = read_run(run)
     if record.get("status") == "completed":
         raise BenchError(f"{run_dir} has completed; there is nothing to resume")
-    if record.get("status") == "running" and process_is_here(record.get("process")):
+    pid = (record.get("process") or {}).get("pid")
+    if record.get("status") == "running" and pid is not None \
+            and process_is_here(record["process"]):
         # read_run found its process alive: two processes would write one run's tables.
-        pid = record["process"]["pid"]
         raise BenchError(f"{run_dir} is still running (process {pid} on this machine); "
                          f"stop it first (kill {pid}: it keeps what finished), then resume")
     if record.get("failure_limit") or (record.get("status") == "failed"
@@ -244,9 +245,9 @@ def space_change(ran: dict, now: dict) -> str | None:
         return (f"space {ran.get('name')} version {ran.get('version')}, but "
                 f"{now['name']} is now version {now['version']}")
     if ran.get("sha256") and ran["sha256"] != now["sha256"]:
-        return (f"space {now['name']} from a file that has changed since "
-                f"({now.get('file', 'its file')}: SHA-256 {ran['sha256'][:8]}... -> "
-                f"{now['sha256'][:8]}...)")
+        return (f"space {now['name']} from a file other than {now.get('file', 'its file')} "
+                f"here (SHA-256 {ran['sha256'][:8]}... in the run, {now['sha256'][:8]}... "
+                "here)")
     return None
 
 
