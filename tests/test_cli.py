@@ -115,8 +115,8 @@ def test_an_unusable_cache_dir_is_refused_before_any_work(tmp_path):
     result = run_bench("run", "--cache-dir", str(taken), "--results-dir", str(tmp_path / "r"))
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: cannot write to --cache-dir {taken}: File exists; pass a "
-                      "writable folder"] and "Traceback" not in result.stderr
+    assert errors == [f"error: cannot write to --cache-dir {taken}: {taken} is a file, not a "
+                      "folder; pass a folder"] and "Traceback" not in result.stderr
     assert not list((tmp_path / "r").iterdir())
 
 
