@@ -459,3 +459,21 @@ def test_killed_during_pretraining_the_same_command_runs_again_from_a_whole_cach
     assert "pretraining" in again.stdout
     record = json.loads((tmp_path / "results" / "study" / "run.json").read_text())
     assert record["status"] == "completed"
+
+
+def test_an_ended_trial_the_oracle_still_lists_as_running_is_not_trained_again(tiny_run,
+                                                                             tmp_path):
+    """KerasTuner saves oracle.json before dropping an ended trial from its ongoing ones:
+    killed in between, a resumed (distributed) run trained it again beside its kept rows."""
+    from bench.tuning.resume import ended_trials, forget_ended_as_ongoing
+
+    stopped = _stopped_copy(tiny_run, tmp_path / "stopped")
+    run = RunDir(stopped)
+    oracle_json = run.tuner / "oracle.json"
+    state = json.loads(oracle_json.read_text())
+    ended = ended_trials(run)
+    last = sorted(ended)[-1]
+    state["ongoing_trials"] = {"tuner0": last, "tuner1": "not-ended"}
+    oracle_json.write_text(json.dumps(state))
+    forget_ended_as_ongoing(run, ended=set(ended))
+    assert json.loads(oracle_json.read_text())["ongoing_trials"] == {"tuner1": "not-ended"}

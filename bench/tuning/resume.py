@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.command import command
 from bench.data.download import file_digest
 from bench.errors import BenchError, FailureLimit
-from bench.results import RunDir, process_is_here, read_run
+from bench.results import RunDir, process_is_here, read_run, write_json
 
 #: RunSpec fields that hold paths in run.json's "arguments".
 PATH_FIELDS = ("spaces_dir", "results_dir", "cache_dir", "data", "data_dir")
@@ -137,6 +137,24 @@ def ended_trials(run: RunDir) -> dict[str, str]:
         if state.get("status") in ENDED:
             ended[state["trial_id"]] = state["status"]
     return ended
+
+
+def forget_ended_as_ongoing(run: RunDir, *, ended: set[str]) -> None:
+    """Drops ended trials from the ``ongoing_trials`` of the run's ``oracle.json``.
+
+    KerasTuner's ``end_trial`` saves the oracle before it drops the trial from its ongoing
+    ones, so a process killed before the next save leaves an ended trial listed as
+    running; reloaded, KerasTuner trains it again while its rows are kept (a distributed
+    run's table then held the trial twice, seen in CI on 2026-12-05)."""
+    path = run.tuner / "oracle.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    ongoing = state.get("ongoing_trials") or {}
+    kept = {tuner: trial for tuner, trial in ongoing.items() if trial not in ended}
+    if kept != ongoing:
+        write_json(path, state | {"ongoing_trials": kept})
 
 
 def tidy_epochs(run: RunDir, *, keep: set[str], path: Path | None = None) -> int:
@@ -287,6 +305,7 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     record = read_run(run)
     refuse_changed_inputs(path, record, fresh)
     ended = ended_trials(run)
+    forget_ended_as_ongoing(run, ended=set(ended))
     removed = sum(tidy_epochs(run, keep=set(ended), path=table) for table in
                   [run.epochs_csv, *sorted(run.path.glob("workers/*/epochs.csv"))])
     extras = earlier_extras(run, keep=set(ended))
