@@ -37,6 +37,7 @@ from bench.space import (
     default_spaces_dir,
     load_space,
     optimizer_choice,
+    space_identity,
     values_in_use,
 )
 from bench.tuning.algorithms import check_tuner_name
@@ -279,6 +280,14 @@ class StudyPlan:
         """Hyperband's most epochs per trial: ``--max-epochs``, else the epochs."""
         return self.spec.max_epochs or self.settings.epochs
 
+    @property
+    def planned_trials(self) -> int | None:
+        """The most trials the search runs (``bench.tuning.algorithms.planned_trials``)."""
+        from bench.tuning.algorithms import planned_trials
+
+        return planned_trials(self.tuner_name, self.hp, max_trials=self.settings.max_trials,
+                              max_epochs=self.max_epochs)
+
     def model_inputs(self, data, weights: str | None):
         """What the model builder needs for ``data`` and the initial ``weights``."""
         from bench.tuning.hypermodel import ModelInputs
@@ -467,7 +476,6 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     """The BenchTuner that runs ``plan``'s trials here (a single process or a worker),
     and its frozen-prefix cache (None when off). ``done``: trials already run; a
     ``worker`` counts only its own trials."""
-    from bench.tuning.algorithms import planned_trials
     from bench.tuning.bench_tuner import BenchTuner, Execution
     from bench.tuning.hypermodel import FineTuneHyperModel
     from bench.tuning.prefix import PrefixCache
@@ -491,8 +499,7 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                           batch_size=settings.batch_size, repeats=settings.repeats,
                           seed=spec.seed, table=table, columns=plan.columns, run_dir=run_dir,
                           evaluation_batch_size=evaluation_batch_size)
-    total = planned_trials(plan.tuner_name, plan.hp, max_trials=settings.max_trials,
-                           max_epochs=plan.max_epochs)
+    total = plan.planned_trials
     progress = Progress(total_trials=None if worker else total, repeats=settings.repeats,
                         epochs=settings.epochs, done=done, worker=worker)
     prefix = None
@@ -561,7 +568,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         run_name,
         write_json,
     )
-    from bench.tuning.algorithms import planned_trials, tuner_notes
+    from bench.tuning.algorithms import tuner_notes
     from bench.tuning.bench_tuner import repeat_seeds
     from bench.tuning.recording import CsvAppender, epoch_columns
 
@@ -585,8 +592,6 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     if spec.preset is not None and not device["accelerators"]:
         log(f"note: preset {spec.preset} is meant for a GPU; on this CPU it runs, slowly "
             "(a ResNet at 224 px trains at tens of images per second on two cores)")
-
-    from bench.tuning.resume import space_identity
 
     identity = space_identity(space)  # the file as it was loaded
     if resume_from is not None:
@@ -656,8 +661,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     failure = None
     try:
         oracle = study_oracle(plan)
-        total = planned_trials(tuner_name, hp, max_trials=settings.max_trials,
-                               max_epochs=plan.max_epochs)
+        total = plan.planned_trials
         epochs = (f"up to {counted(plan.max_epochs, 'epoch')} per trial"
                   if tuner_name == "hyperband" else counted(settings.epochs, "epoch"))
         trials = counted(total, "trial") + (" in Hyperband's brackets"

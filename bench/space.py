@@ -350,6 +350,15 @@ def load_space(name: str, spaces_dir: Path = DEFAULT_SPACES_DIR) -> SearchSpace:
     return load_space_file(files[name])
 
 
+def space_identity(space: SearchSpace) -> dict:
+    """What ``run.json`` records to know a space again: its name, version, file and the
+    file's SHA-256 (a resume or a worker with another file is refused)."""
+    from bench.data.download import file_digest
+
+    return {"name": space.name, "version": space.version, "file": str(space.path),
+            "sha256": file_digest(space.path, "sha256")}
+
+
 def declared_hyperparameters(space: SearchSpace, *, num_blocks: int):
     """Declares the space's hyperparameters on a fresh ``HyperParameters`` and checks them.
 

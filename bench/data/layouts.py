@@ -188,12 +188,12 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         if sentence:
             notes.append(sentence)
     keep = np.ones(len(train_all.labels), dtype=bool)
-    relabelled = np.zeros(len(train_all.labels), dtype=bool)
+    train_relabelled = np.zeros(len(train_all.labels), dtype=bool)
     for part in given.values():
         keep &= _not_in(train_all, part)
-        relabelled |= _labelled_otherwise(train_all, part)
+        train_relabelled |= _labelled_otherwise(train_all, part)
     crossing += int((~keep).sum())
-    relabelled = int(relabelled.sum())
+    relabelled = int(train_relabelled.sum())
     if "validation" in given and "test" in given:
         val_keep = _not_in(given["validation"], given["test"])
         crossing += int((~val_keep).sum())

@@ -195,12 +195,12 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
 
     from bench.device import library_versions
     from bench.runner import _prepare_inputs, build_tuner, plan_study, study_oracle
+    from bench.space import space_identity
     from bench.tuning.recording import CsvAppender, epoch_columns
     from bench.tuning.resume import (
         ended_trials,
         recorded_spec,
         space_change,
-        space_identity,
         tidy_epochs,
     )
 

@@ -17,7 +17,6 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from bench.command import command
-from bench.data.download import file_digest
 from bench.errors import BenchError, FailureLimit
 from bench.results import RunDir, process_is_here, read_run, write_json
 
@@ -38,7 +37,8 @@ def resume_spec(run_dir: Path, *, given: dict, spelled: dict | None = None):
         given: Options given on this command line besides ``--resume``; one that differs
             from the run's own is refused, since a resumed run must be the same study.
         spelled: For messages, each option's destination as typed and whether it is a
-            flag (``{"reuse_models": ("--no-reuse", True)}``); by default ``--name``.
+            flag (``{"reuse_models": ("--no-reuse", True)}``); by default the field's name
+            with dashes (``cache_dir`` as ``--cache-dir``).
 
     Raises:
         BenchError: when the folder is not a run, the run has completed, or an option
@@ -248,15 +248,8 @@ def changed_inputs(ran: dict, now: dict) -> list[str]:
     return changes
 
 
-def space_identity(space) -> dict:
-    """What ``run.json`` records to know a space again: its name, version, file and the
-    file's SHA-256."""
-    return {"name": space.name, "version": space.version, "file": str(space.path),
-            "sha256": file_digest(space.path, "sha256")}
-
-
 def space_change(ran: dict, now: dict) -> str | None:
-    """How the space ``now`` (what this process would record) differs from the one a run
+    """How the space ``now`` (``bench.space.space_identity``'s) differs from the one a run
     ran (its ``run.json``'s ``space``), or None. The file's SHA-256 catches an edit that
     kept the version; a record without one (older runs) is compared by name and version."""
     if (ran.get("name"), ran.get("version")) != (now["name"], now["version"]):
