@@ -202,9 +202,11 @@ def _flip_middle(npz: Path) -> None:
     (_flip_middle, r"(is unreadable \(\w+\)|failed its checksum)"),
     (_rewriter("images", lambda images: images // 2), r"failed its checksum"),
     (_rewriter("duplicates", lambda count: count + 1), r"failed its checksum"),
-    (_rewriter("other_class", lambda count: count + 1), r"failed its checksum"),
+    (_rewriter("other_class", lambda said: np.append(said, "a.png (a) repeats b.png (b)")),
+     r"failed its checksum"),
+    (_rewriter("paths", lambda paths: paths[::-1]), r"failed its checksum"),
     (lambda npz: npz.write_bytes(b""), r"is unreadable \(\w+\)"),
-], ids=["truncated", "flipped", "images", "duplicates", "other_class", "empty"])
+], ids=["truncated", "flipped", "images", "duplicates", "other_class", "paths", "empty"])
 def test_a_damaged_decode_cache_is_decoded_again_with_one_line(tmp_path, damage, reason):
     good_images(tmp_path / "data")
     clean = imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=None)

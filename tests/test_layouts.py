@@ -270,7 +270,8 @@ def test_a_picture_under_two_classes_is_said_to_need_its_labels_checked(tmp_path
     assert (f"1 file(s) under {root} repeat another file's picture (the same bytes, or the "
             "same pixels in another format) and were used once; 1 of them under another "
             "class than the copy kept, which keeps the first class in path order: check "
-            "those labels") in data.notes
+            "those labels (dogs/mislabelled.bmp (dogs) repeats cats/1-0.png (cats))") \
+        in data.notes
 
 
 def test_a_picture_in_two_splits_under_two_classes_is_said_to_need_its_labels_checked(
@@ -286,7 +287,8 @@ def test_a_picture_in_two_splits_under_two_classes_is_said_to_need_its_labels_ch
     data = load(root, tmp_path)
     assert (f"3 image(s) in {root} repeat an image of a later split (train < validation < "
             "test) and were dropped from the earlier one; 2 of them under another class "
-            "there: check those labels") in data.notes
+            "there: check those labels (train/cats/x.png (cats) repeats test/dogs/3-0.png "
+            "(dogs); val/dogs/z.png (dogs) repeats test/cats/3-0.png (cats))") in data.notes
     assert each_picture_in_one_split(data)
 
 

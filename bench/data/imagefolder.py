@@ -48,9 +48,11 @@ class Decoded:
         skipped: Paths of files that could not be decoded.
         hashes: SHA-256 of each kept image's picture (``decode``), aligned with
             ``labels``: what finds the same picture in two splits.
+        paths: Each kept image's file, relative to the folder, aligned with ``labels``.
         duplicates: How many files were dropped for repeating an earlier file's picture.
-        other_class: How many of those were under another class than the copy kept (a
-            picture filed under two classes keeps the first class in path order).
+        other_class: Those of them under another class than the copy kept, as
+            ``"dropped file (its class) repeats kept file (its class)"`` (a picture filed
+            under two classes keeps the first class in path order).
     """
 
     images: np.ndarray
@@ -58,8 +60,9 @@ class Decoded:
     class_names: tuple[str, ...]
     skipped: tuple[str, ...]
     hashes: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
     duplicates: int = 0
-    other_class: int = 0
+    other_class: tuple[str, ...] = ()
 
 
 def class_name(folder: Path) -> str:
@@ -145,9 +148,8 @@ def list_images(classes: list[Path], root: Path | None = None) -> list[tuple[Pat
                              f"({', '.join(sorted(EXTENSIONS))})")
         files += [(p, label) for p in mine]
     if outside:
-        shown = ", ".join(outside[:3]) + (", ..." if len(outside) > 3 else "")
         raise BenchError(f"{len(outside)} symbolic link(s) under {inside} lead outside it: "
-                         f"{shown}; copy those images into the folder or remove the links")
+                         f"{some(outside)}; copy those images into the folder or remove the links")
     return files
 
 
@@ -233,12 +235,13 @@ def _read_cache(cache_file: Path, names: tuple[str, ...], log) -> Decoded | None
     try:
         decoded = Decoded(arrays["images"], arrays["labels"], names,
                           tuple(arrays["skipped"].tolist()), tuple(arrays["hashes"].tolist()),
-                          int(arrays["duplicates"]), int(arrays["other_class"]))
+                          tuple(arrays["paths"].tolist()), int(arrays["duplicates"]),
+                          tuple(arrays["other_class"].tolist()))
     except (KeyError, TypeError, ValueError) as error:  # verified, but not a decode's arrays
         log(f"decoded-image cache {cache_file} is unreadable ({type(error).__name__}); "
             "decoding again")
         return None
-    if len(decoded.hashes) != len(decoded.labels):
+    if not len(decoded.hashes) == len(decoded.paths) == len(decoded.labels):
         log(f"decoded-image cache {cache_file} failed its checksum; decoding again")
         return None
     return decoded
@@ -249,18 +252,28 @@ def _write_cache(cache_file: Path, decoded: Decoded, log) -> None:
         "images": decoded.images, "labels": decoded.labels,
         "skipped": np.asarray(decoded.skipped, dtype=str),
         "hashes": np.asarray(decoded.hashes, dtype=str),
+        "paths": np.asarray(decoded.paths, dtype=str),
         "duplicates": np.asarray(decoded.duplicates),
-        "other_class": np.asarray(decoded.other_class)})
+        "other_class": np.asarray(decoded.other_class, dtype=str)})
 
 
 def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> Decoded:
     check_memory(len(files), size, what=f"decoding {root}")
-    images, labels, hashes, skipped = [], [], [], []
-    # The label each file content and each picture was first kept under.
-    seen: dict[str, int] = {}
-    pictures: dict[str, int] = {}
-    duplicates = other_class = 0
+    images, labels, hashes, paths, skipped = [], [], [], [], []
+    # The file (relative to root) and label each file content and picture was first kept as.
+    seen: dict[str, tuple[str, int]] = {}
+    pictures: dict[str, tuple[str, int]] = {}
+    duplicates, other_class = 0, []
+
+    def repeat(where: str, label: int, kept: tuple[str, int]) -> None:
+        nonlocal duplicates
+        duplicates += 1
+        if kept[1] != label:
+            other_class.append(f"{where} ({names[label]}) repeats {kept[0]} "
+                               f"({names[kept[1]]})")
+
     for path, label in files:
+        where = os.path.relpath(path, root)
         try:
             content = path.read_bytes()
         except OSError:
@@ -268,8 +281,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
             continue
         digest = hashlib.sha256(content).hexdigest()
         if digest in seen:
-            duplicates += 1
-            other_class += seen[digest] != label
+            repeat(where, label, seen[digest])
             continue
         try:
             image, picture = decode(path, size)
@@ -280,15 +292,15 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
         except Exception:  # noqa: BLE001 (any unreadable file is skipped, not fatal)
             skipped.append(str(path))
             continue
-        seen[digest] = label
+        seen[digest] = (where, label)
         if picture in pictures:  # the same picture in another file (re-encoded, re-tagged)
-            duplicates += 1
-            other_class += pictures[picture] != label
+            repeat(where, label, pictures[picture])
             continue
-        pictures[picture] = label
+        pictures[picture] = (where, label)
         images.append(image)
         labels.append(label)
         hashes.append(picture)
+        paths.append(where)
     labels = np.asarray(labels, dtype=np.int32)
     for label, name in enumerate(names):
         if not (labels == label).any():
@@ -298,8 +310,8 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     except MemoryError:
         raise BenchError(f"not enough memory to hold {len(images)} images of {size}x{size} "
                          f"px from {root}; use a smaller --image-size") from None
-    return Decoded(stacked, labels, names, tuple(skipped), tuple(hashes), duplicates,
-                   other_class)
+    return Decoded(stacked, labels, names, tuple(skipped), tuple(hashes), tuple(paths),
+                   duplicates, tuple(other_class))
 
 
 def load_folder(root: Path, *, size: int, cache_dir: Path | None,
@@ -323,9 +335,8 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
         if cache_file is not None:
             _write_cache(cache_file, decoded, log)
     if decoded.skipped:
-        shown = ", ".join(decoded.skipped[:3]) + (", ..." if len(decoded.skipped) > 3 else "")
         log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root} "
-            f"(not decodable, a broken link, or floating-point pixels): {shown}")
+            f"(not decodable, a broken link, or floating-point pixels): {some(decoded.skipped)}")
     return decoded
 
 
@@ -336,6 +347,12 @@ def repeats_sentence(decoded: Decoded, root: Path) -> str | None:
     sentence = (f"{decoded.duplicates} file(s) under {root} repeat another file's picture "
                 "(the same bytes, or the same pixels in another format) and were used once")
     if decoded.other_class:
-        sentence += (f"; {decoded.other_class} of them under another class than the copy "
-                     "kept, which keeps the first class in path order: check those labels")
+        sentence += (f"; {len(decoded.other_class)} of them under another class than the "
+                     "copy kept, which keeps the first class in path order: check those "
+                     f"labels ({some(decoded.other_class, sep='; ')})")
     return sentence
+
+
+def some(items, *, sep: str = ", ", shown: int = 3) -> str:
+    """The first ``shown`` of ``items``, joined by ``sep``, with "..." when there are more."""
+    return sep.join(items[:shown]) + (f"{sep}..." if len(items) > shown else "")

@@ -26,6 +26,7 @@ error.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -132,11 +133,18 @@ def _not_in(decoded: Decoded, later: Decoded) -> np.ndarray:
     return np.asarray([h not in taken for h in decoded.hashes], dtype=bool)
 
 
-def _labelled_otherwise(decoded: Decoded, later: Decoded) -> np.ndarray:
-    """A mask of ``decoded``'s images that ``later`` holds under another class."""
-    label_of = dict(zip(later.hashes, later.labels.tolist()))
-    return np.asarray([h in label_of and label_of[h] != label
-                       for h, label in zip(decoded.hashes, decoded.labels.tolist())], dtype=bool)
+def _labelled_otherwise(decoded: Decoded, later: Decoded, *, here: str,
+                        there: str) -> dict[int, str]:
+    """``decoded``'s images that ``later`` holds under another class, by index, each as
+    "file (class) repeats file there (class)"; ``here`` and ``there`` name the folders."""
+    kept = {h: (path, label) for h, path, label in
+            zip(later.hashes, later.paths, later.labels.tolist())}
+    names = decoded.class_names
+    return {i: f"{here}/{path} ({names[label]}) repeats {there}/{kept[h][0]} "
+               f"({names[kept[h][1]]})"
+            for i, (h, path, label) in enumerate(zip(decoded.hashes, decoded.paths,
+                                                     decoded.labels.tolist()))
+            if h in kept and kept[h][1] != label}
 
 
 def _every_class_left(labels: np.ndarray, classes: list[str], where: str, split: str) -> None:
@@ -151,7 +159,8 @@ def _every_class_left(labels: np.ndarray, classes: list[str], where: str, split:
 
 def _subset(decoded: Decoded, mask: np.ndarray) -> Decoded:
     return replace(decoded, images=decoded.images[mask], labels=decoded.labels[mask],
-                   hashes=tuple(h for h, k in zip(decoded.hashes, mask) if k))
+                   hashes=tuple(h for h, k in zip(decoded.hashes, mask) if k),
+                   paths=tuple(p for p, k in zip(decoded.paths, mask) if k))
 
 
 def load_folder_dataset(name: str, root: Path, request: DataRequest) -> TransferData:
@@ -163,7 +172,7 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         request: A ``DataRequest`` (image size, seed, train per class, cache folder).
     """
     from bench.data.datasets import Split, TransferData, split_fractions
-    from bench.data.imagefolder import EXTENSIONS, load_folder, repeats_sentence
+    from bench.data.imagefolder import EXTENSIONS, load_folder, repeats_sentence, some
 
     layout = find_layout(root)
     size, cache, seed = request.image_size, request.cache_dir, request.seed
@@ -187,23 +196,31 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         sentence = repeats_sentence(decoded, folder)
         if sentence:
             notes.append(sentence)
+
+    def named(folder: Path) -> str:
+        return os.path.relpath(folder, root)
+
     keep = np.ones(len(train_all.labels), dtype=bool)
-    train_relabelled = np.zeros(len(train_all.labels), dtype=bool)
-    for part in given.values():
-        keep &= _not_in(train_all, part)
-        train_relabelled |= _labelled_otherwise(train_all, part)
+    train_relabelled: dict[int, str] = {}
+    for part, decoded in given.items():
+        keep &= _not_in(train_all, decoded)
+        for i, said in _labelled_otherwise(train_all, decoded, here=named(layout.train),
+                                           there=named(getattr(layout, part))).items():
+            train_relabelled.setdefault(i, said)  # one line for an image in both
     crossing += int((~keep).sum())
-    relabelled = int(train_relabelled.sum())
+    relabelled = list(train_relabelled.values())
     if "validation" in given and "test" in given:
         val_keep = _not_in(given["validation"], given["test"])
         crossing += int((~val_keep).sum())
-        relabelled += int(_labelled_otherwise(given["validation"], given["test"]).sum())
+        relabelled += _labelled_otherwise(given["validation"], given["test"],
+                                          here=named(layout.validation),
+                                          there=named(layout.test)).values()
         given["validation"] = _subset(given["validation"], val_keep)
     if crossing:
         notes.append(f"{crossing} image(s) in {root} repeat an image of a later split "
                      "(train < validation < test) and were dropped from the earlier one"
-                     + (f"; {relabelled} of them under another class there: check those "
-                        "labels" if relabelled else ""))
+                     + (f"; {len(relabelled)} of them under another class there: check "
+                        f"those labels ({some(relabelled, sep='; ')})" if relabelled else ""))
     pool = np.flatnonzero(keep)
     labels = train_all.labels[pool]
     _every_class_left(labels, classes, f"{layout.train}", "training")
