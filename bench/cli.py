@@ -254,11 +254,24 @@ def _worker(args) -> int:
     import grpc
     import keras_tuner
 
+    from bench.stopping import end_by_stop_signal
     from bench.tuning.chief import run_worker
+    from bench.tuning.distributed import CHIEF_PID
 
+    install_stop_handlers()
     try:
         run_worker(chief=args.chief, run_path=args.run, name=args.worker_id,
                    wait_seconds=args.wait)
+    except KeyboardInterrupt:
+        restart = command("worker", "--chief", args.chief, "--run", args.run,
+                          "--id", args.worker_id)
+        again = ("" if os.environ.get(CHIEF_PID) else  # a local chief restarts its own
+                 "; a trial it was running waits at the chief until a worker with this --id "
+                 f"starts again: '{restart}'")
+        print(f"interrupted: worker {args.worker_id} stopped{again}", file=sys.stderr)
+        sys.stderr.flush()
+        end_by_stop_signal()
+        return 130
     except grpc.RpcError as error:
         print(f"error: lost the chief at {args.chief} ({error.code().name}); a worker "
               f"restarted with --id {args.worker_id} gets its trial back", file=sys.stderr)

@@ -9,21 +9,23 @@ remembered, and every epoch and trial boundary raises it again (``raise_if_stopp
 
 from __future__ import annotations
 
+import os
 import signal
 
 _stopped = False
+_signal: int | None = None  # the stop signal that came, for ``end_by_stop_signal``
 
 
 def _stop(signum, frame):
-    global _stopped
-    _stopped = True
+    global _stopped, _signal
+    _stopped, _signal = True, signum
     raise KeyboardInterrupt
 
 
 def install_stop_handlers() -> None:
     """SIGTERM (a scheduler's or kill's stop) and Ctrl-C both stop the run from now on."""
-    global _stopped
-    _stopped = False
+    global _stopped, _signal
+    _stopped, _signal = False, None
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
 
@@ -44,3 +46,13 @@ def stop_check():
             raise_if_stopped()
 
     return RaiseIfStopped()
+
+
+def end_by_stop_signal() -> None:
+    """Ends this process by the stop signal that came, as if it had no handler, so that
+    whoever started it sees a process killed by that signal (a chief restarts a local
+    worker killed by a signal). Returns when no stop signal came."""
+    if _signal is None:
+        return
+    signal.signal(_signal, signal.SIG_DFL)
+    os.kill(os.getpid(), _signal)

@@ -152,18 +152,21 @@ def test_two_workers_write_the_tables_of_one_process(study):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_trial_is_restarted_and_its_trial_runs_again(study):
-    run = study / "results" / "killed-worker"
-    hold = study / "hold-killed-worker"
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+def test_a_worker_killed_mid_trial_is_restarted_and_its_trial_runs_again(study, stop):
+    # SIGTERM is handled (the worker stops at once, saying so) and still reads to the
+    # chief as a death by that signal, as SIGKILL does.
+    run = study / "results" / f"killed-worker-{stop.name}"
+    hold = study / f"hold-killed-worker-{stop.name}"
     # tuner0 waits before its second repeat: it is still in that trial when killed.
     hold.write_text(f"tuner0 {run / 'workers' / 'tuner0' / 'epochs.csv'}")
-    process = _start_holding(study, "killed-worker", "--workers", "2", hold=hold)
+    process = _start_holding(study, run.name, "--workers", "2", hold=hold)
     lines = []
     try:
         for line in process.stdout:
             lines.append(line)
             if line.startswith("[tuner0]") and "repeat 1/2" in line:
-                os.kill(_worker_pid(run, "tuner0"), signal.SIGKILL)  # mid-trial
+                os.kill(_worker_pid(run, "tuner0"), stop)  # mid-trial
                 hold.unlink()
                 break
         lines.extend(process.stdout)
@@ -172,7 +175,9 @@ def test_a_worker_killed_mid_trial_is_restarted_and_its_trial_runs_again(study):
         _stop(process)
     output = "".join(lines)
     assert process.returncode == 0, output[-3000:]
-    assert "[tuner0] died (signal 9) in trial" in output
+    assert f"[tuner0] died (signal {stop.value}) in trial" in output
+    if stop == signal.SIGTERM:  # no advice to restart it: its chief does
+        assert "[tuner0] interrupted: worker tuner0 stopped\n" in output
     _assert_same_tables(run, study / "results" / "reference")
     record = json.loads((run / "run.json").read_text())
     assert record["distributed"]["restarts"] == {"tuner0": 1}
@@ -248,6 +253,24 @@ def test_chief_and_worker_commands_and_a_worker_of_another_space_version(study):
         assert jax.stderr.strip().splitlines()[-1].startswith(
             "error: this worker's inputs differ from the chief's: Keras backend tensorflow -> jax")
         assert not (run / "workers" / "jax").exists()
+        # A worker stopped mid-trial (SIGTERM: a scheduler's stop, or Ctrl-C) says how to
+        # get its trial run, dies of the signal, and the same --id gets the trial back.
+        stopped = _worker(study, run, "w0", port)
+        watchdog = threading.Timer(300, stopped.kill)
+        watchdog.start()
+        try:
+            for line in stopped.stdout:
+                if "repeat 1/2" in line:
+                    stopped.send_signal(signal.SIGTERM)
+                    break
+            _, err = stopped.communicate(timeout=120)
+        finally:
+            watchdog.cancel()
+        assert stopped.returncode == -signal.SIGTERM, err[-2000:]
+        assert err.strip().splitlines()[-1] == (
+            "interrupted: worker w0 stopped; a trial it was running waits at the chief until "
+            "a worker with this --id starts again: 'python run_bench.py worker --chief "
+            f"127.0.0.1:{port} --run {run} --id w0'")
         workers = [_worker(study, run, name, port) for name in ("w0", "w1")]
         for worker in workers:
             out, err = worker.communicate(timeout=600)
