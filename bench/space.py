@@ -384,10 +384,38 @@ def declared_hyperparameters(space: SearchSpace, *, num_blocks: int):
                 f"builder (it uses {', '.join(BUILDER_HYPERPARAMETERS)}); list it in "
                 "extra_hyperparameters if your own hooks read it"
             )
+    _check_column_names(space, [parameter.name for parameter in hp.space])
     _check_frozen_blocks(space, hp, num_blocks=num_blocks)
     _check_init(space, hp)
     _check_learning_rates(space, hp)
     return hp
+
+
+def taken_column_names() -> dict[str, str]:
+    """Names a hyperparameter or a space's epoch column cannot have, each with what
+    already uses it: a second column of one name in a table overwrites or hides one."""
+    from bench.analysis.numbers import ANALYSIS_COLUMNS, NOT_HYPERPARAMETERS
+    from bench.results import TRIAL_METRICS
+    from bench.tuning.recording import epoch_columns
+
+    taken = dict.fromkeys(ANALYSIS_COLUMNS, "the analysis's tables")
+    taken |= dict.fromkeys(["trial_id", "status", *TRIAL_METRICS, "error"], "trials.csv")
+    taken |= dict.fromkeys([*epoch_columns([]), *NOT_HYPERPARAMETERS], "epochs.csv")
+    return taken
+
+
+def _check_column_names(space: SearchSpace, hyperparameters: list[str]) -> None:
+    taken = taken_column_names()
+    named = [(name, "hyperparameter") for name in hyperparameters]
+    named += [(name, "epoch column") for name in space.epoch_columns if name != "phase"]
+    for name, what in named:
+        if name in taken:
+            raise BenchError(f"search space file {space.path}: {what} {name!r} has the name "
+                             f"of a column of {taken[name]}; give it another name")
+    twice = sorted(set(hyperparameters) & set(space.epoch_columns))
+    if twice:
+        raise BenchError(f"search space file {space.path}: {twice[0]!r} is both a "
+                         "hyperparameter and an epoch column; give them different names")
 
 
 def declared_values(hp, name: str) -> list | None:

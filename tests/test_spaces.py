@@ -3,6 +3,7 @@
 import re
 import shutil
 import textwrap
+from pathlib import Path
 
 import keras_tuner
 import numpy as np
@@ -238,3 +239,51 @@ def test_grid_on_a_continuous_space_suggests_what_to_do(tmp_path):
     assert result.returncode == 2
     assert "grid search needs finite hyperparameters, but head_lr is continuous" in result.stderr
     assert "--tuner random, bayesian or hyperband" in result.stderr
+
+
+def _space_declaring(tmp_path, name: str, *, epoch_columns=()) -> Path:
+    folder = tmp_path / "named"
+    folder.mkdir(exist_ok=True)
+    (folder / "named.py").write_text(textwrap.dedent(f'''
+        from bench.space import SearchSpace
+        class Named(SearchSpace):
+            description = "a hyperparameter named {name}"
+            extra_hyperparameters = ({name!r},)
+            epoch_columns = {tuple(epoch_columns)!r}
+            def declare(self, hp, *, num_blocks):
+                hp.Choice({name!r}, [1, 2])
+    '''))
+    return folder
+
+
+def test_a_hyperparameter_named_like_a_column_of_the_tables_is_refused(tmp_path, tiny_run):
+    """Found by a new user: 'epoch', 'seed', 'status', 'loss' and others were accepted and
+    then overwrote those columns (or crashed the run after training). The names are the
+    headers a real run wrote, and names the analysis adds to its tables ('mean', 'metric',
+    'n' ended the run in a traceback, 'configuration' passed silently)."""
+    headers = [*pd.read_csv(tiny_run / "epochs.csv", nrows=0).columns,
+               *pd.read_csv(tiny_run / "trials.csv", nrows=0).columns]
+    builder = {"init", "frozen_blocks", "head_lr", "body_lr_scale"}
+    names = sorted({*headers, "phase", "mean", "metric", "n", "configuration"} - builder)
+    assert {"epoch", "seed", "status", "loss", "run_id", "best_val_accuracy"} <= set(names)
+    for name in names:
+        with pytest.raises(BenchError, match=rf"hyperparameter '{name}' has the name of a "
+                                             r"column of (epochs|trials)\.csv|the analysis"):
+            declared_hyperparameters(load_space("named", _space_declaring(tmp_path, name)),
+                                     num_blocks=4)
+    declared_hyperparameters(load_space("named", _space_declaring(tmp_path, "units")),
+                             num_blocks=4)
+
+
+def test_a_space_epoch_column_named_like_a_table_column_or_its_hyperparameter_is_refused(
+        tmp_path):
+    folder = _space_declaring(tmp_path, "units", epoch_columns=["phase"])  # what it is for
+    declared_hyperparameters(load_space("named", folder), num_blocks=4)
+    folder = _space_declaring(tmp_path, "units", epoch_columns=["val_loss"])
+    with pytest.raises(BenchError, match="epoch column 'val_loss' has the name of a column "
+                                         r"of epochs\.csv; give it another name"):
+        declared_hyperparameters(load_space("named", folder), num_blocks=4)
+    folder = _space_declaring(tmp_path, "units", epoch_columns=["units"])
+    with pytest.raises(BenchError, match="'units' is both a hyperparameter and an epoch "
+                                         "column"):
+        declared_hyperparameters(load_space("named", folder), num_blocks=4)

@@ -28,6 +28,10 @@ BASELINE_INIT = "random"
 NOT_HYPERPARAMETERS = ("run_id", "trial_id", "repeat", "seed", "epoch", "frozen_layers",
                        "trainable_params", "loss", "accuracy", "val_loss", "val_accuracy",
                        "epoch_seconds", "test_accuracy", "phase")
+#: Columns the analysis adds to tables that hold the hyperparameters' columns.
+ANALYSIS_COLUMNS = ("comparison", "configuration", "configurations", "configurations_run",
+                    "diff", "gap", "mean", "low", "high", "n", "measure", "metric", "epochs",
+                    "by_trial_id", "by_epochs", "_failed")
 #: Accuracy intervals are clipped to what accuracy can be. Differences (the gap) are not:
 #: the headline interval is Student's t as scipy gives it, whatever its ends.
 ACCURACY_BOUNDS = (0.0, 1.0)
