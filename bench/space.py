@@ -310,7 +310,22 @@ def load_space_file(space_file: SpaceFile) -> SearchSpace:
         raise BenchError(f"{where}: {classes[0].__name__} needs a one-line description")
     if not isinstance(space.settings, SpaceSettings):
         raise BenchError(f"{where}: settings must be a bench.space.SpaceSettings")
+    _check_counts(space.settings, where=where)
     return space
+
+
+def _check_counts(settings: SpaceSettings, *, where: str) -> None:
+    """The counts in a space's settings are whole numbers, 1 or more, as the options that
+    override them must be (found by a new user: ``repeats=0`` failed every trial and
+    ``batch_size=0`` ended in a traceback)."""
+    for name in ("epochs", "batch_size", "repeats", "max_trials", "image_size"):
+        value = getattr(settings, name)
+        optional = name in ("max_trials", "image_size")
+        if optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BenchError(f"{where}: settings {name}={value!r} must be a whole number, 1 "
+                             f"or more{' (or None)' if optional else ''}")
 
 
 #: The methods of ``SearchSpace`` a space overrides to change what a trial does.

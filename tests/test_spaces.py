@@ -179,6 +179,38 @@ BROKEN = {
                 return features
     '''), "A.build_heads() is not a hook, so nothing calls it; did you mean build_head()? "
          "(a helper of your own: start its name with _)"),
+    "zero-repeats": (textwrap.dedent('''
+        from bench.space import SearchSpace, SpaceSettings
+        class A(SearchSpace):
+            description = "a"
+            settings = SpaceSettings(repeats=0)
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [0.01, 0.001])
+    '''), "settings repeats=0 must be a whole number, 1 or more"),
+    "negative-batch": (textwrap.dedent('''
+        from bench.space import SearchSpace, SpaceSettings
+        class A(SearchSpace):
+            description = "a"
+            settings = SpaceSettings(batch_size=-3)
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [0.01, 0.001])
+    '''), "settings batch_size=-3 must be a whole number, 1 or more"),
+    "float-epochs": (textwrap.dedent('''
+        from bench.space import SearchSpace, SpaceSettings
+        class A(SearchSpace):
+            description = "a"
+            settings = SpaceSettings(epochs=2.5, max_trials=0)
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [0.01, 0.001])
+    '''), "settings epochs=2.5 must be a whole number, 1 or more"),
+    "zero-trials": (textwrap.dedent('''
+        from bench.space import SearchSpace, SpaceSettings
+        class A(SearchSpace):
+            description = "a"
+            settings = SpaceSettings(max_trials=0)
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [0.01, 0.001])
+    '''), "settings max_trials=0 must be a whole number, 1 or more (or None)"),
     "no-description": (textwrap.dedent('''
         from bench.space import SearchSpace
         class A(SearchSpace):
