@@ -319,6 +319,10 @@ def check_backend_installed() -> None:
     from bench.device import BACKEND_FRAMEWORKS
 
     backend = os.environ.get("KERAS_BACKEND")
+    if backend is not None and backend not in BACKEND_FRAMEWORKS:
+        raise BenchError(f"KERAS_BACKEND={backend} is not a Keras backend: set it to one of "
+                         f"{', '.join(BACKEND_FRAMEWORKS)} (lower case), or unset it to use "
+                         "TensorFlow")
     framework = BACKEND_FRAMEWORKS.get(backend)
     if framework is not None and importlib.util.find_spec(framework) is None:
         raise BenchError(f"KERAS_BACKEND={backend}, but {framework} is not installed here: "

@@ -11,7 +11,7 @@ import platform
 #: Each Keras backend's framework: the package it imports, whose version its numbers
 #: depend on besides Keras.
 BACKEND_FRAMEWORKS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
-                      "numpy": "numpy"}
+                      "numpy": "numpy", "openvino": "openvino"}
 
 
 def describe_device() -> dict:

@@ -70,10 +70,18 @@ def run_name(given: str | None, *, prefix: str) -> str:
     return given if given is not None else f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+#: The longest run name: a folder name, which file systems cap at 255 bytes, with room
+#: for the suffixes a run folder's siblings take.
+MAX_RUN_NAME = 200
+
+
 def check_run_name(name: str) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise BenchError(f"run name {name!r} must be a letter or digit followed by "
                          "letters, digits, '.', '_' or '-'")
+    if len(name) > MAX_RUN_NAME:
+        raise BenchError(f"run name {name[:20]}... is {len(name)} characters long; use at "
+                         f"most {MAX_RUN_NAME}")
 
 
 #: The least free space a run starts with: tables, figures and KerasTuner's files of a

@@ -62,6 +62,9 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
     (["--name", ""], "run name '' must be"),
     # Found by a new user: '..' was told to be what it already was.
     (["--name", ".."], "run name '..' must be a letter or digit followed by"),
+    # Found by a new user: the file system's "File name too long" as a traceback.
+    (["--name", "a" * 300], "run name aaaaaaaaaaaaaaaaaaaa... is 300 characters long; use "
+                            "at most 200"),
     (["--seed", "5000000000"], "--seed must be at most 2147483647"),
     (["--seed", "2147483647", "--repeats", "3"], "gives seeds up to 2147483649, above"),
     (["--max-epochs", "4"], "--max-epochs is Hyperband's most epochs per trial; this run "
@@ -247,3 +250,15 @@ def test_a_keras_backend_that_is_not_installed_is_one_line_and_exit_2(tmp_path):
             "error: KERAS_BACKEND=torch, but torch is not installed here: pip install torch "
             "(README 'On a GPU' for a GPU build), or unset KERAS_BACKEND to use TensorFlow")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("backend", ["JAX", "tf", "bogus"])
+def test_a_keras_backend_keras_does_not_know_is_one_line_and_exit_2(tmp_path, backend):
+    """Found by a new user: KERAS_BACKEND=JAX (upper case) ended in Keras's traceback."""
+    import os
+
+    result = run_bench("list", env=os.environ | {"KERAS_BACKEND": backend})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == (
+        f"error: KERAS_BACKEND={backend} is not a Keras backend: set it to one of tensorflow, "
+        "jax, torch, numpy, openvino (lower case), or unset it to use TensorFlow")
