@@ -143,3 +143,18 @@ def test_no_gap_from_a_hyperparameter_that_exists_for_one_init_says_so():
                    "compare them.")
     # Without the columns to compare, the general advice.
     assert "run a grid over init" in analysis.why_no_gap(table)
+
+
+def test_no_gap_from_a_hyperparameter_drawn_apart_for_each_init_says_to_run_a_grid():
+    """Found by a new user: a random search over a continuous head_lr (declared for every
+    init) was told to move head_lr out of a conditional scope it was never in."""
+    table = epochs_table()
+    table["head_lr"] = table["init"].map({"pretrained": 0.00035, "random": 0.0137})
+    assert analysis.init_gaps(table, pair_on=["frozen_blocks", "head_lr"]) == []
+    why = analysis.why_no_gap(table, pair_on=["frozen_blocks", "head_lr"])
+    assert why == ("init took the values pretrained, random, but no configuration ran with "
+                   "both an init and random: head_lr took 0.00035 with pretrained and 0.0137 "
+                   "with random, so nothing can be paired; a random or Bayesian search seldom "
+                   "draws a value twice (from a range without a step, never): run a grid "
+                   "over init (--tuner grid) or a space that varies init alone (--space "
+                   "init).")

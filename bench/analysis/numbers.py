@@ -374,23 +374,27 @@ def why_no_gap(epochs: pd.DataFrame, *, pair_on: list[str] | None = None) -> str
         return (f"init took the values {', '.join(inits)} but never {BASELINE_INIT}, so there "
                 f"is no gap against {BASELINE_INIT} initialisation; add {BASELINE_INIT!r} to "
                 "the space's init choices.")
-    apart = _apart_by_init(epochs, pair_on or [])
+    grid = ("run a grid over init (--tuner grid) or a space that varies init alone "
+            "(--space init)")
+    apart, conditional = _apart_by_init(epochs, pair_on or [])
     if apart:
+        advice = ("declare that hyperparameter for every init (not in a conditional scope "
+                  "of init) to compare them" if conditional else
+                  f"a random or Bayesian search seldom draws a value twice (from a range "
+                  f"without a step, never): {grid}")
         return (f"init took the values {', '.join(inits)}, but no configuration ran with "
                 f"both an init and random: {'; '.join(apart)}, so nothing can be paired; "
-                "declare that hyperparameter for every init (not in a conditional scope "
-                "of init) to compare them.")
+                f"{advice}.")
     return (f"init took the values {', '.join(inits)}, but no configuration of the other "
             "hyperparameters ran with both an init and random at the same seeds, so "
-            "nothing can be paired; run a grid over init (--tuner grid) or a space that "
-            "varies init alone (--space init).")
+            f"nothing can be paired; {grid}.")
 
 
-def _apart_by_init(epochs: pd.DataFrame, columns: list[str]) -> list[str]:
+def _apart_by_init(epochs: pd.DataFrame, columns: list[str]) -> tuple[list[str], bool]:
     """For each of ``columns`` whose values under random share none with those under
     another init: "frozen_blocks took 2, 4 with pretrained and none (inactive) with
-    random"."""
-    said = []
+    random"; and whether one of them is inactive under an init (a conditional scope)."""
+    said, conditional = [], False
     for column in [c for c in columns if c in epochs]:
         values = {init: set(inactive_as(group, [column])[column])
                   for init, group in epochs.groupby("init")}
@@ -399,7 +403,8 @@ def _apart_by_init(epochs: pd.DataFrame, columns: list[str]) -> list[str]:
             if init != BASELINE_INIT and not mine & baseline:
                 said.append(f"{column} took {_values_text(mine)} with {init} and "
                             f"{_values_text(baseline)} with {BASELINE_INIT}")
-    return said
+                conditional |= INACTIVE in mine | baseline
+    return said, conditional
 
 
 def _values_text(values: set) -> str:
