@@ -1,6 +1,7 @@
 """`analyze` on damaged tables: one line naming the file and the problem, exit status 2,
 and nothing written (no half plots/, no Parquet copy overwritten)."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,8 @@ def test_a_killed_run_is_reported_as_partial_from_its_complete_executions(damage
     (damaged / "run.json").write_text(json.dumps(record))
     trials = pd.read_csv(damaged / "trials.csv", dtype={"trial_id": str})
     trials.loc[1, "status"] = "RUNNING"
+    # As the suite writes a trial still running: no scores.
+    trials.loc[1, ["best_val_accuracy", "final_val_accuracy", "test_accuracy"]] = None
     trials.to_csv(damaged / "trials.csv", index=False)
     result = _analyze(damaged)
     assert result.returncode == 0, result.stderr
@@ -212,3 +215,95 @@ def test_a_completed_run_without_its_trials_table_is_refused(damaged):
     _one_error(_analyze(damaged), "trials.csv is missing, but the run completed and "
                f"epochs.csv holds rows of {len(listed)} trial(s)")
     _nothing_written(damaged, before)
+
+
+def _edit(run, *, epochs=None, trials=None):
+    """Rewrites the run's tables with ``epochs(table)`` / ``trials(table)`` applied to
+    them read as text, as an editor would leave them; the Parquet copies go."""
+    import pandas as pd
+
+    for name, change in (("epochs", epochs), ("trials", trials)):
+        (run / f"{name}.parquet").unlink(missing_ok=True)
+        if change is not None:
+            path = run / f"{name}.csv"
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+            change(table)
+            table.to_csv(path, index=False)
+
+
+def _at(table, column, value, **where):
+    mask = True
+    for key, wanted in where.items():
+        mask = mask & (table[key] == wanted)
+    table.loc[mask, column] = value
+
+
+#: Edits that change what the report would say without a word, each found by a new user
+#: (exit 0 before); the tiny run has trials 0000 (pretrained) and 0001 (random), 2
+#: repeats (seeds 1 and 2) of 2 epochs each.
+EDITS = {
+    "status-case": (dict(trials=lambda t: _at(t, "status", "completed", trial_id="0000")),
+                    "trial 0000's status is 'completed', not one the suite writes"),
+    "failed-with-scores": (dict(trials=lambda t: _at(t, "status", "FAILED", trial_id="0000")),
+                           "trial 0000 is FAILED but has scores"),
+    "hyperparameter-in-one-table": (
+        dict(trials=lambda t: _at(t, "head_lr", "0.01", trial_id="0000")),
+        "trial 0000's head_lr is 0.01 in trials.csv but 0.003 in epochs.csv"),
+    "nan-accuracy": (dict(epochs=lambda e: _at(e, "accuracy", "nan", trial_id="0000",
+                                               repeat="1", epoch="1")),
+                     "trial 0000 is COMPLETED but its accuracy is nan at repeat 1, epoch 1"),
+    "train-accuracy-3": (dict(epochs=lambda e: _at(e, "accuracy", "3", trial_id="0001",
+                                                   repeat="2", epoch="2")),
+                         "its accuracy is 3.0 at repeat 2, epoch 2, where it is a number "
+                         "from 0 to 1"),
+    "inf-loss": (dict(epochs=lambda e: _at(e, "val_loss", "inf", trial_id="0000",
+                                           repeat="1", epoch="2")),
+                 "its val_loss is inf at repeat 1, epoch 2 (a trial whose loss is not "
+                 "finite fails)"),
+    "test-accuracy-1.7": (dict(trials=lambda t: _at(t, "test_accuracy", "1.7",
+                                                    trial_id="0001")),
+                          "trial 0001's test_accuracy is 1.7, outside 0 to 1"),
+    "epochs-completed": (dict(trials=lambda t: _at(t, "epochs_completed", "99",
+                                                   trial_id="0000")),
+                         "trial 0000 has epochs_completed 99 but 4 rows in epochs.csv"),
+    "epoch-renumbered": (dict(epochs=lambda e: _at(e, "epoch", "0", trial_id="0000",
+                                                   repeat="1", epoch="1")),
+                         "trial 0000's repeat 1 has epochs 0, 2, where it has 1 to n once"),
+    "seed": (dict(epochs=lambda e: _at(e, "seed", "99", trial_id="0001", repeat="1")),
+             "trial 0001's repeat 1 has seed 99 where run.json gives repeat 1 the seed 1"),
+    "repeat-renumbered": (dict(epochs=lambda e: _at(e, "repeat", "5", trial_id="0000",
+                                                    repeat="2")),
+                          "trial 0000 is COMPLETED but its repeats (1, 5) are not 1 to n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDITS))
+def test_a_table_edited_so_that_the_report_would_change_is_refused(damaged, name):
+    from bench.analysis.tables import load_tables
+    from bench.errors import BenchError
+
+    load_tables([damaged])  # as the run wrote them: accepted
+    edits, message = EDITS[name]
+    _edit(damaged, **edits)
+    with pytest.raises(BenchError, match=re.escape(message)):
+        load_tables([damaged])
+
+
+def test_text_where_the_space_declared_numbers_is_refused(damaged):
+    import json
+
+    from bench.analysis.tables import load_tables
+    from bench.errors import BenchError
+
+    # As a space declaring frozen_blocks as Int would record it; both tables agree.
+    record = json.loads((damaged / "run.json").read_text())
+    record["space"]["hyperparameters"].append(
+        {"name": "frozen_blocks", "type": "Int", "min_value": 0, "max_value": 4, "step": 2})
+    (damaged / "run.json").write_text(json.dumps(record))
+    load_tables([damaged])
+    _edit(damaged, epochs=lambda e: _at(e, "frozen_blocks", "zero", trial_id="0001"),
+          trials=lambda t: _at(t, "frozen_blocks", "zero", trial_id="0001"))
+    with pytest.raises(BenchError, match="column 'frozen_blocks' holds 'zero' on line 6, not "
+                                         "a number"):
+        load_tables([damaged])
+    _one_error(_analyze(damaged), "frozen_blocks", "not a number")

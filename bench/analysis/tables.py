@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import numbers
-from bench.analysis.validate import check_trials_agree, check_trials_listed
+from bench.analysis.validate import check_rows_agree, check_trials_agree, check_trials_listed
 from bench.errors import BenchError
 from bench.results import open_run, read_epochs, read_run, read_trials
 
@@ -126,6 +126,7 @@ def load_tables(paths: list[Path]) -> Tables:
             table = read_trials(run_dir)
             check_trials_agree(rows, table, run_dir.path)
             trials.append(table.assign(run_id=run["run_id"]))
+        check_rows_agree(rows, table, run, run_dir.path)
         check_trials_listed(rows, table, status=run.get("status", ""), path=run_dir.path)
     epochs = pd.concat(epochs, ignore_index=True)
     trials = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame(

@@ -121,3 +121,143 @@ def check_trials_listed(epochs: pd.DataFrame, trials: pd.DataFrame | None, *, st
                          f"trials.csv ({len(unlisted)} such trial(s)), in a run that "
                          "completed; trials.csv was edited or comes from another run: "
                          "restore it from a copy")
+
+
+#: What KerasTuner's TrialStatus calls a trial, as trials.csv writes it.
+TRIAL_STATUSES = ("COMPLETED", "FAILED", "RUNNING", "IDLE", "INVALID", "STOPPED")
+#: Columns of ``epochs.csv`` that a completed execution has in [0, 1] on every row.
+ACCURACIES = ("accuracy", "val_accuracy")
+#: Columns that a completed execution has finite on every row (a trial whose loss stops
+#: being finite is failed, never completed).
+LOSSES = ("loss", "val_loss")
+
+
+def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dict,
+                     path: Path) -> None:
+    """What the suite writes holds in ``epochs.csv`` and ``trials.csv``: known statuses,
+    scores only for completed trials, accuracies in [0, 1] and finite losses in completed
+    executions, each repeat's epochs 1..n with its recorded seed, numbers where the space
+    declared numbers, and each trial's hyperparameters the same in both tables. A table
+    that breaks one was edited by hand or damaged, and would change the report's numbers
+    without a word (a lower-case status dropped a trial; a hyperparameter written as
+    text made another configuration)."""
+    _check_declared_numbers(epochs, run, path / "epochs.csv")
+    if trials is None:
+        return
+    _check_declared_numbers(trials, run, path / "trials.csv")
+    unknown = trials[~trials["status"].isin(TRIAL_STATUSES)]
+    if not unknown.empty:
+        first = unknown.iloc[0]
+        raise BenchError(f"{path / 'trials.csv'}: trial {first.trial_id}'s status is "
+                         f"{first.status!r}, not one the suite writes "
+                         f"({', '.join(TRIAL_STATUSES)}); the table was edited: restore it "
+                         "from a copy")
+    scores = [c for c in ("best_val_accuracy", "final_val_accuracy", "test_accuracy")
+              if c in trials]
+    unscored = trials[(trials["status"] != "COMPLETED") & trials[scores].notna().any(axis=1)]
+    if not unscored.empty:
+        first = unscored.iloc[0]
+        raise BenchError(f"{path / 'trials.csv'}: trial {first.trial_id} is {first.status} but "
+                         "has scores, which only a COMPLETED trial has; the table was edited: "
+                         "restore it from a copy")
+    for column in scores:
+        outside = trials[(trials[column] < 0) | (trials[column] > 1)]
+        if not outside.empty:
+            raise BenchError(f"{path / 'trials.csv'}: trial {outside.iloc[0].trial_id}'s "
+                             f"{column} is {outside.iloc[0][column]}, outside 0 to 1; the "
+                             "table was edited: restore it from a copy")
+    for trial in trials.to_dict("records"):  # not itertuples: it renames odd names
+        trial_id = trial["trial_id"]
+        mine = epochs[epochs["trial_id"] == trial_id]
+        counted = trial.get("epochs_completed", float("nan"))
+        if not pd.isna(counted) and counted != len(mine):
+            raise BenchError(f"{path / 'trials.csv'}: trial {trial_id} has epochs_completed "
+                             f"{counted:g} but {len(mine)} rows in epochs.csv; one of the "
+                             "tables was edited: restore both from a copy")
+        if trial["status"] == "COMPLETED":
+            _check_completed_rows(mine, trial_id, run, path / "epochs.csv")
+        _check_same_hyperparameters(mine, trial, path)
+
+
+def _check_completed_rows(rows: pd.DataFrame, trial_id: str, run: dict, path: Path) -> None:
+    for column in ACCURACIES:
+        bad = rows[~rows[column].between(0, 1)]
+        if not bad.empty:
+            raise BenchError(f"{path}: trial {trial_id} is COMPLETED but its {column} is "
+                             f"{bad.iloc[0][column]} at {_where(bad.iloc[0])}, where it is a "
+                             "number from 0 to 1; the table was edited: restore it from a "
+                             "copy")
+    for column in LOSSES:
+        bad = rows[~np.isfinite(rows[column].astype(float))]
+        if not bad.empty:
+            raise BenchError(f"{path}: trial {trial_id} is COMPLETED but its {column} is "
+                             f"{bad.iloc[0][column]} at {_where(bad.iloc[0])} (a trial whose "
+                             "loss is not finite fails); the table was edited: restore it from "
+                             "a copy")
+    seeds = run.get("seeds", {}).get("repeats")
+    repeats = sorted(rows["repeat"].unique())
+    lengths = set()
+    for repeat in repeats:
+        mine = rows[rows["repeat"] == repeat]
+        epochs = sorted(mine["epoch"])
+        lengths.add(len(epochs))
+        said = None
+        if epochs != list(range(1, len(epochs) + 1)):
+            said = f"epochs {', '.join(f'{e:g}' for e in epochs)}, where it has 1 to n once each"
+        elif seeds and 1 <= repeat <= len(seeds) and set(mine["seed"]) != {seeds[int(repeat) - 1]}:
+            said = (f"seed {', '.join(f'{s:g}' for s in sorted(set(mine['seed'])))} where "
+                    f"run.json gives repeat {repeat:g} the seed {seeds[int(repeat) - 1]}")
+        if said:
+            raise BenchError(f"{path}: trial {trial_id}'s repeat {repeat:g} has {said}; the "
+                             "table was edited: restore it from a copy")
+    if repeats != list(range(1, len(repeats) + 1)) or len(lengths) > 1:
+        raise BenchError(f"{path}: trial {trial_id} is COMPLETED but its repeats "
+                         f"({', '.join(f'{r:g}' for r in repeats)}) are not 1 to n with as "
+                         "many epochs each; the table was edited: restore it from a copy")
+
+
+def _where(row: pd.Series) -> str:
+    return f"repeat {row['repeat']:g}, epoch {row['epoch']:g}"
+
+
+def _cell(value):
+    """A table cell to compare across tables: None for empty, a float for a number."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return bool(np.isclose(a, b, rtol=1e-9, atol=0, equal_nan=True))
+    return a == b
+
+
+def _check_same_hyperparameters(rows: pd.DataFrame, trial: dict, path: Path) -> None:
+    from bench.analysis.numbers import NOT_HYPERPARAMETERS
+
+    shared = [c for c in rows.columns if c in trial and c not in NOT_HYPERPARAMETERS
+              and c not in TRIALS_SCHEMA.numeric and c not in ("status", "error")]
+    for column in shared:
+        recorded = _cell(trial[column])
+        for value in {_cell(v) for v in rows[column]}:
+            if not _same(value, recorded):
+                raise BenchError(f"{path}: trial {trial['trial_id']}'s {column} is {recorded} in "
+                                 f"trials.csv but {value} in epochs.csv; one of the tables "
+                                 "was edited: restore both from a copy")
+
+
+def _check_declared_numbers(table: pd.DataFrame, run: dict, path: Path) -> None:
+    """Where the space declared a hyperparameter of numbers, its column holds numbers
+    (or is empty: inactive), as check_table does for the metrics."""
+    for declared in run.get("space", {}).get("hyperparameters", []):
+        name = declared.get("name")
+        values = declared.get("values", [declared.get("value")])
+        numeric = declared.get("type") in ("Int", "Float") or (
+            declared.get("type") in ("Choice", "Fixed") and values and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))
+        if numeric and name in table:
+            check_table(table, TableSchema(required=(), numeric=(name,)), path)
