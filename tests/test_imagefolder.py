@@ -89,6 +89,10 @@ def test_sixteen_bit_pixels_are_scaled_from_0_to_65535_like_their_8_bit_copy(tmp
 def test_files_that_cannot_become_8_bit_rgb_are_skipped_and_counted(tmp_path):
     good_images(tmp_path, per_class=2)
     Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "cats" / "float.tif")
+    # Found by a new user: 32-bit integers holding 0-255 were scaled as 16-bit (to 0-1).
+    Image.fromarray(np.full((8, 8), 200, np.int32), mode="I").save(tmp_path / "dogs" / "i32.tif")
+    with Image.open(tmp_path / "dogs" / "i32.tif") as opened:
+        assert opened.mode == "I"
     os.symlink(tmp_path / "cats" / "gone.png", tmp_path / "dogs" / "broken.png")
     rng = np.random.default_rng(1)
     for name, suffix in (("cats", ".jfif"), ("dogs", ".ppm")):  # read, not left out
@@ -98,9 +102,14 @@ def test_files_that_cannot_become_8_bit_rgb_are_skipped_and_counted(tmp_path):
     messages = []
     decoded = imagefolder.load_folder(tmp_path, size=8, cache_dir=None, log=messages.append)
     assert sorted(decoded.skipped) == sorted([str(tmp_path / "cats" / "float.tif"),
+                                              str(tmp_path / "dogs" / "i32.tif"),
                                               str(tmp_path / "dogs" / "broken.png")])
     assert len(decoded.labels) == 2 * 3 + 2  # good_images gives per_class + 1 per class
-    assert "skipped 2 unreadable image file(s)" in messages[0]
+    assert "skipped 3 unreadable image file(s)" in messages[0]
+    # PGM beyond 8 bits also opens as mode "I", scaled by Pillow to 0-65535: it is read.
+    (tmp_path / "cats" / "deep.pgm").write_bytes(b"P5 2 1 1023\n\x03\xff\x00\x00")
+    assert imagefolder.decode(tmp_path / "cats" / "deep.pgm", 2)[0][0, :, 0].tolist() == \
+        [255, 0]
 
 
 def test_broken_files_are_skipped_with_one_warning_and_good_ones_all_used(tmp_path,

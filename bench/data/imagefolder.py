@@ -7,8 +7,8 @@ leave it. Images are turned upright (EXIF orientation), converted to RGB (graysc
 RGBA, palette and 16-bit alike; 16-bit values are scaled from 0-65535) and resized.
 Files that decode to identical pixels (the same bytes, or the same picture saved again
 in another format) are one image: the first in path order is kept. Unreadable files,
-broken links and images with floating-point pixels (no agreed range) are skipped and
-reported on every load, the cached ones too.
+broken links and images with floating-point or 32-bit integer pixels (no agreed range)
+are skipped and reported on every load, the cached ones too.
 
 The decoded arrays are cached under a key made from the files' paths, sizes,
 modification and change times, so a second run decodes nothing. A cache entry carries a SHA-256
@@ -162,6 +162,10 @@ def decode(path: Path, size: int) -> tuple[np.ndarray, str]:
         # A decompression bomb is refused, not merely warned about.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as image:
+            if image.mode == "I" and 32 in getattr(image, "tag_v2", {}).get(258, ()):
+                # A 32-bit integer TIFF: its values may span 0-255, 0-65535 or any other
+                # range. (Pillow reads 16-bit PNGs and PGMs as "I" too, scaled to 0-65535.)
+                raise ValueError("32-bit integer pixels have no agreed range")
             image = ImageOps.exif_transpose(image)
             if image.mode in SIXTEEN_BIT_MODES or image.mode == "I":
                 # A fixed scale, as an 8-bit copy of the picture would be: mid-grey 32768
@@ -336,7 +340,8 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
             _write_cache(cache_file, decoded, log)
     if decoded.skipped:
         log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root} "
-            f"(not decodable, a broken link, or floating-point pixels): {some(decoded.skipped)}")
+            "(not decodable, a broken link, or floating-point or 32-bit pixels): "
+            f"{some(decoded.skipped)}")
     return decoded
 
 
