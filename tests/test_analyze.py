@@ -202,7 +202,7 @@ def test_a_joint_report_tells_a_hyperparameter_a_run_never_had_from_an_inactive_
     cells = {(row.run_id, row.trial_id): row.dropout for row in trials.itertuples()}
     first, second = sorted({trial for _, trial in cells})
     assert cells == {("tiny", first): "not in space", ("tiny", second): "not in space",
-                     ("extra", first): "inactive", ("extra", second): 0.5}
+                     ("extra", first): "inactive", ("extra", second): "0.5"}
 
 
 def test_a_joint_report_says_when_its_runs_read_different_data(tiny_run, tmp_path):

@@ -219,9 +219,25 @@ def test_the_best_table_names_every_varied_hyperparameter_and_puts_failures_last
                            "test_accuracy": [np.nan, 0.6, 0.7], "seconds": 1.0})
     best = analysis.best_trials(trials, by="init")
     table = summary_table(best, ["init", "head_lr"])
-    assert list(table["head_lr"]) == [0.001]  # one row, and it still says which value won
+    assert list(table["head_lr"]) == ["0.001"]  # one row, and it still says which value won
     everything = summary_table(trials, ["init", "head_lr"], limit=3)
     assert list(everything["trial_id"]) == ["2", "1", "0"]
+
+
+def test_the_trials_table_writes_values_with_the_digits_that_tell_them_apart():
+    """Found by a new user: momentum 0.9995 read 1.000 and head_lr 0.0118 and 0.0123 both
+    read 0.012 in report.md."""
+    trials = pd.DataFrame({"trial_id": ["0", "1", "2", "3"], "status": "COMPLETED",
+                           "head_lr": [0.0118, 0.0123, 0.0118, 0.001],
+                           "momentum": [0.9995, 0.999, 0.9, 0.9],
+                           "frozen_blocks": [2.0, 4.0, 0.0, 2.0],
+                           "best_val_accuracy": [0.9, 0.8, 0.7, 0.6],
+                           "final_val_accuracy": 0.5, "test_accuracy": 0.5, "seconds": 1.0})
+    table = summary_table(trials, ["head_lr", "momentum", "frozen_blocks"])
+    assert list(table["head_lr"]) == ["0.0118", "0.0123", "0.0118", "0.001"]
+    assert list(table["momentum"]) == ["0.9995", "0.999", "0.9", "0.9"]
+    assert list(table["frozen_blocks"]) == [2, 4, 0, 2]
+    assert "| 0 | 0.0118 | 0.9995 | 2 | 0.900 |" in markdown_table(table)
 
 
 def test_the_running_best_never_takes_a_failed_score():

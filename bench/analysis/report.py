@@ -38,18 +38,33 @@ def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int =
     ordered = trials.assign(_failed=trials["status"] != "COMPLETED").sort_values(
         ["_failed", "best_val_accuracy"], ascending=[True, False], na_position="last")
     shown = ordered[[c for c in columns if c in ordered]].head(limit)
-    return shown.assign(**{name: _as_declared(shown[name]) for name in names
-                           if shown[name].isna().any()})
+    return shown.assign(**{name: _as_declared(shown[name], ordered[name]) for name in names})
 
 
-def _as_declared(values: pd.Series) -> pd.Series:
-    """A hyperparameter column with empty cells (conditional, not active) as the space
-    gave it: "inactive" there, and integers that reading the table made floats (4.0)
-    integers again."""
-    present = values.dropna()
-    integral = pd.api.types.is_float_dtype(values) and bool((present == present.round()).all())
-    return pd.Series([format_value(v) if pd.isna(v) else int(v) if integral else v
+def _as_declared(values: pd.Series, column: pd.Series) -> pd.Series:
+    """A hyperparameter column as the space gave it: "inactive" in empty cells (a
+    conditional one, not active), integers that reading the table made floats (4.0)
+    integers again, and other numbers with as many digits as tell apart the values of
+    the whole ``column`` (0.9995, not 1.000; 0.0118, not 0.012)."""
+    present = column.dropna()
+    if not pd.api.types.is_float_dtype(column):
+        return values.where(values.notna(), format_value(None)).astype(object)
+    integral = bool((present == present.round()).all())
+    shown = distinguishing(present.unique())
+    return pd.Series([format_value(v) if pd.isna(v) else int(v) if integral else shown[v]
                       for v in values], index=values.index, dtype=object)
+
+
+def distinguishing(values) -> dict:
+    """Each number written with the fewest significant digits, 6 or more, that keep
+    different numbers different: a declared value as declared (0.9995), a drawn one
+    (0.000351234567) to six digits unless two differ only further on."""
+    values = set(values)
+    for digits in range(6, 18):
+        written = {v: f"{v:.{digits}g}" for v in values}
+        if len(set(written.values())) == len(values):
+            return written
+    return {v: repr(v) for v in values}
 
 
 def gap_sentence(gap: numbers.Gap) -> str:
