@@ -183,6 +183,11 @@ def open_run(path: Path) -> RunDir:
     if (run.path / "perf.json").exists() and (run.path / "suite" / "run.json").exists():
         raise BenchError(f"{path} holds a 'perf' comparison, not a run; its suite run is "
                          f"{run.path / 'suite'}: pass that")
+    if run.run_json.exists() and not has_epochs:
+        # Found by a new user: told it was no run directory, beside its run.json.
+        raise BenchError(f"{path} has run.json but no epochs.csv yet: its run has not "
+                         "finished an epoch (it is starting, or stopped before one ended); "
+                         "analyse it once it has rows")
     if not run.run_json.exists() or not has_epochs:
         raise BenchError(f"{path} is not a run directory (no run.json or epochs.csv); "
                          f"pass a folder made by '{command('run')}'")

@@ -257,7 +257,8 @@ def discover(spaces_dir: Path = DEFAULT_SPACES_DIR) -> dict[str, SpaceFile]:
     """Lists the spaces in a folder without importing any: ``NAME.py``, not ``_*.py``."""
     spaces_dir = Path(spaces_dir)
     if not spaces_dir.is_dir():
-        raise BenchError(f"search space folder {spaces_dir} does not exist; pass --spaces-dir "
+        what = "is a file, not a folder" if spaces_dir.exists() else "does not exist"
+        raise BenchError(f"search space folder {spaces_dir} {what}; pass --spaces-dir "
                          "with a folder of space files")
     return {
         path.stem: SpaceFile(path.stem, path)

@@ -166,6 +166,20 @@ def test_analyze_of_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):
     result = run_bench("analyze", str(tmp_path))
     assert result.returncode == 2
     assert "is not a run directory" in result.stderr and "Traceback" not in result.stderr
+    # A run that has not finished an epoch is a run, only not one to analyse yet.
+    (tmp_path / "run.json").write_text("{}")
+    result = run_bench("analyze", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {tmp_path} has run.json but no epochs.csv yet: its run has not finished an "
+        "epoch (it is starting, or stopped before one ended); analyse it once it has rows")
+
+
+def test_a_spaces_dir_that_is_a_file_is_told_so(tmp_path):
+    (tmp_path / "spaces").write_text("")
+    result = run_bench("list", "--spaces-dir", str(tmp_path / "spaces"))
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        f"error: search space folder {tmp_path / 'spaces'} is a file, not a folder; pass "
+        "--spaces-dir with a folder of space files")
 
 
 def test_an_existing_run_name_is_refused_and_the_old_run_kept(tiny_run):
