@@ -82,6 +82,10 @@ def test_an_unknown_name_is_one_line_listing_the_valid_ones_and_exit_2(
     (["--space", "bench/space.py"], "--space takes a space's name, not its file: for the "
                                     "space in bench/space.py, use --spaces-dir bench --space "
                                     "space"),
+    # Found by a new user: the crop's 14 was given as the --image-size typed (16).
+    (["--preset", "d2l", "--dataset", "digits", "--backbone", "resnet-mini", "--init",
+      "random", "--image-size", "16"], "resnet-mini needs images of at least 16 pixels, and "
+                                       "the space's augment turns --image-size 16 into 14"),
     (["--space", "two-phase", "--tuner", "hyperband", "--max-epochs", "9"],
      "search space two-phase needs 2 or more epochs per trial, but Hyperband gives its "
      "shortest trials 1; use --tuner grid"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import keras
 
+from bench.errors import BenchError
 from bench.models.backbones import BackboneSpec, build_backbone
 from bench.models.blocks import Block, find_blocks, freeze_blocks
 
@@ -111,7 +112,13 @@ def assemble(spec: BackboneSpec, *, image_size: int, num_classes: int,
         raise ValueError(f"init must be one of {INITS}; got {init!r}")
     images = keras.Input((image_size, image_size, 3), name="images")
     x = augment(images) if augment is not None else images
-    backbone = build_backbone(spec, image_size=int(x.shape[1]),
+    seen = int(x.shape[1])
+    if seen != image_size and seen < spec.min_image_size:
+        # Found by a new user: "got --image-size 14" where 16 was given and the crop made 14.
+        raise BenchError(f"{spec.name} needs images of at least {spec.min_image_size} "
+                         f"pixels, and the space's augment turns --image-size {image_size} "
+                         f"into {seen}; use a larger --image-size")
+    backbone = build_backbone(spec, image_size=seen,
                               weights="imagenet" if init == "imagenet" else None)
     if init == "pretrained":
         if weights_path is None:
