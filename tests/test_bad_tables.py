@@ -243,7 +243,8 @@ def _at(table, column, value, **where):
 #: repeats (seeds 1 and 2) of 2 epochs each.
 EDITS = {
     "status-case": (dict(trials=lambda t: _at(t, "status", "completed", trial_id="0000")),
-                    "trial 0000's status is 'completed', not one the suite writes"),
+                    "trial 0000's status is 'completed', not one the suite writes (COMPLETED, "
+                    "FAILED, DUPLICATE"),
     "failed-with-scores": (dict(trials=lambda t: _at(t, "status", "FAILED", trial_id="0000")),
                            "trial 0000 is FAILED but has scores"),
     "hyperparameter-in-one-table": (

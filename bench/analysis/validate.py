@@ -123,8 +123,10 @@ def check_trials_listed(epochs: pd.DataFrame, trials: pd.DataFrame | None, *, st
                          "restore it from a copy")
 
 
-#: What KerasTuner's TrialStatus calls a trial, as trials.csv writes it.
-TRIAL_STATUSES = ("COMPLETED", "FAILED", "RUNNING", "IDLE", "INVALID", "STOPPED")
+#: What trials.csv calls a trial: KerasTuner's TrialStatus, and the suite's DUPLICATE (a
+#: configuration the Bayesian tuner proposed again, not trained twice).
+TRIAL_STATUSES = ("COMPLETED", "FAILED", "DUPLICATE", "RUNNING", "IDLE", "INVALID",
+                  "STOPPED")
 #: Columns of ``epochs.csv`` that a completed execution has in [0, 1] on every row.
 ACCURACIES = ("accuracy", "val_accuracy")
 #: Columns that a completed execution has finite on every row (a trial whose loss stops
