@@ -455,3 +455,22 @@ def test_a_conditional_integer_is_written_and_shown_as_declared(tmp_path):
     table = summary_table(read, ["init", "frozen_blocks"])
     assert list(table["frozen_blocks"]) == ["inactive", 4]  # best first
     assert "| 1 | random | inactive |" in markdown_table(table)
+
+
+def test_a_trial_with_rows_but_no_trials_line_is_running_in_a_live_run():
+    """Found by a new user: analyze on a run still going said its running trial was "cut
+    off when its process stopped"."""
+    from bench.analysis.report import partial_sentence
+    from bench.results import process_identity
+
+    trials = pd.DataFrame({"trial_id": ["0"], "status": ["COMPLETED"]})
+    epochs = pd.DataFrame({"trial_id": ["0", "1"], "repeat": 1, "epoch": 1})
+    live = {"status": "running", "process": process_identity()}
+    assert "(1 completed, 1 running, with rows so far (trials.csv lists a trial when it " \
+        "ends))" in partial_sentence(live, trials, epochs, epochs.iloc[:1])
+    remote = {"status": "running", "process": {"pid": 1, "host": "node7"}}
+    assert "1 running, or cut off if its process on node7 stopped, with rows but no " \
+        "trials.csv line" in partial_sentence(remote, trials, epochs, epochs.iloc[:1])
+    stopped = {"status": "interrupted", "process": process_identity()}
+    assert "1 cut off when its process stopped, with rows but no trials.csv line" in \
+        partial_sentence(stopped, trials, epochs, epochs.iloc[:1])

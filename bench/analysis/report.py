@@ -21,7 +21,7 @@ from bench.analysis.formatting import counted, format_value, format_values
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
-from bench.results import check_writable, open_run, write_parquet_copies
+from bench.results import check_writable, open_run, process_is_here, write_parquet_copies
 
 
 def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int = 10,
@@ -133,8 +133,8 @@ def partial_sentence(run: dict, trials: pd.DataFrame, epochs: pd.DataFrame,
     # A stopped run's RUNNING trial runs no more: it was cut off.
     named = {"RUNNING": "unfinished when it stopped"} if status != "running" else {}
     held = ", ".join([f"{n} {named.get(s, s.lower())}" for s, n in counts.items()]
-                     + ([f"{len(unlisted)} cut off when its process stopped, with rows "
-                         "but no trials.csv line"] if unlisted else [])) or "none recorded"
+                     + ([f"{len(unlisted)} {_unlisted(run)}"] if unlisted else [])
+                     ) or "none recorded"
     keys = ["trial_id", "repeat"]
     executions = len(epochs.groupby(keys)) if not epochs.empty else 0
     whole = len(complete.groupby(keys)) if not complete.empty else 0
@@ -143,6 +143,19 @@ def partial_sentence(run: dict, trials: pd.DataFrame, epochs: pd.DataFrame,
     return (f"**Partial run**: its status is {status}{why}. It holds {trial_count} ({held}) "
             f"and {counted(executions, 'execution')} with rows, {whole} of them "
             "complete; every number below uses the complete executions only.")
+
+
+def _unlisted(run: dict) -> str:
+    """What trials with rows but no trials.csv line are: trials.csv lists a trial when it
+    ends, so in a live run they are running (read_run has made a run whose process is gone
+    "interrupted")."""
+    if run.get("status") != "running":
+        return "cut off when its process stopped, with rows but no trials.csv line"
+    process = run.get("process") or {}
+    if process_is_here(process):
+        return "running, with rows so far (trials.csv lists a trial when it ends)"
+    return (f"running, or cut off if its process on {process.get('host', 'another machine')} "
+            "stopped, with rows but no trials.csv line")
 
 
 def different_data_sentence(runs: list[dict]) -> str | None:
