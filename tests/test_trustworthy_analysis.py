@@ -359,6 +359,14 @@ def test_one_seed_has_no_interval_rather_than_one_of_zero_width(tmp_path):
     _gain_figure(study)
     caption = [b.caption for b in study.blocks if b.kind == "figure"]
     assert caption[0].endswith("With one seed there is no interval: none is drawn.")
+    # A figure that never draws intervals does not say so (found by a new user).
+    from bench.analysis.figures import _trial_figures
+
+    study.tables.trials = trials.assign(best_val_accuracy=[0.8, 0.7, 0.5, 0.6], seconds=1.0,
+                                        trial_number=range(1, 5))
+    _trial_figures(study)
+    progress = next(b.caption for b in study.blocks if "tuner_progress" in str(b.content))
+    assert progress.endswith("failed trials add time but no score.")
 
 
 @pytest.mark.parametrize("validation", [4, 397])

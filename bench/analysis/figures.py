@@ -121,8 +121,10 @@ class Study:
         return " + ".join(sorted({r.get("settings", {}).get("dataset", "?")
                                   for r in self.tables.runs}))
 
-    def save(self, figure, stem: str, heading: str, sentence: str) -> None:
-        if self.tables.complete["seed"].nunique() == 1:
+    def save(self, figure, stem: str, heading: str, sentence: str, *,
+             intervals: bool = True) -> None:
+        """``intervals``: whether the figure draws intervals (one seed has none)."""
+        if intervals and self.tables.complete["seed"].nunique() == 1:
             sentence += " With one seed there is no interval: none is drawn."
         plots.save(figure, self.plots_dir / stem)
         self.blocks += [Block("h2", heading),
@@ -217,7 +219,7 @@ def _heatmap_figure(study: Study) -> None:
                               title=f"{study.name}: final validation accuracy"),
                "head_lr_x_frozen_blocks", heading,
                "Mean final validation accuracy over the repeats of each head learning rate "
-               "and frozen depth." + _best_note(over))
+               "and frozen depth." + _best_note(over), intervals=False)
 
 
 def _objective_figures(study: Study) -> None:
@@ -291,15 +293,16 @@ def _trial_figures(study: Study) -> None:
                "tuner_progress", "Tuner progress",
                "Best objective (mean best-epoch validation accuracy) so far against trial "
                "number and against the summed trial time; failed trials add time but no "
-               "score.")
+               "score.", intervals=False)
     done = trials[trials["status"] == "COMPLETED"]
     best = done.sort_values("best_val_accuracy", ascending=False).head(3)
     if best.empty or study.several:
         return
     names = [n for n in study.tables.varied if n in best]
-    labels = {row.trial_id: ", ".join(f"{plots.label(n)}={format_value(getattr(row, n))}"
-                                      for n in names) or f"trial {row.trial_id}"
-              for row in best.itertuples()}
+    # Records, not itertuples: a hyperparameter named "dropout-rate" is no attribute.
+    labels = {row["trial_id"]: ", ".join(f"{plots.label(n)}={format_value(row[n])}"
+                                         for n in names) or f"trial {row['trial_id']}"
+              for row in best.to_dict("records")}
     gap = numbers.generalisation_gap(study.epochs, best["trial_id"].tolist())
     gap["configuration"] = gap["trial_id"].map(labels)
     study.save(plots.overfitting(gap, title=f"{study.name}: overfitting of the best "
