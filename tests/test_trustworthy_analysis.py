@@ -3,6 +3,7 @@ repeats, complete executions only, conditional values. Expected values are compu
 hand or with scipy, never by the code under test."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -482,3 +483,21 @@ def test_a_trial_with_rows_but_no_trials_line_is_running_in_a_live_run():
     stopped = {"status": "interrupted", "process": process_identity()}
     assert "1 cut off when its process stopped, with rows but no trials.csv line" in \
         partial_sentence(stopped, trials, epochs, epochs.iloc[:1])
+
+
+def test_a_boolean_hyperparameter_is_not_drawn_on_a_numeric_axis(tmp_path):
+    """Found by a new user: a Boolean was plotted on an axis from 0.0 to 1.0."""
+    from bench.analysis.figures import Study, _objective_figures
+    from bench.analysis.tables import Tables
+
+    rows = pd.DataFrame([_row("pretrained", seed, 2, 0.5 + 0.1 * seed + 0.01 * lr,
+                              flag=flag, head_lr=lr)
+                         for seed in (1, 2) for flag in (True, False) for lr in (1, 2)])
+    trials = rows[["run_id", "trial_id"]].drop_duplicates().assign(status="COMPLETED")
+    run = {"run_id": "r", "columns": {"hyperparameters": ["init", "flag", "head_lr"],
+                                      "varied": ["flag", "head_lr"]}}
+    study = Study(Tables(runs=[run], epochs=rows, trials=trials, complete=rows), tmp_path,
+                  log=lambda *_: None)
+    _objective_figures(study)
+    drawn = [Path(b.content).stem for b in study.blocks if b.kind == "figure"]
+    assert drawn == ["objective_vs_head_lr"]

@@ -222,16 +222,21 @@ def _heatmap_figure(study: Study) -> None:
                "and frozen depth." + _best_note(over), intervals=False)
 
 
+def _on_an_axis(values: pd.Series) -> bool:
+    """Numbers, not True/False (pandas counts booleans as numbers: an axis from 0 to 1)."""
+    return (pd.api.types.is_numeric_dtype(values)
+            and not pd.api.types.is_bool_dtype(values))
+
+
 def _objective_figures(study: Study) -> None:
     """Final validation accuracy against each numeric hyperparameter but frozen depth."""
     epochs, moving = study.epochs, study.moving
     for parameter in [n for n in study.tables.hyperparameters
                       if n not in moving and n != "frozen_blocks" and study.tried(n)
-                      and pd.api.types.is_numeric_dtype(study.tables.epochs[n])]:
+                      and _on_an_axis(study.tables.epochs[n])]:
         study.skip(f"Validation accuracy against {plots.label(parameter)}",
                    study.unvaried([parameter], ""))
-    for parameter in [n for n in moving if n != "frozen_blocks"
-                      and pd.api.types.is_numeric_dtype(epochs[n])]:
+    for parameter in [n for n in moving if n != "frozen_blocks" and _on_an_axis(epochs[n])]:
         col = "init" if "init" in moving else None
         hue = next((n for n in moving if n not in (parameter, col)), None)
         keep = [k for k in (*study.by_run, col, hue, parameter) if k]
