@@ -308,3 +308,33 @@ def test_text_where_the_space_declared_numbers_is_refused(damaged):
                                          "a number"):
         load_tables([damaged])
     _one_error(_analyze(damaged), "frozen_blocks", "not a number")
+
+
+def test_what_the_suite_writes_off_the_default_path_is_accepted(damaged):
+    """A reviewer's two cases that the checks above must not refuse."""
+    import pandas as pd
+
+    from bench.analysis.tables import load_tables
+
+    # A resume drops the rows of the trial that was RUNNING before trials.csv is written
+    # again: its epochs_completed counts rows that are gone.
+    def running(t):
+        _at(t, "status", "RUNNING", trial_id="0001")
+        for column in ("best_val_accuracy", "final_val_accuracy", "test_accuracy"):
+            _at(t, column, "", trial_id="0001")
+
+    _edit(damaged, trials=running,
+          epochs=lambda e: e.drop(e[(e.trial_id == "0001") & (e.repeat == "2")].index,
+                                  inplace=True))
+    load_tables([damaged])
+    # A space's EarlyStopping stops repeats at different epochs: repeat 2 of trial 0000
+    # ends after epoch 1; its scores are then those of the rows left.
+    _edit(damaged, epochs=lambda e: e.drop(
+        e[(e.trial_id == "0000") & (e.repeat == "2") & (e.epoch == "2")].index, inplace=True))
+    rows = pd.read_csv(damaged / "epochs.csv", dtype={"trial_id": str})
+    mine = rows[rows.trial_id == "0000"].groupby("repeat")["val_accuracy"]
+    best, final = float(mine.max().mean()), float(mine.last().mean())
+    _edit(damaged, trials=lambda t: [_at(t, "best_val_accuracy", repr(best), trial_id="0000"),
+                                     _at(t, "final_val_accuracy", repr(final), trial_id="0000"),
+                                     _at(t, "epochs_completed", "3", trial_id="0000")])
+    load_tables([damaged])

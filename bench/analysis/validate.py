@@ -127,6 +127,8 @@ def check_trials_listed(epochs: pd.DataFrame, trials: pd.DataFrame | None, *, st
 #: configuration the Bayesian tuner proposed again, not trained twice).
 TRIAL_STATUSES = ("COMPLETED", "FAILED", "DUPLICATE", "RUNNING", "IDLE", "INVALID",
                   "STOPPED")
+#: The statuses of trials that run no more.
+ENDED = ("COMPLETED", "FAILED", "DUPLICATE", "INVALID", "STOPPED")
 #: Columns of ``epochs.csv`` that a completed execution has in [0, 1] on every row.
 ACCURACIES = ("accuracy", "val_accuracy")
 #: Columns that a completed execution has finite on every row (a trial whose loss stops
@@ -172,7 +174,9 @@ def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dic
         trial_id = trial["trial_id"]
         mine = epochs[epochs["trial_id"] == trial_id]
         counted = trial.get("epochs_completed", float("nan"))
-        if not pd.isna(counted) and counted != len(mine):
+        # A trial that will run again (RUNNING at a stop) loses its rows when the run is
+        # resumed, before trials.csv is next written: only an ended trial's count holds.
+        if trial["status"] in ENDED and not pd.isna(counted) and counted != len(mine):
             raise BenchError(f"{path / 'trials.csv'}: trial {trial_id} has epochs_completed "
                              f"{counted:g} but {len(mine)} rows in epochs.csv; one of the "
                              "tables was edited: restore both from a copy")
@@ -198,24 +202,29 @@ def _check_completed_rows(rows: pd.DataFrame, trial_id: str, run: dict, path: Pa
                              "a copy")
     seeds = run.get("seeds", {}).get("repeats")
     repeats = sorted(rows["repeat"].unique())
-    lengths = set()
+    # Repeats may differ in length (a space's EarlyStopping callback stops each at its own
+    # epoch); each runs from epoch 1 without a gap.
     for repeat in repeats:
         mine = rows[rows["repeat"] == repeat]
         epochs = sorted(mine["epoch"])
-        lengths.add(len(epochs))
         said = None
         if epochs != list(range(1, len(epochs) + 1)):
-            said = f"epochs {', '.join(f'{e:g}' for e in epochs)}, where it has 1 to n once each"
+            said = f"epochs {_numbers(epochs)}, where it has 1 to n once each"
         elif seeds and 1 <= repeat <= len(seeds) and set(mine["seed"]) != {seeds[int(repeat) - 1]}:
-            said = (f"seed {', '.join(f'{s:g}' for s in sorted(set(mine['seed'])))} where "
-                    f"run.json gives repeat {repeat:g} the seed {seeds[int(repeat) - 1]}")
+            said = (f"seed {_numbers(sorted(set(mine['seed'])))} where run.json gives repeat "
+                    f"{repeat:g} the seed {seeds[int(repeat) - 1]}")
         if said:
             raise BenchError(f"{path}: trial {trial_id}'s repeat {repeat:g} has {said}; the "
                              "table was edited: restore it from a copy")
-    if repeats != list(range(1, len(repeats) + 1)) or len(lengths) > 1:
-        raise BenchError(f"{path}: trial {trial_id} is COMPLETED but its repeats "
-                         f"({', '.join(f'{r:g}' for r in repeats)}) are not 1 to n with as "
-                         "many epochs each; the table was edited: restore it from a copy")
+    if repeats != list(range(1, len(repeats) + 1)):
+        raise BenchError(f"{path}: trial {trial_id} is COMPLETED but its repeats are "
+                         f"{_numbers(repeats)}, not 1 to n; the table was edited: restore it "
+                         "from a copy")
+
+
+def _numbers(values) -> str:
+    """Whole numbers as integers (a seed of 20261206, not 2.02612e+07)."""
+    return ", ".join(str(int(v)) if float(v).is_integer() else f"{v:g}" for v in values)
 
 
 def _where(row: pd.Series) -> str:
@@ -223,17 +232,21 @@ def _where(row: pd.Series) -> str:
 
 
 def _cell(value):
-    """A table cell to compare across tables: None for empty, a float for a number."""
+    """A table cell to compare across tables: None for empty, a number for a number (an
+    int where it is whole, so a message reads 4, not 4.0)."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
         return None
+    if isinstance(value, (bool, np.bool_)):  # as a column with empty cells reads it: text
+        return str(bool(value))
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return str(value)
+    return int(number) if number.is_integer() else number
 
 
 def _same(a, b) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return bool(np.isclose(a, b, rtol=1e-9, atol=0, equal_nan=True))
     return a == b
 
