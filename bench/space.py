@@ -325,8 +325,8 @@ def _check_counts(settings: SpaceSettings, *, where: str) -> None:
         if optional and value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BenchError(f"{where}: settings {name}={value!r} must be a whole number, 1 "
-                             f"or more{' (or None)' if optional else ''}")
+            raise BenchError(f"{where}: settings {name}={value!r} must be an int of 1 or "
+                             f"more{' (or None)' if optional else ''}")
 
 
 #: The methods of ``SearchSpace`` a space overrides to change what a trial does.
@@ -411,10 +411,12 @@ def taken_column_names() -> dict[str, str]:
     """Names a hyperparameter or a space's epoch column cannot have, each with what
     already uses it: a second column of one name in a table overwrites or hides one."""
     from bench.analysis.numbers import ANALYSIS_COLUMNS, NOT_HYPERPARAMETERS
+    from bench.models.model import INITS
     from bench.results import TRIAL_METRICS
     from bench.tuning.recording import epoch_columns
 
-    taken = dict.fromkeys(ANALYSIS_COLUMNS, "the analysis's tables")
+    # The analysis also makes a column of each init when it pairs them.
+    taken = dict.fromkeys([*ANALYSIS_COLUMNS, *INITS], "the analysis's tables")
     taken |= dict.fromkeys(["trial_id", "status", *TRIAL_METRICS, "error"], "trials.csv")
     taken |= dict.fromkeys([*epoch_columns([]), *NOT_HYPERPARAMETERS], "epochs.csv")
     return taken
@@ -428,10 +430,16 @@ def _check_column_names(space: SearchSpace, hyperparameters: list[str]) -> None:
         if name in taken:
             raise BenchError(f"search space file {space.path}: {what} {name!r} has the name "
                              f"of a column of {taken[name]}; give it another name")
-    twice = sorted(set(hyperparameters) & set(space.epoch_columns))
+    # Every run has the builder's columns, declared or not.
+    twice = sorted(set([*BUILDER_HYPERPARAMETERS, *hyperparameters]) & set(space.epoch_columns))
     if twice:
         raise BenchError(f"search space file {space.path}: {twice[0]!r} is both a "
-                         "hyperparameter and an epoch column; give them different names")
+                         "hyperparameter column and an epoch column; give them different "
+                         "names")
+    repeated = sorted({n for n in space.epoch_columns if space.epoch_columns.count(n) > 1})
+    if repeated:
+        raise BenchError(f"search space file {space.path}: epoch_columns names "
+                         f"{repeated[0]!r} twice")
 
 
 def declared_values(hp, name: str) -> list | None:

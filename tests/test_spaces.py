@@ -186,7 +186,7 @@ BROKEN = {
             settings = SpaceSettings(repeats=0)
             def declare(self, hp, *, num_blocks):
                 hp.Choice("head_lr", [0.01, 0.001])
-    '''), "settings repeats=0 must be a whole number, 1 or more"),
+    '''), "settings repeats=0 must be an int of 1 or more"),
     "negative-batch": (textwrap.dedent('''
         from bench.space import SearchSpace, SpaceSettings
         class A(SearchSpace):
@@ -194,7 +194,7 @@ BROKEN = {
             settings = SpaceSettings(batch_size=-3)
             def declare(self, hp, *, num_blocks):
                 hp.Choice("head_lr", [0.01, 0.001])
-    '''), "settings batch_size=-3 must be a whole number, 1 or more"),
+    '''), "settings batch_size=-3 must be an int of 1 or more"),
     "float-epochs": (textwrap.dedent('''
         from bench.space import SearchSpace, SpaceSettings
         class A(SearchSpace):
@@ -202,7 +202,7 @@ BROKEN = {
             settings = SpaceSettings(epochs=2.5, max_trials=0)
             def declare(self, hp, *, num_blocks):
                 hp.Choice("head_lr", [0.01, 0.001])
-    '''), "settings epochs=2.5 must be a whole number, 1 or more"),
+    '''), "settings epochs=2.5 must be an int of 1 or more"),
     "zero-trials": (textwrap.dedent('''
         from bench.space import SearchSpace, SpaceSettings
         class A(SearchSpace):
@@ -210,7 +210,7 @@ BROKEN = {
             settings = SpaceSettings(max_trials=0)
             def declare(self, hp, *, num_blocks):
                 hp.Choice("head_lr", [0.01, 0.001])
-    '''), "settings max_trials=0 must be a whole number, 1 or more (or None)"),
+    '''), "settings max_trials=0 must be an int of 1 or more (or None)"),
     "no-description": (textwrap.dedent('''
         from bench.space import SearchSpace
         class A(SearchSpace):
@@ -296,7 +296,10 @@ def test_a_hyperparameter_named_like_a_column_of_the_tables_is_refused(tmp_path,
     headers = [*pd.read_csv(tiny_run / "epochs.csv", nrows=0).columns,
                *pd.read_csv(tiny_run / "trials.csv", nrows=0).columns]
     builder = {"init", "frozen_blocks", "head_lr", "body_lr_scale"}
-    names = sorted({*headers, "phase", "mean", "metric", "n", "configuration"} - builder)
+    # A reviewer's: 'index' broke the Hyperband bookkeeping, 'score' replaced the
+    # hyperparameter by the score, an init's name ('random') the pairing of inits.
+    names = sorted({*headers, "phase", "mean", "metric", "n", "configuration", "index",
+                    "score", "random", "pretrained", "imagenet"} - builder)
     assert {"epoch", "seed", "status", "loss", "run_id", "best_val_accuracy"} <= set(names)
     for name in names:
         with pytest.raises(BenchError, match=rf"hyperparameter '{name}' has the name of a "
@@ -315,7 +318,12 @@ def test_a_space_epoch_column_named_like_a_table_column_or_its_hyperparameter_is
     with pytest.raises(BenchError, match="epoch column 'val_loss' has the name of a column "
                                          r"of epochs\.csv; give it another name"):
         declared_hyperparameters(load_space("named", folder), num_blocks=4)
-    folder = _space_declaring(tmp_path, "units", epoch_columns=["units"])
-    with pytest.raises(BenchError, match="'units' is both a hyperparameter and an epoch "
-                                         "column"):
+    # A column every run has (the builder's), declared or not, and the space's own.
+    for name in ("head_lr", "units"):
+        folder = _space_declaring(tmp_path, "units", epoch_columns=[name])
+        with pytest.raises(BenchError, match=f"'{name}' is both a hyperparameter column and "
+                                             "an epoch column"):
+            declared_hyperparameters(load_space("named", folder), num_blocks=4)
+    folder = _space_declaring(tmp_path, "units", epoch_columns=["phase", "phase"])
+    with pytest.raises(BenchError, match="epoch_columns names 'phase' twice"):
         declared_hyperparameters(load_space("named", folder), num_blocks=4)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.analysis.formatting import format_value
+from bench.analysis.formatting import distinguishing, format_value
 
 CONFIDENCE = 0.95
 #: The initialisation every other one is compared against.
@@ -31,7 +31,7 @@ NOT_HYPERPARAMETERS = ("run_id", "trial_id", "repeat", "seed", "epoch", "frozen_
 #: Columns the analysis adds to tables that hold the hyperparameters' columns.
 ANALYSIS_COLUMNS = ("comparison", "configuration", "configurations", "configurations_run",
                     "diff", "gap", "mean", "low", "high", "n", "measure", "metric", "epochs",
-                    "by_trial_id", "by_epochs", "_failed")
+                    "by_trial_id", "by_epochs", "score", "index", "level_0", "_failed")
 #: Accuracy intervals are clipped to what accuracy can be. Differences (the gap) are not:
 #: the headline interval is Student's t as scipy gives it, whatever its ends.
 ACCURACY_BOUNDS = (0.0, 1.0)
@@ -380,8 +380,9 @@ def why_no_gap(epochs: pd.DataFrame, *, pair_on: list[str] | None = None) -> str
     if apart:
         advice = ("declare that hyperparameter for every init (not in a conditional scope "
                   "of init) to compare them" if conditional else
-                  f"a random or Bayesian search seldom draws a value twice (from a range "
-                  f"without a step, never): {grid}")
+                  "a random or Bayesian search seldom draws a value twice (from a range "
+                  "without a step, never): declare it as a Choice or a range with a step "
+                  "and run a grid (--tuner grid), or vary init alone (--space init)")
         return (f"init took the values {', '.join(inits)}, but no configuration ran with "
                 f"both an init and random: {'; '.join(apart)}, so nothing can be paired; "
                 f"{advice}.")
@@ -408,8 +409,9 @@ def _apart_by_init(epochs: pd.DataFrame, columns: list[str]) -> tuple[list[str],
 
 
 def _values_text(values: set) -> str:
-    return ", ".join(sorted("none (inactive)" if v == INACTIVE else format_value(v)
-                            for v in values))
+    numbers = distinguishing(v for v in values if isinstance(v, float))
+    return ", ".join(sorted("none (inactive)" if v == INACTIVE else numbers.get(v)
+                            or format_value(v) for v in values))
 
 
 def best_trials(trials: pd.DataFrame, *, by: str | None = None,
