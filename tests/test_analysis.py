@@ -155,6 +155,10 @@ def test_no_gap_from_a_hyperparameter_drawn_apart_for_each_init_says_to_run_a_gr
     assert why == ("init took the values pretrained, random, but no configuration ran with "
                    "both an init and random: head_lr took 0.00035 with pretrained and 0.0137 "
                    "with random, so nothing can be paired; a random or Bayesian search seldom "
-                   "draws a value twice (from a range without a step, never): run a grid "
-                   "over init (--tuner grid) or a space that varies init alone (--space "
-                   "init).")
+                   "draws a value twice (from a range without a step, never): declare it as a "
+                   "Choice or a range with a step and run a grid (--tuner grid), or vary "
+                   "init alone (--space init).")
+    # Values apart in the fourth digit are written so (a reviewer's: both read 0.0123).
+    table["head_lr"] = table["init"].map({"pretrained": 0.01231, "random": 0.01234})
+    assert "head_lr took 0.01231 with pretrained and 0.01234 with random" in \
+        analysis.why_no_gap(table, pair_on=["frozen_blocks", "head_lr"])

@@ -239,6 +239,9 @@ def test_the_trials_table_writes_values_with_the_digits_that_tell_them_apart():
     assert list(table["momentum"]) == ["0.9995", "0.999", "0.9", "0.9"]
     assert list(table["frozen_blocks"]) == [2, 4, 0, 2]
     assert "| 0 | 0.0118 | 0.9995 | 2 | 0.900 |" in markdown_table(table)
+    # A reviewer's: a Choice of [1.0, inf] raised OverflowError making inf an integer.
+    endless = summary_table(trials.assign(cap=[1.0, np.inf, 1.0, 1.0]), ["cap"])
+    assert list(endless["cap"]) == ["1", "inf", "1", "1"]
 
 
 def test_the_running_best_never_takes_a_failed_score():

@@ -18,3 +18,15 @@ def format_values(values: dict) -> str:
 def counted(number, noun: str) -> str:
     """"1 repeat", "3 repeats": a count with its noun in the number it takes."""
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def distinguishing(values) -> dict:
+    """Each number written with the fewest significant digits, 6 or more, that keep
+    different numbers different: a declared value as declared (0.9995), a drawn one
+    (0.000351234567) to six digits unless two differ only further on."""
+    values = set(values)
+    for digits in range(6, 18):
+        written = {v: f"{v:.{digits}g}" for v in values}
+        if len(set(written.values())) == len(values):
+            return written
+    return {v: repr(v) for v in values}

@@ -13,11 +13,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.analysis import numbers
 from bench.analysis.figures import figures
-from bench.analysis.formatting import counted, format_value, format_values
+from bench.analysis.formatting import counted, distinguishing, format_value, format_values
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
@@ -49,22 +50,10 @@ def _as_declared(values: pd.Series, column: pd.Series) -> pd.Series:
     present = column.dropna()
     if not pd.api.types.is_float_dtype(column):
         return values.where(values.notna(), format_value(None)).astype(object)
-    integral = bool((present == present.round()).all())
+    integral = bool(np.isfinite(present).all() and (present == present.round()).all())
     shown = distinguishing(present.unique())
     return pd.Series([format_value(v) if pd.isna(v) else int(v) if integral else shown[v]
                       for v in values], index=values.index, dtype=object)
-
-
-def distinguishing(values) -> dict:
-    """Each number written with the fewest significant digits, 6 or more, that keep
-    different numbers different: a declared value as declared (0.9995), a drawn one
-    (0.000351234567) to six digits unless two differ only further on."""
-    values = set(values)
-    for digits in range(6, 18):
-        written = {v: f"{v:.{digits}g}" for v in values}
-        if len(set(written.values())) == len(values):
-            return written
-    return {v: repr(v) for v in values}
 
 
 def gap_sentence(gap: numbers.Gap) -> str:
