@@ -269,6 +269,7 @@ def _worker(args) -> int:
                  "; a trial it was running waits at the chief until a worker with this --id "
                  f"starts again: '{restart}'")
         print(f"interrupted: worker {args.worker_id} stopped{again}", file=sys.stderr)
+        sys.stdout.flush()  # nothing after this runs: the signal ends the process
         sys.stderr.flush()
         end_by_stop_signal()
         return 130
@@ -318,11 +319,13 @@ def check_backend_installed() -> None:
 
     from bench.device import BACKEND_FRAMEWORKS
 
-    backend = os.environ.get("KERAS_BACKEND")
-    if backend is not None and backend not in BACKEND_FRAMEWORKS:
-        raise BenchError(f"KERAS_BACKEND={backend} is not a Keras backend: set it to one of "
-                         f"{', '.join(BACKEND_FRAMEWORKS)} (lower case), or unset it to use "
-                         "TensorFlow")
+    backend = os.environ.get("KERAS_BACKEND") or None  # empty is unset, as Keras reads it
+    training = ("tensorflow", "jax", "torch")
+    if backend is not None and backend not in training:
+        what = ("cannot train (Keras's numpy and openvino backends only run models)"
+                if backend in BACKEND_FRAMEWORKS else "is not a Keras backend")
+        raise BenchError(f"KERAS_BACKEND={backend} {what}: set it to {', '.join(training)} "
+                         "(lower case), or unset it to use TensorFlow")
     framework = BACKEND_FRAMEWORKS.get(backend)
     if framework is not None and importlib.util.find_spec(framework) is None:
         raise BenchError(f"KERAS_BACKEND={backend}, but {framework} is not installed here: "

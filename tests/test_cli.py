@@ -270,13 +270,22 @@ def test_a_keras_backend_that_is_not_installed_is_one_line_and_exit_2(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("backend", ["JAX", "tf", "bogus"])
-def test_a_keras_backend_keras_does_not_know_is_one_line_and_exit_2(tmp_path, backend):
+@pytest.mark.parametrize("backend, what", [
+    ("JAX", "is not a Keras backend"), ("tf", "is not a Keras backend"),
+    ("numpy", "cannot train (Keras's numpy and openvino backends only run models)")])
+def test_a_keras_backend_that_cannot_train_is_one_line_and_exit_2(tmp_path, backend, what):
     """Found by a new user: KERAS_BACKEND=JAX (upper case) ended in Keras's traceback."""
     import os
 
     result = run_bench("list", env=os.environ | {"KERAS_BACKEND": backend})
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip() == (
-        f"error: KERAS_BACKEND={backend} is not a Keras backend: set it to one of tensorflow, "
-        "jax, torch, numpy, openvino (lower case), or unset it to use TensorFlow")
+        f"error: KERAS_BACKEND={backend} {what}: set it to tensorflow, jax, torch (lower "
+        "case), or unset it to use TensorFlow")
+
+
+def test_an_empty_keras_backend_is_unset_as_keras_reads_it():
+    import os
+
+    result = run_bench("list", env=os.environ | {"KERAS_BACKEND": ""})
+    assert result.returncode == 0, result.stderr[-2000:]
