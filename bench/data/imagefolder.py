@@ -340,7 +340,7 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
             _write_cache(cache_file, decoded, log)
     if decoded.skipped:
         log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root} "
-            "(not decodable, a broken link, or floating-point or 32-bit pixels): "
+            "(not decodable, a broken link, or floating-point or 32-bit integer pixels): "
             f"{some(decoded.skipped)}")
     return decoded
 

@@ -18,6 +18,7 @@ from bench.tuning.distributed import (
     end_with_chief,
     local_worker_command,
     merge_worker_tables,
+    stop_all,
     study_fingerprint,
     visible_gpus,
     worker_environment,
@@ -110,8 +111,7 @@ class ChiefStudy:
                 try:
                     self.chief.supervise(workers)
                 finally:
-                    for worker in workers:
-                        worker.stop()
+                    stop_all(workers)
                     self.record["distributed"] |= {
                         "restarts": {w.name: w.restarts for w in workers if w.restarts}}
         finally:

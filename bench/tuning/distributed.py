@@ -290,14 +290,20 @@ class LocalWorker:
 
         threading.Thread(target=forward, args=(self.process.stdout,), daemon=True).start()
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+
+def stop_all(workers: list[LocalWorker]) -> None:
+    """Sends every running worker SIGTERM (each stops at its next step), then waits for
+    them, 15 seconds in all, and kills those still running."""
+    running = [w.process for w in workers if w.process is not None and w.process.poll() is None]
+    for process in running:
+        process.terminate()
+    deadline = time.monotonic() + 15
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Chief:
