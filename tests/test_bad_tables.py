@@ -227,8 +227,8 @@ def _edit(run, *, epochs=None, trials=None):
         if change is not None:
             path = run / f"{name}.csv"
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
-            change(table)
-            table.to_csv(path, index=False)
+            changed = change(table)  # in place, or a new table
+            (changed if isinstance(changed, pd.DataFrame) else table).to_csv(path, index=False)
 
 
 def _at(table, column, value, **where):
@@ -274,7 +274,7 @@ EDITS = {
              "trial 0001's repeat 1 has seed 99 where run.json gives repeat 1 the seed 1"),
     "repeat-renumbered": (dict(epochs=lambda e: _at(e, "repeat", "5", trial_id="0000",
                                                     repeat="2")),
-                          "trial 0000 is COMPLETED but its repeats (1, 5) are not 1 to n"),
+                          "trial 0000 is COMPLETED but its repeats are 1, 5, not 1 to n"),
 }
 
 
@@ -324,13 +324,12 @@ def test_what_the_suite_writes_off_the_default_path_is_accepted(damaged):
             _at(t, column, "", trial_id="0001")
 
     _edit(damaged, trials=running,
-          epochs=lambda e: e.drop(e[(e.trial_id == "0001") & (e.repeat == "2")].index,
-                                  inplace=True))
+          epochs=lambda e: e.drop(e[(e.trial_id == "0001") & (e.repeat == "2")].index))
     load_tables([damaged])
     # A space's EarlyStopping stops repeats at different epochs: repeat 2 of trial 0000
     # ends after epoch 1; its scores are then those of the rows left.
     _edit(damaged, epochs=lambda e: e.drop(
-        e[(e.trial_id == "0000") & (e.repeat == "2") & (e.epoch == "2")].index, inplace=True))
+        e[(e.trial_id == "0000") & (e.repeat == "2") & (e.epoch == "2")].index))
     rows = pd.read_csv(damaged / "epochs.csv", dtype={"trial_id": str})
     mine = rows[rows.trial_id == "0000"].groupby("repeat")["val_accuracy"]
     best, final = float(mine.max().mean()), float(mine.last().mean())
