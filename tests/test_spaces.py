@@ -139,6 +139,18 @@ def test_the_readme_example_space_works_as_written(tmp_path):
     assert sorted(rows["head_lr"].round(6).unique()) == [0.001, 0.01, 0.1]
 
 
+def _with_settings(settings: str) -> str:
+    """A space that is right but for its ``SpaceSettings(settings)``."""
+    return textwrap.dedent(f'''
+        from bench.space import SearchSpace, SpaceSettings
+        class A(SearchSpace):
+            description = "a"
+            settings = SpaceSettings({settings})
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [0.01, 0.001])
+    ''')
+
+
 BROKEN = {
     "syntax": ("def declare(:\n", "failed to import: syntax error at line 1"),
     "no-class": ("x = 1\n", "must define exactly one subclass of bench.space.SearchSpace; "
@@ -179,38 +191,14 @@ BROKEN = {
                 return features
     '''), "A.build_heads() is not a hook, so nothing calls it; did you mean build_head()? "
          "(a helper of your own: start its name with _)"),
-    "zero-repeats": (textwrap.dedent('''
-        from bench.space import SearchSpace, SpaceSettings
-        class A(SearchSpace):
-            description = "a"
-            settings = SpaceSettings(repeats=0)
-            def declare(self, hp, *, num_blocks):
-                hp.Choice("head_lr", [0.01, 0.001])
-    '''), "settings repeats=0 must be an int of 1 or more"),
-    "negative-batch": (textwrap.dedent('''
-        from bench.space import SearchSpace, SpaceSettings
-        class A(SearchSpace):
-            description = "a"
-            settings = SpaceSettings(batch_size=-3)
-            def declare(self, hp, *, num_blocks):
-                hp.Choice("head_lr", [0.01, 0.001])
-    '''), "settings batch_size=-3 must be an int of 1 or more"),
-    "float-epochs": (textwrap.dedent('''
-        from bench.space import SearchSpace, SpaceSettings
-        class A(SearchSpace):
-            description = "a"
-            settings = SpaceSettings(epochs=2.5, max_trials=0)
-            def declare(self, hp, *, num_blocks):
-                hp.Choice("head_lr", [0.01, 0.001])
-    '''), "settings epochs=2.5 must be an int of 1 or more"),
-    "zero-trials": (textwrap.dedent('''
-        from bench.space import SearchSpace, SpaceSettings
-        class A(SearchSpace):
-            description = "a"
-            settings = SpaceSettings(max_trials=0)
-            def declare(self, hp, *, num_blocks):
-                hp.Choice("head_lr", [0.01, 0.001])
-    '''), "settings max_trials=0 must be an int of 1 or more (or None)"),
+    **{name: (_with_settings(settings), message) for name, settings, message in [
+        ("zero-repeats", "repeats=0", "settings repeats=0 must be an int of 1 or more"),
+        ("negative-batch", "batch_size=-3", "settings batch_size=-3 must be an int of 1 or more"),
+        ("float-epochs", "epochs=2.5, max_trials=0",
+         "settings epochs=2.5 must be an int of 1 or more"),
+        ("zero-trials", "max_trials=0",
+         "settings max_trials=0 must be an int of 1 or more (or None)"),
+    ]},
     "no-description": (textwrap.dedent('''
         from bench.space import SearchSpace
         class A(SearchSpace):
