@@ -8,6 +8,7 @@ as a wrong dtype. Each problem is one BenchError naming the file, the line and w
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,12 +243,13 @@ def _cell(value):
         number = float(value)
     except (TypeError, ValueError):
         return str(value)
-    return int(number) if number.is_integer() else number
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 def _same(a, b) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return bool(np.isclose(a, b, rtol=1e-9, atol=0, equal_nan=True))
+        a, b = float(a), float(b)  # 1e38 is no int numpy can compare
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9)
     return a == b
 
 
