@@ -477,3 +477,41 @@ def test_an_ended_trial_the_oracle_still_lists_as_running_is_not_trained_again(t
     oracle_json.write_text(json.dumps(state))
     forget_ended_as_ongoing(run, ended=set(ended))
     assert json.loads(oracle_json.read_text())["ongoing_trials"] == {"tuner1": "not-ended"}
+
+
+def test_a_grid_killed_after_saving_an_ended_trial_resumes_to_its_next_combination(tmp_path):
+    """KerasTuner's grid oracle queues an ended trial (to walk on to its next combination)
+    after the save in end_trial: a chief killed in between left oracle.json with nothing
+    queued, and the resumed grid stopped after 2 of 4 trials (CI, 2026-12-05)."""
+    import keras_tuner
+
+    from bench.tuning.algorithms import resumable_grid_oracle
+    from bench.tuning.resume import forget_ended_as_ongoing
+
+    def oracle():
+        hp = keras_tuner.HyperParameters()
+        hp.Choice("head_lr", [1e-3, 3e-3, 1e-2])
+        hp.Choice("frozen_blocks", [0, 2])
+        made = resumable_grid_oracle()(objective=keras_tuner.Objective("score", "max"),
+                                       max_trials=4, hyperparameters=hp)
+        made._set_project_dir(str(tmp_path), "tuner")
+        return made
+
+    first = oracle()
+    trials = [first.create_trial("tuner1"), first.create_trial("tuner0")]
+    for trial in reversed(trials):
+        first.update_trial(trial.trial_id, {"score": 0.5})
+        trial.status = "COMPLETED"
+        first.end_trial(trial)
+    path = tmp_path / "tuner" / "oracle.json"
+    # What the killed chief's disk held: the second end saved, not yet queued or dropped.
+    state = json.loads(path.read_text()) | {
+        "ongoing_trials": {"tuner1": trials[0].trial_id}, "grid_populate_next": []}
+    path.write_text(json.dumps(state))
+    forget_ended_as_ongoing(RunDir(tmp_path), ended={t.trial_id for t in trials})
+    resumed = oracle()
+    resumed.reload()
+    following = resumed.create_trial("tuner0")
+    # The grid walks (1e-3, 0), (1e-3, 2), then (3e-3, 0): not STOPPED after two.
+    assert (following.status, following.hyperparameters.values) == (
+        "RUNNING", {"head_lr": 3e-3, "frozen_blocks": 0})

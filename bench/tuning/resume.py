@@ -140,7 +140,8 @@ def ended_trials(run: RunDir) -> dict[str, str]:
 
 
 def forget_ended_as_ongoing(run: RunDir, *, ended: set[str]) -> None:
-    """Drops ended trials from the ``ongoing_trials`` of the run's ``oracle.json``.
+    """Drops ended trials from the ``ongoing_trials`` of the run's ``oracle.json`` (and
+    queues them in a grid's walk).
 
     KerasTuner's ``end_trial`` saves the oracle before it drops the trial from its ongoing
     ones, so a process killed before the next save leaves an ended trial listed as
@@ -153,8 +154,18 @@ def forget_ended_as_ongoing(run: RunDir, *, ended: set[str]) -> None:
         return
     ongoing = state.get("ongoing_trials") or {}
     kept = {tuner: trial for tuner, trial in ongoing.items() if trial not in ended}
-    if kept != ongoing:
-        write_json(path, state | {"ongoing_trials": kept})
+    changed = {"ongoing_trials": kept} if kept != ongoing else {}
+    if "grid_populate_next" in state:
+        # The grid oracle queues an ended trial (to walk on to its next combination) after
+        # that same save, too: killed in between, a resumed grid found nothing left to run
+        # and stopped early (seen in CI, 2026-12-05: 2 of 4 trials). KerasTuner skips a
+        # queued trial whose next combination has run, so every ended trial is queued.
+        queued = list(state["grid_populate_next"])
+        missing = [t for t in state.get("end_order", []) if t in ended and t not in queued]
+        if missing:
+            changed["grid_populate_next"] = queued + missing
+    if changed:
+        write_json(path, state | changed)
 
 
 def tidy_epochs(run: RunDir, *, keep: set[str], path: Path | None = None) -> int:
