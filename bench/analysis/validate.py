@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.analysis.numbers import ACCURACY_BOUNDS, NOT_HYPERPARAMETERS
 from bench.errors import BenchError
 
 
@@ -165,8 +166,9 @@ def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dic
         raise BenchError(f"{path / 'trials.csv'}: trial {first.trial_id} is {first.status} but "
                          "has scores, which only a COMPLETED trial has; the table was edited: "
                          "restore it from a copy")
+    low, high = ACCURACY_BOUNDS
     for column in scores:
-        outside = trials[(trials[column] < 0) | (trials[column] > 1)]
+        outside = trials[(trials[column] < low) | (trials[column] > high)]
         if not outside.empty:
             raise BenchError(f"{path / 'trials.csv'}: trial {outside.iloc[0].trial_id}'s "
                              f"{column} is {outside.iloc[0][column]}, outside 0 to 1; the "
@@ -188,7 +190,7 @@ def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dic
 
 def _check_completed_rows(rows: pd.DataFrame, trial_id: str, run: dict, path: Path) -> None:
     for column in ACCURACIES:
-        bad = rows[~rows[column].between(0, 1)]
+        bad = rows[~rows[column].between(*ACCURACY_BOUNDS)]
         if not bad.empty:
             raise BenchError(f"{path}: trial {trial_id} is COMPLETED but its {column} is "
                              f"{bad.iloc[0][column]} at {_where(bad.iloc[0])}, where it is a "
@@ -225,7 +227,12 @@ def _check_completed_rows(rows: pd.DataFrame, trial_id: str, run: dict, path: Pa
 
 def _numbers(values) -> str:
     """Whole numbers as integers (a seed of 20261206, not 2.02612e+07)."""
-    return ", ".join(str(int(v)) if float(v).is_integer() else f"{v:g}" for v in values)
+    return ", ".join(str(_whole(float(v))) for v in values)
+
+
+def _whole(number: float):
+    """An int where ``number`` is whole (and exact as a float), else ``number``."""
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 def _where(row: pd.Series) -> str:
@@ -243,7 +250,7 @@ def _cell(value):
         number = float(value)
     except (TypeError, ValueError):
         return str(value)
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    return _whole(number)
 
 
 def _same(a, b) -> bool:
@@ -254,8 +261,6 @@ def _same(a, b) -> bool:
 
 
 def _check_same_hyperparameters(rows: pd.DataFrame, trial: dict, path: Path) -> None:
-    from bench.analysis.numbers import NOT_HYPERPARAMETERS
-
     shared = [c for c in rows.columns if c in trial and c not in NOT_HYPERPARAMETERS
               and c not in TRIALS_SCHEMA.numeric and c not in ("status", "error")]
     for column in shared:
