@@ -71,6 +71,23 @@ def test_heatmap_is_annotated_with_the_values():
     assert fig.axes[0].get_xlabel() == "head learning rate (log-spaced)"
 
 
+def test_labels_of_one_figure_never_write_two_values_alike():
+    # A random search draws values three digits cannot tell apart: 0.01181 and 0.01184
+    # were both "0.0118" in the legend, the heatmap and the panel titles.
+    table = pd.DataFrame({"frozen_blocks": [0, 0, 2, 2], "head_lr": [0.01181, 0.01184] * 2,
+                          "val_accuracy": [0.9, 0.8, 0.7, 0.6], "epoch": 1, "run_id": "r",
+                          "trial_id": ["a", "b", "c", "d"], "repeat": 1})
+    pivot = analysis.heatmap_table(table, rows="frozen_blocks", cols="head_lr")
+    fig = plots.heatmaps({"all": pivot}, rows="frozen_blocks", cols="head_lr", title="h")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.01181", "0.01184"]
+    rows = [{"epoch": e, "mean": 0.5, "low": 0.4, "high": 0.6, "head_lr": lr, "rate": r}
+            for lr in (0.01181, 0.01184, 0.1) for r in (0.25, 0.25001) for e in (1, 2)]
+    fig = plots.facet_lines(pd.DataFrame(rows), hue="head_lr", col="rate", title="t")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "head learning rate=0.01181", "head learning rate=0.01184", "head learning rate=0.1"]
+    assert [ax.get_title() for ax in fig.axes] == ["rate = 0.25", "rate = 0.25001"]
+
+
 def test_tuner_progress_has_trial_number_and_seconds_axes():
     trials = pd.DataFrame({"trial_id": ["0", "1", "2"], "status": ["COMPLETED"] * 3,
                            "best_val_accuracy": [0.5, 0.7, 0.6], "seconds": [2.0, 3.0, 4.0]})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import numbers, plots
-from bench.analysis.formatting import format_value
+from bench.analysis.formatting import value_labels
 from bench.analysis.render import Block
 from bench.analysis.tables import Tables
 
@@ -305,7 +305,8 @@ def _trial_figures(study: Study) -> None:
         return
     names = [n for n in study.tables.varied if n in best]
     # Records, not itertuples: a hyperparameter named "dropout-rate" is no attribute.
-    labels = {row["trial_id"]: ", ".join(f"{plots.label(n)}={format_value(row[n])}"
+    written = {n: value_labels(best[n].unique()) for n in names}
+    labels = {row["trial_id"]: ", ".join(f"{plots.label(n)}={written[n](row[n])}"
                                          for n in names) or f"trial {row['trial_id']}"
               for row in best.to_dict("records")}
     gap = numbers.generalisation_gap(study.epochs, best["trial_id"].tolist())

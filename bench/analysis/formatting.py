@@ -20,13 +20,22 @@ def counted(number, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def distinguishing(values) -> dict:
-    """Each number written with the fewest significant digits, 6 or more, that keep
-    different numbers different: a declared value as declared (0.9995), a drawn one
+def distinguishing(values, *, fewest: int = 6) -> dict:
+    """Each number written with the fewest significant digits, ``fewest`` or more, that
+    keep different numbers different: a declared value as declared (0.9995), a drawn one
     (0.000351234567) to six digits unless two differ only further on."""
     values = set(values)
-    for digits in range(6, 18):
+    for digits in range(fewest, 18):
         written = {v: f"{v:.{digits}g}" for v in values}
         if len(set(written.values())) == len(values):
             return written
     return {v: repr(v) for v in values}
+
+
+def value_labels(values):
+    """A function writing each of ``values`` as ``format_value`` does (three significant
+    digits) or with as many more as keep two different numbers apart: the labels of one
+    legend, axis or heatmap never read 0.012 for both 0.0118 and 0.0123."""
+    floats = [v for v in values if isinstance(v, float) and v == v]
+    shown = distinguishing(floats, fewest=3)
+    return lambda value: shown[value] if value in shown else format_value(value)

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.analysis.formatting import format_value  # noqa: E402
+from bench.analysis.formatting import value_labels  # noqa: E402
 
 LABELS = {
     "val_accuracy": "validation accuracy",
@@ -85,6 +85,7 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
     palette = dict(zip(map(repr, hues), sns.color_palette("viridis", len(hues)) if hue
                        else ["C0"]))
     dashes = {repr(s): ["-", "--", ":", "-."][i % 4] for i, s in enumerate(styles)}
+    written = {k: value_labels(data[k].unique()) for k in (row, col, hue, style) if k}
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i][j]
@@ -103,8 +104,8 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                     if line.empty:
                         continue
                     line = line.sort_values(x)
-                    name = ", ".join(format_value(v) if k in VERBATIM
-                                     else f"{label(k)}={format_value(v)}"
+                    name = ", ".join(written[k](v) if k in VERBATIM
+                                     else f"{label(k)}={written[k](v)}"
                                      for k, v in ((hue, h), (style, s)) if k)
                     ax.plot(line[x], line["mean"], linestyle=dashes[repr(s)],
                             color=palette[repr(h)],
@@ -121,7 +122,7 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                 ax.set_xscale("log")
             elif integer_x:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            heading = " | ".join(f"{label(k)} = {format_value(v)}" for k, v in ((row, r), (col, c))
+            heading = " | ".join(f"{label(k)} = {written[k](v)}" for k, v in ((row, r), (col, c))
                                  if k and k != "metric")
             if row == "metric":
                 ax.set_ylabel(label(r))
@@ -169,7 +170,8 @@ def heatmaps(tables: dict, *, title: str, rows: str, cols: str):
                              squeeze=False)
     for ax, (name, table) in zip(axes[0], tables.items()):
         shown = table.copy()
-        shown.columns = [format_value(c) for c in shown.columns]
+        shown.columns = list(map(value_labels(shown.columns), shown.columns))
+        shown.index = list(map(value_labels(shown.index), shown.index))
         sns.heatmap(shown, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
                     cbar_kws={"label": "final validation accuracy"})
         ax.set_xlabel(label(cols) + (" (log-spaced)" if cols.endswith("lr") else ""))
