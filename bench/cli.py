@@ -333,9 +333,29 @@ def check_backend_installed() -> None:
                          "unset KERAS_BACKEND to use TensorFlow")
 
 
+#: Modules the command line imports whatever the backend (pip names where they differ).
+REQUIRED_MODULES = {"numpy": "numpy", "PIL": "pillow", "pandas": "pandas",
+                    "keras": "keras", "keras_tuner": "keras-tuner", "seaborn": "seaborn",
+                    "scipy": "scipy", "sklearn": "scikit-learn"}
+
+
+def missing_modules() -> list[str]:
+    """The pip names of the required modules this Python cannot import."""
+    import importlib.util
+
+    return [name for module, name in REQUIRED_MODULES.items()
+            if importlib.util.find_spec(module) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's C++ chatter out.
     argv = sys.argv[1:] if argv is None else argv
+    missing = missing_modules()
+    if missing:  # run_bench.py from a checkout before 'pip install -e .'
+        print(f"error: {sys.executable} lacks the suite's dependencies ({', '.join(missing)}): "
+              "install them with 'pip install -e .' in the checkout (README 'Two commands')",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
     parser = build_parser()
     if not argv or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
         argv = ["run", *argv]
@@ -361,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         print(_interrupted(args, getattr(interrupt, "run_dir", None)), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # 'run_bench.py list | head': the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _interrupted(args, run_dir) -> str:

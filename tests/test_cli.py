@@ -25,6 +25,23 @@ def test_help_lists_the_commands_and_run_options():
         assert option in run.stdout
 
 
+def test_a_python_without_the_dependencies_is_told_how_to_install_them():
+    # 'python run_bench.py' before 'pip install -e .' was a ModuleNotFoundError traceback;
+    # -S leaves site-packages out, as a Python without the install has them.
+    result = subprocess.run([sys.executable, "-S", str(ROOT / "run_bench.py"), "list"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {sys.executable} lacks the suite's dependencies (")
+    assert "keras-tuner" in result.stderr and "pip install -e ." in result.stderr
+
+
+def test_list_read_in_part_by_a_pipe_ends_quietly():
+    shell = subprocess.run(f"'{sys.executable}' '{ROOT / 'run_bench.py'}' list | head -1",
+                           shell=True, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert shell.stdout.startswith("Search spaces")
+    assert "Traceback" not in shell.stderr and "BrokenPipe" not in shell.stderr
+
+
 def test_list_shows_spaces_with_hyperparameters_datasets_backbones_and_tuners():
     result = run_bench("list")
     assert result.returncode == 0, result.stderr
