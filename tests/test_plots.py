@@ -60,12 +60,17 @@ def test_transfer_gain_draws_the_gain_and_a_zero_line():
     assert 0 <= label.y0 and label.y1 <= fig.bbox.height
 
 
-def test_heatmap_is_annotated_with_the_values():
-    table = pd.DataFrame({"frozen_blocks": [0, 0, 2, 2], "head_lr": [0.001, 0.01] * 2,
+def _heatmap(head_lrs):
+    """The heatmap of depths 0 and 2 at the two ``head_lrs`` (0.9, 0.8, 0.7, 0.6)."""
+    table = pd.DataFrame({"frozen_blocks": [0, 0, 2, 2], "head_lr": list(head_lrs) * 2,
                           "val_accuracy": [0.9, 0.8, 0.7, 0.6], "epoch": 1, "run_id": "r",
                           "trial_id": ["a", "b", "c", "d"], "repeat": 1})
     pivot = analysis.heatmap_table(table, rows="frozen_blocks", cols="head_lr")
-    fig = plots.heatmaps({"all": pivot}, rows="frozen_blocks", cols="head_lr", title="h")
+    return plots.heatmaps({"all": pivot}, rows="frozen_blocks", cols="head_lr", title="h")
+
+
+def test_heatmap_is_annotated_with_the_values():
+    fig = _heatmap([0.001, 0.01])
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["0.60", "0.70", "0.80", "0.90"]
     assert fig.axes[0].get_xlabel() == "head learning rate (log-spaced)"
@@ -74,11 +79,7 @@ def test_heatmap_is_annotated_with_the_values():
 def test_labels_of_one_figure_never_write_two_values_alike():
     # A random search draws values three digits cannot tell apart: 0.01181 and 0.01184
     # were both "0.0118" in the legend, the heatmap and the panel titles.
-    table = pd.DataFrame({"frozen_blocks": [0, 0, 2, 2], "head_lr": [0.01181, 0.01184] * 2,
-                          "val_accuracy": [0.9, 0.8, 0.7, 0.6], "epoch": 1, "run_id": "r",
-                          "trial_id": ["a", "b", "c", "d"], "repeat": 1})
-    pivot = analysis.heatmap_table(table, rows="frozen_blocks", cols="head_lr")
-    fig = plots.heatmaps({"all": pivot}, rows="frozen_blocks", cols="head_lr", title="h")
+    fig = _heatmap([0.01181, 0.01184])
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.01181", "0.01184"]
     rows = [{"epoch": e, "mean": 0.5, "low": 0.4, "high": 0.6, "head_lr": lr, "rate": r}
             for lr in (0.01181, 0.01184, 0.1) for r in (0.25, 0.25001) for e in (1, 2)]
