@@ -337,3 +337,23 @@ def test_what_the_suite_writes_off_the_default_path_is_accepted(damaged):
                                      _at(t, "final_val_accuracy", repr(final), trial_id="0000"),
                                      _at(t, "epochs_completed", "3", trial_id="0000")])
     load_tables([damaged])
+
+
+def test_a_message_names_the_parquet_copy_where_only_that_is_left(damaged):
+    # A run kept as Parquet alone was told its "trials.csv" was edited: a file it lacks.
+    import pandas as pd
+
+    from bench.analysis.tables import load_tables
+    from bench.errors import BenchError
+
+    pytest.importorskip("pyarrow")
+    for name in ("epochs", "trials"):
+        table = pd.read_csv(damaged / f"{name}.csv", dtype={"trial_id": str})
+        if name == "trials":
+            table.loc[table["trial_id"] == "0000", "epochs_completed"] = 99
+        table.to_parquet(damaged / f"{name}.parquet")
+        (damaged / f"{name}.csv").unlink()
+    with pytest.raises(BenchError, match=re.escape(
+            f"{damaged / 'trials.parquet'}: trial 0000 has epochs_completed 99 but 4 rows in "
+            "epochs.parquet")):
+        load_tables([damaged])

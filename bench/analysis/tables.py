@@ -12,7 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import numbers
-from bench.analysis.validate import check_rows_agree, check_trials_agree, check_trials_listed
+from bench.analysis.validate import (
+    TableFiles,
+    check_rows_agree,
+    check_trials_agree,
+    check_trials_listed,
+)
 from bench.errors import BenchError
 from bench.results import open_run, read_epochs, read_run, read_trials
 
@@ -122,12 +127,13 @@ def load_tables(paths: list[Path]) -> Tables:
         rows["run_id"] = run["run_id"]
         epochs.append(rows)
         table = None
-        if run_dir.trials_csv.exists() or run_dir.path.joinpath("trials.parquet").exists():
+        files = TableFiles.of(run_dir.path)
+        if files.trials.exists():
             table = read_trials(run_dir)
-            check_trials_agree(rows, table, run_dir.path)
+            check_trials_agree(rows, table, files)
             trials.append(table.assign(run_id=run["run_id"]))
-        check_rows_agree(rows, table, run, run_dir.path)
-        check_trials_listed(rows, table, status=run.get("status", ""), path=run_dir.path)
+        check_rows_agree(rows, table, run, files)
+        check_trials_listed(rows, table, status=run.get("status", ""), files=files)
     epochs = pd.concat(epochs, ignore_index=True)
     trials = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame(
         columns=["run_id", "trial_id", "status", "best_val_accuracy"])

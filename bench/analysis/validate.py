@@ -20,6 +20,28 @@ from bench.errors import BenchError
 
 
 @dataclass(frozen=True)
+class TableFiles:
+    """The files a run's two tables were read from: each CSV, or its Parquet copy where
+    only that is there, so that a message names the file the user has."""
+
+    epochs: Path
+    trials: Path
+
+    @property
+    def run(self) -> Path:
+        return self.epochs.parent
+
+    @classmethod
+    def of(cls, run_dir: Path) -> TableFiles:
+        def read(name: str) -> Path:
+            csv_path = run_dir / f"{name}.csv"
+            parquet = csv_path.with_suffix(".parquet")
+            return parquet if parquet.exists() and not csv_path.exists() else csv_path
+
+        return cls(epochs=read("epochs"), trials=read("trials"))
+
+
+@dataclass(frozen=True)
 class TableSchema:
     """The columns a table must have, and those that must hold numbers (or be empty)."""
 
@@ -80,7 +102,8 @@ def check_table(table: pd.DataFrame, schema: TableSchema, path: Path) -> None:
         table[column] = pd.to_numeric(values)
 
 
-def check_trials_agree(epochs: pd.DataFrame, trials: pd.DataFrame, path: Path) -> None:
+def check_trials_agree(epochs: pd.DataFrame, trials: pd.DataFrame,
+                       files: TableFiles) -> None:
     """Every COMPLETED trial's scores in ``trials.csv`` follow from its rows in
     ``epochs.csv``: the best trial is read from one table and the curves, means and gaps
     from the other, so a report built from two tables that disagree would contradict
@@ -89,22 +112,23 @@ def check_trials_agree(epochs: pd.DataFrame, trials: pd.DataFrame, path: Path) -
     for trial in done.itertuples(index=False):
         mine = epochs[epochs["trial_id"] == trial.trial_id]
         if mine.empty:
-            raise BenchError(f"{path}: trial {trial.trial_id} is COMPLETED in trials.csv but "
-                             "has no rows in epochs.csv; the tables are not from one run: "
-                             "restore them from a copy")
+            raise BenchError(f"{files.run}: trial {trial.trial_id} is COMPLETED in "
+                             f"{files.trials.name} but has no rows in {files.epochs.name}; the "
+                             "tables are not from one run: restore them from a copy")
         per_repeat = mine.sort_values("epoch").groupby("repeat")["val_accuracy"]
         for column, value in (("best_val_accuracy", per_repeat.max().mean()),
                               ("final_val_accuracy", per_repeat.last().mean())):
             recorded = getattr(trial, column)
             if not np.isclose(recorded, value, rtol=1e-9, atol=1e-12, equal_nan=True):
                 raise BenchError(
-                    f"{path}: trial {trial.trial_id}'s {column} is {recorded:.6g} in "
-                    f"trials.csv but {value:.6g} from its rows in epochs.csv; one of the "
+                    f"{files.run}: trial {trial.trial_id}'s {column} is {recorded:.6g} in "
+                    f"{files.trials.name} but {value:.6g} from its rows in "
+                    f"{files.epochs.name}; one of the "
                     "tables was edited or comes from another run: restore both from a copy")
 
 
 def check_trials_listed(epochs: pd.DataFrame, trials: pd.DataFrame | None, *, status: str,
-                        path: Path) -> None:
+                        files: TableFiles) -> None:
     """A finished run's ``trials.csv`` lists every trial with rows in ``epochs.csv``.
 
     The suite rewrites ``trials.csv`` as each trial ends, so only a run stopped in the
@@ -114,15 +138,15 @@ def check_trials_listed(epochs: pd.DataFrame, trials: pd.DataFrame | None, *, st
     if status != "completed" or epochs.empty:
         return
     if trials is None:
-        raise BenchError(f"{path}: trials.csv is missing, but the run completed and "
-                         f"epochs.csv holds rows of {epochs['trial_id'].nunique()} trial(s); "
-                         "restore trials.csv from a copy of the run")
+        raise BenchError(f"{files.run}: trials.csv is missing, but the run completed and "
+                         f"{files.epochs.name} holds rows of {epochs['trial_id'].nunique()} "
+                         "trial(s); restore trials.csv from a copy of the run")
     unlisted = sorted(set(epochs["trial_id"]) - set(trials["trial_id"]))
     if unlisted:
-        raise BenchError(f"{path}: trial {unlisted[0]} has rows in epochs.csv but no row in "
-                         f"trials.csv ({len(unlisted)} such trial(s)), in a run that "
-                         "completed; trials.csv was edited or comes from another run: "
-                         "restore it from a copy")
+        raise BenchError(f"{files.run}: trial {unlisted[0]} has rows in {files.epochs.name} "
+                         f"but no row in {files.trials.name} ({len(unlisted)} such "
+                         f"trial(s)), in a run that completed; {files.trials.name} was edited "
+                         "or comes from another run: restore it from a copy")
 
 
 #: What trials.csv calls a trial: KerasTuner's TrialStatus, and the suite's DUPLICATE (a
@@ -139,7 +163,7 @@ LOSSES = ("loss", "val_loss")
 
 
 def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dict,
-                     path: Path) -> None:
+                     files: TableFiles) -> None:
     """What the suite writes holds in ``epochs.csv`` and ``trials.csv``: known statuses,
     scores only for completed trials, accuracies in [0, 1] and finite losses in completed
     executions, each repeat's epochs 1..n with its recorded seed, numbers where the space
@@ -147,14 +171,14 @@ def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dic
     that breaks one was edited by hand or damaged, and would change the report's numbers
     without a word (a lower-case status dropped a trial; a hyperparameter written as
     text made another configuration)."""
-    _check_declared_numbers(epochs, run, path / "epochs.csv")
+    _check_declared_numbers(epochs, run, files.epochs)
     if trials is None:
         return
-    _check_declared_numbers(trials, run, path / "trials.csv")
+    _check_declared_numbers(trials, run, files.trials)
     unknown = trials[~trials["status"].isin(TRIAL_STATUSES)]
     if not unknown.empty:
         first = unknown.iloc[0]
-        raise BenchError(f"{path / 'trials.csv'}: trial {first.trial_id}'s status is "
+        raise BenchError(f"{files.trials}: trial {first.trial_id}'s status is "
                          f"{first.status!r}, not one the suite writes "
                          f"({', '.join(TRIAL_STATUSES)}); the table was edited: restore it "
                          "from a copy")
@@ -163,14 +187,14 @@ def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dic
     unscored = trials[(trials["status"] != "COMPLETED") & trials[scores].notna().any(axis=1)]
     if not unscored.empty:
         first = unscored.iloc[0]
-        raise BenchError(f"{path / 'trials.csv'}: trial {first.trial_id} is {first.status} but "
+        raise BenchError(f"{files.trials}: trial {first.trial_id} is {first.status} but "
                          "has scores, which only a COMPLETED trial has; the table was edited: "
                          "restore it from a copy")
     low, high = ACCURACY_BOUNDS
     for column in scores:
         outside = trials[(trials[column] < low) | (trials[column] > high)]
         if not outside.empty:
-            raise BenchError(f"{path / 'trials.csv'}: trial {outside.iloc[0].trial_id}'s "
+            raise BenchError(f"{files.trials}: trial {outside.iloc[0].trial_id}'s "
                              f"{column} is {outside.iloc[0][column]}, outside 0 to 1; the "
                              "table was edited: restore it from a copy")
     for trial in trials.to_dict("records"):  # not itertuples: it renames odd names
@@ -180,12 +204,12 @@ def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dic
         # A trial that will run again (RUNNING at a stop) loses its rows when the run is
         # resumed, before trials.csv is next written: only an ended trial's count holds.
         if trial["status"] in ENDED and not pd.isna(counted) and counted != len(mine):
-            raise BenchError(f"{path / 'trials.csv'}: trial {trial_id} has epochs_completed "
-                             f"{counted:g} but {len(mine)} rows in epochs.csv; one of the "
+            raise BenchError(f"{files.trials}: trial {trial_id} has epochs_completed "
+                             f"{counted:g} but {len(mine)} rows in {files.epochs.name}; one of the "
                              "tables was edited: restore both from a copy")
         if trial["status"] == "COMPLETED":
-            _check_completed_rows(mine, trial_id, run, path / "epochs.csv")
-        _check_same_hyperparameters(mine, trial, path)
+            _check_completed_rows(mine, trial_id, run, files.epochs)
+        _check_same_hyperparameters(mine, trial, files)
 
 
 def _check_completed_rows(rows: pd.DataFrame, trial_id: str, run: dict, path: Path) -> None:
@@ -260,16 +284,17 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _check_same_hyperparameters(rows: pd.DataFrame, trial: dict, path: Path) -> None:
+def _check_same_hyperparameters(rows: pd.DataFrame, trial: dict, files: TableFiles) -> None:
     shared = [c for c in rows.columns if c in trial and c not in NOT_HYPERPARAMETERS
               and c not in TRIALS_SCHEMA.numeric and c not in ("status", "error")]
     for column in shared:
         recorded = _cell(trial[column])
         for value in {_cell(v) for v in rows[column]}:
             if not _same(value, recorded):
-                raise BenchError(f"{path}: trial {trial['trial_id']}'s {column} is {recorded} in "
-                                 f"trials.csv but {value} in epochs.csv; one of the tables "
-                                 "was edited: restore both from a copy")
+                raise BenchError(f"{files.run}: trial {trial['trial_id']}'s {column} is "
+                                 f"{recorded} in {files.trials.name} but {value} in "
+                                 f"{files.epochs.name}; one of the tables was edited: restore "
+                                 "both from a copy")
 
 
 def _check_declared_numbers(table: pd.DataFrame, run: dict, path: Path) -> None:
