@@ -244,19 +244,15 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
 
 def _check_space(spec: RunSpec, *, space, inputs, hp, data, batch_size: int, keep_model: bool,
                  log):
-    """The pre-flight build (bench.tuning.preflight) and the reuse note; returns what the
-    check found (its model too, with ``keep_model`` where compiled models are reused)."""
+    """The pre-flight build (bench.tuning.preflight); returns what the check found (its
+    model too, with ``keep_model`` where compiled models are reused)."""
     from bench.tuning.hypermodel import FineTuneHyperModel
     from bench.tuning.preflight import preflight
-    from bench.tuning.reuse import reusable, reuse_note
+    from bench.tuning.reuse import reusable
 
-    checked = preflight(space, hypermodel=FineTuneHyperModel(space, inputs), hp=hp, data=data,
-                        batch_size=batch_size, seed=spec.seed, log=log,
-                        keep_model=keep_model and spec.reuse_models and reusable(space))
-    note = reuse_note(space, enabled=spec.reuse_models)
-    if note is not None:
-        log(note)
-    return checked
+    return preflight(space, hypermodel=FineTuneHyperModel(space, inputs), hp=hp, data=data,
+                     batch_size=batch_size, seed=spec.seed, log=log,
+                     keep_model=keep_model and spec.reuse_models and reusable(space))
 
 
 @dataclass(frozen=True)
@@ -481,9 +477,13 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     from bench.tuning.prefix import PrefixCache
     from bench.tuning.progress import Progress
     from bench.tuning.resident import device_data_wanted
+    from bench.tuning.reuse import reuse_note
 
     spec, settings = plan.spec, plan.settings
     notes = []
+    reuse = reuse_note(plan.space, enabled=spec.reuse_models)
+    if reuse is not None:
+        notes.append(reuse)
     prefix_cache, evaluation_batch_size = spec.prefix_cache, spec.evaluation_batch_size
     if spec.precision != "float32" and (prefix_cache
                                         or evaluation_batch_size != settings.batch_size):
