@@ -47,7 +47,9 @@ def default_spaces_dir(cwd: Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class SpaceSettings:
-    """The fixed settings a space wants; every field can be overridden from the command line.
+    """The fixed settings a space wants. The run settings (``dataset`` to ``max_trials``) can be
+    overridden from the command line, ``init`` fixed with ``--init``; the other model
+    fields change here only.
 
     The model fields (``init`` to ``body_lr_scale``) are the values the builder uses for
     a hyperparameter the space does not declare. ``optimizer`` names a class in

@@ -11,7 +11,8 @@ class MySpace(SearchSpace):
     description = "what this space asks, in one line"
     # Raise it whenever the space changes meaning; run.json records it.
     version = 1
-    # Fixed settings; each can be overridden on the command line (--dataset, --epochs...).
+    # Fixed settings; the run settings can be overridden on the command line (--dataset,
+    # --epochs, --repeats...), init fixed with --init; the model settings change here.
     # init, frozen_blocks, head_lr and body_lr_scale are the values the model builder uses
     # for those it does not find among the declared hyperparameters.
     settings = SpaceSettings(dataset="digits", backbone="resnet-mini", epochs=8, repeats=3,
