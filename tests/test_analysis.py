@@ -107,6 +107,25 @@ def test_configuration_scores_take_each_executions_last_epoch():
     assert random["score"] == pytest.approx(0.5 + 0.2 + 0.02)
 
 
+def test_report_lines_and_tables_write_values_as_declared():
+    # Found by a new user: the table under the accuracy figure wrote 0.0118 and 0.0123
+    # both as 0.012 (two identical rows), and a fixed head_lr 0.0125 read 0.013.
+    from bench.analysis.figures import chosen_configurations
+    from bench.analysis.report import held_fixed
+
+    rows = pd.DataFrame({"run_id": "r", "init": ["pretrained", "random"] * 2,
+                         "head_lr": [0.0118, 0.0118, 0.0123, 0.0123],
+                         "dropout": [0.0, 0.5, 0.0, 0.5]})
+    chosen = chosen_configurations(rows, ["run_id", "init", "head_lr", "dropout"])
+    assert chosen.values.tolist() == [["r", "pretrained", "0.0118", "0"],
+                                      ["r", "pretrained", "0.0123", "0"],
+                                      ["r", "random", "0.0118", "0.5"],
+                                      ["r", "random", "0.0123", "0.5"]]
+    run = {"columns": {"hyperparameters": ["head_lr"], "varied": []}}
+    assert held_fixed(run, pd.DataFrame({"head_lr": [0.0125] * 3})) == [
+        "Held fixed in every execution: head_lr 0.0125"]
+
+
 def test_what_ran_says_what_is_unknown_and_what_was_varied_without_rows():
     from bench.analysis.report import held_fixed, what_ran
 
@@ -121,7 +140,7 @@ def test_what_ran_says_what_is_unknown_and_what_was_varied_without_rows():
     rows = pd.DataFrame({"init": ["pretrained"] * 2, "frozen_blocks": [2, 2],
                          "head_lr": [0.01, 0.01]})
     assert held_fixed(run, rows) == [
-        "Held fixed in every execution: frozen_blocks 2, head_lr 0.010",
+        "Held fixed in every execution: frozen_blocks 2, head_lr 0.01",
         "Varied by the space, but one value in every execution with rows: init pretrained"]
     status = next(line for line in what_ran(run) if line.startswith("Status"))
     assert status == ("Status interrupted; started t0, ended not recorded (the process "

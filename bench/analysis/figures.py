@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import numbers, plots
-from bench.analysis.formatting import value_labels
+from bench.analysis.formatting import as_declared, value_labels
 from bench.analysis.render import Block
 from bench.analysis.tables import Tables
 
@@ -73,8 +73,11 @@ def accuracy_curves(epochs: pd.DataFrame, facets: dict) -> pd.DataFrame:
 
 
 def chosen_configurations(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The distinct configurations in ``rows`` (what a best-of figure drew)."""
-    return rows[columns].drop_duplicates().sort_values(columns, na_position="last")
+    """The distinct configurations in ``rows`` (what a best-of figure drew), each value
+    written as the space declared it (``as_declared``)."""
+    chosen = rows[columns].drop_duplicates().sort_values(columns, na_position="last")
+    return chosen.assign(**{c: as_declared(chosen[c], chosen[c]) for c in columns
+                            if c != "run_id"})
 
 
 def _best_note(over: list[str]) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 
 def format_value(value) -> str:
     """A hyperparameter value as people read it: floats to three significant digits, an
@@ -39,3 +42,17 @@ def value_labels(values):
     floats = [v for v in values if isinstance(v, float) and v == v]
     shown = distinguishing(floats, fewest=3)
     return lambda value: shown[value] if value in shown else format_value(value)
+
+
+def as_declared(values: pd.Series, column: pd.Series) -> pd.Series:
+    """A hyperparameter column as the space gave it: "inactive" in empty cells (a
+    conditional one, not active), integers that reading the table made floats (4.0)
+    integers again, and other numbers with as many digits as tell apart the values of
+    the whole ``column`` (0.9995, not 1.000; 0.0118, not 0.012)."""
+    present = column.dropna()
+    if not pd.api.types.is_float_dtype(column):
+        return values.where(values.notna(), format_value(None)).astype(object)
+    integral = bool(np.isfinite(present).all() and (present == present.round()).all())
+    shown = distinguishing(present.unique())
+    return pd.Series([format_value(v) if pd.isna(v) else int(v) if integral else shown[v]
+                      for v in values], index=values.index, dtype=object)

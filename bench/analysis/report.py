@@ -13,12 +13,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.analysis import numbers
 from bench.analysis.figures import figures
-from bench.analysis.formatting import counted, distinguishing, format_value, format_values
+from bench.analysis.formatting import as_declared, counted, format_values
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
@@ -39,21 +38,7 @@ def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int =
     ordered = trials.assign(_failed=trials["status"] != "COMPLETED").sort_values(
         ["_failed", "best_val_accuracy"], ascending=[True, False], na_position="last")
     shown = ordered[[c for c in columns if c in ordered]].head(limit)
-    return shown.assign(**{name: _as_declared(shown[name], ordered[name]) for name in names})
-
-
-def _as_declared(values: pd.Series, column: pd.Series) -> pd.Series:
-    """A hyperparameter column as the space gave it: "inactive" in empty cells (a
-    conditional one, not active), integers that reading the table made floats (4.0)
-    integers again, and other numbers with as many digits as tell apart the values of
-    the whole ``column`` (0.9995, not 1.000; 0.0118, not 0.012)."""
-    present = column.dropna()
-    if not pd.api.types.is_float_dtype(column):
-        return values.where(values.notna(), format_value(None)).astype(object)
-    integral = bool(np.isfinite(present).all() and (present == present.round()).all())
-    shown = distinguishing(present.unique())
-    return pd.Series([format_value(v) if pd.isna(v) else int(v) if integral else shown[v]
-                      for v in values], index=values.index, dtype=object)
+    return shown.assign(**{name: as_declared(shown[name], ordered[name]) for name in names})
 
 
 def gap_sentence(gap: numbers.Gap) -> str:
@@ -282,12 +267,15 @@ def held_fixed(run: dict, epochs: pd.DataFrame) -> list[str]:
     single = [n for n in names if not epochs.empty and epochs[n].nunique(dropna=False) == 1]
     varied = set(run.get("columns", {}).get("varied", []))
     fixed = [n for n in single if n not in varied or _declared_choices(run, n) == 1]
+    def value(name: str) -> str:
+        return as_declared(epochs[name].iloc[:1], epochs[name]).iloc[0]
+
     lines = [f"Held fixed in every execution: "
-             f"{', '.join(f'{n} {fmt(epochs[n].iloc[0])}' for n in fixed)}"] if fixed else []
+             f"{', '.join(f'{n} {value(n)}' for n in fixed)}"] if fixed else []
     unrun = [n for n in single if n not in fixed]
     if unrun:
         lines.append("Varied by the space, but one value in every execution with rows: "
-                     + ", ".join(f"{n} {fmt(epochs[n].iloc[0])}" for n in unrun))
+                     + ", ".join(f"{n} {value(n)}" for n in unrun))
     return lines
 
 
