@@ -191,3 +191,86 @@ def test_plain_kerastuners_score_is_the_mean_of_each_executions_best_epoch(tmp_p
     assert tuner.oracle.get_best_trials(1)[0].score == pytest.approx(best.mean())
     # The other reading (the best epoch of the mean curve) gives another number here.
     assert np.asarray(curves).mean(axis=0).max() != pytest.approx(best.mean())
+
+
+def test_plain_kerastuner_draws_a_new_batch_order_every_epoch():
+    """perf's plain side trains as unseeded Keras and the suite do, on a new order each
+    epoch. Seeded with keras.utils.set_random_seed alone, Keras on TensorFlow trained on
+    one order throughout, and its accuracy rose by that, not by anything the suite did."""
+    import keras
+    import numpy as np
+
+    from bench.perf import seed_plain_kerastuner
+
+    def orders(seed_with) -> list[list[tuple]]:
+        seen = []
+
+        class Recording(keras.Model):
+            def train_step(self, data):
+                seen.append(tuple(np.asarray(data[1]).tolist()))
+                return super().train_step(data)
+
+        seed_with(5)
+        inputs = keras.Input((1,))
+        model = Recording(inputs, keras.layers.Dense(1)(inputs))
+        model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+        x = np.arange(12, dtype="float32").reshape(12, 1)
+        model.fit(x, x[:, 0], batch_size=4, epochs=3, shuffle=True, verbose=0)
+        return [seen[i:i + 3] for i in (0, 3, 6)]
+
+    if keras.backend.backend() == "tensorflow":
+        same = orders(keras.utils.set_random_seed)
+        assert same[0] == same[1] == same[2]  # what the plain side did before
+    drawn = orders(seed_plain_kerastuner)
+    assert all(sorted(sum(map(list, epoch), [])) == list(range(12)) for epoch in drawn)
+    assert len({tuple(epoch) for epoch in drawn}) == 3
+
+
+def test_the_floor_reads_an_inactive_frozen_blocks_as_the_space_setting(
+        tiny_run, tiny_spaces_dir, cache_dir, tmp_path):
+    # Found by a new user: perf on a space with frozen_blocks conditional on init crashed
+    # after both sides had run (int('') of an inactive cell) and wrote no perf.json.
+    import pandas as pd
+    from conftest import IMAGE_SIZE
+
+    from bench.perf import floor_seconds
+    from bench.runner import RunSpec, _prepare_inputs, plan_study
+
+    plan = plan_study(RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE,
+                              pretrain_epochs=3, cache_dir=cache_dir))
+    data, weights, _ = _prepare_inputs(plan.spec, settings=plan.settings,
+                                       backbone=plan.backbone, hp=plan.hp,
+                                       image_size=plan.image_size, log=lambda *_: None)
+    whole = floor_seconds(plan, data=data, weights=weights, suite_dir=tiny_run, rate=1.0)
+    epochs = pd.read_csv(tiny_run / "epochs.csv", dtype=str, keep_default_na=False)
+    assert set(epochs["frozen_blocks"]) == {str(plan.settings.frozen_blocks)}
+    epochs.loc[epochs["init"] == "random", "frozen_blocks"] = ""
+    epochs.to_csv(tmp_path / "epochs.csv", index=False)
+    blank = floor_seconds(plan, data=data, weights=weights, suite_dir=tmp_path, rate=1.0)
+    assert blank == whole > 0
+
+
+@pytest.mark.slow
+def test_a_floor_that_cannot_be_counted_keeps_both_sides(tmp_path, tiny_spaces_dir, cache_dir,
+                                                         monkeypatch):
+    # The floor is counted after both sides have run: a failure there lost them all.
+    from conftest import IMAGE_SIZE
+
+    import bench.perf
+    from bench.runner import RunSpec
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("on purpose")
+
+    monkeypatch.setattr(bench.perf, "floor_seconds", broken)
+    lines = []
+    spec = RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE, epochs=1,
+                   pretrain_epochs=3, cache_dir=cache_dir, results_dir=tmp_path, name="p")
+    perf = json.loads(bench.perf.run_perf(spec, log=lines.append).read_text())
+    assert perf["floor_seconds"] is None and perf["suite_over_floor"] is None
+    assert perf["floor_error"] == "ZeroDivisionError: on purpose"
+    assert perf["plain_kerastuner"]["executions"] == perf["suite"]["executions"] == 4
+    assert perf["speedup"] > 0
+    assert any(line.startswith("perf: the arithmetic floor could not be counted "
+                               "(ZeroDivisionError: on purpose)") for line in lines)
+    assert "its arithmetic floor not counted" in lines[-2]
