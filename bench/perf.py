@@ -24,6 +24,7 @@ says so (``speedup_basis``).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -44,6 +45,9 @@ class Side:
     executions: int
     train_images_seen: int
     best_val_accuracy: float
+    #: The best configuration's executions, each one's best-epoch validation accuracy (of
+    #: which ``best_val_accuracy`` is the mean): the spread to judge the two sides by.
+    best_executions: tuple[float, ...] = ()
 
     @property
     def executions_per_minute(self) -> float:
@@ -53,9 +57,20 @@ class Side:
     def images_per_second(self) -> float:
         return self.train_images_seen / self.search_seconds
 
+    @property
+    def best_sd(self) -> float:
+        """The standard deviation of ``best_executions`` (n - 1), NaN below two."""
+        import statistics
+
+        values = self.best_executions
+        return statistics.stdev(values) if len(values) > 1 else float("nan")
+
     def as_dict(self) -> dict:
         return asdict(self) | {"executions_per_minute": round(self.executions_per_minute, 2),
-                               "images_per_second": round(self.images_per_second, 1)}
+                               "images_per_second": round(self.images_per_second, 1),
+                               "best_executions": list(self.best_executions),
+                               "best_sd": None if math.isnan(self.best_sd)
+                               else round(self.best_sd, 4)}
 
 
 @dataclass(frozen=True)
@@ -78,18 +93,29 @@ class Extrapolation:
                 "estimated_search_seconds": round(self.estimated_search_seconds, 2)}
 
 
-def execution_clock(ends: list[float]):
+def execution_clock(ends: list[float], bests: list[float] | None = None):
     """A Keras callback that appends the time at which each execution's ``fit`` ends to
-    ``ends``. KerasTuner deep-copies callbacks for every execution; this one stays itself,
-    so every execution appends to the same list."""
+    ``ends``, and its best epoch's validation accuracy to ``bests``. KerasTuner deep-copies
+    callbacks for every execution; this one stays itself, so every execution appends to
+    the same lists."""
     import keras
+
+    from bench.tuning.algorithms import OBJECTIVE
 
     class ExecutionClock(keras.callbacks.Callback):
         def __deepcopy__(self, memo):
             return self
 
+        def on_train_begin(self, logs=None):
+            self.curve = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.curve.append((logs or {}).get(OBJECTIVE, float("nan")))
+
         def on_train_end(self, logs=None):
             ends.append(time.perf_counter())
+            if bests is not None:
+                bests.append(max(self.curve, default=float("nan")))
 
     return ExecutionClock()
 
@@ -152,20 +178,27 @@ def plain_kerastuner(plan: StudyPlan, *, data, weights, directory: Path,
                               project_name="plain-kerastuner", overwrite=True)
     seed_plain_kerastuner(plan.spec.seed)
     ends: list[float] = []
+    bests: list[float] = []
     started = time.perf_counter()
     tuner.search(data.train.images, data.train.labels,
                  validation_data=(data.validation.images, data.validation.labels),
                  epochs=settings.epochs, batch_size=settings.batch_size, verbose=0,
-                 callbacks=[execution_clock(ends)])
+                 callbacks=[execution_clock(ends, bests)])
     seconds = time.perf_counter() - started
     trials = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
     best = tuner.oracle.get_best_trials(1)
     executions = len(trials) * repeats
+    best_executions = ()
+    ran = sorted(tuner.oracle.trials)  # KerasTuner runs a trial's executions in a row
+    if best and len(bests) == len(ran) * repeats and len(trials) == len(ran):
+        first = ran.index(best[0].trial_id) * repeats
+        best_executions = tuple(round(v, 6) for v in bests[first:first + repeats])
     side = Side(name=f"plain KerasTuner (mean over executions of each one's best-epoch "
                      f"{OBJECTIVE}: KerasTuner's trial score)",
                 search_seconds=round(seconds, 2), executions=executions,
                 train_images_seen=executions * settings.epochs * len(data.train),
-                best_val_accuracy=float(best[0].score) if best else float("nan"))
+                best_val_accuracy=float(best[0].score) if best else float("nan"),
+                best_executions=best_executions)
     return side, ends, started
 
 
@@ -179,10 +212,14 @@ def suite_side(run_dir: Path, *, train_images: int) -> Side:
     # The pre-flight check traces the model the first trial then reuses: its time is the
     # search's, or moving that trace out of the search would flatter the suite.
     seconds = float(record["search_seconds"]) + float(record["preflight_seconds"])
+    best = trials.loc[trials["best_val_accuracy"].idxmax()]
+    mine = epochs[epochs["trial_id"] == best["trial_id"]]
     return Side(name="the suite (mean over repeats of each repeat's best epoch)",
                 search_seconds=round(seconds, 2), executions=executions,
                 train_images_seen=len(epochs) * train_images,
-                best_val_accuracy=float(trials["best_val_accuracy"].max()))
+                best_val_accuracy=float(best["best_val_accuracy"]),
+                best_executions=tuple(round(float(v), 6) for v in
+                                      mine.groupby("repeat")["val_accuracy"].max()))
 
 
 def floor_seconds(plan: StudyPlan, *, data, weights, suite_dir: Path, rate: float) -> float:
@@ -318,12 +355,15 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
 
 def perf_table(result: dict) -> str:
     """The comparison as a small text table."""
-    rows = [("", "search s", "executions/min", "train images/s", "best val acc")]
+    rows = [("", "search s", "executions/min", "train images/s",
+             "best val acc (sd over its executions)")]
     for key, label in (("plain_kerastuner", "(a) plain KerasTuner"), ("suite", "(b) suite")):
         side = result[key]
+        sd = side.get("best_sd")
         rows.append((label, f"{side['search_seconds']:.1f}",
                      f"{side['executions_per_minute']:.1f}", f"{side['images_per_second']:.0f}",
-                     f"{side['best_val_accuracy']:.3f}"))
+                     f"{side['best_val_accuracy']:.3f}"
+                     + (f" ({sd:.3f})" if sd is not None else "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
     extrapolation = result["plain_kerastuner"].get("extrapolation")

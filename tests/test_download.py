@@ -144,6 +144,20 @@ def test_an_archive_placed_by_hand_is_used_without_downloading(server, tmp_path)
     assert root.is_dir() and server.requests == []
 
 
+def test_a_bad_archive_placed_by_hand_is_named_as_the_one_to_replace(server, tmp_path):
+    # Found by a new user: the message told them to put hotdog.zip where their bad copy was.
+    placed = tmp_path / "hotdog.zip"
+    placed.write_bytes(GOOD[:100])
+    with pytest.raises(BenchError) as caught:
+        _fetch(server, tmp_path, "/hotdog.zip", sha1(GOOD))
+    assert str(caught.value) == (
+        f"{placed} (found there, so not downloaded) has SHA-1 {sha1(GOOD[:100])}, expected "
+        f"{sha1(GOOD)} (a truncated or different file); replace it with hotdog.zip from "
+        f"{server.url}/hotdog.zip, or remove it so that the next run downloads it, or pass "
+        "--data with the extracted folder")
+    assert server.requests == [] and placed.read_bytes() == GOOD[:100]
+
+
 def hotdog_archive(train_per_class: int, test_per_class: int) -> bytes:
     """A real-image archive in the hotdog layout with the given counts, every image
     distinct (files with identical bytes count once)."""

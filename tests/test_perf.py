@@ -24,6 +24,13 @@ def test_perf_writes_both_sides_and_the_speedup(tmp_path):
         assert side["executions"] == 4 and side["train_images_seen"] == 400
         assert 0.0 <= side["best_val_accuracy"] <= 1.0
         assert side["images_per_second"] == pytest.approx(400 / side["search_seconds"], rel=1e-2)
+        # The best configuration's two executions: their mean is the score each side's
+        # own bookkeeping gave (KerasTuner's trial score; the suite's trials.csv).
+        values = side["best_executions"]
+        assert len(values) == 2
+        assert sum(values) / 2 == pytest.approx(side["best_val_accuracy"], abs=1e-6)
+        assert side["best_sd"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5,
+                                                abs=1e-4)
     assert perf["floor_seconds"] > 0 and perf["suite_over_floor"] > 1
     # The search took the pre-flight check's traced model over: the check's time counts.
     run = json.loads((tmp_path / "p" / "suite" / "run.json").read_text())

@@ -115,6 +115,21 @@ def test_objective_against_a_log_sampled_hyperparameter_has_a_log_axis():
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "head learning rate"
     assert list(_lines(ax) or ax.get_lines())[0].get_ydata().tolist() == [0.5, 0.7, 0.6]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.0001", "0.001", "0.01"]
+
+
+def test_a_log_axis_within_a_decade_is_ticked_at_the_values_drawn():
+    # Found by a new user: 2e-3 to 6e-3 had matplotlib's minor labels over one another.
+    values = [0.00216, 0.00223, 0.0031, 0.0047, 0.0062]
+    summary = pd.DataFrame({"head_lr": values, "mean": 0.5, "low": 0.4, "high": 0.6})
+    fig = plots.objective_vs(summary, x="head_lr", col=None, hue=None, log=True, title="o")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    # The span is log10(0.0062 / 0.00216) = 0.458 decades: ticks at least 0.076 apart,
+    # so 0.00223 (0.014 past 0.00216) is drawn and not ticked.
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "0.00216", "0.0031", "0.0047", "0.0062"]
+    assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
 
 
 def test_trial_numbers_get_integer_ticks_and_overfitting_names_configurations():

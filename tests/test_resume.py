@@ -189,6 +189,43 @@ def test_an_option_newer_than_the_run_is_compared_with_its_default(tiny_run, tmp
         resume_spec(stopped, given={"precision": "mixed_bfloat16"})
 
 
+def test_an_option_given_as_the_run_resolved_it_continues_the_run(tiny_run, tmp_path):
+    """Found by a new user: '--resume RUN --tuner grid' on a run that took grid by default
+    was refused as a conflict with "no --tuner"."""
+    from bench.errors import BenchError
+    from bench.tuning.resume import resume_spec
+
+    stopped = _stopped_copy(tiny_run, tmp_path / "stopped")
+    record = json.loads((stopped / "run.json").read_text())
+    assert record["arguments"]["tuner"] is None and record["arguments"]["epochs"] is None
+    # The tiny space: a finite grid, 2 epochs and 2 repeats in its settings.
+    resume_spec(stopped, given={"tuner": "grid", "epochs": 2, "repeats": 2})
+    with pytest.raises(BenchError, match=re.escape(
+            "--tuner random conflicts with the run, which had no --tuner (so grid)")):
+        resume_spec(stopped, given={"tuner": "random"})
+    with pytest.raises(BenchError, match=re.escape(
+            "--epochs 3 conflicts with the run, which had no --epochs (so 2)")):
+        resume_spec(stopped, given={"epochs": 3})
+
+
+def test_a_completed_run_without_its_report_is_pointed_to_analyze(tiny_run, tmp_path):
+    # Killed while the report was written: run.json said completed, report.md was missing,
+    # and --resume said only that there was nothing to resume.
+    import shutil
+
+    from bench.errors import BenchError
+    from bench.tuning.resume import resume_spec
+
+    unreported = tmp_path / "unreported"
+    shutil.copytree(tiny_run, unreported)
+    (unreported / "report.md").unlink()
+    with pytest.raises(BenchError, match=re.escape(
+            f"{unreported} has completed; there is nothing to resume; its report was not "
+            "written (stopped after the tables): '") + ".*analyze " + re.escape(
+            f"{unreported}' writes it")):
+        resume_spec(unreported, given={})
+
+
 def test_resume_refuses_a_run_made_with_other_versions_weights_or_data(tiny_run, tmp_path):
     record = json.loads((tiny_run / "run.json").read_text())
     keras_now = record["versions"]["keras"]

@@ -6,6 +6,7 @@ intervals over repeats, and every axis says what it shows.
 
 from __future__ import annotations
 
+import math
 import textwrap
 
 import matplotlib
@@ -15,7 +16,7 @@ matplotlib.use("Agg")  # Files only; no display is ever needed.
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from bench.analysis.formatting import value_labels  # noqa: E402
 
@@ -28,6 +29,9 @@ LABELS = {
     "body_lr_scale": "body learning-rate scale",
 }
 
+
+#: The most ticks a log axis gets at the values drawn.
+MOST_LOG_TICKS = 6
 
 #: Columns whose values are already full labels.
 VERBATIM = ("configuration", "comparison", "run / comparison")
@@ -49,6 +53,20 @@ def ordered(values) -> list:
         return (1, 0, str(value))
 
     return sorted(distinct, key=key)
+
+
+def log_ticks(values: list[float]) -> list[float]:
+    """Of the positive ``values`` (sorted), those a log axis is ticked at: the smallest,
+    then each at least a sixth of the axis's span past the last one ticked, so that no two
+    labels overlap. Empty for fewer than two values or any not positive."""
+    if len(values) < 2 or values[0] <= 0:
+        return []
+    span = math.log10(values[-1] / values[0])
+    kept = [values[0]]
+    for value in values[1:]:
+        if math.log10(value / kept[-1]) >= span / MOST_LOG_TICKS:
+            kept.append(value)
+    return kept
 
 
 def _select(frame: pd.DataFrame, column: str, value) -> pd.DataFrame:
@@ -86,6 +104,9 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                        else ["C0"]))
     dashes = {repr(s): ["-", "--", ":", "-."][i % 4] for i, s in enumerate(styles)}
     written = {k: value_labels(data[k].unique()) for k in (row, col, hue, style) if k}
+    drawn = sorted(set(data[x].dropna())) if logx else []
+    written_x = value_labels(drawn)
+    ticks = log_ticks(drawn)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i][j]
@@ -120,6 +141,11 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                 ax.axvline(position, color="grey", linestyle="--", linewidth=1)
             if logx:
                 ax.set_xscale("log")
+                if ticks:
+                    # Within a decade matplotlib labels minor ticks (2e-3, 3e-3, ...) over
+                    # one another; values drawn, far enough apart to read, read better.
+                    ax.set_xticks(ticks, labels=[written_x(v) for v in ticks])
+                    ax.xaxis.set_minor_formatter(NullFormatter())
             elif integer_x:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             heading = " | ".join(f"{label(k)} = {written[k](v)}" for k, v in ((row, r), (col, c))

@@ -94,6 +94,11 @@ def download_and_extract(*, urls: list[str], sha1: str, archive_name: str, data_
     try:
         if by_hand.exists():
             archive = by_hand
+            # The file is the user's: what is wrong is that file, and it is theirs to
+            # replace or remove (a download would never overwrite it).
+            archive_name = f"{by_hand} (found there, so not downloaded)"
+            how = (f"replace it with {by_hand.name} from {urls[0]}, or remove it so that "
+                   "the next run downloads it, or pass --data with the extracted folder")
         else:
             errors = []
             for url in urls:

@@ -50,7 +50,10 @@ def resume_spec(run_dir: Path, *, given: dict, spelled: dict | None = None):
                          f"pass a run directory made by '{command('run')}'")
     record = read_run(run)
     if record.get("status") == "completed":
-        raise BenchError(f"{run_dir} has completed; there is nothing to resume")
+        rebuild = ("" if (run.path / "report.md").exists() else
+                   f"; its report was not written (stopped after the tables): "
+                   f"'{command('analyze', run_dir)}' writes it")
+        raise BenchError(f"{run_dir} has completed; there is nothing to resume{rebuild}")
     pid = (record.get("process") or {}).get("pid")
     if record.get("status") == "running" and pid is not None \
             and process_is_here(record["process"]):
@@ -72,15 +75,34 @@ def resume_spec(run_dir: Path, *, given: dict, spelled: dict | None = None):
         # An option newer than the run: it ran as that option's default does.
         default = RunSpec.__dataclass_fields__[name].default
         recorded = arguments.get(name, None if default is MISSING else default)
-        if not _same(name, value, recorded, start=start):
+        resolved = _resolved(record, name)
+        if not _same(name, value, recorded, start=start) and not (
+                resolved is not None and str(value) == str(resolved)):
             option, flag = (spelled or {}).get(name, ("--" + name.replace("_", "-"), False))
             if flag:
                 raise BenchError(f"{option} conflicts with the run, which ran without it; a "
                                  f"resumed run keeps its settings: drop {option}")
             own = f"{option} {recorded}" if recorded is not None else f"no {option}"
+            if recorded is None and resolved is not None:
+                own += f" (so {resolved})"
             raise BenchError(f"{option} {value} conflicts with the run, which had {own}; a "
                              f"resumed run keeps its settings: drop {option}")
     return recorded_spec(run, record=record)
+
+
+#: Options whose value a run records as resolved (the space's setting where the option
+#: was not given) under ``settings`` in ``run.json``.
+RESOLVED_SETTINGS = ("dataset", "backbone", "image_size", "epochs", "batch_size", "repeats")
+
+
+def _resolved(record: dict, name: str):
+    """The value the run used for option ``name``, given or not (the tuner a space's
+    default chose, say), or None where ``run.json`` does not say."""
+    if name == "tuner":
+        return record.get("tuner")
+    if name in RESOLVED_SETTINGS:
+        return (record.get("settings") or {}).get(name)
+    return None
 
 
 def started_in(run: RunDir, arguments: dict) -> Path:
