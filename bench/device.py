@@ -6,6 +6,7 @@ rest of the suite stays backend-agnostic.
 
 from __future__ import annotations
 
+import functools
 import platform
 
 #: Each Keras backend's framework: the package it imports, whose version its numbers
@@ -101,12 +102,21 @@ def code_sha256(*modules) -> str:
     """SHA-256 of the modules' source files: a cache entry made by other code (another
     release, an edited backbone) must not be taken for this code's."""
     import hashlib
-    from pathlib import Path
 
     digest = hashlib.sha256()
     for module in modules:
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(_source(module.__file__))
     return digest.hexdigest()
+
+
+@functools.cache
+def _source(path: str) -> bytes:
+    # Read once per process: a file edited while a run goes on is not the code that
+    # runs, and its digest would file this code's results under the edited code's key
+    # (seen on 2026-12-05: perf's second pretraining, after an edit, did exactly that).
+    from pathlib import Path
+
+    return Path(path).read_bytes()
 
 
 def use_compilation_cache(cache_dir) -> str | None:

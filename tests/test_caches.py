@@ -1,6 +1,7 @@
 """Caches are verified before use: a damaged entry is rebuilt, says why, and gives the
 same numbers as a clean run."""
 
+import hashlib
 import json
 import os
 import re
@@ -284,3 +285,21 @@ def test_a_decode_cache_that_cannot_be_written_is_said_and_the_images_still_come
                         messages[0]), messages[0]
     np.testing.assert_array_equal(loaded.images, clean.images)
     assert loaded.hashes == clean.hashes
+
+
+def test_a_module_edited_while_the_process_runs_keeps_its_first_digest(tmp_path):
+    # perf pretrained a second time after an edit and filed the loaded (old) code's
+    # weights under the edited file's key; the digest is now of the file as first read.
+    import importlib.util
+
+    from bench.device import code_sha256
+
+    path = tmp_path / "recipe_for_digest.py"
+    path.write_text("MOMENTUM = 0.99\n")
+    spec = importlib.util.spec_from_file_location("recipe_for_digest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    first = code_sha256(module)
+    path.write_text("MOMENTUM = 0.9\n")
+    assert code_sha256(module) == first
+    assert first == hashlib.sha256(b"MOMENTUM = 0.99\n").hexdigest()

@@ -73,3 +73,29 @@ def test_pretraining_is_cached_and_reused(digits, tmp_path):
                      cache_dir=tmp_path, log=messages.append)
     assert not third.reused and third.weights_path != first.weights_path
     assert not list(tmp_path.rglob("*partial*"))
+
+
+def test_the_source_model_trains_on_a_new_batch_order_every_epoch(source_weights, digits):
+    """Pretraining equals a second path written out by hand: one epoch at a time, each
+    on the rows in the order the seed draws for that epoch. Keras's own seeded shuffle
+    kept one order throughout on TensorFlow (and a new one on JAX)."""
+    import keras
+
+    from bench.models.pretrain import _holdout
+    from bench.tuning.batches import epoch_order
+
+    train, _ = _holdout(digits.source, 1)
+    assert len({tuple(epoch_order(1, e, len(train))) for e in range(2)}) == 2
+    keras.utils.set_random_seed(1)
+    parts = assemble(BACKBONES["resnet-mini"], image_size=16,
+                     num_classes=len(digits.source_class_names), init="random")
+    parts.model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                        loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    for epoch in range(2):
+        order = epoch_order(1, epoch, len(train))
+        parts.model.fit(train.images[order], train.labels[order], batch_size=32, epochs=1,
+                        shuffle=False, verbose=0)
+    saved = BACKBONES["resnet-mini"].constructor((16, 16, 3))
+    saved.load_weights(source_weights.weights_path)
+    for by_hand, pretrained in zip(_backbone_weights(parts), saved.get_weights()):
+        np.testing.assert_allclose(by_hand, pretrained, rtol=0, atol=1e-5)

@@ -99,8 +99,9 @@ def _recipe_modules() -> tuple:
     import sys
 
     from bench.models import backbones, blocks, model
+    from bench.tuning import batches
 
-    return (backbones, blocks, model, sys.modules[__name__])
+    return (backbones, blocks, model, batches, sys.modules[__name__])
 
 
 def cache_name(key: dict) -> str:
@@ -150,6 +151,8 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
              learning_rate: float = 1e-3, log=print) -> Pretrained:
     """Returns source-task weights for ``spec``, training them only if no cache entry for
     the same key verifies."""
+    from bench.tuning.batches import seeded_fit_arguments
+
     if data.source is None:
         raise BenchError(f"dataset {data.name!r} has no source task to pretrain on; use "
                          "init 'random' or 'imagenet', or name a source dataset")
@@ -177,9 +180,12 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
                      num_classes=len(data.source_class_names), init="random")
     parts.model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                         loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # A new batch order every epoch, drawn from the seed, on every backend: Keras's own
+    # shuffle, seeded, kept one order throughout on TensorFlow (docs/batch-order/).
+    training, seeding = seeded_fit_arguments(train, seed=seed, batch_size=batch_size,
+                                             epochs=epochs)
     start = time.perf_counter()
-    parts.model.fit(train.images, train.labels, batch_size=batch_size, epochs=epochs, verbose=0,
-                    callbacks=[stop_check()])
+    parts.model.fit(**training, epochs=epochs, verbose=0, callbacks=[*seeding, stop_check()])
     seconds = time.perf_counter() - start
     _, accuracy = parts.model.evaluate(held.images, held.labels, batch_size=256, verbose=0)
     log(f"source model: {accuracy:.3f} accuracy in inference mode on {len(held)} held-out "
