@@ -100,6 +100,27 @@ def test_best_trials_per_init():
     assert best["trial_id"].tolist() == ["2", "1"]
 
 
+def test_trials_tied_at_the_best_score_are_all_best():
+    # Seen in the default study on 2026-12-05: pretrained depth 0 and depth 2 both scored
+    # 1877/1985 (five repeats' best epochs over 397 validation images each), and the
+    # report named depth 0 alone as best, by trial order. The means are summed in
+    # different orders, as pandas would from each trial's repeats.
+    from bench.analysis.report import tie_lines
+
+    tied = [a / 397 for a in (380, 371, 376, 374, 376)]
+    other = [a / 397 for a in (376, 376, 374, 380, 371)]
+    trials = pd.DataFrame({"trial_id": ["0000", "0001", "0002", "0003"],
+                           "status": ["COMPLETED"] * 4,
+                           "init": ["pretrained", "pretrained", "pretrained", "random"],
+                           "best_val_accuracy": [np.mean(tied), 0.9, np.mean(other), 0.85]})
+    best = analysis.best_trials(trials, by="init")
+    assert best["trial_id"].tolist() == ["0000", "0002", "0003"]
+    assert tie_lines(best) == [
+        f"Trials 0000, 0002 tie for pretrained at best_val_accuracy {1877 / 1985:.6g}: all "
+        "are listed, since none scores higher than the others."]
+    assert analysis.best_trials(trials)["trial_id"].tolist() == ["0000", "0002"]
+
+
 def test_configuration_scores_take_each_executions_last_epoch():
     scores = analysis.configuration_scores(epochs_table(), configuration=["init",
                                                                           "frozen_blocks"])

@@ -417,17 +417,25 @@ def _values_text(values: set) -> str:
 def best_trials(trials: pd.DataFrame, *, by: str | None = None,
                 objective: str = "best_val_accuracy") -> pd.DataFrame:
     """The best completed trial overall, or per value of ``by`` (such as ``init``); per
-    run too where ``trials`` holds several (their spaces, data and epochs can differ)."""
+    run too where ``trials`` holds several (their spaces, data and epochs can differ).
+    Trials tied at the best objective are all kept: accuracies are counts over the
+    validation images, so two configurations often score alike to the last digit, and
+    naming one of them best would pick by trial order."""
     done = trials[trials["status"] == "COMPLETED"].dropna(subset=[objective])
     if done.empty:
         return done
     keys = ["run_id"] if "run_id" in done and done["run_id"].nunique() > 1 else []
     keys += [by] if by is not None and by in done else []
     if not keys:
-        return done.sort_values(objective, ascending=False).head(1)
-    index = done.groupby(keys, dropna=False)[objective].idxmax()
-    return done.loc[index].sort_values([*keys[:-1], objective],
-                                       ascending=[True] * (len(keys) - 1) + [False])
+        best = done[objective].max()
+        return done[np.isclose(done[objective], best, rtol=1e-9, atol=0)].sort_values(
+            ["trial_id"])
+    top = done.groupby(keys, dropna=False)[objective].transform("max")
+    tied = done[np.isclose(done[objective], top, rtol=1e-9, atol=0)]
+    # Runs in order, within a run the best group first, tied trials in trial order.
+    return tied.assign(_top=top[tied.index]).sort_values(
+        [*keys[:-1], "_top", keys[-1], "trial_id"],
+        ascending=[True] * (len(keys) - 1) + [False, True, True]).drop(columns="_top")
 
 
 def best_so_far(trials: pd.DataFrame, *, objective: str = "best_val_accuracy") -> pd.DataFrame:

@@ -211,6 +211,7 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                                   "split after the last epoch (mean over repeats):"),
                        Block("table", tables.mark_not_in_space(summary_table(
                            best, tables.varied, runs=len(tables.runs))))]
+            blocks += [Block("p", line) for line in tie_lines(best)]
     for run in tables.runs:
         for reference in run.get("references", []):
             changed = (f" Not measured like this run, which changed {reference['changed']}."
@@ -256,6 +257,21 @@ def _declared_choices(run: dict, name: str) -> int | None:
             values = parameter.get("values")
             return len(values) if values is not None else None
     return None
+
+
+def tie_lines(best: pd.DataFrame) -> list[str]:
+    """One line for each initialisation (and run) whose best score several trials share:
+    the table lists them all, and none of them is the best alone."""
+    keys = [k for k in ("run_id", "init") if k in best]
+    groups = best.groupby(keys, dropna=False, sort=False) if keys else [((), best)]
+    lines = []
+    for _, group in groups:
+        if len(group) > 1:
+            where = f" for {group['init'].iloc[0]}" if "init" in group else ""
+            lines.append(f"Trials {', '.join(map(str, group['trial_id']))} tie{where} at "
+                         f"best_val_accuracy {group['best_val_accuracy'].iloc[0]:.6g}: all "
+                         "are listed, since none scores higher than the others.")
+    return lines
 
 
 def held_fixed(run: dict, epochs: pd.DataFrame) -> list[str]:
