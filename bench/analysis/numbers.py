@@ -414,6 +414,13 @@ def _values_text(values: set) -> str:
                             or format_value(v) for v in values))
 
 
+#: Scores this close are one score: epochs.csv keeps each accuracy as a float32
+#: (correct / images, off by up to 6e-8 of itself), so two trials with the same count of
+#: correct answers, split differently over the repeats, differ by about 1e-8 in their
+#: means; one image in a million evaluations (validation images x repeats) is 1e-6.
+TIE_RTOL = 2.5e-7
+
+
 def best_trials(trials: pd.DataFrame, *, by: str | None = None,
                 objective: str = "best_val_accuracy") -> pd.DataFrame:
     """The best completed trial overall, or per value of ``by`` (such as ``init``); per
@@ -428,10 +435,10 @@ def best_trials(trials: pd.DataFrame, *, by: str | None = None,
     keys += [by] if by is not None and by in done else []
     if not keys:
         best = done[objective].max()
-        return done[np.isclose(done[objective], best, rtol=1e-9, atol=0)].sort_values(
+        return done[np.isclose(done[objective], best, rtol=TIE_RTOL, atol=0)].sort_values(
             ["trial_id"])
     top = done.groupby(keys, dropna=False)[objective].transform("max")
-    tied = done[np.isclose(done[objective], top, rtol=1e-9, atol=0)]
+    tied = done[np.isclose(done[objective], top, rtol=TIE_RTOL, atol=0)]
     # Runs in order, within a run the best group first, tied trials in trial order.
     return tied.assign(_top=top[tied.index]).sort_values(
         [*keys[:-1], "_top", keys[-1], "trial_id"],

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.analysis import numbers
 from bench.analysis.figures import figures
-from bench.analysis.formatting import as_declared, counted, format_values
+from bench.analysis.formatting import as_declared, counted, format_value, format_values
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
@@ -267,7 +267,7 @@ def tie_lines(best: pd.DataFrame) -> list[str]:
     lines = []
     for _, group in groups:
         if len(group) > 1:
-            where = f" for {group['init'].iloc[0]}" if "init" in group else ""
+            where = f" for {format_value(group['init'].iloc[0])}" if "init" in group else ""
             lines.append(f"Trials {', '.join(map(str, group['trial_id']))} tie{where} at "
                          f"best_val_accuracy {group['best_val_accuracy'].iloc[0]:.6g}: all "
                          "are listed, since none scores higher than the others.")
