@@ -200,6 +200,8 @@ def test_an_option_given_as_the_run_resolved_it_continues_the_run(tiny_run, tmp_
     assert record["arguments"]["tuner"] is None and record["arguments"]["epochs"] is None
     # The tiny space: a finite grid, 2 epochs and 2 repeats in its settings.
     resume_spec(stopped, given={"tuner": "grid", "epochs": 2, "repeats": 2})
+    limited = _stopped_copy(tiny_run, tmp_path / "limited", settings__max_trials=2)
+    resume_spec(limited, given={"max_trials": 2})  # a space's max_trials, given again
     with pytest.raises(BenchError, match=re.escape(
             "--tuner random conflicts with the run, which had no --tuner (so grid)")):
         resume_spec(stopped, given={"tuner": "random"})

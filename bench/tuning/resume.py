@@ -92,7 +92,8 @@ def resume_spec(run_dir: Path, *, given: dict, spelled: dict | None = None):
 
 #: Options whose value a run records as resolved (the space's setting where the option
 #: was not given) under ``settings`` in ``run.json``.
-RESOLVED_SETTINGS = ("dataset", "backbone", "image_size", "epochs", "batch_size", "repeats")
+RESOLVED_SETTINGS = ("dataset", "backbone", "image_size", "epochs", "batch_size", "repeats",
+                     "max_trials")
 
 
 def _resolved(record: dict, name: str):
