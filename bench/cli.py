@@ -381,8 +381,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         print(_interrupted(args, getattr(interrupt, "run_dir", None)), file=sys.stderr)
         return 130
-    except BrokenPipeError:  # 'run_bench.py list | head': the reader has what it wanted
+    except BrokenPipeError as error:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if args.command in ("list", "analyze"):  # 'list | head': the reader has what it wanted
+            return 141
+        run_dir = getattr(error, "run_dir", None)
+        kept = (f"; the rows written so far are kept in {run_dir}: continue it with "
+                f"'{command('run', '--resume', run_dir)}'" if run_dir is not None else "")
+        print(f"error: the program reading this command's output ended, which stopped "
+              f"it{kept}", file=sys.stderr)
         return 141
 
 

@@ -477,13 +477,9 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     from bench.tuning.prefix import PrefixCache
     from bench.tuning.progress import Progress
     from bench.tuning.resident import device_data_wanted
-    from bench.tuning.reuse import reuse_note
 
     spec, settings = plan.spec, plan.settings
     notes = []
-    reuse = reuse_note(plan.space, enabled=spec.reuse_models)
-    if reuse is not None:
-        notes.append(reuse)
     prefix_cache, evaluation_batch_size = spec.prefix_cache, spec.evaluation_batch_size
     if spec.precision != "float32" and (prefix_cache
                                         or evaluation_batch_size != settings.batch_size):
@@ -571,6 +567,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     from bench.tuning.algorithms import tuner_notes
     from bench.tuning.bench_tuner import repeat_seeds
     from bench.tuning.recording import CsvAppender, epoch_columns
+    from bench.tuning.reuse import reuse_note
 
 
     name = run_name(spec.name, prefix=space.name)
@@ -587,6 +584,9 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
            "float32 weights)"))
     notes = tuner_notes(tuner_name, hp, max_trials=settings.max_trials,
                         initial_points=spec.initial_points)
+    # Here, not where a tuner is built: a chief builds none, and its run.json says it too.
+    reuse = reuse_note(space, enabled=spec.reuse_models)
+    notes += [reuse] if reuse is not None else []
     for note in notes:
         log(f"note: {note}")
     if spec.preset is not None and not device["accelerators"]:
@@ -734,6 +734,8 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     except BaseException as error:
         record["status"] = "failed"
         record["error"] = f"{type(error).__name__}: {error}"
+        if isinstance(error, BrokenPipeError):  # the command line says where the rows are
+            error.run_dir = run_dir.path
         raise
     finally:
         _close_table(table)
