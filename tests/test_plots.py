@@ -125,11 +125,18 @@ def test_a_log_axis_within_a_decade_is_ticked_at_the_values_drawn():
     fig = plots.objective_vs(summary, x="head_lr", col=None, hue=None, log=True, title="o")
     ax = fig.axes[0]
     fig.canvas.draw()
-    # The span is log10(0.0062 / 0.00216) = 0.458 decades: ticks at least 0.076 apart,
-    # so 0.00223 (0.014 past 0.00216) is drawn and not ticked.
+    # The span is log10(0.0062 / 0.00216) = 0.458 decades: ticks at least 0.458 / 5 =
+    # 0.092 apart, so 0.00223 (0.014 past 0.00216) is drawn and not ticked.
     assert [t.get_text() for t in ax.get_xticklabels()] == [
         "0.00216", "0.0031", "0.0047", "0.0062"]
     assert not [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    # Two decades, ticks 0.4 decades apart at least: the largest is always ticked, the
+    # one before it (0.3 decades short) gives way.
+    assert plots.log_ticks([1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2]) == [
+        1e-4, 5e-4, 2e-3, 1e-2]
+    assert plots.MOST_LOG_TICKS == 6
+    assert plots.log_ticks([10.0 ** k for k in range(-5, 1)]) == [10.0 ** k for k in range(-5, 1)]
+    assert plots.log_ticks([10.0 ** k for k in range(-8, 1)]) == [1e-8, 1e-6, 1e-4, 1e-2, 1.0]
 
 
 def test_trial_numbers_get_integer_ticks_and_overfitting_names_configurations():

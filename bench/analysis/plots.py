@@ -56,17 +56,20 @@ def ordered(values) -> list:
 
 
 def log_ticks(values: list[float]) -> list[float]:
-    """Of the positive ``values`` (sorted), those a log axis is ticked at: the smallest,
-    then each at least a sixth of the axis's span past the last one ticked, so that no two
-    labels overlap. Empty for fewer than two values or any not positive."""
+    """Of the positive ``values`` (sorted), those a log axis is ticked at: the smallest
+    and the largest, and between them each at least 1 / (MOST_LOG_TICKS - 1) of the axis's
+    span past the last one ticked, so that no two labels overlap (MOST_LOG_TICKS at most).
+    Empty for fewer than two values or any not positive."""
     if len(values) < 2 or values[0] <= 0:
         return []
-    span = math.log10(values[-1] / values[0])
+    gap = math.log10(values[-1] / values[0]) / (MOST_LOG_TICKS - 1)
     kept = [values[0]]
-    for value in values[1:]:
-        if math.log10(value / kept[-1]) >= span / MOST_LOG_TICKS:
+    for value in values[1:-1]:
+        if math.log10(value / kept[-1]) >= gap:
             kept.append(value)
-    return kept
+    if len(kept) > 1 and math.log10(values[-1] / kept[-1]) < gap:
+        kept.pop()  # too close to the largest, which is always ticked
+    return [*kept, values[-1]]
 
 
 def _select(frame: pd.DataFrame, column: str, value) -> pd.DataFrame:
