@@ -111,9 +111,10 @@ def code_sha256(*modules) -> str:
 
 @functools.cache
 def _source(path: str) -> bytes:
-    # Read once per process: a file edited while a run goes on is not the code that
-    # runs, and its digest would file this code's results under the edited code's key
-    # (seen on 2026-12-05: perf's second pretraining, after an edit, did exactly that).
+    # Read once per process, at its first digest (the suite's first cache lookup): a file
+    # edited after that is not the code that runs, and its digest would file this code's
+    # results under the edited code's key (on 2026-12-05 perf's second pretraining, after
+    # an edit, did that). An edit between import and the first lookup is not caught.
     from pathlib import Path
 
     return Path(path).read_bytes()

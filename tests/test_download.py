@@ -144,6 +144,18 @@ def test_an_archive_placed_by_hand_is_used_without_downloading(server, tmp_path)
     assert root.is_dir() and server.requests == []
 
 
+def test_an_unsafe_archive_placed_by_hand_is_named_too(server, tmp_path):
+    placed = tmp_path / "hotdog.zip"
+    placed.write_bytes(EVIL)
+    with pytest.raises(BenchError) as caught:
+        _fetch(server, tmp_path, "/hotdog.zip", sha1(EVIL))
+    assert str(caught.value).startswith(
+        f"{placed} (found there, so not downloaded): archive member '../escaped.txt' would "
+        "land outside the data folder")
+    assert str(caught.value).endswith("or remove it so that the next run downloads it, or "
+                                      "pass --data with the extracted folder")
+
+
 def test_a_bad_archive_placed_by_hand_is_named_as_the_one_to_replace(server, tmp_path):
     # Found by a new user: the message told them to put hotdog.zip where their bad copy was.
     placed = tmp_path / "hotdog.zip"

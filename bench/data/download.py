@@ -121,7 +121,11 @@ def download_and_extract(*, urls: list[str], sha1: str, archive_name: str, data_
                              f"or different file); {how}")
         try:
             with zipfile.ZipFile(archive) as opened:
-                opened.extractall(staging, members=_safe_members(opened))
+                try:
+                    members = _safe_members(opened)
+                except BenchError as unsafe:
+                    raise BenchError(f"{archive_name}: {unsafe}; {how}") from None
+                opened.extractall(staging, members=members)
         except zipfile.BadZipFile as error:
             raise BenchError(f"{archive_name} is not a valid zip archive ({error}); {how}") \
                 from None
