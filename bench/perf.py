@@ -142,9 +142,10 @@ def seed_plain_kerastuner(seed: int) -> None:
     in every epoch: tf.data recreates the seeded shuffle each time it iterates
     (tensorflow/tensorflow#26179). Unseeded Keras, Keras on JAX and the suite draw a new
     order every epoch. On the default study's best configuration, over 30 seeds paired
-    by initial weights (2026-12-05, TensorFlow 2.21), one order throughout gave a best
-    validation accuracy 0.011 higher than a new one each epoch (paired t-test p = 0.005):
-    the two sides' accuracies would have differed by the procedure, not the suite."""
+    by initial weights (2026-12-05, TensorFlow 2.21), Keras seeded so gave a best
+    validation accuracy 0.011 higher than a new order each epoch (paired t-test p = 0.01;
+    docs/batch-order/): the two sides' accuracies differed by the procedure, not the
+    suite."""
     import keras
 
     keras.utils.set_random_seed(seed)
