@@ -432,12 +432,12 @@ def test_pretrained_states_share_their_backbone_and_all_fit_where_copies_would_n
         monkeypatch.setattr(bench.tuning.reuse, "_same_bytes", lambda a, b: False)
     kwargs = {"spaces_dir": spaces_dir, "results": tmp_path, "cache_dir": cache_dir,
               "overrides": {"max_trials": 2, "repeats": 3}}
-    reused, models, _ = _run("seed", reuse=True, **kwargs)
+    reused, record, _ = _run("seed", reuse=True, **kwargs)
     fresh, _, _ = _run("seed", reuse=False, **kwargs)
     # Trial 1's three seeds restored into the checked model (their builds' states kept);
     # trial 2 (the other head rate) takes the kept states instead of building again.
-    assert models == {"compiled": 0, "reused": 6, "states_reused": 3 if shared else 0,
-                      "from_preflight": 1}
+    assert record["models"] == {"compiled": 0, "reused": 6,
+                                "states_reused": 3 if shared else 0, "from_preflight": 1}
     pd.testing.assert_frame_equal(reused, fresh, check_exact=False, rtol=0, atol=1e-6)
 
 
