@@ -387,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
             return 141
         run_dir = getattr(error, "run_dir", None)
         kept = (f"; the rows written so far are kept in {run_dir}: continue it with "
-                f"'{command('run', '--resume', run_dir)}'" if run_dir is not None else "")
+                f"'{command('run', '--resume', run_dir)}'" if run_dir is not None else
+                "; no run was written (it stopped before the run directory was made)"
+                if args.command in ("run", "chief") and not args.resume else "")
         print(f"error: the program reading this command's output ended, which stopped "
               f"it{kept}", file=sys.stderr)
         return 141

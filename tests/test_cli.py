@@ -42,6 +42,23 @@ def test_list_read_in_part_by_a_pipe_ends_quietly():
     assert "Traceback" not in shell.stderr and "BrokenPipe" not in shell.stderr
 
 
+def test_a_run_whose_output_pipe_closes_says_so_in_one_line(tmp_path):
+    shell = subprocess.run(
+        f"'{sys.executable}' '{ROOT / 'run_bench.py'}' --epochs 1 --repeats 1 --max-trials 1 "
+        f"--image-size 16 --results-dir '{tmp_path}' | head -1; exit ${{PIPESTATUS[0]}}",
+        shell=True, executable="/bin/bash", cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert shell.stdout.startswith("run seed-")
+    assert shell.returncode == 141 and "Traceback" not in shell.stderr
+    errors = [line for line in shell.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: the program reading this command's output ended, which stopped it; ")
+    # head leaves after the first line, long before the run directory exists (seconds of
+    # data and pretraining later); where one existed the line would give its resume command.
+    assert errors[0].endswith("no run was written (it stopped before the run directory was "
+                              "made)") or "--resume" in errors[0]
+
+
 def test_list_shows_spaces_with_hyperparameters_datasets_backbones_and_tuners():
     result = run_bench("list")
     assert result.returncode == 0, result.stderr
