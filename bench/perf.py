@@ -141,7 +141,7 @@ def seed_plain_kerastuner(seed: int) -> None:
     With it set, Keras's ``fit`` on arrays (TensorFlow backend) trains on one batch order
     in every epoch: tf.data recreates the seeded shuffle each time it iterates
     (tensorflow/tensorflow#26179). Unseeded Keras, Keras on JAX and the suite draw a new
-    order every epoch. On the default study's best configuration, over 30 seeds paired
+    order every epoch. On one configuration of the default study, over 30 seeds paired
     by initial weights (2026-12-05, TensorFlow 2.21), Keras seeded so gave a best
     validation accuracy 0.011 higher than a new order each epoch (paired t-test p = 0.01;
     docs/batch-order/): the two sides' accuracies differed by the procedure, not the
