@@ -433,16 +433,14 @@ def best_trials(trials: pd.DataFrame, *, by: str | None = None,
         return done
     keys = ["run_id"] if "run_id" in done and done["run_id"].nunique() > 1 else []
     keys += [by] if by is not None and by in done else []
-    if not keys:
-        best = done[objective].max()
-        return done[np.isclose(done[objective], best, rtol=TIE_RTOL, atol=0)].sort_values(
-            ["trial_id"])
-    top = done.groupby(keys, dropna=False)[objective].transform("max")
+    top = (done.groupby(keys, dropna=False)[objective].transform("max") if keys
+           else pd.Series(done[objective].max(), index=done.index))
     tied = done[np.isclose(done[objective], top, rtol=TIE_RTOL, atol=0)]
     # Runs in order, within a run the best group first, tied trials in trial order.
     return tied.assign(_top=top[tied.index]).sort_values(
-        [*keys[:-1], "_top", keys[-1], "trial_id"],
-        ascending=[True] * (len(keys) - 1) + [False, True, True]).drop(columns="_top")
+        [*keys[:-1], "_top", *keys[-1:], "trial_id"],
+        ascending=[True] * (len(keys) - 1) + [False] + [True] * len(keys[-1:]) + [True]
+    ).drop(columns="_top")
 
 
 def best_so_far(trials: pd.DataFrame, *, objective: str = "best_val_accuracy") -> pd.DataFrame:

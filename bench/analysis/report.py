@@ -283,6 +283,7 @@ def held_fixed(run: dict, epochs: pd.DataFrame) -> list[str]:
     single = [n for n in names if not epochs.empty and epochs[n].nunique(dropna=False) == 1]
     varied = set(run.get("columns", {}).get("varied", []))
     fixed = [n for n in single if n not in varied or _declared_choices(run, n) == 1]
+
     def value(name: str) -> str:
         return as_declared(epochs[name].iloc[:1], epochs[name]).iloc[0]
 
