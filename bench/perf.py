@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.results import check_new_run_dir, run_name
+from bench.results import RunDir, check_new_run_dir, run_name
 from bench.runner import RunSpec, StudyPlan, _prepare_inputs, plan_study, run_study, study_oracle
 from bench.space import SearchSpace
 
@@ -234,23 +234,39 @@ def floor_seconds(plan: StudyPlan, *, data, weights, suite_dir: Path, rate: floa
 
     hypermodel = FineTuneHyperModel(plan.space, plan.model_inputs(data, weights))
     parts = hypermodel.build_parts(plan.hp.copy(), compile=False)
-    rows = pd.read_csv(suite_dir / "epochs.csv", keep_default_na=False)
+    rows = pd.read_csv(suite_dir / "epochs.csv", dtype={"trial_id": str},
+                       keep_default_na=False)
+    trial_hps = trial_hyperparameters(RunDir(suite_dir))
 
-    def used(first: pd.Series, name: str):
-        # An empty cell is a conditional hyperparameter not active: the builder then
-        # uses the space's setting (a random init's frozen_blocks, say).
-        value = first.get(name, "")
-        return getattr(plan.settings, name) if value == "" else value
+    def execution(trial_id: str, group: pd.DataFrame) -> Execution:
+        # What the builder used: the trial's values through the space's value(), which
+        # gives an inactive conditional hyperparameter (an empty cell) the space's
+        # setting, or whatever a space that overrides value() derives for it.
+        hp = trial_hps[trial_id]
+        return Execution(init=str(plan.space.value(hp, "init")),
+                         seed=int(group["seed"].iloc[0]),
+                         frozen_blocks=int(plan.space.value(hp, "frozen_blocks")),
+                         epochs=len(group))
 
-    executions = [Execution(init=str(used(group.iloc[0], "init")),
-                            seed=int(group["seed"].iloc[0]),
-                            frozen_blocks=int(used(group.iloc[0], "frozen_blocks")),
-                            epochs=len(group))
-                  for _, group in rows.groupby(["trial_id", "repeat"])]
+    executions = [execution(trial_id, group)
+                  for (trial_id, _), group in rows.groupby(["trial_id", "repeat"])]
     macs = required_macs(executions, model_macs=forward_macs(parts.model),
                          prefix=prefix_macs(parts), train=len(data.train),
                          validation=len(data.validation), test=len(data.test))
     return macs / rate
+
+
+def trial_hyperparameters(run: RunDir) -> dict:
+    """Trial id -> the ``keras_tuner.HyperParameters`` that trial ran with, as KerasTuner
+    saved them (active values only)."""
+    import keras_tuner
+
+    found = {}
+    for path in sorted(run.tuner.glob("trial_*/trial.json")):
+        state = json.loads(path.read_text())
+        found[state["trial_id"]] = keras_tuner.HyperParameters.from_config(
+            state["hyperparameters"])
+    return found
 
 
 def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -> Path:

@@ -3,6 +3,8 @@ compare. Only the structure and the arithmetic are asserted, never a speed."""
 
 import json
 import os
+import textwrap
+from dataclasses import replace
 
 import pytest
 from test_cli import run_bench
@@ -233,28 +235,65 @@ def test_plain_kerastuner_draws_a_new_batch_order_every_epoch():
     assert len({tuple(epoch) for epoch in drawn}) == 3
 
 
-def test_the_floor_reads_an_inactive_frozen_blocks_as_the_space_setting(
-        tiny_run, tiny_spaces_dir, cache_dir, tmp_path):
+DERIVED_SPACE = textwrap.dedent('''
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class Derived(SearchSpace):
+        description = "frozen depth conditional on init, derived for random"
+        settings = SpaceSettings(epochs=1, repeats=1, frozen_blocks=2, head_lr=3e-3)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("init", ["pretrained", "random"])
+            with hp.conditional_scope("init", ["pretrained"]):
+                hp.Choice("frozen_blocks", [3])
+
+        def value(self, hp, name):
+            if name == "frozen_blocks" and hp.get("init") == "random":
+                return 1  # derived: neither the empty cell nor the setting, 2
+            return super().value(hp, name)
+''')
+
+
+def test_the_floor_counts_what_each_trial_built_not_its_table_cells(tmp_path, cache_dir):
     # Found by a new user: perf on a space with frozen_blocks conditional on init crashed
-    # after both sides had run (int('') of an inactive cell) and wrote no perf.json.
+    # after both sides had run (int('') of an inactive cell) and wrote no perf.json. A
+    # reviewer then saw that reading an empty cell as the setting misses a space whose
+    # value() derives it: the floor must price what the builder used.
     import pandas as pd
     from conftest import IMAGE_SIZE
 
+    from bench.floor import Execution, forward_macs, prefix_macs, required_macs
     from bench.perf import floor_seconds
-    from bench.runner import RunSpec, _prepare_inputs, plan_study
+    from bench.runner import RunSpec, _prepare_inputs, plan_study, run_study
+    from bench.tuning.hypermodel import FineTuneHyperModel
 
-    plan = plan_study(RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE,
-                              pretrain_epochs=3, cache_dir=cache_dir))
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "derived.py").write_text(DERIVED_SPACE)
+    spec = RunSpec(space="derived", spaces_dir=tmp_path / "spaces", image_size=IMAGE_SIZE,
+                   pretrain_epochs=3, cache_dir=cache_dir, results_dir=tmp_path, name="run")
+    run = run_study(spec, log=lambda *_: None)
+    epochs = pd.read_csv(run / "epochs.csv", dtype=str, keep_default_na=False)
+    assert dict(zip(epochs["init"], epochs["frozen_blocks"])) == {"pretrained": "3",
+                                                                  "random": ""}
+    plan = plan_study(spec)
     data, weights, _ = _prepare_inputs(plan.spec, settings=plan.settings,
                                        backbone=plan.backbone, hp=plan.hp,
                                        image_size=plan.image_size, log=lambda *_: None)
-    whole = floor_seconds(plan, data=data, weights=weights, suite_dir=tiny_run, rate=1.0)
-    epochs = pd.read_csv(tiny_run / "epochs.csv", dtype=str, keep_default_na=False)
-    assert set(epochs["frozen_blocks"]) == {str(plan.settings.frozen_blocks)}
-    epochs.loc[epochs["init"] == "random", "frozen_blocks"] = ""
-    epochs.to_csv(tmp_path / "epochs.csv", index=False)
-    blank = floor_seconds(plan, data=data, weights=weights, suite_dir=tmp_path, rate=1.0)
-    assert blank == whole > 0
+    parts = FineTuneHyperModel(plan.space, plan.model_inputs(data, weights)).build_parts(
+        plan.hp.copy(), compile=False)
+    seeds = dict(zip(epochs["init"], epochs["seed"].astype(int)))
+    built = [Execution(init="pretrained", seed=seeds["pretrained"], frozen_blocks=3, epochs=1),
+             Execution(init="random", seed=seeds["random"], frozen_blocks=1, epochs=1)]
+    expected = required_macs(built, model_macs=forward_macs(parts.model),
+                             prefix=prefix_macs(parts), train=len(data.train),
+                             validation=len(data.validation), test=len(data.test))
+    as_setting = required_macs([built[0], replace(built[1], frozen_blocks=2)],
+                               model_macs=forward_macs(parts.model), prefix=prefix_macs(parts),
+                               train=len(data.train), validation=len(data.validation),
+                               test=len(data.test))
+    assert as_setting != expected
+    assert floor_seconds(plan, data=data, weights=weights, suite_dir=run, rate=1.0) == expected
 
 
 @pytest.mark.slow
