@@ -119,6 +119,60 @@ def test_configurations_without_every_seed_are_not_paired():
             "by seed, is **+0.100**") in gap_sentence(gap)
 
 
+def test_an_execution_that_stopped_sooner_does_not_drop_its_seed_from_later_epochs():
+    # Found by a reviewer: a space's early stopping ended pretrained seed 3 after epoch 1.
+    # Pairing "every seed" among those left at epoch 2 compared seeds 1 and 2 only there
+    # (+0.250 over 2 seeds, announced as all of them): the seed that stopped was dropped.
+    from bench.analysis.report import gap_sentence
+
+    rows = []
+    for seed, pretrained in ((1, (0.7, 0.8)), (2, (0.7, 0.9)), (3, (0.3,))):
+        rows += [_row("random", seed, 1, 0.5, head_lr=0.01),
+                 _row("random", seed, 2, 0.6, head_lr=0.01)]
+        rows += [_row("pretrained", seed, epoch, value, head_lr=0.01)
+                 for epoch, value in enumerate(pretrained, start=1)]
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    # Epoch 1, the last with every seed: differences 0.2, 0.2 and -0.2.
+    assert (gap.epoch, gap.last_epoch, gap.pairs) == (1, 2, 3)
+    assert gap.mean == pytest.approx(0.2 / 3)
+    assert gap.spread == pytest.approx(math.sqrt(((0.2 - 0.2 / 3) ** 2 * 2
+                                                  + (0.2 + 0.2 / 3) ** 2) / 2))
+    assert gap_sentence(gap).startswith(
+        "At epoch 1 (not at epoch 2, the last run: some executions stopped sooner, and "
+        "after epoch 1 no configuration has both inits at every seed), pretrained minus "
+        "random validation accuracy, paired by seed, is **+0.067**")
+    gain = analysis.transfer_gain(pd.DataFrame(rows))
+    assert gain["epoch"].tolist() == [1] and gain["n"].tolist() == [3]
+    # With a second configuration that ran every seed to the end, epoch 2 is its alone.
+    for seed in (1, 2, 3):
+        rows += [_row(init, seed, epoch, value, head_lr=0.1) for init, values in
+                 (("random", (0.4, 0.5)), ("pretrained", (0.5, 0.5 + 0.1 * seed)))
+                 for epoch, value in enumerate(values, start=1)]
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    assert (gap.epoch, gap.pairs, gap.configurations, gap.configurations_run) == (2, 3, 1, 2)
+    assert gap.mean == pytest.approx(0.2) and gap.paired == ({"head_lr": 0.1},)
+    assert gap_sentence(gap).startswith("At epoch 2, pretrained minus random validation "
+                                        "accuracy, for the only one of 2 configurations")
+
+
+def test_the_p_value_is_the_paired_t_test_on_the_seeds_differences():
+    # Differences 0.1, 0.2, 0.3: t = 0.2 / (0.1 / sqrt 3) = 2 sqrt 3 on 2 degrees of
+    # freedom, whose CDF is 1/2 + t / (2 sqrt(2 + t^2)). Unpaired (Welch) would give 0.398,
+    # n degrees of freedom 0.0405.
+    from bench.analysis.report import gap_sentence
+
+    rows = []
+    for seed, (random, pretrained) in enumerate(((0.3, 0.4), (0.5, 0.7), (0.7, 1.0)), 1):
+        rows += [_row("random", seed, 1, random, head_lr=0.01),
+                 _row("pretrained", seed, 1, pretrained, head_lr=0.01)]
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    t = 2 * math.sqrt(3)
+    assert gap.p_value == pytest.approx(2 * (0.5 - t / (2 * math.sqrt(2 + t * t))), rel=1e-9)
+    assert gap.p_value == pytest.approx(0.0742, abs=1e-4)
+    assert "standard deviation over 3 seeds 0.100, paired t-test p = 0.074)" in \
+        gap_sentence(gap)
+
+
 def test_a_gap_over_some_of_the_configurations_says_how_many_of_how_many():
     # frozen_blocks 0 and 2 ran with both inits (gaps 0.2 and 0.4), 4 only pretrained.
     rows = []

@@ -287,8 +287,9 @@ def _gain_figure(study: Study) -> None:
                                    title=f"{study.name}: transfer gain (paired by seed)"),
                "transfer_gain", "Transfer gain",
                "Each initialisation minus random validation accuracy against epoch, paired "
-               "by seed over the configurations run with both and averaged over them, with "
-               "a 95% interval over seeds; above the line the initialisation helps.")
+               "by seed over the configurations run with both at every seed at that epoch and "
+               "averaged over them, with a 95% interval over seeds; above the line the "
+               "initialisation helps.")
 
 
 def _trial_figures(study: Study) -> None:

@@ -216,6 +216,9 @@ class Gap:
     #: where some ran with one init only, or not at every seed), and the paired ones' values.
     configurations_run: int = 0
     paired: tuple = ()
+    #: The last epoch either init's executions reached: after ``epoch`` where executions
+    #: stopped sooner at some seeds, so that no configuration has every seed paired.
+    last_epoch: int = 0
 
 
 def _configuration_columns(epochs: pd.DataFrame, pair_on: list[str] | None = None
@@ -250,8 +253,10 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
     """Per seed and epoch: ``metric`` of init ``a`` minus init ``b``.
 
     Only configurations (values of the other hyperparameters) that ran with both inits
-    at every seed are paired, and each seed's difference is the mean over those same
-    configurations, so no seed is compared on other configurations than another.
+    at every seed of the study are paired at an epoch, and each seed's difference is the
+    mean over those same configurations, so no seed is compared on other configurations
+    than another, and no epoch on fewer seeds (an execution that stopped sooner, by a
+    space's early stopping, leaves its configuration out of the epochs after it).
     ``pair_on`` names the hyperparameters a configuration is made of (the space's
     declared ones besides init); by default every recorded column that is not a metric.
 
@@ -271,11 +276,17 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
     table = table[[a, b]].dropna().reset_index()
     if table.empty:
         return pd.DataFrame(columns=columns)
+    # Every seed of the study, not those left at an epoch: an execution a space's early
+    # stopping ended sooner would otherwise drop its seed from the later epochs' pairs,
+    # unannounced, and keep the seeds that trained on (a survivor's comparison).
+    every_seed = rows["seed"].nunique()
     parts, paired = [], {}
     for epoch, at in table.groupby("epoch"):
         seeds = at.groupby(others, dropna=False)["seed"].transform("nunique") if others else \
             pd.Series(at["seed"].nunique(), index=at.index)
-        full = at[seeds == at["seed"].nunique()]
+        full = at[seeds == every_seed]
+        if full.empty:
+            continue
         per_seed = full.groupby("seed")[[a, b]].mean().reset_index()
         per_seed["epoch"] = epoch
         per_seed["configurations"] = (full.groupby(others, dropna=False).ngroups
@@ -285,6 +296,8 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
                                           if others else 1)
         paired[int(epoch)] = full[others].drop_duplicates().to_dict("records")
         parts.append(per_seed)
+    if not parts:
+        return pd.DataFrame(columns=columns)
     per_seed = pd.concat(parts, ignore_index=True)
     per_seed["diff"] = per_seed[a] - per_seed[b]
     result = per_seed[columns]
@@ -350,7 +363,9 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
                with_init=columns_with_init(epochs, pair_on=pair_on,
                                            inits=(init, BASELINE_INIT)),
                configurations_run=int(at["configurations_run"].iloc[0]),
-               paired=tuple(diffs.attrs["paired"][epoch]))
+               paired=tuple(diffs.attrs["paired"][epoch]),
+               last_epoch=int(epochs.loc[epochs["init"].isin([init, BASELINE_INIT]),
+                                         "epoch"].max()))
 
 
 def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",

@@ -48,10 +48,20 @@ def gap_sentence(gap: numbers.Gap) -> str:
     spread = (f"{interval(gap.low, gap.high)}; standard deviation over {gap.pairs} seeds "
               f"{fmt(gap.spread)}{p}" if gap.pairs > 1 else
               "one seed, so no 95% CI; run with --repeats 2 or more for one")
-    return (f"At epoch {gap.epoch}, {gap.init} minus {gap.baseline} validation accuracy, "
+    return (f"At epoch {gap.epoch}{earlier_epoch_clause(gap)}, {gap.init} minus "
+            f"{gap.baseline} validation accuracy, "
             f"{over}paired by seed, is **{gap.mean:+.3f}** ({spread}): "
             f"{gap.init} {gap.init_accuracy:.3f}, {gap.baseline} {gap.baseline_accuracy:.3f}."
             f"{with_init_sentence(gap)}")
+
+
+def earlier_epoch_clause(gap: numbers.Gap) -> str:
+    """Why a gap is not at the last epoch run, or ""."""
+    if gap.epoch >= gap.last_epoch:
+        return ""
+    return (f" (not at epoch {gap.last_epoch}, the last run: some executions stopped "
+            f"sooner, and after epoch {gap.epoch} no configuration has both inits at every "
+            "seed)")
 
 
 def gap_scope(gap: numbers.Gap) -> str:

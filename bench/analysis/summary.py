@@ -8,6 +8,7 @@ from bench.analysis import numbers
 from bench.analysis.formatting import counted
 from bench.analysis.render import interval
 from bench.analysis.report import (
+    earlier_epoch_clause,
     gap_scope,
     partial_sentence,
     summary_table,
@@ -35,7 +36,8 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         seeds = f"{gap.pairs} seeds" if gap.pairs > 1 else "one seed"
         if gap.configurations < gap.configurations_run:
             seeds += f"; {gap_scope(gap)}"
-        print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {seeds}): "
+        print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch}{earlier_epoch_clause(gap)} "
+              f"(paired over {seeds}): "
               f"{gap.mean:+.3f}, {interval(gap.low, gap.high)}."
               f"{with_init_sentence(gap)}")
     if not gaps and "init" in tables.varied:
