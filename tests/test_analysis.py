@@ -132,6 +132,31 @@ def test_trials_tied_at_the_best_score_are_all_best():
     assert analysis.best_trials(trials, by="init")["trial_id"].tolist() == ["0000", "0003"]
 
 
+def test_scores_one_image_apart_never_read_alike_and_ties_do():
+    # Found by a reviewer: 1877/1985 and 1878/1985 both read 0.946 in the trials table,
+    # where only one of them is best and no tie line is written. 1877/1985 split otherwise
+    # over float32 repeats (a tie, differing in the eighth digit) reads as 1877/1985 does.
+    from bench.analysis.render import markdown_table
+    from bench.analysis.report import summary_table
+
+    tie = np.mean([np.float32(a / 397) for a in (387, 372, 384, 388, 346)], dtype=float)
+    trials = pd.DataFrame({"trial_id": ["0000", "0001", "0002", "0003", "0004"],
+                           "status": ["COMPLETED"] * 4 + ["FAILED"],
+                           "init": ["pretrained"] * 5,
+                           "best_val_accuracy": [1877 / 1985, 1878 / 1985, tie, 0.5, np.nan],
+                           "final_val_accuracy": [0.5, 0.5, 0.5, 0.25, np.nan],
+                           "test_accuracy": [0.906, 0.935, 0.9, 0.1, np.nan],
+                           "seconds": 1.0})
+    table = summary_table(trials, ["init"])
+    assert dict(zip(table["trial_id"], table["best_val_accuracy"].fillna("-"))) == {
+        "0001": "0.9461", "0000": "0.9456", "0002": "0.9456", "0003": "0.5000", "0004": "-"}
+    assert table["final_val_accuracy"].tolist()[:4] == ["0.500", "0.500", "0.500", "0.250"]
+    assert "| 0004 | pretrained | - | - | - | 1.000 | FAILED |" in markdown_table(table)
+    # The best trial's line reads as it does among all of them.
+    best = summary_table(analysis.best_trials(trials, by="init"), ["init"], among=trials)
+    assert best["best_val_accuracy"].tolist() == ["0.9461"]
+
+
 def test_configuration_scores_take_each_executions_last_epoch():
     scores = analysis.configuration_scores(epochs_table(), configuration=["init",
                                                                           "frozen_blocks"])

@@ -17,7 +17,13 @@ import pandas as pd
 
 from bench.analysis import numbers
 from bench.analysis.figures import figures
-from bench.analysis.formatting import as_declared, counted, format_value, format_values
+from bench.analysis.formatting import (
+    as_declared,
+    counted,
+    format_value,
+    format_values,
+    score_texts,
+)
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
@@ -25,10 +31,12 @@ from bench.results import check_writable, open_run, process_is_here, write_parqu
 
 
 def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int = 10,
-                  *, runs: int = 1) -> pd.DataFrame:
+                  *, runs: int = 1, among: pd.DataFrame | None = None) -> pd.DataFrame:
     """Completed trials first, best first, then the others: every given hyperparameter,
     validation and test accuracy, epochs, seconds, status. With ``runs`` > 1 (a joint
-    report) every row names its run."""
+    report) every row names its run. Values are written with the digits that tell apart
+    those of ``among`` (default: ``trials``; the best trials take the whole table's, so
+    a score reads the same in both tables)."""
     several = runs > 1 or ("run_id" in trials and trials["run_id"].nunique() > 1)
     lead = ["run_id"] if several and "run_id" in trials else []
     names = [h for h in hyperparameters if h in trials]
@@ -38,7 +46,16 @@ def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int =
     ordered = trials.assign(_failed=trials["status"] != "COMPLETED").sort_values(
         ["_failed", "best_val_accuracy"], ascending=[True, False], na_position="last")
     shown = ordered[[c for c in columns if c in ordered]].head(limit)
-    return shown.assign(**{name: as_declared(shown[name], ordered[name]) for name in names})
+    among = trials if among is None else among
+    scores = [c for c in SCORES if c in shown]
+    return shown.assign(
+        **{name: as_declared(shown[name], among[name]) for name in names},
+        **{name: score_texts(shown[name], among[name], tie_rtol=numbers.TIE_RTOL)
+           for name in scores})
+
+
+#: The accuracy columns of trials.csv, written with the digits that keep them apart.
+SCORES = ("best_val_accuracy", "final_val_accuracy", "test_accuracy")
 
 
 def gap_sentence(gap: numbers.Gap) -> str:
@@ -220,7 +237,7 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                                   "with its accuracy on the held-out test "
                                   "split after the last epoch (mean over repeats):"),
                        Block("table", tables.mark_not_in_space(summary_table(
-                           best, tables.varied, runs=len(tables.runs))))]
+                           best, tables.varied, runs=len(tables.runs), among=trials)))]
             blocks += [Block("p", line) for line in tie_lines(best)]
     for run in tables.runs:
         for reference in run.get("references", []):
