@@ -558,3 +558,27 @@ def test_a_boolean_hyperparameter_is_not_drawn_on_a_numeric_axis(tmp_path):
     _objective_figures(study)
     drawn = [Path(b.content).stem for b in study.blocks if b.kind == "figure"]
     assert drawn == ["objective_vs_head_lr"]
+
+
+def test_a_best_of_figure_says_which_configurations_tied_and_which_it_drew():
+    # Found by a reviewer: head_lr 0.001 (finals 0.7, 0.8) and 0.01 (0.75, 0.75) tie at
+    # 0.75 for depth 0, and the figure drew 0.001 by sort order, saying nothing.
+    from bench.analysis.figures import _best_note
+
+    rows = []
+    for head_lr, finals in ((0.001, (0.7, 0.8)), (0.01, (0.75, 0.75)), (0.1, (0.6, 0.6))):
+        rows += [_row("random", seed, 1, final, frozen_blocks=0, head_lr=head_lr)
+                 for seed, final in zip((1, 2), finals)]
+    rows += [_row("random", seed, 1, final, frozen_blocks=2, head_lr=head_lr)
+             for head_lr, finals in ((0.001, (0.5, 0.6)), (0.01, (0.5, 0.6 + 1 / 397)))
+             for seed, final in zip((1, 2), finals)]
+    drawn = analysis.best_configurations(pd.DataFrame(rows), keep=["frozen_blocks"],
+                                         over=["head_lr"])
+    assert sorted(set(zip(drawn["frozen_blocks"], drawn["head_lr"]))) == [(0, 0.001),
+                                                                         (2, 0.01)]
+    assert drawn.attrs["ties"] == [{"keep": {"frozen_blocks": 0},
+                                    "over": [{"head_lr": 0.001}, {"head_lr": 0.01}],
+                                    "score": pytest.approx(0.75)}]
+    assert _best_note(["head_lr"], drawn).endswith(
+        " Tied for frozen_blocks=0: head_lr=0.001 and head_lr=0.01 share the best (0.7500); "
+        "the first is drawn.")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import numbers, plots
-from bench.analysis.formatting import as_declared, value_labels
+from bench.analysis.formatting import as_declared, format_values, value_labels
 from bench.analysis.render import Block
 from bench.analysis.tables import Tables
 
@@ -80,12 +80,22 @@ def chosen_configurations(rows: pd.DataFrame, columns: list[str]) -> pd.DataFram
                             if c != "run_id"})
 
 
-def _best_note(over: list[str]) -> str:
+def _best_note(over: list[str], rows: pd.DataFrame | None = None) -> str:
+    """What a best-of figure drew in place of ``over``, and the ties it broke (``rows``
+    from ``numbers.best_configurations``)."""
     if not over:
         return ""
-    return (f" Where {', '.join(over)} also varied, each line or point is the value(s) "
+    note = (f" Where {', '.join(over)} also varied, each line or point is the value(s) "
             "with the best final validation accuracy, so every interval is over the "
             "repeats of one configuration.")
+    for tie in ([] if rows is None else rows.attrs.get("ties", [])):
+        where = f" for {format_values(tie['keep'])}" if tie["keep"] else ""
+        labels = {name: value_labels([v[name] for v in tie["over"]]) for name in over}
+        values = " and ".join(" ".join(f"{name}={labels[name](value)}"
+                                       for name, value in v.items()) for v in tie["over"])
+        note += (f" Tied{where}: {values} share the best ({tie['score']:.4f}); the first "
+                 "is drawn.")
+    return note
 
 
 @dataclass
@@ -175,7 +185,7 @@ def _accuracy_figure(study: Study) -> None:
         "Validation (top) and training (bottom) accuracy against epoch, mean over the "
         "repeats (seeds) of each configuration with a 95% confidence band"
         + (", the dashed line marking the start of phase 2" if boundaries else "") + "."
-        + _best_note(facets["best_of"]))
+        + _best_note(facets["best_of"], curve_rows(epochs, facets)))
     if facets["best_of"]:
         shown = list(dict.fromkeys(c for c in ("run_id", *_shown(facets)) if c in epochs))
         study.blocks.append(Block("table", study.tables.mark_not_in_space(
@@ -200,7 +210,7 @@ def _transferability_figure(study: Study) -> None:
         "transferability", "Transferability",
         "Final and best validation accuracy against the number of frozen blocks, one line "
         "per initialisation, with 95% intervals over the repeats of each configuration "
-        "(cf. Yosinski et al. 2014)." + _best_note(over))
+        "(cf. Yosinski et al. 2014)." + _best_note(over, rows))
 
 
 def _heatmap_figure(study: Study) -> None:
@@ -222,7 +232,7 @@ def _heatmap_figure(study: Study) -> None:
                               title=f"{study.name}: final validation accuracy"),
                "head_lr_x_frozen_blocks", heading,
                "Mean final validation accuracy over the repeats of each head learning rate "
-               "and frozen depth." + _best_note(over), intervals=False)
+               "and frozen depth." + _best_note(over, rows), intervals=False)
 
 
 def _on_an_axis(values: pd.Series) -> bool:
@@ -264,7 +274,8 @@ def _objective_figures(study: Study) -> None:
                    f"Final validation accuracy against {plots.label(parameter)}, mean with a "
                    "95% interval over the repeats of each configuration"
                    + (" (log axis)" if log else "") + "."
-                   + (" One line style per run." if style else "") + _best_note(over))
+                   + (" One line style per run." if style else "")
+                   + _best_note(over, rows))
 
 
 def _gain_figure(study: Study) -> None:

@@ -179,20 +179,32 @@ def best_configurations(epochs: pd.DataFrame, *, keep: list[str], over: list[str
     ``over``, the one with the best mean final ``metric``.
 
     A figure that shows ``keep`` but not ``over`` draws these rows, so each line and each
-    interval belongs to one configuration run with several seeds.
+    interval belongs to one configuration run with several seeds. Where several values of
+    ``over`` tie at the best (within ``TIE_RTOL``), the first in sorted order is drawn,
+    and the frame's ``attrs["ties"]`` lists each such tie: ``{"keep": {...}, "over":
+    [{...}, ...], "score": s}``, the drawn values first.
     """
     if not over:
         return epochs
     scores = configuration_scores(epochs, configuration=[*keep, *over], metric=metric)
-    chosen = []
-    for _, group in _groups(scores, keep):
-        chosen.append(group.loc[group["score"].idxmax()] if group["score"].notna().any()
-                      else group.iloc[0])
+    chosen, ties = [], []
+    for key, group in _groups(scores, keep):
+        if group["score"].isna().all():
+            chosen.append(group.iloc[0])
+            continue
+        top = group["score"].max()
+        tied = group[np.isclose(group["score"], top, rtol=TIE_RTOL, atol=0)]
+        chosen.append(tied.iloc[0])
+        if len(tied) > 1:
+            ties.append({"keep": key, "over": tied[over].to_dict("records"),
+                         "score": float(top)})
     chosen = pd.DataFrame(chosen)[[*keep, *over]]
     key = [*keep, *over]
     left, right = inactive_as(epochs, key), inactive_as(chosen, key)
     index = left.reset_index().merge(right, on=key, how="inner")["index"]
-    return epochs.loc[sorted(index)]
+    rows = epochs.loc[sorted(index)]
+    rows.attrs = {**epochs.attrs, "ties": ties}
+    return rows
 
 
 @dataclass(frozen=True)
