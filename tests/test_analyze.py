@@ -220,3 +220,33 @@ def test_a_joint_report_says_when_its_runs_read_different_data(tiny_run, tmp_pat
     assert sentence.startswith("**Different data**")
     assert f"sha256 {same['dataset']['sha256'][:12]}" in sentence
     assert "sha256 ffffffffffff" in sentence
+
+
+def test_a_joint_report_never_replaces_files_it_did_not_write(tiny_run, tmp_path):
+    # Found by a new user: --out onto a folder with their own report.md replaced it.
+    first, second = tmp_path / "a", tmp_path / "b"
+    for copy in (first, second):
+        shutil.copytree(tiny_run, copy)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my precious notes\n")
+    result = _analyze_without_keras(first, second, extra=["--out", str(mine)])
+    assert result.stdout.strip().splitlines()[-1] == "False False 2", result.stderr[-2000:]
+    assert result.stderr.strip() == (
+        f"error: --out {mine} holds files that are not a joint report of analyze "
+        "(report.md), and its report.md, report.html and plots/ would be replaced: give a "
+        f"new or empty folder, such as {tmp_path / 'compare-a-b'}")
+    assert (mine / "report.md").read_text() == "my precious notes\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["report.md"]
+    # An empty folder takes the report, and the report can be rebuilt there.
+    joint = tmp_path / "joint"
+    joint.mkdir()
+    for _ in range(2):
+        result = _analyze_without_keras(first, second, extra=["--out", str(joint)])
+        assert result.stdout.strip().splitlines()[-1] == "False False 0", result.stderr[-2000:]
+    assert sorted(p.name for p in joint.iterdir()) == ["plots", "report.html", "report.md"]
+    # A file of the user's beside an earlier joint report is not lost either.
+    (joint / "notes.txt").write_text("mine\n")
+    result = _analyze_without_keras(first, second, extra=["--out", str(joint)])
+    assert result.stdout.strip().splitlines()[-1] == "False False 2"
+    assert "(notes.txt, plots, report.html, report.md)" in result.stderr

@@ -424,6 +424,31 @@ def write_report(tables: Tables, out: Path, *, log=print) -> Path:
     return out / "report.md"
 
 
+#: What a joint report's folder holds: ``write_report``'s files and its staging folders.
+JOINT_REPORT_FILES = ("report.md", "report.html", "plots")
+
+
+def refuse_foreign_folder(out: Path, *, default: Path) -> None:
+    """Refuses ``out`` for a joint report where it holds files that are not an earlier
+    joint report's (that report's files are replaced; a user's own would be lost)."""
+    if not out.is_dir():
+        return
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith(".report-"))
+    if not names:
+        return
+    report = out / "report.md"
+    try:
+        ours = report.is_file() and report.read_text().startswith("# Runs ")
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if ours and set(names) <= set(JOINT_REPORT_FILES):
+        return
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    raise BenchError(f"--out {out} holds files that are not a joint report of analyze "
+                     f"({shown}), and its report.md, report.html and plots/ would be "
+                     f"replaced: give a new or empty folder, such as {default}")
+
+
 def write_outputs(run_paths: list[Path], *, out: Path | None = None, log=print) -> list[Path]:
     """Rebuilds each run's figures and report; several runs are also reported together
     in ``out`` (default: ``compare-<first>-<last>`` beside the first run).
@@ -445,6 +470,7 @@ def write_outputs(run_paths: list[Path], *, out: Path | None = None, log=print) 
             raise BenchError(f"--out {out} is a run's folder: the joint report would replace "
                              f"its own; give another folder, such as {default}")
         out = Path(out or default)
+        refuse_foreign_folder(out, default=default)
         destinations.append(out)
     for folder in destinations:
         check_writable(folder, what=f"cannot write the report to {folder} (--out for "
