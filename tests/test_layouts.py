@@ -407,3 +407,30 @@ def test_class_names_match_across_splits_in_either_unicode_form(tmp_path):
     with pytest.raises(BenchError, match="two class folders named 'caf\u00e9', written in two "
                                          "Unicode forms"):
         load(root, tmp_path)
+
+
+def test_hidden_files_and_a_macos_zips_folders_are_not_data(tmp_path):
+    # Found by a new user: train/dog/.hidden.png was a dog image. macOS writes ._NAME
+    # beside every file it copies onto some disks (metadata, not a picture) and zips a
+    # __MACOSX/ folder of them: neither is read, at the top or in a class folder.
+    root = tmp_path / "data"
+    write_classes(root / "train", 10, tag=1)
+    write_classes(root / "val", 3, tag=2)
+    expected = load(root, tmp_path / "clean")
+    for folder in (root / "train" / "cats", root / "val" / "dogs"):
+        (folder / "._cats-0.png").write_bytes(b"\x00\x05\x16\x07 Mac OS X metadata")
+        (folder / ".thumbnails").mkdir()
+        shutil.copy(next(folder.glob("*.png")), folder / ".thumbnails" / "small.png")
+    write_classes(root / "train", 1, tag=3, classes=(".hidden",))
+    shutil.copy(root / "train" / "dogs" / "1-0.png", root / "train" / "cats" / ".copy.png")
+    write_classes(root / "__MACOSX", 2, tag=4, classes=("train",))
+    (root / ".notes.png").write_bytes(b"not an image")
+    data = load(root, tmp_path / "hidden")
+    assert data.class_names == expected.class_names == ("cats", "dogs")
+    for split in ("train", "validation", "test"):
+        np.testing.assert_array_equal(getattr(data, split).images,
+                                      getattr(expected, split).images)
+        np.testing.assert_array_equal(getattr(data, split).labels,
+                                      getattr(expected, split).labels)
+    assert data.skipped_files == () and data.notes == expected.notes
+    assert data.duplicates_dropped == 0

@@ -72,12 +72,19 @@ def class_name(folder: Path) -> str:
     return unicodedata.normalize("NFC", folder.name)
 
 
+def hidden(name: str) -> bool:
+    """A file or folder no one means as data: its name starts with "." (``.DS_Store``,
+    macOS's ``._photo.jpg`` beside every file it copies, ``.thumbnails/``) or it is the
+    ``__MACOSX/`` folder a macOS zip carries."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
     """The class subfolders of ``root``, sorted; with ``expected``, exactly those names."""
     if not root.is_dir():
         raise BenchError(f"image folder {root} does not exist; pass --data with "
                          f"{FOLDER_LAYOUT}")
-    classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+    classes = sorted((p for p in root.iterdir() if p.is_dir() and not hidden(p.name)),
                      key=class_name)
     names = [class_name(p) for p in classes]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -113,6 +120,7 @@ def _walk(folder: Path, inside: Path, outside: list[str]) -> list[Path]:
             dirs.clear()
             continue
         seen.add(real)
+        dirs[:] = [name for name in dirs if not hidden(name)]
         for name in list(dirs):
             path = Path(top) / name
             if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(inside):
@@ -120,7 +128,7 @@ def _walk(folder: Path, inside: Path, outside: list[str]) -> list[Path]:
                 dirs.remove(name)
         for name in names:
             path = Path(top) / name
-            if path.suffix.lower() not in EXTENSIONS:
+            if path.suffix.lower() not in EXTENSIONS or hidden(name):
                 continue
             if not Path(os.path.realpath(path)).is_relative_to(inside):
                 outside.append(str(path))

@@ -65,13 +65,15 @@ def find_layout(root: Path) -> Layout:
         BenchError: for a mix of split and class folders, two validation folders, or
             split folders without ``train/``.
     """
+    from bench.data.imagefolder import hidden
+
     if root.exists() and not root.is_dir():
         raise BenchError(f"--data {root} is a file, not a folder; pass --data with "
                          f"{FOLDER_LAYOUT}")
     if not root.is_dir():
         raise BenchError(f"image folder {root} does not exist; pass --data with "
                          f"{FOLDER_LAYOUT}")
-    folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    folders = {p.name for p in root.iterdir() if p.is_dir() and not hidden(p.name)}
     splits = folders & set(SPLIT_NAMES)
     if not splits:
         lookalikes = sorted(name for name in folders if _looks_like_a_split(root / name))
@@ -101,10 +103,12 @@ def find_layout(root: Path) -> Layout:
 
 
 def _looks_like_a_split(folder: Path) -> bool:
+    from bench.data.imagefolder import hidden
+
     # Kaggle's training_set/ + test_set/ (each with cats/, dogs/) would be two classes,
     # "which folder", with the test images trained on.
     words = set(re.split(r"[^a-z0-9]+", folder.name.lower()))
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    entries = [p for p in folder.iterdir() if not hidden(p.name)]
     return bool(words & SPLIT_WORDS and entries) and all(p.is_dir() for p in entries)
 
 
@@ -172,7 +176,7 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         request: A ``DataRequest`` (image size, seed, train per class, cache folder).
     """
     from bench.data.datasets import Split, TransferData, split_fractions
-    from bench.data.imagefolder import EXTENSIONS, load_folder, repeats_sentence, some
+    from bench.data.imagefolder import EXTENSIONS, hidden, load_folder, repeats_sentence, some
 
     layout = find_layout(root)
     size, cache, seed = request.image_size, request.cache_dir, request.seed
@@ -187,7 +191,7 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
                        if layout.split_folders else [])]
     for folder in [f for f in folders if f is not None]:
         loose = sorted(p.name for p in folder.iterdir()
-                       if p.is_file() and p.suffix.lower() in EXTENSIONS)
+                       if p.is_file() and p.suffix.lower() in EXTENSIONS and not hidden(p.name))
         if loose:
             notes.append(f"{len(loose)} image file(s) directly in {folder} (such as "
                          f"{loose[0]}) are in no class folder and were not used")
