@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -11,7 +12,15 @@ from pathlib import Path
 def program() -> str:
     """The start of a command line that runs the suite as this process was started:
     ``python run_bench.py`` (the script's path where it is not in the current folder),
-    ``python -m bench`` or ``finetune-bench``; ``python run_bench.py`` when unknown."""
+    ``python -m bench`` or ``finetune-bench``; ``python run_bench.py`` when unknown. A
+    Keras backend other than TensorFlow chosen by ``KERAS_BACKEND`` comes first
+    (``KERAS_BACKEND=jax python run_bench.py``): a run resumes only on its own backend."""
+    backend = os.environ.get("KERAS_BACKEND", "")
+    setting = f"KERAS_BACKEND={quoted(backend)} " if backend not in ("", "tensorflow") else ""
+    return setting + _started()
+
+
+def _started() -> str:
     started = sys.argv[0] if sys.argv and sys.argv[0] else ""
     name = Path(started).name
     if name == "__main__.py" and Path(started).parent.name == "bench":

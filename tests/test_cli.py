@@ -268,8 +268,16 @@ def test_a_command_a_message_gives_starts_as_this_one_was_started(
 
     monkeypatch.setattr(sys, "argv", [started.replace("ROOT", str(ROOT)), "run"])
     monkeypatch.chdir(ROOT if cwd == "root" else tmp_path)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
     assert command("analyze", "results/x") == \
         f"{expected.replace('ROOT', str(ROOT))} analyze results/x"
+    # Found by a new user: a JAX run's "continue it with" line, pasted, was refused for
+    # resuming on TensorFlow.
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert command("run", "--resume", "results/x") == \
+        f"KERAS_BACKEND=jax {expected.replace('ROOT', str(ROOT))} run --resume results/x"
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert command("analyze", "results/x").startswith(expected.replace("ROOT", str(ROOT)))
 
 
 def test_a_command_with_odd_characters_in_its_paths_pastes_back_to_the_same_words(
@@ -279,6 +287,7 @@ def test_a_command_with_odd_characters_in_its_paths_pastes_back_to_the_same_word
     script = tmp_path / "my scripts" / "run_bench.py"
     folder = tmp_path / "my runs" / 'a "b" $HOME `c` d\\e'
     monkeypatch.setattr(sys, "argv", [str(script), "run"])
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
     line = command("run", "--resume", folder)
     assert "'" not in line  # messages put the whole line in single quotes
     shell = subprocess.run(["bash", "-c", f'printf "%s\\n" {line}'], capture_output=True,
