@@ -477,3 +477,52 @@ def test_a_killed_chief_resumed_refuses_its_stale_worker_and_ends_equal(study):
         for process in processes:
             _stop(process)
     _assert_same_tables(run, study / "results" / "reference")
+
+
+def test_the_grid_is_handed_out_to_waiting_workers_in_one_process_order(tmp_path):
+    # Found by a new user: KerasTuner's grid walks on from a trial only when it ends, so
+    # with --workers 2 one worker ran 11 of 12 trials and the other was told to wait.
+    import itertools
+
+    import keras_tuner
+
+    from bench.tuning.algorithms import make_oracle
+
+    def grid_oracle(folder):
+        hp = keras_tuner.HyperParameters()
+        hp.Choice("init", ["pretrained", "random"])
+        with hp.conditional_scope("init", ["pretrained"]):
+            hp.Choice("frozen_blocks", [0, 2])
+        hp.Choice("head_lr", [1e-3, 1e-2])
+        oracle = make_oracle("grid", hyperparameters=hp, max_trials=None, seed=1,
+                             max_epochs=1)
+        oracle._set_project_dir(str(folder), "tuner")
+        return oracle
+
+    # One process: each trial ends before the next is asked for.
+    serial, oracle = [], grid_oracle(tmp_path / "one")
+    while (trial := oracle.create_trial("tuner0")).status == "RUNNING":
+        serial.append(trial.hyperparameters.values)
+        oracle.end_trial(trial)
+    # 3 active combinations of init and depth x 2 head learning rates, each once.
+    assert len(serial) == 6
+    assert len({tuple(sorted(v.items())) for v in serial}) == 6
+    # Six workers asking at once, before any trial ends: each gets the next combination.
+    oracle = grid_oracle(tmp_path / "six")
+    running = [oracle.create_trial(f"tuner{i}") for i in range(6)]
+    assert [t.status for t in running] == ["RUNNING"] * 6
+    assert [t.hyperparameters.values for t in running] == serial
+    for trial in running:
+        oracle.end_trial(trial)
+    assert oracle.create_trial("tuner0").status == "STOPPED"
+    # Ending in another order hands out nothing twice.
+    oracle = grid_oracle(tmp_path / "mixed")
+    seen = []
+    for count in itertools.count():
+        trial = oracle.create_trial(f"tuner{count}")
+        if trial.status != "RUNNING":
+            break
+        seen.append(trial.hyperparameters.values)
+        if count % 2:
+            oracle.end_trial(trial)
+    assert seen == serial

@@ -174,16 +174,29 @@ def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None,
 
 @functools.cache
 def resumable_grid_oracle():
-    """KerasTuner's GridSearchOracle, with the order of the grid kept in ``oracle.json``.
+    """KerasTuner's GridSearchOracle, with the order of the grid kept in ``oracle.json``,
+    and the grid handed out without waiting for trials to end.
 
     KerasTuner keeps the grid's walk (which trial's next combination is due, and the
     trials in grid order) only in memory, so a reloaded grid raises KeyError or stops
-    early. This subclass saves and restores both.
+    early. This subclass saves and restores both. KerasTuner also walks on from a trial
+    only when it ends, so with several workers all but one waited (found by a new user:
+    with ``--workers 2`` one worker ran 11 of 12 trials); here it walks on from a trial
+    as soon as it is handed out, which gives the same combinations in the same order.
     """
     import keras_tuner
     from keras_tuner.src.tuners.gridsearch import LinkedList
 
     class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
+        def populate_space(self, trial_id):
+            proposal = super().populate_space(trial_id)
+            if (proposal["status"] == keras_tuner.engine.trial.TrialStatus.RUNNING
+                    and trial_id not in self._populate_next):
+                # KerasTuner appends it again when it ends: that walk finds its next
+                # combination already handed out and moves on.
+                self._populate_next.append(trial_id)
+            return proposal
+
         def get_state(self):
             order, index = [], self._ordered_ids._next_index[None]
             while index is not None:
