@@ -155,6 +155,48 @@ def test_an_execution_that_stopped_sooner_does_not_drop_its_seed_from_later_epoc
                                         "accuracy, for the only one of 2 configurations")
 
 
+def test_a_gap_counts_configurations_among_those_that_reached_its_epoch():
+    # Found by a new user on a Hyperband run: "the 2 of 3 configurations ... that ran with
+    # both inits at every seed", where 5 had, but only 3 reached the headline's epoch.
+    from bench.analysis.report import gap_sentence
+
+    def ran(rows, head_lr, epochs, gaps, *, inits=("random", "pretrained")):
+        for seed in (1, 2):
+            for epoch in range(1, epochs + 1):
+                rows += [_row(init, seed, epoch, 0.5 + (gaps if init != "random" else 0)
+                              + 0.01 * seed * (init != "random"), head_lr=head_lr)
+                         for init in inits]
+
+    rows = []
+    ran(rows, 0.1, 1, 0.4)  # stopped after one epoch
+    ran(rows, 0.03, 1, 0.4)
+    ran(rows, 0.01, 3, 0.2)
+    ran(rows, 0.001, 3, 0.1)
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    assert (gap.epoch, gap.configurations, gap.configurations_run,
+            gap.configurations_any_epoch) == (3, 2, 2, 4)
+    assert gap.mean == pytest.approx(0.15 + 0.015)
+    assert ("validation accuracy, averaged over the 2 configurations of the other "
+            "hyperparameters that reached epoch 3 (4 ran) and paired by seed, is **+0.165**"
+            ) in gap_sentence(gap)
+    # One of those that reached epoch 3 ran one init only.
+    ran(rows, 0.3, 3, 0.0, inits=("pretrained",))
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    assert (gap.configurations, gap.configurations_run, gap.configurations_any_epoch) == (2, 3, 5)
+    assert ("averaged over the 2 configurations of the other hyperparameters, of the 3 that "
+            "reached epoch 3 (5 ran), that ran with both inits at every seed and paired by "
+            "seed, is **+0.165**") in gap_sentence(gap)
+    only = analysis.init_gap(pd.DataFrame([r for r in rows if r["head_lr"] != 0.01]))
+    assert ("for the only configuration of the other hyperparameters, of the 2 that "
+            "reached epoch 3 (4 ran), that ran with both inits at every seed "
+            "(head_lr=0.001), paired by seed, is **+0.115**") in gap_sentence(only)
+    alone = analysis.init_gap(pd.DataFrame([r for r in rows if r["head_lr"] not in
+                                            (0.01, 0.3)]))
+    assert ("for the only one of 3 configurations of the other hyperparameters that "
+            "reached epoch 3 (head_lr=0.001), paired by seed, is **+0.115**"
+            ) in gap_sentence(alone)
+
+
 def test_the_p_value_is_the_paired_t_test_on_the_seeds_differences():
     # Differences 0.1, 0.2, 0.3: t = 0.2 / (0.1 / sqrt 3) = 2 sqrt 3 on 2 degrees of
     # freedom, whose CDF is 1/2 + t / (2 sqrt(2 + t^2)). Unpaired (Welch) would give 0.398,

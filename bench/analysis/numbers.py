@@ -231,6 +231,9 @@ class Gap:
     #: The last epoch either init's executions reached: after ``epoch`` where executions
     #: stopped sooner at some seeds, so that no configuration has every seed paired.
     last_epoch: int = 0
+    #: Configurations that ran with either init at any epoch: more than
+    #: ``configurations_run`` where some stopped before ``epoch`` (Hyperband's first rounds).
+    configurations_any_epoch: int = 0
 
 
 def _configuration_columns(epochs: pd.DataFrame, pair_on: list[str] | None = None
@@ -362,6 +365,9 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
     if at.empty:
         return None
     mean, low, high = t_interval(at["diff"])
+    both = epochs[epochs["init"].isin([init, BASELINE_INIT])]
+    others = _configuration_columns(epochs, pair_on)
+    both = inactive_as(both, others)
     spread = float(at["diff"].std(ddof=1)) if len(at) > 1 else math.nan
     p_value = math.nan
     if len(at) > 1 and spread > 0:
@@ -376,8 +382,9 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
                                            inits=(init, BASELINE_INIT)),
                configurations_run=int(at["configurations_run"].iloc[0]),
                paired=tuple(diffs.attrs["paired"][epoch]),
-               last_epoch=int(epochs.loc[epochs["init"].isin([init, BASELINE_INIT]),
-                                         "epoch"].max()))
+               last_epoch=int(both["epoch"].max()),
+               configurations_any_epoch=(both.groupby(others, dropna=False).ngroups
+                                         if others else 1))
 
 
 def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",

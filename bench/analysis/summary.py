@@ -34,7 +34,8 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
     gaps = numbers.init_gaps(tables.complete, pair_on=tables.pair_on(run["run_id"]))
     for gap in gaps:
         seeds = f"{gap.pairs} seeds" if gap.pairs > 1 else "one seed"
-        if gap.configurations < gap.configurations_run:
+        if (gap.configurations < gap.configurations_run
+                or gap.configurations_any_epoch > gap.configurations_run):
             seeds += f"; {gap_scope(gap)}"
         print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch}{earlier_epoch_clause(gap)} "
               f"(paired over {seeds}): "
