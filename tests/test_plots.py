@@ -240,3 +240,51 @@ def test_the_objective_figure_leaves_out_configurations_where_its_parameter_is_i
     (line,) = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 2]
     assert list(line.get_xdata()) == [0.0, 0.9]
     assert list(line.get_ydata()) == pytest.approx([0.515, 0.615])
+
+
+def test_figures_of_frozen_depth_leave_out_inits_where_it_is_inactive_and_say_so(
+        tmp_path, monkeypatch):
+    # Found by a new user: frozen_blocks declared for pretrained only drew an empty
+    # random heatmap panel and a random legend entry with no point, unexplained.
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    rows = []
+    configurations = [("pretrained", 0, 0.001, 0.6), ("pretrained", 0, 0.01, 0.7),
+                      ("pretrained", 2, 0.001, 0.8), ("pretrained", 2, 0.01, 0.5),
+                      ("random", float("nan"), 0.001, 0.3), ("random", float("nan"), 0.01, 0.4)]
+    for trial, (init, depth, lr, base) in enumerate(configurations):
+        for seed in (1, 2):
+            for epoch in (1, 2):
+                rows.append({"run_id": "r", "trial_id": f"{trial}", "repeat": seed,
+                             "seed": seed, "epoch": epoch, "init": init, "frozen_blocks": depth,
+                             "head_lr": lr, "val_accuracy": base + 0.02 * seed,
+                             "accuracy": 0.9})
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": "r", "trial_id": [f"{t}" for t in range(6)],
+                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
+    names = ["init", "frozen_blocks", "head_lr"]
+    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
+           "columns": {"hyperparameters": names, "varied": names}}
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=lambda *_: None)
+    captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+    missing = (" Not drawn: random (frozen_blocks{} is inactive in all its executions: a "
+               "conditional hyperparameter whose condition is not met).")
+    assert captions["transferability"].endswith(missing.format(""))
+    assert captions["head_lr_x_frozen_blocks"].endswith(missing.format(" or head_lr"))
+    # One panel, pretrained's: the means over seeds 1 and 2 of base + 0.02 * seed.
+    heatmap = drawn["head_lr_x_frozen_blocks"]
+    assert [ax.get_title() for ax in heatmap.axes if ax.get_title()] == ["pretrained"]
+    assert sorted(t.get_text() for t in heatmap.axes[0].texts) == [
+        "0.53", "0.63", "0.73", "0.83"]
+    # One line per measure, pretrained's: the best head_lr per depth, 0.73 and 0.83.
+    lines = [line for line in drawn["transferability"].axes[0].get_lines()
+             if len(line.get_xdata()) == 2]
+    assert len(lines) == 1 and list(lines[0].get_xdata()) == [0, 2]
+    assert list(lines[0].get_ydata()) == pytest.approx([0.73, 0.83])
+    legend = [t.get_text() for legend in drawn["transferability"].legends
+              for t in legend.get_texts()]
+    assert not any("random" in text for text in legend), legend

@@ -202,6 +202,16 @@ def _transferability_figure(study: Study) -> None:
     over = [n for n in study.moving if n not in keep]
     rows = numbers.best_configurations(study.epochs, keep=keep, over=over)
     summary = numbers.execution_summary(rows, by=keep)
+    # A conditional frozen_blocks is inactive (empty) where its condition is not met:
+    # those executions have no place on the axis.
+    active = summary[summary["frozen_blocks"].notna()]
+    if active["frozen_blocks"].nunique() < 2:
+        study.skip("Transferability", "frozen_blocks took one value among the complete "
+                                      "executions where it is active: a single point")
+        return
+    lines = [c for c in (*study.by_run, hue) if c]
+    left_out = _inactive_note(summary, active, lines, what="frozen_blocks")
+    summary = active
     if study.several:
         summary["run / init"] = summary["run_id"] + (" / " + summary["init"] if hue else "")
         hue = "run / init"
@@ -210,7 +220,26 @@ def _transferability_figure(study: Study) -> None:
         "transferability", "Transferability",
         "Final and best validation accuracy against the number of frozen blocks, one line "
         "per initialisation, with 95% intervals over the repeats of each configuration "
-        "(cf. Yosinski et al. 2014)." + _best_note(over, rows))
+        "(cf. Yosinski et al. 2014)." + _best_note(over, rows) + left_out)
+
+
+def _inactive_note(every: pd.DataFrame, drawn: pd.DataFrame, columns: list[str], *,
+                   what: str, sep: str = " / ") -> str:
+    """" Not drawn: random (...)." for the lines or panels (values of ``columns``, their
+    names joined by ``sep``) of ``every`` with no row left in ``drawn``; or "" for none."""
+    if not columns:
+        return ""
+
+    def keys(table):
+        return {tuple(row) for row in table[columns].astype(str).itertuples(index=False)}
+
+    lost = sorted(keys(every) - keys(drawn))
+    if not lost:
+        return ""
+    names = ", ".join(sep.join(key) for key in lost)
+    whose = "its" if len(lost) == 1 else "their"
+    return (f" Not drawn: {names} ({what} is inactive in all {whose} executions: a "
+            "conditional hyperparameter whose condition is not met).")
 
 
 def _heatmap_figure(study: Study) -> None:
@@ -224,15 +253,26 @@ def _heatmap_figure(study: Study) -> None:
     keep = [*panel_keys, "frozen_blocks", "head_lr"]
     over = [n for n in study.moving if n not in keep]
     rows = numbers.best_configurations(epochs, keep=keep, over=over)
+    # Where frozen_blocks or head_lr is conditional, executions with it inactive have no
+    # cell; a panel of only those is left out, and the caption says so.
+    active = rows[rows["frozen_blocks"].notna() & rows["head_lr"].notna()]
+    if active.empty:
+        study.skip(heading, "frozen_blocks or head_lr is inactive in every complete "
+                            "execution (a conditional hyperparameter whose condition is "
+                            "not met)")
+        return
     panels = {}
-    for key, group in (rows.groupby(panel_keys) if panel_keys else [("all", rows)]):
+    for key, group in (active.groupby(panel_keys) if panel_keys else [("all", active)]):
         title = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
         panels[title] = numbers.heatmap_table(group, rows="frozen_blocks", cols="head_lr")
     study.save(plots.heatmaps(panels, rows="frozen_blocks", cols="head_lr",
                               title=f"{study.name}: final validation accuracy"),
                "head_lr_x_frozen_blocks", heading,
                "Mean final validation accuracy over the repeats of each head learning rate "
-               "and frozen depth." + _best_note(over, rows), intervals=False)
+               "and frozen depth." + _best_note(over, rows)
+               + _inactive_note(rows, active, panel_keys, what="frozen_blocks or head_lr",
+                                sep=" "),
+               intervals=False)
 
 
 def _on_an_axis(values: pd.Series) -> bool:
