@@ -87,7 +87,8 @@ def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tu
     result = run_bench("run", "--resume", str(killed), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"resuming killed: 2 trial\(s\) ended and kept; [3-5] row\(s\) of "
-                     r"unfinished work removed; the trial that was running starts again\n",
+                     r"unfinished work removed; trial \d+, started and not ended, runs "
+                     r"again from the first epoch\n",
                      result.stdout), result.stdout[:2000]
     record = json.loads((killed / "run.json").read_text())
     assert record["status"] == "completed" and len(record["resumed"]) == 1

@@ -338,8 +338,10 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     extras = earlier_extras(run, keep=set(ended))
     started = {path.parent.name.removeprefix("trial_")
                for path in run.tuner.glob("trial_*/trial.json")}
-    again = ("; the trial that was running starts again" if started - set(ended)
-             else "")
+    running = sorted(started - set(ended))
+    again = (f"; {'trial' if len(running) == 1 else 'trials'} {', '.join(running)}, started "
+             f"and not ended, {'runs' if len(running) == 1 else 'run'} again from the first "
+             "epoch" if running else "")
     log(f"resuming {run.path.name}: {len(ended)} trial(s) ended and kept; {removed} row(s) "
         f"of unfinished work removed{again}")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
