@@ -48,6 +48,9 @@ class Side:
     #: The best configuration's executions, each one's best-epoch validation accuracy (of
     #: which ``best_val_accuracy`` is the mean): the spread to judge the two sides by.
     best_executions: tuple[float, ...] = ()
+    #: Other trials tied with the best at its score (the first in trial order is
+    #: ``best_executions``'s): the suite's side only, from its ``trials.csv``.
+    tied_with: tuple[str, ...] = ()
 
     @property
     def executions_per_minute(self) -> float:
@@ -69,6 +72,7 @@ class Side:
         return asdict(self) | {"executions_per_minute": round(self.executions_per_minute, 2),
                                "images_per_second": round(self.images_per_second, 1),
                                "best_executions": list(self.best_executions),
+                               "tied_with": list(self.tied_with),
                                "best_sd": None if math.isnan(self.best_sd)
                                else round(self.best_sd, 4)}
 
@@ -207,20 +211,24 @@ def suite_side(run_dir: Path, *, train_images: int) -> Side:
     import pandas as pd
 
     record = json.loads((run_dir / "run.json").read_text())
-    epochs = pd.read_csv(run_dir / "epochs.csv")
-    trials = pd.read_csv(run_dir / "trials.csv")
+    from bench.analysis.numbers import best_trials
+
+    epochs = pd.read_csv(run_dir / "epochs.csv", dtype={"trial_id": str})
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     executions = len(epochs.groupby(["trial_id", "repeat"]))
     # The pre-flight check traces the model the first trial then reuses: its time is the
     # search's, or moving that trace out of the search would flatter the suite.
     seconds = float(record["search_seconds"]) + float(record["preflight_seconds"])
-    best = trials.loc[trials["best_val_accuracy"].idxmax()]
+    tied = best_trials(trials)
+    best = tied.iloc[0]
     mine = epochs[epochs["trial_id"] == best["trial_id"]]
     return Side(name="the suite (mean over repeats of each repeat's best epoch)",
                 search_seconds=round(seconds, 2), executions=executions,
                 train_images_seen=len(epochs) * train_images,
                 best_val_accuracy=float(best["best_val_accuracy"]),
                 best_executions=tuple(round(float(v), 6) for v in
-                                      mine.groupby("repeat")["val_accuracy"].max()))
+                                      mine.groupby("repeat")["val_accuracy"].max()),
+                tied_with=tuple(tied["trial_id"].iloc[1:]))
 
 
 def floor_seconds(plan: StudyPlan, *, data, weights, suite_dir: Path, rate: float) -> float:
@@ -377,10 +385,12 @@ def perf_table(result: dict) -> str:
     for key, label in (("plain_kerastuner", "(a) plain KerasTuner"), ("suite", "(b) suite")):
         side = result[key]
         sd = side.get("best_sd")
+        tied = side.get("tied_with") or []
         rows.append((label, f"{side['search_seconds']:.1f}",
                      f"{side['executions_per_minute']:.1f}", f"{side['images_per_second']:.0f}",
                      f"{side['best_val_accuracy']:.3f}"
-                     + (f" ({sd:.3f})" if sd is not None else "")))
+                     + (f" ({sd:.3f})" if sd is not None else "")
+                     + (f", tied with trial {', '.join(tied)}" if tied else "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
     extrapolation = result["plain_kerastuner"].get("extrapolation")

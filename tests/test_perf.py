@@ -320,3 +320,28 @@ def test_a_floor_that_cannot_be_counted_keeps_both_sides(tmp_path, tiny_spaces_d
     assert any(line.startswith("perf: the arithmetic floor could not be counted "
                                "(ZeroDivisionError: on purpose)") for line in lines)
     assert "its arithmetic floor not counted" in lines[-2]
+
+
+def test_the_suites_side_names_the_trials_tied_with_its_best(tiny_run, tmp_path):
+    # The report lists tied trials; perf.json took the first and said nothing of the rest.
+    import shutil
+
+    import pandas as pd
+
+    from bench.perf import suite_side
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    trials = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
+    first, second = sorted(trials["trial_id"])
+    alone = suite_side(run, train_images=100)
+    assert alone.tied_with == ()
+    # As if both trials had scored the same count of correct images.
+    trials["best_val_accuracy"] = trials["best_val_accuracy"].max()
+    trials.to_csv(run / "trials.csv", index=False)
+    side = suite_side(run, train_images=100)
+    assert side.tied_with == (second,)
+    assert side.as_dict()["tied_with"] == [second]
+    epochs = pd.read_csv(run / "epochs.csv", dtype={"trial_id": str})
+    mine = epochs[epochs["trial_id"] == first].groupby("repeat")["val_accuracy"].max()
+    assert side.best_executions == pytest.approx(tuple(mine), abs=1e-6)
