@@ -76,7 +76,13 @@ def test_train_alone_is_split_like_class_folders(tmp_path):
         np.testing.assert_array_equal(getattr(split, part).images, getattr(flat, part).images)
     assert "train/ only: split 70/15/15" in split.notes[0]
     assert flat.notes == (f"{tmp_path / 'b'} has class folders only: split 70/15/15 into train, "
-                          "validation and test (stratified, seed 1)",)
+                          "validation and test (28, 6 and 6 images: stratified, rounded per "
+                          "class, seed 1)",)
+    # 7 a class: 70% is 4.9 (5), 15% is 1.05 (1), the rest 1: 71/14/14, as the note says.
+    write_classes(tmp_path / "c", 7, tag=1)
+    small = load(tmp_path / "c", tmp_path)
+    assert (len(small.train), len(small.validation), len(small.test)) == (10, 2, 2)
+    assert "(10, 2 and 2 images: stratified" in small.notes[0]
 
 
 @pytest.mark.parametrize("folders, message", [

@@ -247,7 +247,8 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         parts = {"train": pool[train], "validation": pool[validation], "test": pool[test]}
         held = "train/ only" if layout.split_folders else "class folders only"
         notes.append(f"{root} has {held}: split 70/15/15 into train, validation and test "
-                     f"(stratified, seed {seed})")
+                     f"({len(train)}, {len(validation)} and {len(test)} images: stratified, "
+                     f"rounded per class, seed {seed})")
     if request.train_per_class is not None:
         carved = [part for part in parts if part != "train"]  # taken from the same folder
         chosen = take_per_class(train_all.labels[parts["train"]], request.train_per_class,
