@@ -155,6 +155,15 @@ def test_scores_one_image_apart_never_read_alike_and_ties_do():
     # The best trial's line reads as it does among all of them.
     best = summary_table(analysis.best_trials(trials, by="init"), ["init"], among=trials)
     assert best["best_val_accuracy"].tolist() == ["0.9461"]
+    # Found in review: 1,601 of 2,000 split 700 + 901 or 701 + 900 over two float32
+    # repeats is 0.80049998 or 0.80050001, either side of the midpoint: one tie, one text.
+    ways = [np.mean([np.float32(a / 1000), np.float32(b / 1000)], dtype=float)
+            for a, b in ((700, 901), (701, 900))]
+    assert ways[0] != ways[1] and np.isclose(ways[0], ways[1], rtol=analysis.TIE_RTOL, atol=0)
+    assert f"{ways[0]:.3f}" != f"{ways[1]:.3f}"
+    midpoint = trials.assign(best_val_accuracy=[ways[0], ways[1], 0.7, 0.5, np.nan])
+    texts = summary_table(midpoint, ["init"])["best_val_accuracy"].tolist()
+    assert texts[:2] == [f"{max(ways):.3f}"] * 2 and texts[2:4] == ["0.700", "0.500"]
 
 
 def test_configuration_scores_take_each_executions_last_epoch():

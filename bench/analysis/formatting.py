@@ -61,15 +61,25 @@ def as_declared(values: pd.Series, column: pd.Series) -> pd.Series:
 def score_texts(values: pd.Series, column: pd.Series, *, tie_rtol: float) -> pd.Series:
     """Scores written with the fewest decimals, three or more, at which two scores of the
     whole ``column`` that are not ties (equal within ``tie_rtol``, relative) never read
-    alike: 0.9456 and 0.9461 (one image apart in 1,985), not 0.946 twice. Empty cells
-    stay empty."""
+    alike: 0.9456 and 0.9461 (one image apart in 1,985), not 0.946 twice. Tied scores
+    are written alike, as their largest: two sums of one count of correct images either
+    side of a rounding midpoint (0.80049998, 0.80050001) would otherwise read 0.800 and
+    0.801. Empty cells stay empty."""
     present = np.sort(column.dropna().unique())
-    apart = [(a, b) for a, b in zip(present, present[1:])
-             if not np.isclose(b, a, rtol=tie_rtol, atol=0)]
+    # Runs of ties, each written as its largest member.
+    written_as, start = {}, 0
+    for i in range(1, len(present) + 1):
+        if i == len(present) or not np.isclose(present[i], present[i - 1], rtol=tie_rtol,
+                                               atol=0):
+            for value in present[start:i]:
+                written_as[value] = present[i - 1]
+            start = i
+    shown = sorted(set(written_as.values()))
     decimals = 3
     # Written with fixed decimals, scores are ordered as the numbers are: two that are not
     # ties and read alike would make some neighbouring pair read alike too.
-    while decimals < 17 and any(f"{a:.{decimals}f}" == f"{b:.{decimals}f}" for a, b in apart):
+    while decimals < 17 and any(f"{a:.{decimals}f}" == f"{b:.{decimals}f}"
+                                for a, b in zip(shown, shown[1:])):
         decimals += 1
-    return pd.Series([v if pd.isna(v) else f"{v:.{decimals}f}" for v in values],
-                     index=values.index, dtype=object)
+    return pd.Series([v if pd.isna(v) else f"{written_as.get(v, v):.{decimals}f}"
+                      for v in values], index=values.index, dtype=object)
