@@ -192,9 +192,8 @@ def test_a_gap_counts_configurations_among_those_that_reached_its_epoch():
             "(head_lr=0.001), paired by seed, is **+0.115**") in gap_sentence(only)
     alone = analysis.init_gap(pd.DataFrame([r for r in rows if r["head_lr"] not in
                                             (0.01, 0.3)]))
-    assert ("for the only one of 3 configurations of the other hyperparameters that "
-            "reached epoch 3 (head_lr=0.001), paired by seed, is **+0.115**"
-            ) in gap_sentence(alone)
+    assert ("for the only configuration of the other hyperparameters that reached epoch 3 "
+            "(3 ran; head_lr=0.001), paired by seed, is **+0.115**") in gap_sentence(alone)
 
 
 def test_the_p_value_is_the_paired_t_test_on_the_seeds_differences():

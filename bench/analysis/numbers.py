@@ -278,7 +278,9 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
     Returns:
         Columns ``seed, epoch, a, b, diff, configurations, configurations_run``: the
         configurations paired, and those that ran with either init at that epoch. The
-        frame's ``attrs["paired"]`` gives, per epoch, the paired configurations' values.
+        frame's ``attrs["paired"]`` gives, per epoch, the paired configurations' values;
+        ``attrs["last_epoch"]`` the last epoch either init reached, and
+        ``attrs["configurations_any_epoch"]`` the configurations run at any epoch.
     """
     columns = ["seed", "epoch", a, b, "diff", "configurations", "configurations_run"]
     if "init" not in epochs or not {a, b} <= set(epochs["init"].dropna().unique()):
@@ -317,6 +319,9 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
     per_seed["diff"] = per_seed[a] - per_seed[b]
     result = per_seed[columns]
     result.attrs["paired"] = paired
+    result.attrs["last_epoch"] = int(rows["epoch"].max())
+    result.attrs["configurations_any_epoch"] = (rows.groupby(others, dropna=False).ngroups
+                                                if others else 1)
     return result
 
 
@@ -365,9 +370,6 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
     if at.empty:
         return None
     mean, low, high = t_interval(at["diff"])
-    both = epochs[epochs["init"].isin([init, BASELINE_INIT])]
-    others = _configuration_columns(epochs, pair_on)
-    both = inactive_as(both, others)
     spread = float(at["diff"].std(ddof=1)) if len(at) > 1 else math.nan
     p_value = math.nan
     if len(at) > 1 and spread > 0:
@@ -382,9 +384,8 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
                                            inits=(init, BASELINE_INIT)),
                configurations_run=int(at["configurations_run"].iloc[0]),
                paired=tuple(diffs.attrs["paired"][epoch]),
-               last_epoch=int(both["epoch"].max()),
-               configurations_any_epoch=(both.groupby(others, dropna=False).ngroups
-                                         if others else 1))
+               last_epoch=diffs.attrs["last_epoch"],
+               configurations_any_epoch=diffs.attrs["configurations_any_epoch"])
 
 
 def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",

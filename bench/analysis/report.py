@@ -65,20 +65,20 @@ def gap_sentence(gap: numbers.Gap) -> str:
     spread = (f"{interval(gap.low, gap.high)}; standard deviation over {gap.pairs} seeds "
               f"{fmt(gap.spread)}{p}" if gap.pairs > 1 else
               "one seed, so no 95% CI; run with --repeats 2 or more for one")
-    return (f"At epoch {gap.epoch}{earlier_epoch_clause(gap)}, {gap.init} minus "
+    reason = earlier_epoch_reason(gap)
+    return (f"At epoch {gap.epoch}{f' ({reason})' if reason else ''}, {gap.init} minus "
             f"{gap.baseline} validation accuracy, "
             f"{over}paired by seed, is **{gap.mean:+.3f}** ({spread}): "
             f"{gap.init} {gap.init_accuracy:.3f}, {gap.baseline} {gap.baseline_accuracy:.3f}."
             f"{with_init_sentence(gap)}")
 
 
-def earlier_epoch_clause(gap: numbers.Gap) -> str:
-    """Why a gap is not at the last epoch run, or ""."""
+def earlier_epoch_reason(gap: numbers.Gap) -> str:
+    """Why a gap is not at the last epoch run, or "" where it is."""
     if gap.epoch >= gap.last_epoch:
         return ""
-    return (f" (not at epoch {gap.last_epoch}, the last run: some executions stopped "
-            f"sooner, and after epoch {gap.epoch} no configuration has both inits at every "
-            "seed)")
+    return (f"not at epoch {gap.last_epoch}, the last run: some executions stopped sooner, "
+            f"and after epoch {gap.epoch} no configuration has both inits at every seed")
 
 
 def gap_scope(gap: numbers.Gap) -> str:
@@ -96,9 +96,9 @@ def gap_scope(gap: numbers.Gap) -> str:
         return (f"averaged over the {gap.configurations} configurations of the other "
                 f"hyperparameters that reached epoch {gap.epoch} "
                 f"({gap.configurations_any_epoch} ran)" if gap.configurations > 1 else
-                f"for the only one of {gap.configurations_any_epoch} configurations of the "
-                f"other hyperparameters that reached epoch {gap.epoch} "
-                f"({format_values(gap.paired[0])})")
+                f"for the only configuration of the other hyperparameters that reached "
+                f"epoch {gap.epoch} ({gap.configurations_any_epoch} ran; "
+                f"{format_values(gap.paired[0])})")
     if gap.configurations == 1:
         return (f"for the only configuration of the other hyperparameters{reached} that ran "
                 f"with both inits at every seed ({format_values(gap.paired[0])})"

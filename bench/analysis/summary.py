@@ -8,7 +8,7 @@ from bench.analysis import numbers
 from bench.analysis.formatting import counted
 from bench.analysis.render import interval
 from bench.analysis.report import (
-    earlier_epoch_clause,
+    earlier_epoch_reason,
     gap_scope,
     partial_sentence,
     summary_table,
@@ -37,8 +37,9 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         if (gap.configurations < gap.configurations_run
                 or gap.configurations_any_epoch > gap.configurations_run):
             seeds += f"; {gap_scope(gap)}"
-        print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch}{earlier_epoch_clause(gap)} "
-              f"(paired over {seeds}): "
+        if earlier_epoch_reason(gap):
+            seeds += f"; {earlier_epoch_reason(gap)}"
+        print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {seeds}): "
               f"{gap.mean:+.3f}, {interval(gap.low, gap.high)}."
               f"{with_init_sentence(gap)}")
     if not gaps and "init" in tables.varied:
