@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.command import command, program
+from bench.command import command, started_as
 from bench.errors import BenchError, StudyFailed
 from bench.stopping import install_stop_handlers
 
@@ -109,7 +109,7 @@ def _scale_arguments(parser: argparse.ArgumentParser, *, chief: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=program(),
+        prog=started_as(),
         description="Measure fine-tuning choices (frozen depth, head learning rate, "
                     "pretrained vs random init) with KerasTuner. With no command, runs the "
                     "default study (the seed space on bundled digits).",

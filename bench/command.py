@@ -13,14 +13,16 @@ def program() -> str:
     """The start of a command line that runs the suite as this process was started:
     ``python run_bench.py`` (the script's path where it is not in the current folder),
     ``python -m bench`` or ``finetune-bench``; ``python run_bench.py`` when unknown. A
-    Keras backend other than TensorFlow chosen by ``KERAS_BACKEND`` comes first
-    (``KERAS_BACKEND=jax python run_bench.py``): a run resumes only on its own backend."""
+    Keras backend chosen by ``KERAS_BACKEND`` comes first (``KERAS_BACKEND=jax python
+    run_bench.py``): a run resumes only on its own backend, and without the variable
+    Keras would take ``~/.keras/keras.json``'s."""
     backend = os.environ.get("KERAS_BACKEND", "")
-    setting = f"KERAS_BACKEND={quoted(backend)} " if backend not in ("", "tensorflow") else ""
-    return setting + _started()
+    return (f"KERAS_BACKEND={quoted(backend)} " if backend else "") + started_as()
 
 
-def _started() -> str:
+def started_as() -> str:
+    """How this process was started (``program`` without the environment): the program
+    name for ``--help`` and usage lines."""
     started = sys.argv[0] if sys.argv and sys.argv[0] else ""
     name = Path(started).name
     if name == "__main__.py" and Path(started).parent.name == "bench":

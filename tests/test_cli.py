@@ -276,8 +276,10 @@ def test_a_command_a_message_gives_starts_as_this_one_was_started(
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert command("run", "--resume", "results/x") == \
         f"KERAS_BACKEND=jax {expected.replace('ROOT', str(ROOT))} run --resume results/x"
+    # Set to TensorFlow it is said too: ~/.keras/keras.json may name another backend.
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
-    assert command("analyze", "results/x").startswith(expected.replace("ROOT", str(ROOT)))
+    assert command("analyze", "results/x").startswith(
+        f"KERAS_BACKEND=tensorflow {expected.replace('ROOT', str(ROOT))}")
 
 
 def test_a_command_with_odd_characters_in_its_paths_pastes_back_to_the_same_words(
@@ -332,3 +334,15 @@ def test_an_empty_keras_backend_is_unset_as_keras_reads_it():
 
     result = run_bench("list", env=os.environ | {"KERAS_BACKEND": ""})
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_usage_lines_name_the_program_without_the_environment():
+    import os
+
+    env = os.environ | {"KERAS_BACKEND": "jax"}
+    result = run_bench("run", "--help", env=env)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python run_bench.py run"), result.stdout[:300]
+    wrong = run_bench("run", "--no-such-option", env=env)
+    assert wrong.returncode == 2 and wrong.stderr.strip().endswith(
+        "see 'python run_bench.py --help'")
