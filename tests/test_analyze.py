@@ -245,6 +245,10 @@ def test_a_joint_report_never_replaces_files_it_did_not_write(tiny_run, tmp_path
         result = _analyze_without_keras(first, second, extra=["--out", str(joint)])
         assert result.stdout.strip().splitlines()[-1] == "False False 0", result.stderr[-2000:]
     assert sorted(p.name for p in joint.iterdir()) == ["plots", "report.html", "report.md"]
+    # A Finder's .DS_Store beside it is no one's work.
+    (joint / ".DS_Store").write_bytes(b"\0")
+    result = _analyze_without_keras(first, second, extra=["--out", str(joint)])
+    assert result.stdout.strip().splitlines()[-1] == "False False 0", result.stderr[-2000:]
     # A file of the user's beside an earlier joint report is not lost either.
     (joint / "notes.txt").write_text("mine\n")
     result = _analyze_without_keras(first, second, extra=["--out", str(joint)])

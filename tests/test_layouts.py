@@ -440,3 +440,10 @@ def test_hidden_files_and_a_macos_zips_folders_are_not_data(tmp_path):
                                       getattr(expected, split).labels)
     assert data.skipped_files == () and data.notes == expected.notes
     assert data.duplicates_dropped == 0
+    # Nor is a hidden file counted among the images that lie outside any class.
+    lone = tmp_path / "lone"
+    write_classes(lone, 3, tag=5, classes=("cats",))
+    (lone / "._x.png").write_bytes(b"\0\5\26\7")
+    (lone / "y.png").write_bytes((lone / "cats" / "5-0.png").read_bytes())
+    with pytest.raises(BenchError, match=r"has 1 class subfolder\(s\) \(1 image file\(s\) lie"):
+        load(lone, tmp_path / "lone-cache")

@@ -450,7 +450,9 @@ def refuse_foreign_folder(out: Path, *, default: Path) -> None:
     joint report's (that report's files are replaced; a user's own would be lost)."""
     if not out.is_dir():
         return
-    names = sorted(p.name for p in out.iterdir() if not p.name.startswith(".report-"))
+    # Hidden files (.DS_Store) and the staging folders of a report stopped half-way are
+    # not anyone's work.
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if not names:
         return
     report = out / "report.md"

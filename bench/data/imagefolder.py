@@ -79,6 +79,12 @@ def hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
+def loose_images(folder: Path) -> list[str]:
+    """The names of the image files directly in ``folder`` (in no class folder), sorted."""
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in EXTENSIONS and not hidden(p.name))
+
+
 def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
     """The class subfolders of ``root``, sorted; with ``expected``, exactly those names."""
     if not root.is_dir():
@@ -99,7 +105,7 @@ def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
                          f"({said}); every split folder holds the same "
                          "class subfolders")
     if len(classes) < 2:
-        loose = sum(1 for p in root.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        loose = len(loose_images(root))
         beside = (f" ({loose} image file(s) lie in it directly, outside any class subfolder: "
                   "they are not read)" if loose else "")
         raise BenchError(f"{root} has {len(classes)} class subfolder(s){beside}; a "

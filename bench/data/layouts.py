@@ -176,7 +176,7 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         request: A ``DataRequest`` (image size, seed, train per class, cache folder).
     """
     from bench.data.datasets import Split, TransferData, split_fractions
-    from bench.data.imagefolder import EXTENSIONS, hidden, load_folder, repeats_sentence, some
+    from bench.data.imagefolder import load_folder, loose_images, repeats_sentence, some
 
     layout = find_layout(root)
     size, cache, seed = request.image_size, request.cache_dir, request.seed
@@ -190,8 +190,7 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
     folders = [root, *([layout.train, layout.validation, layout.test]
                        if layout.split_folders else [])]
     for folder in [f for f in folders if f is not None]:
-        loose = sorted(p.name for p in folder.iterdir()
-                       if p.is_file() and p.suffix.lower() in EXTENSIONS and not hidden(p.name))
+        loose = loose_images(folder)
         if loose:
             notes.append(f"{len(loose)} image file(s) directly in {folder} (such as "
                          f"{loose[0]}) are in no class folder and were not used")
