@@ -488,19 +488,25 @@ def test_the_grid_is_handed_out_to_waiting_workers_in_one_process_order(tmp_path
 
     from bench.tuning.algorithms import make_oracle
 
-    def grid_oracle(folder):
+    def space():
         hp = keras_tuner.HyperParameters()
         hp.Choice("init", ["pretrained", "random"])
         with hp.conditional_scope("init", ["pretrained"]):
             hp.Choice("frozen_blocks", [0, 2])
         hp.Choice("head_lr", [1e-3, 1e-2])
-        oracle = make_oracle("grid", hyperparameters=hp, max_trials=None, seed=1,
-                             max_epochs=1)
+        return hp
+
+    def grid_oracle(folder, *, upstream=False):
+        oracle = (keras_tuner.oracles.GridSearchOracle(
+            objective=keras_tuner.Objective("val_accuracy", direction="max"),
+            hyperparameters=space(), seed=1) if upstream else
+            make_oracle("grid", hyperparameters=space(), max_trials=None, seed=1,
+                        max_epochs=1))
         oracle._set_project_dir(str(folder), "tuner")
         return oracle
 
-    # One process: each trial ends before the next is asked for.
-    serial, oracle = [], grid_oracle(tmp_path / "one")
+    # One process on KerasTuner's own grid: each trial ends before the next is asked for.
+    serial, oracle = [], grid_oracle(tmp_path / "one", upstream=True)
     while (trial := oracle.create_trial("tuner0")).status == "RUNNING":
         serial.append(trial.hyperparameters.values)
         oracle.end_trial(trial)
