@@ -555,3 +555,45 @@ def test_a_grid_killed_after_saving_an_ended_trial_resumes_to_its_next_combinati
     # The grid walks (1e-3, 0), (1e-3, 2), then (3e-3, 0): not STOPPED after two.
     assert (following.status, following.hyperparameters.values) == (
         "RUNNING", {"head_lr": 3e-3, "frozen_blocks": 0})
+
+
+def test_a_trial_the_oracle_never_recorded_is_handed_out_again_under_its_id(tmp_path):
+    # Found in review: killed between create_trial's trial.json and oracle.json, a trial
+    # stayed RUNNING for good and its combination ran again under the next id.
+    import keras_tuner
+
+    from bench.results import RunDir
+    from bench.tuning.algorithms import make_oracle
+    from bench.tuning.resume import (
+        ended_trials,
+        forget_ended_as_ongoing,
+        forget_unrecorded_trials,
+    )
+
+    def oracle():
+        hp = keras_tuner.HyperParameters()
+        hp.Choice("x", [1, 2, 3, 4])
+        made = make_oracle("grid", hyperparameters=hp, max_trials=None, seed=1, max_epochs=1)
+        made._set_project_dir(str(tmp_path), "tuner")
+        return made
+
+    first = oracle()
+    trial = first.create_trial("tuner0")
+    first.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+    trial.status = "COMPLETED"
+    first.end_trial(trial)
+    saved = (tmp_path / "tuner" / "oracle.json").read_text()
+    orphan = first.create_trial("tuner0")
+    (tmp_path / "tuner" / "oracle.json").write_text(saved)  # the kill, before its save
+    assert (tmp_path / "tuner" / f"trial_{orphan.trial_id}" / "trial.json").exists()
+    run = RunDir(tmp_path)
+    assert forget_unrecorded_trials(run) == [orphan.trial_id]
+    forget_ended_as_ongoing(run, ended=set(ended_trials(run)))
+    resumed = oracle()
+    resumed.reload()
+    again = resumed.create_trial("tuner0")
+    assert (again.trial_id, again.hyperparameters.values) == (orphan.trial_id,
+                                                              orphan.hyperparameters.values)
+    assert sorted(p.name for p in (tmp_path / "tuner").glob("trial_*")) == [
+        f"trial_{trial.trial_id}", f"trial_{orphan.trial_id}"]
+    assert forget_unrecorded_trials(run) == []  # a recorded trial is never removed

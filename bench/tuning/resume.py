@@ -191,6 +191,29 @@ def forget_ended_as_ongoing(run: RunDir, *, ended: set[str]) -> None:
         write_json(path, state | changed)
 
 
+def forget_unrecorded_trials(run: RunDir) -> list[str]:
+    """Removes the folders of trials the oracle never recorded; returns their ids.
+
+    KerasTuner's ``create_trial`` writes the new trial's ``trial.json`` before the
+    oracle's ``oracle.json``: a process killed in between leaves a trial that never ran
+    (no rows) and that the reloaded oracle does not know. It stayed RUNNING for good, and
+    its combination ran again under the next id (found in review); removed, its id and
+    combination are handed out again, as in an uninterrupted run."""
+    import shutil
+
+    try:
+        recorded = set(json.loads((run.tuner / "oracle.json").read_text())["start_order"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return []
+    removed = []
+    for folder in sorted(run.tuner.glob("trial_*")):
+        trial_id = folder.name.removeprefix("trial_")
+        if folder.is_dir() and trial_id not in recorded:
+            shutil.rmtree(folder)
+            removed.append(trial_id)
+    return removed
+
+
 def tidy_epochs(run: RunDir, *, keep: set[str], path: Path | None = None) -> int:
     """Keeps in ``epochs.csv`` (or a worker's table at ``path``) only the whole rows of the
     trials in ``keep``; returns how many rows were removed (a torn last row, and the rows
@@ -331,6 +354,7 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     run = RunDir(path)
     record = read_run(run)
     refuse_changed_inputs(path, record, fresh)
+    forget_unrecorded_trials(run)
     ended = ended_trials(run)
     forget_ended_as_ongoing(run, ended=set(ended))
     removed = sum(tidy_epochs(run, keep=set(ended), path=table) for table in
