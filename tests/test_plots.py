@@ -1,6 +1,7 @@
 """Drawing functions: what each figure shows (lines, labels, scales, titles)."""
 
 import matplotlib
+import matplotlib.pyplot
 import pandas as pd
 import pytest
 from test_analysis import epochs_table
@@ -9,6 +10,13 @@ from bench.analysis import numbers as analysis
 from bench.analysis import plots
 
 matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    # plots.save closes what it saves; tests that keep a figure to read it do not.
+    yield
+    matplotlib.pyplot.close("all")
 
 
 def _lines(ax):
