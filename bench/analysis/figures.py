@@ -176,6 +176,7 @@ def _accuracy_figure(study: Study) -> None:
         study.skip("Accuracy against epochs",
                    "one configuration ran for one epoch: a single point")
         return
+    rows = curve_rows(epochs, facets)  # what each line is drawn from, for the note and table
     study.save(plots.accuracy_vs_epochs(
         curves, col=facets["col"], hue=facets["hue"], style=facets["style"],
         boundaries=boundaries,
@@ -185,11 +186,11 @@ def _accuracy_figure(study: Study) -> None:
         "Validation (top) and training (bottom) accuracy against epoch, mean over the "
         "repeats (seeds) of each configuration with a 95% confidence band"
         + (", the dashed line marking the start of phase 2" if boundaries else "") + "."
-        + _best_note(facets["best_of"], curve_rows(epochs, facets)))
+        + _best_note(facets["best_of"], rows))
     if facets["best_of"]:
         shown = list(dict.fromkeys(c for c in ("run_id", *_shown(facets)) if c in epochs))
         study.blocks.append(Block("table", study.tables.mark_not_in_space(
-            chosen_configurations(curve_rows(epochs, facets), [*shown, *facets["best_of"]]))))
+            chosen_configurations(rows, [*shown, *facets["best_of"]]))))
 
 
 def _transferability_figure(study: Study) -> None:

@@ -37,8 +37,9 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         if (gap.configurations < gap.configurations_run
                 or gap.configurations_any_epoch > gap.configurations_run):
             seeds += f"; {gap_scope(gap)}"
-        if earlier_epoch_reason(gap):
-            seeds += f"; {earlier_epoch_reason(gap)}"
+        reason = earlier_epoch_reason(gap)
+        if reason:
+            seeds += f"; {reason}"
         print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {seeds}): "
               f"{gap.mean:+.3f}, {interval(gap.low, gap.high)}."
               f"{with_init_sentence(gap)}")
