@@ -296,3 +296,82 @@ def test_figures_of_frozen_depth_leave_out_inits_where_it_is_inactive_and_say_so
     legend = [t.get_text() for legend in drawn["transferability"].legends
               for t in legend.get_texts()]
     assert not any("random" in text for text in legend), legend
+
+
+def test_figures_of_frozen_depth_name_configurations_left_out_within_a_drawn_line(
+        tmp_path, monkeypatch):
+    # A line or panel that is drawn can still lose configurations where frozen_blocks or
+    # head_lr is inactive; they were dropped without a word.
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    nan = float("nan")
+    configurations = [("pretrained", 0, 0.001, 0.6), ("pretrained", 0, 0.01, 0.7),
+                      ("pretrained", 2, 0.001, 0.8), ("pretrained", 2, nan, 0.5),
+                      ("pretrained", nan, 0.001, 0.4),
+                      ("random", 0, 0.001, 0.3), ("random", 2, 0.01, 0.35)]
+    rows = [{"run_id": "r", "trial_id": f"{trial}", "repeat": seed, "seed": seed,
+             "epoch": epoch, "init": init, "frozen_blocks": depth, "head_lr": lr,
+             "val_accuracy": base + 0.02 * seed, "accuracy": 0.9}
+            for trial, (init, depth, lr, base) in enumerate(configurations)
+            for seed in (1, 2) for epoch in (1, 2)]
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": "r", "trial_id": [f"{t}" for t in range(7)],
+                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
+    names = ["init", "frozen_blocks", "head_lr"]
+    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
+           "columns": {"hyperparameters": names, "varied": names}}
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=lambda *_: None)
+    captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+    # Transferability draws the best head_lr per depth: (pretrained, inactive depth) has
+    # no x; (pretrained, 2) keeps head_lr=0.001 over its inactive head_lr, so is drawn.
+    assert captions["transferability"].endswith(
+        " Left out of pretrained: frozen_blocks=inactive (frozen_blocks inactive: nowhere "
+        "to draw it).")
+    assert "random" not in captions["transferability"].split("Left out")[1]
+    assert captions["head_lr_x_frozen_blocks"].endswith(
+        " Left out of pretrained: frozen_blocks=2 head_lr=inactive, frozen_blocks=inactive "
+        "head_lr=0.001 (frozen_blocks or head_lr inactive: nowhere to draw it).")
+    # Pretrained's panel: the 3 active cells, means over seeds 1 and 2 of base + 0.02 * seed.
+    heatmap = drawn["head_lr_x_frozen_blocks"]
+    panels = {ax.get_title(): sorted(t.get_text() for t in ax.texts)
+              for ax in heatmap.axes if ax.get_title()}
+    assert panels == {"pretrained": ["0.63", "0.73", "0.83"], "random": ["0.33", "0.38"]}
+    line = [line for line in drawn["transferability"].axes[0].get_lines()
+            if len(line.get_xdata()) == 2 and line.get_ydata()[1] > 0.8]
+    assert len(line) == 1 and list(line[0].get_ydata()) == pytest.approx([0.73, 0.83])
+
+
+def test_overfitting_breaks_a_tie_at_third_place_by_trial_id_and_says_so(
+        tmp_path, monkeypatch):
+    # Three trials tied for third place: which one was drawn followed the table's row
+    # order, and the caption did not say a tie was broken.
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    scores = {"0005": 0.7, "0001": 0.9, "0004": 0.7, "0000": 0.8, "0003": 0.7,
+              "0002": 0.5}
+    rows = [{"run_id": "r", "trial_id": trial, "repeat": seed, "seed": seed,
+             "epoch": epoch, "head_lr": 0.001 * (1 + int(trial)), "val_accuracy": score,
+             "accuracy": score + 0.01 * int(trial)}
+            for trial, score in scores.items() for seed in (1, 2) for epoch in (1, 2)]
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": "r", "trial_id": list(scores), "status": "COMPLETED",
+                           "best_val_accuracy": list(scores.values()), "seconds": 1.0,
+                           "head_lr": [0.001 * (1 + int(t)) for t in scores]})
+    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
+           "columns": {"hyperparameters": ["head_lr"], "varied": ["head_lr"]}}
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=lambda *_: None)
+    caption = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}["overfitting"]
+    assert caption.endswith(" Not drawn: trials 0004 and 0005, tied with trial 0003 for "
+                            "third place (the lowest trial id is drawn).")
+    # Drawn: trials 0001, 0000 and 0003, named by head_lr = 0.001 x (1 + trial number).
+    legend = [t.get_text() for legend in drawn["overfitting"].legends
+              for t in legend.get_texts()]
+    assert sorted(legend) == [f"head learning rate={v}" for v in ("0.001", "0.002", "0.004")]

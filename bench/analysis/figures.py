@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.analysis import numbers, plots
@@ -211,7 +212,8 @@ def _transferability_figure(study: Study) -> None:
                                       "executions where it is active: a single point")
         return
     lines = [c for c in (*study.by_run, hue) if c]
-    left_out = _inactive_note(summary, active, lines, what="frozen_blocks")
+    left_out = _inactive_note(summary, active, lines, ["frozen_blocks"],
+                              what="frozen_blocks")
     summary = active
     if study.several:
         summary["run / init"] = summary["run_id"] + (" / " + summary["init"] if hue else "")
@@ -224,23 +226,36 @@ def _transferability_figure(study: Study) -> None:
         "(cf. Yosinski et al. 2014)." + _best_note(over, rows) + left_out)
 
 
-def _inactive_note(every: pd.DataFrame, drawn: pd.DataFrame, columns: list[str], *,
-                   what: str, sep: str = " / ") -> str:
-    """" Not drawn: random (...)." for the lines or panels (values of ``columns``, their
-    names joined by ``sep``) of ``every`` with no row left in ``drawn``; or "" for none."""
-    if not columns:
-        return ""
-
-    def keys(table):
+def _inactive_note(every: pd.DataFrame, drawn: pd.DataFrame, groups: list[str],
+                   cell: list[str], *, what: str, sep: str = " / ") -> str:
+    """What of ``every`` has no row in ``drawn`` because ``what`` is inactive (empty: a
+    conditional hyperparameter whose condition is not met): whole lines or panels (values
+    of ``groups``, written joined by ``sep``), " Not drawn: random (...)."; and, within
+    those drawn, the configurations (values of ``cell``), " Left out of pretrained:
+    frozen_blocks=inactive head_lr=0.01 (...)."; or "" for none."""
+    def keys(table, columns):
         return {tuple(row) for row in table[columns].astype(str).itertuples(index=False)}
 
-    lost = sorted(keys(every) - keys(drawn))
-    if not lost:
-        return ""
-    names = ", ".join(sep.join(key) for key in lost)
-    whose = "its" if len(lost) == 1 else "their"
-    return (f" Not drawn: {names} ({what} is inactive in all {whose} executions: a "
-            "conditional hyperparameter whose condition is not met).")
+    lost = sorted(keys(every, groups) - keys(drawn, groups)) if groups else []
+    note = ""
+    if lost:
+        names = ", ".join(sep.join(key) for key in lost)
+        whose = "its" if len(lost) == 1 else "their"
+        note += (f" Not drawn: {names} ({what} is inactive in all {whose} executions: a "
+                 "conditional hyperparameter whose condition is not met).")
+    kept = keys(drawn, groups) if groups else {()}
+    configurations = every[[*groups, *cell]].drop_duplicates()
+    shown = keys(drawn, [*groups, *cell])
+    left = {}
+    for row in configurations.to_dict("records"):
+        group = tuple(str(row[c]) for c in groups)
+        if group in kept and tuple(str(row[c]) for c in [*groups, *cell]) not in shown:
+            left.setdefault(group, []).append(format_values({c: row[c] for c in cell}))
+    for group, cells in sorted(left.items()):
+        where = f" of {sep.join(group)}" if group else ""
+        note += (f" Left out{where}: {', '.join(cells)} ({what} inactive: nowhere to "
+                 "draw it).")
+    return note
 
 
 def _heatmap_figure(study: Study) -> None:
@@ -255,7 +270,7 @@ def _heatmap_figure(study: Study) -> None:
     over = [n for n in study.moving if n not in keep]
     rows = numbers.best_configurations(epochs, keep=keep, over=over)
     # Where frozen_blocks or head_lr is conditional, executions with it inactive have no
-    # cell; a panel of only those is left out, and the caption says so.
+    # cell; the caption names them, and the panels of only those, left out.
     active = rows[rows["frozen_blocks"].notna() & rows["head_lr"].notna()]
     if active.empty:
         study.skip(heading, "frozen_blocks or head_lr is inactive in every complete "
@@ -271,8 +286,8 @@ def _heatmap_figure(study: Study) -> None:
                "head_lr_x_frozen_blocks", heading,
                "Mean final validation accuracy over the repeats of each head learning rate "
                "and frozen depth." + _best_note(over, rows)
-               + _inactive_note(rows, active, panel_keys, what="frozen_blocks or head_lr",
-                                sep=" "),
+               + _inactive_note(rows, active, panel_keys, ["frozen_blocks", "head_lr"],
+                                what="frozen_blocks or head_lr", sep=" "),
                intervals=False)
 
 
@@ -355,10 +370,16 @@ def _trial_figures(study: Study) -> None:
                "Best objective (mean best-epoch validation accuracy) so far against trial "
                "number and against the summed trial time; failed trials add time but no "
                "score.", intervals=False)
-    done = trials[trials["status"] == "COMPLETED"]
-    best = done.sort_values("best_val_accuracy", ascending=False).head(3)
+    done = trials[trials["status"] == "COMPLETED"].dropna(subset=["best_val_accuracy"])
+    ranked = done.sort_values(["best_val_accuracy", "trial_id"], ascending=[False, True])
+    best = ranked.head(3)
     if best.empty or study.several:
         return
+    # A tie at third place is broken by trial id, and the caption names who lost it.
+    third = best["best_val_accuracy"].iloc[-1]
+    tied_out = ranked.iloc[len(best):]
+    tied_out = tied_out[np.isclose(tied_out["best_val_accuracy"], third,
+                                   rtol=numbers.TIE_RTOL, atol=0)]
     names = [n for n in study.tables.varied if n in best]
     # Records, not itertuples: a hyperparameter named "dropout-rate" is no attribute.
     written = {n: value_labels(best[n].unique()) for n in names}
@@ -371,7 +392,18 @@ def _trial_figures(study: Study) -> None:
                                             f"{len(best)} trials"),
                "overfitting", "Overfitting",
                "Training minus validation accuracy against epoch for the best "
-               "configurations, 95% band over the repeats of each.")
+               "configurations, 95% band over the repeats of each."
+               + (f" Not drawn: {_trial_list(tied_out['trial_id'])}, tied with trial "
+                  f"{best['trial_id'].iloc[-1]} for third place (the lowest trial id is "
+                  "drawn)." if len(tied_out) else ""))
+
+
+def _trial_list(ids: pd.Series) -> str:
+    """"trial 0004", "trials 0004 and 0007", "trials 0004, 0005 and 0007"."""
+    ids = [str(i) for i in ids]
+    if len(ids) == 1:
+        return f"trial {ids[0]}"
+    return f"trials {', '.join(ids[:-1])} and {ids[-1]}"
 
 
 def figures(tables: Tables, plots_dir: Path, log=print) -> list[Block]:
