@@ -62,7 +62,8 @@ def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -
                                              "(shapes)")
     add("--evaluation-batch-size", type=int, default=512,
         help="batch size of validation and test passes (default 512; the numbers do not "
-             "depend on it, memory does)")
+             "depend on it, memory does; a model random at inference uses the training "
+             "batch size)")
     add("--pretrain-epochs", type=int, default=15,
         help="epochs of source-task pretraining (cached; default 15)")
     add("--results-dir", type=Path, default=Path("results"), help="where runs land")

@@ -1,5 +1,7 @@
 """Every fast path changes no number: the same study with and without it, compared."""
 
+import json
+
 import numpy as np
 import pandas as pd
 from conftest import IMAGE_SIZE
@@ -24,6 +26,67 @@ def test_evaluation_batch_size_changes_no_number(tmp_path, tiny_spaces_dir, cach
     pd.testing.assert_frame_equal(large[["loss", "accuracy"]], small[["loss", "accuracy"]])
     np.testing.assert_allclose(read_trials(runs[512])["test_accuracy"],
                                read_trials(runs[32])["test_accuracy"], rtol=0, atol=1e-6)
+
+
+#: Found by an audit: Monte-Carlo dropout, random at inference too. Each validation batch
+#: is a draw from the dropout's seed generator, so batches of 512 left training's next
+#: epoch another random state than batches of 32 (a final val_accuracy 0.227 against 0.277).
+MC_DROPOUT = '''
+import keras
+
+from bench.space import SearchSpace, SpaceSettings
+
+
+class AlwaysDropout(keras.layers.Dropout):
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)
+
+
+class McDropout(SearchSpace):
+    description = "Monte-Carlo dropout head"
+    settings = SpaceSettings(epochs=2, repeats=1, init="pretrained", frozen_blocks=0,
+                             head_lr=1e-2)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("frozen_blocks", [0, 2])
+
+    def build_head(self, features, *, num_classes, hp):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        x = AlwaysDropout(0.5)(x)
+        return keras.layers.Dense(num_classes, activation="softmax")(x)
+'''
+
+
+def test_a_model_random_at_inference_is_evaluated_at_the_training_batch_size(
+        tmp_path, cache_dir):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "mc.py").write_text(MC_DROPOUT)
+    runs, lines = {}, []
+    for size in (32, 512):
+        spec = RunSpec(space="mc", spaces_dir=spaces, image_size=IMAGE_SIZE,
+                       pretrain_epochs=3, results_dir=tmp_path, name=f"eval{size}",
+                       cache_dir=cache_dir, evaluation_batch_size=size)
+        runs[size] = RunDir(run_study(spec, log=lines.append))
+    small, large = (read_epochs(runs[s]) for s in (32, 512))
+    assert len(small) == len(large) == 2 * 2 and len(small) > 0
+    # Validation and test are many batches of 32 and one of 512: the batch size matters.
+    dataset = json.loads(runs[512].run_json.read_text())["dataset"]
+    assert dataset["validation"] == 397 and dataset["test"] == 399
+    assert json_notes(runs[32]) == []
+    pd.testing.assert_frame_equal(large[METRICS], small[METRICS])
+    pd.testing.assert_frame_equal(read_trials(runs[512])[["test_accuracy"]],
+                                  read_trials(runs[32])[["test_accuracy"]])
+    assert json_notes(runs[512]) == [
+        "validation and test at the training batch size (32), not --evaluation-batch-size "
+        "512, for executions of space mc whose model draws random numbers at inference "
+        "(two calls on the same images differ): each evaluation batch is a draw, so the "
+        "batch size would change their numbers"]
+
+
+def json_notes(run: RunDir) -> list[str]:
+    return [note for note in json.loads(run.run_json.read_text())["notes"]
+            if "evaluation" in note]
 
 
 EVERY_DEPTH = '''

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import keras
@@ -31,11 +32,12 @@ from bench.tuning.evaluation import OneBatch, OneBatchValidation, evaluate_split
 from bench.tuning.memory import device_mib, resident_mib
 from bench.tuning.prefix import PrefixCache
 from bench.tuning.preflight import ProbabilityCheck
+from bench.tuning.probe import probe_batch, random_at_inference
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
 from bench.tuning.resident import OnDevice
 from bench.tuning.resume import extras_path
-from bench.tuning.reuse import CompiledModels
+from bench.tuning.reuse import CompiledModels, suites_layers
 from bench.tuning.together import TrainTogether
 
 #: A fit hook that trained without ``run.fit`` (which records the epochs and sets the order).
@@ -147,6 +149,9 @@ class BenchTuner(keras_tuner.Tuner):
         self.models.check_build = ProbabilityCheck(
             hypermodel.space, execution.data.validation.images[:execution.batch_size],
             num_classes=hypermodel.inputs.num_classes)
+        self.models.probe_images = probe_batch(execution.data.validation.images)
+        # Per model: whether it draws random numbers at inference (None: not asked yet).
+        self._random_at_inference: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.progress = progress
         #: The study's most trials where known (Hyperband's from its brackets; not a
         #: worker's).
@@ -243,6 +248,7 @@ class BenchTuner(keras_tuner.Tuner):
         for repeat, seed in enumerate(repeat_seeds(ex.seed, ex.repeats), start=1):
             repeat_start = time.perf_counter()
             parts = self.models.prepare(hp, seed=seed)
+            evaluation_batch_size = self._evaluation_batch_size(parts.model)
             recorder = EpochRecorder(
                 ex.table,
                 fixed={"run_id": ex.run_id, "trial_id": trial.trial_id, "repeat": repeat,
@@ -251,7 +257,7 @@ class BenchTuner(keras_tuner.Tuner):
             )
             run = FitRun(train=ex.data.train, validation=ex.data.validation, epochs=epochs,
                          batch_size=ex.batch_size, recorder=recorder,
-                         evaluation_batch_size=ex.evaluation_batch_size,
+                         evaluation_batch_size=evaluation_batch_size,
                          callbacks=self._tensorboard(trial, repeat), seed=seed,
                          **self._held_data())
             depth = self.prefix.depth(parts, hp) if self.prefix is not None else 0
@@ -270,15 +276,38 @@ class BenchTuner(keras_tuner.Tuner):
                 raise keras_tuner.errors.FailedTrialError(NO_EPOCH)
             if depth:
                 tested = self.prefix.test(parts, ex.data.test, weights_key=weights_key,
-                                          k=depth, batch_size=ex.evaluation_batch_size)
+                                          k=depth, batch_size=evaluation_batch_size)
             else:
                 tested = evaluate_split(parts.model, ex.data.test,
-                                        batch_size=ex.evaluation_batch_size,
+                                        batch_size=evaluation_batch_size,
                                         one_batch=self._test_batch())
             tests.append(float(tested["accuracy"]))
             results.append(self._repeat_result(repeat, curve,
                                                seconds=time.perf_counter() - repeat_start))
         return results, tests
+
+    def _evaluation_batch_size(self, model) -> int:
+        """The run's evaluation batch size, or the training batch size for a model that
+        draws random numbers at inference (Monte-Carlo dropout, say): each evaluation
+        batch is a draw, so the batch size would change its numbers."""
+        ex = self.execution
+        if ex.evaluation_batch_size == ex.batch_size or suites_layers(self.hypermodel.space):
+            return ex.evaluation_batch_size
+        drawing = self._random_at_inference.get(model)
+        if drawing is None:
+            drawing = self._random_at_inference[model] = random_at_inference(
+                model, self.models.probe_images)
+        if not drawing:
+            return ex.evaluation_batch_size
+        line = (f"validation and test at the training batch size ({ex.batch_size}), not "
+                f"--evaluation-batch-size {ex.evaluation_batch_size}, for executions of "
+                f"space {self.hypermodel.space.name} whose model draws random numbers at "
+                "inference (two calls on the same images differ): each evaluation batch is "
+                "a draw, so the batch size would change their numbers")
+        if line not in self.notes:
+            self.notes.append(line)
+            self.progress.note(line)
+        return ex.batch_size
 
     def _repeat_result(self, repeat: int, curve: list[float], *, seconds: float) -> dict:
         """Reports a finished repeat; what the oracle gets for it: its best epoch."""

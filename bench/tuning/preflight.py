@@ -106,6 +106,8 @@ def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) 
     expects probabilities."""
     import keras
 
+    from bench.tuning.probe import untouched
+
     loss = _class_loss(model.loss)
     shape = tuple(model.outputs[0].shape)
     if loss is not None and shape[1:] != (num_classes,):
@@ -116,7 +118,10 @@ def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) 
             f"{loss} needs (batch, {num_classes}): one per class for each image; end "
             "build_head with keras.layers.Dense(num_classes, activation='softmax') on "
             "pooled features")
-    outputs = keras.ops.convert_to_numpy(model(images, training=False)).astype("float64")
+    # Untouched: a layer that draws at inference would otherwise start training from
+    # another random state than a build that was not checked.
+    with untouched(model):
+        outputs = keras.ops.convert_to_numpy(model(images, training=False)).astype("float64")
     if not np.all(np.isfinite(outputs)):
         bad = int(np.sum(~np.isfinite(outputs).all(axis=-1)))
         raise BenchError(

@@ -11,7 +11,10 @@ leaves running on), and every optimizer variable as a freshly built optimizer ha
 Where equality cannot be guaranteed, there is no reuse: a space that overrides
 ``compile`` or ``fit`` (which may recompile or refreeze mid-run) always gets a fresh
 model, and so does an execution whose fresh optimizer is configured unlike the cached one,
-and a graph that draws from TensorFlow's own random state (``bench.tuning.random_ops``).
+a graph that draws from TensorFlow's own random state (``bench.tuning.random_ops``), and,
+for a space with its own head or augmentation, an execution whose fresh build computes
+other outputs on a few images than the cached model given the same variables
+(``bench.tuning.probe``: what no layer configuration records).
 
 The fresh build that gives those values costs more than a short execution's training.
 Where only ``init``, ``frozen_blocks`` and the seed can change what it makes (the default
@@ -35,6 +38,7 @@ import numpy as np
 from bench.models.model import FineTuneModel
 from bench.models.optim import optimizer_name, reads_weights
 from bench.space import SearchSpace, default_optimizer
+from bench.tuning.probe import same_function
 from bench.tuning.random_ops import stateful_random_ops
 from bench.tuning.seeding import set_seed
 
@@ -67,13 +71,20 @@ def reuse_note(space: SearchSpace, *, enabled: bool) -> str | None:
             "so every execution builds and compiles a new model")
 
 
+def suites_layers(space: SearchSpace) -> bool:
+    """Whether every layer of a build is the suite's: the default head and no augmentation
+    hook. Then each layer's class and configuration say all it computes; a hook's layers
+    may compute what no configuration shows (``bench.tuning.probe``)."""
+    cls = type(space)
+    return all(getattr(cls, hook) is getattr(SearchSpace, hook)
+               for hook in ("build_head", "augment"))
+
+
 def states_reusable(space: SearchSpace) -> bool:
     """Whether a build's result depends on nothing but the graph, ``init``,
     ``frozen_blocks`` and the seed: the default head and no augmentation hook, which
     could read any hyperparameter (``head_lr`` included), and a reusable space."""
-    cls = type(space)
-    return reusable(space) and all(getattr(cls, hook) is getattr(SearchSpace, hook)
-                                   for hook in ("build_head", "augment"))
+    return reusable(space) and suites_layers(space)
 
 
 def structure_key(hp, space: SearchSpace | None = None) -> tuple:
@@ -284,6 +295,10 @@ class CompiledModels:
         self.adopted = 0  # compiled models taken over from the pre-flight check
         #: Called with every newly built model before it is used or kept (it may raise).
         self.check_build = None
+        #: A few images on which a hook's graph is checked to compute what a kept model of
+        #: the same configuration computes, before the kept one is reused (None: not
+        #: checked).
+        self.probe_images = None
         #: Called with each line that says why a graph is not reused (``notes`` too).
         self.note = None
         self.notes: list[str] = []
@@ -316,7 +331,7 @@ class CompiledModels:
             self.states_reused += 1
             return cached
         fresh = self._build(hp, key=key, seed=seed)
-        if not restore_state(cached, fresh):
+        if not restore_state(cached, fresh) or not self._computes_alike(cached, fresh):
             # The fresh model is as a new build would be: train it, and keep it instead
             # (where it can be reused at all).
             if self._keepable(fresh):
@@ -326,6 +341,24 @@ class CompiledModels:
             return fresh
         self.reused += 1
         return cached
+
+    def _computes_alike(self, cached: FineTuneModel, fresh: FineTuneModel) -> bool:
+        """Whether ``cached``, holding ``fresh``'s variables, computes what ``fresh`` does.
+        Layer configurations do not show everything a hook's layer computes: a function
+        given as an activation is saved by name (a temperature it closes over is not), an
+        attribute set after construction is not saved, a NumPy draw in ``call`` is a
+        constant of each trace."""
+        if self.keep_states or self.probe_images is None:
+            return True
+        if same_function(cached.model, fresh.model, self.probe_images):
+            return True
+        self._say(f"compiled-model reuse off for some executions of space "
+                  f"{self.hypermodel.space.name}: a new build computed other outputs than a "
+                  "kept model with the same layers, configurations and weights (something "
+                  "no layer configuration records: a function's closure, an attribute set "
+                  "after construction, or NumPy or Python randomness in a call), so those "
+                  "executions trained on a new build")
+        return False
 
     def _keepable(self, parts: FineTuneModel) -> bool:
         """False for a graph with a stateful TensorFlow random op, which no reuse can

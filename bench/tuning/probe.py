@@ -1,0 +1,89 @@
+"""Calling a model on a few images to see what its configuration does not say, leaving it
+as it was.
+
+Reuse compares graphs by each layer's class and configuration, but a layer's
+configuration does not describe everything it computes: a function passed as an
+activation is saved by its name only (a temperature it closes over is not), an attribute
+set after construction is not saved, and a NumPy draw in ``call`` becomes a constant of
+each trace. Two builds that compute the same thing give the same outputs on the same
+images with the same variables; these checks ask exactly that.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+
+import keras
+import numpy as np
+
+#: Images each check runs on: few, so a check costs little next to an execution.
+PROBE_IMAGES = 2
+
+
+def probe_batch(images):
+    """The first ``PROBE_IMAGES`` of ``images`` (an array, or a structure of them)."""
+    return keras.tree.map_structure(lambda array: array[:PROBE_IMAGES], images)
+
+
+@contextmanager
+def untouched(*models):
+    """Leaves every non-trainable variable of ``models`` (BatchNormalization statistics,
+    the seed-generator states of random layers) and Python's, NumPy's and Keras's global
+    random states as they were before the block: a call in training mode, or of a layer
+    that draws at inference, moves them, and the execution that follows must not see it."""
+    saved = [(variable, keras.ops.convert_to_numpy(variable))
+             for model in models for variable in model.non_trainable_variables]
+    generator = _global_seed_generator()
+    if generator is not None:
+        saved.append((generator.state, keras.ops.convert_to_numpy(generator.state)))
+    python, numpy = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        for variable, value in saved:
+            variable.assign(value)
+        random.setstate(python)
+        np.random.set_state(numpy)
+
+
+def _global_seed_generator():
+    """What ``keras.random`` draws from when called without a seed; None before any such
+    draw (Keras creates it then)."""
+    from keras.src.backend.common import global_state
+
+    return global_state.get_global_attribute("global_seed_generator")
+
+
+def outputs(model, images, *, training: bool) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(o)
+            for o in keras.tree.flatten(model(images, training=training))]
+
+
+def _alike(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    # The same operations on the same values give the same bits on one device; the
+    # tolerance is only for a backend that picks another kernel for another model.
+    return len(a) == len(b) and all(
+        x.shape == y.shape and np.allclose(x, y, rtol=1e-5, atol=1e-6, equal_nan=True)
+        for x, y in zip(a, b))
+
+
+def same_function(first, second, images) -> bool:
+    """Whether two models with equal variables (seed-generator states included) give the
+    same outputs on ``images``, in inference and in training mode. A model that draws
+    from Python's, NumPy's or Keras's global random state in its call does not: its
+    function is not fixed by its variables. Both models are left as they were."""
+    with untouched(first, second):
+        return all(_alike(outputs(first, images, training=training),
+                          outputs(second, images, training=training))
+                   for training in (False, True))
+
+
+def random_at_inference(model, images) -> bool:
+    """Whether ``model`` gives other outputs when called twice on ``images`` in inference
+    mode: a layer that draws random numbers at inference (Monte-Carlo dropout), whose
+    numbers then depend on how many calls validation makes, i.e. on its batch size. The
+    model is left as it was."""
+    with untouched(model):
+        return not _alike(outputs(model, images, training=False),
+                          outputs(model, images, training=False))

@@ -1,0 +1,86 @@
+"""The checks that call a model to see what its configuration does not say, on real Keras
+models: what they find, and that they leave the model and the random states as they were."""
+
+import keras
+import numpy as np
+
+
+class AlwaysDropout(keras.layers.Dropout):
+    """Monte-Carlo dropout: random at inference too."""
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)
+
+
+def softmax_at(temperature):
+    def tempered_softmax(x):
+        return keras.activations.softmax(x / temperature)
+    return tempered_softmax
+
+
+def _model(*, dropout=keras.layers.Dropout, temperature=1.0, seed=0):
+    keras.utils.set_random_seed(seed)
+    images = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(4, 3)(images)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = dropout(0.5, seed=3)(x)
+    return keras.Model(images, keras.layers.Dense(3, activation=softmax_at(temperature))(x))
+
+
+def _state(model):
+    return [keras.ops.convert_to_numpy(v).copy() for v in model.variables]
+
+
+def _images():
+    return np.random.default_rng(0).uniform(0, 1, (2, 4, 4, 3)).astype("float32")
+
+
+def test_random_at_inference_finds_monte_carlo_dropout_and_leaves_the_model_as_it_was():
+    from bench.tuning.probe import random_at_inference
+
+    plain, always = _model(), _model(dropout=AlwaysDropout)
+    before = _state(always)
+    numpy_state = np.random.get_state()[1].copy()
+    assert random_at_inference(always, _images())
+    assert not random_at_inference(plain, _images())
+    # The dropout's seed-generator state moved twice, and is back.
+    for now, then in zip(_state(always), before):
+        np.testing.assert_array_equal(now, then)
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
+
+
+def test_same_function_sees_a_temperature_no_configuration_records():
+    from bench.tuning.probe import same_function
+    from bench.tuning.reuse import graph_signature
+
+    one, again, four = _model(), _model(seed=1), _model(temperature=4.0, seed=2)
+    assert graph_signature(one) == graph_signature(four)  # what reuse compared alone
+    for other in (again, four):
+        other.set_weights(one.get_weights())
+    before = [_state(m) for m in (one, again, four)]
+    assert same_function(one, again, _images())
+    assert not same_function(one, four, _images())
+    # Training mode moved the BatchNormalization statistics and the seed states: back.
+    for model, then in zip((one, again, four), before):
+        for now, value in zip(_state(model), then):
+            np.testing.assert_array_equal(now, value)
+
+
+def test_same_function_sees_numpy_randomness_in_a_call():
+    from bench.tuning.probe import same_function
+
+    class NumpyNoise(keras.layers.Layer):
+        def call(self, x, training=None):
+            return x + np.random.normal(0, 0.5, (1, x.shape[-1])).astype("float32") \
+                if training else x
+
+    def model():
+        keras.utils.set_random_seed(0)
+        images = keras.Input((3,))
+        return keras.Model(images, keras.layers.Dense(2)(NumpyNoise()(images)))
+
+    first, second = model(), model()
+    numpy_state = np.random.get_state()[1].copy()
+    assert not same_function(first, second, np.ones((2, 3), "float32"))
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
