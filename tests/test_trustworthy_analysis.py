@@ -214,6 +214,40 @@ def test_the_p_value_is_the_paired_t_test_on_the_seeds_differences():
         gap_sentence(gap)
 
 
+def test_one_difference_at_every_seed_has_no_t_test_whatever_float32_rounding_says():
+    # Found by a new user on an 18-image validation split: both seeds 3 images apart
+    # (1/6), yet "standard deviation 1.1e-08, paired t-test p = 2.8e-08" from rounding.
+    # Keras's accuracy is a float32 mean; here the same counts in another float32 order.
+    from bench.analysis.report import gap_sentence
+
+    def float32_accuracy(correct, total, *, order):
+        ones = np.zeros(total, dtype=np.float32)
+        ones[:correct] = 1
+        return float(np.float32(np.sum(ones[order(total)], dtype=np.float32)) /
+                     np.float32(total))
+
+    forward, backward = (lambda n: np.arange(n)), (lambda n: np.arange(n)[::-1])
+    rows = []
+    for seed, (random, pretrained, order) in enumerate(((9, 12, forward),
+                                                        (11, 14, backward)), 1):
+        for value, init in ((random, "random"), (pretrained, "pretrained")):
+            rows += [_row(init, seed, 1, float32_accuracy(value, 18, order=order) +
+                          (1e-7 if seed == 2 and init == "pretrained" else 0.0),
+                          head_lr=0.01)]
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    assert gap.pairs == 2 and gap.mean == pytest.approx(3 / 18, abs=1e-6)
+    assert gap.spread == 0.0 and math.isnan(gap.p_value)
+    assert (gap.low, gap.high) == (gap.mean, gap.mean)
+    sentence = gap_sentence(gap)
+    assert "**+0.167** (95% CI [+0.167, +0.167]; the same difference at all 2 seeds, so no " \
+        "t-test)" in sentence, sentence
+    # One image apart at one seed (1/18 = 0.056) is a spread: the t-test is back.
+    rows[-1]["val_accuracy"] = 15 / 18
+    apart = analysis.init_gap(pd.DataFrame(rows))
+    assert apart.spread == pytest.approx(np.std([3 / 18, 4 / 18], ddof=1))
+    assert apart.p_value == pytest.approx(stats.ttest_1samp([3 / 18, 4 / 18], 0).pvalue)
+
+
 def test_a_gap_over_some_of_the_configurations_says_how_many_of_how_many():
     # frozen_blocks 0 and 2 ran with both inits (gaps 0.2 and 0.4), 4 only pretrained.
     rows = []

@@ -357,6 +357,12 @@ def transfer_gain(epochs: pd.DataFrame, *, metric: str = "val_accuracy",
     return pd.DataFrame(rows, columns=["comparison", "epoch", "mean", "low", "high", "n"])
 
 
+#: Paired differences this close are one difference: an accuracy is a count of images
+#: over a split (1/N apart, over 1e-6 for any split under a million images), summed in
+#: float32, so two equal counts can read 1e-7 apart.
+SAME_DIFFERENCE = 1e-6
+
+
 def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | None = None,
              metric: str = "val_accuracy", pair_on: list[str] | None = None) -> Gap | None:
     """The gap of ``init`` over random at ``epoch`` (default: the last), paired by seed,
@@ -369,8 +375,15 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
     at = diffs[diffs["epoch"] == epoch]
     if at.empty:
         return None
-    mean, low, high = t_interval(at["diff"])
-    spread = float(at["diff"].std(ddof=1)) if len(at) > 1 else math.nan
+    values = at["diff"].to_numpy(dtype=float)
+    if len(values) > 1 and np.ptp(values) <= SAME_DIFFERENCE:
+        # One difference at every seed: its spread is 0, and a t-test undefined, not the
+        # p = 3e-8 that float32 rounding (sd 1e-8) would give.
+        mean = float(values.mean())
+        low, high, spread = mean, mean, 0.0
+    else:
+        mean, low, high = t_interval(values)
+        spread = float(values.std(ddof=1)) if len(values) > 1 else math.nan
     p_value = math.nan
     if len(at) > 1 and spread > 0:
         from scipy.stats import ttest_1samp

@@ -40,8 +40,9 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         reason = earlier_epoch_reason(gap)
         if reason:
             seeds += f"; {reason}"
+        same = " (the same difference at every seed)" if gap.spread == 0 else ""
         print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {seeds}): "
-              f"{gap.mean:+.3f}, {interval(gap.low, gap.high)}."
+              f"{gap.mean:+.3f}, {interval(gap.low, gap.high)}{same}."
               f"{with_init_sentence(gap)}")
     if not gaps and "init" in tables.varied:
         why = numbers.why_no_gap(tables.complete, pair_on=tables.pair_on(run["run_id"]))
