@@ -472,6 +472,7 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     """The BenchTuner that runs ``plan``'s trials here (a single process or a worker),
     and its frozen-prefix cache (None when off). ``done``: trials already run; a
     ``worker`` counts only its own trials."""
+    from bench.results import read_run
     from bench.tuning.bench_tuner import BenchTuner, Execution
     from bench.tuning.hypermodel import FineTuneHyperModel
     from bench.tuning.prefix import PrefixCache
@@ -491,7 +492,10 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                      f"({settings.batch_size}): in bfloat16 a layer's result depends on "
                      "the batch it runs in and what it is computed with, so either could "
                      "change numbers")
-    execution = Execution(run_id=run_dir.path.name, data=data, epochs=settings.epochs,
+    # The id the run started with: a run copied to another folder and resumed there
+    # keeps one run_id in its tables.
+    run_id = read_run(run_dir).get("run_id") or run_dir.path.name
+    execution = Execution(run_id=run_id, data=data, epochs=settings.epochs,
                           batch_size=settings.batch_size, repeats=settings.repeats,
                           seed=spec.seed, table=table, columns=plan.columns, run_dir=run_dir,
                           evaluation_batch_size=evaluation_batch_size)
