@@ -4,6 +4,7 @@ uninterrupted run's (same trials, hyperparameters and numbers), grid search incl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,8 +96,8 @@ def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tu
     _assert_best_so_far_counts_kept_trials(result.stdout, killed)
     # The killed process never recorded its search time; the report says so.
     assert record["earlier_processes"][0]["search_seconds"] is None
-    assert ("in the last of 2 processes (resumed); before it ? s (stopped before it "
-            "recorded its time)") in (killed / "report.md").read_text()
+    assert ("in the last of 2 processes (resumed); before it: not recorded (that process "
+            "was stopped before it wrote its time)") in (killed / "report.md").read_text()
     epochs, trials = _tables(killed)
     whole_epochs, whole_trials = _tables(tmp_path / "results" / "whole")
     assert not epochs.duplicated(["trial_id", "repeat", "epoch"]).any()
@@ -428,7 +429,7 @@ def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
                                           {k: record.get(k) for k in per_process}]
     assert again["search_seconds"] >= 0 and again["models"]["compiled"] == 0  # nothing left
     assert (f"search {again['search_seconds']} s in the last of 3 processes (resumed); before "
-            f"it {first['search_seconds']} s, {record['search_seconds']} s"
+            f"it: {first['search_seconds']} s, {record['search_seconds']} s"
             in (stopped / "report.md").read_text())
 
 
@@ -468,12 +469,15 @@ def test_killed_between_trials_and_mid_write_then_resumed_equals_a_whole_run(tmp
     process = subprocess.Popen(_command(tmp_path, "killed", "grid"), cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     _kill_when(process, lambda line: line.lstrip().startswith("-> trial"))
-    killed = tmp_path / "results" / "killed"
-    with open(killed / "epochs.csv", "a", encoding="utf-8") as torn:
+    with open(tmp_path / "results" / "killed" / "epochs.csv", "a", encoding="utf-8") as torn:
         torn.write("killed,0001,1,1,1,0.5")  # no newline, too few fields
+    # Resumed in a copy (a new user's backup): the copy's tables keep the run's one id.
+    killed = tmp_path / "results" / "copy"
+    shutil.copytree(tmp_path / "results" / "killed", killed)
     result = run_bench("run", "--resume", str(killed), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_best_so_far_counts_kept_trials(result.stdout, killed)
+    assert set(pd.read_csv(killed / "epochs.csv")["run_id"]) == {"killed"}
     epochs, trials = _tables(killed)
     whole_epochs, whole_trials = _tables(tmp_path / "results" / "whole")
     pd.testing.assert_frame_equal(epochs, whole_epochs)

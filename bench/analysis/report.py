@@ -359,10 +359,10 @@ def search_time(run: dict) -> str:
     earlier = run.get("earlier_processes") or []
     if not earlier:
         return text
-    times = ", ".join("? s (stopped before it recorded its time)"
+    times = ", ".join("not recorded (that process was stopped before it wrote its time)"
                       if e.get("search_seconds") is None else f"{e['search_seconds']} s"
                       for e in earlier)
-    return f"{text} in the last of {len(earlier) + 1} processes (resumed); before it {times}"
+    return f"{text} in the last of {len(earlier) + 1} processes (resumed); before it: {times}"
 
 
 def what_ran(run: dict) -> list[str]:
