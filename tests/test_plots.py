@@ -250,26 +250,21 @@ def test_the_objective_figure_leaves_out_configurations_where_its_parameter_is_i
     assert list(line.get_ydata()) == pytest.approx([0.515, 0.615])
 
 
-def test_figures_of_frozen_depth_leave_out_inits_where_it_is_inactive_and_say_so(
-        tmp_path, monkeypatch):
-    # Found by a new user: frozen_blocks declared for pretrained only drew an empty
-    # random heatmap panel and a random legend entry with no point, unexplained.
+def _figures_of_configurations(configurations, tmp_path, monkeypatch):
+    """The figures of (init, frozen_blocks, head_lr, base) configurations, each run at
+    seeds 1 and 2 for 2 epochs with validation accuracy base + 0.02 x seed: the figures
+    drawn by name, and the captions by name."""
     from bench.analysis.figures import figures
     from bench.analysis.tables import Tables
 
-    rows = []
-    configurations = [("pretrained", 0, 0.001, 0.6), ("pretrained", 0, 0.01, 0.7),
-                      ("pretrained", 2, 0.001, 0.8), ("pretrained", 2, 0.01, 0.5),
-                      ("random", float("nan"), 0.001, 0.3), ("random", float("nan"), 0.01, 0.4)]
-    for trial, (init, depth, lr, base) in enumerate(configurations):
-        for seed in (1, 2):
-            for epoch in (1, 2):
-                rows.append({"run_id": "r", "trial_id": f"{trial}", "repeat": seed,
-                             "seed": seed, "epoch": epoch, "init": init, "frozen_blocks": depth,
-                             "head_lr": lr, "val_accuracy": base + 0.02 * seed,
-                             "accuracy": 0.9})
+    rows = [{"run_id": "r", "trial_id": f"{trial}", "repeat": seed, "seed": seed,
+             "epoch": epoch, "init": init, "frozen_blocks": depth, "head_lr": lr,
+             "val_accuracy": base + 0.02 * seed, "accuracy": 0.9}
+            for trial, (init, depth, lr, base) in enumerate(configurations)
+            for seed in (1, 2) for epoch in (1, 2)]
     epochs = pd.DataFrame(rows)
-    trials = pd.DataFrame({"run_id": "r", "trial_id": [f"{t}" for t in range(6)],
+    trials = pd.DataFrame({"run_id": "r",
+                           "trial_id": [f"{t}" for t in range(len(configurations))],
                            "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
     names = ["init", "frozen_blocks", "head_lr"]
     run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
@@ -278,7 +273,17 @@ def test_figures_of_frozen_depth_leave_out_inits_where_it_is_inactive_and_say_so
     monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
     blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
                      tmp_path, log=lambda *_: None)
-    captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+    return drawn, {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+
+
+def test_figures_of_frozen_depth_leave_out_inits_where_it_is_inactive_and_say_so(
+        tmp_path, monkeypatch):
+    # Found by a new user: frozen_blocks declared for pretrained only drew an empty
+    # random heatmap panel and a random legend entry with no point, unexplained.
+    configurations = [("pretrained", 0, 0.001, 0.6), ("pretrained", 0, 0.01, 0.7),
+                      ("pretrained", 2, 0.001, 0.8), ("pretrained", 2, 0.01, 0.5),
+                      ("random", float("nan"), 0.001, 0.3), ("random", float("nan"), 0.01, 0.4)]
+    drawn, captions = _figures_of_configurations(configurations, tmp_path, monkeypatch)
     missing = (" Not drawn: random (frozen_blocks{} is inactive in all its executions: a "
                "conditional hyperparameter whose condition is not met).")
     assert captions["transferability"].endswith(missing.format(""))
@@ -302,30 +307,12 @@ def test_figures_of_frozen_depth_name_configurations_left_out_within_a_drawn_lin
         tmp_path, monkeypatch):
     # A line or panel that is drawn can still lose configurations where frozen_blocks or
     # head_lr is inactive; they were dropped without a word.
-    from bench.analysis.figures import figures
-    from bench.analysis.tables import Tables
-
     nan = float("nan")
     configurations = [("pretrained", 0, 0.001, 0.6), ("pretrained", 0, 0.01, 0.7),
                       ("pretrained", 2, 0.001, 0.8), ("pretrained", 2, nan, 0.5),
                       ("pretrained", nan, 0.001, 0.4),
                       ("random", 0, 0.001, 0.3), ("random", 2, 0.01, 0.35)]
-    rows = [{"run_id": "r", "trial_id": f"{trial}", "repeat": seed, "seed": seed,
-             "epoch": epoch, "init": init, "frozen_blocks": depth, "head_lr": lr,
-             "val_accuracy": base + 0.02 * seed, "accuracy": 0.9}
-            for trial, (init, depth, lr, base) in enumerate(configurations)
-            for seed in (1, 2) for epoch in (1, 2)]
-    epochs = pd.DataFrame(rows)
-    trials = pd.DataFrame({"run_id": "r", "trial_id": [f"{t}" for t in range(7)],
-                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
-    names = ["init", "frozen_blocks", "head_lr"]
-    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
-           "columns": {"hyperparameters": names, "varied": names}}
-    drawn = {}
-    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
-    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
-                     tmp_path, log=lambda *_: None)
-    captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+    drawn, captions = _figures_of_configurations(configurations, tmp_path, monkeypatch)
     # Transferability draws the best head_lr per depth: (pretrained, inactive depth) has
     # no x; (pretrained, 2) keeps head_lr=0.001 over its inactive head_lr, so is drawn.
     assert captions["transferability"].endswith(
