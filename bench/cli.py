@@ -62,7 +62,7 @@ def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -
                                              "(shapes)")
     add("--evaluation-batch-size", type=int, default=512,
         help="batch size of validation and test passes (default 512; the numbers do not "
-             "depend on it, memory does; a model random at inference uses the training "
+             "depend on it, memory does; a model that changes at inference uses the training "
              "batch size)")
     add("--pretrain-epochs", type=int, default=15,
         help="epochs of source-task pretraining (cached; default 15)")

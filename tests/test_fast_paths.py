@@ -79,9 +79,9 @@ def test_a_model_random_at_inference_is_evaluated_at_the_training_batch_size(
                                   read_trials(runs[32])[["test_accuracy"]])
     assert json_notes(runs[512]) == [
         "validation and test at the training batch size (32), not --evaluation-batch-size "
-        "512, for executions of space mc whose model draws random numbers at inference "
-        "(two calls on the same images differ): each evaluation batch is a draw, so the "
-        "batch size would change their numbers"]
+        "512, for executions of space mc whose model changes at inference (a call moves "
+        "its random or other state, or two calls on the same images differ): each "
+        "evaluation batch is a call, so the batch size would change their numbers"]
 
 
 def json_notes(run: RunDir) -> list[str]:

@@ -36,18 +36,48 @@ def _images():
     return np.random.default_rng(0).uniform(0, 1, (2, 4, 4, 3)).astype("float32")
 
 
-def test_random_at_inference_finds_monte_carlo_dropout_and_leaves_the_model_as_it_was():
-    from bench.tuning.probe import random_at_inference
+def test_changes_at_inference_finds_monte_carlo_dropout_and_leaves_the_model_as_it_was():
+    from bench.tuning.probe import changes_at_inference
 
     plain, always = _model(), _model(dropout=AlwaysDropout)
     before = _state(always)
     numpy_state = np.random.get_state()[1].copy()
-    assert random_at_inference(always, _images())
-    assert not random_at_inference(plain, _images())
-    # The dropout's seed-generator state moved twice, and is back.
+    assert changes_at_inference(always, _images())
+    assert not changes_at_inference(plain, _images())
+    # The dropout's seed-generator state moved with each call, and is back.
     for now, then in zip(_state(always), before):
         np.testing.assert_array_equal(now, then)
     np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
+
+
+def test_changes_at_inference_sees_dropout_that_drops_nothing_on_these_images():
+    # A reviewer's case: a rate of 0.001 on 2 images dropped nothing in most builds, so
+    # comparing outputs missed it; the seed generator moved all the same.
+    from bench.tuning.probe import changes_at_inference
+
+    rarely = _model(dropout=lambda rate, seed: AlwaysDropout(1e-9, seed=seed))
+    assert changes_at_inference(rarely, _images())
+
+
+def test_untouched_forgets_a_global_seed_generator_made_inside_it():
+    # keras.random without a seed makes Keras's global generator at its first draw; made
+    # inside the block, it must not stay advanced for the next draw outside it.
+    from keras.src.backend.common import global_state
+
+    from bench.tuning.probe import untouched
+
+    def first_draw():
+        keras.utils.set_random_seed(1)
+        global_state.set_global_attribute("global_seed_generator", None)
+        return keras.ops.convert_to_numpy(keras.random.uniform((3,)))
+
+    expected = first_draw()
+    keras.utils.set_random_seed(1)
+    global_state.set_global_attribute("global_seed_generator", None)
+    with untouched():
+        keras.random.uniform((3,))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.random.uniform((3,))),
+                                  expected)
 
 
 def test_same_function_sees_a_temperature_no_configuration_records():

@@ -32,12 +32,12 @@ from bench.tuning.evaluation import OneBatch, OneBatchValidation, evaluate_split
 from bench.tuning.memory import device_mib, resident_mib
 from bench.tuning.prefix import PrefixCache
 from bench.tuning.preflight import ProbabilityCheck
-from bench.tuning.probe import probe_batch, random_at_inference
+from bench.tuning.probe import changes_at_inference, probe_batch
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
 from bench.tuning.resident import OnDevice
 from bench.tuning.resume import extras_path
-from bench.tuning.reuse import CompiledModels, suites_layers
+from bench.tuning.reuse import CompiledModels, only_suite_layers
 from bench.tuning.together import TrainTogether
 
 #: A fit hook that trained without ``run.fit`` (which records the epochs and sets the order).
@@ -146,12 +146,17 @@ class BenchTuner(keras_tuner.Tuner):
         self.execution = execution
         self.tensorboard_dir = tensorboard_dir
         self.models = CompiledModels(hypermodel, enabled=reuse_models)
+        # One validation batch checks each new graph's outputs and whether a model
+        # changes at inference; two of its images whether a kept model computes what a
+        # new build does (four calls for every reuse of a hook's graph).
+        self._validation_batch = keras.tree.map_structure(
+            lambda images: images[:execution.batch_size], execution.data.validation.images)
         self.models.check_build = ProbabilityCheck(
-            hypermodel.space, execution.data.validation.images[:execution.batch_size],
+            hypermodel.space, self._validation_batch,
             num_classes=hypermodel.inputs.num_classes)
-        self.models.probe_images = probe_batch(execution.data.validation.images)
-        # Per model: whether it draws random numbers at inference (None: not asked yet).
-        self._random_at_inference: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.models.probe_images = probe_batch(self._validation_batch)
+        # Per model: whether it changes at inference (absent: not asked yet).
+        self._changes_at_inference: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.progress = progress
         #: The study's most trials where known (Hyperband's from its brackets; not a
         #: worker's).
@@ -288,22 +293,24 @@ class BenchTuner(keras_tuner.Tuner):
 
     def _evaluation_batch_size(self, model) -> int:
         """The run's evaluation batch size, or the training batch size for a model that
-        draws random numbers at inference (Monte-Carlo dropout, say): each evaluation
-        batch is a draw, so the batch size would change its numbers."""
+        changes at inference (Monte-Carlo dropout, say): each evaluation batch is a
+        draw, so the batch size would change its numbers."""
         ex = self.execution
-        if ex.evaluation_batch_size == ex.batch_size or suites_layers(self.hypermodel.space):
+        if ex.evaluation_batch_size == ex.batch_size or only_suite_layers(
+                self.hypermodel.space):
             return ex.evaluation_batch_size
-        drawing = self._random_at_inference.get(model)
-        if drawing is None:
-            drawing = self._random_at_inference[model] = random_at_inference(
-                model, self.models.probe_images)
-        if not drawing:
+        changing = self._changes_at_inference.get(model)
+        if changing is None:
+            changing = self._changes_at_inference[model] = changes_at_inference(
+                model, self._validation_batch)
+        if not changing:
             return ex.evaluation_batch_size
         line = (f"validation and test at the training batch size ({ex.batch_size}), not "
                 f"--evaluation-batch-size {ex.evaluation_batch_size}, for executions of "
-                f"space {self.hypermodel.space.name} whose model draws random numbers at "
-                "inference (two calls on the same images differ): each evaluation batch is "
-                "a draw, so the batch size would change their numbers")
+                f"space {self.hypermodel.space.name} whose model changes at inference (a "
+                "call moves its random or other state, or two calls on the same images "
+                "differ): each evaluation batch is a call, so the batch size would change "
+                "their numbers")
         if line not in self.notes:
             self.notes.append(line)
             self.progress.note(line)

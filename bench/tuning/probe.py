@@ -32,9 +32,11 @@ def untouched(*models):
     the seed-generator states of random layers) and Python's, NumPy's and Keras's global
     random states as they were before the block: a call in training mode, or of a layer
     that draws at inference, moves them, and the execution that follows must not see it."""
+    from keras.src.backend.common import global_state
+
     saved = [(variable, keras.ops.convert_to_numpy(variable))
              for model in models for variable in model.non_trainable_variables]
-    generator = _global_seed_generator()
+    generator = global_state.get_global_attribute("global_seed_generator")
     if generator is not None:
         saved.append((generator.state, keras.ops.convert_to_numpy(generator.state)))
     python, numpy = random.getstate(), np.random.get_state()
@@ -43,26 +45,27 @@ def untouched(*models):
     finally:
         for variable, value in saved:
             variable.assign(value)
+        if generator is None:
+            # Made by an unseeded keras.random draw inside the block: Keras makes it again
+            # at the next such draw, as it would have.
+            global_state.set_global_attribute("global_seed_generator", None)
         random.setstate(python)
         np.random.set_state(numpy)
 
 
-def _global_seed_generator():
-    """What ``keras.random`` draws from when called without a seed; None before any such
-    draw (Keras creates it then)."""
-    from keras.src.backend.common import global_state
-
-    return global_state.get_global_attribute("global_seed_generator")
-
-
-def outputs(model, images, *, training: bool) -> list[np.ndarray]:
+def _outputs(model, images, *, training: bool) -> list[np.ndarray]:
+    """``model``'s outputs on ``images`` as NumPy arrays, flattened."""
     return [keras.ops.convert_to_numpy(o)
             for o in keras.tree.flatten(model(images, training=training))]
 
 
-def _alike(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+def _alike(a: list[np.ndarray], b: list[np.ndarray], *, exact: bool = False) -> bool:
     # The same operations on the same values give the same bits on one device; the
-    # tolerance is only for a backend that picks another kernel for another model.
+    # tolerance between two models is only for a backend that picks another kernel for
+    # another model.
+    if exact:
+        return len(a) == len(b) and all(np.array_equal(x, y, equal_nan=True)
+                                        for x, y in zip(a, b))
     return len(a) == len(b) and all(
         x.shape == y.shape and np.allclose(x, y, rtol=1e-5, atol=1e-6, equal_nan=True)
         for x, y in zip(a, b))
@@ -74,16 +77,21 @@ def same_function(first, second, images) -> bool:
     from Python's, NumPy's or Keras's global random state in its call does not: its
     function is not fixed by its variables. Both models are left as they were."""
     with untouched(first, second):
-        return all(_alike(outputs(first, images, training=training),
-                          outputs(second, images, training=training))
+        return all(_alike(_outputs(first, images, training=training),
+                          _outputs(second, images, training=training))
                    for training in (False, True))
 
 
-def random_at_inference(model, images) -> bool:
-    """Whether ``model`` gives other outputs when called twice on ``images`` in inference
-    mode: a layer that draws random numbers at inference (Monte-Carlo dropout), whose
-    numbers then depend on how many calls validation makes, i.e. on its batch size. The
-    model is left as it was."""
+def changes_at_inference(model, images) -> bool:
+    """Whether an inference call of ``model`` on ``images`` moves any of its
+    non-trainable variables (the seed-generator state of a layer that draws at inference,
+    as Monte-Carlo dropout does, however rarely it drops; any state a layer updates when
+    called) or gives other outputs a second time (NumPy or TensorFlow randomness): then
+    its validation numbers depend on how many calls validation makes, i.e. on its batch
+    size. The model is left as it was."""
     with untouched(model):
-        return not _alike(outputs(model, images, training=False),
-                          outputs(model, images, training=False))
+        state = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+        first = _outputs(model, images, training=False)
+        moved = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+        return (not _alike(state, moved, exact=True)
+                or not _alike(first, _outputs(model, images, training=False), exact=True))

@@ -71,7 +71,7 @@ def reuse_note(space: SearchSpace, *, enabled: bool) -> str | None:
             "so every execution builds and compiles a new model")
 
 
-def suites_layers(space: SearchSpace) -> bool:
+def only_suite_layers(space: SearchSpace) -> bool:
     """Whether every layer of a build is the suite's: the default head and no augmentation
     hook. Then each layer's class and configuration say all it computes; a hook's layers
     may compute what no configuration shows (``bench.tuning.probe``)."""
@@ -84,7 +84,7 @@ def states_reusable(space: SearchSpace) -> bool:
     """Whether a build's result depends on nothing but the graph, ``init``,
     ``frozen_blocks`` and the seed: the default head and no augmentation hook, which
     could read any hyperparameter (``head_lr`` included), and a reusable space."""
-    return reusable(space) and suites_layers(space)
+    return reusable(space) and only_suite_layers(space)
 
 
 def structure_key(hp, space: SearchSpace | None = None) -> tuple:
