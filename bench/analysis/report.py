@@ -62,11 +62,14 @@ def gap_sentence(gap: numbers.Gap) -> str:
     p = f", paired t-test p = {gap.p_value:.2g}" if not pd.isna(gap.p_value) else ""
     scope = gap_scope(gap)
     over = "" if not scope else f"{scope}, " if gap.configurations == 1 else f"{scope} and "
-    spread = (f"{interval(gap.low, gap.high)}; the same difference at all {gap.pairs} "
-              "seeds, so no t-test" if gap.pairs > 1 and gap.spread == 0 else
-              f"{interval(gap.low, gap.high)}; standard deviation over {gap.pairs} seeds "
-              f"{fmt(gap.spread)}{p}" if gap.pairs > 1 else
-              "one seed, so no 95% CI; run with --repeats 2 or more for one")
+    if gap.pairs == 1:
+        spread = "one seed, so no 95% CI; run with --repeats 2 or more for one"
+    elif gap.spread == 0:
+        spread = (f"{interval(gap.low, gap.high)}; the same difference at all {gap.pairs} "
+                  "seeds, so no t-test")
+    else:
+        spread = (f"{interval(gap.low, gap.high)}; standard deviation over {gap.pairs} "
+                  f"seeds {fmt(gap.spread)}{p}")
     reason = earlier_epoch_reason(gap)
     return (f"At epoch {gap.epoch}{f' ({reason})' if reason else ''}, {gap.init} minus "
             f"{gap.baseline} validation accuracy, "
