@@ -41,6 +41,7 @@ from bench.space import (
     values_in_use,
 )
 from bench.tuning.algorithms import check_tuner_name
+from bench.tuning.search_record import add_notes, combined, search_record, worker_records
 
 #: The largest --seed: repeats use seed, seed + 1, ..., and every one must be a valid seed.
 MAX_SEED = 2**31 - 1
@@ -525,6 +526,13 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
     return tuner, prefix
 
 
+def _add_search_record(record: dict, search: dict) -> None:
+    """Puts a search's counts and its notes not yet said into ``record``."""
+    search = dict(search)
+    add_notes(record, search.pop("notes"))
+    record |= search
+
+
 def _note_stop(record: dict, plan: StudyPlan, *, trials: list, log) -> None:
     from bench.tuning.algorithms import stop_reason
 
@@ -682,6 +690,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                 chief.run()
             finally:
                 record["search_seconds"] = round(time.perf_counter() - started, 2)
+                _add_search_record(record, combined(worker_records(run_dir.path)))
         else:
             table = CsvAppender(run_dir.epochs_csv, epoch_columns(columns, space.epoch_columns))
             tuner, prefix = build_tuner(plan, oracle=oracle, data=data, inputs=inputs,
@@ -697,18 +706,7 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
                 tuner.search(verbose=0)
             finally:
                 record["search_seconds"] = round(time.perf_counter() - started, 2)
-                record["models"] = {"compiled": tuner.models.built,
-                                    "reused": tuner.models.reused,
-                                    "states_reused": tuner.models.states_reused,
-                                    "from_preflight": tuner.models.adopted}
-                record["notes"] += tuner.notes + tuner.models.notes
-                record["together"] = {"trials": tuner.together.trials,
-                                      "retried_alone": tuner.together.retried}
-                record["device_data"] = tuner.device_data
-                if prefix is not None:
-                    record["prefix_cache"] = {"executions": prefix.used,
-                                              "features_computed": prefix.computed,
-                                              "features_reused": prefix.hits}
+                _add_search_record(record, search_record(tuner, prefix))
         write_trials()
         _note_stop(record, plan, trials=list(oracle.trials.values()), log=log)
         if not any(trial.status == "COMPLETED" for trial in oracle.trials.values()):

@@ -64,6 +64,24 @@ def _held(hp):
 '''
 
 
+#: The three-trial space with a Monte-Carlo dropout head (random at inference too): each
+#: execution evaluates at the training batch size and the run must say so, whichever
+#: process ran it.
+MC_THREE = THREE_TRIALS.replace("class Three", "class McThree").replace(
+    "from bench.space import SearchSpace, SpaceSettings",
+    "import keras\n\nfrom bench.space import SearchSpace, SpaceSettings",
+) + '''
+    def build_head(self, features, *, num_classes, hp):
+        pooled = keras.layers.GlobalAveragePooling2D()(features)
+        return keras.layers.Dense(num_classes, activation="softmax")(AlwaysDropout(0.5)(pooled))
+
+
+class AlwaysDropout(keras.layers.Dropout):
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)
+'''
+
+
 def _start_holding(study, name, *extra, hold: Path):
     """A run of the holding space, read as it comes; ``hold`` exists until the test
     removes it."""
@@ -149,6 +167,31 @@ def test_two_workers_write_the_tables_of_one_process(study):
     assert " best so far" not in result.stdout.replace("worker's best so far", "")
     assert "I0000" not in result.stdout  # the backends' start-up chatter stays in the logs
     assert (run / "workers" / "tuner0" / "log.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_workers_run_records_what_its_workers_found_as_one_process_does(study):
+    # Found in review: a worker's notes (here: evaluation at the training batch size)
+    # were printed in its log only; run.json and the report of the run did not say them.
+    (study / "spaces" / "mcthree.py").write_text(MC_THREE)
+    records = {}
+    for name, extra in (("mc-one", ()), ("mc-two", ("--workers", "2"))):
+        result = subprocess.run(_run_command(study, name, *extra, space="mcthree"), cwd=ROOT,
+                                env=_env(study), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        records[name] = json.loads((study / "results" / name / "run.json").read_text())
+    _assert_same_tables(study / "results" / "mc-two", study / "results" / "mc-one")
+    one, two = records["mc-one"], records["mc-two"]
+    evaluation = [n for n in one["notes"] if n.startswith("validation and test at the "
+                                                           "training batch size (32)")]
+    assert len(evaluation) == 1, one["notes"]
+    assert sorted(two["notes"]) == sorted(one["notes"])
+    assert f"Note: {evaluation[0]}" in (study / "results" / "mc-two" / "report.md").read_text()
+    # Every execution (4 trials x 2 repeats) built or reused a model, in one of the workers.
+    for record in (one, two):
+        assert record["models"]["compiled"] + record["models"]["reused"] == 8, record["models"]
+    assert two["together"] == {"trials": 0, "retried_alone": 0}
+    assert two["device_data"] == one["device_data"]
 
 
 @pytest.mark.slow
@@ -321,6 +364,14 @@ def test_a_killed_distributed_run_resumes_to_the_tables_of_one_process(study):
     assert "chief on 127.0.0.1" in result.stdout  # resumed distributed, as it was run
     _assert_same_tables(run, study / "results" / "reference")
     assert not list(run.rglob("*.partial"))
+    # The killed chief never added its workers' counts up: they are the earlier process's;
+    # this process counts the executions of the trials it ran (2 repeats each).
+    kept = int(re.search(r"resuming killed-chief: (\d+) trial\(s\) ended and kept",
+                         result.stdout).group(1))
+    record = json.loads((run / "run.json").read_text())
+    earlier = record["earlier_processes"][0]["models"]
+    assert earlier["compiled"] + earlier["reused"] >= 2 * kept
+    assert record["models"]["compiled"] + record["models"]["reused"] == 2 * (4 - kept)
 
 
 def test_local_workers_get_one_gpu_each_round_robin():

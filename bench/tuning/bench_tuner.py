@@ -168,6 +168,9 @@ class BenchTuner(keras_tuner.Tuner):
         self.trial_extras: dict[str, dict] = {}
         #: What the run's report should say about this search (fast paths that are off).
         self.notes: list[str] = []
+        #: Called after each trial has ended and its tables are written (a worker saves
+        #: its notes and counts for the chief).
+        self.after_trial = None
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
         self._one_test_batch: OneBatch | None = None
@@ -424,6 +427,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.progress.trial_end(trial.trial_id, status, score,
                                 note=trial_error(trial, extras) if status != "COMPLETED" else "")
         self.write_trials()
+        if self.after_trial is not None:
+            self.after_trial()
         if stopped is not None:
             raise stopped
 

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from bench.command import command
 from bench.errors import BenchError, FailureLimit
-from bench.results import RunDir, read_epochs, read_run, summarise_trials, write_csv
+from bench.results import (
+    RunDir,
+    read_epochs,
+    read_run,
+    summarise_trials,
+    write_csv,
+    write_json,
+)
 from bench.tuning.distributed import (
     CHIEF_PID,
     Chief,
@@ -78,8 +85,6 @@ class ChiefStudy:
                   summarise_trials(read_epochs(self.run_dir), rows, self.plan.columns))
 
     def run(self) -> None:
-        from bench.results import write_json
-
         scale = self.scale
         host = scale.host if scale.remote else "127.0.0.1"
         port = self.chief.start(host=host, port=scale.port)
@@ -203,6 +208,7 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
         space_change,
         tidy_epochs,
     )
+    from bench.tuning.search_record import WORKER_RECORD, combined, read_record, search_record
 
     end_with_chief()
     host, _, port = chief.rpartition(":")
@@ -234,9 +240,15 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
                    "KERASTUNER_ORACLE_PORT": port}
     oracle = study_oracle(plan)  # local only: KerasTuner's client forwards to the chief
     table = CsvAppender(table_path, epoch_columns(plan.columns, space.epoch_columns))
+    # What this worker found (its notes, its counts), for the chief's run.json; a worker
+    # restarted after a kill adds to what it had written before.
+    record_path = table_path.parent / WORKER_RECORD
+    earlier = read_record(record_path)
     try:
-        tuner, _ = build_tuner(plan, oracle=oracle, data=data, inputs=inputs, run_dir=run,
-                               table=table, log=log, worker=True)
+        tuner, prefix = build_tuner(plan, oracle=oracle, data=data, inputs=inputs,
+                                    run_dir=run, table=table, log=log, worker=True)
+        tuner.after_trial = lambda: write_json(
+            record_path, combined([*earlier, search_record(tuner, prefix)]))
         log(f"worker {name}: asking {chief} for trials")
         tuner.search(verbose=0)
     finally:

@@ -19,6 +19,7 @@ from pathlib import Path
 from bench.command import command
 from bench.errors import BenchError, FailureLimit
 from bench.results import RunDir, process_is_here, read_run, write_json
+from bench.tuning.search_record import WORKER_RECORD, add_notes, combined, worker_records
 
 #: RunSpec fields that hold paths in run.json's "arguments".
 PATH_FIELDS = ("spaces_dir", "results_dir", "cache_dir", "data", "data_dir")
@@ -345,6 +346,18 @@ PER_PROCESS = ("search_seconds", "preflight_seconds", "models", "together", "pre
                "device_data")
 
 
+def _take_worker_records(run: RunDir, record: dict) -> None:
+    """Moves what the workers of the stopped process recorded into ``record``: their
+    notes stay the run's, their counts are that process's where its chief was stopped
+    before adding them up. The files go, so that this process's workers count afresh."""
+    search = combined(worker_records(run.path))
+    add_notes(record, search.pop("notes"))
+    for key, value in search.items():
+        record.setdefault(key, value)
+    for path in run.path.glob(f"workers/*/{WORKER_RECORD}"):
+        path.unlink()
+
+
 def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed]:
     """Readies ``path`` to continue: checks it is the same study, removes the rows of
     trials that will run again, and returns the run directory, its ``run.json`` updated
@@ -354,6 +367,7 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     run = RunDir(path)
     record = read_run(run)
     refuse_changed_inputs(path, record, fresh)
+    _take_worker_records(run, record)
     forget_unrecorded_trials(run)
     ended = ended_trials(run)
     forget_ended_as_ongoing(run, ended=set(ended))
