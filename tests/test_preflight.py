@@ -43,7 +43,7 @@ class {cls}(SearchSpace):
         hp.Choice("body_lr_scale", {scales})
 
     def compile(self, parts, *, hp):
-        optimizer = make_optimizer("SGD", learning_rate=0.01, {variables},
+        optimizer = make_optimizer("SGD", learning_rate=self.value(hp, "head_lr"), {variables},
                                    body_lr_scale=self.value(hp, "body_lr_scale"))
         parts.model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                             metrics=["accuracy"])
@@ -156,6 +156,34 @@ class Unscaled(SearchSpace):
 
     def compile(self, parts, *, hp):
         parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+''',
+    # Found by a README audit: a rate written into compile trained every trial at it
+    # while the tables recorded head_lr. The first value agrees: the second is refused.
+    "fixed-rate": '''
+class FixedRate(SearchSpace):
+    description = "a compile at a rate of its own"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [1e-3, 1e-2])
+
+    def compile(self, parts, *, hp):
+        parts.model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+''',
+    "scheduled": '''
+class Scheduled(SearchSpace):
+    description = "a compile with a learning-rate schedule from head_lr"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [1e-2])
+
+    def compile(self, parts, *, hp):
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            self.value(hp, "head_lr") / 10, decay_steps=10, decay_rate=0.5)
+        parts.model.compile(optimizer=keras.optimizers.Adam(schedule),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 ''',
     "scaled": SCALED_SGD.format(
@@ -282,6 +310,8 @@ REFUSED = {
                      "head_lr",
     "phase-two-unscaled": "body_lr_scale is 0.1 but its fit() (its last compile) trains the "
                           "backbone at 1 x head_lr",
+    "fixed-rate": "search space fixed-rate: head_lr is 0.01 but its compile() trains at a "
+                  "learning rate of 0.001, while the tables record head_lr",
 }
 
 
@@ -316,6 +346,12 @@ def test_a_metric_after_accuracy_leaves_test_accuracy_as_accuracy(spaces_dir, tm
 def test_a_compile_that_applies_every_declared_scale_runs(spaces_dir, tmp_path, cache_dir):
     path = _run("scaled", spaces_dir, tmp_path, cache_dir)
     assert json.loads((path / "run.json").read_text())["warnings"] == []
+
+
+def test_a_compile_with_a_learning_rate_schedule_is_the_spaces_own_and_runs(
+        spaces_dir, tmp_path, cache_dir):
+    path = _run("scheduled", spaces_dir, tmp_path, cache_dir)
+    assert json.loads((path / "run.json").read_text())["status"] == "completed"
 
 
 def test_an_unread_hyperparameter_is_a_warning_in_run_json(spaces_dir, tmp_path, cache_dir):

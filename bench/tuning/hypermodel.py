@@ -7,6 +7,7 @@ trained before the tuner exists; ``build`` only assembles and loads what is read
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import keras
@@ -73,6 +74,29 @@ def check_body_lr_scale(space: SearchSpace, hp, optimizer, body_variables=(), *,
             "the optimizer in settings (optimizer, optimizer_options)")
 
 
+def check_head_lr(space: SearchSpace, hp, optimizer) -> None:
+    """Refuses a space's own ``compile`` whose optimizer trains the head at another rate
+    than the ``head_lr`` the tables record (a rate written into ``compile``, say). A
+    learning-rate schedule is the space's own design and is not compared.
+
+    Raises:
+        BenchError: naming head_lr and both rates.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+    if isinstance(inner._learning_rate, keras.optimizers.schedules.LearningRateSchedule) \
+            or callable(inner._learning_rate):
+        return
+    applied = float(keras.ops.convert_to_numpy(inner.learning_rate))
+    recorded = float(space.value(hp, "head_lr"))
+    if not math.isclose(applied, recorded, rel_tol=1e-6):  # float32 keeps 7 digits
+        raise BenchError(
+            f"search space {space.name}: head_lr is {recorded:g} but its compile() trains "
+            f"at a learning rate of {applied:g}, while the tables record head_lr; build "
+            "the optimizer at self.value(hp, 'head_lr') (make_optimizer(..., "
+            "learning_rate=float(self.value(hp, 'head_lr')), ...)), or drop compile() and "
+            "name the optimizer in settings (optimizer, optimizer_options)")
+
+
 class FineTuneHyperModel(keras_tuner.HyperModel):
     """Builds the model a search space describes, with the builder's hyperparameters."""
 
@@ -109,6 +133,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
             self.space.compile(parts, hp=hp)
             check_body_lr_scale(self.space, hp, parts.model.optimizer, parts.body_variables,
                                 trainable_variables=parts.model.trainable_variables)
+            check_head_lr(self.space, hp, parts.model.optimizer)
         return parts
 
     def _tensor_from(self, hook: str, returned):

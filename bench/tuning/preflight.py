@@ -215,11 +215,13 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         parts = _guarded(space, "building the model",
                          lambda: hypermodel.build_parts(tracked, compile=False))
         _guarded(space, "compiling", lambda: space.compile(parts, hp=tracked))
-        from bench.tuning.hypermodel import check_body_lr_scale
+        from bench.tuning.hypermodel import check_body_lr_scale, check_head_lr
 
-        # The untracked hp: this check reading body_lr_scale is not the space using it.
+        # The untracked hp: these checks reading body_lr_scale and head_lr are not the
+        # space using them.
         check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables,
                             trainable_variables=parts.model.trainable_variables)
+        check_head_lr(space, hp, parts.model.optimizer)
         size = min(batch_size, len(data.train), len(data.validation))
         train, validation = _one_batch(data.train, size), _one_batch(data.validation, size)
         check_probabilities(space, parts.model, validation.images,
@@ -240,7 +242,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables,
                             trainable_variables=parts.model.trainable_variables,
                             stage="fit() (its last compile)")
-        _check_other_scales(space, hypermodel=hypermodel, hp=hp)
+        _check_other_rates(space, hypermodel=hypermodel, hp=hp)
         kept = keep_model
     finally:
         if not kept:
@@ -258,15 +260,16 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
     return Preflight(warnings=warnings, model=parts if kept else None)
 
 
-def _check_other_scales(space: SearchSpace, *, hypermodel, hp) -> None:
-    """Compiles once per other declared ``body_lr_scale`` value when ``compile`` is the
-    space's own (the default one always applies the scale)."""
+def _check_other_rates(space: SearchSpace, *, hypermodel, hp) -> None:
+    """Compiles once per other declared ``body_lr_scale`` and ``head_lr`` value when
+    ``compile`` is the space's own (the default one always applies both)."""
     if type(space).compile is SearchSpace.compile:
         return
-    for value in declared_values(hp, "body_lr_scale") or []:
-        if value == hp.values.get("body_lr_scale"):
-            continue  # the first build's value, checked already
-        other = hp.copy()
-        other.values["body_lr_scale"] = value
-        _guarded(space, f"compiling with body_lr_scale {value}",
-                 lambda other=other: hypermodel.build_parts(other))
+    for name in ("body_lr_scale", "head_lr"):
+        for value in declared_values(hp, name) or []:
+            if value == hp.values.get(name):
+                continue  # the first build's value, checked already
+            other = hp.copy()
+            other.values[name] = value
+            _guarded(space, f"compiling with {name} {value}",
+                     lambda other=other: hypermodel.build_parts(other))
