@@ -56,6 +56,10 @@ def test_several_runs_are_reported_together_with_the_run_as_a_variable(tiny_run,
     assert report.startswith("# Runs tiny, second")
     assert "What ran: tiny" in report and "What ran: second" in report
     assert (out / "plots" / "tuner_progress.png").exists()
+    # Every figure that is not drawn says why, this one too (it was left out unsaid).
+    assert not (out / "plots" / "overfitting.png").exists()
+    assert "figure 'Overfitting' skipped: a joint report compares runs" in result.stdout
+    assert "## Overfitting\n\nNot drawn: a joint report compares runs" in report
 
 
 def test_parquet_copies_are_written_and_read_when_the_csvs_are_gone(tiny_run, tmp_path):

@@ -373,7 +373,12 @@ def _trial_figures(study: Study) -> None:
     done = trials[trials["status"] == "COMPLETED"].dropna(subset=["best_val_accuracy"])
     ranked = done.sort_values(["best_val_accuracy", "trial_id"], ascending=[False, True])
     best = ranked.head(3)
-    if best.empty or study.several:
+    if best.empty:
+        return  # no trial completed: the accuracy figure has said so
+    if study.several:
+        study.skip("Overfitting", "a joint report compares runs, and the best trials of one "
+                                  "run say nothing of another's; each run's own report "
+                                  "draws its best trials (analyze RUN)")
         return
     # A tie at third place is broken by trial id, and the caption names who lost it.
     third = best["best_val_accuracy"].iloc[-1]
