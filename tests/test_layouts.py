@@ -447,3 +447,37 @@ def test_hidden_files_and_a_macos_zips_folders_are_not_data(tmp_path):
     (lone / "y.png").write_bytes((lone / "cats" / "5-0.png").read_bytes())
     with pytest.raises(BenchError, match=r"has 1 class subfolder\(s\) \(1 image file\(s\) lie"):
         load(lone, tmp_path / "lone-cache")
+
+
+def test_every_format_pillow_opens_is_read_and_other_files_are_counted(tmp_path):
+    # Found by a new user: a fixed list of extensions left .tga, .pcx, .sgi (and .avif,
+    # .jp2) photos out without a word, and a JPEG saved without an extension too.
+    root = tmp_path / "data"
+    write_classes(root, 4, tag=1)
+    pixels = lambda i: np.full((8, 8, 3), 40 * i + 20, np.uint8)  # noqa: E731
+    for i, name in enumerate(["a.tga", "b.pcx", "c.sgi", "d.TGA"]):
+        Image.fromarray(pixels(i)).save(root / "cats" / name)
+    Image.fromarray(pixels(4)).save(root / "cats" / "photo", format="JPEG")
+    Image.fromarray(pixels(5)).save(root / "dogs" / "big.jpg_large", format="JPEG")
+    (root / "dogs" / "notes.txt").write_text("not a picture")
+    (root / "dogs" / ".DS_Store").write_bytes(b"\0")  # hidden: not data, not counted
+    folder = decoded(root)
+    assert np.bincount(folder.labels).tolist() == [4 + 4, 4]
+    assert sorted(folder.not_images) == ["cats/photo", "dogs/big.jpg_large", "dogs/notes.txt"]
+    data = load(root, tmp_path)
+    assert len(data.train) + len(data.validation) + len(data.test) == 12
+    said = [n for n in data.notes if "not of an image format" in n]
+    assert said == [f"3 file(s) under {root} are not of an image format Pillow opens, by "
+                    "their extension, and were not read (cats/photo, dogs/big.jpg_large, "
+                    "dogs/notes.txt)"]
+
+
+@pytest.mark.parametrize(("per_class", "counts"), [(10, [7, 2, 1]), (7, [5, 1, 1]),
+                                                   (20, [14, 3, 3])])
+def test_each_class_is_split_70_15_15_in_whole_images_as_readme_says(per_class, counts):
+    from bench.data.datasets import split_fractions
+
+    labels = np.repeat(np.arange(3), per_class)
+    parts = split_fractions(labels, (0.7, 0.15, 0.15), 1)
+    for label in range(3):  # by hand: round(0.7 n), round(0.15 n), the rest
+        assert [int((labels[p] == label).sum()) for p in parts] == counts

@@ -1,7 +1,9 @@
 """Image folders: decode once with Pillow, cache as uint8 arrays.
 
 A folder given here holds one subfolder per class; every image below a class folder,
-in nested folders too, belongs to that class. Symbolic links (to files or folders) are
+in nested folders too, belongs to that class. An image is a file whose extension names a
+format Pillow opens (``image_extensions``); other files are not read, and the run's data
+notes count them. Symbolic links (to files or folders) are
 followed when they stay inside the folder and refused, with their paths, when they
 leave it. Images are turned upright (EXIF orientation), converted to RGB (grayscale,
 RGBA, palette and 16-bit alike; 16-bit values are scaled from 0-65535) and resized.
@@ -18,11 +20,12 @@ why.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import unicodedata
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +35,19 @@ from bench.data.arraycache import read_arrays, to_stderr, write_arrays
 from bench.data.layouts import FOLDER_LAYOUT
 from bench.errors import BenchError
 
-EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff",
-              ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
+
+@functools.cache
+def image_extensions() -> frozenset[str]:
+    """The extensions of the formats this Pillow opens (.jpg, .png, .webp, .avif, .jp2,
+    .tga...), lower case: a fixed list left photos in newer formats out unsaid."""
+    Image.init()
+    return frozenset(ext.lower() for ext, kind in Image.registered_extensions().items()
+                     if kind in Image.OPEN)
+
+
+def is_image_file(name: str) -> bool:
+    return Path(name).suffix.lower() in image_extensions() and not hidden(name)
+
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -63,6 +77,9 @@ class Decoded:
     paths: tuple[str, ...] = ()
     duplicates: int = 0
     other_class: tuple[str, ...] = ()
+    #: Files below the class folders that are not images (``is_image_file``) and were
+    #: not read, relative to the folder.
+    not_images: tuple[str, ...] = ()
 
 
 def class_name(folder: Path) -> str:
@@ -82,7 +99,7 @@ def hidden(name: str) -> bool:
 def loose_images(folder: Path) -> list[str]:
     """The names of the image files directly in ``folder`` (in no class folder), sorted."""
     return sorted(p.name for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in EXTENSIONS and not hidden(p.name))
+                  if p.is_file() and is_image_file(p.name))
 
 
 def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
@@ -113,9 +130,9 @@ def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
     return classes
 
 
-def _walk(folder: Path, inside: Path, outside: list[str]) -> list[Path]:
+def _walk(folder: Path, inside: Path, outside: list[str], others: list[Path]) -> list[Path]:
     """Image files below ``folder``, following links that stay under ``inside``; links
-    that leave it are appended to ``outside``."""
+    that leave it are appended to ``outside``, files that are not images to ``others``."""
     found, seen = [], set()
     for top, dirs, names in os.walk(folder, followlinks=True):
         # Sorted in place, so the walk (and which of two paths to one folder is kept)
@@ -134,7 +151,10 @@ def _walk(folder: Path, inside: Path, outside: list[str]) -> list[Path]:
                 dirs.remove(name)
         for name in names:
             path = Path(top) / name
-            if path.suffix.lower() not in EXTENSIONS or hidden(name):
+            if hidden(name):
+                continue
+            if not is_image_file(name):
+                others.append(path)
                 continue
             if not Path(os.path.realpath(path)).is_relative_to(inside):
                 outside.append(str(path))
@@ -143,27 +163,31 @@ def _walk(folder: Path, inside: Path, outside: list[str]) -> list[Path]:
     return sorted(found)
 
 
-def list_images(classes: list[Path], root: Path | None = None) -> list[tuple[Path, int]]:
-    """``(path, label)`` for every image under the class folders.
+def list_images(classes: list[Path], root: Path | None = None, *,
+                others: list[Path] | None = None) -> list[tuple[Path, int]]:
+    """``(path, label)`` for every image under the class folders; the files that are not
+    images are appended to ``others`` where given.
 
     Raises:
         BenchError: when a class folder holds no image, or a symbolic link leads out of
             ``root`` (default: the class folders' parent), naming the first few.
     """
     inside = Path(os.path.realpath(root if root is not None else classes[0].parent))
-    files, outside = [], []
+    files, outside, not_images = [], [], []
     for label, folder in enumerate(classes):
         if not Path(os.path.realpath(folder)).is_relative_to(inside):
             outside.append(str(folder))
             continue
-        mine = _walk(folder, inside, outside)
+        mine = _walk(folder, inside, outside, not_images)
         if not mine and not outside:
-            raise BenchError(f"class folder {folder} holds no images "
-                             f"({', '.join(sorted(EXTENSIONS))})")
+            raise BenchError(f"class folder {folder} holds no images (files of a format "
+                             "Pillow opens, such as .jpg, .png, .webp or .tif)")
         files += [(p, label) for p in mine]
     if outside:
         raise BenchError(f"{len(outside)} symbolic link(s) under {inside} lead outside it: "
                          f"{some(outside)}; copy those images into the folder or remove the links")
+    if others is not None:
+        others += not_images
     return files
 
 
@@ -341,7 +365,8 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
     """
     log = log or to_stderr
     folders = class_folders(root, classes)
-    files = list_images(folders, root)
+    not_images: list[Path] = []
+    files = list_images(folders, root, others=not_images)
     names = tuple(class_name(f) for f in folders)
     cache_file = None
     decoded = None
@@ -356,7 +381,16 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
         log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root} "
             "(not decodable, a broken link, or floating-point or 32-bit integer pixels): "
             f"{some(decoded.skipped)}")
-    return decoded
+    return replace(decoded, not_images=tuple(sorted(os.path.relpath(path, root)
+                                                     for path in not_images)))
+
+
+def not_images_sentence(decoded: Decoded, root: Path) -> str | None:
+    """What a folder held besides images, for the run's data notes; None if nothing."""
+    if not decoded.not_images:
+        return None
+    return (f"{len(decoded.not_images)} file(s) under {root} are not of an image format "
+            f"Pillow opens, by their extension, and were not read ({some(decoded.not_images)})")
 
 
 def repeats_sentence(decoded: Decoded, root: Path) -> str | None:

@@ -176,7 +176,13 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         request: A ``DataRequest`` (image size, seed, train per class, cache folder).
     """
     from bench.data.datasets import Split, TransferData, split_fractions
-    from bench.data.imagefolder import load_folder, loose_images, repeats_sentence, some
+    from bench.data.imagefolder import (
+        load_folder,
+        loose_images,
+        not_images_sentence,
+        repeats_sentence,
+        some,
+    )
 
     layout = find_layout(root)
     size, cache, seed = request.image_size, request.cache_dir, request.seed
@@ -196,9 +202,10 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
                          f"{loose[0]}) are in no class folder and were not used")
     for folder, decoded in [(layout.train, train_all),
                             *((getattr(layout, part), given[part]) for part in given)]:
-        sentence = repeats_sentence(decoded, folder)
-        if sentence:
-            notes.append(sentence)
+        for sentence in (not_images_sentence(decoded, folder),
+                         repeats_sentence(decoded, folder)):
+            if sentence:
+                notes.append(sentence)
 
     def named(folder: Path) -> str:
         return os.path.relpath(folder, root)
