@@ -215,7 +215,9 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     if "pretrained" in inits:
         source = data
         if spec.source_dataset is not None:
-            source = load_dataset(spec.source_dataset, request)
+            # The target's --train-per-class is not the source dataset's.
+            source = load_dataset(spec.source_dataset,
+                                  replace(request, train_per_class=None, source_only=True))
             if source.source is not None:
                 log(f"data: source task from {source.name}, {len(source.source)} images")
                 facts["dataset"]["source"] = len(source.source)

@@ -202,6 +202,31 @@ def test_a_run_on_a_folder_with_broken_files_completes(tmp_path, tiny_spaces_dir
     assert "Source pretraining on the `digits` source task: 3 epochs, source accuracy" in report
 
 
+@pytest.mark.slow
+def test_a_source_dataset_is_asked_for_its_source_task_alone(tmp_path, tiny_spaces_dir):
+    # Found by a new user: shapes as the source was held to its own target's default of
+    # 20 training images a class ("--images-per-class 20 is too few for
+    # --train-per-class 20"), an option given for neither.
+    from bench.data.datasets import DataRequest, load_dataset
+
+    good_images(tmp_path / "photos", per_class=10)
+    result = run_bench("run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir),
+                       "--data", str(tmp_path / "photos"), "--source-dataset", "shapes",
+                       "--images-per-class", "20", "--image-size", "16", "--epochs", "1",
+                       "--repeats", "1", "--pretrain-epochs", "1",
+                       "--results-dir", str(tmp_path / "results"), "--name", "shapes-source")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data: source task from shapes, 100 images" in result.stdout  # 5 shapes x 20
+    # The source task alone is the one a whole load makes (its target left out).
+    alone = load_dataset("shapes", DataRequest(image_size=16, images_per_class=20,
+                                               source_only=True))
+    whole = load_dataset("shapes", DataRequest(image_size=16, images_per_class=20,
+                                               train_per_class=5))
+    np.testing.assert_array_equal(alone.source.images, whole.source.images)
+    np.testing.assert_array_equal(alone.source.labels, whole.source.labels)
+    assert len(alone.train) == len(alone.validation) == len(alone.test) == 0
+
+
 def test_a_folder_without_a_source_task_and_no_imagenet_weights_says_what_to_do(tmp_path,
                                                                                tiny_spaces_dir):
     good_images(tmp_path / "photos")

@@ -60,6 +60,9 @@ class DataRequest:
     data: Path | None = None  # an image folder (dataset "folder")
     data_dir: Path | None = None  # where downloaded datasets are kept
     cache_dir: Path | None = None  # where decoded images are cached
+    #: Only the source task is wanted (``--source-dataset``: another dataset is the
+    #: target), so a loader may leave its target splits empty.
+    source_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,13 +234,22 @@ def load_shapes(request: DataRequest) -> TransferData:
 
     per_class = request.images_per_class or 120
     train_per_class = request.train_per_class or 20
-    if per_class < train_per_class + 2:
+    if per_class < train_per_class + 2 and not request.source_only:
         raise BenchError(f"--images-per-class {per_class} is too few for --train-per-class "
                          f"{train_per_class}: it must be at least {train_per_class + 2}")
     from bench.data.imagefolder import check_memory
 
-    check_memory(2 * len(SOURCE_SHAPES) * per_class, request.image_size,
+    tasks = 1 if request.source_only else 2
+    check_memory(tasks * len(SOURCE_SHAPES) * per_class, request.image_size,
                  what="generating shapes")
+    if request.source_only:
+        images, labels = _rendered(SOURCE_SHAPES, per_class=per_class,
+                                   image_size=request.image_size, seed=request.seed,
+                                   cache_dir=request.cache_dir)
+        none = Split(images[:0], labels[:0])
+        return TransferData(name="shapes", class_names=TARGET_SHAPES, train=none,
+                            validation=none, test=none, source=Split(images, labels),
+                            source_class_names=SOURCE_SHAPES)
     # Each task is one stream of random numbers, so the two render side by side.
     with ThreadPoolExecutor(2) as pool:
         source, target = pool.map(
@@ -315,13 +327,14 @@ def load_hotdog(request: DataRequest, *, urls: list[str] = HOTDOG_URLS,
                 sha1: str = HOTDOG_SHA1) -> TransferData:
     """The Dive into Deep Learning hot dog dataset, downloaded once and verified."""
     from bench.data.download import download_and_extract
-    from bench.data.imagefolder import EXTENSIONS
+    from bench.data.imagefolder import image_extensions
 
     data_dir = Path(request.data_dir or Path(request.cache_dir or ".") / "data")
     root = download_and_extract(urls=urls, sha1=sha1, archive_name="hotdog.zip",
                                 data_dir=data_dir, folder="hotdog")
     for part, expected in HOTDOG_COUNTS.items():
-        found = sum(1 for p in (root / part).rglob("*") if p.suffix.lower() in EXTENSIONS)
+        found = sum(1 for p in (root / part).rglob("*")
+                    if p.suffix.lower() in image_extensions())
         if found != expected:
             raise BenchError(f"{root / part} holds {found} images, expected {expected}; remove "
                              f"{root} to download it again")
