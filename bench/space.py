@@ -145,7 +145,8 @@ class SearchSpace:
         """Training-time augmentation before preprocessing. Default: none.
 
         Args:
-            images: The symbolic uint8 RGB input batch, ``(None, size, size, 3)``.
+            images: The symbolic RGB input batch, float32 pixel values 0 to 255,
+                ``(None, size, size, 3)``.
             hp: This trial's hyperparameters.
 
         Returns:
