@@ -274,17 +274,21 @@ def load_shapes(request: DataRequest) -> TransferData:
 
 
 def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int, *,
-                    class_names: tuple[str, ...] | None = None) -> tuple[np.ndarray, ...]:
+                    class_names: tuple[str, ...] | None = None,
+                    where: Path | None = None) -> tuple[np.ndarray, ...]:
     """Stratified split of indices into parts of the given fractions (the last takes the
-    rest), fixed by ``seed``; every part gets at least one image of each class."""
+    rest), fixed by ``seed``; every part gets at least one image of each class (of the
+    folder ``where``, for the message)."""
     rng = np.random.default_rng(seed)
     parts = [[] for _ in fractions]
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
         if len(members) < len(fractions):
             name = repr(class_names[label]) if class_names else label
-            raise BenchError(f"class {name} has {len(members)} image(s); a split into "
-                             f"{len(fractions)} parts needs at least {len(fractions)}")
+            folder = f" in {where}" if where is not None else ""
+            raise BenchError(f"class {name}{folder} has {len(members)} image(s); a split "
+                             f"into {len(fractions)} parts needs at least {len(fractions)}: "
+                             "add images to that class or remove its folder")
         start = 0
         for i, fraction in enumerate(fractions):
             if i == len(fractions) - 1:

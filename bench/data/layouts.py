@@ -242,14 +242,15 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
     if not missing:
         parts = {"train": pool}
     elif len(missing) == 1:
-        train, made = split_fractions(labels, (0.8, 0.2), seed, class_names=names)
+        train, made = split_fractions(labels, (0.8, 0.2), seed, class_names=names,
+                                      where=where)
         parts = {"train": pool[train], missing[0]: pool[made]}
         folder = "val/" if missing[0] == "validation" else "test/"
         notes.append(f"no {folder} folder in {root}: 20% of {where.name}/ ({len(made)} images, "
                      f"stratified, seed {seed}) is the {missing[0]} split")
     else:
         train, validation, test = split_fractions(labels, (0.7, 0.15, 0.15), seed,
-                                                  class_names=names)
+                                                  class_names=names, where=where)
         parts = {"train": pool[train], "validation": pool[validation], "test": pool[test]}
         held = "train/ only" if layout.split_folders else "class folders only"
         notes.append(f"{root} has {held}: split 70/15/15 into train, validation and test "
