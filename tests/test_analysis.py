@@ -119,6 +119,13 @@ def test_trials_tied_at_the_best_score_are_all_best():
         f"Trials 0000, 0002 tie for pretrained at best_val_accuracy {1877 / 1985:.6g}: all "
         "are listed, since none scores higher than the others."]
     assert analysis.best_trials(trials)["trial_id"].tolist() == ["0000", "0002"]
+    # In a joint report trial ids repeat across runs: the line says whose they are.
+    joint = pd.concat([trials.assign(run_id="a"),
+                       trials.assign(run_id="b", best_val_accuracy=[0.5, 0.9, 0.6, 0.85])],
+                      ignore_index=True)
+    assert tie_lines(analysis.best_trials(joint, by="init")) == [
+        f"a: Trials 0000, 0002 tie for pretrained at best_val_accuracy {1877 / 1985:.6g}: "
+        "all are listed, since none scores higher than the others."]
     # As epochs.csv keeps them: float32 accuracies, 1877 of 1985 split otherwise over the
     # repeats, so the means differ in the eighth digit (found in review: missed by 1e-9).
     split = [np.float32(a / 397) for a in (387, 372, 384, 388, 346)]

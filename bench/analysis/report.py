@@ -317,7 +317,10 @@ def tie_lines(best: pd.DataFrame) -> list[str]:
     for _, group in groups:
         if len(group) > 1:
             where = f" for {format_value(group['init'].iloc[0])}" if "init" in group else ""
-            lines.append(f"Trials {', '.join(map(str, group['trial_id']))} tie{where} at "
+            # A joint report's trial ids repeat across runs: say whose they are.
+            whose = (f"{group['run_id'].iloc[0]}: "
+                     if "run_id" in best and best["run_id"].nunique() > 1 else "")
+            lines.append(f"{whose}Trials {', '.join(map(str, group['trial_id']))} tie{where} at "
                          f"best_val_accuracy {group['best_val_accuracy'].iloc[0]:.6g}: all "
                          "are listed, since none scores higher than the others.")
     return lines
