@@ -35,3 +35,14 @@ def test_the_epochs_csv_snippet_gives_each_configurations_mean_and_sd_over_seeds
     assert len(curves) == by_trial.ngroups == 4 * 2  # 4 trials x 2 epochs
     assert sorted(curves["mean"].round(9)) == sorted(by_trial.mean().round(9))
     assert sorted(curves["std"].round(9)) == sorted(by_trial.std().round(9))
+
+
+def test_the_layout_names_every_module_of_the_library():
+    # Found in review: bench/tuning/probe.py was missing from README's Layout block.
+    readme = README.read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    named = set(re.findall(r"[\w]+\.py", layout))
+    modules = {path.name for path in (README.parent / "bench").rglob("*.py")
+               if path.name != "__init__.py"}
+    assert modules - named == set()
