@@ -110,8 +110,8 @@ def test_data_mistakes_name_the_class_and_the_folder(tmp_path):
     with pytest.raises(BenchError) as caught:
         load(small, tmp_path)
     assert str(caught.value) == (f"class 'dogs' in {small} has 2 image(s); a split into 3 "
-                                 "parts needs at least 3: add images to that class or remove "
-                                 "its folder")
+                                 "parts needs at least 3: add images to that class, or remove "
+                                 "it from every split")
     (tmp_path / "file.png").write_bytes(b"")
     with pytest.raises(BenchError, match=r"file.png is a file, not a folder"):
         load(tmp_path / "file.png", tmp_path)
@@ -464,15 +464,24 @@ def test_every_format_pillow_opens_is_read_and_other_files_are_counted(tmp_path)
     Image.fromarray(pixels(5)).save(root / "dogs" / "big.jpg_large", format="JPEG")
     (root / "dogs" / "notes.txt").write_text("not a picture")
     (root / "dogs" / ".DS_Store").write_bytes(b"\0")  # hidden: not data, not counted
+    # Formats Pillow recognises but does not decode here (from review): not images either.
+    for name in ("model.h5", "clip.mpg", "drawing.wmf"):
+        (root / "dogs" / name).write_bytes(b"\0" * 64)
     folder = decoded(root)
     assert np.bincount(folder.labels).tolist() == [4 + 4, 4]
-    assert sorted(folder.not_images) == ["cats/photo", "dogs/big.jpg_large", "dogs/notes.txt"]
+    assert folder.skipped == ()
+    assert sorted(folder.not_images) == [
+        "cats/photo", "dogs/big.jpg_large", "dogs/clip.mpg", "dogs/drawing.wmf",
+        "dogs/model.h5", "dogs/notes.txt"]
     data = load(root, tmp_path)
     assert len(data.train) + len(data.validation) + len(data.test) == 12
     said = [n for n in data.notes if "not of an image format" in n]
-    assert said == [f"3 file(s) under {root} are not of an image format Pillow opens, by "
+    assert said == [f"6 file(s) under {root} are not of an image format Pillow opens, by "
                     "their extension, and were not read (cats/photo, dogs/big.jpg_large, "
-                    "dogs/notes.txt)"]
+                    "dogs/clip.mpg, ...)"]
+    from PIL import EpsImagePlugin  # EPS decodes only through Ghostscript
+
+    assert (".eps" in imagefolder.image_extensions()) == EpsImagePlugin.has_ghostscript()
 
 
 @pytest.mark.parametrize(("per_class", "counts"), [(10, [7, 2, 1]), (7, [5, 1, 1]),

@@ -362,3 +362,29 @@ def test_overfitting_breaks_a_tie_at_third_place_by_trial_id_and_says_so(
     legend = [t.get_text() for legend in drawn["overfitting"].legends
               for t in legend.get_texts()]
     assert sorted(legend) == [f"head learning rate={v}" for v in ("0.001", "0.002", "0.004")]
+
+
+def test_no_overfitting_figure_without_a_completed_trial_and_a_line_saying_why(
+        tmp_path, monkeypatch):
+    # From review: executions complete in trials that all failed later left the figure
+    # out without the line every skipped figure gets.
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    rows = [{"run_id": "r", "trial_id": trial, "repeat": 1, "seed": 1, "epoch": epoch,
+             "head_lr": lr, "val_accuracy": 0.5, "accuracy": 0.6}
+            for trial, lr in (("0", 0.001), ("1", 0.01)) for epoch in (1, 2)]
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": "r", "trial_id": ["0", "1"], "status": "FAILED",
+                           "best_val_accuracy": float("nan"), "seconds": 1.0,
+                           "head_lr": [0.001, 0.01]})
+    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
+           "columns": {"hyperparameters": ["head_lr"], "varied": ["head_lr"]}}
+    drawn, said = {}, []
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=said.append)
+    assert "overfitting" not in drawn and "accuracy_vs_epochs" in drawn
+    assert ("figure 'Overfitting' skipped: no trial completed (some executions did, in "
+            "trials that failed later), so there are no best trials to draw") in said
+    assert any(b.kind == "h2" and b.content == "Overfitting" for b in blocks)

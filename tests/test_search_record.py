@@ -24,9 +24,12 @@ def test_a_resumed_process_adds_only_the_notes_not_said():
 
 
 def test_worker_records_are_read_in_worker_order_and_a_damaged_one_passed_over(tmp_path):
-    for name, text in (("tuner1", json.dumps({"notes": ["y"]})),
+    for name, text in (("tuner10", json.dumps({"notes": ["w"]})),
+                       ("tuner1", json.dumps({"notes": ["y"]})),
                        ("tuner0", json.dumps({"notes": ["x"]})),
-                       ("tuner2", '{"notes": ["z"'), ("tuner3", "[1]")):
+                       ("tuner2", '{"notes": ["z"'), ("tuner3", "[1]"),
+                       ("tuner4", json.dumps({"notes": "abc"})),
+                       ("tuner5", json.dumps({"models": {"compiled": "2"}}))):
         (tmp_path / "workers" / name).mkdir(parents=True)
         (tmp_path / "workers" / name / "search.json").write_text(text)
-    assert worker_records(tmp_path) == [{"notes": ["x"]}, {"notes": ["y"]}]
+    assert worker_records(tmp_path) == [{"notes": ["x"]}, {"notes": ["y"]}, {"notes": ["w"]}]

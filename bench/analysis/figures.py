@@ -374,7 +374,9 @@ def _trial_figures(study: Study) -> None:
     ranked = done.sort_values(["best_val_accuracy", "trial_id"], ascending=[False, True])
     best = ranked.head(3)
     if best.empty:
-        return  # no trial completed: the accuracy figure has said so
+        study.skip("Overfitting", "no trial completed (some executions did, in trials that "
+                                  "failed later), so there are no best trials to draw")
+        return
     if study.several:
         study.skip("Overfitting", "a joint report compares runs, and the best trials of one "
                                   "run say nothing of another's; each run's own report "

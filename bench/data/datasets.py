@@ -288,7 +288,7 @@ def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int,
             folder = f" in {where}" if where is not None else ""
             raise BenchError(f"class {name}{folder} has {len(members)} image(s); a split "
                              f"into {len(fractions)} parts needs at least {len(fractions)}: "
-                             "add images to that class or remove its folder")
+                             "add images to that class, or remove it from every split")
         start = 0
         for i, fraction in enumerate(fractions):
             if i == len(fractions) - 1:

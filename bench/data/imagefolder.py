@@ -38,11 +38,19 @@ from bench.errors import BenchError
 
 @functools.cache
 def image_extensions() -> frozenset[str]:
-    """The extensions of the formats this Pillow opens (.jpg, .png, .webp, .avif, .jp2,
-    .tga...), lower case: a fixed list left photos in newer formats out unsaid."""
+    """The extensions of the formats this Pillow decodes (.jpg, .png, .webp, .avif, .jp2,
+    .tga...), lower case: a fixed list left photos in newer formats out unsaid. Formats
+    Pillow only recognises are left out (its stubs for HDF5, GRIB, BUFR and WMF, MPEG,
+    and EPS without Ghostscript): a model.h5 or a video beside the photos is no image."""
+    from PIL import EpsImagePlugin, ImageFile
+
     Image.init()
+    decodes = {kind for kind, (factory, _) in Image.OPEN.items()
+               if not (isinstance(factory, type)
+                       and issubclass(factory, ImageFile.StubImageFile))
+               and kind != "MPEG" and (kind != "EPS" or EpsImagePlugin.has_ghostscript())}
     return frozenset(ext.lower() for ext, kind in Image.registered_extensions().items()
-                     if kind in Image.OPEN)
+                     if kind in decodes)
 
 
 def is_image_file(name: str) -> bool:

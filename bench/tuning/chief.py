@@ -244,6 +244,9 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     # restarted after a kill adds to what it had written before.
     record_path = table_path.parent / WORKER_RECORD
     earlier = read_record(record_path)
+    if record_path.exists() and not earlier:
+        log(f"warning: worker {name}: {record_path} is damaged; the notes and counts of this "
+            "worker's earlier trials are lost from run.json (its tables are whole)")
     try:
         tuner, prefix = build_tuner(plan, oracle=oracle, data=data, inputs=inputs,
                                     run_dir=run, table=table, log=log, worker=True)

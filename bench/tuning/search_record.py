@@ -11,6 +11,7 @@ report says what its workers found as a one-process run's says what it found.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 #: The record's counts, each a dict of counters that add up across processes.
@@ -62,17 +63,36 @@ WORKER_RECORD = "search.json"
 
 
 def worker_records(run_path: Path) -> list[dict]:
-    """The records the workers of a run have written."""
-    return [record for path in sorted(Path(run_path).glob(f"workers/*/{WORKER_RECORD}"))
+    """The records the workers of a run have written, in worker order (tuner2 before
+    tuner10)."""
+    paths = Path(run_path).glob(f"workers/*/{WORKER_RECORD}")
+    return [record for path in sorted(paths, key=lambda p: _natural(p.parent.name))
             for record in read_record(path)]
+
+
+def _natural(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def read_record(path: Path) -> list[dict]:
     """The record at ``path`` as a list of one, or none where there is none. Each is
     written whole under another name and renamed, so a kill leaves the last one; one
-    damaged by other means is passed over rather than losing the run's own record."""
+    damaged by other means (not of the shape ``search_record`` writes) is passed over
+    rather than losing the run's own record."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return []
-    return [record] if isinstance(record, dict) else []
+    return [record] if _well_formed(record) else []
+
+
+def _well_formed(record) -> bool:
+    if not isinstance(record, dict):
+        return False
+    notes = record.get("notes", [])
+    counts = [record.get(key, {}) for key in COUNTS]
+    return (isinstance(notes, list) and all(isinstance(note, str) for note in notes)
+            and all(isinstance(count, dict) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in count.values())
+                for count in counts)
+            and isinstance(record.get("device_data", False), bool))
