@@ -3,7 +3,7 @@
 (a) is plain KerasTuner as its documentation teaches: ``build(hp)`` builds and compiles a
 new model, ``tuner.search(x, y, validation_data=...)`` trains it, and every configuration
 runs ``executions_per_trial`` = repeats times. (b) is the suite on the same data,
-backbone, initial weights, tuner, grid, epochs and batch size. (b) runs first, so any
+backbone, source weights, tuner, grid, epochs and batch size. (b) runs first, so any
 warm-up of the process (imports, kernels) favours the baseline, not the suite.
 
 ``perf.json`` holds ``speedup`` = (a)'s search seconds / (b)'s, both sides' throughput
@@ -13,8 +13,8 @@ The floor is a lower bound no implementation can beat, not a target.
 
 Where (a) would take too long (a ResNet50V2 study on a GPU lent for minutes), it can run
 fewer executions per configuration (``baseline_repeats``, at least 2) and its time for
-all of them is estimated: per configuration, the first execution's seconds plus the
-second's for each of the rest. Plain KerasTuner builds and compiles a new model for every
+all of them is estimated: per configuration, the seconds of the executions it ran plus
+the second's for each one not run. Plain KerasTuner builds and compiles a new model for every
 execution, so executions after the first of a configuration cost alike; the first can
 cost more (compilation caches warm on it), which is why the rest are priced at the second
 execution's cost, not the first's. ``speedup`` then uses the estimate and ``perf.json``
@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,8 +49,12 @@ class Side:
     #: which ``best_val_accuracy`` is the mean): the spread to judge the two sides by.
     best_executions: tuple[float, ...] = ()
     #: Other trials tied with the best at its score (the first in trial order is
-    #: ``best_executions``'s): the suite's side only, from its ``trials.csv``.
+    #: ``best_executions``'s).
     tied_with: tuple[str, ...] = ()
+    #: The best trial and its hyperparameters as KerasTuner saved them, so the two sides'
+    #: choices can be compared.
+    best_trial: str = ""
+    best_hyperparameters: dict = field(default_factory=dict)
 
     @property
     def executions_per_minute(self) -> float:
@@ -192,6 +196,7 @@ def plain_kerastuner(plan: StudyPlan, *, data, weights, directory: Path,
     seconds = time.perf_counter() - started
     trials = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
     best = tuner.oracle.get_best_trials(1)
+    tied = _tied(best[0], trials) if best else ()
     executions = len(trials) * repeats
     best_executions = ()
     ran = sorted(tuner.oracle.trials)  # KerasTuner runs a trial's executions in a row
@@ -203,8 +208,19 @@ def plain_kerastuner(plan: StudyPlan, *, data, weights, directory: Path,
                 search_seconds=round(seconds, 2), executions=executions,
                 train_images_seen=executions * settings.epochs * len(data.train),
                 best_val_accuracy=float(best[0].score) if best else float("nan"),
-                best_executions=best_executions)
+                best_executions=best_executions, tied_with=tied,
+                best_trial=best[0].trial_id if best else "",
+                best_hyperparameters=dict(best[0].hyperparameters.values) if best else {})
     return side, ends, started
+
+
+def _tied(best, trials) -> tuple[str, ...]:
+    """The completed trials other than ``best`` scoring as it does (``numbers.TIE_RTOL``:
+    accuracies are counts, summed in other orders), in trial order."""
+    from bench.analysis.numbers import TIE_RTOL
+
+    return tuple(sorted(t.trial_id for t in trials if t.trial_id != best.trial_id
+                        and math.isclose(t.score, best.score, rel_tol=TIE_RTOL)))
 
 
 def suite_side(run_dir: Path, *, train_images: int) -> Side:
@@ -222,13 +238,15 @@ def suite_side(run_dir: Path, *, train_images: int) -> Side:
     tied = best_trials(trials)
     best = tied.iloc[0]
     mine = epochs[epochs["trial_id"] == best["trial_id"]]
+    saved = trial_hyperparameters(RunDir(run_dir)).get(best["trial_id"])
     return Side(name="the suite (mean over repeats of each repeat's best epoch)",
                 search_seconds=round(seconds, 2), executions=executions,
                 train_images_seen=len(epochs) * train_images,
                 best_val_accuracy=float(best["best_val_accuracy"]),
                 best_executions=tuple(round(float(v), 6) for v in
                                       mine.groupby("repeat")["val_accuracy"].max()),
-                tied_with=tuple(tied["trial_id"].iloc[1:]))
+                tied_with=tuple(tied["trial_id"].iloc[1:]), best_trial=best["trial_id"],
+                best_hyperparameters=dict(saved.values) if saved is not None else {})
 
 
 def floor_seconds(plan: StudyPlan, *, data, weights, suite_dir: Path, rate: float) -> float:
@@ -281,7 +299,6 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
     """Runs the study of ``spec`` both ways and writes ``perf.json``; returns its path.
     With ``baseline_repeats``, plain KerasTuner runs that many executions per
     configuration and its time for all of them is estimated (see the module docstring)."""
-    from bench.device import describe_device, library_versions
 
     name = run_name(spec.name, prefix="perf")
     out = Path(spec.results_dir) / name
@@ -293,8 +310,14 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
     if plan.tuner_name == "hyperband":
         raise BenchError("perf times both sides on the same trials and epochs; Hyperband "
                          "gives each trial its own number of epochs, which plain "
-                         "KerasTuner's Tuner does not follow: use --tuner grid, random or "
-                         "bayesian")
+                         "KerasTuner's Tuner does not follow: use --tuner grid or random")
+    if plan.tuner_name == "bayesian":
+        # Found by an audit: the sides' results differ (other batch orders), so Bayesian
+        # optimisation proposed other trials on each, and the suite skips a proposal it
+        # has run (4 trials against 6): the times would not be of one study.
+        raise BenchError("perf times both sides on the same trials; Bayesian optimisation "
+                         "proposes from each side's own results, so the two would run other "
+                         "trials: use --tuner grid or random")
     repeats = plan.settings.repeats
     if baseline_repeats is not None and not 2 <= baseline_repeats <= repeats:
         raise BenchError(f"--baseline-repeats must be between 2 and the study's repeats "
@@ -302,6 +325,23 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
                          "price a configuration's later executions")
     measured_repeats = baseline_repeats or repeats
     out.mkdir(parents=True)
+    try:
+        return _measure(spec, plan, out=out, baseline_repeats=baseline_repeats,
+                        measured_repeats=measured_repeats, log=log)
+    except (BenchError, KeyboardInterrupt) as error:
+        # A mistake found before anything ran (the data, the cache folder) leaves no empty
+        # folder to refuse the corrected command's --name.
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        error.perf_dir = out if out.is_dir() else None
+        raise
+
+
+def _measure(spec: RunSpec, plan: StudyPlan, *, out: Path, baseline_repeats: int | None,
+             measured_repeats: int, log) -> Path:
+    from bench.device import describe_device, library_versions
+
+    repeats = plan.settings.repeats
     log(f"perf: {plan.space.name} on {plan.settings.dataset}, {plan.backbone.name} at "
         f"{plan.image_size}px, precision {plan.spec.precision}; (b) the suite first, then "
         "(a) plain KerasTuner")
@@ -345,7 +385,8 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
             "has both sides without it")
     device = describe_device()
     result = {
-        "speedup": round(plain_seconds / suite.search_seconds, 3),
+        # Unrounded: the table rounds it once, to two decimals.
+        "speedup": plain_seconds / suite.search_seconds,
         "speedup_basis": basis,
         "plain_kerastuner": plain.as_dict() | (
             {"execution_seconds": [list(s) for s in clocked.execution_seconds]} if clocked
@@ -399,6 +440,17 @@ def perf_table(result: dict) -> str:
                      f"{extrapolation['repeats']} executions per configuration; all of them "
                      f"estimated at {extrapolation['estimated_search_seconds']:.1f} s; its "
                      "best val acc is a mean over the executions it ran, (b)'s over all")
+    chose = []
+    for key, label in (("plain_kerastuner", "(a)"), ("suite", "(b)")):
+        side = result[key]
+        if side.get("best_trial"):
+            values = ", ".join(f"{name}={value}" for name, value
+                               in side.get("best_hyperparameters", {}).items()
+                               if not name.startswith("tuner/"))
+            chose.append(f"{label} trial {side['best_trial']}" + (f" ({values})" if values
+                                                                  else ""))
+    if chose:
+        lines.append(f"best: {'; '.join(chose)}")
     floor = ("its arithmetic floor not counted" if result["floor_seconds"] is None else
              f"(b) is {result['suite_over_floor']:.1f}x its arithmetic floor of "
              f"{result['floor_seconds']:.2f} s")
