@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "default study (the seed space on bundled digits).",
     )
     commands = parser.add_subparsers(dest="command")
+    parser.commands = commands.choices  # for an unknown option's pointer to its --help
     run = commands.add_parser("run", help="run a study")
     _run_arguments(run)
     _scale_arguments(run, chief=False)
@@ -288,8 +289,16 @@ def _worker(args) -> int:
 def _perf(args) -> int:
     from bench.perf import run_perf
 
+    install_stop_handlers()  # SIGTERM stops it as Ctrl-C does, saying so
     try:
         run_perf(_spec(args), baseline_repeats=args.baseline_repeats)
+    except KeyboardInterrupt as interrupt:
+        # Not the run's 'continue it with --resume': that would finish one side alone.
+        kept = getattr(interrupt, "perf_dir", None)
+        print("interrupted: perf's comparison is incomplete and perf.json was not written; "
+              "run perf again" + (f" (what ran is kept in {kept}: give another --name or "
+                                  "remove it)" if kept is not None else ""), file=sys.stderr)
+        return 130
     except StudyFailed as failure:
         where = getattr(failure, "run_dir", None)
         print(f"error: perf stopped: {failure}" + (f" (run directory {where})" if where else ""),
@@ -360,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if not argv or argv[0].startswith("--") and argv[0] not in ("-h", "--help"):
         argv = ["run", *argv]
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's own --help lists what it takes
+        parser.commands.get(args.command, parser).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command != "analyze":  # the analysis needs no backend
             check_backend_installed()
