@@ -181,12 +181,13 @@ def list_images(classes: list[Path], root: Path | None = None, *,
             ``root`` (default: the class folders' parent), naming the first few.
     """
     inside = Path(os.path.realpath(root if root is not None else classes[0].parent))
-    files, outside, not_images = [], [], []
+    files, outside = [], []
+    others = [] if others is None else others
     for label, folder in enumerate(classes):
         if not Path(os.path.realpath(folder)).is_relative_to(inside):
             outside.append(str(folder))
             continue
-        mine = _walk(folder, inside, outside, not_images)
+        mine = _walk(folder, inside, outside, others)
         if not mine and not outside:
             raise BenchError(f"class folder {folder} holds no images (files of a format "
                              "Pillow opens, such as .jpg, .png, .webp or .tif)")
@@ -194,8 +195,6 @@ def list_images(classes: list[Path], root: Path | None = None, *,
     if outside:
         raise BenchError(f"{len(outside)} symbolic link(s) under {inside} lead outside it: "
                          f"{some(outside)}; copy those images into the folder or remove the links")
-    if others is not None:
-        others += not_images
     return files
 
 

@@ -97,6 +97,14 @@ def check_head_lr(space: SearchSpace, hp, optimizer) -> None:
             "name the optimizer in settings (optimizer, optimizer_options)")
 
 
+def check_rates(space: SearchSpace, hp, parts: FineTuneModel) -> None:
+    """Refuses a compiled model whose optimizer trains at other rates than the tables
+    record: ``check_body_lr_scale`` and ``check_head_lr``."""
+    check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables,
+                        trainable_variables=parts.model.trainable_variables)
+    check_head_lr(space, hp, parts.model.optimizer)
+
+
 class FineTuneHyperModel(keras_tuner.HyperModel):
     """Builds the model a search space describes, with the builder's hyperparameters."""
 
@@ -131,9 +139,7 @@ class FineTuneHyperModel(keras_tuner.HyperModel):
         parts.freeze(frozen_blocks)
         if compile:
             self.space.compile(parts, hp=hp)
-            check_body_lr_scale(self.space, hp, parts.model.optimizer, parts.body_variables,
-                                trainable_variables=parts.model.trainable_variables)
-            check_head_lr(self.space, hp, parts.model.optimizer)
+            check_rates(self.space, hp, parts)
         return parts
 
     def _tensor_from(self, hook: str, returned):

@@ -215,13 +215,11 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         parts = _guarded(space, "building the model",
                          lambda: hypermodel.build_parts(tracked, compile=False))
         _guarded(space, "compiling", lambda: space.compile(parts, hp=tracked))
-        from bench.tuning.hypermodel import check_body_lr_scale, check_head_lr
+        from bench.tuning.hypermodel import check_body_lr_scale, check_rates
 
         # The untracked hp: these checks reading body_lr_scale and head_lr are not the
         # space using them.
-        check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables,
-                            trainable_variables=parts.model.trainable_variables)
-        check_head_lr(space, hp, parts.model.optimizer)
+        check_rates(space, hp, parts)
         size = min(batch_size, len(data.train), len(data.validation))
         train, validation = _one_batch(data.train, size), _one_batch(data.validation, size)
         check_probabilities(space, parts.model, validation.images,
