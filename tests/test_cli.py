@@ -176,6 +176,10 @@ def test_perf_has_no_resume_and_no_hyperband(tmp_path):
     (["--data", "MISSING"], "image folder MISSING does not exist"),
     (["--dataset", "folder"], "dataset 'folder' needs --data PATH"),
     (["--data", "SPLITS"], "SPLITS has train_set/, which look like split folders"),
+    (["--data", "ONE"], "ONE has 1 class subfolder(s); a classification dataset needs at "
+                        "least two"),
+    (["--data", "OTHER"], "OTHER/val has the classes ['cat'], where train/ has ['cat', "
+                          "'dog'] (lacks dog)"),
 ])
 def test_a_refused_option_is_answered_before_keras_or_the_plotting_libraries_load(
         tmp_path, options, told):
@@ -186,9 +190,14 @@ def test_a_refused_option_is_answered_before_keras_or_the_plotting_libraries_loa
     import sys
 
     (tmp_path / "splits" / "train_set" / "cat").mkdir(parents=True)
-    paths = {"MISSING": str(tmp_path / "missing"), "SPLITS": str(tmp_path / "splits")}
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    for folder in ("train/cat", "train/dog", "val/cat"):
+        (tmp_path / "other" / folder).mkdir(parents=True)
+    paths = {"MISSING": str(tmp_path / "missing"), "SPLITS": str(tmp_path / "splits"),
+             "ONE": str(tmp_path / "one"), "OTHER": str(tmp_path / "other")}
     options = [paths.get(option, option) for option in options]
-    told = told.replace("MISSING", paths["MISSING"]).replace("SPLITS", paths["SPLITS"])
+    for word, path in paths.items():
+        told = told.replace(word, path)
     code = ("import sys; from bench.cli import main; "
             f"rc = main(['run', *{options!r}, '--results-dir', {str(tmp_path / 'r')!r}]); "
             "print(rc, sorted(m for m in ('keras', 'matplotlib', 'seaborn', 'tensorflow') "

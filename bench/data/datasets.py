@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.data.layouts import FOLDER_LAYOUT, find_layout
+from bench.data.layouts import FOLDER_LAYOUT, check_class_folders, find_layout
 from bench.errors import BenchError, unknown_name
 
 
@@ -302,16 +302,17 @@ def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int,
 
 
 def check_image_folder(data: Path | None) -> Path:
-    """The ``--data`` folder of dataset 'folder', its layout checked (folder names only:
-    cheap enough to run before Keras loads).
+    """The ``--data`` folder of dataset 'folder', its layout and class folders checked
+    (folder names only: cheap enough to run before Keras loads).
 
     Raises:
-        BenchError: when ``data`` is missing, is not a folder, or has no layout it reads.
+        BenchError: when ``data`` is missing, is not a folder, has no layout it reads, has
+            fewer than two classes or other classes in one split than in train/.
     """
     if data is None:
         raise BenchError(f"dataset 'folder' needs --data PATH: {FOLDER_LAYOUT}")
 
-    find_layout(Path(data))
+    check_class_folders(find_layout(Path(data)))
     return Path(data)
 
 

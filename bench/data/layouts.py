@@ -102,6 +102,21 @@ def find_layout(root: Path) -> Layout:
                   test=root / "test" if "test" in splits else None, split_folders=True)
 
 
+def check_class_folders(layout: Layout) -> None:
+    """Checks the class folders of every split folder by their names (two or more, the
+    same in each split), the part of loading that needs no file read.
+
+    Raises:
+        BenchError: as ``class_folders`` does.
+    """
+    from bench.data.imagefolder import class_folders, class_name
+
+    names = [class_name(p) for p in class_folders(layout.train)]
+    for folder in (layout.validation, layout.test):
+        if folder is not None:
+            class_folders(folder, expected=names)
+
+
 def _looks_like_a_split(folder: Path) -> bool:
     from bench.data.imagefolder import hidden
 
