@@ -192,7 +192,7 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     request = DataRequest(
         image_size=image_size, seed=spec.seed, train_per_class=spec.train_per_class,
         images_per_class=spec.images_per_class, data=spec.data, data_dir=spec.data_dir,
-        cache_dir=Path(spec.cache_dir))
+        cache_dir=Path(spec.cache_dir), target_only=spec.source_dataset is not None)
     loading = time.perf_counter()
     data = load_dataset(settings.dataset, request)
     loaded_seconds = round(time.perf_counter() - loading, 2)
@@ -217,7 +217,8 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
         if spec.source_dataset is not None:
             # The target's --train-per-class is not the source dataset's.
             source = load_dataset(spec.source_dataset,
-                                  replace(request, train_per_class=None, source_only=True))
+                                  replace(request, train_per_class=None, source_only=True,
+                                          target_only=False))
             if source.source is not None:
                 log(f"data: source task from {source.name}, {len(source.source)} images")
                 facts["dataset"]["source"] = len(source.source)

@@ -130,3 +130,36 @@ def test_a_cache_that_cannot_be_written_is_said_once_per_entry_and_left_out(tmp_
         assert line.endswith("could not be written (File exists); going on without it"), line
     for expected, got in zip(_arrays(fresh), _arrays(kept), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_target_only_load_has_the_target_splits_of_a_whole_load_and_renders_no_source(
+        tmp_path):
+    # Another dataset's source task pretrains (--source-dataset): shapes rendered its own
+    # source task as well, unused (at 224 px, seconds of random noise).
+    whole = _load()
+    alone = _load(target_only=True, cache_dir=tmp_path)
+    assert alone.source is None and alone.source_class_names == ()
+    for part in ("train", "validation", "test"):
+        np.testing.assert_array_equal(getattr(alone, part).images, getattr(whole, part).images)
+        np.testing.assert_array_equal(getattr(alone, part).labels, getattr(whole, part).labels)
+    assert len(list((tmp_path / "generated").glob("*.npz"))) == 1
+
+
+@pytest.mark.slow
+def test_shapes_with_another_source_dataset_renders_its_target_task_alone(tmp_path,
+                                                                          tiny_spaces_dir):
+    import json
+
+    from test_cli import run_bench
+
+    result = run_bench("run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir),
+                       "--dataset", "shapes", "--source-dataset", "digits",
+                       "--images-per-class", "8", "--train-per-class", "4",
+                       "--image-size", "16", "--epochs", "1", "--repeats", "1",
+                       "--pretrain-epochs", "1", "--cache-dir", str(tmp_path / "cache"),
+                       "--results-dir", str(tmp_path / "results"), "--name", "target")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((tmp_path / "cache" / "generated").glob("shapes-*.npz"))) == 1
+    run = json.loads((tmp_path / "results" / "target" / "run.json").read_text())
+    assert run["pretraining"]["source"] == "digits" and run["dataset"]["source"] == 901
+    assert run["dataset"]["train"] == 4 * 5

@@ -63,6 +63,9 @@ class DataRequest:
     #: Only the source task is wanted (``--source-dataset``: another dataset is the
     #: target), so a loader may leave its target splits empty.
     source_only: bool = False
+    #: Only the target task is wanted (another dataset's source task pretrains), so a
+    #: loader may leave its source task out.
+    target_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,7 @@ def load_shapes(request: DataRequest) -> TransferData:
                          f"{train_per_class}: it must be at least {train_per_class + 2}")
     from bench.data.imagefolder import check_memory
 
-    tasks = 1 if request.source_only else 2
+    tasks = 1 if request.source_only or request.target_only else 2
     check_memory(tasks * len(SOURCE_SHAPES) * per_class, request.image_size,
                  what="generating shapes")
     if request.source_only:
@@ -250,26 +253,26 @@ def load_shapes(request: DataRequest) -> TransferData:
         return TransferData(name="shapes", class_names=TARGET_SHAPES, train=none,
                             validation=none, test=none, source=Split(images, labels),
                             source_class_names=SOURCE_SHAPES)
+    tasks = {"target": (TARGET_SHAPES, request.seed + 7919)}
+    if not request.target_only:
+        tasks["source"] = (SOURCE_SHAPES, request.seed)
     # Each task is one stream of random numbers, so the two render side by side.
-    with ThreadPoolExecutor(2) as pool:
-        source, target = pool.map(
+    with ThreadPoolExecutor(len(tasks)) as pool:
+        rendered = dict(zip(tasks, pool.map(
             lambda shapes, seed: _rendered(shapes, per_class=per_class,
                                            image_size=request.image_size, seed=seed,
                                            cache_dir=request.cache_dir),
-            (SOURCE_SHAPES, TARGET_SHAPES), (request.seed, request.seed + 7919))
-    source_images, source_labels = source
-    target_images, target_labels = target
-    train, validation, test = _target_splits(
-        target_images, target_labels, train_per_class, request.seed
-    )
+            *zip(*tasks.values()))))
+    train, validation, test = _target_splits(*rendered["target"], train_per_class,
+                                             request.seed)
     return TransferData(
         name="shapes",
         class_names=TARGET_SHAPES,
         train=train,
         validation=validation,
         test=test,
-        source=Split(source_images, source_labels),
-        source_class_names=SOURCE_SHAPES,
+        source=Split(*rendered["source"]) if "source" in rendered else None,
+        source_class_names=SOURCE_SHAPES if "source" in rendered else (),
     )
 
 
