@@ -170,9 +170,10 @@ def test_a_bad_archive_placed_by_hand_is_named_as_the_one_to_replace(server, tmp
     assert server.requests == [] and placed.read_bytes() == GOOD[:100]
 
 
-def hotdog_archive(train_per_class: int, test_per_class: int) -> bytes:
+def hotdog_archive(train_per_class: int, test_per_class: int, *, macos: bool = False) -> bytes:
     """A real-image archive in the hotdog layout with the given counts, every image
-    distinct (files with identical bytes count once)."""
+    distinct (files with identical bytes count once); ``macos`` adds the ._ copies and
+    __MACOSX/ folder a zip made on a Mac carries."""
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -183,13 +184,18 @@ def hotdog_archive(train_per_class: int, test_per_class: int) -> bytes:
                     png = io.BytesIO()
                     Image.new("RGB", (12, 12), (i % 256, i // 256, 2 * p + c)).save(png, "PNG")
                     archive.writestr(f"hotdog/{part}/{label}/{i}.png", png.getvalue())
+                    if macos and i < 3:
+                        extra = b"\x00\x05\x16\x07AppleDouble resource fork"
+                        archive.writestr(f"hotdog/{part}/{label}/._{i}.png", extra)
+                        archive.writestr(f"hotdog/__MACOSX/{part}/{label}/._{i}.png", extra)
     return buffer.getvalue()
 
 
 def test_the_hotdog_dataset_downloads_checks_its_counts_and_splits(tmp_path):
     from bench.data.datasets import DataRequest, load_hotdog
 
-    full = hotdog_archive(1000, 400)
+    # A Mac's ._ copies are not images to the loader, nor to the count (it refused them).
+    full = hotdog_archive(1000, 400, macos=True)
     served = Server({"/hotdog.zip": full})
     try:
         request = DataRequest(image_size=16, seed=1, data_dir=tmp_path / "data",

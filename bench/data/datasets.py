@@ -335,14 +335,15 @@ def load_hotdog(request: DataRequest, *, urls: list[str] = HOTDOG_URLS,
                 sha1: str = HOTDOG_SHA1) -> TransferData:
     """The Dive into Deep Learning hot dog dataset, downloaded once and verified."""
     from bench.data.download import download_and_extract
-    from bench.data.imagefolder import image_extensions
+    from bench.data.imagefolder import class_folders, list_images
 
     data_dir = Path(request.data_dir or Path(request.cache_dir or ".") / "data")
     root = download_and_extract(urls=urls, sha1=sha1, archive_name="hotdog.zip",
                                 data_dir=data_dir, folder="hotdog")
     for part, expected in HOTDOG_COUNTS.items():
-        found = sum(1 for p in (root / part).rglob("*")
-                    if p.suffix.lower() in image_extensions())
+        # Counted as the loader lists them (hidden files such as macOS's ._ copies are no
+        # images), so the check and the load agree on what an image is.
+        found = len(list_images(class_folders(root / part)))
         if found != expected:
             raise BenchError(f"{root / part} holds {found} images, expected {expected}; remove "
                              f"{root} to download it again")
