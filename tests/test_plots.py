@@ -356,8 +356,9 @@ def test_overfitting_breaks_a_tie_at_third_place_by_trial_id_and_says_so(
     blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
                      tmp_path, log=lambda *_: None)
     caption = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}["overfitting"]
-    assert caption.endswith(" Not drawn: trials 0004 and 0005, tied with trial 0003 for "
-                            "third place (the lowest trial id is drawn).")
+    assert caption.endswith(" Not drawn: trials 0004 and 0005, tied at 0.7000 with trial "
+                            "0003, the last drawn (of trials with one score, the lowest ids "
+                            "are drawn).")
     # Drawn: trials 0001, 0000 and 0003, named by head_lr = 0.001 x (1 + trial number).
     legend = [t.get_text() for legend in drawn["overfitting"].legends
               for t in legend.get_texts()]

@@ -520,7 +520,8 @@ def test_a_small_validation_split_says_how_coarse_its_accuracy_is(validation):
     text = " ".join(str(b.content) for b in blocks)
     assert "**+0.250** (95% CI [+0.250, +0.250]" in text
     said = ("The validation split has 4 images, so an execution's validation accuracy moves "
-            "in steps of 1/4 = 0.250")
+            "in steps of 1/4 = 0.250: a gap smaller than that is less than one image per "
+            "execution")
     assert (said in text) == (validation == 4)
 
 

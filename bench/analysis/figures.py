@@ -163,6 +163,16 @@ class Study:
         return (f"{' and '.join(never)} {'was' if len(never) == 1 else 'were'} not varied; "
                 f"{reason}") if never else reason
 
+    def final_note(self) -> str:
+        """Where executions ran for different numbers of epochs (Hyperband's brackets,
+        runs of other lengths), that a "final" accuracy is each one's own last epoch."""
+        last = numbers.last_epochs(self.epochs)["epoch"]
+        if last.nunique() < 2:
+            return ""
+        return (f" The executions ran {int(last.min())} to {int(last.max())} epochs: each "
+                "one's final accuracy is at its own last epoch, so configurations are "
+                "compared at different epochs.")
+
     def skip(self, heading: str, why: str) -> None:
         self.log(f"figure '{heading}' skipped: {why}")
         self.blocks += [Block("h2", heading), Block("p", f"Not drawn: {why}.")]
@@ -223,7 +233,8 @@ def _transferability_figure(study: Study) -> None:
         "transferability", "Transferability",
         "Final and best validation accuracy against the number of frozen blocks, one line "
         "per initialisation, with 95% intervals over the repeats of each configuration "
-        "(cf. Yosinski et al. 2014)." + _best_note(over, rows) + left_out)
+        "(cf. Yosinski et al. 2014)." + _best_note(over, rows) + left_out
+        + study.final_note())
 
 
 def _inactive_note(every: pd.DataFrame, drawn: pd.DataFrame, groups: list[str],
@@ -287,7 +298,8 @@ def _heatmap_figure(study: Study) -> None:
                "Mean final validation accuracy over the repeats of each head learning rate "
                "and frozen depth." + _best_note(over, rows)
                + _inactive_note(rows, active, panel_keys, ["frozen_blocks", "head_lr"],
-                                what="frozen_blocks or head_lr", sep=" "),
+                                what="frozen_blocks or head_lr", sep=" ")
+               + study.final_note(),
                intervals=False)
 
 
@@ -331,7 +343,7 @@ def _objective_figures(study: Study) -> None:
                    "95% interval over the repeats of each configuration"
                    + (" (log axis)" if log else "") + "."
                    + (" One line style per run." if style else "")
-                   + _best_note(over, rows))
+                   + _best_note(over, rows) + study.final_note())
 
 
 def _gain_figure(study: Study) -> None:
@@ -343,7 +355,7 @@ def _gain_figure(study: Study) -> None:
     if not gains:
         reasons = {numbers.why_no_gap(group, pair_on=study.tables.pair_on(run_id))
                    for run_id, group in study.epochs.groupby("run_id")}
-        study.skip("Transfer gain", " ".join(sorted(reasons)).rstrip("."))
+        study.skip("Transfer gain", "; ".join(r.rstrip(".") for r in sorted(reasons)))
         return
     gain = pd.concat(gains, ignore_index=True)
     hue = "comparison"
@@ -355,8 +367,9 @@ def _gain_figure(study: Study) -> None:
                "transfer_gain", "Transfer gain",
                "Each initialisation minus random validation accuracy against epoch, paired "
                "by seed over the configurations run with both at every seed at that epoch and "
-               "averaged over them, with a 95% interval over seeds; above the line the "
-               "initialisation helps.")
+               "averaged over them, with a 95% interval over seeds: above the line the "
+               "initialisation is ahead of random at that epoch, and where the band crosses "
+               "the line these seeds do not tell them apart.")
 
 
 def _trial_figures(study: Study) -> None:
@@ -371,6 +384,10 @@ def _trial_figures(study: Study) -> None:
                "number and against the summed trial time; failed trials add time but no "
                "score.", intervals=False)
     done = trials[trials["status"] == "COMPLETED"].dropna(subset=["best_val_accuracy"])
+    # A trial whose executions ran again for longer in a later one (Hyperband) has no
+    # rows of its own to draw: it counts as that run.
+    longer = done[~done["trial_id"].isin(study.epochs["trial_id"])]
+    done = done[done["trial_id"].isin(study.epochs["trial_id"])]
     ranked = done.sort_values(["best_val_accuracy", "trial_id"], ascending=[False, True])
     best = ranked.head(3)
     if best.empty:
@@ -382,8 +399,10 @@ def _trial_figures(study: Study) -> None:
                                   "run say nothing of another's; each run's own report "
                                   "draws its best trials (analyze RUN)")
         return
-    # A tie at third place is broken by trial id, and the caption names who lost it.
+    # A tie at the last place drawn is broken by trial id, and the caption names who
+    # lost it.
     third = best["best_val_accuracy"].iloc[-1]
+    longer = longer[longer["best_val_accuracy"] >= third]
     tied_out = ranked.iloc[len(best):]
     tied_out = tied_out[np.isclose(tied_out["best_val_accuracy"], third,
                                    rtol=numbers.TIE_RTOL, atol=0)]
@@ -400,9 +419,12 @@ def _trial_figures(study: Study) -> None:
                "overfitting", "Overfitting",
                "Training minus validation accuracy against epoch for the best "
                "configurations, 95% band over the repeats of each."
-               + (f" Not drawn: {_trial_list(tied_out['trial_id'])}, tied with trial "
-                  f"{best['trial_id'].iloc[-1]} for third place (the lowest trial id is "
-                  "drawn)." if len(tied_out) else ""))
+               + (f" Not drawn: {_trial_list(tied_out['trial_id'])}, tied at "
+                  f"{third:.4f} with trial {best['trial_id'].iloc[-1]}, the last drawn (of "
+                  "trials with one score, the lowest ids are drawn)." if len(tied_out) else "")
+               + (f" Not drawn: {_trial_list(longer['trial_id'])}, whose executions ran "
+                  "again for more epochs in a later trial and count as that one (see "
+                  "'Executions counted at their longest run')." if len(longer) else ""))
 
 
 def _trial_list(ids: pd.Series) -> str:

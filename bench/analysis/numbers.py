@@ -434,9 +434,31 @@ def why_no_gap(epochs: pd.DataFrame, *, pair_on: list[str] | None = None) -> str
         return (f"init took the values {', '.join(inits)}, but no configuration ran with "
                 f"both an init and random: {'; '.join(apart)}, so nothing can be paired; "
                 f"{advice}.")
+    seeds = _seeds_apart(epochs, [c for c in pair_on or [] if c in epochs and c != "init"])
+    if seeds:
+        return (f"init took the values {', '.join(inits)}, and configurations ran with both "
+                f"an init and random, but at other seeds (seeds {seeds}), so nothing can "
+                "be paired; run every init with the same --seed and --repeats.")
     return (f"init took the values {', '.join(inits)}, but no configuration of the other "
             "hyperparameters ran with both an init and random at the same seeds, so "
             f"nothing can be paired; {grid}.")
+
+
+def _seeds_apart(epochs: pd.DataFrame, columns: list[str]) -> str | None:
+    """Where configurations ran under random and another init, but the two never at one
+    seed: "pretrained 1, 2; random 4, 5"; else None."""
+    def configurations(frame: pd.DataFrame) -> set:
+        return set(frame[columns].astype(str).itertuples(index=False)) if columns else {()}
+
+    baseline = epochs[epochs["init"] == BASELINE_INIT]
+    others = epochs[epochs["init"].notna() & (epochs["init"] != BASELINE_INIT)]
+    if not configurations(baseline) & configurations(others):
+        return None
+    if set(baseline["seed"]) & set(others["seed"]):
+        return None
+    parts = [f"{init} {', '.join(str(int(s)) for s in sorted(group['seed'].unique()))}"
+             for init, group in pd.concat([baseline, others]).groupby("init", sort=True)]
+    return "; ".join(parts)
 
 
 def _apart_by_init(epochs: pd.DataFrame, columns: list[str]) -> tuple[list[str], bool]:
@@ -484,11 +506,17 @@ def best_trials(trials: pd.DataFrame, *, by: str | None = None,
     top = (done.groupby(keys, dropna=False)[objective].transform("max") if keys
            else pd.Series(done[objective].max(), index=done.index))
     tied = done[np.isclose(done[objective], top, rtol=TIE_RTOL, atol=0)]
-    # Runs in order, within a run the best group first, tied trials in trial order.
-    return tied.assign(_top=top[tied.index]).sort_values(
-        [*keys[:-1], "_top", *keys[-1:], "trial_id"],
+    # Runs in the order given, within a run the best group first, tied trials in trial
+    # order.
+    order = ["_run" if k == "run_id" else k for k in keys]
+    runs = {run: i for i, run in enumerate(pd.unique(done["run_id"]))} if "run_id" in done \
+        else {}
+    ranked = tied.assign(_top=top[tied.index],
+                         **({"_run": tied["run_id"].map(runs)} if "run_id" in keys else {}))
+    return ranked.sort_values(
+        [*order[:-1], "_top", *order[-1:], "trial_id"],
         ascending=[True] * (len(keys) - 1) + [False] + [True] * len(keys[-1:]) + [True]
-    ).drop(columns="_top")
+    ).drop(columns=["_top", *(["_run"] if "run_id" in keys else [])])
 
 
 def best_so_far(trials: pd.DataFrame, *, objective: str = "best_val_accuracy") -> pd.DataFrame:

@@ -30,13 +30,15 @@ from bench.errors import BenchError
 from bench.results import check_writable, open_run, process_is_here, write_parquet_copies
 
 
-def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int = 10,
-                  *, runs: int = 1, among: pd.DataFrame | None = None) -> pd.DataFrame:
+def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int | None = 10,
+                  *, runs: int = 1, among: pd.DataFrame | None = None,
+                  ranked: bool = True) -> pd.DataFrame:
     """Completed trials first, best first, then the others: every given hyperparameter,
     validation and test accuracy, epochs, seconds, status. With ``runs`` > 1 (a joint
     report) every row names its run. Values are written with the digits that tell apart
     those of ``among`` (default: ``trials``; the best trials take the whole table's, so
-    a score reads the same in both tables)."""
+    a score reads the same in both tables). ``limit`` None: every row; ``ranked`` False:
+    in the order given (``best_trials``' order: by run, then initialisation)."""
     several = runs > 1 or ("run_id" in trials and trials["run_id"].nunique() > 1)
     lead = ["run_id"] if several and "run_id" in trials else []
     names = [h for h in hyperparameters if h in trials]
@@ -44,8 +46,10 @@ def summary_table(trials: pd.DataFrame, hyperparameters: list[str], limit: int =
     columns = [*lead, "trial_id", *names, "best_val_accuracy", "final_val_accuracy",
                "test_accuracy", *extra, "seconds", "status"]
     ordered = trials.assign(_failed=trials["status"] != "COMPLETED").sort_values(
-        ["_failed", "best_val_accuracy"], ascending=[True, False], na_position="last")
-    shown = ordered[[c for c in columns if c in ordered]].head(limit)
+        ["_failed", "best_val_accuracy"], ascending=[True, False], na_position="last"
+    ) if ranked else trials
+    shown = ordered[[c for c in columns if c in ordered]]
+    shown = shown if limit is None else shown.head(limit)
     among = trials if among is None else among
     scores = [c for c in SCORES if c in shown]
     return shown.assign(
@@ -130,9 +134,9 @@ def coarse_validation_sentence(run: dict) -> str | None:
     if not images or images >= FEW_VALIDATION_IMAGES:
         return None
     return (f"The validation split has {images} images, so an execution's validation "
-            f"accuracy moves in steps of 1/{images} = {1 / images:.3f}: the gap and its "
-            "interval are that coarse, and an interval of width 0 only means that every "
-            "seed gave the same difference.")
+            f"accuracy moves in steps of 1/{images} = {1 / images:.3f}: a gap smaller than "
+            "that is less than one image per execution, and an interval of width 0 only "
+            "means that every seed gave the same difference.")
 
 
 def with_init_sentence(gap: numbers.Gap) -> str:
@@ -258,8 +262,10 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                                   f"over repeats of each repeat's best epoch) per {per}, "
                                   "with its accuracy on the held-out test "
                                   "split after the last epoch (mean over repeats):"),
+                       # Every row: the tie lines below say each tied trial is listed.
                        Block("table", tables.mark_not_in_space(summary_table(
-                           best, tables.varied, runs=len(tables.runs), among=trials)))]
+                           best, tables.varied, limit=None, runs=len(tables.runs),
+                           among=trials, ranked=False)))]
             blocks += [Block("p", line) for line in tie_lines(best)]
     for run in tables.runs:
         for reference in run.get("references", []):
