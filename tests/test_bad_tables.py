@@ -278,6 +278,36 @@ EDITS = {
 }
 
 
+def test_a_completed_trial_with_fewer_repeats_than_the_run_gives_every_trial_is_refused(
+        damaged):
+    # Found by an audit: trial 0000 left with one of its 2 repeats, its scores edited to
+    # agree, was named best over one seed under "2 repeats per configuration".
+    import pandas as pd
+
+    from bench.analysis.tables import load_tables
+    from bench.errors import BenchError
+
+    def one_repeat(epochs):
+        return epochs[~((epochs["trial_id"] == "0000") & (epochs["repeat"] == "2"))]
+
+    _edit(damaged, epochs=one_repeat)
+    left = pd.read_csv(damaged / "epochs.csv", dtype={"trial_id": str})
+    left = left[left["trial_id"] == "0000"].sort_values("epoch")
+
+    def agreeing(trials):
+        _at(trials, "epochs_completed", str(len(left)), trial_id="0000")
+        _at(trials, "best_val_accuracy", repr(float(left["val_accuracy"].max())),
+            trial_id="0000")
+        _at(trials, "final_val_accuracy", repr(float(left["val_accuracy"].iloc[-1])),
+            trial_id="0000")
+
+    _edit(damaged, trials=agreeing)
+    with pytest.raises(BenchError, match=re.escape(
+            "trial 0000 is COMPLETED but has 1 repeat(s), where run.json gives every "
+            "trial 2; the table was edited")):
+        load_tables([damaged])
+
+
 @pytest.mark.parametrize("name", sorted(EDITS))
 def test_a_table_edited_so_that_the_report_would_change_is_refused(damaged, name):
     from bench.analysis.tables import load_tables

@@ -247,6 +247,11 @@ def _check_completed_rows(rows: pd.DataFrame, trial_id: str, run: dict, path: Pa
         raise BenchError(f"{path}: trial {trial_id} is COMPLETED but its repeats are "
                          f"{_numbers(repeats)}, not 1 to n; the table was edited: restore it "
                          "from a copy")
+    if seeds and len(repeats) != len(seeds):
+        # Its mean would be over fewer seeds than the report says every trial ran.
+        raise BenchError(f"{path}: trial {trial_id} is COMPLETED but has "
+                         f"{len(repeats)} repeat(s), where run.json gives every trial "
+                         f"{len(seeds)}; the table was edited: restore it from a copy")
 
 
 def _numbers(values) -> str:
