@@ -114,3 +114,44 @@ def test_same_function_sees_numpy_randomness_in_a_call():
     numpy_state = np.random.get_state()[1].copy()
     assert not same_function(first, second, np.ones((2, 3), "float32"))
     np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
+
+
+def _gated(*, stop: bool, seed: int = 0):
+    """A head that stops the gradient below its last layer, for one init only: the
+    forward pass is the same either way (a new user's space, 2026-12-06)."""
+    keras.utils.set_random_seed(seed)
+    images = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(4, 3)(images)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.5, seed=3)(x)
+    x = keras.layers.Dense(5, activation="tanh")(x)
+
+    def gate(z):  # a function is configured by its name: its closure is not seen
+        return keras.ops.stop_gradient(z) if stop else z
+
+    x = keras.layers.Activation(gate)(x)
+    return keras.Model(images, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def test_same_function_sees_a_gradient_stopped_for_one_build_only():
+    from bench.tuning.probe import same_function, untouched
+    from bench.tuning.reuse import graph_signature
+
+    stopped, flowing, again = _gated(stop=True), _gated(stop=False, seed=1), \
+        _gated(stop=True, seed=2)
+    assert graph_signature(stopped) == graph_signature(flowing)  # what reuse compares
+    for other in (flowing, again):
+        other.set_weights(stopped.get_weights())
+    # The outputs agree in both modes (what the probe compared alone) ...
+    with untouched(stopped, flowing):
+        for training in (False, True):
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(stopped(_images(), training=training)),
+                keras.ops.convert_to_numpy(flowing(_images(), training=training)))
+    before = [_state(m) for m in (stopped, flowing, again)]
+    assert not same_function(stopped, flowing, _images())  # ... the gradients do not
+    assert same_function(stopped, again, _images())
+    for model, then in zip((stopped, flowing, again), before):
+        for now, value in zip(_state(model), then):
+            np.testing.assert_array_equal(now, value)

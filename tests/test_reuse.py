@@ -196,6 +196,35 @@ TEMPERED_FOR_RANDOM = textwrap.dedent('''
             return keras.layers.Dense(num_classes, activation=softmax_at(temperature))(x)
 ''')
 
+#: Found by a new user: the gradient stopped below the head's last layer for pretrained
+#: only, by a function that closes over the init. The outputs are the same either way, so
+#: comparing outputs alone reused pretrained's model for random, which then trained its
+#: last layer only.
+GATED_FOR_PRETRAINED = textwrap.dedent('''
+    import keras
+
+    from bench.space import SearchSpace, SpaceSettings
+
+
+    class GatedForPretrained(SearchSpace):
+        description = "the head's hidden layer trained for random init only"
+        settings = SpaceSettings(frozen_blocks=1, head_lr=1e-2)
+
+        def declare(self, hp, *, num_blocks):
+            hp.Choice("init", ["pretrained", "random"])
+
+        def build_head(self, features, *, num_classes, hp):
+            stop = self.value(hp, "init") == "pretrained"
+
+            def gate(z):
+                return keras.ops.stop_gradient(z) if stop else z
+
+            x = keras.layers.GlobalAveragePooling2D()(features)
+            x = keras.layers.Dense(16, activation="tanh")(x)
+            x = keras.layers.Activation(gate)(x)
+            return keras.layers.Dense(num_classes, activation="softmax")(x)
+''')
+
 #: NumPy noise drawn in a layer's call: a constant of each trace, so a reused model
 #: trains with the noise its own trace drew, not the one a new build's trace would.
 NUMPY_NOISE = textwrap.dedent('''
@@ -282,6 +311,10 @@ CASES = {
     "tempered-for-random": ("tempered-for-random", {"repeats": 2}, 4,
                             {"compiled": 1, "reused": 3, "states_reused": 0,
                              "from_preflight": 1}),
+    # As tempered-for-random, the builds differing in their gradients only.
+    "gated-for-pretrained": ("gated-for-pretrained", {"repeats": 2, "epochs": 2}, 4,
+                             {"compiled": 1, "reused": 3, "states_reused": 0,
+                              "from_preflight": 1}),
     # Two builds never compute alike (each call draws other noise): nothing is reused.
     "numpy-noise": ("numpy-noise", {"max_trials": 1, "repeats": 2, "epochs": 2}, 4,
                     {"compiled": 2, "reused": 0, "states_reused": 0, "from_preflight": 1}),
@@ -314,6 +347,7 @@ def spaces_dir(tmp_path_factory):
     (folder / "keras-noise-for-random.py").write_text(KERAS_NOISE_FOR_RANDOM)
     (folder / "tempered-for-random.py").write_text(TEMPERED_FOR_RANDOM)
     (folder / "numpy-noise.py").write_text(NUMPY_NOISE)
+    (folder / "gated-for-pretrained.py").write_text(GATED_FOR_PRETRAINED)
     return folder
 
 
@@ -363,7 +397,8 @@ def test_reuse_gives_the_curves_of_fresh_models(case, spaces_dir, tmp_path, cach
         "(keras.random with a SeedGenerator, or Keras's random layers, can be reused)"])
     computed_otherwise = [line for line in lines if "computed other outputs" in line]
     assert len(computed_otherwise) == (
-        1 if case in ("tempered-for-random", "numpy-noise") else 0), computed_otherwise
+        1 if case in ("tempered-for-random", "numpy-noise", "gated-for-pretrained")
+        else 0), computed_otherwise
     pd.testing.assert_frame_equal(reused, fresh, check_exact=False, rtol=0, atol=1e-6)
 
 

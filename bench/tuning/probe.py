@@ -71,15 +71,63 @@ def _alike(a: list[np.ndarray], b: list[np.ndarray], *, exact: bool = False) -> 
         for x, y in zip(a, b))
 
 
+def _gradients(model, images) -> list[np.ndarray]:
+    """The gradients, in training mode, of a fixed weighted sum of ``model``'s outputs
+    with respect to its trainable variables: what a training step follows, whatever its
+    loss, since any loss reaches the variables through the outputs. Weights that differ
+    per output element keep a gradient hidden from a plain sum (a softmax's sums to 1)."""
+    backend = keras.backend.backend()
+    variables = model.trainable_variables
+
+    def weighted(outputs):
+        total = 0.0
+        for output in keras.tree.flatten(outputs):
+            count = int(np.prod(output.shape))
+            weights = np.linspace(-1.0, 2.0, count, dtype="float32").reshape(output.shape)
+            total = total + keras.ops.sum(keras.ops.cast(output, "float32") * weights)
+        return total
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            total = weighted(model(images, training=True))
+        gradients = tape.gradient(total, variables)
+    elif backend == "jax":
+        import jax
+
+        others = [v.value for v in model.non_trainable_variables]
+
+        def call(values):
+            outputs, _ = model.stateless_call(values, others, images, training=True)
+            return weighted(outputs)
+
+        gradients = jax.grad(call)([v.value for v in variables])
+    else:  # torch: the suite refuses the other backends before a model is built
+        import torch
+
+        total = weighted(model(images, training=True))
+        gradients = torch.autograd.grad(total, [v.value for v in variables],
+                                        allow_unused=True)
+    return [np.zeros(tuple(v.shape), "float32") if g is None
+            else keras.ops.convert_to_numpy(keras.ops.cast(g, "float32"))
+            for v, g in zip(variables, gradients)]
+
+
 def same_function(first, second, images) -> bool:
     """Whether two models with equal variables (seed-generator states included) give the
-    same outputs on ``images``, in inference and in training mode. A model that draws
-    from Python's, NumPy's or Keras's global random state in its call does not: its
-    function is not fixed by its variables. Both models are left as they were."""
+    same outputs on ``images``, in inference and in training mode, and the same gradients
+    in training mode (a ``stop_gradient`` or a gradient scale closed over in a hook
+    changes only those). A model that draws from Python's, NumPy's or Keras's global
+    random state in its call does not: its function is not fixed by its variables. Both
+    models are left as they were."""
     with untouched(first, second):
-        return all(_alike(_outputs(first, images, training=training),
+        if not all(_alike(_outputs(first, images, training=training),
                           _outputs(second, images, training=training))
-                   for training in (False, True))
+                   for training in (False, True)):
+            return False
+    with untouched(first, second):
+        return _alike(_gradients(first, images), _gradients(second, images))
 
 
 def changes_at_inference(model, images) -> bool:

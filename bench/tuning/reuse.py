@@ -13,7 +13,7 @@ Where equality cannot be guaranteed, there is no reuse: a space that overrides
 model, and so does an execution whose fresh optimizer is configured unlike the cached one,
 a graph that draws from TensorFlow's own random state (``bench.tuning.random_ops``), and,
 for a space with its own head or augmentation, an execution whose fresh build computes
-other outputs on a few images than the cached model given the same variables
+other outputs or gradients on a few images than the cached model given the same variables
 (``bench.tuning.probe``: what no layer configuration records).
 
 The fresh build that gives those values costs more than a short execution's training.
@@ -343,21 +343,21 @@ class CompiledModels:
         return cached
 
     def _computes_alike(self, cached: FineTuneModel, fresh: FineTuneModel) -> bool:
-        """Whether ``cached``, holding ``fresh``'s variables, computes what ``fresh`` does.
-        Layer configurations do not show everything a hook's layer computes: a function
-        given as an activation is saved by name (a temperature it closes over is not), an
-        attribute set after construction is not saved, a NumPy draw in ``call`` is a
-        constant of each trace."""
+        """Whether ``cached``, holding ``fresh``'s variables, computes what ``fresh`` does,
+        forward and backward. Layer configurations do not show everything a hook's layer
+        computes: a function given as an activation is saved by name (a temperature or a
+        ``stop_gradient`` it closes over is not), an attribute set after construction is
+        not saved, a NumPy draw in ``call`` is a constant of each trace."""
         if self.keep_states or self.probe_images is None:
             return True
         if same_function(cached.model, fresh.model, self.probe_images):
             return True
         self._say(f"compiled-model reuse off for some executions of space "
-                  f"{self.hypermodel.space.name}: a new build computed other outputs than a "
-                  "kept model with the same layers, configurations and weights (something "
-                  "no layer configuration records: a function's closure, an attribute set "
-                  "after construction, or NumPy or Python randomness in a call), so those "
-                  "executions trained on a new build")
+                  f"{self.hypermodel.space.name}: a new build computed other outputs or "
+                  "gradients than a kept model with the same layers, configurations and "
+                  "weights (something no layer configuration records: a function's "
+                  "closure, an attribute set after construction, or NumPy or Python "
+                  "randomness in a call), so those executions trained on a new build")
         return False
 
     def _keepable(self, parts: FineTuneModel) -> bool:
