@@ -503,9 +503,14 @@ def _check_learning_rates(space: SearchSpace, hp) -> None:
 
 
 def _check_frozen_blocks(space: SearchSpace, hp, *, num_blocks: int) -> None:
+    import numbers
+
     values, where = values_in_use(hp, "frozen_blocks", space.settings)
     for value in values:
-        if not (float(value).is_integer() and 0 <= value <= num_blocks):
+        # A string ("0", "all") or a bool is no count of blocks; it was a traceback.
+        whole = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                 and float(value).is_integer())
+        if not (whole and 0 <= value <= num_blocks):
             raise BenchError(
                 f"search space file {space.path} {where} frozen_blocks {value!r}, but the "
                 f"backbone has {num_blocks} blocks: use values from 0 to {num_blocks} "

@@ -78,6 +78,15 @@ class TooDeep(SearchSpace):
     def declare(self, hp, *, num_blocks):
         hp.Choice("frozen_blocks", [0, 9])
 ''',
+    # Found by a new user: strings were a TypeError's traceback (exit 1), in list too.
+    "frozen-words": '''
+class FrozenWords(SearchSpace):
+    description = "frozen_blocks as words"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("frozen_blocks", ["0", "all"])
+''',
     # Three outputs for five classes: JAX's loss takes labels 3 and 4 without an error.
     "too-few-outputs": WITH_HEAD.format(
         cls="TooFewOutputs", description="a head with fewer outputs than classes",
@@ -283,6 +292,8 @@ REFUSED = {
     "nan-head": "the model of space nan-head gives NaN or infinite outputs before any "
                 "training (for 20 of 20 images of a validation batch)",
     "too-deep": "declares frozen_blocks 9, but the backbone has 4 blocks: use values from 0 to 4",
+    "frozen-words": "declares frozen_blocks '0', but the backbone has 4 blocks: use values "
+                    "from 0 to 4",
     "too-few-outputs": "the head of space too-few-outputs returns outputs of shape (None, "
                        "3), but its loss sparse_categorical_crossentropy needs (batch, 5)",
     # The feature map of IMAGE_SIZE (16) px images at resnet-mini's last stage is 2 x 2.
