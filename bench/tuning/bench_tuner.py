@@ -311,9 +311,9 @@ class BenchTuner(keras_tuner.Tuner):
         line = (f"validation and test at the training batch size ({ex.batch_size}), not "
                 f"--evaluation-batch-size {ex.evaluation_batch_size}, for executions of "
                 f"space {self.hypermodel.space.name} whose model changes at inference (a "
-                "call moves its random or other state, or two calls on the same images "
-                "differ): each evaluation batch is a call, so the batch size would change "
-                "their numbers")
+                "call moves its random or other state, two calls on the same images "
+                "differ, or an image's output depends on the others in its batch): each "
+                "evaluation batch is a call, so the batch size would change their numbers")
         if line not in self.notes:
             self.notes.append(line)
             self.progress.note(line)

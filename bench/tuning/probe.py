@@ -134,12 +134,19 @@ def changes_at_inference(model, images) -> bool:
     """Whether an inference call of ``model`` on ``images`` moves any of its
     non-trainable variables (the seed-generator state of a layer that draws at inference,
     as Monte-Carlo dropout does, however rarely it drops; any state a layer updates when
-    called) or gives other outputs a second time (NumPy or TensorFlow randomness): then
-    its validation numbers depend on how many calls validation makes, i.e. on its batch
-    size. The model is left as it was."""
+    called), gives other outputs a second time (NumPy or TensorFlow randomness), or gives
+    the first image another output alone than beside the others (a layer that reads the
+    whole batch, such as one that subtracts the batch mean): then its validation numbers
+    depend on how many calls validation makes, or on which images share a call, i.e. on
+    its batch size. The model is left as it was."""
     with untouched(model):
         state = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
         first = _outputs(model, images, training=False)
         moved = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
-        return (not _alike(state, moved, exact=True)
-                or not _alike(first, _outputs(model, images, training=False), exact=True))
+        if (not _alike(state, moved, exact=True)
+                or not _alike(first, _outputs(model, images, training=False), exact=True)):
+            return True
+        alone = _outputs(model, keras.tree.map_structure(lambda a: a[:1], images),
+                         training=False)
+        # Not exact: a backend may pick another kernel for another batch size.
+        return not _alike([o[:1] for o in first], alone)
