@@ -36,6 +36,7 @@ from bench.data.datasets import Split
 from bench.models.model import FineTuneModel
 from bench.models.optim import optimizer_class, reads_weights
 from bench.models.precision import dtype_policy
+from bench.space import SearchSpace
 from bench.tuning.batches import stacked_fit_arguments
 from bench.tuning.evaluation import OneBatch, OneBatchValidation
 from bench.tuning.reuse import CompiledModels, structure_key
@@ -134,8 +135,12 @@ class TrainTogether:
         if not enabled:
             self.off_reason = "not asked for (--train-together)"
         elif not models.keep_states:
-            self.off_reason = (f"space {self.space.name} has its own fit, compile, "
-                               "build_head or augment, or compiled-model reuse is off")
+            cls = type(self.space)
+            hooks = [name for name in ("fit", "compile", "build_head", "augment")
+                     if getattr(cls, name) is not getattr(SearchSpace, name)]
+            self.off_reason = (f"space {self.space.name} has its own "
+                               f"{' and '.join(hooks)}" if hooks else
+                               "compiled-model reuse is off (--no-reuse)")
 
     def usable(self, hp, *, repeats: int) -> bool:
         if self.off_reason is not None or repeats < 2:
