@@ -165,3 +165,18 @@ def test_inits_run_at_other_seeds_are_told_to_use_the_same_seeds(random_seeds, t
         assert len(gaps) == 1 and gaps[0].mean == pytest.approx(0.3)
     else:
         assert gaps == [] and numbers.why_no_gap(rows, pair_on=["head_lr"]) == told
+
+
+def test_what_ran_names_the_speed_options_a_run_was_given():
+    # Found by a new user: only run.json's arguments said that --no-reuse or a smaller
+    # evaluation batch had been given.
+    from bench.analysis.report import what_ran
+    from bench.runner import RunSpec
+
+    given = RunSpec(reuse_models=False, evaluation_batch_size=32, together=True)
+    lines = what_ran({"arguments": vars(given)})
+    assert ("Speed options given: --no-reuse, --train-together, --evaluation-batch-size 32 "
+            "(each changes the time, and the numbers by float rounding at most: README, "
+            "\"Speed\")") in lines
+    assert not [line for line in what_ran({"arguments": vars(RunSpec())})
+                if line.startswith("Speed options")]

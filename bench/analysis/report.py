@@ -424,9 +424,33 @@ def what_ran(run: dict) -> list[str]:
                              (spread.get("restarts") or {}).items())
         lines.append(f"Trials ran in {where} under KerasTuner's chief (merged tables)"
                      + (f"; restarted: {restarts}" if restarts else ""))
+    chosen = speed_options(run.get("arguments", {}))
+    if chosen:
+        lines.append(f"Speed options given: {', '.join(chosen)} (each changes the time, "
+                     "and the numbers by float rounding at most: README, \"Speed\")")
     lines += [f"Note: {note}" for note in run.get("notes", [])]
     lines += [f"Warning: {warning}" for warning in run.get("warnings", [])]
     return lines
+
+
+#: The run options that choose a fast path, by their RunSpec field (run.json's
+#: "arguments"), as typed.
+SPEED_OPTIONS = {"prefix_cache": "--no-prefix-cache", "reuse_models": "--no-reuse",
+                 "device_data": "--no-device-data", "together": "--train-together",
+                 "evaluation_batch_size": "--evaluation-batch-size {}",
+                 "cache_memory_mb": "--cache-memory {}"}
+
+
+def speed_options(arguments: dict) -> list[str]:
+    """The fast-path options a run was given other than their defaults, as typed
+    (``--no-reuse``)."""
+    from dataclasses import fields
+
+    from bench.runner import RunSpec
+
+    defaults = {f.name: f.default for f in fields(RunSpec)}
+    return [option.format(arguments[name]) for name, option in SPEED_OPTIONS.items()
+            if name in arguments and arguments[name] != defaults[name]]
 
 
 def write_report(tables: Tables, out: Path, *, log=print) -> Path:
