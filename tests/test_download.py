@@ -209,13 +209,18 @@ def test_the_hotdog_dataset_downloads_checks_its_counts_and_splits(tmp_path):
     assert data.train.images.shape[1:] == (16, 16, 3)
 
 
-def test_a_hotdog_folder_with_the_wrong_counts_is_refused(tmp_path):
+@pytest.mark.parametrize("train, test, told", [
+    (3, 2, "train holds 6 images, expected 2000"),
+    # No test/ folder at all: the count's message, not the folder reader's "pass --data".
+    (1000, 0, "test holds 0 images, expected 800; remove"),
+])
+def test_a_hotdog_folder_with_the_wrong_counts_is_refused(tmp_path, train, test, told):
     from bench.data.datasets import DataRequest, load_hotdog
 
-    short = hotdog_archive(3, 2)
+    short = hotdog_archive(train, test)
     served = Server({"/hotdog.zip": short})
     try:
-        with pytest.raises(BenchError, match="holds 6 images, expected 2000"):
+        with pytest.raises(BenchError, match=told):
             load_hotdog(DataRequest(image_size=16, data_dir=tmp_path, cache_dir=tmp_path),
                         urls=[served.url + "/hotdog.zip"], sha1=sha1(short))
     finally:
