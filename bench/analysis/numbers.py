@@ -508,15 +508,16 @@ def best_trials(trials: pd.DataFrame, *, by: str | None = None,
     tied = done[np.isclose(done[objective], top, rtol=TIE_RTOL, atol=0)]
     # Runs in the order given, within a run the best group first, tied trials in trial
     # order.
-    order = ["_run" if k == "run_id" else k for k in keys]
-    runs = {run: i for i, run in enumerate(pd.unique(done["run_id"]))} if "run_id" in done \
-        else {}
-    ranked = tied.assign(_top=top[tied.index],
-                         **({"_run": tied["run_id"].map(runs)} if "run_id" in keys else {}))
+    ranked = tied.assign(_top=top[tied.index])
+    order = list(keys)
+    if "run_id" in keys:
+        position = {run: i for i, run in enumerate(pd.unique(done["run_id"]))}
+        ranked = ranked.assign(_run=ranked["run_id"].map(position))
+        order[0] = "_run"
     return ranked.sort_values(
         [*order[:-1], "_top", *order[-1:], "trial_id"],
         ascending=[True] * (len(keys) - 1) + [False] + [True] * len(keys[-1:]) + [True]
-    ).drop(columns=["_top", *(["_run"] if "run_id" in keys else [])])
+    ).drop(columns=[c for c in ("_top", "_run") if c in ranked])
 
 
 def best_so_far(trials: pd.DataFrame, *, objective: str = "best_val_accuracy") -> pd.DataFrame:
