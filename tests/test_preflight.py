@@ -70,6 +70,12 @@ SPACES = {
     "nan-head": WITH_HEAD.format(
         cls="NanHead", description="a softmax head scaled by NaN: not logits, not numbers",
         head='keras.layers.Dense(num_classes, activation="softmax")(x) * float("nan")'),
+    # Found by a new user: its val_loss moved 8e-5 with the prefix cache on JAX.
+    "bias-into-bn": WITH_HEAD.format(
+        cls="BiasIntoBn", description="a hidden Dense whose bias BatchNormalization removes",
+        head='keras.layers.Dense(num_classes, activation="softmax")('
+             'keras.layers.BatchNormalization(name="hidden_bn")('
+             'keras.layers.Dense(8, name="hidden")(x)))'),
     "too-deep": '''
 class TooDeep(SearchSpace):
     description = "frozen_blocks beyond the backbone"
@@ -377,6 +383,64 @@ def test_a_conditional_hyperparameter_inactive_in_the_first_build_is_no_warning(
     path = _run("conditional-read", spaces_dir, tmp_path, cache_dir)
     run = json.loads((path / "run.json").read_text())
     assert run["status"] == "completed" and run["warnings"] == []
+
+
+def test_a_bias_that_batchnormalization_removes_is_a_warning_in_run_json(
+        spaces_dir, tmp_path, cache_dir):
+    path = _run("bias-into-bn", spaces_dir, tmp_path, cache_dir)
+    run = json.loads((path / "run.json").read_text())
+    assert run["status"] == "completed" and len(run["warnings"]) == 1
+    assert run["warnings"][0].startswith(
+        "space bias-into-bn: layer 'hidden' adds a bias that BatchNormalization 'hidden_bn' "
+        "subtracts again")
+    assert run["warnings"][0].endswith("build 'hidden' with use_bias=False")
+    assert f"- Warning: {run['warnings'][0]}" in (path / "report.md").read_text()
+
+
+def test_biases_into_batchnorm_are_found_where_the_normalisation_removes_them():
+    import keras
+
+    from bench.tuning.preflight import biases_into_batchnorm
+
+    def head(*layers):
+        x = inputs = keras.Input((4, 4, 3))
+        for layer in layers:
+            x = layer(x)
+        return keras.Model(inputs, x).layers[1:]
+
+    layers = keras.layers
+    assert biases_into_batchnorm(head(layers.Dense(3, name="d"),
+                                      layers.BatchNormalization(name="bn"))) == [("d", "bn")]
+    conv = keras.Sequential([layers.Conv2D(2, 3, name="c"),
+                             layers.BatchNormalization(name="cbn")])
+    assert biases_into_batchnorm(head(conv)) == [("c", "cbn")]  # inside a nested model
+    frozen = layers.BatchNormalization(name="bn")
+    frozen.trainable = False  # inference mode: no batch mean taken away
+    for between in ([layers.Dense(3, use_bias=False), layers.BatchNormalization()],
+                    [layers.Dense(3), layers.ReLU(), layers.BatchNormalization()],
+                    [layers.Dense(3), layers.LayerNormalization()],
+                    [layers.Dense(3), frozen]):
+        assert biases_into_batchnorm(head(*between)) == []
+
+
+def test_the_gradient_of_a_bias_before_batchnormalization_is_round_off():
+    """What the warning says, from autodiff on TensorFlow: exactly zero by the algebra
+    (a per-channel constant before the batch mean is subtracted again), round-off here."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    dense, norm = keras.layers.Dense(8), keras.layers.BatchNormalization()
+    out = keras.layers.Dense(3, activation="softmax")
+    x = tf.random.normal((32, 5))
+    y = tf.random.uniform((32,), 0, 3, dtype=tf.int32)
+    with tf.GradientTape() as tape:
+        probabilities = out(tf.nn.relu(norm(dense(x), training=True)))
+        loss = keras.losses.sparse_categorical_crossentropy(y, probabilities)
+        loss = tf.reduce_mean(loss)
+    kernel, bias = tape.gradient(loss, [dense.kernel, dense.bias])
+    assert float(tf.reduce_max(tf.abs(kernel))) > 1e-3
+    assert float(tf.reduce_max(tf.abs(bias))) < 1e-7
 
 
 @pytest.mark.parametrize("relative", [False, True])

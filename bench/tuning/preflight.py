@@ -8,7 +8,9 @@ default hyperparameters, on one real batch, and checks what the tables will clai
 - a hook that raises is one line naming the space file, the line and the hook;
 - the head returns probabilities where the loss expects them;
 - the optimizer applies the recorded ``body_lr_scale`` (for each declared value);
-- every declared hyperparameter is read by some code; one that is not is a warning.
+- every declared hyperparameter is read by some code; one that is not is a warning;
+- no head layer's bias feeds a BatchNormalization that normalises by the batch, which
+  makes that bias train on float round-off; one that does is a warning.
 
 Its model is compiled and traced like the first trial's would be; where compiled models
 are reused, the search takes it (``CompiledModels.adopt``) instead of tracing it again.
@@ -253,9 +255,42 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
                 f"hyperparameter {parameter.name!r} of space {space.name} was not read by "
                 "the builder or any hook in a first build, compile and fit: as written it "
                 "changes nothing (read it with self.value(hp, name) or hp.get(name))")
+    warnings += [ROUND_OFF_BIAS.format(space=space.name, layer=layer, norm=norm)
+                 for layer, norm in biases_into_batchnorm(parts.head_layers)]
     for warning in warnings:
         log(f"warning: {warning}")
     return Preflight(warnings=warnings, model=parts if kept else None)
+
+
+#: A bias that BatchNormalization removes again in training; the suite measured its effect.
+ROUND_OFF_BIAS = (
+    "space {space}: layer {layer!r} adds a bias that BatchNormalization {norm!r} subtracts "
+    "again with the batch mean, so in training the bias's gradient is float round-off, "
+    "which Adam-like optimizers scale up into steps; validation (the moving mean) follows "
+    "them, so val_loss can differ by up to 1e-4 between runs that round differently (fast path "
+    "on or off, another backend or machine): build {layer!r} with use_bias=False")
+
+
+def biases_into_batchnorm(layers) -> list[tuple[str, str]]:
+    """(layer, normalisation) name pairs among ``layers`` (and the layers of models among
+    them) where a trainable layer's bias feeds a trainable BatchNormalization directly.
+
+    In training mode BatchNormalization subtracts the batch mean of each channel, so a
+    per-channel bias before it changes no output: its exact gradient is zero.
+    """
+    import keras
+
+    pairs = []
+    for layer in layers:
+        if isinstance(layer, keras.Model):
+            pairs += biases_into_batchnorm(layer.layers)
+        if not (isinstance(layer, keras.layers.BatchNormalization) and layer.trainable):
+            continue  # a frozen one runs in inference mode: an affine map, no batch mean
+        for node in layer._inbound_nodes:  # noqa: SLF001
+            pairs += [(parent.operation.name, layer.name) for parent in node.parent_nodes
+                      if getattr(parent.operation, "use_bias", False)
+                      and parent.operation.trainable]
+    return pairs
 
 
 def _check_other_rates(space: SearchSpace, *, hypermodel, hp) -> None:
