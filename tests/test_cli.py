@@ -180,6 +180,9 @@ def test_perf_has_no_resume_and_no_hyperband(tmp_path):
                         "least two"),
     (["--data", "OTHER"], "OTHER/val has the classes ['cat'], where train/ has ['cat', "
                           "'dog'] (lacks dog)"),
+    # A notes file and a hidden copy are no images; the name is all it takes to pass here.
+    (["--data", "EMPTY"], "class folder EMPTY/test/dog holds no images (files of a format "
+                          "Pillow opens"),
 ])
 def test_a_refused_option_is_answered_before_keras_or_the_plotting_libraries_load(
         tmp_path, options, told):
@@ -193,8 +196,14 @@ def test_a_refused_option_is_answered_before_keras_or_the_plotting_libraries_loa
     (tmp_path / "one" / "cat").mkdir(parents=True)
     for folder in ("train/cat", "train/dog", "val/cat"):
         (tmp_path / "other" / folder).mkdir(parents=True)
+    for folder in ("train/cat", "train/dog", "test/cat", "test/dog/notes"):
+        (tmp_path / "empty" / folder).mkdir(parents=True)
+    for image in ("train/cat/a.jpg", "train/dog/b.PNG", "test/cat/c.jpeg",
+                  "test/dog/._d.jpg", "test/dog/notes/e.txt"):
+        (tmp_path / "empty" / image).write_bytes(b"")
     paths = {"MISSING": str(tmp_path / "missing"), "SPLITS": str(tmp_path / "splits"),
-             "ONE": str(tmp_path / "one"), "OTHER": str(tmp_path / "other")}
+             "ONE": str(tmp_path / "one"), "OTHER": str(tmp_path / "other"),
+             "EMPTY": str(tmp_path / "empty")}
     options = [paths.get(option, option) for option in options]
     for word, path in paths.items():
         told = told.replace(word, path)

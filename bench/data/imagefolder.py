@@ -171,6 +171,27 @@ def _walk(folder: Path, inside: Path, outside: list[str], others: list[Path]) ->
     return sorted(found)
 
 
+def no_images(folder: Path) -> str:
+    return (f"class folder {folder} holds no images (files of a format Pillow opens, such "
+            "as .jpg, .png, .webp or .tif)")
+
+
+def has_image_name(folder: Path) -> bool:
+    """Whether a file below ``folder`` is named as an image (hidden ones aside): the
+    names only, up to the first such file, so cheap enough before Keras loads."""
+    seen = set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back to a folder already walked
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs[:] = [name for name in dirs if not hidden(name)]
+        if any(is_image_file(name) for name in names):
+            return True
+    return False
+
+
 def list_images(classes: list[Path], root: Path | None = None, *,
                 others: list[Path] | None = None) -> list[tuple[Path, int]]:
     """``(path, label)`` for every image under the class folders; the files that are not
@@ -189,8 +210,7 @@ def list_images(classes: list[Path], root: Path | None = None, *,
             continue
         mine = _walk(folder, inside, outside, others)
         if not mine and not outside:
-            raise BenchError(f"class folder {folder} holds no images (files of a format "
-                             "Pillow opens, such as .jpg, .png, .webp or .tif)")
+            raise BenchError(no_images(folder))
         files += [(p, label) for p in mine]
     if outside:
         raise BenchError(f"{len(outside)} symbolic link(s) under {inside} lead outside it: "

@@ -103,18 +103,23 @@ def find_layout(root: Path) -> Layout:
 
 
 def check_class_folders(layout: Layout) -> None:
-    """Checks the class folders of every split folder by their names (two or more, the
-    same in each split), the part of loading that needs no file read.
+    """Checks the class folders of every split folder by names, the part of loading that
+    needs no file read: two or more, the same in each split, each with a file named as
+    an image somewhere below it.
 
     Raises:
-        BenchError: as ``class_folders`` does.
+        BenchError: as ``class_folders`` does, or a class folder without an image name.
     """
-    from bench.data.imagefolder import class_folders, class_name
+    from bench.data.imagefolder import class_folders, class_name, has_image_name, no_images
 
-    names = [class_name(p) for p in class_folders(layout.train)]
+    classes = class_folders(layout.train)
+    names = [class_name(p) for p in classes]
     for folder in (layout.validation, layout.test):
         if folder is not None:
-            class_folders(folder, expected=names)
+            classes += class_folders(folder, expected=names)
+    for folder in classes:
+        if not has_image_name(folder):
+            raise BenchError(no_images(folder))
 
 
 def _looks_like_a_split(folder: Path) -> bool:
