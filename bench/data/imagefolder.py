@@ -138,10 +138,10 @@ def class_folders(root: Path, expected: list[str] | None = None) -> list[Path]:
     return classes
 
 
-def _walk(folder: Path, inside: Path, outside: list[str], others: list[Path]) -> list[Path]:
-    """Image files below ``folder``, following links that stay under ``inside``; links
-    that leave it are appended to ``outside``, files that are not images to ``others``."""
-    found, seen = [], set()
+def _folders(folder: Path):
+    """``os.walk`` of ``folder`` following links, each real folder once, hidden ones left
+    out; a caller may remove more of ``dirs`` before the walk goes on."""
+    seen = set()
     for top, dirs, names in os.walk(folder, followlinks=True):
         # Sorted in place, so the walk (and which of two paths to one folder is kept)
         # does not depend on the order the file system lists entries in.
@@ -152,6 +152,14 @@ def _walk(folder: Path, inside: Path, outside: list[str], others: list[Path]) ->
             continue
         seen.add(real)
         dirs[:] = [name for name in dirs if not hidden(name)]
+        yield top, dirs, names
+
+
+def _walk(folder: Path, inside: Path, outside: list[str], others: list[Path]) -> list[Path]:
+    """Image files below ``folder``, following links that stay under ``inside``; links
+    that leave it are appended to ``outside``, files that are not images to ``others``."""
+    found = []
+    for top, dirs, names in _folders(folder):
         for name in list(dirs):
             path = Path(top) / name
             if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(inside):
@@ -179,17 +187,7 @@ def no_images(folder: Path) -> str:
 def has_image_name(folder: Path) -> bool:
     """Whether a file below ``folder`` is named as an image (hidden ones aside): the
     names only, up to the first such file, so cheap enough before Keras loads."""
-    seen = set()
-    for top, dirs, names in os.walk(folder, followlinks=True):
-        real = os.path.realpath(top)
-        if real in seen:  # a link back to a folder already walked
-            dirs.clear()
-            continue
-        seen.add(real)
-        dirs[:] = [name for name in dirs if not hidden(name)]
-        if any(is_image_file(name) for name in names):
-            return True
-    return False
+    return any(is_image_file(name) for _, _, names in _folders(folder) for name in names)
 
 
 def list_images(classes: list[Path], root: Path | None = None, *,
