@@ -3,7 +3,10 @@
 Each epoch's order is a permutation drawn from the seed and the epoch number alone,
 so a reused model, a fresh one and a resumed run see the same batches. On the JAX
 backend Keras draws the order itself with ``np.random.permutation``; seeding NumPy at
-each epoch's start makes that draw this one. On the TensorFlow backend Keras shuffles
+each epoch's start makes that draw this one. On the torch backend Keras's sampler draws
+it from torch's global generator, whose state depends on what ran before (a reused
+model, a cached prefix): there the suite hands ``fit`` the batches in this order. On the
+TensorFlow backend Keras shuffles
 with ``tf.random.shuffle`` and builds a new input pipeline every epoch (about 20 ms
 each); there the suite hands ``fit`` one pipeline over all epochs in this order instead.
 Epochs shortened to ``steps_per_epoch`` batches take their rows from seeded passes laid
@@ -56,9 +59,15 @@ def seeded_fit_arguments(split: Split, *, seed: int, batch_size: int, epochs: in
     ``epoch_order(seed, epoch, len(split))``, in batches of ``batch_size`` (the last one
     partial), exactly as Keras batches an array.
     """
-    if keras.backend.backend() != "tensorflow":
+    backend = keras.backend.backend()
+    if backend == "jax":
         return ({"x": split.images, "y": split.labels, "batch_size": batch_size,
                  "shuffle": True}, [SeedEachEpoch(seed)])
+    if backend != "tensorflow":
+        orders = [epoch_order(seed, epoch, len(split)) for epoch in range(initial_epoch, epochs)]
+        steps = math.ceil(len(split) / batch_size)
+        return ({"x": _HostBatches(split, orders=[orders], batch_size=batch_size, steps=steps),
+                 "steps_per_epoch": steps, "shuffle": False}, [])
     import tensorflow as tf
 
     orders = np.stack([epoch_order(seed, epoch, len(split))
@@ -99,6 +108,18 @@ class _EpochBatches(keras.utils.PyDataset):
         epoch, batch = divmod(index, self.steps)
         return self.orders[member][epoch][batch * self.batch_size:
                                           (batch + 1) * self.batch_size]
+
+
+class _HostBatches(_EpochBatches):
+    """Each batch taken from the split's host arrays."""
+
+    def __init__(self, split: Split, **kwargs):
+        super().__init__(**kwargs)
+        self.split = split
+
+    def __getitem__(self, index):
+        rows = self.rows(index)
+        return self.split.images[rows], self.split.labels[rows]
 
 
 class _ResidentBatches(_EpochBatches):

@@ -83,8 +83,10 @@ def _gradients(model, images) -> list[np.ndarray]:
         total = 0.0
         for output in keras.tree.flatten(outputs):
             count = int(np.prod(output.shape))
-            weights = np.linspace(-1.0, 2.0, count, dtype="float32").reshape(output.shape)
-            total = total + keras.ops.sum(keras.ops.cast(output, "float32") * weights)
+            weights = keras.ops.convert_to_tensor(
+                np.linspace(-1.0, 2.0, count, dtype="float32").reshape(output.shape))
+            total = total + keras.ops.sum(keras.ops.multiply(keras.ops.cast(output, "float32"),
+                                                             weights))
         return total
 
     if backend == "tensorflow":

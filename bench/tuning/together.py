@@ -110,6 +110,20 @@ class MemberRecorders(keras.callbacks.Callback):
             recorder.on_epoch_end(epoch, member_logs(logs or {}, i))
 
 
+class ClearGradients(keras.callbacks.Callback):
+    """Clears every trainable variable's gradient before each step (torch backend).
+
+    Keras's torch step clears gradients with ``Module.zero_grad``, which reaches the
+    parameters a model tracks by variable path; the members' variables share their paths
+    (``stem_conv/kernel`` in each), so only one member's were cleared and the others'
+    gradients added up over the steps.
+    """
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for variable in self.model.trainable_variables:
+            variable.value.grad = None
+
+
 class TrainTogether:
     """Trains the repeats of a trial as one model where that changes no number.
 
@@ -220,6 +234,8 @@ class TrainTogether:
                 trains.append(train.split)
                 validations.append(validation.split)
         callbacks = [MemberRecorders([run.recorder for run in runs])]
+        if keras.backend.backend() == "torch":
+            callbacks.insert(0, ClearGradients())
         x = {f"x{i}": split.images for i, split in enumerate(validations)}
         y = {f"m{i}": split.labels for i, split in enumerate(validations)}
         validation = {}
