@@ -591,6 +591,18 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     check_writable(Path(spec.cache_dir), what=f"cannot write to --cache-dir {spec.cache_dir}")
     started_at = _timestamp()
     device = describe_device()
+    identity = space_identity(space)  # the file as it was loaded
+    if resume_from is not None:
+        from bench.results import RunDir, read_run
+        from bench.tuning.resume import refuse_changed_inputs, refuse_other_space
+
+        # The space, backend and versions first, before the run's first line: their
+        # refusal need not wait for data and pretraining (the weights and data are
+        # compared when they are ready).
+        ran = read_run(RunDir(Path(resume_from)))
+        refuse_other_space(Path(resume_from), ran, identity)
+        refuse_changed_inputs(Path(resume_from), ran,
+                              {"backend": device["backend"], "versions": library_versions()})
     log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "
         f"backbone {backbone.name} ({num_blocks} blocks) at {image_size}px, tuner {tuner_name}")
     log(f"Keras backend {device['backend']} on {device['device']}"
@@ -608,17 +620,6 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         log(f"note: preset {spec.preset} is meant for a GPU; on this CPU it runs, slowly "
             "(a ResNet at 224 px trains at tens of images per second on two cores)")
 
-    identity = space_identity(space)  # the file as it was loaded
-    if resume_from is not None:
-        from bench.results import RunDir, read_run
-        from bench.tuning.resume import refuse_changed_inputs, refuse_other_space
-
-        # The space, backend and versions first: their refusal need not wait for data and
-        # pretraining (the weights and data are compared when they are ready).
-        ran = read_run(RunDir(Path(resume_from)))
-        refuse_other_space(Path(resume_from), ran, identity)
-        refuse_changed_inputs(Path(resume_from), ran,
-                              {"backend": device["backend"], "versions": library_versions()})
     compilation_cache = use_compilation_cache(spec.cache_dir)
     # Data, source weights and ImageNet weights are ready before the run directory exists,
     # so a missing download or folder leaves no half-made run behind.

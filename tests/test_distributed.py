@@ -460,7 +460,12 @@ def test_a_one_process_run_killed_then_resumed_with_workers_equals_one_process(s
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     _assert_same_tables(run, study / "results" / "reference")
-    assert json.loads((run / "run.json").read_text())["distributed"]["workers"] == 2
+    record = json.loads((run / "run.json").read_text())
+    assert record["distributed"]["workers"] == 2
+    assert record["earlier_processes"][0]["distributed"] is None
+    # Found by a new user: the report said every trial ran in the last process's workers.
+    assert ("Trials ran, by process (the run was resumed): process 1 in one process; "
+            "process 2 in 2 worker processes;") in (run / "report.md").read_text()
 
 
 def test_a_run_served_to_other_machines_resumes_only_as_a_chief(tiny_run, tmp_path):

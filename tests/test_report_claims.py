@@ -180,3 +180,25 @@ def test_what_ran_names_the_speed_options_a_run_was_given():
             "\"Speed\")") in lines
     assert not [line for line in what_ran({"arguments": vars(RunSpec())})
                 if line.startswith("Speed options")]
+
+
+def test_how_trials_were_spread_is_said_for_each_process_of_a_resumed_run():
+    from bench.analysis.report import spread_lines
+
+    two = {"workers": 2, "remote": False, "restarts": {"tuner0": 1}}
+    assert spread_lines({"distributed": None}) == []
+    assert spread_lines({"distributed": two}) == [
+        "Trials ran in 2 worker processes under KerasTuner's chief (merged tables); "
+        "restarted: tuner0 1x"]
+    assert spread_lines({"earlier_processes": [{"distributed": two}], "distributed": two}) \
+        == spread_lines({"distributed": two})
+    # Killed in workers, resumed in one process: not "every trial in one process".
+    assert spread_lines({"earlier_processes": [{"distributed": two}], "distributed": None}) \
+        == ["Trials ran, by process (the run was resumed): process 1 in 2 worker processes, "
+            "restarted: tuner0 1x; process 2 in one process; worker processes under "
+            "KerasTuner's chief (merged tables)"]
+    # A run recorded before each process's way was kept: said, not guessed.
+    assert spread_lines({"earlier_processes": [{}], "distributed": two})[0].startswith(
+        "Trials ran, by process (the run was resumed): process 1: not recorded; process 2 "
+        "in 2 worker processes, restarted: tuner0 1x;")
+    assert spread_lines({"earlier_processes": [{}], "distributed": None}) == []

@@ -87,12 +87,16 @@ def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tu
 
     result = run_bench("run", "--resume", str(killed), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"resuming killed: 2 trial\(s\) ended and kept; [3-5] row\(s\) of "
-                     r"unfinished work removed; trial \d+, started and not ended, runs "
-                     r"again from the first epoch\n",
-                     result.stdout), result.stdout[:2000]
+    again = re.search(r"resuming killed: 2 trial\(s\) ended and kept; [3-5] row\(s\) of "
+                      r"unfinished work removed; trial (\d+), started and not ended, runs "
+                      r"again from the first epoch\n", result.stdout)
+    assert again, result.stdout[:2000]
     record = json.loads((killed / "run.json").read_text())
     assert record["status"] == "completed" and len(record["resumed"]) == 1
+    # Found by a new user: only the console said which trial ran again.
+    assert record["run_again"] == [[again.group(1)]]
+    assert (f"Resumed 1 time; trial {again.group(1)} had started and not ended when a process "
+            "stopped, and ran again from the first epoch") in (killed / "report.md").read_text()
     _assert_best_so_far_counts_kept_trials(result.stdout, killed)
     # The killed process never recorded its search time; the report says so.
     assert record["earlier_processes"][0]["search_seconds"] is None
@@ -281,7 +285,8 @@ def test_resume_refuses_an_edited_space_file_and_a_run_whose_process_still_runs(
                    f"(kill {os.getpid()}: it keeps what finished), then resume")):
         message, stdout = _refused_resume(stopped)
         assert said in message
-        assert "data:" not in stdout  # refused before the data is read
+        # Refused before the run's first line (found by a new user: two lines came first).
+        assert stdout == "", stdout
 
 
 def test_a_space_is_the_same_by_name_version_and_the_file_s_sha256():
@@ -399,6 +404,27 @@ def test_a_resume_keeps_the_run_s_warnings_and_adds_those_its_process_found(tiny
     assert updated["warnings"] == ["said before", "found now"]
 
 
+def test_a_row_in_the_merged_table_and_a_worker_s_is_removed_once(tiny_run, tmp_path):
+    """A workers' run keeps each row in its worker's table and, once merged, in the run's:
+    the rows of a trial that runs again are counted once, a torn row once per table."""
+    from bench.results import read_run
+    from bench.tuning.resume import continue_run
+
+    stopped = _stopped_copy(tiny_run, tmp_path / "workers-run")
+    lines = (stopped / "epochs.csv").read_text().splitlines(keepends=True)
+    unfinished = [line.replace(line.split(",")[1], "0009", 1) for line in lines[1:3]]
+    assert all(line.split(",")[1] == "0009" for line in unfinished)  # trial_id is column 2
+    (stopped / "epochs.csv").write_text("".join(lines + unfinished))
+    worker = stopped / "workers" / "tuner0"
+    worker.mkdir(parents=True)
+    (worker / "epochs.csv").write_text("".join([lines[0], *unfinished, "0009,torn"]))
+    said = []
+    _, _, resumed = continue_run(stopped, read_run(RunDir(stopped)), log=said.append)
+    assert resumed.removed_rows == 3 and "; 3 row(s) of unfinished work removed" in said[0]
+    assert (stopped / "epochs.csv").read_text() == "".join(lines)
+    assert (worker / "epochs.csv").read_text() == lines[0]
+
+
 def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
     stopped = _stopped_copy(tiny_run, tmp_path / "moved", device="CPU (another, 64 cores)")
     result = run_bench("run", "--resume", str(stopped))
@@ -414,6 +440,8 @@ def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
                        " after running on CPU (another, 64 cores): numbers can differ between"
                        " processors in the last digits"]
     assert f"Warning: {warning[0]}" in (stopped / "report.md").read_text()
+    assert ("Resumed 1 time; every trial that had started had ended, and was kept"
+            in (stopped / "report.md").read_text())
     # Resumed again on the same machine: the run now records it, and no second warning.
     record["status"] = "interrupted"
     (stopped / "run.json").write_text(json.dumps(record))
@@ -424,7 +452,7 @@ def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
     # Each process's search time and counts are kept, not written over by the last one's.
     first = json.loads((tiny_run / "run.json").read_text())
     per_process = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache",
-                   "device_data")
+                   "device_data", "distributed")
     assert again["earlier_processes"] == [{k: first.get(k) for k in per_process},
                                           {k: record.get(k) for k in per_process}]
     assert again["search_seconds"] >= 0 and again["models"]["compiled"] == 0  # nothing left

@@ -377,6 +377,55 @@ def search_time(run: dict) -> str:
     return f"{text} in the last of {len(earlier) + 1} processes (resumed); before it: {times}"
 
 
+def resumed_lines(run: dict) -> list[str]:
+    """What a resume did to the trials: those started and not ended ran again."""
+    resumed = run.get("resumed") or []
+    if not resumed:
+        return []
+    line = f"Resumed {counted(len(resumed), 'time')}"
+    if "run_again" not in run:  # recorded before 2026-12-06
+        return [line]
+    again = sorted({trial for trials in run["run_again"] for trial in trials})
+    if not again:
+        return [f"{line}; every trial that had started had ended, and was kept"]
+    which = f"trial {again[0]}" if len(again) == 1 else f"trials {', '.join(again)}"
+    return [f"{line}; {which} had started and not ended when a process stopped, and ran "
+            "again from the first epoch (the tables hold the rows of that run)"]
+
+
+def _spread(spread: dict | None) -> tuple[str, str]:
+    """Where one process ran its trials, and which of its workers were restarted."""
+    if not spread:
+        return "one process", ""
+    where = ("workers on other machines" if spread.get("remote")
+             else f"{spread.get('workers')} worker processes")
+    return where, ", ".join(f"{name} {count}x" for name, count in
+                            (spread.get("restarts") or {}).items())
+
+
+def spread_lines(run: dict) -> list[str]:
+    """How the trials were spread over processes: one line, naming each process's way
+    where a resumed run's processes differed (run.json of runs before 2026-12-06 did not
+    record it for the earlier ones)."""
+    earlier = run.get("earlier_processes") or []
+    ways = [e.get("distributed", "not recorded") for e in earlier] + [run.get("distributed")]
+    if not any(isinstance(way, dict) for way in ways):
+        return []
+    if all(way == ways[-1] for way in ways):
+        where, restarts = _spread(ways[-1])
+        return [f"Trials ran in {where} under KerasTuner's chief (merged tables)"
+                + (f"; restarted: {restarts}" if restarts else "")]
+    each = []
+    for i, way in enumerate(ways, start=1):
+        if isinstance(way, str):
+            each.append(f"process {i}: {way}")
+            continue
+        where, restarts = _spread(way)
+        each.append(f"process {i} in {where}" + (f", restarted: {restarts}" if restarts else ""))
+    return [f"Trials ran, by process (the run was resumed): {'; '.join(each)}; worker "
+            "processes under KerasTuner's chief (merged tables)"]
+
+
 def what_ran(run: dict) -> list[str]:
     settings = run.get("settings", {})
     space = run.get("space", {})
@@ -416,14 +465,7 @@ def what_ran(run: dict) -> list[str]:
                      f"{' (reused from cache)' if pre.get('reused') else ''}")
         if pre.get("cache_problem"):
             lines.append(f"Source pretraining ran again: {pre['cache_problem']}")
-    spread = run.get("distributed")
-    if spread:
-        where = ("workers on other machines" if spread.get("remote")
-                 else f"{spread.get('workers')} worker processes")
-        restarts = ", ".join(f"{name} {count}x" for name, count in
-                             (spread.get("restarts") or {}).items())
-        lines.append(f"Trials ran in {where} under KerasTuner's chief (merged tables)"
-                     + (f"; restarted: {restarts}" if restarts else ""))
+    lines += spread_lines(run) + resumed_lines(run)
     chosen = speed_options(run.get("arguments", {}))
     if chosen:
         lines.append(f"Speed options given: {', '.join(chosen)} (each changes the time, "

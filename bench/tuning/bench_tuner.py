@@ -168,8 +168,9 @@ class BenchTuner(keras_tuner.Tuner):
         self.trial_extras: dict[str, dict] = {}
         #: What the run's report should say about this search (fast paths that are off).
         self.notes: list[str] = []
-        #: Called after each trial has ended and its tables are written (a worker saves
-        #: its notes and counts for the chief).
+        #: Called when a trial's executions have ended, before the oracle is told, and
+        #: again after its tables are written (a worker saves its notes and counts for the
+        #: chief: killed in between, a trial kept as ended has its executions counted).
         self.after_trial = None
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
@@ -404,6 +405,8 @@ class BenchTuner(keras_tuner.Tuner):
         if trial.status != "COMPLETED" and not extras.get("duplicate_of"):
             extras["error"] = trial_error(trial, {})  # KerasTuner's RPC drops the message
         write_json(extras_path(self.get_trial_dir(trial.trial_id)), extras)
+        if self.after_trial is not None:
+            self.after_trial()
         stopped = None
         try:
             super().on_trial_end(trial)

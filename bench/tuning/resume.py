@@ -215,25 +215,28 @@ def forget_unrecorded_trials(run: RunDir) -> list[str]:
     return removed
 
 
-def tidy_epochs(run: RunDir, *, keep: set[str], path: Path | None = None) -> int:
+def tidy_epochs(run: RunDir, *, keep: set[str], path: Path | None = None) -> set[tuple]:
     """Keeps in ``epochs.csv`` (or a worker's table at ``path``) only the whole rows of the
-    trials in ``keep``; returns how many rows were removed (a torn last row, and the rows
-    of trials that run again)."""
+    trials in ``keep``; returns the rows removed: (trial, repeat, epoch) of each row of a
+    trial that runs again, (path, line) of a torn row. A worker's row is also in the
+    merged table once the chief has merged it: the same key in both."""
     from bench.results import _replace_atomically
     from bench.tuning.recording import whole_rows
 
     path = run.epochs_csv if path is None else path
     if not path.exists():
-        return 0
+        return set()
     with open(path, newline="", encoding="utf-8") as file:
         body = len(file.read().splitlines()) - 1
     header, rows = whole_rows(path)
     if not header:
-        return 0
-    trial_column = next(csv.reader([header])).index("trial_id")
-    kept = [line for cells, line in rows if cells[trial_column] in keep]
-    removed = body - len(kept)
-    if removed:
+        return set()
+    columns = next(csv.reader([header]))
+    key = [columns.index(name) for name in ("trial_id", "repeat", "epoch")]
+    kept = [line for cells, line in rows if cells[key[0]] in keep]
+    removed = {tuple(cells[i] for i in key) for cells, _ in rows if cells[key[0]] not in keep}
+    removed |= {(str(path), line) for line in range(body - len(rows))}  # torn rows
+    if len(kept) < body:
         content = header + "".join(kept)
         _replace_atomically(path, lambda partial: partial.write_bytes(content.encode()))
     return removed
@@ -343,7 +346,7 @@ def refuse_changed_inputs(path: Path, ran: dict, now: dict) -> None:
 #: process's values to ``earlier_processes``: written over, the run's search time would be
 #: the last process's alone.
 PER_PROCESS = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache",
-               "device_data")
+               "device_data", "distributed")
 
 
 def _take_worker_records(run: RunDir, record: dict) -> None:
@@ -371,8 +374,8 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     forget_unrecorded_trials(run)
     ended = ended_trials(run)
     forget_ended_as_ongoing(run, ended=set(ended))
-    removed = sum(tidy_epochs(run, keep=set(ended), path=table) for table in
-                  [run.epochs_csv, *sorted(run.path.glob("workers/*/epochs.csv"))])
+    removed = len(set().union(*(tidy_epochs(run, keep=set(ended), path=table) for table in
+                                [run.epochs_csv, *sorted(run.path.glob("workers/*/epochs.csv"))])))
     extras = earlier_extras(run, keep=set(ended))
     started = {path.parent.name.removeprefix("trial_")
                for path in run.tuner.glob("trial_*/trial.json")}
@@ -386,6 +389,8 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
     earlier = {key: record.get(key) for key in PER_PROCESS}  # None: killed before it said
     updated = {**record, "status": "running", "process": fresh["process"],
                "resumed": [*record.get("resumed", []), now],
+               # Per resume, the trials that had started and not ended: they ran again.
+               "run_again": [*record.get("run_again", []), running],
                "earlier_processes": [*record.get("earlier_processes", []), earlier]}
     for stale in ("error", "ended", *PER_PROCESS):
         updated.pop(stale, None)
