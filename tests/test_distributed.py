@@ -623,3 +623,34 @@ def test_a_worker_s_record_is_written_before_the_oracle_hears_its_trial_ended(
     assert len(trials) == 2
     assert order == [step for trial in trials
                      for step in ("record", f"oracle {trial}", "record")]
+
+
+def test_a_worker_that_dies_restarting_before_asking_for_its_trial_is_not_counted_in_it(
+        tmp_path):
+    """Found by a new user: a worker killed again while restarting (before it asked for
+    its trial back) counted as a second death in the trial, which was recorded failed."""
+    import keras_tuner
+
+    from bench.results import RunDir
+    from bench.tuning.algorithms import make_oracle
+    from bench.tuning.distributed import Chief, LocalWorker, worker_tuner_id
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("head_lr", [0.01, 0.001])
+    oracle = make_oracle("grid", hyperparameters=hp, max_trials=2, seed=1, max_epochs=1)
+    oracle._set_project_dir(str(tmp_path), "tuner")
+    chief = Chief(oracle, run=RunDir(tmp_path), fingerprint="space.v1", described="space v1",
+                  failure_limit=lambda trial_id: None, on_trial_end=lambda: None,
+                  log=lambda *_: None)
+    worker = LocalWorker(name="tuner0", command=[sys.executable, "-c", "pass"],
+                         env=dict(os.environ), log_path=tmp_path / "tuner0" / "log.txt")
+    trial = keras_tuner.engine.trial.Trial(hp, trial_id="0001")
+    oracle.ongoing_trials[worker_tuner_id("tuner0", "space.v1")] = trial
+
+    chief.servicer.asked.add("tuner0")  # it asked for the trial (CreateTrial), then died
+    chief._worker_died(worker, -9)
+    assert chief.deaths == {"0001": 1} and worker.restarts == 1
+    chief._worker_died(worker, -9)  # killed again before it asked for the trial back
+    assert chief.deaths == {"0001": 1} and worker.deaths_between_trials == 1
+    assert trial.status != "FAILED" and worker.restarts == 2
+    worker.process.wait(timeout=60)

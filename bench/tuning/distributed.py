@@ -178,6 +178,8 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_limit):
             super().__init__(oracle)
             self.failure: StudyFailed | None = None
             self.refused: list[str] = []
+            #: Workers that asked for a trial since they (re)started.
+            self.asked: set[str] = set()
 
         def CreateTrial(self, request, context):  # noqa: N802 (gRPC's name)
             name, _, theirs = request.tuner_id.partition(SEPARATOR)
@@ -187,6 +189,7 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_limit):
                            f"runs {described}; start the worker with the same space file")
                 self.refused.append(message)
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, message)
+            self.asked.add(name)
             if self.failure is not None:
                 with oracle_lock(self.oracle):
                     # A worker restarted after the limit was reached: its trial will not
@@ -419,6 +422,8 @@ class Chief:
         ongoing = dict(self.oracle.ongoing_trials)  # a copy: the server thread changes it
         trial = next((t for tuner_id, t in ongoing.items()
                       if worker_name(tuner_id) == worker.name), None)
+        if worker.name not in self.servicer.asked:
+            trial = None  # died restarting, before it asked for its trial back: not in it
         how = f"exit status {code}" if code > 0 else f"signal {-code}"
         if trial is not None:
             deaths = self.deaths[trial.trial_id] = self.deaths.get(trial.trial_id, 0) + 1
@@ -440,6 +445,7 @@ class Chief:
         if trial is not None:
             worker.deaths_between_trials = 0
         worker.restarts += 1
+        self.servicer.asked.discard(worker.name)
         worker.start(self.log)
 
     def _record_failed(self, trial, message: str) -> None:
