@@ -639,9 +639,10 @@ def test_a_worker_that_dies_restarting_before_asking_for_its_trial_is_not_counte
     hp.Choice("head_lr", [0.01, 0.001])
     oracle = make_oracle("grid", hyperparameters=hp, max_trials=2, seed=1, max_epochs=1)
     oracle._set_project_dir(str(tmp_path), "tuner")
+    said = []
     chief = Chief(oracle, run=RunDir(tmp_path), fingerprint="space.v1", described="space v1",
                   failure_limit=lambda trial_id: None, on_trial_end=lambda: None,
-                  log=lambda *_: None)
+                  log=said.append)
     worker = LocalWorker(name="tuner0", command=[sys.executable, "-c", "pass"],
                          env=dict(os.environ), log_path=tmp_path / "tuner0" / "log.txt")
     trial = keras_tuner.engine.trial.Trial(hp, trial_id="0001")
@@ -653,4 +654,8 @@ def test_a_worker_that_dies_restarting_before_asking_for_its_trial_is_not_counte
     chief._worker_died(worker, -9)  # killed again before it asked for the trial back
     assert chief.deaths == {"0001": 1} and worker.deaths_between_trials == 1
     assert trial.status != "FAILED" and worker.restarts == 2
+    assert said == ["[tuner0] died (signal 9) in trial 0001; restarting it with the same id, "
+                    "which runs that trial again",
+                    "[tuner0] died (signal 9) while restarting, before it asked for trial 0001 "
+                    "again; restarting it"]
     worker.process.wait(timeout=60)

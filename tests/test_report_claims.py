@@ -185,20 +185,43 @@ def test_what_ran_names_the_speed_options_a_run_was_given():
 def test_how_trials_were_spread_is_said_for_each_process_of_a_resumed_run():
     from bench.analysis.report import spread_lines
 
-    two = {"workers": 2, "remote": False, "restarts": {"tuner0": 1}}
+    # As run.json records it: each process's chief took a free port of its own.
+    two = {"workers": 2, "remote": False, "chief": "127.0.0.1:41000", "restarts": {"tuner0": 1}}
+    again = {"workers": 2, "remote": False, "chief": "127.0.0.1:42000", "restarts": {"tuner0": 1}}
     assert spread_lines({"distributed": None}) == []
     assert spread_lines({"distributed": two}) == [
         "Trials ran in 2 worker processes under KerasTuner's chief (merged tables); "
         "restarted: tuner0 1x"]
-    assert spread_lines({"earlier_processes": [{"distributed": two}], "distributed": two}) \
-        == spread_lines({"distributed": two})
-    # Killed in workers, resumed in one process: not "every trial in one process".
-    assert spread_lines({"earlier_processes": [{"distributed": two}], "distributed": None}) \
-        == ["Trials ran, by process (the run was resumed): process 1 in 2 worker processes, "
-            "restarted: tuner0 1x; process 2 in one process; worker processes under "
+    # The same way in both processes (another port): one line, the restarts added up.
+    assert spread_lines({"earlier_processes": [{"distributed": two}], "distributed": again}) \
+        == ["Trials ran in 2 worker processes under KerasTuner's chief (merged tables); "
+            "restarted: tuner0 2x"]
+    # Killed in one process, resumed with --workers 2: not "every trial in 2 workers".
+    assert spread_lines({"earlier_processes": [{"distributed": None}], "distributed": two}) \
+        == ["Trials ran, by process (the run was resumed): process 1 in one process; process "
+            "2 in 2 worker processes, restarted: tuner0 1x; worker processes under "
             "KerasTuner's chief (merged tables)"]
+    assert "process 2 in 1 worker process;" in spread_lines(
+        {"earlier_processes": [{"distributed": None}], "distributed": {"workers": 1}})[0]
     # A run recorded before each process's way was kept: said, not guessed.
     assert spread_lines({"earlier_processes": [{}], "distributed": two})[0].startswith(
         "Trials ran, by process (the run was resumed): process 1: not recorded; process 2 "
         "in 2 worker processes, restarted: tuner0 1x;")
     assert spread_lines({"earlier_processes": [{}], "distributed": None}) == []
+
+
+def test_which_trials_ran_again_is_said_only_for_the_resumes_that_recorded_it():
+    from bench.analysis.report import resumed_lines
+
+    assert resumed_lines({}) == []
+    assert resumed_lines({"resumed": ["t1"]}) == ["Resumed 1 time"]  # before run_again
+    assert resumed_lines({"resumed": ["t1"], "run_again": [["0002"]]}) == [
+        "Resumed 1 time; trial 0002 had started and not ended when a process stopped, and "
+        "ran again from the first epoch"]
+    assert resumed_lines({"resumed": ["t1", "t2"], "run_again": [[], ["0003", "0001"]]}) == [
+        "Resumed 2 times; trials 0001, 0003 had started and not ended when a process "
+        "stopped, and ran again from the first epoch"]
+    # Resumed once before run_again existed and once after: the first is not claimed.
+    assert resumed_lines({"resumed": ["t1", "t2"], "run_again": [[]]}) == [
+        "Resumed 2 times (1 of them, the earliest, did not record which trials ran again; "
+        "in the other 1, every trial that had started had ended, and was kept)"]

@@ -383,45 +383,65 @@ def resumed_lines(run: dict) -> list[str]:
     if not resumed:
         return []
     line = f"Resumed {counted(len(resumed), 'time')}"
-    if "run_again" not in run:  # recorded before 2026-12-06
+    recorded = run.get("run_again") or []  # one list per resume since 2026-12-06
+    unrecorded = len(resumed) - len(recorded)
+    if unrecorded == len(resumed):
         return [line]
-    again = sorted({trial for trials in run["run_again"] for trial in trials})
+    again = sorted({trial for trials in recorded for trial in trials})
+    if unrecorded:
+        line += (f" ({unrecorded} of them, the earliest, did not record which trials ran "
+                 f"again; in the other {len(recorded)},")
+        end = ")"
+    else:
+        line += ";"
+        end = ""
     if not again:
-        return [f"{line}; every trial that had started had ended, and was kept"]
+        return [f"{line} every trial that had started had ended, and was kept{end}"]
     which = f"trial {again[0]}" if len(again) == 1 else f"trials {', '.join(again)}"
-    return [f"{line}; {which} had started and not ended when a process stopped, and ran "
-            "again from the first epoch (the tables hold the rows of that run)"]
+    return [f"{line} {which} had started and not ended when a process stopped, and ran "
+            f"again from the first epoch{end}"]
 
 
-def _spread(spread: dict | None) -> tuple[str, str]:
-    """Where one process ran its trials, and which of its workers were restarted."""
+def _spread(spread: dict | None) -> str:
+    """Where one process ran its trials."""
     if not spread:
-        return "one process", ""
-    where = ("workers on other machines" if spread.get("remote")
-             else f"{spread.get('workers')} worker processes")
-    return where, ", ".join(f"{name} {count}x" for name, count in
-                            (spread.get("restarts") or {}).items())
+        return "one process"
+    if spread.get("remote"):
+        return "workers on other machines"
+    workers = spread.get("workers")
+    return f"{workers} worker process{'' if workers == 1 else 'es'}"
+
+
+def _restarts(spreads: list) -> str:
+    """The workers restarted, each with its restarts added up over the processes."""
+    total: dict[str, int] = {}
+    for spread in spreads:
+        for name, count in ((spread or {}).get("restarts") or {}).items():
+            total[name] = total.get(name, 0) + count
+    return ", ".join(f"{name} {count}x" for name, count in total.items())
 
 
 def spread_lines(run: dict) -> list[str]:
     """How the trials were spread over processes: one line, naming each process's way
     where a resumed run's processes differed (run.json of runs before 2026-12-06 did not
-    record it for the earlier ones)."""
+    record it for the earlier ones). Processes differ in their number of workers, not in
+    the port their chief took."""
     earlier = run.get("earlier_processes") or []
     ways = [e.get("distributed", "not recorded") for e in earlier] + [run.get("distributed")]
     if not any(isinstance(way, dict) for way in ways):
         return []
-    if all(way == ways[-1] for way in ways):
-        where, restarts = _spread(ways[-1])
-        return [f"Trials ran in {where} under KerasTuner's chief (merged tables)"
+    where = ["not recorded" if isinstance(way, str) else _spread(way) for way in ways]
+    if len(set(where)) == 1:
+        restarts = _restarts(ways)
+        return [f"Trials ran in {where[0]} under KerasTuner's chief (merged tables)"
                 + (f"; restarted: {restarts}" if restarts else "")]
     each = []
-    for i, way in enumerate(ways, start=1):
+    for i, (way, text) in enumerate(zip(ways, where), start=1):
         if isinstance(way, str):
-            each.append(f"process {i}: {way}")
+            each.append(f"process {i}: {text}")
             continue
-        where, restarts = _spread(way)
-        each.append(f"process {i} in {where}" + (f", restarted: {restarts}" if restarts else ""))
+        restarts = _restarts([way])
+        each.append(f"process {i} in {text}" + (f", restarted: {restarts}" if restarts else ""))
     return [f"Trials ran, by process (the run was resumed): {'; '.join(each)}; worker "
             "processes under KerasTuner's chief (merged tables)"]
 

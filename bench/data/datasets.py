@@ -306,11 +306,12 @@ def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int,
 
 def check_image_folder(data: Path | None) -> Path:
     """The ``--data`` folder of dataset 'folder', its layout and class folders checked
-    (folder names only: cheap enough to run before Keras loads).
+    (names only, no image opened: cheap enough to run before Keras loads).
 
     Raises:
         BenchError: when ``data`` is missing, is not a folder, has no layout it reads, has
-            fewer than two classes or other classes in one split than in train/.
+            fewer than two classes, other classes in one split than in train/, or a class
+            folder without a file named as an image.
     """
     if data is None:
         raise BenchError(f"dataset 'folder' needs --data PATH: {FOLDER_LAYOUT}")

@@ -181,7 +181,8 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
     parts.model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                         loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     # A new batch order every epoch, drawn from the seed, on every backend: Keras's own
-    # shuffle, seeded, kept one order throughout on TensorFlow (docs/batch-order/).
+    # shuffle, seeded, on JAX; the suite's batches in that order on TensorFlow and torch
+    # (docs/batch-order/, bench/tuning/batches.py).
     training, seeding = seeded_fit_arguments(train, seed=seed, batch_size=batch_size,
                                              epochs=epochs)
     start = time.perf_counter()

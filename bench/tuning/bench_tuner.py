@@ -170,7 +170,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.notes: list[str] = []
         #: Called when a trial's executions have ended, before the oracle is told, and
         #: again after its tables are written (a worker saves its notes and counts for the
-        #: chief: killed in between, a trial kept as ended has its executions counted).
+        #: chief). Killed in between, a trial kept as ended has its executions counted;
+        #: one that runs again is counted twice, as its executions did run twice.
         self.after_trial = None
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given

@@ -422,8 +422,10 @@ class Chief:
         ongoing = dict(self.oracle.ongoing_trials)  # a copy: the server thread changes it
         trial = next((t for tuner_id, t in ongoing.items()
                       if worker_name(tuner_id) == worker.name), None)
-        if worker.name not in self.servicer.asked:
-            trial = None  # died restarting, before it asked for its trial back: not in it
+        waiting = None
+        if trial is not None and worker.name not in self.servicer.asked:
+            # It died restarting, before it asked for its trial back: not in that trial.
+            waiting, trial = trial, None
         how = f"exit status {code}" if code > 0 else f"signal {-code}"
         if trial is not None:
             deaths = self.deaths[trial.trial_id] = self.deaths.get(trial.trial_id, 0) + 1
@@ -441,7 +443,9 @@ class Chief:
                 raise StudyFailed(f"worker {worker.name} died {worker.deaths_between_trials} "
                                   f"times outside any trial (last: {how}); its output is in "
                                   f"{worker.log_path}")
-            self.log(f"[{worker.name}] died ({how}) between trials; restarting it")
+            when = ("between trials" if waiting is None else "while restarting, before it "
+                    f"asked for trial {waiting.trial_id} again")
+            self.log(f"[{worker.name}] died ({how}) {when}; restarting it")
         if trial is not None:
             worker.deaths_between_trials = 0
         worker.restarts += 1

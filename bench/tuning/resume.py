@@ -218,7 +218,7 @@ def forget_unrecorded_trials(run: RunDir) -> list[str]:
 def tidy_epochs(run: RunDir, *, keep: set[str], path: Path | None = None) -> set[tuple]:
     """Keeps in ``epochs.csv`` (or a worker's table at ``path``) only the whole rows of the
     trials in ``keep``; returns the rows removed: (trial, repeat, epoch) of each row of a
-    trial that runs again, (path, line) of a torn row. A worker's row is also in the
+    trial that runs again, (path, count) for each torn row. A worker's row is also in the
     merged table once the chief has merged it: the same key in both."""
     from bench.results import _replace_atomically
     from bench.tuning.recording import whole_rows
@@ -232,6 +232,8 @@ def tidy_epochs(run: RunDir, *, keep: set[str], path: Path | None = None) -> set
     if not header:
         return set()
     columns = next(csv.reader([header]))
+    if not {"trial_id", "repeat", "epoch"} <= set(columns):
+        return set()  # a header torn by a kill: the table never held a row
     key = [columns.index(name) for name in ("trial_id", "repeat", "epoch")]
     kept = [line for cells, line in rows if cells[key[0]] in keep]
     removed = {tuple(cells[i] for i in key) for cells, _ in rows if cells[key[0]] not in keep}
