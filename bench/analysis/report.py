@@ -388,18 +388,14 @@ def resumed_lines(run: dict) -> list[str]:
     if unrecorded == len(resumed):
         return [line]
     again = sorted({trial for trials in recorded for trial in trials})
-    if unrecorded:
-        line += (f" ({unrecorded} of them, the earliest, did not record which trials ran "
-                 f"again; in the other {len(recorded)},")
-        end = ")"
-    else:
-        line += ";"
-        end = ""
-    if not again:
-        return [f"{line} every trial that had started had ended, and was kept{end}"]
     which = f"trial {again[0]}" if len(again) == 1 else f"trials {', '.join(again)}"
-    return [f"{line} {which} had started and not ended when a process stopped, and ran "
-            f"again from the first epoch{end}"]
+    said = ("every trial that had started had ended, and was kept" if not again else
+            f"{which} had started and not ended when a process stopped, and ran again from "
+            "the first epoch")
+    if unrecorded:
+        return [f"{line} ({unrecorded} of them, the earliest, did not record which trials "
+                f"ran again; in the other {len(recorded)}, {said})"]
+    return [f"{line}; {said}"]
 
 
 def _spread(spread: dict | None) -> str:

@@ -64,10 +64,9 @@ def seeded_fit_arguments(split: Split, *, seed: int, batch_size: int, epochs: in
         return ({"x": split.images, "y": split.labels, "batch_size": batch_size,
                  "shuffle": True}, [SeedEachEpoch(seed)])
     if backend != "tensorflow":
-        orders = [epoch_order(seed, epoch, len(split)) for epoch in range(initial_epoch, epochs)]
-        steps = math.ceil(len(split) / batch_size)
-        return ({"x": _HostBatches(split, orders=[orders], batch_size=batch_size, steps=steps),
-                 "steps_per_epoch": steps, "shuffle": False}, [])
+        return _in_seed_order(_HostBatches, split, size=len(split), seed=seed,
+                              batch_size=batch_size, epochs=epochs,
+                              initial_epoch=initial_epoch), []
     import tensorflow as tf
 
     orders = np.stack([epoch_order(seed, epoch, len(split))
@@ -85,11 +84,18 @@ def resident_fit_arguments(on_device, *, seed: int, batch_size: int, epochs: int
                            initial_epoch: int = 0) -> dict:
     """``model.fit`` arguments that train on a split held on the device (an
     ``OnDevice``): the batches ``seeded_fit_arguments`` makes, gathered on the device."""
-    size = len(on_device.source)
+    return _in_seed_order(_ResidentBatches, on_device, size=len(on_device.source), seed=seed,
+                          batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch)
+
+
+def _in_seed_order(batches, source, *, size: int, seed: int, batch_size: int, epochs: int,
+                   initial_epoch: int) -> dict:
+    """``model.fit`` arguments for the ``_EpochBatches`` class ``batches`` over ``source``,
+    each epoch from ``initial_epoch`` on in the seed's order."""
     orders = [epoch_order(seed, epoch, size) for epoch in range(initial_epoch, epochs)]
     steps = math.ceil(size / batch_size)
-    return {"x": _ResidentBatches(on_device, orders=[orders], batch_size=batch_size,
-                                  steps=steps), "steps_per_epoch": steps, "shuffle": False}
+    return {"x": batches(source, orders=[orders], batch_size=batch_size, steps=steps),
+            "steps_per_epoch": steps, "shuffle": False}
 
 
 class _EpochBatches(keras.utils.PyDataset):
