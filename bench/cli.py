@@ -22,6 +22,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"error: {message}; see '{self.prog} --help'\n")
 
 
+def _path(text: str) -> Path:
+    """A path option's value; an empty one (an unset shell variable) is refused rather than
+    read as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?); give a path, "
+                                         "or '.' for the current folder")
+    return Path(text)
+
+
 def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -> None:
     from bench.runner import default_cache_dir
     from bench.space import default_spaces_dir
@@ -30,16 +39,16 @@ def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -
     add("--space", help="search space: a file in the spaces folder (default seed)")
     add("--preset", help="seed or d2l: the seed chapter's experiments (their space and "
                          "settings, published numbers in the report; meant for a GPU)")
-    add("--spaces-dir", type=Path, default=default_spaces_dir(),
+    add("--spaces-dir", type=_path, default=default_spaces_dir(),
         help="folder of search space files (default: ./search_spaces if there is one, "
              "else the shipped spaces)")
     add("--init", help="fix the init hyperparameter to pretrained, random or imagenet "
                        "(for example to run an ImageNet space offline with random weights)")
     add("--dataset", help="dataset name (default: the space's; 'folder' with --data)")
-    add("--data", type=Path, help="an image folder: one subfolder per class, or train/ with "
+    add("--data", type=_path, help="an image folder: one subfolder per class, or train/ with "
                                   "val/ and/or test/, each with class subfolders (dataset "
                                   "'folder')")
-    add("--data-dir", type=Path, help="where downloaded datasets are kept "
+    add("--data-dir", type=_path, help="where downloaded datasets are kept "
                                       "(default: CACHE_DIR/data)")
     add("--source-dataset", help="dataset whose source task pretrains the backbone when the "
                                  "target dataset has none (digits, shapes)")
@@ -66,15 +75,15 @@ def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -
              "batch size)")
     add("--pretrain-epochs", type=int, default=15,
         help="epochs of source-task pretraining (cached; default 15)")
-    add("--results-dir", type=Path, default=Path("results"), help="where runs land")
+    add("--results-dir", type=_path, default=Path("results"), help="where runs land")
     add("--name", help="run directory name (default: SPACE-DATE-TIME)")
-    add("--cache-dir", type=Path, default=default_cache_dir(),
+    add("--cache-dir", type=_path, default=default_cache_dir(),
         help="cache for source weights (default %(default)s)")
     add("--tensorboard", action="store_true",
         help="write TensorBoard logs with KerasTuner's HParams dashboard under RUN/tensorboard "
              "(TensorFlow backend)")
     if resumable:
-        add("--resume", type=Path, metavar="RUN_DIR",
+        add("--resume", type=_path, metavar="RUN_DIR",
             help="continue a run that was interrupted or killed: its settings come from "
                  "its run.json, finished trials are kept, the unfinished one runs again")
     add("--no-prefix-cache", dest="prefix_cache", action="store_false",
@@ -128,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run trials for a chief")
     worker.add_argument("--chief", required=True, metavar="HOST:PORT",
                         help="the chief's address, as it printed it")
-    worker.add_argument("--run", required=True, type=Path, metavar="RUN_DIR",
+    worker.add_argument("--run", required=True, type=_path, metavar="RUN_DIR",
                         help="the chief's run folder, as this machine sees it (shared disk)")
     worker.add_argument("--id", default="tuner0", dest="worker_id",
                         help="this worker's name, unique in the study (default tuner0); a "
@@ -145,12 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "them is estimated from theirs (for studies it would take too "
                            "long to run whole; perf.json says so)")
     listing = commands.add_parser("list", help="list search spaces, datasets, backbones, tuners")
-    listing.add_argument("--spaces-dir", type=Path, default=None,
+    listing.add_argument("--spaces-dir", type=_path, default=None,
                          help="folder of search space files (default: ./search_spaces if "
                               "there is one, else the shipped spaces)")
     analyze = commands.add_parser("analyze", help="rebuild figures and report from run tables")
-    analyze.add_argument("runs", nargs="+", type=Path, help="run directories")
-    analyze.add_argument("--out", type=Path,
+    analyze.add_argument("runs", nargs="+", type=_path, help="run directories")
+    analyze.add_argument("--out", type=_path,
                          help="where the joint report of several runs goes "
                               "(default: compare-FIRST-LAST beside the first run)")
     return parser

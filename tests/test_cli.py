@@ -138,6 +138,11 @@ def test_bad_option_values_are_user_errors(tmp_path, args, message):
                    "see 'python run_bench.py run --help'"),
     (["worker", "--run", "x"], "error: the following arguments are required: --chief; "
                                "see 'python run_bench.py worker --help'"),
+    # Found by a new user: an empty path (an unset shell variable) read the current folder.
+    (["--data", ""], "error: argument --data: an empty path (an unset variable?); give a "
+                     "path, or '.' for the current folder; see 'python run_bench.py run --help'"),
+    (["analyze", "run", ""], "error: argument runs: an empty path ...; see 'python "
+                             "run_bench.py analyze --help'"),
     # Python versions quote the choices differently: the line's ends are compared.
     (["nope"], "error: argument command: invalid choice: 'nope' (choose from ...); "
                "see 'python run_bench.py --help'"),

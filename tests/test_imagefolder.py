@@ -2,6 +2,7 @@
 
 import io
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -256,3 +257,65 @@ def test_a_source_dataset_without_a_source_task_is_refused_before_any_data(tmp_p
     assert ("--source-dataset folder has no source task to pretrain on; use one that has: "
             "digits, shapes") in result.stderr
     assert "data:" not in result.stdout + result.stderr  # refused before decoding
+
+
+def test_broken_links_and_link_loops_are_skipped_when_decodes_are_cached(tmp_path):
+    # Found by a new user: the cache key read every file's size first, and a broken link
+    # or a link loop stopped every command-line run (which always has a cache folder).
+    good_images(tmp_path / "data", per_class=2)
+    os.symlink(tmp_path / "data" / "cats" / "gone.png", tmp_path / "data" / "cats" / "broken.png")
+    os.symlink("loop.png", tmp_path / "data" / "dogs" / "loop.png")
+    messages = []
+    decoded = imagefolder.load_folder(tmp_path / "data", size=8, cache_dir=tmp_path / "cache",
+                                      log=messages.append)
+    assert sorted(decoded.skipped) == [str(tmp_path / "data" / "cats" / "broken.png"),
+                                       str(tmp_path / "data" / "dogs" / "loop.png")]
+    assert len(decoded.labels) == 2 * 3
+    assert "skipped 2 unreadable image file(s)" in messages[0]
+
+
+def test_large_photos_decode_up_to_pillows_refusal_and_the_warning_says_the_limit(
+        tmp_path, monkeypatch):
+    # Found by a new user: Pillow's warning (from 89 megapixels, a 100-megapixel camera's
+    # photo) was made a refusal, and the skip gave reasons that did not include size.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    good_images(tmp_path, per_class=1)
+    Image.new("RGB", (120, 120), "red").save(tmp_path / "cats" / "large.png")  # 1.44x
+    Image.new("RGB", (150, 150), "blue").save(tmp_path / "dogs" / "huge.png")  # 2.25x
+    messages = []
+    decoded = imagefolder.load_folder(tmp_path, size=8, cache_dir=None, log=messages.append)
+    assert decoded.skipped == (str(tmp_path / "dogs" / "huge.png"),)
+    assert "cats/large.png" in decoded.paths
+    [warning] = messages
+    assert "more than 20,000 pixels, Pillow's decompression-bomb limit" in warning
+
+
+def test_a_class_whose_pictures_all_repeat_another_class_is_told_so(tmp_path):
+    good_images(tmp_path, per_class=2)
+    (tmp_path / "zebras").mkdir()
+    for name in ("0.png", "1.png"):
+        shutil.copy(tmp_path / "cats" / name, tmp_path / "zebras" / name)
+    (tmp_path / "zebras" / "empty.png").write_bytes(b"")
+    with pytest.raises(BenchError) as raised:
+        imagefolder.load_folder(tmp_path, size=8, cache_dir=None, log=lambda m: None)
+    assert str(raised.value) == (
+        f"class 'zebras' under {tmp_path} has no picture of its own: 2 of its 3 file(s) "
+        "repeat a picture kept under another class (the same bytes, or the same pixels) and "
+        "1 are unreadable (zebras/0.png repeats cats/0.png; zebras/1.png repeats cats/1.png); "
+        "check the class folders' contents")
+
+
+def test_icons_drawn_only_in_transparency_are_told_their_alpha_is_not_read(tmp_path):
+    # Found by a new user: black shapes on a transparent ground all read as one black
+    # square, and the run said only that a class had "no readable image".
+    for c, name in enumerate(("circle", "square")):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            alpha = np.zeros((12, 12), np.uint8)
+            alpha[2 + i:8 + i, 2 + c:6 + c * 3] = 255
+            icon = np.dstack([np.zeros((12, 12, 3), np.uint8), alpha])
+            Image.fromarray(icon, "RGBA").save(tmp_path / name / f"{i}.png")
+    with pytest.raises(BenchError, match=r"class 'square' .* has no picture of its own: 3 of "
+                                         r"its 3 file\(s\) .*; its images are transparent, "
+                                         r"and the alpha channel is not read"):
+        imagefolder.load_folder(tmp_path, size=8, cache_dir=None, log=lambda m: None)

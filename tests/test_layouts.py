@@ -174,6 +174,11 @@ def test_train_per_class_takes_that_many_of_each_class_from_the_training_split(t
     assert all(row.tobytes() in full_rows for row in three.train.images)
     again = load(root, tmp_path, train_per_class=3)
     np.testing.assert_array_equal(again.train.images, three.train.images)
+    # Found by a new user: the split note said 16 training images while 6 trained.
+    assert ("--train-per-class 3: 6 of the 16 training images train (3 per class, seed 1); "
+            "the other 10 are not used") in three.notes
+    assert not any("--train-per-class" in note
+                   for note in load(root, tmp_path, train_per_class=8).notes)
     # 10 in train/, 2 of each class made the validation split: 8 (not 10) to take from.
     with pytest.raises(BenchError, match=r"--train-per-class 9: class 'cats' has only 8 "
                                          r"training image\(s\) in .*train, once its "

@@ -222,8 +222,9 @@ def decode(path: Path, size: int) -> tuple[np.ndarray, str]:
     metadata, and two different pictures do not, whatever ``size``). Raises on anything
     unreadable."""
     with warnings.catch_warnings():
-        # A decompression bomb is refused, not merely warned about.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Pillow warns from MAX_IMAGE_PIXELS (a 100-megapixel photo) and refuses from twice
+        # that: the refusal is the limit, its warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(path) as image:
             if image.mode == "I" and 32 in getattr(image, "tag_v2", {}).get(258, ()):
                 # A 32-bit integer TIFF: its values may span 0-255, 0-65535 or any other
@@ -288,9 +289,12 @@ def cache_key(files: list[tuple[Path, int]], size: int) -> str:
     decoder = f"Pillow {PIL.__version__} {code_sha256(sys.modules[__name__])}"
     digest = hashlib.sha1(f"{size}|{decoder}\n".encode())
     for path, label in files:
-        info = path.stat()
-        digest.update(f"{path.resolve()}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}|"
-                      f"{label}\n".encode())
+        try:
+            info = path.stat()
+            state = f"{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}"
+        except OSError:  # a broken link or a link loop: skipped when decoding
+            state = "unreadable"
+        digest.update(f"{os.path.realpath(path)}|{state}|{label}\n".encode())
     return digest.hexdigest()[:20]
 
 
@@ -332,12 +336,16 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     pictures: dict[str, tuple[str, int]] = {}
     duplicates, other_class = 0, []
 
-    def repeat(where: str, label: int, kept: tuple[str, int]) -> None:
+    # Per class, its files that repeat a picture kept under another class.
+    elsewhere: dict[int, list[tuple[Path, str]]] = {}
+
+    def repeat(path: Path, where: str, label: int, kept: tuple[str, int]) -> None:
         nonlocal duplicates
         duplicates += 1
         if kept[1] != label:
             other_class.append(f"{where} ({names[label]}) repeats {kept[0]} "
                                f"({names[kept[1]]})")
+            elsewhere.setdefault(label, []).append((path, f"{where} repeats {kept[0]}"))
 
     for path, label in files:
         where = os.path.relpath(path, root)
@@ -348,7 +356,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
             continue
         digest = hashlib.sha256(content).hexdigest()
         if digest in seen:
-            repeat(where, label, seen[digest])
+            repeat(path, where, label, seen[digest])
             continue
         try:
             image, picture = decode(path, size)
@@ -361,7 +369,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
             continue
         seen[digest] = (where, label)
         if picture in pictures:  # the same picture in another file (re-encoded, re-tagged)
-            repeat(where, label, pictures[picture])
+            repeat(path, where, label, pictures[picture])
             continue
         pictures[picture] = (where, label)
         images.append(image)
@@ -371,7 +379,9 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     labels = np.asarray(labels, dtype=np.int32)
     for label, name in enumerate(names):
         if not (labels == label).any():
-            raise BenchError(f"class {name!r} under {root} has no readable image")
+            raise BenchError(_no_image_of_its_own(
+                name, root, elsewhere.get(label, []),
+                files=sum(1 for _, of in files if of == label)))
     try:
         stacked = np.stack(images)
     except MemoryError:
@@ -379,6 +389,32 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
                          f"px from {root}; use a smaller --image-size") from None
     return Decoded(stacked, labels, names, tuple(skipped), tuple(hashes), tuple(paths),
                    duplicates, tuple(other_class))
+
+
+def _no_image_of_its_own(name: str, root: Path, repeats: list[tuple[Path, str]], *,
+                         files: int) -> str:
+    """Why a class kept no image: every file unreadable, or (some) repeating other classes'
+    pictures, with a hint where those files are transparent."""
+    if not repeats:
+        return f"class {name!r} under {root} has no readable image"
+    unreadable = files - len(repeats)
+    message = (f"class {name!r} under {root} has no picture of its own: {len(repeats)} of its "
+               f"{files} file(s) repeat a picture kept under another class (the same bytes, "
+               "or the same pixels)" + (f" and {unreadable} are unreadable" if unreadable else "")
+               + f" ({some([r for _, r in repeats], sep='; ')})")
+    if any(_transparent(path) for path, _ in repeats[:20]):
+        message += ("; its images are transparent, and the alpha channel is not read: "
+                    "pictures drawn only in transparency read as the same colour square")
+    return message + "; check the class folders' contents"
+
+
+def _transparent(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") \
+                or "transparency" in image.info
+    except Exception:  # noqa: BLE001 (only a hint)
+        return False
 
 
 def load_folder(root: Path, *, size: int, cache_dir: Path | None,
@@ -404,7 +440,8 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
             _write_cache(cache_file, decoded, log)
     if decoded.skipped:
         log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root} "
-            "(not decodable, a broken link, or floating-point or 32-bit integer pixels): "
+            "(not decodable, a broken link, floating-point or 32-bit integer pixels, or more "
+            f"than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's decompression-bomb limit): "
             f"{some(decoded.skipped)}")
     return replace(decoded, not_images=tuple(sorted(os.path.relpath(path, root)
                                                      for path in not_images)))

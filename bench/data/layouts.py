@@ -282,6 +282,12 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
                                 seed, class_names=train_all.class_names,
                                 where=f"{where}" + (f", once its {' and '.join(carved)} "
                                                     "images were set aside" if carved else ""))
+        if len(chosen) < len(parts["train"]):
+            notes.append(f"--train-per-class {request.train_per_class}: {len(chosen)} of the "
+                         f"{len(parts['train'])} training images train "
+                         f"({request.train_per_class} per class, "
+                         f"seed {seed}); the other {len(parts['train']) - len(chosen)} are not "
+                         "used")
         parts["train"] = parts["train"][chosen]
 
     def split(part: str) -> Split:
