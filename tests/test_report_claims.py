@@ -225,3 +225,37 @@ def test_which_trials_ran_again_is_said_only_for_the_resumes_that_recorded_it():
     assert resumed_lines({"resumed": ["t1", "t2"], "run_again": [[]]}) == [
         "Resumed 2 times (1 of them, the earliest, did not record which trials ran again; "
         "in the other 1, every trial that had started had ended, and was kept)"]
+
+
+def test_captions_say_where_a_line_averages_only_the_executions_that_trained_on(
+        tmp_path, monkeypatch):
+    # Found by a new user: with a space's early stopping, pretrained head_lr=0.03's line at
+    # epoch 4 was one seed's value, under "mean over the repeats (seeds)".
+    monkeypatch.setattr(plots, "save", lambda fig, stem: None)
+    rows, scores = [], {}
+    for trial, (init, head_lr, score) in enumerate((("pretrained", 0.03, 0.8),
+                                                    ("pretrained", 0.001, 0.7),
+                                                    ("random", 0.03, 0.5),
+                                                    ("random", 0.001, 0.4))):
+        trial = f"{trial:04d}"
+        scores[("r", trial)] = score
+        rows += [row for row in _rows("r", trial, score, epochs=4, init=init, head_lr=head_lr)
+                 # seed 2 of trial 0000 stopped after epoch 2
+                 if not (trial == "0000" and row["seed"] == 2 and row["epoch"] > 2)]
+    tables = _tables(rows, scores, runs=["r"], varied=["init", "head_lr"])
+    blocks = figures(tables, tmp_path, log=lambda *_: None)
+    captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+    assert captions["accuracy_vs_epochs"].endswith(
+        " Some executions stopped sooner than others of their configuration (a space's "
+        "early stopping): the later points of init=pretrained head_lr=0.03 from epoch 3 (1 "
+        "of 2 at epoch 4) are means over the executions that trained on, not over every "
+        "seed."), captions["accuracy_vs_epochs"]
+    # As the figure's legend names the line.
+    assert "the later points of initialisation=pretrained, head learning rate=0.03 from " \
+        "epoch 3 (1 of 2 at epoch 4)" in captions["overfitting"], captions["overfitting"]
+    # Every execution to the end: nothing to say.
+    rows = (_rows("r", "0000", 0.8, epochs=4, init="pretrained", head_lr=0.03)
+            + [r for r in rows if r["trial_id"] != "0000"])
+    blocks = figures(_tables(rows, scores, runs=["r"], varied=["init", "head_lr"]), tmp_path,
+                     log=lambda *_: None)
+    assert not [b for b in blocks if b.kind == "figure" and "stopped sooner" in b.caption]

@@ -176,24 +176,49 @@ def test_a_gap_counts_configurations_among_those_that_reached_its_epoch():
     assert (gap.epoch, gap.configurations, gap.configurations_run,
             gap.configurations_any_epoch) == (3, 2, 2, 4)
     assert gap.mean == pytest.approx(0.15 + 0.015)
-    assert ("validation accuracy, averaged over the 2 configurations of the other "
-            "hyperparameters that reached epoch 3 (4 ran) and paired by seed, is **+0.165**"
-            ) in gap_sentence(gap)
+    assert ("validation accuracy, averaged over the 2 of 4 configurations of the other "
+            "hyperparameters that reached epoch 3 in every execution and paired by seed, is "
+            "**+0.165**") in gap_sentence(gap)
     # One of those that reached epoch 3 ran one init only.
     ran(rows, 0.3, 3, 0.0, inits=("pretrained",))
     gap = analysis.init_gap(pd.DataFrame(rows))
     assert (gap.configurations, gap.configurations_run, gap.configurations_any_epoch) == (2, 3, 5)
-    assert ("averaged over the 2 configurations of the other hyperparameters, of the 3 that "
-            "reached epoch 3 (5 ran), that ran with both inits at every seed and paired by "
-            "seed, is **+0.165**") in gap_sentence(gap)
+    assert ("averaged over the 2 of 5 configurations of the other hyperparameters that ran "
+            "with both inits at every seed and reached epoch 3 in every execution and paired "
+            "by seed, is **+0.165**") in gap_sentence(gap)
     only = analysis.init_gap(pd.DataFrame([r for r in rows if r["head_lr"] != 0.01]))
-    assert ("for the only configuration of the other hyperparameters, of the 2 that "
-            "reached epoch 3 (4 ran), that ran with both inits at every seed "
+    assert ("for the only one of 4 configurations of the other hyperparameters that ran "
+            "with both inits at every seed and reached epoch 3 in every execution "
             "(head_lr=0.001), paired by seed, is **+0.115**") in gap_sentence(only)
     alone = analysis.init_gap(pd.DataFrame([r for r in rows if r["head_lr"] not in
                                             (0.01, 0.3)]))
-    assert ("for the only configuration of the other hyperparameters that reached epoch 3 "
-            "(3 ran; head_lr=0.001), paired by seed, is **+0.115**") in gap_sentence(alone)
+    assert ("for the only one of 3 configurations of the other hyperparameters that "
+            "reached epoch 3 in every execution (head_lr=0.001), paired by seed, is "
+            "**+0.115**") in gap_sentence(alone)
+
+
+def test_a_gap_says_early_stopping_not_one_init_left_configurations_out():
+    # Found by a new user: every configuration ran with both inits at every seed, and an
+    # execution of two of them stopped early (a space's EarlyStopping); the headline said
+    # "the 2 of 4 configurations ... that ran with both inits at every seed".
+    from bench.analysis.report import gap_sentence
+
+    rows = []
+    for head_lr, stops, gap in ((0.1, {}, 0.1), (0.01, {}, 0.3),
+                                (0.03, {("random", 1): 2}, 0.2),
+                                (0.001, {("random", 2): 2, ("pretrained", 1): 3}, 0.2)):
+        for seed in (1, 2):
+            for init in ("random", "pretrained"):
+                last = stops.get((init, seed), 4)
+                rows += [_row(init, seed, epoch, 0.4 + gap * (init == "pretrained")
+                              + 0.01 * seed, head_lr=head_lr) for epoch in range(1, last + 1)]
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    assert (gap.epoch, gap.configurations, gap.configurations_both,
+            gap.configurations_any_epoch) == (4, 2, 4, 4)
+    assert gap.mean == pytest.approx(0.2)  # (0.1 + 0.3) / 2 at both seeds
+    assert ("averaged over the 2 of 4 configurations of the other hyperparameters that "
+            "reached epoch 4 in every execution and paired by seed, is **+0.200**"
+            ) in gap_sentence(gap)
 
 
 def test_the_p_value_is_the_paired_t_test_on_the_seeds_differences():

@@ -99,6 +99,27 @@ def _best_note(over: list[str], rows: pd.DataFrame | None = None) -> str:
     return note
 
 
+def _fewer_executions_note(curve: pd.DataFrame, by: list[str], label=format_values) -> str:
+    """Where a line's later points average fewer executions than its first (a space's
+    early stopping ended some sooner): which lines, from which epoch. ``curve`` is one
+    metric's ``numbers.mean_curves``; ``label`` names a line from its ``by`` values."""
+    lines = []
+    for key, line in numbers._groups(curve, by):  # noqa: SLF001
+        line = line.sort_values("epoch")
+        fewer = line[line["n"] < line["n"].max()]
+        if not fewer.empty:
+            last = line.iloc[-1]
+            lines.append(f"{label(key)} from epoch {int(fewer['epoch'].iloc[0])} "
+                         f"({int(last['n'])} of {int(line['n'].max())} at epoch "
+                         f"{int(last['epoch'])})")
+    if not lines:
+        return ""
+    return (" Some executions stopped sooner than others of their configuration (a space's "
+            "early stopping): the later points of " + "; ".join(lines[:3])
+            + ("; and more" if len(lines) > 3 else "")
+            + " are means over the executions that trained on, not over every seed.")
+
+
 @dataclass
 class Study:
     """What every figure function works with: the complete rows, the trials, and where
@@ -197,7 +218,9 @@ def _accuracy_figure(study: Study) -> None:
         "Validation (top) and training (bottom) accuracy against epoch, mean over the "
         "repeats (seeds) of each configuration with a 95% confidence band"
         + (", the dashed line marking the start of phase 2" if boundaries else "") + "."
-        + _best_note(facets["best_of"], rows))
+        + _best_note(facets["best_of"], rows)
+        + _fewer_executions_note(curves[curves["metric"] == "val_accuracy"],
+                                 _shown(facets)))
     if facets["best_of"]:
         shown = list(dict.fromkeys(c for c in ("run_id", *_shown(facets)) if c in epochs))
         study.blocks.append(Block("table", study.tables.mark_not_in_space(
@@ -419,6 +442,8 @@ def _trial_figures(study: Study) -> None:
                "overfitting", "Overfitting",
                "Training minus validation accuracy against epoch for the best "
                "configurations, 95% band over the repeats of each."
+               + _fewer_executions_note(gap, ["configuration"], label=lambda key:
+                                        key["configuration"])
                + (f" Not drawn: {_trial_list(tied_out['trial_id'])}, tied at "
                   f"{third:.4f} with trial {best['trial_id'].iloc[-1]}, the last drawn (of "
                   "trials with one score, the lowest ids are drawn)." if len(tied_out) else "")

@@ -234,6 +234,9 @@ class Gap:
     #: Configurations that ran with either init at any epoch: more than
     #: ``configurations_run`` where some stopped before ``epoch`` (Hyperband's first rounds).
     configurations_any_epoch: int = 0
+    #: Configurations that ran with both inits at every seed, at their first epoch: more
+    #: than ``configurations`` where some of their executions stopped before ``epoch``.
+    configurations_both: int = 0
 
 
 def _configuration_columns(epochs: pd.DataFrame, pair_on: list[str] | None = None
@@ -398,7 +401,10 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
                configurations_run=int(at["configurations_run"].iloc[0]),
                paired=tuple(diffs.attrs["paired"][epoch]),
                last_epoch=diffs.attrs["last_epoch"],
-               configurations_any_epoch=diffs.attrs["configurations_any_epoch"])
+               configurations_any_epoch=diffs.attrs["configurations_any_epoch"],
+               # Executions record epochs 1..n: a configuration paired at any epoch is
+               # paired at the first, so the most paired at an epoch is every such one.
+               configurations_both=max(len(v) for v in diffs.attrs["paired"].values()))
 
 
 def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",

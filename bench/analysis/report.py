@@ -92,35 +92,25 @@ def earlier_epoch_reason(gap: numbers.Gap) -> str:
 
 def gap_scope(gap: numbers.Gap) -> str:
     """Which configurations of the other hyperparameters a gap is over, where it matters:
-    all of several, or those of them that ran with both inits at every seed (naming the
-    one where it is one), and of how many that reached its epoch where some stopped
-    sooner. "" where only one configuration ran."""
-    reached = (f", of the {gap.configurations_run} that reached epoch {gap.epoch} "
-               f"({gap.configurations_any_epoch} ran),"
-               if gap.configurations_any_epoch > gap.configurations_run else "")
-    if gap.configurations >= gap.configurations_run:
-        if not reached:
-            return (f"averaged over {gap.configurations} configurations of the other "
-                    "hyperparameters" if gap.configurations > 1 else "")
-        return (f"averaged over the {gap.configurations} configurations of the other "
-                f"hyperparameters that reached epoch {gap.epoch} "
-                f"({gap.configurations_any_epoch} ran)" if gap.configurations > 1 else
-                f"for the only configuration of the other hyperparameters that reached "
-                f"epoch {gap.epoch} ({gap.configurations_any_epoch} ran; "
-                f"{format_values(gap.paired[0])})")
-    if gap.configurations == 1:
-        return (f"for the only configuration of the other hyperparameters{reached} that ran "
-                f"with both inits at every seed ({format_values(gap.paired[0])})"
-                if reached else
-                f"for the only one of {gap.configurations_run} configurations of the other "
-                f"hyperparameters that ran with both inits at every seed "
-                f"({format_values(gap.paired[0])})")
-    if reached:
-        return (f"averaged over the {gap.configurations} configurations of the other "
-                f"hyperparameters{reached} that ran with both inits at every seed")
-    return (f"averaged over the {gap.configurations} of {gap.configurations_run} "
-            "configurations of the other hyperparameters that ran with both inits at every "
-            "seed")
+    all of several, or those of them that ran with both inits at every seed and reached
+    its epoch in every execution (naming the one where it is one), of how many ran. ""
+    where only one configuration ran."""
+    paired, ran = gap.configurations, gap.configurations_any_epoch
+    if paired >= ran:
+        return (f"averaged over {paired} configurations of the other hyperparameters"
+                if paired > 1 else "")
+    conditions = []
+    if gap.configurations_both < ran:
+        conditions.append("ran with both inits at every seed")
+    if paired < gap.configurations_both:
+        # A space's early stopping or Hyperband's first rounds ended them sooner.
+        conditions.append(f"reached epoch {gap.epoch} in every execution")
+    which = " and ".join(conditions)
+    if paired == 1:
+        return (f"for the only one of {ran} configurations of the other hyperparameters "
+                f"that {which} ({format_values(gap.paired[0])})")
+    return (f"averaged over the {paired} of {ran} configurations of the other "
+            f"hyperparameters that {which}")
 
 
 #: Below this many validation images the report says how coarse accuracy is.

@@ -34,8 +34,7 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
     gaps = numbers.init_gaps(tables.complete, pair_on=tables.pair_on(run["run_id"]))
     for gap in gaps:
         seeds = f"{gap.pairs} seeds" if gap.pairs > 1 else "one seed"
-        if (gap.configurations < gap.configurations_run
-                or gap.configurations_any_epoch > gap.configurations_run):
+        if gap.configurations < gap.configurations_any_epoch:
             seeds += f"; {gap_scope(gap)}"
         reason = earlier_epoch_reason(gap)
         if reason:
