@@ -154,3 +154,30 @@ def test_the_readme_s_hyperband_trial_counts_are_the_schedule_s():
     assert said, "the README's sentence on Hyperband's trial counts moved"
     pairs = [(1, 1)] + [(int(said[i]), int(said[i + 1])) for i in (1, 3, 5)]
     assert [(hyperband_trials(epochs), epochs) for _, epochs in pairs] == pairs
+
+
+def test_the_grid_hands_an_int_sampled_log_with_a_step_as_ints(tmp_path):
+    # Found by a new user: KerasTuner's grid lists Int("units", 8, 64, sampling="log",
+    # step=2) as 8.0, 16.0, 32.0, 64.0, and Dense refused 16.0: every trial after the first
+    # (whose default, 8, is an int) failed.
+    import keras_tuner
+
+    from bench.tuning.algorithms import make_oracle
+
+    hp = keras_tuner.HyperParameters()
+    hp.Int("units", 8, 64, sampling="log", step=2)
+    hp.Choice("init", ["pretrained", "random"])
+    assert [type(v) for v in hp.space[0].values] == [float] * 4  # KerasTuner's own
+    oracle = make_oracle("grid", hyperparameters=hp, max_trials=None, seed=1, max_epochs=1)
+    oracle._set_project_dir(str(tmp_path), "tuner")
+    handed = []
+    while True:
+        trial = oracle.create_trial("tuner0")
+        if trial.status != "RUNNING":
+            break
+        handed.append(dict(trial.hyperparameters.values))
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+        oracle.end_trial(trial)
+    assert sorted((v["units"], v["init"]) for v in handed) == [
+        (units, init) for units in (8, 16, 32, 64) for init in ("pretrained", "random")]
+    assert {type(v["units"]) for v in handed} == {int}

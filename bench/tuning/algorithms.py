@@ -172,6 +172,21 @@ def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None,
             "grid) would cover it exactly")
 
 
+def _ints_as_int(hp, values: dict) -> dict:
+    """``values`` with an Int hyperparameter's float values (16.0) as ints.
+
+    KerasTuner's grid lists an ``Int`` with ``sampling="log"`` and a ``step`` as floats
+    (``Int("units", 8, 64, sampling="log", step=2)`` gives 8.0, 16.0, 32.0, 64.0), which a
+    layer refuses as a unit count (found by a new user: every grid trial after the first
+    failed); its other tuners give ints.
+    """
+    import keras_tuner
+
+    ints = {p.name for p in hp.space if isinstance(p, keras_tuner.engine.hyperparameters.Int)}
+    return {name: int(value) if name in ints and isinstance(value, float)
+            and value.is_integer() else value for name, value in values.items()}
+
+
 @functools.cache
 def resumable_grid_oracle():
     """KerasTuner's GridSearchOracle, with the order of the grid kept in ``oracle.json``,
@@ -190,6 +205,8 @@ def resumable_grid_oracle():
     class ResumableGridSearchOracle(keras_tuner.oracles.GridSearchOracle):
         def populate_space(self, trial_id):
             proposal = super().populate_space(trial_id)
+            if proposal.get("values"):
+                proposal["values"] = _ints_as_int(self.hyperparameters, proposal["values"])
             if (proposal["status"] == keras_tuner.engine.trial.TrialStatus.RUNNING
                     and trial_id not in self._populate_next):
                 # KerasTuner appends it again when it ends: that walk finds its next
