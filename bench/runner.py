@@ -35,6 +35,7 @@ from bench.space import (
     declared_hyperparameters,
     declared_values,
     default_spaces_dir,
+    discover,
     load_space,
     optimizer_choice,
     space_identity,
@@ -122,6 +123,25 @@ def _changed_from_preset(preset: SpaceSettings, settings: SpaceSettings, *, init
     if init is not None:
         changed.append(f"init fixed to {init}")
     return ", ".join(changed)
+
+
+def _init_rules_lost(space: SearchSpace, declared, init: str) -> str:
+    """Where ``--init`` fixes a preset to an init it does not run, what the preset's space
+    derives from init that this run does not get (the d2l recipe's body at a tenth of the
+    head's rate goes with imagenet, not pretrained), as ", which the preset does not run
+    (it runs imagenet and random), so body_lr_scale is 1 (...)"; "" when it runs it."""
+    inits = declared_values(declared, "init") or []
+    if not inits or init in inits:
+        return ""
+    said = ""
+    for name in ("body_lr_scale", "head_lr"):
+        theirs = {value: space.value(fix_hyperparameter(declared, "init", value), name)
+                  for value in inits}
+        ours = space.value(fix_hyperparameter(declared, "init", init), name)
+        if len(set(theirs.values())) > 1:
+            said += (f", so {name} is {ours:g} (the preset's is "
+                     + ", ".join(f"{v:g} with {i}" for i, v in theirs.items()) + ")")
+    return f", which the preset does not run (it runs {' and '.join(inits)}){said}"
 
 
 def _check_optimizer(space: SearchSpace, hp) -> None:
@@ -344,6 +364,12 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
         chosen = preset(spec.preset)
         spec = replace(spec, space=chosen.space)
         references = [asdict(r) for r in chosen.references]
+        if spec.spaces_dir != default_spaces_dir() and chosen.space not in discover(
+                spec.spaces_dir):
+            raise BenchError(f"preset {spec.preset} runs search space {chosen.space}, which "
+                             f"the --spaces-dir {spec.spaces_dir} does not hold (it replaces "
+                             "the shipped spaces folder): drop --spaces-dir, or copy "
+                             f"{chosen.space}.py from {default_spaces_dir()} into it")
     space = load_space(spec.space, spec.spaces_dir)
     dataset = spec.dataset or ("folder" if spec.data is not None else None)
     settings = space.settings.override(
@@ -378,11 +404,14 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
                          "TensorFlow backend; unset KERAS_BACKEND or drop --tensorboard")
     num_blocks = block_count(backbone, image_size=image_size)
     hp = declared_hyperparameters(space, num_blocks=num_blocks)
+    declared = hp
     if spec.init is not None:
         hp = fix_hyperparameter(hp, "init", spec.init)
     if references:
         changed = _changed_from_preset(space.settings, settings, init=spec.init,
                                        image_size=image_size)
+        if spec.init is not None:
+            changed += _init_rules_lost(space, declared, spec.init)
         references = [dict(r, changed=changed) if changed else r for r in references]
     _check_optimizer(space, hp)
     tuner_name = choose_tuner(settings.tuner, hp)

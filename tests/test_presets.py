@@ -94,3 +94,29 @@ def test_d2l_trains_the_head_at_ten_times_the_body_only_when_fine_tuning():
         assert optimizer.weight_decay == pytest.approx(1e-3)
         assert float(optimizer.learning_rate) == pytest.approx(6.4e-2)
         assert parts.backbone.input.shape[1] == 28  # 224/256 of 32
+
+
+def test_an_init_the_preset_does_not_run_says_what_its_space_derives_from_init():
+    # Found by a new user: d2l with --init pretrained trained the body at the head's rate
+    # (its 0.1 goes with imagenet), and the report's caveat said only "init fixed".
+    from bench.runner import _init_rules_lost
+    from bench.space import declared_hyperparameters
+
+    space = load_space("d2l-recipe")
+    hp = declared_hyperparameters(space, num_blocks=4)
+    assert _init_rules_lost(space, hp, "pretrained") == (
+        ", which the preset does not run (it runs imagenet and random), so body_lr_scale is "
+        "1 (the preset's is 0.1 with imagenet, 1 with random)")
+    assert _init_rules_lost(space, hp, "random") == ""
+
+
+def test_a_preset_whose_space_another_spaces_dir_hides_is_told_so(tmp_path):
+    # Found by a new user: "unknown search space 'd2l-recipe'", listing the user's spaces.
+    (tmp_path / "mine.py").write_text("")
+    result = run_bench("run", "--preset", "d2l", "--spaces-dir", str(tmp_path),
+                       "--results-dir", str(tmp_path / "r"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(
+        f"error: preset d2l runs search space d2l-recipe, which the --spaces-dir {tmp_path} "
+        "does not hold (it replaces the shipped spaces folder): drop --spaces-dir, or copy "
+        "d2l-recipe.py from "), result.stderr
