@@ -255,6 +255,19 @@ class ModelFit(SearchSpace):
     def fit(self, parts, *, hp, run):
         return [parts.model.fit(run.train.images, run.train.labels, epochs=1, verbose=0)]
 ''',
+    # Found by a new user: the batch size a hook set trained; the tables said the study's.
+    "batch-in-fit": '''
+class BatchInFit(SearchSpace):
+    description = "a fit hook that sets its own batch size"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def fit(self, parts, *, hp, run):
+        run.batch_size = 16
+        return [run.fit(parts.model, epochs=run.epochs)]
+''',
     # momentum is read only where it is active, which the first build (Adam) is not.
     "conditional-read": '''
 class ConditionalRead(SearchSpace):
@@ -318,6 +331,10 @@ REFUSED = {
     "unscaled": "body_lr_scale is 0.1 but its compile() trains the backbone at 1 x head_lr",
     "model-fit": "search space model-fit: its fit() ran no epoch through run.fit: train "
                  "with run.fit(parts.model, epochs=...)",
+    "batch-in-fit": "a fit hook set run.batch_size to 16; the study's batch size "
+                    "(--batch-size) is what run.json and the report record, so a hook cannot "
+                    "change it: to compare batch sizes, run the study once per --batch-size "
+                    "and join the runs with 'analyze RUN RUN ...'",
     "other-metric": "search space other-metric: its model reports no accuracy after an "
                     "epoch; the tables and the tuner's objective are accuracy",
     "scale-everything": "its compile() trains 2 head variable(s) (such as "

@@ -19,7 +19,7 @@ import keras_tuner
 import numpy as np
 
 from bench.data.datasets import Split, TransferData
-from bench.errors import DiskFull, FailureLimit
+from bench.errors import BenchError, DiskFull, FailureLimit
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
 from bench.stopping import raise_if_stopped
 from bench.tuning.algorithms import OBJECTIVE
@@ -64,6 +64,18 @@ class FitRun:
     on_device: OnDevice | None = None
     #: ``validation`` as one batch, converted once; only while it is that split.
     one_validation: OneBatch | None = None
+
+    def __setattr__(self, name, value):
+        # Found by a new user: a fit hook set run.batch_size per trial; it trained so, and
+        # run.json, the report and perf said the study's batch size.
+        if name == "batch_size" and "batch_size" in self.__dict__ \
+                and value != self.__dict__["batch_size"]:
+            raise BenchError(
+                f"a fit hook set run.batch_size to {value}; the study's batch size "
+                "(--batch-size) is what run.json and the report record, so a hook cannot "
+                "change it: to compare batch sizes, run the study once per --batch-size and "
+                "join the runs with 'analyze RUN RUN ...'")
+        super().__setattr__(name, value)
 
     def fit(self, model, *, epochs: int, initial_epoch: int = 0,
             steps_per_epoch: int | None = None):
