@@ -207,6 +207,8 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
         ``(data, weights, facts)``: the TransferData; the source-weights file, "imagenet",
         or None; and what ``run.json`` should say about both.
     """
+    import numpy as np
+
     from bench.models.pretrain import pretrain, weak_source_warning
 
     request = DataRequest(
@@ -222,6 +224,10 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     facts = {"dataset": {"name": data.name, "classes": list(data.class_names),
                          "train": len(data.train), "validation": len(data.validation),
                          "test": len(data.test),
+                         "class_counts": {part: np.bincount(split.labels, minlength=len(
+                             data.class_names)).tolist() for part, split in (
+                             ("train", data.train), ("validation", data.validation),
+                             ("test", data.test))},
                          # The source task used: another dataset's with --source-dataset.
                          "source": len(data.source) if data.source is not None
                          and spec.source_dataset is None else 0,

@@ -188,6 +188,11 @@ def test_a_run_on_a_folder_with_broken_files_completes(tmp_path, tiny_spaces_dir
     run = json.loads((tmp_path / "results" / "folder" / "run.json").read_text())
     sizes = run["dataset"]
     assert sizes["train"] + sizes["validation"] + sizes["test"] == good
+    # Per class: every class's good images (good_images makes 11 of each), each split's sum.
+    counts = sizes["class_counts"]
+    assert [sum(c) for c in zip(*counts.values())] == [good // 2, good // 2]
+    assert [sum(counts[s]) for s in ("train", "validation", "test")] == [
+        sizes["train"], sizes["validation"], sizes["test"]]
     assert sizes["skipped_files"] == bad and len(sizes["skipped_examples"]) == bad
     assert {p.rsplit("/", 1)[-1] for p in sizes["skipped_examples"]} == {
         "empty.jpg", "truncated.png", "notes.jpg"}
@@ -200,6 +205,9 @@ def test_a_run_on_a_folder_with_broken_files_completes(tmp_path, tiny_spaces_dir
     line = next(line for line in result.stdout.splitlines() if line.startswith("data: folder"))
     assert line.endswith(f" ({sizes['seconds']:.1f} s)"), line
     report = (tmp_path / "results" / "folder" / "report.md").read_text()
+    cats, dogs = ("/".join(str(counts[s][c]) for s in ("train", "validation", "test"))
+                  for c in (0, 1))
+    assert f"Images per class (train/validation/test): cats {cats}, dogs {dogs}. " in report
     assert "Source pretraining on the `digits` source task: 3 epochs, source accuracy" in report
 
 

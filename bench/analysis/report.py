@@ -432,6 +432,29 @@ def spread_lines(run: dict) -> list[str]:
             "processes under KerasTuner's chief (merged tables)"]
 
 
+#: Classes listed by name in the report's class line; more are summed up.
+LISTED_CLASSES = 10
+
+
+def class_balance_line(data: dict) -> str | None:
+    """Images per class and split, and the score of answering one class for every image
+    (the largest class's share of each split): the accuracy a model must beat. None for a
+    run that did not record its class counts."""
+    counts = data.get("class_counts")
+    if not counts:
+        return None
+    splits = [split for split in ("train", "validation", "test") if sum(counts.get(split, []))]
+    classes = data.get("classes") or [str(i) for i in range(len(counts[splits[0]]))]
+    per = [f"{name} " + "/".join(str(counts[split][i]) for split in splits)
+           for i, name in enumerate(classes)]
+    shown = ", ".join(per[:LISTED_CLASSES]) + (
+        f" and {len(per) - LISTED_CLASSES} more" if len(per) > LISTED_CLASSES else "")
+    largest = " and ".join(f"{max(counts[split]) / sum(counts[split]):.3f} on {split}"
+                           for split in splits if split != "train")
+    return (f"Images per class ({'/'.join(splits)}): {shown}. Answering one class for every "
+            f"image scores at most {largest} (the largest class's share)")
+
+
 def what_ran(run: dict) -> list[str]:
     settings = run.get("settings", {})
     space = run.get("space", {})
@@ -455,6 +478,9 @@ def what_ran(run: dict) -> list[str]:
         f"{run.get('ended') or 'not recorded (the process stopped first)'}; "
         f"{search_time(run)}",
     ]
+    balance = class_balance_line(data)
+    if balance:
+        lines.append(balance)
     if data.get("skipped_files"):
         lines.append(f"Skipped {data['skipped_files']} unreadable image file(s), for example "
                      f"{', '.join(data.get('skipped_examples', [])[:3])}")
