@@ -451,8 +451,9 @@ def class_balance_line(data: dict) -> str | None:
         f" and {len(per) - LISTED_CLASSES} more" if len(per) > LISTED_CLASSES else "")
     largest = " and ".join(f"{max(counts[split]) / sum(counts[split]):.3f} on {split}"
                            for split in splits if split != "train")
-    return (f"Images per class ({'/'.join(splits)}): {shown}. Answering one class for every "
-            f"image scores at most {largest} (the largest class's share)")
+    line = f"Images per class ({'/'.join(splits)}): {shown}"
+    return line + (f". Answering one class for every image scores at most {largest} (the "
+                   "largest class's share)" if largest else "")
 
 
 def what_ran(run: dict) -> list[str]:
