@@ -30,6 +30,7 @@ from bench.models.backbones import BackboneSpec, backbone_spec, block_count, ens
 from bench.models.precision import check_precision, compute_dtype
 from bench.space import (
     BUILDER_HYPERPARAMETERS,
+    DEFAULT_SPACES_DIR,
     SearchSpace,
     SpaceSettings,
     declared_hyperparameters,
@@ -370,12 +371,15 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
         chosen = preset(spec.preset)
         spec = replace(spec, space=chosen.space)
         references = [asdict(r) for r in chosen.references]
-        if spec.spaces_dir != default_spaces_dir() and chosen.space not in discover(
-                spec.spaces_dir):
+        if chosen.space not in discover(spec.spaces_dir):
+            # A --spaces-dir, or ./search_spaces in the current folder, replaces the
+            # shipped spaces, the preset's among them.
             raise BenchError(f"preset {spec.preset} runs search space {chosen.space}, which "
-                             f"the --spaces-dir {spec.spaces_dir} does not hold (it replaces "
-                             "the shipped spaces folder): drop --spaces-dir, or copy "
-                             f"{chosen.space}.py from {default_spaces_dir()} into it")
+                             f"the spaces folder {spec.spaces_dir} does not hold (a "
+                             "--spaces-dir, or ./search_spaces in the current folder, "
+                             f"replaces the shipped one): copy {chosen.space}.py from "
+                             f"{DEFAULT_SPACES_DIR} into it, or run from another folder "
+                             "without --spaces-dir")
     space = load_space(spec.space, spec.spaces_dir)
     dataset = spec.dataset or ("folder" if spec.data is not None else None)
     settings = space.settings.override(

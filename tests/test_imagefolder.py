@@ -309,8 +309,24 @@ def test_a_class_whose_pictures_all_repeat_another_class_is_told_so(tmp_path):
     assert str(raised.value) == (
         f"class 'zebras' under {tmp_path} has no picture of its own: 2 of its 3 file(s) "
         "repeat a picture kept under another class (the same bytes, or the same pixels) and "
-        "1 are unreadable (zebras/0.png repeats cats/0.png; zebras/1.png repeats cats/1.png); "
+        "1 is unreadable (zebras/0.png repeats cats/0.png; zebras/1.png repeats cats/1.png); "
         "check the class folders' contents")
+    # Found by a reviewer: a byte copy of a file that was itself dropped as a pixel repeat
+    # counted as unreadable, and repeated the dropped file rather than the one kept.
+    (tmp_path / "zebras" / "empty.png").unlink()
+    # The same pixels with an opaque alpha channel: other bytes, the same picture.
+    Image.open(tmp_path / "cats" / "0.png").convert("RGBA").save(tmp_path / "zebras" / "0.png")
+    assert (tmp_path / "zebras" / "0.png").read_bytes() != \
+        (tmp_path / "cats" / "0.png").read_bytes()
+    shutil.copy(tmp_path / "zebras" / "0.png", tmp_path / "zebras" / "9.png")
+    with pytest.raises(BenchError) as raised:
+        imagefolder.load_folder(tmp_path, size=8, cache_dir=None, log=lambda m: None)
+    assert (": 3 of its 3 file(s) repeat a picture kept under another class (the same "
+            "bytes, or the same pixels) (zebras/0.png repeats cats/0.png; zebras/1.png repeats "
+            "cats/1.png; zebras/9.png repeats cats/0.png); check") in str(raised.value), \
+        str(raised.value)
+    # Opaque images with an alpha channel get no word on transparency.
+    assert "transparent" not in str(raised.value)
 
 
 def test_icons_drawn_only_in_transparency_are_told_their_alpha_is_not_read(tmp_path):
@@ -324,6 +340,6 @@ def test_icons_drawn_only_in_transparency_are_told_their_alpha_is_not_read(tmp_p
             icon = np.dstack([np.zeros((12, 12, 3), np.uint8), alpha])
             Image.fromarray(icon, "RGBA").save(tmp_path / name / f"{i}.png")
     with pytest.raises(BenchError, match=r"class 'square' .* has no picture of its own: 3 of "
-                                         r"its 3 file\(s\) .*; its images are transparent, "
-                                         r"and the alpha channel is not read"):
+                                         r"its 3 file\(s\) .*; its images have transparent "
+                                         r"pixels, and the alpha channel is not read"):
         imagefolder.load_folder(tmp_path, size=8, cache_dir=None, log=lambda m: None)

@@ -116,7 +116,16 @@ def test_a_preset_whose_space_another_spaces_dir_hides_is_told_so(tmp_path):
     result = run_bench("run", "--preset", "d2l", "--spaces-dir", str(tmp_path),
                        "--results-dir", str(tmp_path / "r"))
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith(
-        f"error: preset d2l runs search space d2l-recipe, which the --spaces-dir {tmp_path} "
-        "does not hold (it replaces the shipped spaces folder): drop --spaces-dir, or copy "
-        "d2l-recipe.py from "), result.stderr
+    told = (f"error: preset d2l runs search space d2l-recipe, which the spaces folder "
+            f"{tmp_path} does not hold (a --spaces-dir, or ./search_spaces in the current "
+            "folder, replaces the shipped one): copy d2l-recipe.py from ")
+    assert result.stderr.startswith(told), result.stderr
+    # Found by a reviewer: ./search_spaces in the current folder (README's place for your
+    # own spaces) hid it the same way, and was not told.
+    (tmp_path / "here" / "search_spaces").mkdir(parents=True)
+    (tmp_path / "here" / "search_spaces" / "mine.py").write_text("")
+    result = run_bench("run", "--preset", "d2l", "--results-dir", str(tmp_path / "r"),
+                       cwd=tmp_path / "here")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(told.replace(str(tmp_path), str(
+        tmp_path / "here" / "search_spaces"))), result.stderr

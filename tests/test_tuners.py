@@ -181,3 +181,43 @@ def test_the_grid_hands_an_int_sampled_log_with_a_step_as_ints(tmp_path):
     assert sorted((v["units"], v["init"]) for v in handed) == [
         (units, init) for units in (8, 16, 32, 64) for init in ("pretrained", "random")]
     assert {type(v["units"]) for v in handed} == {int}
+
+
+def test_a_trial_handed_out_with_float_ints_trains_with_ints(tmp_path, cache_dir,
+                                                              monkeypatch):
+    # Found by a reviewer: a run started before the grid handed out ints, resumed, gets its
+    # running trial back from oracle.json with KerasTuner's floats. The oracle's cast is
+    # taken away here, so every trial arrives as such a one would.
+    import textwrap
+
+    from bench.tuning import algorithms, bench_tuner
+
+    # The tuner's own cast, bound before the oracle's is taken away.
+    assert bench_tuner.ints_as_int is algorithms.ints_as_int
+    monkeypatch.setattr(algorithms, "ints_as_int", lambda hp, values: values)
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "units.py").write_text(textwrap.dedent('''
+        import keras
+
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class Units(SearchSpace):
+            description = "a hidden layer's width, log-stepped"
+            settings = SpaceSettings(init="random", epochs=1, repeats=1, frozen_blocks=4)
+            extra_hyperparameters = ("units",)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Int("units", 4, 8, sampling="log", step=2)
+
+            def build_head(self, x, *, hp, num_classes):
+                x = keras.layers.GlobalAveragePooling2D()(x)
+                x = keras.layers.Dense(self.value(hp, "units"), activation="relu")(x)
+                return keras.layers.Dense(num_classes, activation="softmax")(x)
+    '''))
+    spec = RunSpec(space="units", spaces_dir=tmp_path / "spaces", image_size=IMAGE_SIZE,
+                   results_dir=tmp_path, name="units", cache_dir=cache_dir)
+    run_dir = RunDir(run_study(spec, log=lambda *_: None))
+    trials = read_trials(run_dir)
+    assert list(trials["status"]) == ["COMPLETED", "COMPLETED"], trials["error"].tolist()
+    assert sorted(trials["units"].astype(str)) == ["4", "8"]

@@ -20,6 +20,7 @@ why.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import os
@@ -222,8 +223,8 @@ def decode(path: Path, size: int) -> tuple[np.ndarray, str]:
     metadata, and two different pictures do not, whatever ``size``). Raises on anything
     unreadable."""
     with warnings.catch_warnings():
-        # Pillow warns from MAX_IMAGE_PIXELS (a 100-megapixel photo) and refuses from twice
-        # that: the refusal is the limit, its warning would only be noise.
+        # Pillow warns from MAX_IMAGE_PIXELS (about 89 megapixels: a 100-megapixel photo)
+        # and refuses from twice that: the refusal is the limit, its warning only noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(path) as image:
             if image.mode == "I" and 32 in getattr(image, "tag_v2", {}).get(258, ()):
@@ -336,8 +337,10 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     pictures: dict[str, tuple[str, int]] = {}
     duplicates, other_class = 0, []
 
-    # Per class, its files that repeat a picture kept under another class.
+    # Per class, its files that repeat a picture kept under another class, and its
+    # unreadable files.
     elsewhere: dict[int, list[tuple[Path, str]]] = {}
+    unreadable = collections.Counter()
 
     def repeat(path: Path, where: str, label: int, kept: tuple[str, int]) -> None:
         nonlocal duplicates
@@ -353,6 +356,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
             content = path.read_bytes()
         except OSError:
             skipped.append(str(path))
+            unreadable[label] += 1
             continue
         digest = hashlib.sha256(content).hexdigest()
         if digest in seen:
@@ -366,8 +370,10 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
                              "images") from None
         except Exception:  # noqa: BLE001 (any unreadable file is skipped, not fatal)
             skipped.append(str(path))
+            unreadable[label] += 1
             continue
-        seen[digest] = (where, label)
+        # A byte copy of this file repeats the file kept, not this one if it is dropped.
+        seen[digest] = pictures.get(picture, (where, label))
         if picture in pictures:  # the same picture in another file (re-encoded, re-tagged)
             repeat(path, where, label, pictures[picture])
             continue
@@ -379,9 +385,8 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     labels = np.asarray(labels, dtype=np.int32)
     for label, name in enumerate(names):
         if not (labels == label).any():
-            raise BenchError(_no_image_of_its_own(
-                name, root, elsewhere.get(label, []),
-                files=sum(1 for _, of in files if of == label)))
+            raise BenchError(_no_image_of_its_own(name, root, elsewhere.get(label, []),
+                                                  unreadable=unreadable[label]))
     try:
         stacked = np.stack(images)
     except MemoryError:
@@ -392,27 +397,30 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
 
 
 def _no_image_of_its_own(name: str, root: Path, repeats: list[tuple[Path, str]], *,
-                         files: int) -> str:
+                         unreadable: int) -> str:
     """Why a class kept no image: every file unreadable, or (some) repeating other classes'
     pictures, with a hint where those files are transparent."""
     if not repeats:
         return f"class {name!r} under {root} has no readable image"
-    unreadable = files - len(repeats)
     message = (f"class {name!r} under {root} has no picture of its own: {len(repeats)} of its "
-               f"{files} file(s) repeat a picture kept under another class (the same bytes, "
-               "or the same pixels)" + (f" and {unreadable} are unreadable" if unreadable else "")
+               f"{len(repeats) + unreadable} file(s) repeat a picture kept under another "
+               "class (the same bytes, or the same pixels)"
+               + (f" and {unreadable} {'is' if unreadable == 1 else 'are'} unreadable"
+                  if unreadable else "")
                + f" ({some([r for _, r in repeats], sep='; ')})")
     if any(_transparent(path) for path, _ in repeats[:20]):
-        message += ("; its images are transparent, and the alpha channel is not read: "
-                    "pictures drawn only in transparency read as the same colour square")
+        message += ("; its images have transparent pixels, and the alpha channel is not "
+                    "read: pictures drawn only in transparency read as the same colour square")
     return message + "; check the class folders' contents"
 
 
 def _transparent(path: Path) -> bool:
     try:
         with Image.open(path) as image:
-            return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") \
-                or "transparency" in image.info
+            if image.mode not in ("RGBA", "LA", "PA", "La", "RGBa") \
+                    and "transparency" not in image.info:
+                return False
+            return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
     except Exception:  # noqa: BLE001 (only a hint)
         return False
 
@@ -439,10 +447,11 @@ def load_folder(root: Path, *, size: int, cache_dir: Path | None,
         if cache_file is not None:
             _write_cache(cache_file, decoded, log)
     if decoded.skipped:
+        limit = (f", or more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's "
+                 "decompression-bomb limit" if Image.MAX_IMAGE_PIXELS else "")
         log(f"warning: skipped {len(decoded.skipped)} unreadable image file(s) under {root} "
-            "(not decodable, a broken link, floating-point or 32-bit integer pixels, or more "
-            f"than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's decompression-bomb limit): "
-            f"{some(decoded.skipped)}")
+            "(not decodable, a broken link, floating-point or 32-bit integer pixels"
+            f"{limit}): {some(decoded.skipped)}")
     return replace(decoded, not_images=tuple(sorted(os.path.relpath(path, root)
                                                      for path in not_images)))
 

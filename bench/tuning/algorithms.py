@@ -172,7 +172,7 @@ def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None,
             "grid) would cover it exactly")
 
 
-def _ints_as_int(hp, values: dict) -> dict:
+def ints_as_int(hp, values: dict) -> dict:
     """``values`` with an Int hyperparameter's float values (16.0) as ints.
 
     KerasTuner's grid lists an ``Int`` with ``sampling="log"`` and a ``step`` as floats
@@ -206,7 +206,7 @@ def resumable_grid_oracle():
         def populate_space(self, trial_id):
             proposal = super().populate_space(trial_id)
             if proposal.get("values"):
-                proposal["values"] = _ints_as_int(self.hyperparameters, proposal["values"])
+                proposal["values"] = ints_as_int(self.hyperparameters, proposal["values"])
             if (proposal["status"] == keras_tuner.engine.trial.TrialStatus.RUNNING
                     and trial_id not in self._populate_next):
                 # KerasTuner appends it again when it ends: that walk finds its next

@@ -22,7 +22,7 @@ from bench.data.datasets import Split, TransferData
 from bench.errors import BenchError, DiskFull, FailureLimit
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
 from bench.stopping import raise_if_stopped
-from bench.tuning.algorithms import OBJECTIVE
+from bench.tuning.algorithms import OBJECTIVE, ints_as_int
 from bench.tuning.batches import (
     resident_fit_arguments,
     seeded_fit_arguments,
@@ -64,12 +64,20 @@ class FitRun:
     on_device: OnDevice | None = None
     #: ``validation`` as one batch, converted once; only while it is that split.
     one_validation: OneBatch | None = None
+    #: The study's ``--batch-size``, which the tables record (``batch_size`` by default;
+    #: the pre-flight check trains one smaller batch).
+    study_batch_size: int | None = None
+
+    def __post_init__(self):
+        if self.study_batch_size is None:
+            self.study_batch_size = self.batch_size
+        self.__dict__["_given_batch_size"] = self.batch_size
 
     def __setattr__(self, name, value):
         # Found by a new user: a fit hook set run.batch_size per trial; it trained so, and
         # run.json, the report and perf said the study's batch size.
-        if name == "batch_size" and "batch_size" in self.__dict__ \
-                and value != self.__dict__["batch_size"]:
+        if name == "batch_size" and "_given_batch_size" in self.__dict__ and value not in (
+                self.__dict__["_given_batch_size"], self.study_batch_size):
             raise BenchError(
                 f"a fit hook set run.batch_size to {value}; the study's batch size "
                 "(--batch-size) is what run.json and the report record, so a hook cannot "
@@ -221,6 +229,10 @@ class BenchTuner(keras_tuner.Tuner):
                                      columns=self.execution.columns)
 
     def on_trial_begin(self, trial):
+        # The grid oracle hands out ints; a trial it handed out before it did (a resumed
+        # run's) may hold KerasTuner's floats.
+        trial.hyperparameters.values.update(ints_as_int(trial.hyperparameters,
+                                                        trial.hyperparameters.values))
         raise_if_stopped()
         super().on_trial_begin(trial)
         declared = {k: v for k, v in trial.hyperparameters.values.items()

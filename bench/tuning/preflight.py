@@ -228,7 +228,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
                             num_classes=hypermodel.inputs.num_classes)
         recorder = EpochRecorder(_Discard(), fixed={}, parts=parts)
         run = FitRun(train=train, validation=validation, epochs=max(space.min_epochs, 1),
-                     batch_size=size, recorder=recorder)
+                     batch_size=size, recorder=recorder, study_batch_size=batch_size)
         _guarded(space, "fitting", lambda: space.fit(parts, hp=tracked, run=run))
         if not recorder.rows:
             raise BenchError(f"search space {space.name}: {NO_EPOCH}")
