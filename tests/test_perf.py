@@ -149,15 +149,18 @@ def test_forward_macs_counts_convolutions_and_dense_layers_by_hand():
     from bench.floor import forward_macs
 
     inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 8*8 outputs x 3*3*3 x 4
-    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same")(x)  # 4*4*4 x 3*3
-    x = keras.layers.Conv2D(8, 3, padding="same", groups=2)(x)  # 4*4 x 3*3*(4/2) x 8
-    x = keras.layers.SeparableConv2D(6, 3, padding="same")(x)  # 4*4 x (3*3*8 + 8*6)
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # taps x 3 x 4
+    x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same")(x)  # taps x 4
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=2)(x)  # taps x (4/2) x 8
+    x = keras.layers.SeparableConv2D(6, 3, padding="same")(x)  # taps x 8 + 4*4 x 8*6
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(2)(x)  # 6 x 2
     model = keras.Model(inputs, outputs)
-    assert forward_macs(model) == (8 * 8 * 27 * 4 + 4 * 4 * 4 * 9 + 4 * 4 * 9 * 2 * 8
-                                   + 4 * 4 * (9 * 8 + 8 * 6) + 6 * 2)
+    # Taps on the "same" padding are not counted: along an axis of 8 outputs, a 3-tap
+    # kernel reads 8 * 3 - 2 pixels at stride 1; at stride 2 (4 outputs, padded after
+    # only) 4 * 3 - 1; on 4 outputs at stride 1, 4 * 3 - 2.
+    assert forward_macs(model) == (22 * 22 * 3 * 4 + 11 * 11 * 4 + 10 * 10 * 2 * 8
+                                   + 10 * 10 * 8 + 4 * 4 * 8 * 6 + 6 * 2)
 
 
 def test_the_floor_counts_each_frozen_prefix_once_per_weights_and_the_rest_per_epoch():
@@ -423,3 +426,32 @@ def test_perf_stopped_by_sigterm_says_the_comparison_is_incomplete(tmp_path):
     assert not (tmp_path / "p" / "perf.json").exists()
     assert json.loads((tmp_path / "p" / "suite" / "run.json").read_text())["status"] == \
         "completed"
+
+
+@pytest.mark.parametrize("make", [
+    lambda keras: keras.layers.Conv2D(1, 3, padding="same"),
+    lambda keras: keras.layers.Conv2D(1, 3, strides=2, padding="same"),
+    lambda keras: keras.layers.Conv2D(1, 4, strides=2, padding="same"),
+    lambda keras: keras.layers.Conv2D(1, 3, dilation_rate=2, padding="same"),
+    lambda keras: keras.layers.Conv2D(1, 3, strides=2, padding="valid"),
+    lambda keras: keras.layers.DepthwiseConv2D(5, strides=2, padding="same"),
+])
+@pytest.mark.parametrize("zero_padding", [None, ((1, 2), (3, 0))])
+def test_a_convolution_is_charged_the_taps_that_read_an_input_pixel(make, zero_padding):
+    # Found by a new user: taps on padding were charged, 11% of resnet-mini's work at 32 px.
+    # Measured by Keras itself: a kernel of ones over an image of ones sums, at each output,
+    # the taps that read a pixel (padding is zeros).
+    import keras
+    import numpy as np
+
+    from bench.floor import layer_macs
+
+    inputs = keras.Input((7, 9, 1))
+    x = inputs if zero_padding is None else keras.layers.ZeroPadding2D(zero_padding)(inputs)
+    conv = make(keras)
+    outputs = conv(x)
+    model = keras.Model(inputs, outputs)
+    conv.set_weights([np.ones_like(w) if w.ndim > 1 else np.zeros_like(w)
+                      for w in conv.get_weights()])
+    measured = model.predict(np.ones((1, 7, 9, 1), np.float32), verbose=0).sum()
+    assert layer_macs(conv) == round(float(measured))
