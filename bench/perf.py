@@ -394,6 +394,10 @@ def _measure(spec: RunSpec, plan: StudyPlan, *, out: Path, baseline_repeats: int
         ) | ({"extrapolation": extrapolation.as_dict()} if extrapolation else {}),
         "suite": suite.as_dict(),
         "suite_run": str(suite_dir),
+        # Every option (b) ran with (its run.json's), fast paths and --tensorboard among
+        # them; (a) is KerasTuner as its documentation teaches, with none of them.
+        "suite_arguments": json.loads((Path(suite_dir) / "run.json").read_text())
+        .get("arguments", {}),
         # The suite's study end to end in this process (data, pretraining unless cached,
         # checks, search, tables and figures), imports excepted.
         "suite_wall_seconds": round(suite_wall, 2),

@@ -38,6 +38,9 @@ def test_perf_writes_both_sides_and_the_speedup(tmp_path):
     # The search took the pre-flight check's traced model over: the check's time counts.
     run = json.loads((tmp_path / "p" / "suite" / "run.json").read_text())
     assert run["models"]["from_preflight"] == 1 and run["preflight_seconds"] > 0
+    # Found by a new user: perf.json did not say which options (b) ran with.
+    assert perf["suite_arguments"] == run["arguments"]
+    assert perf["suite_arguments"]["max_trials"] == 2
     assert suite["search_seconds"] == pytest.approx(
         run["search_seconds"] + run["preflight_seconds"], abs=0.011)
     # Every execution's fit was clocked, by configuration; the intervals cover the search

@@ -184,7 +184,8 @@ class BenchTuner(keras_tuner.Tuner):
         self.models.note = progress.note
         self.prefix = prefix
         self.together = TrainTogether(hypermodel, models=self.models, prefix=prefix,
-                                      enabled=together and tensorboard_dir is None)
+                                      enabled=together,
+                                      tensorboard=tensorboard_dir is not None)
         self.trial_extras: dict[str, dict] = {}
         #: What the run's report should say about this search (fast paths that are off).
         self.notes: list[str] = []

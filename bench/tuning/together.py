@@ -132,10 +132,11 @@ class TrainTogether:
         models: The run's ``CompiledModels`` (initial states come from it).
         prefix: The run's ``PrefixCache``, or None.
         enabled: False trains every repeat alone.
+        tensorboard: True (TensorBoard logs per execution) trains every repeat alone.
     """
 
     def __init__(self, hypermodel, *, models: CompiledModels, prefix=None,
-                 enabled: bool = True, size: int = DEFAULT_SIZE):
+                 enabled: bool = True, tensorboard: bool = False, size: int = DEFAULT_SIZE):
         self.hypermodel = hypermodel
         self.space = hypermodel.space
         self.models = models
@@ -148,6 +149,8 @@ class TrainTogether:
         self.off_reason = None
         if not enabled:
             self.off_reason = "not asked for (--train-together)"
+        elif tensorboard:
+            self.off_reason = "--tensorboard logs each execution's own fit"
         elif not models.keep_states:
             cls = type(self.space)
             hooks = [name for name in ("fit", "compile", "build_head", "augment")
