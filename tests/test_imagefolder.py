@@ -207,7 +207,7 @@ def test_a_run_on_a_folder_with_broken_files_completes(tmp_path, tiny_spaces_dir
     report = (tmp_path / "results" / "folder" / "report.md").read_text()
     cats, dogs = ("/".join(str(counts[s][c]) for s in ("train", "validation", "test"))
                   for c in (0, 1))
-    assert f"Images per class (train/validation/test): cats {cats}, dogs {dogs}. " in report
+    assert f"Images per class (train/validation/test): cats: {cats}, dogs: {dogs}. " in report
     assert "Source pretraining on the `digits` source task: 3 epochs, source accuracy" in report
 
 

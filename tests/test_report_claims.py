@@ -270,16 +270,33 @@ def test_the_class_line_gives_each_class_and_the_score_of_one_answer_for_every_i
             "class_counts": {"train": [26, 4, 1], "validation": [6, 1, 1],
                              "test": [6, 1, 1]}}
     assert class_balance_line(data) == (
-        "Images per class (train/validation/test): cat s 26/6/6, dog 4/1/1, bird 1/1/1. "
+        "Images per class (train/validation/test): cat s: 26/6/6, dog: 4/1/1, bird: 1/1/1. "
         "Answering one class for every image scores at most 0.750 on validation and 0.750 "
         "on test (the largest class's share)")
     many = {"classes": [f"c{i}" for i in range(12)],
             "class_counts": {"train": [3] * 12, "validation": [1] * 12, "test": [2] * 11 + [8]}}
     line = class_balance_line(many)
-    assert "c9 3/1/2 and 2 more." in line  # 8 of 30 test images: 0.267
+    assert "c9: 3/1/2 and 2 more." in line  # 8 of 30 test images: 0.267
     assert line.endswith("at most 0.083 on validation and 0.267 on test (the largest "
                          "class's share)")
     # A run from before the counts were recorded: no line.
     assert class_balance_line({"classes": ["a", "b"]}) is None
     assert not [line for line in what_ran({"dataset": {"classes": ["a"]}})
                 if line.startswith("Images per class")]
+
+
+def test_fewer_executions_names_each_thinning_line_and_a_lone_line_unnamed():
+    from bench.analysis.figures import _fewer_executions_note
+
+    # Hand-made curve: line a keeps 3 executions; line b has 3, then 2 from epoch 3, 1 at 4.
+    curve = pd.DataFrame({"head_lr": [0.1] * 4 + [0.01] * 4, "epoch": [1, 2, 3, 4] * 2,
+                          "n": [3, 3, 3, 3, 3, 3, 2, 1]})
+    found = numbers.fewer_executions(curve, by=["head_lr"])
+    assert found.to_dict("records") == [{"head_lr": 0.01, "from_epoch": 3, "left": 1,
+                                         "of": 3, "last_epoch": 4}]
+    # Found by a reviewer: with nothing varied the caption named an empty line.
+    lone = curve[curve["head_lr"] == 0.01].drop(columns="head_lr")
+    assert _fewer_executions_note(lone, []) == (
+        " Some executions stopped sooner than others of their configuration (a space's "
+        "early stopping): the line's later points, from epoch 3 (1 of 3 at epoch 4), are "
+        "means over the executions that trained on, not over every seed.")

@@ -103,21 +103,20 @@ def _fewer_executions_note(curve: pd.DataFrame, by: list[str], label=format_valu
     """Where a line's later points average fewer executions than its first (a space's
     early stopping ended some sooner): which lines, from which epoch. ``curve`` is one
     metric's ``numbers.mean_curves``; ``label`` names a line from its ``by`` values."""
-    lines = []
-    for key, line in numbers._groups(curve, by):  # noqa: SLF001
-        line = line.sort_values("epoch")
-        fewer = line[line["n"] < line["n"].max()]
-        if not fewer.empty:
-            last = line.iloc[-1]
-            lines.append(f"{label(key)} from epoch {int(fewer['epoch'].iloc[0])} "
-                         f"({int(last['n'])} of {int(line['n'].max())} at epoch "
-                         f"{int(last['epoch'])})")
-    if not lines:
+    thinning = numbers.fewer_executions(curve, by=by)
+    if thinning.empty:
         return ""
+    lines = [f"from epoch {row['from_epoch']} ({row['left']} of {row['of']} at epoch "
+             f"{row['last_epoch']})" for row in thinning.to_dict("records")]
+    if by:  # one line only has no name: "the line's later points"
+        lines = [f"{label({c: row[c] for c in by})} {line}"
+                 for row, line in zip(thinning.to_dict("records"), lines)]
+    which = ("the later points of " + "; ".join(lines[:3])
+             + ("; and more" if len(lines) > 3 else "")) if by else \
+        f"the line's later points, {lines[0]},"
     return (" Some executions stopped sooner than others of their configuration (a space's "
-            "early stopping): the later points of " + "; ".join(lines[:3])
-            + ("; and more" if len(lines) > 3 else "")
-            + " are means over the executions that trained on, not over every seed.")
+            f"early stopping): {which} are means over the executions that trained on, not "
+            "over every seed.")
 
 
 @dataclass

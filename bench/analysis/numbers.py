@@ -149,6 +149,26 @@ def mean_curves(epochs: pd.DataFrame, *, by: list[str], metric: str = "val_accur
     return pd.DataFrame(rows, columns=[*by, "epoch", "mean", "low", "high", "n"])
 
 
+def fewer_executions(curve: pd.DataFrame, *, by: list[str]) -> pd.DataFrame:
+    """The lines of ``curve`` (``mean_curves``' output, grouped ``by``) whose later epochs
+    average fewer executions than their most: the first such epoch, the executions left at
+    the line's last epoch and the most it had.
+
+    Returns:
+        Columns ``*by, from_epoch, left, of, last_epoch``, one row per such line.
+    """
+    rows = []
+    for key, line in _groups(curve, by):
+        line = line.sort_values("epoch")
+        most = int(line["n"].max())
+        fewer = line[line["n"] < most]
+        if not fewer.empty:
+            rows.append({**key, "from_epoch": int(fewer["epoch"].iloc[0]),
+                         "left": int(line["n"].iloc[-1]), "of": most,
+                         "last_epoch": int(line["epoch"].iloc[-1])})
+    return pd.DataFrame(rows, columns=[*by, "from_epoch", "left", "of", "last_epoch"])
+
+
 def varied(epochs: pd.DataFrame, candidates: list[str]) -> list[str]:
     """The candidate columns that take more than one value (inactive counts as one)."""
     return [c for c in candidates if c in epochs and epochs[c].nunique(dropna=False) > 1]

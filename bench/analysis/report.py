@@ -445,7 +445,7 @@ def class_balance_line(data: dict) -> str | None:
         return None
     splits = [split for split in ("train", "validation", "test") if sum(counts.get(split, []))]
     classes = data.get("classes") or [str(i) for i in range(len(counts[splits[0]]))]
-    per = [f"{name} " + "/".join(str(counts[split][i]) for split in splits)
+    per = [f"{name}: " + "/".join(str(counts[split][i]) for split in splits)
            for i, name in enumerate(classes)]
     shown = ", ".join(per[:LISTED_CLASSES]) + (
         f" and {len(per) - LISTED_CLASSES} more" if len(per) > LISTED_CLASSES else "")
