@@ -231,7 +231,9 @@ def test_captions_say_where_a_line_averages_only_the_executions_that_trained_on(
         tmp_path, monkeypatch):
     # Found by a new user: with a space's early stopping, pretrained head_lr=0.03's line at
     # epoch 4 was one seed's value, under "mean over the repeats (seeds)".
-    monkeypatch.setattr(plots, "save", lambda fig, stem: None)
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plots, "save", lambda fig, stem: plt.close(fig))
     rows, scores = [], {}
     for trial, (init, head_lr, score) in enumerate((("pretrained", 0.03, 0.8),
                                                     ("pretrained", 0.001, 0.7),
