@@ -367,8 +367,11 @@ def test_running_out_of_memory_while_decoding_says_so(tmp_path, monkeypatch):
         raise MemoryError
 
     monkeypatch.setattr(imagefolder, "decode", no_memory)
-    with pytest.raises(BenchError, match=r"ran out of memory decoding .* use a smaller "
-                                         r"--image-size"):
+    # A reviewer's point: an image is decoded at its own size (write_classes makes 8x8).
+    with pytest.raises(BenchError, match=r"ran out of memory decoding .*\.png \(8x8 px, "
+                                         r"decoded at that size before resizing\) after 0 "
+                                         r"images at 16x16 px: shrink or remove that image, or "
+                                         r"use a smaller --image-size or fewer images$"):
         imagefolder.load_folder(tmp_path / "data", size=16, cache_dir=None)
 
 

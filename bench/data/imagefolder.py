@@ -365,9 +365,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
         try:
             image, picture = decode(path, size)
         except MemoryError:
-            raise BenchError(f"ran out of memory decoding {path} at {size}x{size} px after "
-                             f"{len(images)} images; use a smaller --image-size or fewer "
-                             "images") from None
+            raise BenchError(_out_of_memory(path, size, decoded=len(images))) from None
         except Exception:  # noqa: BLE001 (any unreadable file is skipped, not fatal)
             skipped.append(str(path))
             unreadable[label] += 1
@@ -394,6 +392,19 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
                          f"px from {root}; use a smaller --image-size") from None
     return Decoded(stacked, labels, names, tuple(skipped), tuple(hashes), tuple(paths),
                    duplicates, tuple(other_class))
+
+
+def _out_of_memory(path: Path, size: int, *, decoded: int) -> str:
+    """What to do when decoding ``path`` ran out of memory: an image is decoded at its own
+    size before it is resized, so a huge one is the cause whatever ``--image-size``."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 (only a detail of the message)
+        width = height = None
+    own = f" ({width}x{height} px, decoded at that size before resizing)" if width else ""
+    return (f"ran out of memory decoding {path}{own} after {decoded} images at {size}x{size} "
+            "px: shrink or remove that image, or use a smaller --image-size or fewer images")
 
 
 def _no_image_of_its_own(name: str, root: Path, repeats: list[tuple[Path, str]], *,
