@@ -106,11 +106,10 @@ def _fewer_executions_note(curve: pd.DataFrame, by: list[str], label=format_valu
     thinning = numbers.fewer_executions(curve, by=by)
     if thinning.empty:
         return ""
-    lines = [f"from epoch {row['from_epoch']} ({row['left']} of {row['of']} at epoch "
-             f"{row['last_epoch']})" for row in thinning.to_dict("records")]
-    if by:  # one line only has no name: "the line's later points"
-        lines = [f"{label({c: row[c] for c in by})} {line}"
-                 for row, line in zip(thinning.to_dict("records"), lines)]
+    # One line only (nothing varied) has no name: "the line's later points".
+    lines = [(f"{label({c: row[c] for c in by})} " if by else "")
+             + f"from epoch {row['from_epoch']} ({row['left']} of {row['of']} at epoch "
+               f"{row['last_epoch']})" for row in thinning.to_dict("records")]
     which = ("the later points of " + "; ".join(lines[:3])
              + ("; and more" if len(lines) > 3 else "")) if by else \
         f"the line's later points, {lines[0]},"
