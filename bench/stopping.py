@@ -4,13 +4,16 @@ A signal handler raises ``KeyboardInterrupt`` wherever the main thread happens t
 Keras has bare ``except:`` clauses (building a layer, matching outputs to losses) that
 catch it there and go on: the run then finished as if never stopped. So the stop is also
 remembered, and every epoch and trial boundary raises it again (``raise_if_stopped``,
-``stop_check``).
+``stop_check``). Where Python itself swallows it (a garbage-collection callback, such as
+JAX's, or a ``__del__``), it would print "Exception ignored in ..." and a traceback; that
+one is kept quiet, since the stop is remembered all the same.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 
 _stopped = False
 _signal: int | None = None  # the stop signal that came, for ``end_by_stop_signal``
@@ -22,12 +25,24 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
+def _quiet_when_a_stop_is_swallowed(previous_hook):
+    def hook(unraisable):
+        if _stopped and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        previous_hook(unraisable)
+
+    hook.quiets_swallowed_stops = True
+    return hook
+
+
 def install_stop_handlers() -> None:
     """SIGTERM (a scheduler's or kill's stop) and Ctrl-C both stop the run from now on."""
     global _stopped, _signal
     _stopped, _signal = False, None
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if not getattr(sys.unraisablehook, "quiets_swallowed_stops", False):
+        sys.unraisablehook = _quiet_when_a_stop_is_swallowed(sys.unraisablehook)
 
 
 def raise_if_stopped() -> None:
