@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -200,6 +201,26 @@ def fix_hyperparameter(hp, name: str, value):
     return keras_tuner.HyperParameters.from_config(config)
 
 
+def _dataset_facts(data, *, own_source: bool, seconds: float) -> dict:
+    """What ``run.json`` says of the loaded dataset (``own_source``: its own source task
+    is the one used, not another dataset's from --source-dataset)."""
+    import numpy as np
+
+    splits = (("train", data.train), ("validation", data.validation), ("test", data.test))
+    return {"name": data.name, "classes": list(data.class_names),
+            "train": len(data.train), "validation": len(data.validation),
+            "test": len(data.test),
+            "class_counts": {part: np.bincount(split.labels,
+                                               minlength=len(data.class_names)).tolist()
+                             for part, split in splits},
+            "source": len(data.source) if data.source is not None and own_source else 0,
+            "skipped_files": len(data.skipped_files),
+            "skipped_examples": list(data.skipped_files[:5]),
+            "duplicates_dropped": data.duplicates_dropped,
+            "sha256": splits_sha256(data.train, data.validation, data.test),
+            "notes": list(data.notes), "seconds": seconds}
+
+
 def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, image_size: int,
                     log) -> tuple:
     """Loads the dataset and readies the initial weights the space can ask for.
@@ -208,8 +229,6 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
         ``(data, weights, facts)``: the TransferData; the source-weights file, "imagenet",
         or None; and what ``run.json`` should say about both.
     """
-    import numpy as np
-
     from bench.models.pretrain import pretrain, weak_source_warning
 
     request = DataRequest(
@@ -222,21 +241,8 @@ def _prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, ima
     log(f"data: {data.summary(source=spec.source_dataset is None)} ({loaded_seconds:.1f} s)")
     for note in data.notes:
         log(f"data: {note}")
-    facts = {"dataset": {"name": data.name, "classes": list(data.class_names),
-                         "train": len(data.train), "validation": len(data.validation),
-                         "test": len(data.test),
-                         "class_counts": {part: np.bincount(split.labels, minlength=len(
-                             data.class_names)).tolist() for part, split in (
-                             ("train", data.train), ("validation", data.validation),
-                             ("test", data.test))},
-                         # The source task used: another dataset's with --source-dataset.
-                         "source": len(data.source) if data.source is not None
-                         and spec.source_dataset is None else 0,
-                         "skipped_files": len(data.skipped_files),
-                         "skipped_examples": list(data.skipped_files[:5]),
-                         "duplicates_dropped": data.duplicates_dropped,
-                         "sha256": splits_sha256(data.train, data.validation, data.test),
-                         "notes": list(data.notes), "seconds": loaded_seconds}}
+    facts = {"dataset": _dataset_facts(data, own_source=spec.source_dataset is None,
+                                       seconds=loaded_seconds)}
     weights = None
     inits, _ = values_in_use(hp, "init", settings)
     if "pretrained" in inits:
@@ -334,19 +340,9 @@ def with_absolute_folders(spec: RunSpec) -> RunSpec:
                             if (value := getattr(spec, name)) is not None})
 
 
-def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
-    """Resolves and checks every name and option of ``spec``.
-
-    Args:
-        spec: What the run is asked to do.
-        new: False for a run that exists (resumed, or served to workers): options a new
-            run may not combine are not refused there, so a run recorded before those
-            checks still continues as it started.
-
-    Raises:
-        BenchError: for a user mistake (unknown name, bad option), before any training.
-    """
-    spec = with_absolute_folders(spec)
+def _check_numbers(spec: RunSpec, *, new: bool) -> None:
+    """Refuses numbers no run can use: counts below 1, an unknown precision, a seed out of
+    range (a run that exists keeps the seed it started with)."""
     _check_positive(max_trials=spec.max_trials, max_epochs=spec.max_epochs, epochs=spec.epochs,
                     repeats=spec.repeats, batch_size=spec.batch_size,
                     image_size=spec.image_size, train_per_class=spec.train_per_class,
@@ -364,22 +360,74 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
     if new and spec.seed > MAX_SEED:
         raise BenchError(f"--seed must be at most {MAX_SEED} (2**31 - 1: the repeats' seeds "
                          f"count on from it and must stay valid seeds); got {spec.seed}")
-    references = []
-    if spec.preset is not None:
-        from bench.presets import preset
 
-        chosen = preset(spec.preset)
-        spec = replace(spec, space=chosen.space)
-        references = [asdict(r) for r in chosen.references]
-        if chosen.space not in discover(spec.spaces_dir):
-            # A --spaces-dir, or ./search_spaces in the current folder, replaces the
-            # shipped spaces, the preset's among them.
-            raise BenchError(f"preset {spec.preset} runs search space {chosen.space}, which "
-                             f"the spaces folder {spec.spaces_dir} does not hold (a "
-                             "--spaces-dir, or ./search_spaces in the current folder, "
-                             f"replaces the shipped one): copy {chosen.space}.py from "
-                             f"{DEFAULT_SPACES_DIR} into it, or run from another folder "
-                             "without --spaces-dir")
+
+def _with_preset(spec: RunSpec) -> tuple[RunSpec, list[dict]]:
+    """``spec`` with its preset's space filled in, and the preset's references."""
+    if spec.preset is None:
+        return spec, []
+    from bench.presets import preset
+
+    chosen = preset(spec.preset)
+    spec = replace(spec, space=chosen.space)
+    if chosen.space not in discover(spec.spaces_dir):
+        # A --spaces-dir, or ./search_spaces in the current folder, replaces the
+        # shipped spaces, the preset's among them.
+        raise BenchError(f"preset {spec.preset} runs search space {chosen.space}, which "
+                         f"the spaces folder {spec.spaces_dir} does not hold (a "
+                         "--spaces-dir, or ./search_spaces in the current folder, "
+                         f"replaces the shipped one): copy {chosen.space}.py from "
+                         f"{DEFAULT_SPACES_DIR} into it, or run from another folder "
+                         "without --spaces-dir")
+    return spec, [asdict(r) for r in chosen.references]
+
+
+def _check_tuner_options(spec: RunSpec, *, space: SearchSpace, settings: SpaceSettings,
+                         tuner_name: str, new: bool) -> None:
+    """Refuses options the chosen tuner would ignore, and repeats whose seeds overflow."""
+    from bench.tuning.algorithms import hyperband_shortest_trial
+
+    if new and spec.seed + settings.repeats - 1 > MAX_SEED:
+        raise BenchError(f"--seed {spec.seed} with {settings.repeats} repeats gives seeds up "
+                         f"to {spec.seed + settings.repeats - 1}, above {MAX_SEED} (2**31 - "
+                         "1); use a smaller --seed")
+    if new and spec.max_epochs is not None and tuner_name != "hyperband":
+        raise BenchError(f"--max-epochs is Hyperband's most epochs per trial; this run uses "
+                         f"the {tuner_name} tuner: add --tuner hyperband, or set --epochs")
+    if new and spec.max_trials is not None and tuner_name == "hyperband":
+        raise BenchError("--max-trials does not bound Hyperband: its brackets decide the "
+                         "trials and --max-epochs their length; drop --max-trials")
+    if new and tuner_name == "hyperband" and spec.max_epochs is not None \
+            and spec.epochs is not None:
+        # Found by a new user: --epochs was ignored without a word.
+        raise BenchError(f"--epochs {spec.epochs} does not apply with --max-epochs "
+                         f"{spec.max_epochs}: Hyperband sets each trial's epochs, up to "
+                         "--max-epochs; drop --epochs")
+    shortest = hyperband_shortest_trial(spec.max_epochs or settings.epochs)
+    if new and tuner_name == "hyperband" and shortest < space.min_epochs:
+        raise BenchError(f"search space {space.name} needs {space.min_epochs} or more epochs "
+                         f"per trial, but Hyperband gives its shortest trials {shortest}; use "
+                         "--tuner grid, random or bayesian")
+    if spec.initial_points is not None and tuner_name != "bayesian":
+        raise BenchError(f"--initial-points sets the Bayesian tuner's random start; this run "
+                         f"uses the {tuner_name} tuner: add --tuner bayesian or drop it")
+
+
+def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
+    """Resolves and checks every name and option of ``spec``.
+
+    Args:
+        spec: What the run is asked to do.
+        new: False for a run that exists (resumed, or served to workers): options a new
+            run may not combine are not refused there, so a run recorded before those
+            checks still continues as it started.
+
+    Raises:
+        BenchError: for a user mistake (unknown name, bad option), before any training.
+    """
+    spec = with_absolute_folders(spec)
+    _check_numbers(spec, new=new)
+    spec, references = _with_preset(spec)
     space = load_space(spec.space, spec.spaces_dir)
     dataset = spec.dataset or ("folder" if spec.data is not None else None)
     settings = space.settings.override(
@@ -407,7 +455,7 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
 
     import keras  # The backend loads here, after the cheap checks.
 
-    from bench.tuning.algorithms import choose_tuner, hyperband_shortest_trial
+    from bench.tuning.algorithms import choose_tuner
 
     if spec.tensorboard and keras.backend.backend() != "tensorflow":
         raise BenchError("--tensorboard writes KerasTuner's HParams logs, which need the "
@@ -425,30 +473,7 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
         references = [dict(r, changed=changed) if changed else r for r in references]
     _check_optimizer(space, hp)
     tuner_name = choose_tuner(settings.tuner, hp)
-    if new and spec.seed + settings.repeats - 1 > MAX_SEED:
-        raise BenchError(f"--seed {spec.seed} with {settings.repeats} repeats gives seeds up "
-                         f"to {spec.seed + settings.repeats - 1}, above {MAX_SEED} (2**31 - "
-                         "1); use a smaller --seed")
-    if new and spec.max_epochs is not None and tuner_name != "hyperband":
-        raise BenchError(f"--max-epochs is Hyperband's most epochs per trial; this run uses "
-                         f"the {tuner_name} tuner: add --tuner hyperband, or set --epochs")
-    if new and spec.max_trials is not None and tuner_name == "hyperband":
-        raise BenchError("--max-trials does not bound Hyperband: its brackets decide the "
-                         "trials and --max-epochs their length; drop --max-trials")
-    if new and tuner_name == "hyperband" and spec.max_epochs is not None \
-            and spec.epochs is not None:
-        # Found by a new user: --epochs was ignored without a word.
-        raise BenchError(f"--epochs {spec.epochs} does not apply with --max-epochs "
-                         f"{spec.max_epochs}: Hyperband sets each trial's epochs, up to "
-                         "--max-epochs; drop --epochs")
-    shortest = hyperband_shortest_trial(spec.max_epochs or settings.epochs)
-    if new and tuner_name == "hyperband" and shortest < space.min_epochs:
-        raise BenchError(f"search space {space.name} needs {space.min_epochs} or more epochs "
-                         f"per trial, but Hyperband gives its shortest trials {shortest}; use "
-                         "--tuner grid, random or bayesian")
-    if spec.initial_points is not None and tuner_name != "bayesian":
-        raise BenchError(f"--initial-points sets the Bayesian tuner's random start; this run "
-                         f"uses the {tuner_name} tuner: add --tuner bayesian or drop it")
+    _check_tuner_options(spec, space=space, settings=settings, tuner_name=tuner_name, new=new)
     declared = [p.name for p in hp.space]
     columns = [*BUILDER_HYPERPARAMETERS,
                *[n for n in declared if n not in BUILDER_HYPERPARAMETERS]]
@@ -586,44 +611,24 @@ def _note_stop(record: dict, plan: StudyPlan, *, trials: list, log) -> None:
         record["notes"].append(reason)
 
 
-def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
-              scale: ScaleOut | None = None) -> Path:
-    """Runs one study and returns its run directory.
+@dataclass(frozen=True)
+class _Start:
+    """What is known of a run before its data are ready: its name, when it started, the
+    device it runs on and the space's file as it was loaded."""
 
-    Args:
-        spec: What to run.
-        resume_from: A run directory to continue instead of starting a new one (its
-            ``run.json`` made ``spec``; see ``bench.tuning.resume``).
-        scale: Run the trials in worker processes under a chief; None runs them here.
-
-    Raises:
-        BenchError: for a user mistake (unknown name, bad option, existing run name),
-            before any training starts.
-        StudyFailed: when the study started but could not finish; its tables and
-            report are written first.
-    """
-    plan = plan_study(spec, new=resume_from is None)
-    spec, space, settings, backbone = plan.spec, plan.space, plan.settings, plan.backbone
-    image_size, num_blocks, hp = plan.image_size, plan.num_blocks, plan.hp
-    tuner_name, columns, references = plan.tuner_name, plan.columns, plan.references
-
-    import keras_tuner
-
-    from bench.device import describe_device, library_versions, use_compilation_cache
-    from bench.results import (
-        check_new_run_dir,
-        check_writable,
-        new_run_dir,
-        process_identity,
-        run_name,
-        write_json,
-    )
-    from bench.tuning.algorithms import tuner_notes
-    from bench.tuning.bench_tuner import repeat_seeds
-    from bench.tuning.recording import CsvAppender, epoch_columns
-    from bench.tuning.reuse import reuse_note
+    name: str
+    started_at: str
+    device: dict
+    identity: dict
 
 
+def _start(plan: StudyPlan, *, resume_from: Path | None, log) -> _Start:
+    """Checks the run can start (its name is free, the cache writable; a resumed run's
+    space, backend and versions unchanged) and says what is about to run."""
+    from bench.device import describe_device, library_versions
+    from bench.results import check_new_run_dir, check_writable, run_name
+
+    spec, space = plan.spec, plan.space
     name = run_name(spec.name, prefix=space.name)
     if resume_from is None:
         check_new_run_dir(Path(spec.results_dir), name)
@@ -642,52 +647,59 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         refuse_other_space(Path(resume_from), ran, identity)
         refuse_changed_inputs(Path(resume_from), ran,
                               {"backend": device["backend"], "versions": library_versions()})
-    log(f"run {name}: space {space.name} v{space.version}, dataset {settings.dataset}, "
-        f"backbone {backbone.name} ({num_blocks} blocks) at {image_size}px, tuner {tuner_name}")
+    log(f"run {name}: space {space.name} v{space.version}, dataset {plan.settings.dataset}, "
+        f"backbone {plan.backbone.name} ({plan.num_blocks} blocks) at {plan.image_size}px, "
+        f"tuner {plan.tuner_name}")
     log(f"Keras backend {device['backend']} on {device['device']}"
         + ("" if spec.precision == "float32" else
            f"; precision {spec.precision} ({compute_dtype(spec.precision)} compute, "
            "float32 weights)"))
-    notes = tuner_notes(tuner_name, hp, max_trials=settings.max_trials,
+    return _Start(name=name, started_at=started_at, device=device, identity=identity)
+
+
+def _study_notes(plan: StudyPlan, *, device: dict, log) -> list[str]:
+    """The tuner's and reuse's notes, said now and kept for ``run.json``."""
+    from bench.tuning.algorithms import tuner_notes
+    from bench.tuning.reuse import reuse_note
+
+    spec = plan.spec
+    notes = tuner_notes(plan.tuner_name, plan.hp, max_trials=plan.settings.max_trials,
                         initial_points=spec.initial_points)
     # Here, not where a tuner is built: a chief builds none, and its run.json says it too.
-    reuse = reuse_note(space, enabled=spec.reuse_models)
+    reuse = reuse_note(plan.space, enabled=spec.reuse_models)
     notes += [reuse] if reuse is not None else []
     for note in notes:
         log(f"note: {note}")
     if spec.preset is not None and not device["accelerators"]:
         log(f"note: preset {spec.preset} is meant for a GPU; on this CPU it runs, slowly "
             "(a ResNet at 224 px trains at tens of images per second on two cores)")
+    return notes
 
-    compilation_cache = use_compilation_cache(spec.cache_dir)
-    # Data, source weights and ImageNet weights are ready before the run directory exists,
-    # so a missing download or folder leaves no half-made run behind.
-    data, weights, prepared = _prepare_inputs(spec, settings=settings, backbone=backbone,
-                                              hp=hp, image_size=image_size, log=log)
-    inputs = plan.model_inputs(data, weights)
-    checking = time.perf_counter()
-    # In one process the search takes the checked model over; workers build their own.
-    checked = _check_space(spec, space=space, inputs=inputs, hp=hp, data=data,
-                           batch_size=settings.batch_size, keep_model=scale is None, log=log)
-    warnings = prepared.pop("warnings", []) + checked.warnings
-    preflight_seconds = round(time.perf_counter() - checking, 2)
 
-    record = {
-        "run_id": name,
+def _run_record(plan: StudyPlan, start: _Start, *, notes: list[str], prepared: dict,
+                warnings: list[str], compilation_cache, preflight_seconds: float) -> dict:
+    """The run's ``run.json`` as it starts (``status`` running)."""
+    from bench.device import library_versions
+    from bench.results import process_identity
+    from bench.tuning.bench_tuner import repeat_seeds
+
+    spec, space, settings, hp = plan.spec, plan.space, plan.settings, plan.hp
+    return {
+        "run_id": start.name,
         "status": "running",
-        "started": started_at,
-        "space": {**identity, "description": space.description,
+        "started": start.started_at,
+        "space": {**start.identity, "description": space.description,
                   "hyperparameters": [p.get_config() | {"type": type(p).__name__}
                                       for p in hp.space]},
-        "settings": asdict(settings) | {"image_size": image_size},
+        "settings": asdict(settings) | {"image_size": plan.image_size},
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()},
-        "tuner": tuner_name,
+        "tuner": plan.tuner_name,
         "preset": spec.preset,
-        "references": references,
-        "backbone": {"name": backbone.name, "blocks": num_blocks},
+        "references": plan.references,
+        "backbone": {"name": plan.backbone.name, "blocks": plan.num_blocks},
         "seeds": {"oracle": spec.seed, "repeats": repeat_seeds(spec.seed, settings.repeats)},
-        "columns": {"hyperparameters": columns, "varied": [p.name for p in hp.space]},
-        **device,
+        "columns": {"hyperparameters": plan.columns, "varied": [p.name for p in hp.space]},
+        **start.device,
         "versions": library_versions(),
         "notes": notes,
         "process": process_identity(),
@@ -696,9 +708,21 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         "warnings": warnings,
         "preflight_seconds": preflight_seconds,
     }
+
+
+def _open_run_dir(plan: StudyPlan, record: dict, *, resume_from: Path | None,
+                  scale: ScaleOut | None, log) -> tuple:
+    """Makes the run directory (or continues ``resume_from``) and writes ``run.json``.
+
+    Returns:
+        ``(run_dir, record, resumed)``: ``resumed`` is what a continued run had done,
+        None for a new run.
+    """
+    from bench.results import new_run_dir, write_json
+
     resumed = None
     if resume_from is None:
-        run_dir = new_run_dir(Path(spec.results_dir), name)
+        run_dir = new_run_dir(Path(plan.spec.results_dir), record["run_id"])
     else:
         from bench.tuning.resume import continue_run
 
@@ -710,70 +734,107 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     if scale is not None:
         record["distributed"] = {"workers": scale.workers, "remote": scale.remote}
     write_json(run_dir.run_json, record)
+    return run_dir, record, resumed
 
-    table = None
-    write_trials = None
+
+@dataclass
+class _Search:
+    """A search ready to run, here or in workers: ``run`` runs it, ``counts`` then says
+    what it did (for ``run.json``), ``write_trials`` writes ``trials.csv`` at any time."""
+
+    run: Callable[[], None]
+    counts: Callable[[], dict]
+    write_trials: Callable[[], None]
+    table: object = None  # the epochs table this process appends to, if any
+
+
+def _search_here(plan: StudyPlan, *, oracle, data, inputs, checked, run_dir, resumed,
+                 log) -> _Search:
+    from bench.tuning.recording import CsvAppender, epoch_columns
+
+    table = CsvAppender(run_dir.epochs_csv, epoch_columns(plan.columns, plan.space.epoch_columns))
+    try:
+        tuner, prefix = build_tuner(plan, oracle=oracle, data=data, inputs=inputs,
+                                    run_dir=run_dir, table=table, log=log,
+                                    done=len(resumed.ended) if resumed is not None else 0)
+        if checked.model is not None:
+            tuner.models.adopt(checked.model, plan.hp)
+            checked.model = None
+        if resumed is not None:
+            tuner.continue_from(resumed.extras)
+    except BaseException:
+        _close_table(table)
+        raise
+    return _Search(run=lambda: tuner.search(verbose=0),
+                   counts=lambda: search_record(tuner, prefix),
+                   write_trials=tuner.write_trials, table=table)
+
+
+def _search_in_workers(plan: StudyPlan, scale: ScaleOut, *, oracle, run_dir, record, resumed,
+                       log) -> _Search:
+    from bench.tuning.chief import ChiefStudy
+
+    chief = ChiefStudy(scale, oracle=oracle, plan=plan, run_dir=run_dir, record=record,
+                       resumed=resumed, log=log)
+    return _Search(run=chief.run, counts=lambda: combined(worker_records(run_dir.path)),
+                   write_trials=chief.write_trials)
+
+
+def _record_failure(record: dict, error: Exception) -> StudyFailed:
+    """Marks ``record`` failed by ``error`` (a StudyFailed, or KerasTuner's FatalError,
+    which carries a full disk out of its trial loop); returns the StudyFailed to raise."""
+    failure = error.__cause__ if isinstance(error.__cause__, StudyFailed) else error
+    if not isinstance(failure, StudyFailed):
+        failure = StudyFailed(f"{type(error).__name__}: {error}")
+    record["status"] = "failed"
+    record["error"] = str(failure)
+    if isinstance(failure, FailureLimit):
+        record["failure_limit"] = True  # not resumable (see FailureLimit)
+    return failure
+
+
+def _search(plan: StudyPlan, record: dict, *, make_search, run_dir, log) -> StudyFailed | None:
+    """Runs the search that ``make_search(oracle)`` readies, keeping ``record`` (and so
+    ``run.json``) true to how it ended. Returns the failure that ended the study, if
+    any; a stop or an error of the suite's is raised after the record is written."""
+    import keras_tuner
+
+    from bench.results import write_json
+
+    search = None
     failure = None
     try:
         oracle = study_oracle(plan)
         total = plan.planned_trials
         epochs = (f"up to {counted(plan.max_epochs, 'epoch')} per trial"
-                  if tuner_name == "hyperband" else counted(settings.epochs, "epoch"))
+                  if plan.tuner_name == "hyperband" else counted(plan.settings.epochs, "epoch"))
         trials = counted(total, "trial") + (" in Hyperband's brackets"
-                                            if tuner_name == "hyperband" else "")
-        log(f"searching: {trials} x {counted(settings.repeats, 'repeat')} x {epochs}")
+                                            if plan.tuner_name == "hyperband" else "")
+        log(f"searching: {trials} x {counted(plan.settings.repeats, 'repeat')} x {epochs}")
         started = time.perf_counter()
-        if scale is not None:
-            from bench.tuning.chief import ChiefStudy
-
-            chief = ChiefStudy(scale, oracle=oracle, plan=plan, run_dir=run_dir, record=record,
-                               resumed=resumed, log=log)
-            write_trials = chief.write_trials
-            try:
-                chief.run()
-            finally:
-                record["search_seconds"] = round(time.perf_counter() - started, 2)
-                _add_search_record(record, combined(worker_records(run_dir.path)))
-        else:
-            table = CsvAppender(run_dir.epochs_csv, epoch_columns(columns, space.epoch_columns))
-            tuner, prefix = build_tuner(plan, oracle=oracle, data=data, inputs=inputs,
-                                        run_dir=run_dir, table=table, log=log,
-                                        done=len(resumed.ended) if resumed is not None else 0)
-            write_trials = tuner.write_trials
-            if checked.model is not None:
-                tuner.models.adopt(checked.model, hp)
-                checked.model = None
-            if resumed is not None:
-                tuner.continue_from(resumed.extras)
-            try:
-                tuner.search(verbose=0)
-            finally:
-                record["search_seconds"] = round(time.perf_counter() - started, 2)
-                _add_search_record(record, search_record(tuner, prefix))
-        write_trials()
+        search = make_search(oracle)
+        try:
+            search.run()
+        finally:
+            record["search_seconds"] = round(time.perf_counter() - started, 2)
+            _add_search_record(record, search.counts())
+        search.write_trials()
         _note_stop(record, plan, trials=list(oracle.trials.values()), log=log)
         if not any(trial.status == "COMPLETED" for trial in oracle.trials.values()):
             raise StudyFailed(f"no trial completed: all {len(oracle.trials)} failed (why, "
                               "trial by trial, is in trials.csv and report.md)")
         record["status"] = "completed"
     except (StudyFailed, keras_tuner.errors.FatalError) as error:
-        # A FatalError carries a full disk out of KerasTuner's trial loop.
-        failure = error.__cause__ if isinstance(error.__cause__, StudyFailed) else error
-        if not isinstance(failure, StudyFailed):
-            failure = StudyFailed(f"{type(error).__name__}: {error}")
-        record["status"] = "failed"
-        record["error"] = str(failure)
-        if isinstance(failure, FailureLimit):
-            record["failure_limit"] = True  # not resumable (see FailureLimit)
-        if write_trials is not None and isinstance(failure, DiskFull):
+        failure = _record_failure(record, error)
+        if search is not None and isinstance(failure, DiskFull):
             try:
-                write_trials()  # the trial that was running is listed as RUNNING
+                search.write_trials()  # the trial that was running is listed as RUNNING
             except (OSError, DiskFull):
                 pass
     except KeyboardInterrupt as interrupt:
         record["status"] = "interrupted"
-        if write_trials is not None:
-            write_trials()  # the trial that was running is listed as RUNNING
+        if search is not None:
+            search.write_trials()  # the trial that was running is listed as RUNNING
         interrupt.run_dir = run_dir.path
         raise
     except BaseException as error:
@@ -783,13 +844,64 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
             error.run_dir = run_dir.path
         raise
     finally:
-        _close_table(table)
+        _close_table(search.table if search is not None else None)
         record["ended"] = _timestamp()
         try:
             write_json(run_dir.run_json, record)
         except DiskFull as error:
             log(f"error: {error}")
+    return failure
 
+
+def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
+              scale: ScaleOut | None = None) -> Path:
+    """Runs one study and returns its run directory.
+
+    Args:
+        spec: What to run.
+        resume_from: A run directory to continue instead of starting a new one (its
+            ``run.json`` made ``spec``; see ``bench.tuning.resume``).
+        scale: Run the trials in worker processes under a chief; None runs them here.
+
+    Raises:
+        BenchError: for a user mistake (unknown name, bad option, existing run name),
+            before any training starts.
+        StudyFailed: when the study started but could not finish; its tables and
+            report are written first.
+    """
+    from bench.device import use_compilation_cache
+
+    plan = plan_study(spec, new=resume_from is None)
+    spec = plan.spec
+    start = _start(plan, resume_from=resume_from, log=log)
+    notes = _study_notes(plan, device=start.device, log=log)
+    compilation_cache = use_compilation_cache(spec.cache_dir)
+    # Data, source weights and ImageNet weights are ready before the run directory exists,
+    # so a missing download or folder leaves no half-made run behind.
+    data, weights, prepared = _prepare_inputs(spec, settings=plan.settings,
+                                              backbone=plan.backbone, hp=plan.hp,
+                                              image_size=plan.image_size, log=log)
+    inputs = plan.model_inputs(data, weights)
+    checking = time.perf_counter()
+    # In one process the search takes the checked model over; workers build their own.
+    checked = _check_space(spec, space=plan.space, inputs=inputs, hp=plan.hp, data=data,
+                           batch_size=plan.settings.batch_size, keep_model=scale is None,
+                           log=log)
+    warnings = prepared.pop("warnings", []) + checked.warnings
+    record = _run_record(plan, start, notes=notes, prepared=prepared, warnings=warnings,
+                         compilation_cache=compilation_cache,
+                         preflight_seconds=round(time.perf_counter() - checking, 2))
+    run_dir, record, resumed = _open_run_dir(plan, record, resume_from=resume_from,
+                                             scale=scale, log=log)
+    if scale is None:
+        def make_search(oracle):
+            return _search_here(plan, oracle=oracle, data=data, inputs=inputs,
+                                checked=checked, run_dir=run_dir, resumed=resumed, log=log)
+    else:
+        def make_search(oracle):
+            return _search_in_workers(plan, scale, oracle=oracle, run_dir=run_dir,
+                                      record=record, resumed=resumed, log=log)
+    failure = _search(plan, record, make_search=make_search, run_dir=run_dir, log=log)
     failure = _write_report(run_dir.path, failure, log=log)
     if failure is not None:
         failure.run_dir = run_dir.path
