@@ -254,9 +254,30 @@ def read_run(run: RunDir) -> dict:
     return data
 
 
-def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema) -> pd.DataFrame:
+def text_hyperparameters(run: dict) -> list[str]:
+    """The hyperparameters ``run`` declared with text values (a Choice of strings, a
+    Fixed string): their columns are read as text, since a value such as "01" or "1.0"
+    would otherwise read as a number, equal to another value "1"."""
+    names = []
+    for declared in run.get("space", {}).get("hyperparameters", []):
+        values = declared.get("values", [declared.get("value")])
+        if isinstance(declared.get("name"), str) and values \
+                and all(isinstance(value, str) for value in values):
+            names.append(declared["name"])
+    return names
+
+
+def _text_columns(run: RunDir) -> list[str]:
+    if not run.run_json.exists():
+        return []  # a folder of tables alone: the types as pandas reads them
+    return text_hyperparameters(read_run(run))
+
+
+def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema, *,
+                text: list[str]) -> pd.DataFrame:
     """Reads the CSV table (checked whole first), or its Parquet copy when only that is
-    there; either way the columns and their types are checked."""
+    there; either way the columns and their types are checked. ``text``: columns read as
+    text (their empty cells stay missing)."""
     if csv_path.exists():
         check_csv_rows(csv_path)
         with open(csv_path, newline="", encoding="utf-8") as file:
@@ -266,8 +287,8 @@ def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema) -> pd.DataFra
         # "nan" (epochs.csv before 2026-12-03 wrote a NaN loss so).
         missing = {c: ["", "nan", "NaN"] if c in schema.numeric else [""] for c in header}
         try:
-            table = pd.read_csv(csv_path, dtype=dtypes, keep_default_na=False,
-                                na_values=missing)
+            table = pd.read_csv(csv_path, dtype={**dict.fromkeys(text, str), **dtypes},
+                                keep_default_na=False, na_values=missing)
         except (ValueError, pd.errors.ParserError) as error:
             raise BenchError(f"{csv_path} cannot be read as a table: {error}") from None
         source = csv_path
@@ -282,11 +303,13 @@ def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema) -> pd.DataFra
 
 
 def read_epochs(run: RunDir) -> pd.DataFrame:
-    return _read_table(run.epochs_csv, {"trial_id": str, "run_id": str}, EPOCHS_SCHEMA)
+    return _read_table(run.epochs_csv, {"trial_id": str, "run_id": str}, EPOCHS_SCHEMA,
+                       text=_text_columns(run))
 
 
 def read_trials(run: RunDir) -> pd.DataFrame:
-    table = _read_table(run.trials_csv, {"trial_id": str, "error": str}, TRIALS_SCHEMA)
+    table = _read_table(run.trials_csv, {"trial_id": str, "error": str}, TRIALS_SCHEMA,
+                        text=_text_columns(run))
     table["error"] = table["error"].fillna("").replace("nan", "")
     return table
 

@@ -315,3 +315,76 @@ def test_a_space_epoch_column_named_like_a_table_column_or_its_hyperparameter_is
     folder = _space_declaring(tmp_path, "units", epoch_columns=["phase", "phase"])
     with pytest.raises(BenchError, match="epoch_columns names 'phase' twice"):
         declared_hyperparameters(load_space("named", folder), num_blocks=4)
+
+
+TEXT_NUMBERS_SPACE = '''
+import keras
+
+from bench.space import SearchSpace, SpaceSettings
+
+
+class TextNumbers(SearchSpace):
+    description = "text values that read as one number: '1' and '01'"
+    version = 1
+    settings = SpaceSettings(init="random", frozen_blocks=0, epochs=1, repeats=1)
+    extra_hyperparameters = ("width",)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("width", ["1", "01"])
+
+    def build_head(self, features, *, num_classes, hp):
+        pooled = keras.layers.GlobalAveragePooling2D()(features)
+        hidden = keras.layers.Dense(8 if hp.get("width") == "1" else 16)(pooled)
+        return keras.layers.Dense(num_classes, activation="softmax")(hidden)
+'''
+
+
+def test_text_values_that_read_as_one_number_stay_two_configurations(tmp_path, cache_dir):
+    """Found by a new user: Choice("width", ["1", "01"]) read back as the number 1 for
+    both, so the report showed one value, took trial 0001 for a longer run of trial 0000
+    and left it out of every number."""
+    from bench.analysis.report import write_outputs
+    from bench.analysis.tables import load_tables
+    from bench.results import RunDir, read_epochs, read_trials
+    from bench.runner import RunSpec, run_study
+
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "textnumbers.py").write_text(TEXT_NUMBERS_SPACE)
+    path = run_study(RunSpec(space="textnumbers", spaces_dir=spaces, image_size=IMAGE_SIZE,
+                             train_per_class=10, results_dir=tmp_path / "results",
+                             name="text", cache_dir=cache_dir), log=lambda *_: None)
+    run = RunDir(path)
+    trials = read_trials(run)
+    assert list(trials["width"]) == ["1", "01"]  # the grid's order, as declared
+    # The two widths are two models (hidden layers of 8 and 16 units):
+    params = read_epochs(run).set_index("width")["trainable_params"]
+    assert params["01"] > params["1"]
+    tables = load_tables([path])
+    assert tables.superseded.empty
+    assert sorted(tables.complete["width"]) == ["01", "1"]
+    write_outputs([path], log=lambda *_: None)
+    report = (path / "report.md").read_text()
+    assert "one value in every execution" not in report
+    assert "counted as trial" not in report
+    if (path / "trials.parquet").exists():
+        assert list(pd.read_parquet(path / "trials.parquet")["width"]) == ["1", "01"]
+
+
+def test_the_columns_read_as_text_are_the_hyperparameters_declared_with_text():
+    import keras_tuner
+
+    from bench.results import text_hyperparameters
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("init", ["pretrained", "random"])
+    hp.Choice("width", ["1", "01"])
+    hp.Choice("units", [8, 16])
+    hp.Float("head_lr", 1e-3, 1e-1, sampling="log")
+    hp.Boolean("bn")
+    hp.Fixed("loss", "1.0")
+    hp.Fixed("frozen_blocks", 2)
+    declared = [p.get_config() | {"type": type(p).__name__} for p in hp.space]
+    run = {"space": {"hyperparameters": declared}}
+    assert text_hyperparameters(run) == ["init", "width", "loss"]
+    assert text_hyperparameters({}) == []  # an older or hand-made run.json: as pandas reads
