@@ -600,12 +600,14 @@ def _add_search_record(record: dict, search: dict) -> None:
     record |= search
 
 
-def _note_stop(record: dict, plan: StudyPlan, *, trials: list, log) -> None:
+def _note_stop(record: dict, plan: StudyPlan, *, trials: list, log,
+               failure_limit: bool = False) -> None:
     from bench.tuning.algorithms import stop_reason
 
     reason = stop_reason(plan.tuner_name, plan.hp, trials_run=len(trials),
                          max_trials=plan.settings.max_trials, max_epochs=plan.max_epochs,
-                         failed=sum(trial.status == "FAILED" for trial in trials))
+                         failed=sum(trial.status == "FAILED" for trial in trials),
+                         failure_limit=failure_limit)
     if reason:
         log(f"note: {reason}")
         record["notes"].append(reason)
@@ -826,6 +828,9 @@ def _search(plan: StudyPlan, record: dict, *, make_search, run_dir, log) -> Stud
         record["status"] = "completed"
     except (StudyFailed, keras_tuner.errors.FatalError) as error:
         failure = _record_failure(record, error)
+        if isinstance(failure, FailureLimit):
+            _note_stop(record, plan, trials=list(oracle.trials.values()), log=log,
+                       failure_limit=True)
         if search is not None and isinstance(failure, DiskFull):
             try:
                 search.write_trials()  # the trial that was running is listed as RUNNING

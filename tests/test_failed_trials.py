@@ -257,6 +257,11 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
     report = (run.path / "report.md").read_text()
     assert report.startswith("# Run x (partial: status failed)")
     assert "No execution completed" in report
+    # Found by a new user: nothing said that the grid's other trials never ran.
+    if len(trials) == 3:
+        stopped = ("the search stopped after 3 of 4 trials: KerasTuner's limit on trials "
+                   "failing in a row ended it, so 1 planned trial never ran")
+        assert stopped in record["notes"] and f"Note: {stopped}" in report
     # Resumed, KerasTuner would count the same failures and stop again: refused.
     resumed = run_bench("run", "--resume", str(run.path), env=env)
     assert resumed.returncode == 2, resumed.stderr[-2000:]

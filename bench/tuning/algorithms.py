@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 
+from bench.analysis.formatting import counted
 from bench.errors import BenchError, unknown_name
 
 TUNERS = {
@@ -146,12 +147,17 @@ def tuner_notes(name: str, hp, *, max_trials: int | None,
 
 
 def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None,
-                max_epochs: int | None = None, failed: int = 0) -> str | None:
-    """Why a search ran fewer trials than it planned, or None when it ran them all."""
+                max_epochs: int | None = None, failed: int = 0,
+                failure_limit: bool = False) -> str | None:
+    """Why a search ran fewer trials than it planned, or None when it ran them all
+    (``failure_limit``: KerasTuner's limit on failures in a row stopped it)."""
     planned = planned_trials(name, hp, max_trials=max_trials, max_epochs=max_epochs)
     if planned is None or trials_run >= planned:
         return None
     stopped = f"the search stopped after {trials_run} of {planned} trials"
+    if failure_limit:
+        return (f"{stopped}: KerasTuner's limit on trials failing in a row ended it, so "
+                f"{counted(planned - trials_run, 'planned trial')} never ran")
     size = grid_size(hp)
     if name == "hyperband":
         if failed:
