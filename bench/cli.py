@@ -32,7 +32,7 @@ def _path(text: str) -> Path:
 
 
 def _run_arguments(parser: argparse.ArgumentParser, *, resumable: bool = True) -> None:
-    from bench.runner import default_cache_dir
+    from bench.plan import default_cache_dir
     from bench.space import default_spaces_dir
 
     add = parser.add_argument
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _spec(args):
-    from bench.runner import RunSpec
+    from bench.plan import RunSpec
 
     if args.preset is not None and args.space is not None:
         raise BenchError(f"--preset {args.preset} chooses its own space; drop --space "
@@ -187,7 +187,7 @@ def _option_spellings() -> dict[str, tuple[str, bool]]:
 
 def _given_options(args) -> dict:
     """The run options given on the command line (those that differ from the defaults)."""
-    from bench.runner import RunSpec
+    from bench.plan import RunSpec
 
     defaults = vars(build_parser().parse_args(["run"]))
     return {k: v for k, v in vars(args).items()

@@ -31,8 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.plan import RunSpec, StudyPlan, plan_study
 from bench.results import RunDir, check_new_run_dir, run_name
-from bench.runner import RunSpec, StudyPlan, _prepare_inputs, plan_study, run_study, study_oracle
+from bench.runner import prepare_inputs, run_study, study_oracle
 from bench.space import SearchSpace
 
 
@@ -348,9 +349,9 @@ def _measure(spec: RunSpec, plan: StudyPlan, *, out: Path, baseline_repeats: int
     started = time.perf_counter()
     suite_dir = run_study(replace(spec, results_dir=out, name="suite"), log=log)
     suite_wall = time.perf_counter() - started
-    data, weights, _ = _prepare_inputs(plan.spec, settings=plan.settings,
-                                       backbone=plan.backbone, hp=plan.hp,
-                                       image_size=plan.image_size, log=log)
+    data, weights, _ = prepare_inputs(plan.spec, settings=plan.settings,
+                                      backbone=plan.backbone, hp=plan.hp,
+                                      image_size=plan.image_size, log=log)
     suite = suite_side(suite_dir, train_images=len(data.train))
     fewer = measured_repeats < repeats
     log("perf: now plain KerasTuner on the same study" + (

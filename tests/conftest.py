@@ -65,7 +65,8 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_spaces_dir, cache_dir) -> Path:
     """A real run: 2 trials x 2 repeats x 2 epochs on digits at 16 px."""
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     results = tmp_path_factory.mktemp("results")
     spec = RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE,

@@ -85,7 +85,8 @@ def test_parquet_copies_are_written_and_read_when_the_csvs_are_gone(tiny_run, tm
 @pytest.mark.slow
 def test_tensorboard_logs_hold_the_hparams_of_every_execution(tmp_path, tiny_spaces_dir,
                                                               cache_dir):
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     said = []
     run = run_study(RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=16,

@@ -101,7 +101,8 @@ def test_a_damaged_weights_cache_is_retrained_once_with_the_clean_numbers(
 
 def test_a_run_that_retrained_damaged_weights_says_so_in_its_report(
         clean, tmp_path, tiny_spaces_dir):
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     clean_cache, made, _ = clean
     cache = tmp_path / "cache"
@@ -123,7 +124,8 @@ def test_a_weak_source_model_is_a_warning_in_run_json_and_the_report_reused_or_n
         clean, tmp_path, tiny_spaces_dir):
     """Found by a new user: the warning was printed once, when the weights were trained,
     and never in run.json or report.md, whose headline then read as any other."""
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     clean_cache, made, _ = clean
     assert made.source_accuracy >= 0.5  # the clean source model is not weak

@@ -111,7 +111,8 @@ SELECTION = textwrap.dedent('''
 def test_permuting_test_labels_changes_no_selection(tmp_path, cache_dir, monkeypatch):
     import bench.runner
     from bench.data.datasets import Split
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     (tmp_path / "selection.py").write_text(SELECTION)
     real_load = bench.runner.load_dataset

@@ -271,7 +271,7 @@ def test_options_refused_for_new_runs_still_let_an_existing_run_continue():
     # A Hyperband run recorded with --max-trials (ignored before it was refused) must
     # still resume and serve workers: the refusal is for new runs only.
     from bench.errors import BenchError
-    from bench.runner import RunSpec, plan_study
+    from bench.plan import RunSpec, plan_study
 
     spec = RunSpec(space="seed", tuner="hyperband", max_trials=3)
     with pytest.raises(BenchError, match="--max-trials does not bound Hyperband"):

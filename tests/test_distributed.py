@@ -597,7 +597,8 @@ def test_a_worker_s_record_is_written_before_the_oracle_hears_its_trial_ended(
     import keras_tuner
     from conftest import IMAGE_SIZE
 
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
     from bench.tuning.bench_tuner import BenchTuner
 
     order = []

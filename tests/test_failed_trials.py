@@ -14,8 +14,9 @@ from conftest import IMAGE_SIZE
 from test_cli import run_bench
 
 from bench.analysis.summary import print_summary
+from bench.plan import RunSpec
 from bench.results import RunDir, read_epochs, read_run, read_trials
-from bench.runner import RunSpec, run_study
+from bench.runner import run_study
 from bench.tuning.recording import CsvAppender, EpochRecorder, epoch_columns
 
 NAN_SPACE = '''

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from conftest import IMAGE_SIZE
 
+from bench.plan import RunSpec
 from bench.results import RunDir, read_epochs, read_trials
-from bench.runner import RunSpec, run_study
+from bench.runner import run_study
 
 METRICS = ["loss", "accuracy", "val_loss", "val_accuracy"]
 

@@ -53,15 +53,16 @@ def test_taking_a_kept_state_leaves_no_memory_behind(tmp_path):
     0.1 MiB each since."""
     import keras
 
-    from bench.runner import RunSpec, _prepare_inputs, plan_study
+    from bench.plan import RunSpec, plan_study
+    from bench.runner import prepare_inputs
     from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
     from bench.tuning.reuse import CompiledModels
 
     plan = plan_study(RunSpec(space="head-lr", init="random", results_dir=tmp_path,
                               cache_dir=tmp_path / "cache"))
-    data, weights, _ = _prepare_inputs(plan.spec, settings=plan.settings,
-                                       backbone=plan.backbone, hp=plan.hp,
-                                       image_size=plan.image_size, log=lambda *a: None)
+    data, weights, _ = prepare_inputs(plan.spec, settings=plan.settings,
+                                      backbone=plan.backbone, hp=plan.hp,
+                                      image_size=plan.image_size, log=lambda *a: None)
     models = CompiledModels(FineTuneHyperModel(plan.space, ModelInputs(
         backbone=plan.backbone, image_size=plan.image_size,
         num_classes=len(data.class_names), num_blocks=plan.num_blocks,

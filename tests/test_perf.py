@@ -315,7 +315,8 @@ def test_the_floor_counts_what_each_trial_built_not_its_table_cells(tmp_path, ca
 
     from bench.floor import Execution, forward_macs, prefix_macs, required_macs
     from bench.perf import floor_seconds
-    from bench.runner import RunSpec, _prepare_inputs, plan_study, run_study
+    from bench.plan import RunSpec, plan_study
+    from bench.runner import prepare_inputs, run_study
     from bench.tuning.hypermodel import FineTuneHyperModel
 
     (tmp_path / "spaces").mkdir()
@@ -327,9 +328,9 @@ def test_the_floor_counts_what_each_trial_built_not_its_table_cells(tmp_path, ca
     assert dict(zip(epochs["init"], epochs["frozen_blocks"])) == {"pretrained": "3",
                                                                   "random": ""}
     plan = plan_study(spec)
-    data, weights, _ = _prepare_inputs(plan.spec, settings=plan.settings,
-                                       backbone=plan.backbone, hp=plan.hp,
-                                       image_size=plan.image_size, log=lambda *_: None)
+    data, weights, _ = prepare_inputs(plan.spec, settings=plan.settings,
+                                      backbone=plan.backbone, hp=plan.hp,
+                                      image_size=plan.image_size, log=lambda *_: None)
     parts = FineTuneHyperModel(plan.space, plan.model_inputs(data, weights)).build_parts(
         plan.hp.copy(), compile=False)
     seeds = dict(zip(epochs["init"], epochs["seed"].astype(int)))
@@ -353,7 +354,7 @@ def test_a_floor_that_cannot_be_counted_keeps_both_sides(tmp_path, tiny_spaces_d
     from conftest import IMAGE_SIZE
 
     import bench.perf
-    from bench.runner import RunSpec
+    from bench.plan import RunSpec
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("on purpose")

@@ -26,7 +26,7 @@ def _builder(precision):
 def _hp(builder):
     import keras_tuner
 
-    from bench.runner import fix_hyperparameter
+    from bench.plan import fix_hyperparameter
 
     hp = keras_tuner.HyperParameters()
     builder.declare_hyperparameters(hp)

@@ -298,7 +298,8 @@ def spaces_dir(tmp_path_factory):
 
 
 def _run(name, spaces_dir, results, cache_dir):
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     return run_study(RunSpec(space=name, spaces_dir=spaces_dir, image_size=IMAGE_SIZE,
                              epochs=1, repeats=1, max_trials=1, train_per_class=4,
@@ -525,7 +526,8 @@ def test_the_readme_hooks_example_runs_without_warnings(tmp_path, cache_dir):
     import pandas as pd
     from conftest import ROOT
 
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     section = (ROOT / "README.md").read_text().split("### Hooks reference", 1)[1]
     (tmp_path / "hooks.py").write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
@@ -597,7 +599,7 @@ def test_the_optimizer_check_gives_a_conditional_hyperparameter_the_values_a_tri
     misspelt name there passed) and Adam got one (a valid hook was refused)."""
     import keras_tuner
 
-    from bench.runner import _check_optimizer
+    from bench.plan import _check_optimizer
     from bench.space import SearchSpace
 
     hp = keras_tuner.HyperParameters()

@@ -99,7 +99,7 @@ def test_d2l_trains_the_head_at_ten_times_the_body_only_when_fine_tuning():
 def test_an_init_the_preset_does_not_run_says_what_its_space_derives_from_init():
     # Found by a new user: d2l with --init pretrained trained the body at the head's rate
     # (its 0.1 goes with imagenet), and the report's caveat said only "init fixed".
-    from bench.runner import _init_rules_lost
+    from bench.plan import _init_rules_lost
     from bench.space import declared_hyperparameters
 
     space = load_space("d2l-recipe")

@@ -171,7 +171,7 @@ def test_what_ran_names_the_speed_options_a_run_was_given():
     # Found by a new user: only run.json's arguments said that --no-reuse or a smaller
     # evaluation batch had been given.
     from bench.analysis.report import what_ran
-    from bench.runner import RunSpec
+    from bench.plan import RunSpec
 
     given = RunSpec(reuse_models=False, evaluation_batch_size=32, together=True)
     lines = what_ran({"arguments": vars(given)})

@@ -352,7 +352,8 @@ def spaces_dir(tmp_path_factory):
 
 
 def _run(space, *, spaces_dir, results, cache_dir, reuse, overrides):
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     lines = []
     spec = RunSpec(**{"space": space, "spaces_dir": spaces_dir, "image_size": IMAGE_SIZE,

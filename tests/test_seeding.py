@@ -58,7 +58,8 @@ def test_a_study_is_the_same_with_kerass_seeding(tmp_path, cache_dir, monkeypatc
     """The kept-state path (the second head rate takes the first's state) and reused
     repeats, seeded both ways: the same epochs.csv and test accuracies."""
     import bench.tuning.reuse
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     def run(name):
         spec = RunSpec(space="seed", image_size=IMAGE_SIZE, epochs=2, repeats=2,

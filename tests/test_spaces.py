@@ -40,8 +40,9 @@ def test_space_contract(name, tmp_path, cache_dir, contract_digits):
     """Loads, declares, builds with defaults, and runs one trial of two epochs."""
     from bench.models.backbones import BACKBONES
     from bench.models.pretrain import pretrain
+    from bench.plan import RunSpec
     from bench.results import RunDir, read_epochs, read_run
-    from bench.runner import RunSpec, run_study
+    from bench.runner import run_study
     from bench.tuning.hypermodel import FineTuneHyperModel, ModelInputs
 
     space = load_space(name)
@@ -89,8 +90,9 @@ def _choices(hp, name):
 
 
 def test_two_phase_records_both_phases_and_unfreezes_in_the_second(tmp_path, cache_dir):
+    from bench.plan import RunSpec
     from bench.results import RunDir, read_epochs
-    from bench.runner import RunSpec, run_study
+    from bench.runner import run_study
 
     run_path = run_study(RunSpec(space="two-phase", image_size=IMAGE_SIZE, epochs=4,
                                  repeats=1, max_trials=1, pretrain_epochs=1,
@@ -105,7 +107,8 @@ def test_two_phase_records_both_phases_and_unfreezes_in_the_second(tmp_path, cac
 
 
 def test_two_phase_refuses_a_single_epoch(tmp_path):
-    from bench.runner import RunSpec, run_study
+    from bench.plan import RunSpec
+    from bench.runner import run_study
 
     with pytest.raises(BenchError, match="two-phase needs --epochs 2 or more"):
         run_study(RunSpec(space="two-phase", epochs=1, results_dir=tmp_path))
@@ -345,8 +348,9 @@ def test_text_values_that_read_as_one_number_stay_two_configurations(tmp_path, c
     and left it out of every number."""
     from bench.analysis.report import write_outputs
     from bench.analysis.tables import load_tables
+    from bench.plan import RunSpec
     from bench.results import RunDir, read_epochs, read_trials
-    from bench.runner import RunSpec, run_study
+    from bench.runner import run_study
 
     spaces = tmp_path / "spaces"
     spaces.mkdir()

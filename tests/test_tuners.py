@@ -3,8 +3,9 @@
 import pytest
 from conftest import IMAGE_SIZE
 
+from bench.plan import RunSpec
 from bench.results import RunDir, read_epochs, read_run, read_trials
-from bench.runner import RunSpec, run_study
+from bench.runner import run_study
 
 
 @pytest.mark.parametrize("tuner", ["grid", "random", "bayesian", "hyperband"])

@@ -521,7 +521,7 @@ def speed_options(arguments: dict) -> list[str]:
     (``--no-reuse``)."""
     from dataclasses import fields
 
-    from bench.runner import RunSpec
+    from bench.plan import RunSpec
 
     defaults = {f.name: f.default for f in fields(RunSpec)}
     return [option.format(arguments[name]) for name, option in SPEED_OPTIONS.items()

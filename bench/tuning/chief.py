@@ -199,7 +199,8 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     import keras
 
     from bench.device import library_versions
-    from bench.runner import _prepare_inputs, build_tuner, plan_study, study_oracle
+    from bench.plan import plan_study
+    from bench.runner import build_tuner, prepare_inputs, study_oracle
     from bench.space import space_identity
     from bench.tuning.recording import CsvAppender, epoch_columns
     from bench.tuning.resume import (
@@ -227,8 +228,8 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
                          "start the worker with the same space file")
     _refuse_other_inputs(record, {"backend": keras.backend.backend(),
                                   "versions": library_versions()})
-    data, weights, facts = _prepare_inputs(spec, settings=settings, backbone=plan.backbone,
-                                           hp=plan.hp, image_size=plan.image_size, log=log)
+    data, weights, facts = prepare_inputs(spec, settings=settings, backbone=plan.backbone,
+                                          hp=plan.hp, image_size=plan.image_size, log=log)
     _refuse_other_inputs(record, facts)
     inputs = plan.model_inputs(data, weights)
     table_path = worker_table(run, name)

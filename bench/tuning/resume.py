@@ -68,7 +68,7 @@ def resume_spec(run_dir: Path, *, given: dict, spelled: dict | None = None):
                          "would stop at its next trial. "
                          "Its report.md says why each trial failed: fix that, then start a "
                          "new run")
-    from bench.runner import RunSpec
+    from bench.plan import RunSpec
 
     arguments = record.get("arguments", {})
     start = started_in(run, arguments)
@@ -136,7 +136,7 @@ def _same(name: str, value, recorded, *, start: Path) -> bool:
 
 def recorded_spec(run: RunDir, *, record: dict | None = None):
     """The RunSpec written in a run's ``run.json``, placed at the run's own folder."""
-    from bench.runner import RunSpec
+    from bench.plan import RunSpec
 
     record = read_run(run) if record is None else record
     known = {f.name for f in fields(RunSpec)}

@@ -4,15 +4,16 @@ weights as paired.py. Usage: python one_order.py N (30 in README.md)."""
 import json
 import sys
 
-from bench.runner import RunSpec, _prepare_inputs, plan_study
+from bench.plan import RunSpec, plan_study
+from bench.runner import prepare_inputs
 from bench.tuning.batches import epoch_order
 from bench.tuning.hypermodel import FineTuneHyperModel
 from bench.tuning.seeding import set_seed
 
 plan = plan_study(RunSpec())  # the default study, the cache folder a run uses
-data, weights, _ = _prepare_inputs(plan.spec, settings=plan.settings, backbone=plan.backbone,
-                                   hp=plan.hp, image_size=plan.image_size,
-                                   log=lambda *_: None)
+data, weights, _ = prepare_inputs(plan.spec, settings=plan.settings, backbone=plan.backbone,
+                                  hp=plan.hp, image_size=plan.image_size,
+                                  log=lambda *_: None)
 hypermodel = FineTuneHyperModel(plan.space, plan.model_inputs(data, weights))
 hp = plan.hp.copy()
 hp.values.update({"init": "pretrained", "frozen_blocks": 0, "head_lr": 1e-3})

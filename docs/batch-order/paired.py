@@ -8,15 +8,16 @@ import sys
 import numpy as np
 from scipy import stats
 
-from bench.runner import RunSpec, _prepare_inputs, plan_study
+from bench.plan import RunSpec, plan_study
+from bench.runner import prepare_inputs
 from bench.tuning.batches import seeded_fit_arguments
 from bench.tuning.hypermodel import FineTuneHyperModel
 from bench.tuning.seeding import set_seed
 
 n, depth, lr = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 plan = plan_study(RunSpec())  # the default study, the cache folder a run uses
-data, weights, _ = _prepare_inputs(plan.spec, settings=plan.settings, backbone=plan.backbone,
-                                   hp=plan.hp, image_size=plan.image_size, log=print)
+data, weights, _ = prepare_inputs(plan.spec, settings=plan.settings, backbone=plan.backbone,
+                                  hp=plan.hp, image_size=plan.image_size, log=print)
 hypermodel = FineTuneHyperModel(plan.space, plan.model_inputs(data, weights))
 hp = plan.hp.copy()
 hp.values.update({"init": "pretrained", "frozen_blocks": depth, "head_lr": lr})
