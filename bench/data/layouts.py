@@ -187,32 +187,12 @@ def _subset(decoded: Decoded, mask: np.ndarray) -> Decoded:
                    paths=tuple(p for p, k in zip(decoded.paths, mask) if k))
 
 
-def load_folder_dataset(name: str, root: Path, request: DataRequest) -> TransferData:
-    """Train, validation and test splits from an image folder of any layout above.
+def _file_notes(root: Path, layout, decoded: list[tuple]) -> list[str]:
+    """Notes on files not used: images in no class folder, files that are not images,
+    repeats within a folder. ``decoded``: each split folder with what was read there."""
+    from bench.data.imagefolder import loose_images, not_images_sentence, repeats_sentence
 
-    Args:
-        name: The dataset's name in the run (``folder``, ``hotdog``).
-        root: The data folder.
-        request: A ``DataRequest`` (image size, seed, train per class, cache folder).
-    """
-    from bench.data.datasets import Split, TransferData, split_fractions
-    from bench.data.imagefolder import (
-        load_folder,
-        loose_images,
-        not_images_sentence,
-        repeats_sentence,
-        some,
-    )
-
-    layout = find_layout(root)
-    size, cache, seed = request.image_size, request.cache_dir, request.seed
-    train_all = load_folder(layout.train, size=size, cache_dir=cache)
-    names = train_all.class_names
-    classes = list(names)
-    given = {part: load_folder(folder, size=size, cache_dir=cache, classes=classes)
-             for part, folder in (("validation", layout.validation), ("test", layout.test))
-             if folder is not None}
-    notes, crossing = [], 0
+    notes = []
     folders = [root, *([layout.train, layout.validation, layout.test]
                        if layout.split_folders else [])]
     for folder in [f for f in folders if f is not None]:
@@ -220,12 +200,19 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         if loose:
             notes.append(f"{len(loose)} image file(s) directly in {folder} (such as "
                          f"{loose[0]}) are in no class folder and were not used")
-    for folder, decoded in [(layout.train, train_all),
-                            *((getattr(layout, part), given[part]) for part in given)]:
-        for sentence in (not_images_sentence(decoded, folder),
-                         repeats_sentence(decoded, folder)):
+    for folder, read in decoded:
+        for sentence in (not_images_sentence(read, folder), repeats_sentence(read, folder)):
             if sentence:
                 notes.append(sentence)
+    return notes
+
+
+def _drop_crossing(root: Path, layout, train_all, given: dict) -> tuple:
+    """Drops from an earlier split (train < validation < test) each image a later one
+    repeats. Returns ``(keep, given, crossing, note)``: which training images stay, the
+    given splits with validation's repeats of test dropped, how many were dropped, and
+    the note saying so (None when none were)."""
+    from bench.data.imagefolder import some
 
     def named(folder: Path) -> str:
         return os.path.relpath(folder, root)
@@ -237,8 +224,9 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
         for i, said in _labelled_otherwise(train_all, decoded, here=named(layout.train),
                                            there=named(getattr(layout, part))).items():
             train_relabelled.setdefault(i, said)  # one line for an image in both
-    crossing += int((~keep).sum())
+    crossing = int((~keep).sum())
     relabelled = list(train_relabelled.values())
+    given = dict(given)
     if "validation" in given and "test" in given:
         val_keep = _not_in(given["validation"], given["test"])
         crossing += int((~val_keep).sum())
@@ -246,49 +234,95 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
                                           here=named(layout.validation),
                                           there=named(layout.test)).values()
         given["validation"] = _subset(given["validation"], val_keep)
+    note = None
     if crossing:
-        notes.append(f"{crossing} image(s) in {root} repeat an image of a later split "
-                     "(train < validation < test) and were dropped from the earlier one"
-                     + (f"; {len(relabelled)} of them under another class there: check "
-                        f"those labels ({some(relabelled, sep='; ')})" if relabelled else ""))
+        note = (f"{crossing} image(s) in {root} repeat an image of a later split "
+                "(train < validation < test) and were dropped from the earlier one"
+                + (f"; {len(relabelled)} of them under another class there: check "
+                   f"those labels ({some(relabelled, sep='; ')})" if relabelled else ""))
+    return keep, given, crossing, note
+
+
+def _split_missing(root: Path, layout, pool: np.ndarray, labels: np.ndarray, *,
+                   missing: list[str], names, seed: int) -> tuple[dict, str | None]:
+    """The training pool's indices per split, carving the splits the folder lacks out of
+    it (stratified, seed ``seed``), and the note that says how (None when none lacks)."""
+    from bench.data.datasets import split_fractions
+
+    where = layout.train
+    if not missing:
+        return {"train": pool}, None
+    if len(missing) == 1:
+        train, made = split_fractions(labels, (0.8, 0.2), seed, class_names=names,
+                                      where=where)
+        folder = "val/" if missing[0] == "validation" else "test/"
+        return ({"train": pool[train], missing[0]: pool[made]},
+                f"no {folder} folder in {root}: 20% of {where.name}/ ({len(made)} images, "
+                f"stratified, seed {seed}) is the {missing[0]} split")
+    train, validation, test = split_fractions(labels, (0.7, 0.15, 0.15), seed,
+                                              class_names=names, where=where)
+    held = "train/ only" if layout.split_folders else "class folders only"
+    return ({"train": pool[train], "validation": pool[validation], "test": pool[test]},
+            f"{root} has {held}: split 70/15/15 into train, validation and test "
+            f"({len(train)}, {len(validation)} and {len(test)} images: stratified, "
+            f"rounded per class, seed {seed})")
+
+
+def _train_per_class(parts: dict, train_all, *, per_class: int, seed: int,
+                     where: Path) -> tuple[np.ndarray, str | None]:
+    """The training indices cut to ``per_class`` images per class (``--train-per-class``),
+    and the note that says how many are not used (None when all are)."""
+    carved = [part for part in parts if part != "train"]  # taken from the same folder
+    chosen = take_per_class(train_all.labels[parts["train"]], per_class, seed,
+                            class_names=train_all.class_names,
+                            where=f"{where}" + (f", once its {' and '.join(carved)} "
+                                                "images were set aside" if carved else ""))
+    note = None
+    if len(chosen) < len(parts["train"]):
+        note = (f"--train-per-class {per_class}: {len(chosen)} of the "
+                f"{len(parts['train'])} training images train ({per_class} per class, "
+                f"seed {seed}); the other {len(parts['train']) - len(chosen)} are not used")
+    return parts["train"][chosen], note
+
+
+def load_folder_dataset(name: str, root: Path, request: DataRequest) -> TransferData:
+    """Train, validation and test splits from an image folder of any layout above.
+
+    Args:
+        name: The dataset's name in the run (``folder``, ``hotdog``).
+        root: The data folder.
+        request: A ``DataRequest`` (image size, seed, train per class, cache folder).
+    """
+    from bench.data.datasets import Split, TransferData
+    from bench.data.imagefolder import load_folder
+
+    layout = find_layout(root)
+    size, cache, seed = request.image_size, request.cache_dir, request.seed
+    train_all = load_folder(layout.train, size=size, cache_dir=cache)
+    classes = list(train_all.class_names)
+    given = {part: load_folder(folder, size=size, cache_dir=cache, classes=classes)
+             for part, folder in (("validation", layout.validation), ("test", layout.test))
+             if folder is not None}
+    notes = _file_notes(root, layout, [(layout.train, train_all),
+                                       *((getattr(layout, part), given[part])
+                                         for part in given)])
+    keep, given, crossing, note = _drop_crossing(root, layout, train_all, given)
+    notes += [note] if note else []
     pool = np.flatnonzero(keep)
     labels = train_all.labels[pool]
     _every_class_left(labels, classes, f"{layout.train}", "training")
     if "validation" in given:
         _every_class_left(given["validation"].labels, classes, f"{layout.validation}",
                           "validation")
-    missing = [part for part in ("validation", "test") if part not in given]
-    where = layout.train
-    if not missing:
-        parts = {"train": pool}
-    elif len(missing) == 1:
-        train, made = split_fractions(labels, (0.8, 0.2), seed, class_names=names,
-                                      where=where)
-        parts = {"train": pool[train], missing[0]: pool[made]}
-        folder = "val/" if missing[0] == "validation" else "test/"
-        notes.append(f"no {folder} folder in {root}: 20% of {where.name}/ ({len(made)} images, "
-                     f"stratified, seed {seed}) is the {missing[0]} split")
-    else:
-        train, validation, test = split_fractions(labels, (0.7, 0.15, 0.15), seed,
-                                                  class_names=names, where=where)
-        parts = {"train": pool[train], "validation": pool[validation], "test": pool[test]}
-        held = "train/ only" if layout.split_folders else "class folders only"
-        notes.append(f"{root} has {held}: split 70/15/15 into train, validation and test "
-                     f"({len(train)}, {len(validation)} and {len(test)} images: stratified, "
-                     f"rounded per class, seed {seed})")
+    parts, note = _split_missing(root, layout, pool, labels,
+                                 missing=[p for p in ("validation", "test") if p not in given],
+                                 names=train_all.class_names, seed=seed)
+    notes += [note] if note else []
     if request.train_per_class is not None:
-        carved = [part for part in parts if part != "train"]  # taken from the same folder
-        chosen = take_per_class(train_all.labels[parts["train"]], request.train_per_class,
-                                seed, class_names=train_all.class_names,
-                                where=f"{where}" + (f", once its {' and '.join(carved)} "
-                                                    "images were set aside" if carved else ""))
-        if len(chosen) < len(parts["train"]):
-            notes.append(f"--train-per-class {request.train_per_class}: {len(chosen)} of the "
-                         f"{len(parts['train'])} training images train "
-                         f"({request.train_per_class} per class, "
-                         f"seed {seed}); the other {len(parts['train']) - len(chosen)} are not "
-                         "used")
-        parts["train"] = parts["train"][chosen]
+        parts["train"], note = _train_per_class(parts, train_all, seed=seed,
+                                                per_class=request.train_per_class,
+                                                where=layout.train)
+        notes += [note] if note else []
 
     def split(part: str) -> Split:
         if part in parts:
