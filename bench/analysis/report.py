@@ -200,15 +200,15 @@ def different_data_sentence(runs: list[dict]) -> str | None:
             "difference between runs is not the hyperparameters' doing alone.")
 
 
-def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
-    blocks: list[Block] = []
+def _opening_blocks(tables: Tables) -> list[Block]:
+    """The title, and what is partial or joined across different data."""
     ids = ", ".join(r["run_id"] for r in tables.runs)
     partial = [r["run_id"] for r in tables.runs if r.get("status") != "completed"]
     title = f"Run {ids}" if len(tables.runs) == 1 else f"Runs {ids}"
     if partial:
         title += f" (partial: {', '.join(partial)} did not complete)" if len(tables.runs) > 1 \
             else f" (partial: status {tables.runs[0].get('status')})"
-    blocks.append(Block("h1", title))
+    blocks = [Block("h1", title)]
     different = different_data_sentence(tables.runs)
     if different:
         blocks.append(Block("p", different))
@@ -225,7 +225,12 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                                                else "")),
                    Block("list", what_ran(run) + held_fixed(
                        run, tables.epochs[tables.epochs["run_id"] == run["run_id"]]))]
-    blocks.append(Block("h2", "Headline"))
+    return blocks
+
+
+def _headline_blocks(tables: Tables) -> list[Block]:
+    """Each run's pretrained - random gap, or why it has none."""
+    blocks = [Block("h2", "Headline")]
     for run in tables.runs:
         run_id = run["run_id"]
         complete = tables.complete[tables.complete["run_id"] == run_id]
@@ -243,27 +248,37 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
         if not gaps:
             why = numbers.why_no_gap(complete, pair_on=tables.pair_on(run_id))
             blocks.append(Block("p", prefix + why[:1].upper() + why[1:]))
+    return blocks
+
+
+def _best_blocks(tables: Tables) -> list[Block]:
+    """The best configuration per init (and run), its ties, and published references."""
+    blocks = []
     trials = tables.trials
-    if not trials.empty:
-        best = numbers.best_trials(trials, by="init")
-        if not best.empty:
-            per = "run and initialisation" if len(tables.runs) > 1 else "initialisation"
-            blocks += [Block("p", "Best configuration (by validation accuracy, the mean "
-                                  f"over repeats of each repeat's best epoch) per {per}, "
-                                  "with its accuracy on the held-out test "
-                                  "split after the last epoch (mean over repeats):"),
-                       # Every row: the tie lines below say each tied trial is listed.
-                       Block("table", tables.mark_not_in_space(summary_table(
-                           best, tables.varied, limit=None, runs=len(tables.runs),
-                           among=trials, ranked=False)))]
-            blocks += [Block("p", line) for line in tie_lines(best)]
+    best = numbers.best_trials(trials, by="init") if not trials.empty else pd.DataFrame()
+    if not best.empty:
+        per = "run and initialisation" if len(tables.runs) > 1 else "initialisation"
+        blocks += [Block("p", "Best configuration (by validation accuracy, the mean "
+                              f"over repeats of each repeat's best epoch) per {per}, "
+                              "with its accuracy on the held-out test "
+                              "split after the last epoch (mean over repeats):"),
+                   # Every row: the tie lines below say each tied trial is listed.
+                   Block("table", tables.mark_not_in_space(summary_table(
+                       best, tables.varied, limit=None, runs=len(tables.runs),
+                       among=trials, ranked=False)))]
+        blocks += [Block("p", line) for line in tie_lines(best)]
     for run in tables.runs:
         for reference in run.get("references", []):
             changed = (f" Not measured like this run, which changed {reference['changed']}."
                        if reference.get("changed") else "")
             blocks.append(Block("p", f"Published reference ({reference['source']}): "
                                      f"{reference['text']}.{changed}"))
-    blocks += figure_blocks
+    return blocks
+
+
+def _trial_blocks(tables: Tables) -> list[Block]:
+    """Every trial, the failed ones again with why, and executions counted once."""
+    trials, blocks = tables.trials, []
     if not trials.empty:
         blocks += [Block("h2", "Trials"),
                    Block("table", tables.mark_not_in_space(summary_table(
@@ -291,6 +306,12 @@ def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
                                   f"{row.by_trial_id} ({counted(int(row.by_epochs), 'epoch')})"
                                   for row in tables.superseded.itertuples()])]
     return blocks
+
+
+def build_report(tables: Tables, figure_blocks: list[Block]) -> list[Block]:
+    """The report's blocks, in order, from the tables alone and the figures' blocks."""
+    return (_opening_blocks(tables) + _headline_blocks(tables) + _best_blocks(tables)
+            + figure_blocks + _trial_blocks(tables))
 
 
 def _declared_choices(run: dict, name: str) -> int | None:
