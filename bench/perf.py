@@ -338,6 +338,25 @@ def run_perf(spec: RunSpec, *, baseline_repeats: int | None = None, log=print) -
         raise
 
 
+def _counted_floor(plan: StudyPlan, *, data, weights, suite_dir: Path, log) -> tuple:
+    """``(floor seconds, matmul rate, error)``: the suite's arithmetic floor at this
+    device's measured rate, or why it could not be counted (both sides' minutes of
+    measurement are kept either way)."""
+    from bench.floor import matmul_rate
+    from bench.models.precision import compute_dtype
+
+    floor = rate = floor_error = None
+    try:
+        rate = matmul_rate(dtype=compute_dtype(plan.spec.precision))  # the layers' arithmetic
+        floor = floor_seconds(plan, data=data, weights=weights, suite_dir=suite_dir,
+                              rate=rate)
+    except Exception as error:  # noqa: BLE001 (both sides' minutes of measurement stay)
+        floor_error = f"{type(error).__name__}: {error}"
+        log(f"perf: the arithmetic floor could not be counted ({floor_error}); perf.json "
+            "has both sides without it")
+    return floor, rate, floor_error
+
+
 def _measure(spec: RunSpec, plan: StudyPlan, *, out: Path, baseline_repeats: int | None,
              measured_repeats: int, log) -> Path:
     from bench.device import describe_device, library_versions
@@ -372,18 +391,8 @@ def _measure(spec: RunSpec, plan: StudyPlan, *, out: Path, baseline_repeats: int
         plain_seconds = extrapolation.estimated_search_seconds
         basis = (f"estimated: plain KerasTuner ran {measured_repeats} of {repeats} "
                  "executions per configuration")
-    from bench.floor import matmul_rate
-    from bench.models.precision import compute_dtype
-
-    floor = rate = floor_error = None
-    try:
-        rate = matmul_rate(dtype=compute_dtype(spec.precision))  # the layers' arithmetic
-        floor = floor_seconds(plan, data=data, weights=weights, suite_dir=suite_dir,
-                              rate=rate)
-    except Exception as error:  # noqa: BLE001 (both sides' minutes of measurement stay)
-        floor_error = f"{type(error).__name__}: {error}"
-        log(f"perf: the arithmetic floor could not be counted ({floor_error}); perf.json "
-            "has both sides without it")
+    floor, rate, floor_error = _counted_floor(plan, data=data, weights=weights,
+                                              suite_dir=suite_dir, log=log)
     device = describe_device()
     result = {
         # Unrounded: the table rounds it once, to two decimals.
