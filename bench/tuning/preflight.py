@@ -180,6 +180,35 @@ class Preflight:
     model: object = None  # FineTuneModel: compiled for hp's defaults, fit on one batch
 
 
+def _check_recorded(space: SearchSpace, rows: list[dict]) -> None:
+    """Refuses a fit that recorded no epoch, or an epoch without accuracy."""
+    from bench.tuning.bench_tuner import NO_EPOCH
+    from bench.tuning.recording import METRICS
+
+    if not rows:
+        raise BenchError(f"search space {space.name}: {NO_EPOCH}")
+    missing = [name for name in METRICS if rows[-1][name] == ""]
+    if missing:
+        raise BenchError(
+            f"search space {space.name}: its model reports no {missing[0]} after an "
+            "epoch; the tables and the tuner's objective are accuracy: compile with "
+            "metrics=['accuracy'] (other metrics may follow it)")
+
+
+def _unread(space: SearchSpace, hp, *, read) -> list[str]:
+    """A warning for each declared hyperparameter that no code ``read`` in the first
+    build, compile and fit."""
+    warnings = []
+    for parameter in hp.space:
+        # A conditional one inactive in this first build had nothing to be read for.
+        if hp.is_active(parameter) and parameter.name not in read:
+            warnings.append(
+                f"hyperparameter {parameter.name!r} of space {space.name} was not read by "
+                "the builder or any hook in a first build, compile and fit: as written it "
+                "changes nothing (read it with self.value(hp, name) or hp.get(name))")
+    return warnings
+
+
 def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed: int,
               keep_model: bool = False, log=print) -> Preflight:
     """Builds, compiles and fits the space once on one batch, before any trial.
@@ -206,8 +235,8 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
     """
     import keras
 
-    from bench.tuning.bench_tuner import NO_EPOCH, FitRun
-    from bench.tuning.recording import METRICS, EpochRecorder
+    from bench.tuning.bench_tuner import FitRun
+    from bench.tuning.recording import EpochRecorder
 
     kept = False
     try:
@@ -230,14 +259,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         run = FitRun(train=train, validation=validation, epochs=max(space.min_epochs, 1),
                      batch_size=size, recorder=recorder, study_batch_size=batch_size)
         _guarded(space, "fitting", lambda: space.fit(parts, hp=tracked, run=run))
-        if not recorder.rows:
-            raise BenchError(f"search space {space.name}: {NO_EPOCH}")
-        missing = [name for name in METRICS if recorder.rows[-1][name] == ""]
-        if missing:
-            raise BenchError(
-                f"search space {space.name}: its model reports no {missing[0]} after an "
-                "epoch; the tables and the tuner's objective are accuracy: compile with "
-                "metrics=['accuracy'] (other metrics may follow it)")
+        _check_recorded(space, recorder.rows)
         # A fit that compiles again (a second phase) must keep the scale too.
         check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables,
                             trainable_variables=parts.model.trainable_variables,
@@ -247,14 +269,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
     finally:
         if not kept:
             keras.backend.clear_session()
-    warnings = []
-    for parameter in hp.space:
-        # A conditional one inactive in this first build had nothing to be read for.
-        if hp.is_active(parameter) and parameter.name not in tracked.values.read:
-            warnings.append(
-                f"hyperparameter {parameter.name!r} of space {space.name} was not read by "
-                "the builder or any hook in a first build, compile and fit: as written it "
-                "changes nothing (read it with self.value(hp, name) or hp.get(name))")
+    warnings = _unread(space, hp, read=tracked.values.read)
     warnings += [ROUND_OFF_BIAS.format(space=space.name, layer=layer, norm=norm)
                  for layer, norm in biases_into_batchnorm(parts.head_layers)]
     for warning in warnings:
