@@ -25,6 +25,7 @@ from bench.analysis.validate import (
     TableSchema,
     check_csv_rows,
     check_table,
+    text_hyperparameters,
 )
 from bench.command import command
 from bench.errors import BenchError, DiskFull
@@ -252,19 +253,6 @@ def read_run(run: RunDir) -> dict:
         data["status"] = "interrupted"
         data.setdefault("error", "its process ended without finishing the run")
     return data
-
-
-def text_hyperparameters(run: dict) -> list[str]:
-    """The hyperparameters ``run`` declared with text values (a Choice of strings, a
-    Fixed string): their columns are read as text, since a value such as "01" or "1.0"
-    would otherwise read as a number, equal to another value "1"."""
-    names = []
-    for declared in run.get("space", {}).get("hyperparameters", []):
-        values = declared.get("values", [declared.get("value")])
-        if isinstance(declared.get("name"), str) and values \
-                and all(isinstance(value, str) for value in values):
-            names.append(declared["name"])
-    return names
 
 
 def _text_columns(run: RunDir) -> list[str]:

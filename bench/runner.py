@@ -378,17 +378,21 @@ def _open_run_dir(plan: StudyPlan, record: dict, *, resume_from: Path | None,
 
 @dataclass
 class _Search:
-    """A search ready to run, here or in workers: ``run`` runs it, ``counts`` then says
-    what it did (for ``run.json``), ``write_trials`` writes ``trials.csv`` at any time."""
+    """A search built, here or in workers: ``begin`` readies it (``write_trials`` can
+    already write ``trials.csv``), ``run`` runs it, ``search_record`` then says what it
+    did, for ``run.json``."""
 
     run: Callable[[], None]
-    counts: Callable[[], dict]
+    search_record: Callable[[], dict]
     write_trials: Callable[[], None]
+    begin: Callable[[], None] = lambda: None
     table: object = None  # the epochs table this process appends to, if any
 
 
 def _search_here(plan: StudyPlan, *, oracle, data, inputs, checked, run_dir, resumed,
                  log) -> _Search:
+    """The search in this process: a BenchTuner appending to ``epochs.csv``, which takes
+    over the pre-flight check's model and continues a ``resumed`` run's trials."""
     from bench.tuning.recording import CsvAppender, epoch_columns
 
     table = CsvAppender(run_dir.epochs_csv, epoch_columns(plan.columns, plan.space.epoch_columns))
@@ -396,26 +400,30 @@ def _search_here(plan: StudyPlan, *, oracle, data, inputs, checked, run_dir, res
         tuner, prefix = build_tuner(plan, oracle=oracle, data=data, inputs=inputs,
                                     run_dir=run_dir, table=table, log=log,
                                     done=len(resumed.ended) if resumed is not None else 0)
+    except BaseException:
+        _close_table(table)
+        raise
+
+    def begin():
         if checked.model is not None:
             tuner.models.adopt(checked.model, plan.hp)
             checked.model = None
         if resumed is not None:
             tuner.continue_from(resumed.extras)
-    except BaseException:
-        _close_table(table)
-        raise
-    return _Search(run=lambda: tuner.search(verbose=0),
-                   counts=lambda: search_record(tuner, prefix),
+
+    return _Search(run=lambda: tuner.search(verbose=0), begin=begin,
+                   search_record=lambda: search_record(tuner, prefix),
                    write_trials=tuner.write_trials, table=table)
 
 
 def _search_in_workers(plan: StudyPlan, scale: ScaleOut, *, oracle, run_dir, record, resumed,
                        log) -> _Search:
+    """The search served to worker processes by a chief (``bench.tuning.chief``)."""
     from bench.tuning.chief import ChiefStudy
 
     chief = ChiefStudy(scale, oracle=oracle, plan=plan, run_dir=run_dir, record=record,
                        resumed=resumed, log=log)
-    return _Search(run=chief.run, counts=lambda: combined(worker_records(run_dir.path)),
+    return _Search(run=chief.run, search_record=lambda: combined(worker_records(run_dir.path)),
                    write_trials=chief.write_trials)
 
 
@@ -452,11 +460,12 @@ def _search(plan: StudyPlan, record: dict, *, make_search, run_dir, log) -> Stud
         log(f"searching: {trials} x {counted(plan.settings.repeats, 'repeat')} x {epochs}")
         started = time.perf_counter()
         search = make_search(oracle)
+        search.begin()
         try:
             search.run()
         finally:
             record["search_seconds"] = round(time.perf_counter() - started, 2)
-            _add_search_record(record, search.counts())
+            _add_search_record(record, search.search_record())
         search.write_trials()
         _note_stop(record, plan, trials=list(oracle.trials.values()), log=log)
         if not any(trial.status == "COMPLETED" for trial in oracle.trials.values()):

@@ -374,11 +374,45 @@ def test_text_values_that_read_as_one_number_stay_two_configurations(tmp_path, c
     if (path / "trials.parquet").exists():
         assert list(pd.read_parquet(path / "trials.parquet")["width"]) == ["1", "01"]
 
+    def copied(name: str, *, values: list, cells: dict) -> Path:
+        """The run copied, its width declared as ``values`` and its cells rewritten."""
+        import json
+
+        copy = shutil.copytree(path, tmp_path / name)
+        record = json.loads((copy / "run.json").read_text())
+        record["run_id"] = name
+        for declared in record["space"]["hyperparameters"]:
+            if declared["name"] == "width":
+                declared["values"], declared["default"] = values, values[0]
+        (copy / "run.json").write_text(json.dumps(record))
+        for table in ("epochs", "trials"):
+            (copy / f"{table}.parquet").unlink(missing_ok=True)
+            rows = pd.read_csv(copy / f"{table}.csv", dtype=str, keep_default_na=False)
+            rows["width"] = rows["width"].replace(cells)
+            if "run_id" in rows:
+                rows["run_id"] = name
+            rows.to_csv(copy / f"{table}.csv", index=False)
+        return copy
+
+    # Found in review: joined with a run that declared the widths as numbers 1 and 10,
+    # its 1 and this run's "1" are one value (one colour in a figure), not two.
+    numbers = copied("numbers", values=[1, 10], cells={"01": "10"})
+    joined = load_tables([path, numbers]).complete
+    assert sorted(set(joined["width"])) == ["01", "1", "10"]
+    # A hand edit that makes "01" read "1" in trials.csv only is refused, not passed as
+    # the same number.
+    edited = copied("edited", values=["1", "01"], cells={})
+    trials = pd.read_csv(edited / "trials.csv", dtype=str, keep_default_na=False)
+    trials["width"] = "1"
+    trials.to_csv(edited / "trials.csv", index=False)
+    with pytest.raises(BenchError, match="trial 0001's width is 1 in trials.csv but 01"):
+        load_tables([edited])
+
 
 def test_the_columns_read_as_text_are_the_hyperparameters_declared_with_text():
     import keras_tuner
 
-    from bench.results import text_hyperparameters
+    from bench.analysis.validate import text_hyperparameters
 
     hp = keras_tuner.HyperParameters()
     hp.Choice("init", ["pretrained", "random"])

@@ -112,6 +112,20 @@ def test_a_search_that_stops_early_says_why_and_suggests_a_grid_only_to_other_tu
     assert stop_reason("hyperband", finite, trials_run=4, max_trials=None, max_epochs=9) == (
         "the search stopped after 4 of 23 trials: KerasTuner's Hyperband ends the search "
         "when a bracket's first round finds no untried combination (the space has 4)")
+    # KerasTuner's limit on failures in a row: a grid's count is exact; random search
+    # runs no more than the untried combinations (found in review: "7 never ran" of 4).
+    limit = "KerasTuner's limit on trials failing in a row ended it, so"
+    assert stop_reason("grid", finite, trials_run=3, max_trials=None, failure_limit=True) == (
+        f"the search stopped after 3 of 4 trials: {limit} 1 planned trial never ran")
+    assert stop_reason("random", finite, trials_run=3, max_trials=10, failure_limit=True) == (
+        f"the search stopped after 3 of 10 trials: {limit} up to 1 planned trial never ran")
+    assert stop_reason("random", finite, trials_run=4, max_trials=10,
+                       failure_limit=True).endswith("the space has only 4 combinations and "
+                                                    "all have run")
+    assert stop_reason("random", continuous, trials_run=3, max_trials=10,
+                       failure_limit=True).endswith(f"{limit} up to 7 planned trials never ran")
+    assert stop_reason("hyperband", finite, trials_run=3, max_trials=None, max_epochs=9,
+                       failure_limit=True).endswith(f"{limit} up to 20 planned trials never ran")
 
 
 @pytest.mark.parametrize("max_epochs", [1, 2, 3, 4, 9, 10, 27, 30])

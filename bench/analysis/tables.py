@@ -17,6 +17,7 @@ from bench.analysis.validate import (
     check_rows_agree,
     check_trials_agree,
     check_trials_listed,
+    text_hyperparameters,
 )
 from bench.errors import BenchError
 from bench.results import open_run, read_epochs, read_run, read_trials
@@ -103,6 +104,19 @@ class Tables:
                    for run in self.runs for p in run.get("space", {}).get("hyperparameters", []))
 
 
+def _as_text(table: pd.DataFrame, columns: set[str]) -> pd.DataFrame:
+    """``table`` with ``columns`` as text: a run that declared a hyperparameter with
+    numbers, joined with one that declared it with text, gives its 1 (or 1.0) as "1", one
+    value with the other run's "1" (an empty cell stays missing)."""
+    table = table.copy()
+    for name in columns & set(table.columns):
+        table[name] = table[name].map(
+            lambda value: value if isinstance(value, str) or pd.isna(value)
+            else str(int(value)) if isinstance(value, float) and value.is_integer()
+            else str(value)).astype(object)
+    return table
+
+
 def load_tables(paths: list[Path]) -> Tables:
     """Reads and checks every table of ``paths``; a bad table is a BenchError naming it."""
     opened, seen = [], {}
@@ -134,8 +148,10 @@ def load_tables(paths: list[Path]) -> Tables:
             trials.append(table.assign(run_id=run["run_id"]))
         check_rows_agree(rows, table, run, files)
         check_trials_listed(rows, table, status=run.get("status", ""), files=files)
-    epochs = pd.concat(epochs, ignore_index=True)
-    trials = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame(
+    text = {name for run in runs for name in text_hyperparameters(run)}
+    epochs = pd.concat([_as_text(rows, text) for rows in epochs], ignore_index=True)
+    trials = pd.concat([_as_text(table, text) for table in trials],
+                       ignore_index=True) if trials else pd.DataFrame(
         columns=["run_id", "trial_id", "status", "best_val_accuracy"])
     complete = numbers.complete_rows(epochs, trials)
     kept, superseded = [], []

@@ -174,6 +174,7 @@ def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dic
     _check_declared_numbers(epochs, run, files.epochs)
     if trials is None:
         return
+    text = set(text_hyperparameters(run))
     _check_declared_numbers(trials, run, files.trials)
     unknown = trials[~trials["status"].isin(TRIAL_STATUSES)]
     if not unknown.empty:
@@ -209,7 +210,7 @@ def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dic
                              "tables was edited: restore both from a copy")
         if trial["status"] == "COMPLETED":
             _check_completed_rows(mine, trial_id, run, files.epochs)
-        _check_same_hyperparameters(mine, trial, files)
+        _check_same_hyperparameters(mine, trial, files, text=text)
 
 
 def _check_completed_rows(rows: pd.DataFrame, trial_id: str, run: dict, path: Path) -> None:
@@ -282,6 +283,12 @@ def _cell(value):
     return _whole(number)
 
 
+def _text_cell(value):
+    """A cell of a text column: None for empty, else the text as written."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) \
+        or value == "" else str(value)
+
+
 def _same(a, b) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         a, b = float(a), float(b)  # 1e38 is no int numpy can compare
@@ -289,17 +296,34 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _check_same_hyperparameters(rows: pd.DataFrame, trial: dict, files: TableFiles) -> None:
+def _check_same_hyperparameters(rows: pd.DataFrame, trial: dict, files: TableFiles, *,
+                                text: set[str]) -> None:
+    """``text``: the columns declared with text values, compared as written ("01" is
+    not "1")."""
     shared = [c for c in rows.columns if c in trial and c not in NOT_HYPERPARAMETERS
               and c not in TRIALS_SCHEMA.numeric and c not in ("status", "error")]
     for column in shared:
-        recorded = _cell(trial[column])
-        for value in {_cell(v) for v in rows[column]}:
+        cell = _text_cell if column in text else _cell
+        recorded = cell(trial[column])
+        for value in {cell(v) for v in rows[column]}:
             if not _same(value, recorded):
                 raise BenchError(f"{files.run}: trial {trial['trial_id']}'s {column} is "
                                  f"{recorded} in {files.trials.name} but {value} in "
                                  f"{files.epochs.name}; one of the tables was edited: restore "
                                  "both from a copy")
+
+
+def text_hyperparameters(run: dict) -> list[str]:
+    """The hyperparameters ``run`` declared with text values (a Choice of strings, a
+    Fixed string): their columns are read as text, since a value such as "01" or "1.0"
+    would otherwise read as a number, equal to another value "1"."""
+    names = []
+    for declared in run.get("space", {}).get("hyperparameters", []):
+        values = declared.get("values", [declared.get("value")])
+        if isinstance(declared.get("name"), str) and values \
+                and all(isinstance(value, str) for value in values):
+            names.append(declared["name"])
+    return names
 
 
 def _check_declared_numbers(table: pd.DataFrame, run: dict, path: Path) -> None:

@@ -155,10 +155,17 @@ def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None,
     if planned is None or trials_run >= planned:
         return None
     stopped = f"the search stopped after {trials_run} of {planned} trials"
-    if failure_limit:
-        return (f"{stopped}: KerasTuner's limit on trials failing in a row ended it, so "
-                f"{counted(planned - trials_run, 'planned trial')} never ran")
     size = grid_size(hp)
+    if failure_limit:
+        # A grid runs each combination once; random and Bayesian search stop sooner when
+        # they find no untried combination; Hyperband's count is its brackets' most.
+        left = planned - trials_run
+        if name not in ("grid", "hyperband") and size is not None:
+            left = min(left, size - trials_run)
+        if left > 0:
+            return (f"{stopped}: KerasTuner's limit on trials failing in a row ended it, "
+                    "so " + ("" if name == "grid" else "up to ")
+                    + f"{counted(left, 'planned trial')} never ran")
     if name == "hyperband":
         if failed:
             return (f"{stopped}: {failed} of them failed, and Hyperband promotes only "
