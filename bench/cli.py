@@ -401,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
-        print(_interrupted(args, getattr(interrupt, "run_dir", None)), file=sys.stderr)
+        print(_interrupted(args, getattr(interrupt, "run_dir", None),
+                           report_missing=getattr(interrupt, "report_missing", False)),
+              file=sys.stderr)
         return 130
     except BrokenPipeError as error:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -417,8 +419,13 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
-def _interrupted(args, run_dir) -> str:
-    """What a Ctrl-C or SIGTERM left, in one line."""
+def _interrupted(args, run_dir, *, report_missing: bool = False) -> str:
+    """What a Ctrl-C or SIGTERM left, in one line (``report_missing``: the search had
+    ended, and only its report was being written)."""
+    if run_dir is not None and report_missing:
+        return (f"interrupted while writing the report: the run's tables in {run_dir} are "
+                f"whole (the search had ended); '{command('analyze', run_dir)}' writes its "
+                "report")
     if run_dir is not None:
         return (f"interrupted: the rows written so far are kept in {run_dir}; continue it "
                 f"with '{command('run', '--resume', run_dir)}'")

@@ -553,7 +553,12 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
             return _search_in_workers(plan, scale, oracle=oracle, run_dir=run_dir,
                                       record=record, resumed=resumed, log=log)
     failure = _search(plan, record, make_search=make_search, run_dir=run_dir, log=log)
-    failure = _write_report(run_dir.path, failure, log=log)
+    try:
+        failure = _write_report(run_dir.path, failure, log=log)
+    except KeyboardInterrupt as interrupt:
+        # The search ended and its tables are whole: only the report is missing.
+        interrupt.run_dir, interrupt.report_missing = run_dir.path, True
+        raise
     if failure is not None:
         failure.run_dir = run_dir.path
         raise failure

@@ -250,3 +250,47 @@ def test_a_stop_that_lands_in_a_garbage_collection_callback_prints_no_traceback(
     # The swallowed stop is quiet; anything else Python swallows is still printed.
     assert "KeyboardInterrupt" not in done.stderr
     assert "ValueError: another error swallowed by Python" in done.stderr
+
+
+def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_report_it(
+        tmp_path):
+    """Found by a new user: SIGTERM a second after the last trial said "no run was written"
+    (or, resumed, "before the search restarted") of a run whose tables were whole. The
+    stop is made to land in the report by a report writer that raises it, as the signal
+    handler would."""
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "slow.py").write_text(SLOW_SPACE)
+    path = tmp_path / "results" / "stopped"
+    code = textwrap.dedent(f'''
+        import sys
+
+        import bench.analysis.report
+
+        def stopped(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        bench.analysis.report.write_outputs = stopped
+        from bench.cli import main
+
+        sys.exit(main(["run", "--space", "slow", "--spaces-dir", {str(spaces)!r},
+                       "--image-size", "16", "--train-per-class", "10", "--epochs", "1",
+                       "--results-dir", {str(tmp_path / "results")!r}, "--name", "stopped"]))
+    ''')
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"interrupted while writing the report: the run's tables in {path} are whole (the "
+        f"search had ended); 'python run_bench.py analyze {path}' writes its report")
+    run = RunDir(path)
+    assert read_run(run)["status"] == "completed"
+    assert set(read_trials(run)["status"]) == {"COMPLETED"} and len(read_trials(run)) == 6
+    assert not (path / "report.md").exists()
+    # What it says to do works.
+    analyzed = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "analyze",
+                               str(path)], cwd=ROOT, capture_output=True, text=True, env=env,
+                              timeout=600)
+    assert analyzed.returncode == 0, analyzed.stderr[-2000:]
+    assert (path / "report.md").exists()
