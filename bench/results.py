@@ -180,6 +180,13 @@ def open_run(path: Path) -> RunDir:
     if not Path(path).exists():
         raise BenchError(f"{path} does not exist; pass a run directory made by "
                          f"'{command('run')}'")
+    if Path(path).is_file():
+        # Found by a new user: analyze results/x/epochs.csv said "no epochs.csv".
+        where = Path(path).parent
+        within = (f": pass the run directory that holds it, {where}" if
+                  (where / "run.json").exists() else f"; pass a folder made by "
+                  f"'{command('run')}'")
+        raise BenchError(f"{path} is a file, not a run directory{within}")
     has_epochs = run.epochs_csv.exists() or run.epochs_csv.with_suffix(".parquet").exists()
     if (run.path / "perf.json").exists() and (run.path / "suite" / "run.json").exists():
         raise BenchError(f"{path} holds a 'perf' comparison, not a run; its suite run is "

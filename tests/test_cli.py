@@ -234,6 +234,18 @@ def test_analyze_of_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):
     assert result.returncode == 2 and result.stderr.strip() == (
         f"error: {tmp_path} has run.json but no epochs.csv yet: its run has not finished an "
         "epoch (it is starting, or stopped before one ended); analyse it once it has rows")
+    # Found by a new user: a run's own epochs.csv was "no run.json or epochs.csv".
+    (tmp_path / "epochs.csv").write_text("run_id\n")
+    result = run_bench("analyze", str(tmp_path / "epochs.csv"))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {tmp_path / 'epochs.csv'} is a file, not a run directory: pass the run "
+        f"directory that holds it, {tmp_path}")
+    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "run.json").unlink()
+    result = run_bench("analyze", str(tmp_path / "notes.txt"))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {tmp_path / 'notes.txt'} is a file, not a run directory; pass a folder made "
+        "by 'python run_bench.py run'")
 
 
 def test_a_spaces_dir_that_is_a_file_is_told_so(tmp_path):
