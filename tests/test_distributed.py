@@ -165,6 +165,9 @@ def test_two_workers_write_the_tables_of_one_process(study):
     # A worker knows its own trials only, and its progress lines say so.
     assert "this worker's best so far" in result.stdout
     assert " best so far" not in result.stdout.replace("worker's best so far", "")
+    shown = re.findall(r"\(id \d+\) \[([^\]]*)\]", result.stdout)
+    assert shown and all(re.fullmatch(r"frozen_blocks=\d+ head_lr=[\d.e-]+", values)
+                         for values in shown), shown
     assert "I0000" not in result.stdout  # the backends' start-up chatter stays in the logs
     assert (run / "workers" / "tuner0" / "log.txt").exists()
 

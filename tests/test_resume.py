@@ -43,6 +43,11 @@ def _assert_best_so_far_counts_kept_trials(stdout: str, run) -> None:
     for trial_id, shown, best_id in lines:
         so_far = trials.loc[:trial_id, "best_val_accuracy"]
         assert (best_id, shown) == (so_far.idxmax(), f"{so_far.max():.3f}"), (trial_id, stdout)
+    # Each trial's values in the tables' order (frozen_blocks before head_lr), not the
+    # order the space declared them in, nor the reverse a worker's trial arrives in.
+    shown = re.findall(r"\(id \d+\) \[([^\]]*)\]", stdout)
+    assert shown and all(re.fullmatch(r"frozen_blocks=\d+ head_lr=[\d.e-]+", values)
+                         for values in shown), shown
 
 
 def _command(tmp_path, name, tuner):

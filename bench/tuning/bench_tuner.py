@@ -236,9 +236,13 @@ class BenchTuner(keras_tuner.Tuner):
                                                         trial.hyperparameters.values))
         raise_if_stopped()
         super().on_trial_begin(trial)
-        declared = {k: v for k, v in trial.hyperparameters.values.items()
-                    if not k.startswith("tuner/")}
-        self.progress.trial_begin(trial.trial_id, declared)
+        values = trial.hyperparameters.values
+        # In the tables' order: a worker's trial comes over gRPC in another (found by a
+        # new user: its progress lines listed the values backwards).
+        names = [*[c for c in self.execution.columns if c in values],
+                 *[k for k in values if k not in self.execution.columns]]
+        self.progress.trial_begin(trial.trial_id, {k: values[k] for k in names
+                                                   if not k.startswith("tuner/")})
 
     def _configuration(self, hp) -> tuple:
         """What makes two trials the same run: every value, Hyperband's epochs included."""
