@@ -245,20 +245,26 @@ def _run(args) -> int:
     try:
         run_dir = run_study(spec, resume_from=resume_from, scale=scale)
     except StudyFailed as failure:
-        _print_summary(failure.run_dir)
+        _print_summary(failure.run_dir, ended=None)
         print(f"error: the study failed: {failure} (run directory {failure.run_dir})",
               file=sys.stderr)
         return EXIT_STUDY_FAILED
-    _print_summary(run_dir)
+    _print_summary(run_dir, ended="whole")
     return 0
 
 
-def _print_summary(run_dir) -> None:
+def _print_summary(run_dir, *, ended: str | None) -> None:
+    """The run's summary; a stop or a closed pipe here names the run (``ended``: as
+    ``_interrupted`` reads it), which exists whatever the moment."""
     # Imported only now: seaborn and matplotlib take seconds, and a refused option or a
     # missing file is told without them.
     from bench.analysis.summary import print_summary
 
-    print_summary(run_dir)
+    try:
+        print_summary(run_dir)
+    except (KeyboardInterrupt, BrokenPipeError) as stopped:
+        stopped.run_dir, stopped.ended = run_dir, ended
+        raise
 
 
 def _worker(args) -> int:
@@ -402,15 +408,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
         print(_interrupted(args, getattr(interrupt, "run_dir", None),
-                           report_missing=getattr(interrupt, "report_missing", False)),
-              file=sys.stderr)
+                           ended=getattr(interrupt, "ended", None)), file=sys.stderr)
         return 130
     except BrokenPipeError as error:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         if args.command in ("list", "analyze"):  # 'list | head': the reader has what it wanted
             return 141
         run_dir = getattr(error, "run_dir", None)
-        kept = (f"; the rows written so far are kept in {run_dir}: continue it with "
+        kept = (f"; the run had completed: {run_dir} holds its tables and report"
+                if run_dir is not None and getattr(error, "ended", None) == "whole" else
+                f"; the rows written so far are kept in {run_dir}: continue it with "
                 f"'{command('run', '--resume', run_dir)}'" if run_dir is not None else
                 "; no run was written (it stopped before the run directory was made)"
                 if args.command in ("run", "chief") and not args.resume else "")
@@ -419,13 +426,16 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
-def _interrupted(args, run_dir, *, report_missing: bool = False) -> str:
-    """What a Ctrl-C or SIGTERM left, in one line (``report_missing``: the search had
-    ended, and only its report was being written)."""
-    if run_dir is not None and report_missing:
+def _interrupted(args, run_dir, *, ended: str | None = None) -> str:
+    """What a Ctrl-C or SIGTERM left, in one line. ``ended``: how far a run that had
+    completed its search got: "report missing" (stopped while writing its report) or
+    "whole" (stopped while its summary was printed)."""
+    if run_dir is not None and ended == "report missing":
         return (f"interrupted while writing the report: the run's tables in {run_dir} are "
-                f"whole (the search had ended); '{command('analyze', run_dir)}' writes its "
+                f"whole (its search completed); '{command('analyze', run_dir)}' writes its "
                 "report")
+    if run_dir is not None and ended == "whole":
+        return f"interrupted after the run completed: {run_dir} holds its tables and report"
     if run_dir is not None:
         return (f"interrupted: the rows written so far are kept in {run_dir}; continue it "
                 f"with '{command('run', '--resume', run_dir)}'")

@@ -552,13 +552,21 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         def make_search(oracle):
             return _search_in_workers(plan, scale, oracle=oracle, run_dir=run_dir,
                                       record=record, resumed=resumed, log=log)
-    failure = _search(plan, record, make_search=make_search, run_dir=run_dir, log=log)
+    try:
+        failure = _search(plan, record, make_search=make_search, run_dir=run_dir, log=log)
+    except KeyboardInterrupt as interrupt:
+        interrupt.run_dir = run_dir.path  # also when it came as run.json was written
+        raise
     try:
         failure = _write_report(run_dir.path, failure, log=log)
     except KeyboardInterrupt as interrupt:
-        # The search ended and its tables are whole: only the report is missing.
-        interrupt.run_dir, interrupt.report_missing = run_dir.path, True
-        raise
+        if failure is None:
+            # The search completed and its tables are whole: only the report is missing.
+            interrupt.run_dir, interrupt.ended = run_dir.path, "report missing"
+            raise
+        # A failed study's reason (and what to do about it) comes first.
+        failure = StudyFailed(f"{failure}; the report was not written (stopped): "
+                              f"'{command('analyze', run_dir.path)}' writes it")
     if failure is not None:
         failure.run_dir = run_dir.path
         raise failure

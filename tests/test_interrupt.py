@@ -282,8 +282,8 @@ def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_rep
                           text=True, env=env, timeout=600)
     assert done.returncode == 130, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] == (
-        f"interrupted while writing the report: the run's tables in {path} are whole (the "
-        f"search had ended); 'python run_bench.py analyze {path}' writes its report")
+        f"interrupted while writing the report: the run's tables in {path} are whole (its "
+        f"search completed); 'python run_bench.py analyze {path}' writes its report")
     run = RunDir(path)
     assert read_run(run)["status"] == "completed"
     assert set(read_trials(run)["status"]) == {"COMPLETED"} and len(read_trials(run)) == 6
@@ -294,3 +294,30 @@ def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_rep
                               timeout=600)
     assert analyzed.returncode == 0, analyzed.stderr[-2000:]
     assert (path / "report.md").exists()
+    # Found in review: a study that failed, stopped while its report was written, says
+    # why it failed (its reason says what to do), not that its tables are whole.
+    (spaces / "slow.py").write_text(SLOW_SPACE.replace(
+        "[1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3]", "[1e38, 2e38]"))
+    failed = tmp_path / "results" / "failed"
+    done = subprocess.run([sys.executable, "-c", code.replace('"stopped"]', '"failed"]')],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 1, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: the study failed: no trial completed: all 2 failed (why, trial by trial, is in "
+        "trials.csv and report.md); the report was not written (stopped): 'python "
+        f"run_bench.py analyze {failed}' writes it (run directory {failed})"]
+    assert read_run(RunDir(failed))["status"] == "failed"
+    # Stopped while the summary of a completed run is printed: the run is whole.
+    summary = code.replace("bench.analysis.report.write_outputs = stopped",
+                           "import bench.analysis.summary\n"
+                           "bench.analysis.summary.print_summary = stopped").replace(
+        '"stopped"]', '"whole"]')
+    (spaces / "slow.py").write_text(SLOW_SPACE)
+    done = subprocess.run([sys.executable, "-c", summary], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert done.returncode == 130, done.stderr[-2000:]
+    whole = tmp_path / "results" / "whole"
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"interrupted after the run completed: {whole} holds its tables and report")
+    assert (whole / "report.md").exists()

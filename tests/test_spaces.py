@@ -409,6 +409,23 @@ def test_text_values_that_read_as_one_number_stay_two_configurations(tmp_path, c
         load_tables([edited])
 
 
+def test_a_joined_runs_numbers_read_as_its_tables_wrote_them():
+    """Found in review: a run that declared Choice("dropout", [0.5, 1.0]) joined with one
+    that declared ["0.5", "1.0"] gave 1.0 as "1", a third value."""
+    from bench.analysis.tables import _as_text
+
+    def run(values):
+        return {"space": {"hyperparameters": [{"name": "width", "values": values}]}}
+
+    table = pd.DataFrame({"width": [1.0, 0.5, float("nan")], "seed": [1, 2, 3]})
+    floats = _as_text(table, {"width"}, run([0.5, 1.0]))
+    assert floats["width"].tolist()[:2] == ["1.0", "0.5"] and pd.isna(floats["width"][2])
+    assert floats["seed"].tolist() == [1, 2, 3]  # only the text columns
+    # Ints read back as floats (a column with empty cells) are written as ints.
+    assert _as_text(table, {"width"}, run([1, 10]))["width"].tolist()[0] == "1"
+    assert _as_text(table, {"width"}, {})["width"].tolist()[:2] == ["1", "0.5"]
+
+
 def test_the_columns_read_as_text_are_the_hyperparameters_declared_with_text():
     import keras_tuner
 

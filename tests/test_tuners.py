@@ -126,6 +126,9 @@ def test_a_search_that_stops_early_says_why_and_suggests_a_grid_only_to_other_tu
                        failure_limit=True).endswith(f"{limit} up to 7 planned trials never ran")
     assert stop_reason("hyperband", finite, trials_run=3, max_trials=None, max_epochs=9,
                        failure_limit=True).endswith(f"{limit} up to 20 planned trials never ran")
+    # Bayesian proposals may repeat a combination (run as DUPLICATE): not capped by it.
+    assert stop_reason("bayesian", finite, trials_run=5, max_trials=10,
+                       failure_limit=True).endswith(f"{limit} up to 5 planned trials never ran")
 
 
 @pytest.mark.parametrize("max_epochs", [1, 2, 3, 4, 9, 10, 27, 30])

@@ -104,16 +104,28 @@ class Tables:
                    for run in self.runs for p in run.get("space", {}).get("hyperparameters", []))
 
 
-def _as_text(table: pd.DataFrame, columns: set[str]) -> pd.DataFrame:
-    """``table`` with ``columns`` as text: a run that declared a hyperparameter with
-    numbers, joined with one that declared it with text, gives its 1 (or 1.0) as "1", one
-    value with the other run's "1" (an empty cell stays missing)."""
+def _as_text(table: pd.DataFrame, columns: set[str], run: dict) -> pd.DataFrame:
+    """``table`` (of ``run``) with ``columns`` as text: a run that declared a hyperparameter
+    with numbers, joined with one that declared it with text, gives each number as its
+    tables wrote it (1 as "1", 1.0 as "1.0", whatever pandas read), one value with the
+    other run's "1" or "1.0". An empty cell stays missing."""
+    declared = {entry.get("name"): entry.get("values", [entry.get("value")])
+                for entry in run.get("space", {}).get("hyperparameters", [])}
+
+    def written(value, name: str):
+        if isinstance(value, str) or pd.isna(value):
+            return value
+        for number in declared.get(name, []):
+            if isinstance(number, (int, float)) and not isinstance(number, bool) \
+                    and float(number) == float(value):
+                return str(number)
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
     table = table.copy()
     for name in columns & set(table.columns):
-        table[name] = table[name].map(
-            lambda value: value if isinstance(value, str) or pd.isna(value)
-            else str(int(value)) if isinstance(value, float) and value.is_integer()
-            else str(value)).astype(object)
+        table[name] = table[name].map(lambda value, n=name: written(value, n)).astype(object)
     return table
 
 
@@ -145,12 +157,13 @@ def load_tables(paths: list[Path]) -> Tables:
         if files.trials.exists():
             table = read_trials(run_dir)
             check_trials_agree(rows, table, files)
-            trials.append(table.assign(run_id=run["run_id"]))
+            trials.append((table.assign(run_id=run["run_id"]), run))
         check_rows_agree(rows, table, run, files)
         check_trials_listed(rows, table, status=run.get("status", ""), files=files)
     text = {name for run in runs for name in text_hyperparameters(run)}
-    epochs = pd.concat([_as_text(rows, text) for rows in epochs], ignore_index=True)
-    trials = pd.concat([_as_text(table, text) for table in trials],
+    epochs = pd.concat([_as_text(rows, text, run) for rows, run in zip(epochs, runs)],
+                       ignore_index=True)
+    trials = pd.concat([_as_text(table, text, run) for table, run in trials],
                        ignore_index=True) if trials else pd.DataFrame(
         columns=["run_id", "trial_id", "status", "best_val_accuracy"])
     complete = numbers.complete_rows(epochs, trials)

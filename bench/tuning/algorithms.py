@@ -157,10 +157,11 @@ def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None,
     stopped = f"the search stopped after {trials_run} of {planned} trials"
     size = grid_size(hp)
     if failure_limit:
-        # A grid runs each combination once; random and Bayesian search stop sooner when
-        # they find no untried combination; Hyperband's count is its brackets' most.
+        # A grid runs each combination once; random search stops sooner when it finds no
+        # untried combination; Bayesian search's proposals may repeat one, and
+        # Hyperband's count is its brackets' most.
         left = planned - trials_run
-        if name not in ("grid", "hyperband") and size is not None:
+        if name == "random" and size is not None:
             left = min(left, size - trials_run)
         if left > 0:
             return (f"{stopped}: KerasTuner's limit on trials failing in a row ended it, "
