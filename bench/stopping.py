@@ -5,8 +5,9 @@ Keras has bare ``except:`` clauses (building a layer, matching outputs to losses
 catch it there and go on: the run then finished as if never stopped. So the stop is also
 remembered, and every epoch and trial boundary raises it again (``raise_if_stopped``,
 ``stop_check``). Where Python itself swallows it (a garbage-collection callback, such as
-JAX's, or a ``__del__``), it would print "Exception ignored in ..." and a traceback; that
-one is kept quiet, since the stop is remembered all the same.
+JAX's, or a ``__del__``), it would print "Exception ignored in ..." and a traceback: that
+one is kept quiet, and delivered to the main thread again a moment later, so that code
+which reaches no boundary (a hook's wait loop, a worker between trials) stops too.
 """
 
 from __future__ import annotations
@@ -17,17 +18,38 @@ import sys
 
 _stopped = False
 _signal: int | None = None  # the stop signal that came, for ``end_by_stop_signal``
+_swallowed = False  # a stop Python swallowed, not raised again since
+
+#: How long after Python swallowed a stop it is delivered again.
+REDELIVERY_SECONDS = 0.05
 
 
 def _stop(signum, frame):
-    global _stopped, _signal
-    _stopped, _signal = True, signum
+    global _stopped, _signal, _swallowed
+    _stopped, _signal, _swallowed = True, signum, False
     raise KeyboardInterrupt
+
+
+def _deliver_again() -> None:
+    """Delivers a swallowed stop to the main thread again, unless it was raised since."""
+    import _thread
+    import threading
+
+    def again():
+        if _swallowed:
+            _thread.interrupt_main(_signal or signal.SIGINT)
+
+    timer = threading.Timer(REDELIVERY_SECONDS, again)
+    timer.daemon = True
+    timer.start()
 
 
 def _quiet_when_a_stop_is_swallowed(previous_hook):
     def hook(unraisable):
+        global _swallowed
         if _stopped and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _swallowed = True
+            _deliver_again()
             return
         previous_hook(unraisable)
 
@@ -37,8 +59,8 @@ def _quiet_when_a_stop_is_swallowed(previous_hook):
 
 def install_stop_handlers() -> None:
     """SIGTERM (a scheduler's or kill's stop) and Ctrl-C both stop the run from now on."""
-    global _stopped, _signal
-    _stopped, _signal = False, None
+    global _stopped, _signal, _swallowed
+    _stopped, _signal, _swallowed = False, None, False
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if not getattr(sys.unraisablehook, "quiets_swallowed_stops", False):
@@ -47,7 +69,9 @@ def install_stop_handlers() -> None:
 
 def raise_if_stopped() -> None:
     """Raises ``KeyboardInterrupt`` again if a stop was asked for (and swallowed)."""
+    global _swallowed
     if _stopped:
+        _swallowed = False
         raise KeyboardInterrupt
 
 
