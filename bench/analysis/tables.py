@@ -17,6 +17,7 @@ from bench.analysis.validate import (
     check_rows_agree,
     check_trials_agree,
     check_trials_listed,
+    declared_values,
     text_hyperparameters,
 )
 from bench.errors import BenchError
@@ -109,8 +110,7 @@ def _as_text(table: pd.DataFrame, columns: set[str], run: dict) -> pd.DataFrame:
     with numbers, joined with one that declared it with text, gives each number as its
     tables wrote it (1 as "1", 1.0 as "1.0", whatever pandas read), one value with the
     other run's "1" or "1.0". An empty cell stays missing."""
-    declared = {entry.get("name"): entry.get("values", [entry.get("value")])
-                for entry in run.get("space", {}).get("hyperparameters", [])}
+    declared = declared_values(run)
 
     def written(value, name: str):
         if isinstance(value, str) or pd.isna(value):

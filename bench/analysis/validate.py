@@ -313,17 +313,20 @@ def _check_same_hyperparameters(rows: pd.DataFrame, trial: dict, files: TableFil
                                  "both from a copy")
 
 
+def declared_values(run: dict) -> dict[str, list]:
+    """The values each hyperparameter ``run.json`` declares, by name: a Choice's values,
+    a Fixed one's value ([None] for Int, Float and Boolean, which list none)."""
+    return {declared.get("name"): declared.get("values", [declared.get("value")])
+            for declared in run.get("space", {}).get("hyperparameters", [])}
+
+
 def text_hyperparameters(run: dict) -> list[str]:
     """The hyperparameters ``run`` declared with text values (a Choice of strings, a
     Fixed string): their columns are read as text, since a value such as "01" or "1.0"
     would otherwise read as a number, equal to another value "1"."""
-    names = []
-    for declared in run.get("space", {}).get("hyperparameters", []):
-        values = declared.get("values", [declared.get("value")])
-        if isinstance(declared.get("name"), str) and values \
-                and all(isinstance(value, str) for value in values):
-            names.append(declared["name"])
-    return names
+    return [name for name, values in declared_values(run).items()
+            if isinstance(name, str) and values
+            and all(isinstance(value, str) for value in values)]
 
 
 def _check_declared_numbers(table: pd.DataFrame, run: dict, path: Path) -> None:
