@@ -21,7 +21,12 @@ from conftest import ROOT
 from test_resume import THREE_TRIALS, _tables
 
 from bench.errors import BenchError as BenchErrorType
-from bench.tuning.distributed import study_fingerprint, visible_gpus, worker_environment
+from bench.tuning.distributed import (
+    CHIEF_SILENCE_SECONDS,
+    study_fingerprint,
+    visible_gpus,
+    worker_environment,
+)
 
 DYING = THREE_TRIALS.replace("class Three", "class Dying").replace(
     "from bench.space import SearchSpace, SpaceSettings",
@@ -518,6 +523,16 @@ def test_a_killed_chief_resumed_refuses_its_stale_worker_and_ends_equal(study):
                 os.kill(chief.pid, signal.SIGKILL)
                 break
         chief.wait(timeout=60)
+        # KerasTuner's client waits an hour for the dead chief: the worker says so.
+        watchdog = threading.Timer(CHIEF_SILENCE_SECONDS + 120, stale.kill)
+        watchdog.start()
+        silence = next((line for line in stale.stdout if "has not answered" in line), "")
+        watchdog.cancel()
+        assert silence.strip() == (
+            f"worker w0: the chief at 127.0.0.1:{port} has not answered for 15 s; waiting "
+            "for it (KerasTuner's client waits up to an hour). If the chief was stopped, "
+            f"'python run_bench.py chief --resume {run} --port {port}' continues the study; "
+            "then start the workers again. Ctrl-C stops this worker")
         resumed = subprocess.Popen(
             [sys.executable, str(ROOT / "run_bench.py"), "chief", "--resume", str(run),
              *options], cwd=ROOT, env=_env(study), stdout=subprocess.PIPE,

@@ -160,9 +160,10 @@ class BenchTuner(keras_tuner.Tuner):
         if self._is_worker():
             from bench.tuning.distributed import patient_client
 
-            # KerasTuner's own client, which polls without pause while the oracle is busy
-            # and turns the chief's refusal into a traceback.
-            self.oracle = patient_client(self.oracle)
+            # KerasTuner's own client, which polls without pause while the oracle is busy,
+            # turns the chief's refusal into a traceback and waits silently for a dead chief.
+            self.oracle = patient_client(self.oracle, run=execution.run_dir.path,
+                                         log=progress.note)
         self.execution = execution
         self.tensorboard_dir = tensorboard_dir
         self.models = CompiledModels(hypermodel, enabled=reuse_models)

@@ -10,6 +10,7 @@ this module adds is what KerasTuner's mode lacks, each measured in ../shared/FAC
 - a worker whose trials reach the consecutive-failure limit stops the study cleanly
   instead of dying with a gRPC error while the chief waits;
 - workers pause while the oracle is busy (KerasTuner's client asks again at once);
+- a worker says so when its chief stops answering (KerasTuner's client waits an hour);
 - under ``run --workers N`` a supervisor restarts a worker that died with the same
   tuner id, which gets its trial back, and records as failed a trial whose worker keeps
   dying, so the study always finishes;
@@ -33,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.command import command
 from bench.errors import BenchError, StudyFailed
 from bench.results import RunDir, _replace_atomically
 
@@ -40,6 +42,9 @@ from bench.results import RunDir, _replace_atomically
 SEPARATOR = "@"
 #: A worker asks the chief again after this long when the oracle had no trial ready.
 IDLE_PAUSE_SECONDS = 0.5
+#: A worker says so when the chief has not answered a request for this long (KerasTuner's
+#: client waits an hour, silently, for a chief that was killed).
+CHIEF_SILENCE_SECONDS = 15.0
 #: Times a worker may die while running one trial before that trial is recorded failed.
 MAX_DEATHS_PER_TRIAL = 2
 #: Deaths in a row outside any trial after which the study stops.
@@ -97,28 +102,58 @@ def worker_environment(index: int, *, workers: int, gpus: list[str]) -> dict:
     return env
 
 
-def patient_client(client):
-    """KerasTuner's ``OracleClient`` for a worker, which pauses while the oracle is busy
-    and turns the chief's refusal into one line."""
+def patient_client(client, *, run: Path, log=print):
+    """KerasTuner's ``OracleClient`` for a worker, which pauses while the oracle is busy,
+    turns the chief's refusal into one line and says when the chief stops answering."""
     import grpc
     from keras_tuner.src.distribute.oracle_client import OracleClient
     from keras_tuner.src.engine import trial as trial_module
 
-    def refusal_as_one_line(call):
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    name = worker_name(os.environ["KERASTUNER_TUNER_ID"])
+
+    def silence_said():
+        if os.environ.get(CHIEF_PID):  # a local chief: its workers end with it
+            what = "waiting for it"
+        else:
+            resume = command("chief", "--resume", run,
+                             "--port", os.environ["KERASTUNER_ORACLE_PORT"])
+            what = (f"waiting for it (KerasTuner's client waits up to an hour). If the chief "
+                    f"was stopped, '{resume}' continues the study; then start the workers "
+                    "again. Ctrl-C stops this worker")
+        log(f"worker {name}: the chief at {address} has not answered for "
+            f"{CHIEF_SILENCE_SECONDS:.0f} s; {what}")
+
+    def watched(call):
         def wrapped(*args, **kwargs):
+            said = threading.Event()
+            timer = threading.Timer(CHIEF_SILENCE_SECONDS,
+                                    lambda: (silence_said(), said.set()))
+            timer.daemon = True
+            timer.start()
             try:
-                return call(*args, **kwargs)
+                answer = call(*args, **kwargs)
             except grpc.RpcError as error:
                 if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     raise BenchError(error.details()) from None
                 raise
+            finally:
+                timer.cancel()
+                timer.join()
+            if said.is_set():
+                log(f"worker {name}: the chief at {address} answers again")
+            return answer
         return wrapped
 
     class PatientOracleClient(OracleClient):
-        update_trial = refusal_as_one_line(OracleClient.update_trial)
-        end_trial = refusal_as_one_line(OracleClient.end_trial)
+        get_space = watched(OracleClient.get_space)
+        update_space = watched(OracleClient.update_space)
+        update_trial = watched(OracleClient.update_trial)
+        end_trial = watched(OracleClient.end_trial)
+        get_trial = watched(OracleClient.get_trial)
+        get_best_trials = watched(OracleClient.get_best_trials)
 
-        @refusal_as_one_line
+        @watched
         def create_trial(self, tuner_id):
             trial = super().create_trial(tuner_id)
             if trial.status == trial_module.TrialStatus.IDLE:
