@@ -215,6 +215,13 @@ class StudyPlan:
         return planned_trials(self.tuner_name, self.hp, max_trials=self.settings.max_trials,
                               max_epochs=self.max_epochs)
 
+    def nothing_left_to_run(self, trials) -> bool:
+        """``bench.tuning.algorithms.nothing_left_to_run`` for this search."""
+        from bench.tuning.algorithms import nothing_left_to_run
+
+        return nothing_left_to_run(self.tuner_name, self.hp, trials,
+                                   planned=self.planned_trials)
+
     def model_inputs(self, data, weights: str | None):
         """What the model builder needs for ``data`` and the initial ``weights``."""
         from bench.tuning.hypermodel import ModelInputs

@@ -217,7 +217,8 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
             notes.append(f"frozen-prefix cache off: {prefix.off_reason}")
     tuner = BenchTuner(oracle=oracle, hypermodel=FineTuneHyperModel(plan.space, inputs),
                        directory=str(run_dir.path), project_name="tuner", execution=execution,
-                       progress=progress, planned_trials=None if worker else total,
+                       progress=progress,
+                       nothing_left_to_run=None if worker else plan.nothing_left_to_run,
                        reuse_models=spec.reuse_models,
                        tensorboard_dir=run_dir.path / "tensorboard" if spec.tensorboard
                        else None, prefix=prefix, together=spec.together,
@@ -423,8 +424,9 @@ def _search_in_workers(plan: StudyPlan, scale: ScaleOut, *, oracle, run_dir, rec
 
     chief = ChiefStudy(scale, oracle=oracle, plan=plan, run_dir=run_dir, record=record,
                        resumed=resumed, log=log)
-    return _Search(run=chief.run, search_record=lambda: combined(worker_records(run_dir.path)),
-                   write_trials=chief.write_trials)
+    return _Search(run=chief.run, write_trials=chief.write_trials,
+                   search_record=lambda: combined([*worker_records(run_dir.path),
+                                                   {"notes": chief.notes}]))
 
 
 def _record_failure(record: dict, error: Exception) -> StudyFailed:

@@ -14,9 +14,9 @@ from conftest import IMAGE_SIZE
 from test_cli import run_bench
 
 from bench.analysis.summary import print_summary
-from bench.plan import RunSpec
+from bench.plan import RunSpec, plan_study
 from bench.results import RunDir, read_epochs, read_run, read_trials
-from bench.runner import run_study
+from bench.runner import ScaleOut, run_study
 from bench.tuning.recording import CsvAppender, EpochRecorder, epoch_columns
 
 NAN_SPACE = '''
@@ -299,19 +299,58 @@ def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir):
     assert "No execution completed, so there are no final numbers." in report
 
 
-def test_failures_in_a_row_at_the_very_end_leave_a_complete_run(tmp_path, cache_dir):
-    # KerasTuner's limit (3 in a row) is reached by the grid's last trial: nothing was
-    # left to stop, so the run completed, its failed trials listed as failed.
-    _head_lr_space(tmp_path, "lastfail", [1e-3, 1e38, 2e38, 3e38])  # one sane, three diverge
-    run = _run(tmp_path, "lastfail", cache_dir)
+def _drawn_first(tmp_path, *, tuner: str, values: list[float], **options) -> int:
+    """The index of the head learning rate that KerasTuner's oracle for the space
+    "lastfail" proposes first (the order the test needs, not a number it checks)."""
+    from bench.runner import study_oracle
+
+    plan = plan_study(RunSpec(space="lastfail", spaces_dir=tmp_path / "spaces", tuner=tuner,
+                              results_dir=tmp_path / "probe", **options))
+    oracle = study_oracle(plan)
+    oracle._set_project_dir(str(tmp_path / "probe"), "oracle")  # noqa: SLF001
+    return values.index(oracle.create_trial("probe").hyperparameters.get("head_lr"))
+
+
+@pytest.mark.parametrize("tuner, max_trials, workers", [
+    ("grid", None, None),
+    # Found by a review: random search over a space smaller than --max-trials runs out
+    # of combinations, and with its last three failing it was called failed by the limit.
+    ("random", 10, None),
+    pytest.param("grid", None, 2, marks=pytest.mark.slow),
+    pytest.param("random", 10, 2, marks=pytest.mark.slow),
+], ids=["grid", "random", "grid-workers", "random-workers"])
+def test_failures_in_a_row_at_the_very_end_leave_a_complete_run(
+        tmp_path, cache_dir, tuner, max_trials, workers):
+    # KerasTuner's limit (3 in a row) is reached by the search's last trial: nothing was
+    # left to stop, so the run completed, its failed trials listed as failed. With two
+    # workers the sane trial may still run when the third failure ends: the same.
+    values = [1e38, 2e38, 3e38]
+    _head_lr_space(tmp_path, "lastfail", [1e-3, *values])
+    first = _drawn_first(tmp_path, tuner=tuner, values=[1e-3, *values], max_trials=max_trials)
+    values.insert(first, 1e-3)  # one sane, three diverge: the sane one proposed first
+    _head_lr_space(tmp_path, "lastfail", values)
+    run = RunDir(run_study(
+        RunSpec(space="lastfail", spaces_dir=tmp_path / "spaces", image_size=IMAGE_SIZE,
+                pretrain_epochs=2, results_dir=tmp_path / "results", name="lastfail",
+                cache_dir=cache_dir, train_per_class=10, tuner=tuner, max_trials=max_trials),
+        log=lambda *_: None, scale=ScaleOut(workers=workers) if workers else None))
     record = read_run(run)
     assert record["status"] == "completed" and not record.get("error")
     trials = read_trials(run)
     assert list(trials["status"]) == ["COMPLETED", "FAILED", "FAILED", "FAILED"]
+    assert trials["head_lr"].iloc[0] == 1e-3
+    if tuner == "random":
+        assert ("the search stopped after 4 of 10 trials: the space has only 4 combinations "
+                "and all have run") in record["notes"]
     report = (run.path / "report.md").read_text()
     assert "partial" not in report.splitlines()[0].lower()
-    assert "the last 3 trials failed in a row (KerasTuner's limit), but no trial was left " \
-           "to run" in report
+    # With workers the sane trial may end between two failures: then no limit was met.
+    end_order = json.loads((run.tuner / "oracle.json").read_text())["end_order"]
+    status = dict(zip(trials["trial_id"], trials["status"]))
+    limit_met = all(status[trial_id] == "FAILED" for trial_id in end_order[-3:])
+    assert limit_met or workers
+    assert limit_met == ("the last 3 trials failed in a row (KerasTuner's limit), but no "
+                         "trial was left to run" in report)
 
 
 def test_a_finite_huge_loss_is_a_valid_result_and_nan_or_inf_is_not(tmp_path):

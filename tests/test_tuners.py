@@ -131,6 +131,68 @@ def test_a_search_that_stops_early_says_why_and_suggests_a_grid_only_to_other_tu
                        failure_limit=True).endswith(f"{limit} up to 5 planned trials never ran")
 
 
+def test_the_failure_limit_stops_only_a_search_with_trials_left_to_start():
+    import keras_tuner
+    from keras_tuner.src.engine.trial import Trial
+
+    from bench.tuning.algorithms import nothing_left_to_run
+    from bench.tuning.bench_tuner import at_failure_limit
+
+    finite = keras_tuner.HyperParameters()
+    finite.Choice("head_lr", [1e-3, 1e-2, 1e-1, 1.0])
+    continuous = keras_tuner.HyperParameters()
+    continuous.Float("head_lr", 1e-4, 1e-1, sampling="log")
+
+    def trials(*statuses):
+        return [Trial(finite, trial_id=str(i), status=s) for i, s in enumerate(statuses)]
+
+    four = trials("COMPLETED", "FAILED", "FAILED", "FAILED")
+    # A grid and a random search over 4 combinations have nothing left after 4 trials
+    # (random search draws only untried ones); a continuous space always has more.
+    assert nothing_left_to_run("grid", finite, four, planned=4)
+    assert nothing_left_to_run("random", finite, four, planned=10)
+    assert not nothing_left_to_run("random", continuous, four, planned=10)
+    assert not nothing_left_to_run("random", finite, four[:3], planned=10)
+    # Bayesian search proposes until --max-trials (a repeat runs as DUPLICATE).
+    assert not nothing_left_to_run("bayesian", finite, four, planned=10)
+
+    def left(found):
+        return lambda _: found
+
+    assert at_failure_limit(four, left(True)) == "end"
+    assert at_failure_limit(four, left(False)) == "stop"
+    # Nothing to start, but a worker still runs a trial: decided when it ends.
+    assert at_failure_limit(trials("RUNNING", "FAILED", "FAILED", "FAILED"), left(True)) == "wait"
+    # Failures alone: the study fails, whatever was left.
+    assert at_failure_limit(trials("FAILED", "FAILED", "FAILED"), left(True)) == "stop"
+
+
+def test_kerastuner_checks_its_failure_limit_again_at_every_later_trial_end(tmp_path):
+    # The chief's "wait" relies on it: the trial still running when the third failure
+    # ended reaches the limit again when it ends, and is decided then.
+    import keras_tuner
+
+    from bench.tuning.distributed import end_trial
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("head_lr", [1e-3, 1e-2, 1e-1, 1.0])
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective("score", "max"), hyperparameters=hp, max_trials=10,
+        seed=1)
+    oracle._set_project_dir(str(tmp_path), "oracle")  # noqa: SLF001
+    running, *failing = [oracle.create_trial(f"worker{i}") for i in range(4)]
+    reached = []
+    for trial in failing:
+        trial.status = "FAILED"
+        reached.append(end_trial(oracle, trial))
+    assert reached == [False, False, True]
+    running.status = "COMPLETED"
+    running.metrics.register("score", "max")
+    running.metrics.update("score", 0.5)
+    assert end_trial(oracle, running)
+    assert oracle.trials[running.trial_id].status == "COMPLETED"
+
+
 @pytest.mark.parametrize("max_epochs", [1, 2, 3, 4, 9, 10, 27, 30])
 def test_hyperbands_trial_count_is_kerastuners(max_epochs, tmp_path):
     """The count the progress and the stop reason use, against KerasTuner's own oracle

@@ -146,6 +146,19 @@ def tuner_notes(name: str, hp, *, max_trials: int | None,
     return [note]
 
 
+def nothing_left_to_run(name: str, hp, trials, *, planned: int | None) -> bool:
+    """Whether a search that has created ``trials`` (KerasTuner's, any status) would start
+    no other: each planned trial has one, or a random search has tried every combination
+    of a finite space (its oracle draws only untried ones).
+
+    At KerasTuner's limit on trials failing in a row such a search has nothing left to
+    stop, so it ends as it would have (the limit protects the trials that remain)."""
+    count = len(trials)
+    size = grid_size(hp)
+    return bool(planned and count >= planned) or (
+        name == "random" and size is not None and count >= size)
+
+
 def stop_reason(name: str, hp, *, trials_run: int, max_trials: int | None,
                 max_epochs: int | None = None, failed: int = 0,
                 failure_limit: bool = False) -> str | None:

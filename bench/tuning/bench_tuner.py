@@ -153,7 +153,7 @@ class BenchTuner(keras_tuner.Tuner):
     def __init__(self, *, oracle, hypermodel, directory, project_name,
                  execution: Execution, progress: Progress, reuse_models: bool = True,
                  tensorboard_dir=None, prefix: PrefixCache | None = None,
-                 together: bool = False, planned_trials: int | None = None,
+                 together: bool = False, nothing_left_to_run=None,
                  device_data: bool = False):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
@@ -179,9 +179,9 @@ class BenchTuner(keras_tuner.Tuner):
         # Per model: whether it changes at inference (absent: not asked yet).
         self._changes_at_inference: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.progress = progress
-        #: The study's most trials where known (Hyperband's from its brackets; not a
-        #: worker's).
-        self.planned_trials = planned_trials
+        #: Called with the oracle's trials: whether the search would start no other
+        #: (``StudyPlan.nothing_left_to_run``; None in a worker, whose chief decides).
+        self.nothing_left_to_run = nothing_left_to_run
         self.models.note = progress.note
         self.prefix = prefix
         self.together = TrainTogether(hypermodel, models=self.models, prefix=prefix,
@@ -447,10 +447,9 @@ class BenchTuner(keras_tuner.Tuner):
             end_at_failure_limit(self.oracle, trial.trial_id)
             self.save()
             limit = self.oracle.max_consecutive_failed_trials
-            if self._every_trial_ran():
-                # The limit stops a search that keeps failing; this one has nothing left.
-                self.notes.append(f"the last {limit} trials failed in a row (KerasTuner's "
-                                  "limit), but no trial was left to run")
+            if self.nothing_left_to_run is not None and at_failure_limit(
+                    self.oracle.trials.values(), self.nothing_left_to_run) == "end":
+                self.notes.append(limit_note(limit))
             else:
                 stopped = FailureLimit.at(limit=limit, trial_id=trial.trial_id,
                                           why=self.trial_error(trial))
@@ -465,12 +464,6 @@ class BenchTuner(keras_tuner.Tuner):
             self.after_trial()
         if stopped is not None:
             raise stopped
-
-    def _every_trial_ran(self) -> bool:
-        """Whether the study's planned trials have all run, at least one to completion."""
-        total, trials = self.planned_trials, self.oracle.trials.values()
-        return bool(total) and len(trials) >= total and any(
-            trial.status == "COMPLETED" for trial in trials)
 
     def trial_error(self, trial) -> str:
         """One line on why a trial did not complete (empty for a completed one)."""
@@ -487,6 +480,25 @@ class BenchTuner(keras_tuner.Tuner):
         table = summarise_trials(read_epochs(run_dir), self.trial_rows(),
                                  self.execution.columns)
         write_csv(run_dir.trials_csv, table)
+
+
+def at_failure_limit(trials, nothing_left_to_run) -> str:
+    """What KerasTuner's limit on trials failing in a row, reached with ``trials``, does:
+    "stop" the study while trials are left to start, or when none completed (a study of
+    failures alone fails); "end" as it would have when none is left to start and one
+    completed; "wait" while none is left to start but some still run (in other workers:
+    KerasTuner checks the limit again as each ends)."""
+    trials = list(trials)
+    if not nothing_left_to_run(trials):
+        return "stop"
+    if any(t.status == "RUNNING" for t in trials):
+        return "wait"
+    return "end" if any(t.status == "COMPLETED" for t in trials) else "stop"
+
+
+def limit_note(limit: int) -> str:
+    return (f"the last {limit} trials failed in a row (KerasTuner's limit), but no trial "
+            "was left to run")
 
 
 def end_at_failure_limit(oracle, trial_id: str) -> None:

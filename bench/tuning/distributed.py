@@ -256,10 +256,11 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_limit):
             return protos.get_service().EndTrialResponse()
 
         def end(self, trial) -> None:
-            """Ends ``trial``; at the consecutive-failure limit the study stops: every
-            worker is told so at its next request."""
+            """Ends ``trial``; at the consecutive-failure limit the study stops (unless
+            ``failure_limit`` says there is nothing left to stop): every worker is told
+            so at its next request."""
             if end_trial(self.oracle, trial):
-                self.failure = failure_limit(trial.trial_id)
+                self.failure = failure_limit(trial.trial_id) or self.failure
 
     return ChiefServicer()
 
@@ -354,7 +355,8 @@ class Chief:
         fingerprint: ``study_fingerprint`` of the study's space.
         described: The space as a user reads it ("seed version 2").
         failure_limit: Called with the id of the trial that reached KerasTuner's limit on
-            failures in a row; returns the ``FailureLimit`` the study stops with.
+            failures in a row; returns the ``FailureLimit`` the study stops with, or None
+            when no trial is left to stop.
         on_trial_end: Called (no arguments) after trials end, to rewrite trials.csv.
     """
 
