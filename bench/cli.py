@@ -415,8 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("list", "analyze"):  # 'list | head': the reader has what it wanted
             return 141
         run_dir = getattr(error, "run_dir", None)
+        ended = getattr(error, "ended", None)
         kept = (f"; the run had completed: {run_dir} holds its tables and report"
-                if run_dir is not None and getattr(error, "ended", None) == "whole" else
+                if run_dir is not None and ended == "whole" else
+                f"; the run's tables in {run_dir} are whole (its search completed), its report "
+                f"was not written: '{command('analyze', run_dir)}' writes it"
+                if run_dir is not None and ended == "report missing" else
                 f"; the rows written so far are kept in {run_dir}: continue it with "
                 f"'{command('run', '--resume', run_dir)}'" if run_dir is not None else
                 "; no run was written (it stopped before the run directory was made)"

@@ -135,6 +135,8 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
 
     try:
         write_outputs([path], log=log)
+    except BrokenPipeError:
+        raise  # the output closed (a reader such as 'head' ended), not the disk
     except (OSError, DiskFull) as error:
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
         later = (f"the report could not be written ({reason}); once there is space, "
@@ -561,13 +563,14 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
         raise
     try:
         failure = _write_report(run_dir.path, failure, log=log)
-    except KeyboardInterrupt as interrupt:
+    except (KeyboardInterrupt, BrokenPipeError) as interrupt:
         if failure is None:
             # The search completed and its tables are whole: only the report is missing.
             interrupt.run_dir, interrupt.ended = run_dir.path, "report missing"
             raise
         # A failed study's reason (and what to do about it) comes first.
-        failure = StudyFailed(f"{failure}; the report was not written (stopped): "
+        why = "stopped" if isinstance(interrupt, KeyboardInterrupt) else "the output closed"
+        failure = StudyFailed(f"{failure}; the report was not written ({why}): "
                               f"'{command('analyze', run_dir.path)}' writes it")
     if failure is not None:
         failure.run_dir = run_dir.path

@@ -304,6 +304,19 @@ def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_rep
                               timeout=600)
     assert analyzed.returncode == 0, analyzed.stderr[-2000:]
     assert (path / "report.md").exists()
+    # The output closed (a reader such as 'head' ended) while the report was written:
+    # not "once there is space", as a full disk is told.
+    done = subprocess.run([sys.executable, "-c", code.replace(
+        "raise KeyboardInterrupt", "raise BrokenPipeError(32, 'Broken pipe')").replace(
+        '"stopped"]', '"pipe"]')], cwd=ROOT, capture_output=True, text=True, env=env,
+        timeout=600)
+    pipe = tmp_path / "results" / "pipe"
+    assert done.returncode == 141, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: the program reading this command's output ended, which stopped it; the "
+        f"run's tables in {pipe} are whole (its search completed), its report was not "
+        f"written: 'python run_bench.py analyze {pipe}' writes it")
+    assert read_run(RunDir(pipe))["status"] == "completed"
     # Found in review: a study that failed, stopped while its report was written, says
     # why it failed (its reason says what to do), not that its tables are whole.
     (spaces / "slow.py").write_text(SLOW_SPACE.replace(
