@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -78,6 +79,70 @@ def _select(frame: pd.DataFrame, column: str, value) -> pd.DataFrame:
     return frame[frame[column] == value]
 
 
+@dataclass(frozen=True)
+class _Lines:
+    """How ``facet_lines`` draws one facet's lines: the hue and style values, their colours
+    and dashes, and each column's value labels."""
+
+    x: str
+    hue: str | None
+    style: str | None
+    hues: list
+    styles: list
+    palette: dict
+    dashes: dict
+    written: dict
+    bands: bool
+
+    def draw(self, ax, part: pd.DataFrame) -> None:
+        for h in self.hues:
+            for s in self.styles:
+                line = part
+                if self.hue:
+                    line = _select(line, self.hue, h)
+                if self.style:
+                    line = _select(line, self.style, s)
+                if line.empty:
+                    continue
+                line = line.sort_values(self.x)
+                name = ", ".join(self.written[k](v) if k in VERBATIM
+                                 else f"{label(k)}={self.written[k](v)}"
+                                 for k, v in ((self.hue, h), (self.style, s)) if k)
+                ax.plot(line[self.x], line["mean"], linestyle=self.dashes[repr(s)],
+                        color=self.palette[repr(h)],
+                        marker="o", markersize=3, label=name or None)
+                if self.bands:
+                    ax.fill_between(line[self.x], line["low"], line["high"],
+                                    color=self.palette[repr(h)],
+                                    alpha=0.15, linewidth=0)
+
+
+def _x_axis(ax, *, logx: bool, ticks: list, written_x, integer_x: bool) -> None:
+    if logx:
+        ax.set_xscale("log")
+        if ticks:
+            # Within a decade matplotlib labels minor ticks (2e-3, 3e-3, ...) over
+            # one another; values drawn, far enough apart to read, read better.
+            ax.set_xticks(ticks, labels=[written_x(v) for v in ticks])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+    elif integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _figure_legend(fig, axes, *, title: str) -> None:
+    """One legend for the figure: every facet's lines, each name once."""
+    handles, names = axes[0][0].get_legend_handles_labels()
+    for ax in axes.flat[1:]:
+        more_handles, more_names = ax.get_legend_handles_labels()
+        for handle, name in zip(more_handles, more_names):
+            if name not in names:
+                handles.append(handle)
+                names.append(name)
+    if handles:
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+                   title=title)
+
+
 def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                 col: str | None = None, hue: str | None = None, style: str | None = None,
                 ylabel: str = "accuracy", title: str = "", xlabel: str | None = None,
@@ -103,10 +168,13 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
         pd.api.types.is_float_dtype(data[x]) and (data[x].dropna() % 1 == 0).all())
     hues = ordered(data[hue]) if hue else [None]
     styles = ordered(data[style]) if style else [None]
-    palette = dict(zip(map(repr, hues), sns.color_palette("viridis", len(hues)) if hue
-                       else ["C0"]))
-    dashes = {repr(s): ["-", "--", ":", "-."][i % 4] for i, s in enumerate(styles)}
     written = {k: value_labels(data[k].unique()) for k in (row, col, hue, style) if k}
+    lines = _Lines(
+        x=x, hue=hue, style=style, hues=hues, styles=styles,
+        palette=dict(zip(map(repr, hues), sns.color_palette("viridis", len(hues)) if hue
+                         else ["C0"])),
+        dashes={repr(s): ["-", "--", ":", "-."][i % 4] for i, s in enumerate(styles)},
+        written=written, bands=bands)
     drawn = sorted(set(data[x].dropna())) if logx else []
     written_x = value_labels(drawn)
     ticks = log_ticks(drawn)
@@ -118,39 +186,12 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                 part = _select(part, row, r)
             if col:
                 part = _select(part, col, c)
-            for h in hues:
-                for s in styles:
-                    line = part
-                    if hue:
-                        line = _select(line, hue, h)
-                    if style:
-                        line = _select(line, style, s)
-                    if line.empty:
-                        continue
-                    line = line.sort_values(x)
-                    name = ", ".join(written[k](v) if k in VERBATIM
-                                     else f"{label(k)}={written[k](v)}"
-                                     for k, v in ((hue, h), (style, s)) if k)
-                    ax.plot(line[x], line["mean"], linestyle=dashes[repr(s)],
-                            color=palette[repr(h)],
-                            marker="o", markersize=3, label=name or None)
-                    if bands:
-                        ax.fill_between(line[x], line["low"], line["high"],
-                                        color=palette[repr(h)],
-                                        alpha=0.15, linewidth=0)
+            lines.draw(ax, part)
             if reference is not None:
                 ax.axhline(reference, color="black", linewidth=1)
             for position in vlines:
                 ax.axvline(position, color="grey", linestyle="--", linewidth=1)
-            if logx:
-                ax.set_xscale("log")
-                if ticks:
-                    # Within a decade matplotlib labels minor ticks (2e-3, 3e-3, ...) over
-                    # one another; values drawn, far enough apart to read, read better.
-                    ax.set_xticks(ticks, labels=[written_x(v) for v in ticks])
-                    ax.xaxis.set_minor_formatter(NullFormatter())
-            elif integer_x:
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _x_axis(ax, logx=logx, ticks=ticks, written_x=written_x, integer_x=integer_x)
             heading = " | ".join(f"{label(k)} = {written[k](v)}" for k, v in ((row, r), (col, c))
                                  if k and k != "metric")
             if row == "metric":
@@ -161,16 +202,7 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
             ax.set_title(heading, fontsize=10)
             if i == len(rows) - 1:
                 ax.set_xlabel(xlabel or label(x))
-    handles, names = axes[0][0].get_legend_handles_labels()
-    for ax in axes.flat[1:]:
-        more_handles, more_names = ax.get_legend_handles_labels()
-        for handle, name in zip(more_handles, more_names):
-            if name not in names:
-                handles.append(handle)
-                names.append(name)
-    if handles:
-        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-                   title=" / ".join(label(k) for k in (hue, style) if k))
+    _figure_legend(fig, axes, title=" / ".join(label(k) for k in (hue, style) if k))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
