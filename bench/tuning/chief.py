@@ -204,51 +204,65 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     worker reads its settings from ``run.json`` and writes its epochs to
     ``workers/NAME/epochs.csv`` and each trial's results into ``tuner/``.
     """
-    import keras
-
-    from bench.device import library_versions
-    from bench.plan import plan_study
-    from bench.runner import build_tuner, prepare_inputs, study_oracle
-    from bench.space import space_identity
-    from bench.tuning.recording import CsvAppender, epoch_columns
-    from bench.tuning.resume import (
-        ended_trials,
-        recorded_spec,
-        space_change,
-        tidy_epochs,
-    )
-    from bench.tuning.search_record import WORKER_RECORD, combined, read_record, search_record
-
     end_with_chief()
     host, _, port = chief.rpartition(":")
     if not host or not port.isdigit():
         raise BenchError(f"--chief {chief} must be HOST:PORT, for example node1:8000")
     run = RunDir(Path(run_path))
+    plan, data, inputs = _worker_inputs(run, address=f"{host}:{port}",
+                                        wait_seconds=wait_seconds, log=log)
+    space = plan.space
+    tuner_id = worker_tuner_id(name, study_fingerprint(space.name, space.version))
+    os.environ |= {"KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": host,
+                   "KERASTUNER_ORACLE_PORT": port}
+    _search_for_chief(plan, run=run, name=name, data=data, inputs=inputs, log=log)
+    log(f"worker {name}: the chief has no more trials")
+
+
+def _worker_inputs(run: RunDir, *, address: str, wait_seconds: float, log) -> tuple:
+    """The study's plan, data and model inputs as the chief's ``run.json`` records them,
+    once a chief answers at ``address``; refuses a worker whose space, libraries, weights
+    or data differ from the chief's."""
+    import keras
+
+    from bench.device import library_versions
+    from bench.plan import plan_study
+    from bench.runner import prepare_inputs
+    from bench.space import space_identity
+    from bench.tuning.resume import recorded_spec, space_change
+
     record = _wait_for_run(run, wait_seconds=wait_seconds, log=log)
     plan = plan_study(recorded_spec(run), new=False)
-    space, settings, spec = plan.space, plan.settings, plan.spec
-    tuner_id = worker_tuner_id(name, study_fingerprint(space.name, space.version))
-    _reach(f"{host}:{port}", seconds=min(wait_seconds, 120))
-    change = space_change(record.get("space", {}), space_identity(space))
+    _reach(address, seconds=min(wait_seconds, 120))
+    change = space_change(record.get("space", {}), space_identity(plan.space))
     if change:
         # The chief refuses another version too; saying so here touches no file of the run.
         raise BenchError(f"this worker's space is not the run's: the run ran {change}; "
                          "start the worker with the same space file")
     _refuse_other_inputs(record, {"backend": keras.backend.backend(),
                                   "versions": library_versions()})
-    data, weights, facts = prepare_inputs(spec, settings=settings, backbone=plan.backbone,
-                                          hp=plan.hp, image_size=plan.image_size, log=log)
+    data, weights, facts = prepare_inputs(plan.spec, settings=plan.settings,
+                                          backbone=plan.backbone, hp=plan.hp,
+                                          image_size=plan.image_size, log=log)
     _refuse_other_inputs(record, facts)
-    inputs = plan.model_inputs(data, weights)
+    return plan, data, plan.model_inputs(data, weights)
+
+
+def _search_for_chief(plan, *, run: RunDir, name: str, data, inputs, log) -> None:
+    """This worker's search: trials from the chief (KerasTuner's client, selected by the
+    environment), rows into its own table, what it found into its own record."""
+    from bench.runner import build_tuner, study_oracle
+    from bench.tuning.recording import CsvAppender, epoch_columns
+    from bench.tuning.resume import ended_trials, tidy_epochs
+    from bench.tuning.search_record import WORKER_RECORD, combined, read_record, search_record
+
     table_path = worker_table(run, name)
     table_path.parent.mkdir(parents=True, exist_ok=True)
     _hold_worker_id(table_path.parent, name)
     # Rows of a trial this worker did not finish (it was killed) go: it runs it again.
     tidy_epochs(run, keep=set(ended_trials(run)), path=table_path)
-    os.environ |= {"KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": host,
-                   "KERASTUNER_ORACLE_PORT": port}
     oracle = study_oracle(plan)  # local only: KerasTuner's client forwards to the chief
-    table = CsvAppender(table_path, epoch_columns(plan.columns, space.epoch_columns))
+    table = CsvAppender(table_path, epoch_columns(plan.columns, plan.space.epoch_columns))
     # What this worker found (its notes, its counts), for the chief's run.json; a worker
     # restarted after a kill adds to what it had written before.
     record_path = table_path.parent / WORKER_RECORD
@@ -261,8 +275,8 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
                                     run_dir=run, table=table, log=log, worker=True)
         tuner.after_trial = lambda: write_json(
             record_path, combined([*earlier, search_record(tuner, prefix)]))
-        log(f"worker {name}: asking {chief} for trials")
+        log(f"worker {name}: asking {os.environ['KERASTUNER_ORACLE_IP']}:"
+            f"{os.environ['KERASTUNER_ORACLE_PORT']} for trials")
         tuner.search(verbose=0)
     finally:
         table.close()
-    log(f"worker {name}: the chief has no more trials")
