@@ -70,6 +70,35 @@ def _safe_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     return members
 
 
+def _download(urls: list[str], *, to: Path, archive_name: str, how: str, stream) -> None:
+    """Fetches the first of ``urls`` that answers into ``to``."""
+    errors = []
+    for url in urls:
+        try:
+            (stream or sys.stderr).write(f"downloading {url}\n")
+            fetch(url, to, stream=stream)
+            return
+        except (urllib.error.URLError, OSError, TimeoutError) as error:
+            reason = getattr(error, "reason", error)
+            errors.append(f"{url}: {reason}")
+            to.unlink(missing_ok=True)
+    raise BenchError(f"could not download {archive_name} ({'; '.join(errors)}); {how}")
+
+
+def _extract(archive: Path, *, to: Path, archive_name: str, how: str) -> None:
+    """Extracts ``archive`` into ``to``, refusing members that would land outside it."""
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            try:
+                members = _safe_members(opened)
+            except BenchError as unsafe:
+                raise BenchError(f"{archive_name}: {unsafe}; {how}") from None
+            opened.extractall(to, members=members)
+    except zipfile.BadZipFile as error:
+        raise BenchError(f"{archive_name} is not a valid zip archive ({error}); {how}") \
+            from None
+
+
 def download_and_extract(*, urls: list[str], sha1: str, archive_name: str, data_dir: Path,
                          folder: str, stream=None) -> Path:
     """Makes ``data_dir/folder`` from a verified zip archive; returns its path.
@@ -100,35 +129,13 @@ def download_and_extract(*, urls: list[str], sha1: str, archive_name: str, data_
             how = (f"replace it with {by_hand.name} from {urls[0]}, or remove it so that "
                    "the next run downloads it, or pass --data with the extracted folder")
         else:
-            errors = []
-            for url in urls:
-                try:
-                    (stream or sys.stderr).write(f"downloading {url}\n")
-                    fetch(url, partial, stream=stream)
-                    errors = []
-                    break
-                except (urllib.error.URLError, OSError, TimeoutError) as error:
-                    reason = getattr(error, "reason", error)
-                    errors.append(f"{url}: {reason}")
-                    partial.unlink(missing_ok=True)
-            if errors:
-                raise BenchError(f"could not download {archive_name} ({'; '.join(errors)}); "
-                                 f"{how}")
+            _download(urls, to=partial, archive_name=archive_name, how=how, stream=stream)
             archive = partial
         actual = file_digest(archive, "sha1")
         if actual != sha1:
             raise BenchError(f"{archive_name} has SHA-1 {actual}, expected {sha1} (a truncated "
                              f"or different file); {how}")
-        try:
-            with zipfile.ZipFile(archive) as opened:
-                try:
-                    members = _safe_members(opened)
-                except BenchError as unsafe:
-                    raise BenchError(f"{archive_name}: {unsafe}; {how}") from None
-                opened.extractall(staging, members=members)
-        except zipfile.BadZipFile as error:
-            raise BenchError(f"{archive_name} is not a valid zip archive ({error}); {how}") \
-                from None
+        _extract(archive, to=staging, archive_name=archive_name, how=how)
         extracted = staging / folder
         if not extracted.is_dir():
             raise BenchError(f"{archive_name} holds no {folder}/ folder; {how}")
