@@ -634,3 +634,50 @@ def test_a_trial_the_oracle_never_recorded_is_handed_out_again_under_its_id(tmp_
     assert sorted(p.name for p in (tmp_path / "tuner").glob("trial_*")) == [
         f"trial_{trial.trial_id}", f"trial_{orphan.trial_id}"]
     assert forget_unrecorded_trials(run) == []  # a recorded trial is never removed
+
+
+def test_a_reloaded_oracle_proposes_what_the_uninterrupted_one_does_in_any_folder_order(
+        tmp_path, monkeypatch):
+    """Found by a new user: KerasTuner reloads a run's trials in the order the file system
+    lists their folders, and the Bayesian oracle fitted its Gaussian process to them in
+    that order: a resumed run proposed head_lr 0.004297719444 where the uninterrupted one
+    proposed 0.004297719104, so its tables differed. The folders are listed here in
+    reverse, as a file system may."""
+    import shutil
+
+    import keras_tuner
+
+    from bench.tuning.algorithms import OBJECTIVE, make_oracle
+    from bench.tuning.resume import forget_ended_as_ongoing
+
+    hp = keras_tuner.HyperParameters()
+    hp.Float("head_lr", 1e-4, 1e-1, sampling="log")
+    hp.Int("frozen_blocks", 0, 4)
+
+    def oracle(folder):
+        made = make_oracle("bayesian", hyperparameters=hp, max_trials=9, seed=3,
+                           max_epochs=1, initial_points=2)
+        made._set_project_dir(str(tmp_path / folder), "tuner")
+        return made
+
+    whole = oracle("whole")
+    for index in range(6):
+        trial = whole.create_trial("tuner0")
+        values = trial.hyperparameters.values
+        whole.update_trial(trial.trial_id, {OBJECTIVE: 0.5 + 0.1 * np.sin(
+            7 * np.log(values["head_lr"]) + values["frozen_blocks"] + index)})
+        trial.status = "COMPLETED"
+        whole.end_trial(trial)
+    shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
+    proposed = [whole.create_trial(f"tuner{i}").hyperparameters.values for i in (1, 2)]
+
+    folders = keras_tuner.src.backend.io.glob
+    monkeypatch.setattr(keras_tuner.src.backend.io, "glob",
+                        lambda pattern: sorted(folders(pattern), reverse=True))
+    # As a resumed run reloads it (the last ended trial is not taken for a running one).
+    forget_ended_as_ongoing(RunDir(tmp_path / "resumed"), ended=set(whole.trials))
+    resumed = oracle("resumed")
+    resumed.reload()
+    assert list(resumed.trials) == sorted(resumed.trials) and len(resumed.trials) == 6
+    assert [resumed.create_trial(f"tuner{i}").hyperparameters.values
+            for i in (1, 2)] == proposed

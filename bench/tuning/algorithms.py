@@ -289,6 +289,28 @@ def resumable_bayesian_oracle():
     return ResumableBayesianOptimizationOracle
 
 
+@functools.cache
+def in_trial_order(oracle_class):
+    """``oracle_class`` whose ``reload`` keeps the trials in the order they were created.
+
+    KerasTuner reloads a run's trials in the order the file system lists their folders,
+    and its oracles read them in that order: the Bayesian oracle fitted its Gaussian
+    process to them so, and a resumed run proposed other values than the uninterrupted
+    one (found by a new user); the best trials' ties were taken in folder order.
+    """
+
+    class InTrialOrder(oracle_class):
+        def reload(self):
+            super().reload()
+            # Trial ids count up with a fixed width per oracle; the length keeps a
+            # wider id (a Hyperband run past its width) after the narrower ones.
+            self.trials = dict(sorted(self.trials.items(),
+                                      key=lambda item: (len(item[0]), item[0])))
+
+    InTrialOrder.__name__ = InTrialOrder.__qualname__ = oracle_class.__name__
+    return InTrialOrder
+
+
 def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int,
                 max_epochs: int, initial_points: int | None = None):
     """Builds the KerasTuner oracle for ``name`` over the declared ``hyperparameters``."""
@@ -302,15 +324,15 @@ def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int
         seed=seed,
     )
     if name == "grid":
-        return resumable_grid_oracle()(max_trials=max_trials, **common)
+        return in_trial_order(resumable_grid_oracle())(max_trials=max_trials, **common)
     if name == "random":
-        return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials or DEFAULT_MAX_TRIALS,
-                                                      **common)
+        return in_trial_order(keras_tuner.oracles.RandomSearchOracle)(
+            max_trials=max_trials or DEFAULT_MAX_TRIALS, **common)
     if name == "bayesian":
-        return resumable_bayesian_oracle()(
+        return in_trial_order(resumable_bayesian_oracle())(
             max_trials=max_trials or DEFAULT_MAX_TRIALS, num_initial_points=initial_points,
             **common)
     if name == "hyperband":
-        return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs,
-                                                   factor=HYPERBAND_FACTOR, **common)
+        return in_trial_order(keras_tuner.oracles.HyperbandOracle)(
+            max_epochs=max_epochs, factor=HYPERBAND_FACTOR, **common)
     raise unknown_name("tuner", name, list(TUNERS))
