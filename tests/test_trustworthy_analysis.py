@@ -459,7 +459,14 @@ def test_an_execution_trained_again_for_longer_counts_once():
     assert len(same) == 8 and none.empty
 
 
-def test_a_figure_lost_to_failed_trials_is_skipped_with_the_reason_for_each_name(tmp_path):
+@pytest.mark.parametrize("statuses, ended", [
+    (["FAILED", "FAILED"], "failed"),
+    # Found by a new user: a run stopped mid-grid was said to have failed trials.
+    (["RUNNING", "RUNNING"], "did not finish: the run stopped before they completed"),
+    (["FAILED", "RUNNING"], "failed or did not finish"),
+], ids=["failed", "stopped", "both"])
+def test_a_figure_lost_to_failed_trials_is_skipped_with_the_reason_for_each_name(
+        tmp_path, statuses, ended):
     # head_lr took three values, but only 0.01 completed; frozen_blocks never varied.
     from bench.analysis.figures import Study, _heatmap_figure, _objective_figures
     from bench.analysis.tables import Tables
@@ -467,7 +474,7 @@ def test_a_figure_lost_to_failed_trials_is_skipped_with_the_reason_for_each_name
     rows = pd.DataFrame([_row("pretrained", seed, e, 0.5, frozen_blocks=0, head_lr=0.01)
                          for seed in (1, 2) for e in (1, 2)])
     trials = pd.DataFrame({"run_id": "r", "trial_id": ["0", "1", "2"],
-                           "status": ["COMPLETED", "FAILED", "FAILED"],
+                           "status": ["COMPLETED", *statuses],
                            "head_lr": [0.01, 1e30, 1e34], "frozen_blocks": 0})
     run = {"run_id": "r", "columns": {"hyperparameters": ["init", "frozen_blocks", "head_lr"],
                                       "varied": ["head_lr"]}}
@@ -476,7 +483,7 @@ def test_a_figure_lost_to_failed_trials_is_skipped_with_the_reason_for_each_name
     _heatmap_figure(study)
     _objective_figures(study)
     lost = ("head_lr was varied, but only one of its values has complete executions (the "
-            "trials with the others failed)")
+            f"trials with the others {ended})")
     said = [b.content for b in study.blocks if b.kind == "p"]
     assert said == [f"Not drawn: frozen_blocks was not varied; {lost}.",
                     f"Not drawn: {lost}."]

@@ -177,10 +177,25 @@ class Study:
         if not lost:
             return why
         never = [n for n in names if n not in self.moving and n not in lost]
-        reason = (f"{', '.join(lost)} was varied, but only one of its values has complete "
-                  "executions (the trials with the others failed)")
+        reason = "; ".join(f"{name} was varied, but only one of its values has complete "
+                           f"executions (the trials with the others {self._ended(name)})"
+                           for name in lost)
         return (f"{' and '.join(never)} {'was' if len(never) == 1 else 'were'} not varied; "
                 f"{reason}") if never else reason
+
+    def _ended(self, name: str) -> str:
+        """How the trials whose ``name`` took a value without complete executions ended:
+        "failed", "did not finish" (a stopped run's) or both."""
+        trials = self.tables.trials
+        if name not in trials or "status" not in trials:
+            return "failed or did not finish"
+        others = trials[~trials[name].isin(self.epochs[name].unique())]
+        failed = others["status"].eq("FAILED")
+        if failed.all():
+            return "failed"
+        if not failed.any():
+            return "did not finish: the run stopped before they completed"
+        return "failed or did not finish"
 
     def final_note(self) -> str:
         """Where executions ran for different numbers of epochs (Hyperband's brackets,
