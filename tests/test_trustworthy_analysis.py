@@ -177,15 +177,16 @@ def test_a_gap_counts_configurations_among_those_that_reached_its_epoch():
             gap.configurations_any_epoch) == (3, 2, 2, 4)
     assert gap.mean == pytest.approx(0.15 + 0.015)
     assert ("validation accuracy, averaged over the 2 of 4 configurations of the other "
-            "hyperparameters that reached epoch 3 in every execution and paired by seed, is "
-            "**+0.165**") in gap_sentence(gap)
+            "hyperparameters that reached epoch 3 in every execution (left out: "
+            "head_lr=0.1; head_lr=0.03) and paired by seed, is **+0.165**") in gap_sentence(gap)
     # One of those that reached epoch 3 ran one init only.
     ran(rows, 0.3, 3, 0.0, inits=("pretrained",))
     gap = analysis.init_gap(pd.DataFrame(rows))
     assert (gap.configurations, gap.configurations_run, gap.configurations_any_epoch) == (2, 3, 5)
     assert ("averaged over the 2 of 5 configurations of the other hyperparameters that ran "
-            "with both inits at every seed and reached epoch 3 in every execution and paired "
-            "by seed, is **+0.165**") in gap_sentence(gap)
+            "with both inits at every seed and reached epoch 3 in every execution (left out: "
+            "head_lr=0.1; head_lr=0.03; head_lr=0.3) and paired by seed, is **+0.165**"
+            ) in gap_sentence(gap)
     only = analysis.init_gap(pd.DataFrame([r for r in rows if r["head_lr"] != 0.01]))
     assert ("for the only one of 4 configurations of the other hyperparameters that ran "
             "with both inits at every seed and reached epoch 3 in every execution "
@@ -217,8 +218,8 @@ def test_a_gap_says_early_stopping_not_one_init_left_configurations_out():
             gap.configurations_any_epoch) == (4, 2, 4, 4)
     assert gap.mean == pytest.approx(0.2)  # (0.1 + 0.3) / 2 at both seeds
     assert ("averaged over the 2 of 4 configurations of the other hyperparameters that "
-            "reached epoch 4 in every execution and paired by seed, is **+0.200**"
-            ) in gap_sentence(gap)
+            "reached epoch 4 in every execution (left out: head_lr=0.03; head_lr=0.001) and "
+            "paired by seed, is **+0.200**") in gap_sentence(gap)
 
 
 def test_the_p_value_is_the_paired_t_test_on_the_seeds_differences():
@@ -286,9 +287,18 @@ def test_a_gap_over_some_of_the_configurations_says_how_many_of_how_many():
 
     assert (gap.configurations, gap.configurations_run) == (2, 3)
     assert gap.mean == pytest.approx(0.3)
+    # Found by a new user: the configuration left out was named nowhere but the trials.
     assert ("averaged over the 2 of 3 configurations of the other hyperparameters that ran "
-            "with both inits at every seed and paired by seed, is **+0.300**"
-            ) in gap_sentence(gap)
+            "with both inits at every seed (left out: frozen_blocks=4) and paired by seed, "
+            "is **+0.300**") in gap_sentence(gap)
+    # More left out than a sentence lists; an inactive conditional value is not written.
+    more = rows + [_row("pretrained", seed, 1, 0.9, frozen_blocks=depth, dropout=dropout)
+                   for seed in (1, 2) for depth, dropout in ((6, 0.1), (8, 0.2), (10, None))]
+    assert ("that ran with both inits at every seed (left out: frozen_blocks=4; "
+            "frozen_blocks=6 dropout=0.1; frozen_blocks=8 dropout=0.2; and 1 more) and paired "
+            "by seed") in gap_sentence(analysis.init_gap(pd.DataFrame(more)))
+    alone = [r for r in more if r["frozen_blocks"] in (0, 4, 10)]
+    assert "(frozen_blocks=0)" in gap_sentence(analysis.init_gap(pd.DataFrame(alone)))
     every = analysis.init_gap(pd.DataFrame([r for r in rows if r["frozen_blocks"] != 4]))
     assert ("averaged over 2 configurations of the other hyperparameters and paired by "
             "seed") in gap_sentence(every)

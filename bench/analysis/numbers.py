@@ -257,6 +257,9 @@ class Gap:
     #: Configurations that ran with both inits at every seed, at their first epoch: more
     #: than ``configurations`` where some of their executions stopped before ``epoch``.
     configurations_both: int = 0
+    #: Configurations that ran (with either init, at any epoch) but are not paired at
+    #: ``epoch``: what the gap leaves out.
+    left_out: tuple = ()
 
 
 def _configuration_columns(epochs: pd.DataFrame, pair_on: list[str] | None = None
@@ -345,6 +348,8 @@ def paired_init_differences(epochs: pd.DataFrame, *, metric: str = "val_accuracy
     result.attrs["last_epoch"] = int(rows["epoch"].max())
     result.attrs["configurations_any_epoch"] = (rows.groupby(others, dropna=False).ngroups
                                                 if others else 1)
+    result.attrs["ran"] = (rows[others].drop_duplicates().to_dict("records")
+                           if others else [{}])
     return result
 
 
@@ -424,7 +429,9 @@ def init_gap(epochs: pd.DataFrame, *, init: str = "pretrained", epoch: int | Non
                configurations_any_epoch=diffs.attrs["configurations_any_epoch"],
                # Executions record epochs 1..n: a configuration paired at any epoch is
                # paired at the first, so the most paired at an epoch is every such one.
-               configurations_both=max(len(v) for v in diffs.attrs["paired"].values()))
+               configurations_both=max(len(v) for v in diffs.attrs["paired"].values()),
+               left_out=tuple(c for c in diffs.attrs["ran"]
+                              if c not in diffs.attrs["paired"][epoch]))
 
 
 def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",

@@ -108,9 +108,17 @@ def gap_scope(gap: numbers.Gap) -> str:
     which = " and ".join(conditions)
     if paired == 1:
         return (f"for the only one of {ran} configurations of the other hyperparameters "
-                f"that {which} ({format_values(gap.paired[0])})")
+                f"that {which} ({_configuration(gap.paired[0])})")
+    left = [_configuration(c) for c in gap.left_out]
+    named = "; ".join(left[:3]) + (f"; and {len(left) - 3} more" if len(left) > 3 else "")
     return (f"averaged over the {paired} of {ran} configurations of the other "
-            f"hyperparameters that {which}")
+            f"hyperparameters that {which}" + (f" (left out: {named})" if named else ""))
+
+
+def _configuration(values: dict) -> str:
+    """A configuration's values as a reader writes them; an inactive conditional
+    hyperparameter is left out."""
+    return format_values({k: v for k, v in values.items() if v != numbers.INACTIVE})
 
 
 #: Below this many validation images the report says how coarse accuracy is.
