@@ -229,7 +229,7 @@ def test_no_gap_from_a_hyperparameter_that_exists_for_one_init_says_so():
     assert analysis.init_gaps(table, pair_on=["frozen_blocks", "head_lr"]) == []
     why = analysis.why_no_gap(table, pair_on=["frozen_blocks", "head_lr"])
     assert why == ("init took the values pretrained, random, but no configuration ran with "
-                   "both an init and random: frozen_blocks took 0, 2 with pretrained and "
+                   "both random and another init: frozen_blocks took 0, 2 with pretrained and "
                    "none (inactive) with random, so nothing can be paired; declare that "
                    "hyperparameter for every init (not in a conditional scope of init) to "
                    "compare them.")
@@ -245,7 +245,7 @@ def test_no_gap_from_a_hyperparameter_drawn_apart_for_each_init_says_to_run_a_gr
     assert analysis.init_gaps(table, pair_on=["frozen_blocks", "head_lr"]) == []
     why = analysis.why_no_gap(table, pair_on=["frozen_blocks", "head_lr"])
     assert why == ("init took the values pretrained, random, but no configuration ran with "
-                   "both an init and random: head_lr took 0.00035 with pretrained and 0.0137 "
+                   "both random and another init: head_lr took 0.00035 with pretrained and 0.0137 "
                    "with random, so nothing can be paired; a random or Bayesian search seldom "
                    "draws a value twice (from a range without a step, never): declare it as a "
                    "Choice or a range with a step and run a grid (--tuner grid), or vary "

@@ -71,6 +71,27 @@ def test_list_shows_spaces_with_hyperparameters_datasets_backbones_and_tuners():
         assert tuner in out
 
 
+def test_list_describes_each_kind_of_hyperparameter_in_one_line():
+    import keras_tuner
+
+    from bench.listing import describe_hyperparameter
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("init", ["pretrained", "random"])
+    hp.Boolean("bn")  # found by a new user: "bn (Boolean) , default False"
+    with hp.conditional_scope("init", ["pretrained"]):
+        hp.Int("frozen_blocks", 0, 4, step=2)
+    hp.Float("head_lr", 1e-3, 1e-1, sampling="log")
+    hp.Fixed("width", 32)
+    assert [describe_hyperparameter(p) for p in hp.space] == [
+        "init (Choice) {pretrained, random}, default pretrained",
+        "bn (Boolean) {False, True}, default False",
+        "frozen_blocks (Int) [0, 4], step 2, linear, default 0, only when init in {pretrained}",
+        "head_lr (Float) [0.001, 0.1], log, default 0.001",
+        "width (Fixed) = 32",
+    ]
+
+
 @pytest.mark.parametrize("option, value, kind, valid", [
     ("--space", "nope", "search space", "seed"),
     ("--dataset", "nope", "dataset", "digits, folder, hotdog, shapes"),

@@ -125,6 +125,27 @@ def test_captions_of_final_accuracy_say_when_executions_ran_different_epochs(tmp
     captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
     for stem in ("head_lr_x_frozen_blocks", "transferability", "objective_vs_head_lr"):
         assert said in captions[stem], (stem, captions[stem])
+    # Each line of the accuracy figure drawn alone: it picks no configuration.
+    assert "epochs: each one's" not in captions["accuracy_vs_epochs"]
+    # Found by a new user: where a line is the best of several head_lr values (here 5,
+    # more than line styles), picked by final accuracy, its caption says so too.
+    picked, scores = [], {}
+    for index, head_lr in enumerate((1e-4, 3e-4, 1e-3, 3e-3, 1e-2)):
+        for depth in (0, 2):
+            for init in ("pretrained", "random"):
+                trial = f"{init[0]}{depth}{index}"
+                scores[("r", trial)] = 0.3 + 0.1 * index
+                picked += _rows("r", trial, 0.3 + 0.1 * index, epochs=1 + index % 2,
+                                init=init, frozen_blocks=depth, head_lr=head_lr)
+    blocks = figures(_tables(picked, scores, runs=["r"],
+                             varied=["init", "frozen_blocks", "head_lr"]),
+                     tmp_path, log=lambda *_: None)
+    caption = {b.content.stem: b.caption for b in blocks
+               if b.kind == "figure"}["accuracy_vs_epochs"]
+    assert " Where head_lr also varied, each line or point is the value(s) with the best " \
+        "final validation accuracy" in caption, caption
+    assert " The executions ran 1 to 2 epochs: each one's final accuracy is at its own last " \
+        in caption, caption
     # Executions of one length: nothing to say.
     even = []
     for trial, (head_lr, frozen, score) in {"0000": (0.001, 0, 0.5), "0001": (0.01, 2, 0.6),
@@ -150,8 +171,8 @@ def test_a_transfer_gain_skipped_for_two_reasons_reads_as_one_sentence(tmp_path)
 
 
 @pytest.mark.parametrize("random_seeds, told", [
-    ((4, 5), "init took the values pretrained, random, and configurations ran with both an "
-             "init and random, but at other seeds (seeds pretrained 1, 2; random 4, 5), so "
+    ((4, 5), "init took the values pretrained, random, and configurations ran with both "
+             "random and another init, but at other seeds (seeds pretrained 1, 2; random 4, 5), so "
              "nothing can be paired; run every init with the same --seed and --repeats."),
     ((1, 2), None),  # the same seeds: paired, a gap
 ])

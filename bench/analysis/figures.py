@@ -232,6 +232,7 @@ def _accuracy_figure(study: Study) -> None:
         "repeats (seeds) of each configuration with a 95% confidence band"
         + (", the dashed line marking the start of phase 2" if boundaries else "") + "."
         + _best_note(facets["best_of"], rows)
+        + (study.final_note() if facets["best_of"] else "")
         + _fewer_executions_note(curves[curves["metric"] == "val_accuracy"],
                                  _shown(facets)))
     if facets["best_of"]:

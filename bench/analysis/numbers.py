@@ -465,15 +465,15 @@ def why_no_gap(epochs: pd.DataFrame, *, pair_on: list[str] | None = None) -> str
                   "without a step, never): declare it as a Choice or a range with a step "
                   "and run a grid (--tuner grid), or vary init alone (--space init)")
         return (f"init took the values {', '.join(inits)}, but no configuration ran with "
-                f"both an init and random: {'; '.join(apart)}, so nothing can be paired; "
+                f"both random and another init: {'; '.join(apart)}, so nothing can be paired; "
                 f"{advice}.")
     seeds = _seeds_apart(epochs, [c for c in pair_on or [] if c in epochs and c != "init"])
     if seeds:
         return (f"init took the values {', '.join(inits)}, and configurations ran with both "
-                f"an init and random, but at other seeds (seeds {seeds}), so nothing can "
+                f"random and another init, but at other seeds (seeds {seeds}), so nothing can "
                 "be paired; run every init with the same --seed and --repeats.")
     return (f"init took the values {', '.join(inits)}, but no configuration of the other "
-            "hyperparameters ran with both an init and random at the same seeds, so "
+            "hyperparameters ran with both random and another init at the same seeds, so "
             f"nothing can be paired; {grid}.")
 
 
