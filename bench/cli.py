@@ -245,7 +245,12 @@ def _run(args) -> int:
     try:
         run_dir = run_study(spec, resume_from=resume_from, scale=scale)
     except StudyFailed as failure:
-        _print_summary(failure.run_dir, ended=None)
+        try:
+            _print_summary(failure.run_dir, ended=None)
+        except BrokenPipeError:
+            # The reader of the output ended: the failure and its advice still go to stderr
+            # (not "continue it with --resume", which a failure limit refuses).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         print(f"error: the study failed: {failure} (run directory {failure.run_dir})",
               file=sys.stderr)
         return EXIT_STUDY_FAILED

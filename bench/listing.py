@@ -21,8 +21,10 @@ def describe_hyperparameter(parameter) -> str:
         domain = f"[{config['min_value']}, {config['max_value']}]{step}, {config['sampling']}"
     elif kind == "Fixed":
         domain = f"= {config['value']}"
-    else:  # Boolean
+    elif kind == "Boolean":
         domain = "{False, True}"
+    else:
+        domain = ""
     default = f", default {parameter.default}" if kind != "Fixed" else ""
     conditions = [c.get_config() for c in parameter.conditions]
     when = "".join(f", only when {c['name']} in {{{', '.join(str(v) for v in c['values'])}}}"

@@ -345,9 +345,11 @@ def test_failures_in_a_row_at_the_very_end_leave_a_complete_run(
     report = (run.path / "report.md").read_text()
     assert "partial" not in report.splitlines()[0].lower()
     # With workers the sane trial may end between two failures: then no limit was met.
+    # KerasTuner's rule: three FAILED in a row anywhere in the order trials ended.
     end_order = json.loads((run.tuner / "oracle.json").read_text())["end_order"]
     status = dict(zip(trials["trial_id"], trials["status"]))
-    limit_met = all(status[trial_id] == "FAILED" for trial_id in end_order[-3:])
+    ended = "".join("F" if status[trial_id] == "FAILED" else "." for trial_id in end_order)
+    limit_met = "FFF" in ended
     assert limit_met or workers
     assert limit_met == ("the last 3 trials failed in a row (KerasTuner's limit), but no "
                          "trial was left to run" in report)

@@ -331,6 +331,26 @@ def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_rep
         "trials.csv and report.md); the report was not written (stopped): 'python "
         f"run_bench.py analyze {failed}' writes it (run directory {failed})"]
     assert read_run(RunDir(failed))["status"] == "failed"
+    # Found in review: the reader of a failed study's output ended as its report was
+    # written; the summary then met the closed pipe too, and the failure went unsaid.
+    closing = code.replace("    raise KeyboardInterrupt\n", textwrap.indent(textwrap.dedent("""
+        import os
+
+        sys.stdout.flush()
+        reader, writer = os.pipe()
+        os.close(reader)
+        os.dup2(writer, sys.stdout.fileno())
+        raise BrokenPipeError(32, "Broken pipe")
+    """), "    ")).replace('"stopped"]', '"failed-pipe"]')
+    assert "os.dup2" in closing
+    done = subprocess.run([sys.executable, "-c", closing], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=600)
+    failed_pipe = tmp_path / "results" / "failed-pipe"
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: the study failed: no trial completed: all 2 failed (why, trial by trial, is in "
+        "trials.csv and report.md); the report was not written (the output closed): 'python "
+        f"run_bench.py analyze {failed_pipe}' writes it (run directory {failed_pipe})")
     # Stopped while the summary of a completed run is printed: the run is whole.
     summary = code.replace("bench.analysis.report.write_outputs = stopped",
                            "import bench.analysis.summary\n"

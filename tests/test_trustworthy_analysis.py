@@ -469,14 +469,16 @@ def test_an_execution_trained_again_for_longer_counts_once():
     assert len(same) == 8 and none.empty
 
 
-@pytest.mark.parametrize("statuses, ended", [
-    (["FAILED", "FAILED"], "failed"),
+@pytest.mark.parametrize("statuses, run_status, ended", [
+    (["FAILED", "FAILED"], "completed", "failed"),
     # Found by a new user: a run stopped mid-grid was said to have failed trials.
-    (["RUNNING", "RUNNING"], "did not finish: the run stopped before they completed"),
-    (["FAILED", "RUNNING"], "failed or did not finish"),
-], ids=["failed", "stopped", "both"])
+    (["RUNNING", "RUNNING"], "interrupted",
+     "did not finish: the run stopped before they completed"),
+    (["RUNNING", "RUNNING"], "running", "have not finished: the run is still going"),
+    (["FAILED", "RUNNING"], "interrupted", "failed or did not finish"),
+], ids=["failed", "stopped", "running", "both"])
 def test_a_figure_lost_to_failed_trials_is_skipped_with_the_reason_for_each_name(
-        tmp_path, statuses, ended):
+        tmp_path, statuses, run_status, ended):
     # head_lr took three values, but only 0.01 completed; frozen_blocks never varied.
     from bench.analysis.figures import Study, _heatmap_figure, _objective_figures
     from bench.analysis.tables import Tables
@@ -486,8 +488,9 @@ def test_a_figure_lost_to_failed_trials_is_skipped_with_the_reason_for_each_name
     trials = pd.DataFrame({"run_id": "r", "trial_id": ["0", "1", "2"],
                            "status": ["COMPLETED", *statuses],
                            "head_lr": [0.01, 1e30, 1e34], "frozen_blocks": 0})
-    run = {"run_id": "r", "columns": {"hyperparameters": ["init", "frozen_blocks", "head_lr"],
-                                      "varied": ["head_lr"]}}
+    run = {"run_id": "r", "status": run_status,
+           "columns": {"hyperparameters": ["init", "frozen_blocks", "head_lr"],
+                       "varied": ["head_lr"]}}
     study = Study(Tables(runs=[run], epochs=rows, trials=trials, complete=rows), tmp_path,
                   log=lambda *_: None)
     _heatmap_figure(study)

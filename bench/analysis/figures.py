@@ -194,6 +194,8 @@ class Study:
         if failed.all():
             return "failed"
         if not failed.any():
+            if any(run.get("status") == "running" for run in self.tables.runs):
+                return "have not finished: the run is still going"
             return "did not finish: the run stopped before they completed"
         return "failed or did not finish"
 
