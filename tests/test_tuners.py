@@ -156,15 +156,13 @@ def test_the_failure_limit_stops_only_a_search_with_trials_left_to_start():
     # Bayesian search proposes until --max-trials (a repeat runs as DUPLICATE).
     assert not nothing_left_to_run("bayesian", finite, four, planned=10)
 
-    def left(found):
-        return lambda _: found
-
-    assert at_failure_limit(four, left(True)) == "end"
-    assert at_failure_limit(four, left(False)) == "stop"
+    assert at_failure_limit(four, nothing_left=True) == "end"
+    assert at_failure_limit(four, nothing_left=False) == "stop"
     # Nothing to start, but a worker still runs a trial: decided when it ends.
-    assert at_failure_limit(trials("RUNNING", "FAILED", "FAILED", "FAILED"), left(True)) == "wait"
+    assert at_failure_limit(trials("RUNNING", "FAILED", "FAILED", "FAILED"),
+                            nothing_left=True) == "wait"
     # Failures alone: the study fails, whatever was left.
-    assert at_failure_limit(trials("FAILED", "FAILED", "FAILED"), left(True)) == "stop"
+    assert at_failure_limit(trials("FAILED", "FAILED", "FAILED"), nothing_left=True) == "stop"
 
 
 def test_kerastuner_checks_its_failure_limit_again_at_every_later_trial_end(tmp_path):

@@ -447,8 +447,9 @@ class BenchTuner(keras_tuner.Tuner):
             end_at_failure_limit(self.oracle, trial.trial_id)
             self.save()
             limit = self.oracle.max_consecutive_failed_trials
+            trials = list(self.oracle.trials.values())
             if self.nothing_left_to_run is not None and at_failure_limit(
-                    self.oracle.trials.values(), self.nothing_left_to_run) == "end":
+                    trials, nothing_left=self.nothing_left_to_run(trials)) == "end":
                 self.notes.append(limit_note(limit))
             else:
                 stopped = FailureLimit.at(limit=limit, trial_id=trial.trial_id,
@@ -482,14 +483,13 @@ class BenchTuner(keras_tuner.Tuner):
         write_csv(run_dir.trials_csv, table)
 
 
-def at_failure_limit(trials, nothing_left_to_run) -> str:
+def at_failure_limit(trials, *, nothing_left: bool) -> str:
     """What KerasTuner's limit on trials failing in a row, reached with ``trials``, does:
     "stop" the study while trials are left to start, or when none completed (a study of
     failures alone fails); "end" as it would have when none is left to start and one
     completed; "wait" while none is left to start but some still run (in other workers:
     KerasTuner checks the limit again as each ends)."""
-    trials = list(trials)
-    if not nothing_left_to_run(trials):
+    if not nothing_left:
         return "stop"
     if any(t.status == "RUNNING" for t in trials):
         return "wait"

@@ -71,8 +71,8 @@ class ChiefStudy:
         from bench.tuning.resume import earlier_extras
 
         limit = self.oracle.max_consecutive_failed_trials
-        outcome = at_failure_limit(dict(self.oracle.trials).values(),
-                                   self.plan.nothing_left_to_run)
+        trials = list(dict(self.oracle.trials).values())
+        outcome = at_failure_limit(trials, nothing_left=self.plan.nothing_left_to_run(trials))
         if outcome != "stop":
             if outcome == "end" and self.chief.failure is None:
                 self.notes.append(limit_note(limit))
