@@ -299,3 +299,28 @@ def test_a_trial_handed_out_with_float_ints_trains_with_ints(tmp_path, cache_dir
     trials = read_trials(run_dir)
     assert list(trials["status"]) == ["COMPLETED", "COMPLETED"], trials["error"].tolist()
     assert sorted(trials["units"].astype(str)) == ["4", "8"]
+
+
+def test_the_chief_names_the_trial_that_first_reached_the_failure_limit(tmp_path):
+    # A trial still running on another worker when the limit was reached may fail too;
+    # KerasTuner then reports the limit again, but the study stopped at the first.
+    import keras_tuner
+
+    from bench.tuning.distributed import _chief_servicer
+
+    hp = keras_tuner.HyperParameters()
+    hp.Float("head_lr", 1e-4, 1e-1, sampling="log")
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective=keras_tuner.Objective("score", "max"), hyperparameters=hp, max_trials=10,
+        seed=1)
+    oracle._set_project_dir(str(tmp_path), "oracle")  # noqa: SLF001
+    servicer = _chief_servicer(oracle, fingerprint="f", described="d",
+                               failure_limit=lambda trial_id: f"stopped at {trial_id}")
+    trials = [oracle.create_trial(f"worker{i}") for i in range(4)]
+    named = []
+    for trial in trials:
+        trial.status = "FAILED"
+        servicer.end(trial)
+        named.append(servicer.failure)
+    third = trials[2].trial_id
+    assert named == [None, None, f"stopped at {third}", f"stopped at {third}"]

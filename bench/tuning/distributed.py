@@ -258,9 +258,10 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_limit):
         def end(self, trial) -> None:
             """Ends ``trial``; at the consecutive-failure limit the study stops (unless
             ``failure_limit`` says there is nothing left to stop): every worker is told
-            so at its next request."""
-            if end_trial(self.oracle, trial):
-                self.failure = failure_limit(trial.trial_id) or self.failure
+            so at its next request. The first trial that stopped it is the one named:
+            a trial still running then may reach the limit again as it ends."""
+            if end_trial(self.oracle, trial) and self.failure is None:
+                self.failure = failure_limit(trial.trial_id)
 
     return ChiefServicer()
 
