@@ -141,14 +141,15 @@ def new_run_dir(results_dir: Path, name: str) -> RunDir:
 
 def _replace_atomically(path: Path, write) -> None:
     """Writes through ``write(partial_path)`` and renames into place, so a reader sees the
-    old file or the new one, never half; a failed write leaves no ``.partial`` behind."""
+    old file or the new one, never half; a failed or interrupted write leaves no
+    ``.partial`` behind."""
     partial = path.with_name(path.name + ".partial")
     try:
         write(partial)
         os.replace(partial, path)
-    except OSError as error:
+    except BaseException as error:
         partial.unlink(missing_ok=True)
-        if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             raise DiskFull(path, rows=0, error=error) from error
         raise
 

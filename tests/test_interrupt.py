@@ -364,3 +364,27 @@ def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_rep
     assert done.stderr.strip().splitlines()[-1] == (
         f"interrupted after the run completed: {whole} holds its tables and report")
     assert (whole / "report.md").exists()
+
+
+def test_a_stop_in_the_middle_of_writing_a_table_leaves_the_old_table_and_no_debris(tmp_path):
+    import pandas as pd
+    import pytest
+
+    from bench.results import write_csv
+
+    class StopsWhenWritten:
+        def __init__(self, i):
+            self.i = i
+
+        def __str__(self):
+            if self.i == 5000:
+                raise KeyboardInterrupt  # as a Ctrl-C or SIGTERM lands mid-write
+            return str(self.i)
+
+    path = tmp_path / "epochs.csv"
+    write_csv(path, pd.DataFrame({"a": [1, 2]}))
+    before = path.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        write_csv(path, pd.DataFrame({"a": [StopsWhenWritten(i) for i in range(10_000)]}))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epochs.csv"]
