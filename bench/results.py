@@ -29,6 +29,7 @@ from bench.analysis.validate import (
 )
 from bench.command import command
 from bench.errors import BenchError, DiskFull
+from bench.files import write_whole
 
 #: What trials.csv says of each trial; the objective columns are empty unless it completed.
 OBJECTIVE_COLUMNS = ["best_val_accuracy", "final_val_accuracy", "test_accuracy"]
@@ -140,16 +141,11 @@ def new_run_dir(results_dir: Path, name: str) -> RunDir:
 
 
 def _replace_atomically(path: Path, write) -> None:
-    """Writes through ``write(partial_path)`` and renames into place, so a reader sees the
-    old file or the new one, never half; a failed or interrupted write leaves no
-    ``.partial`` behind."""
-    partial = path.with_name(path.name + ".partial")
+    """``write_whole``, with a full disk raised as ``DiskFull``."""
     try:
-        write(partial)
-        os.replace(partial, path)
-    except BaseException as error:
-        partial.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        write_whole(path, write)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             raise DiskFull(path, rows=0, error=error) from error
         raise
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.files import write_whole
+
 _CHECKSUM = "sha256"
 
 
@@ -35,16 +37,12 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
 def write_arrays(path: Path, arrays: dict[str, np.ndarray], *, what: str, log) -> None:
     """Stores ``arrays`` at ``path``. A cache is optional: one that cannot be written (a
     full disk, a file where its folder should be) is said in one line and left out."""
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
+    checksum = {_CHECKSUM: np.asarray(arrays_sha256(arrays))}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(partial, **arrays, **{_CHECKSUM: np.asarray(arrays_sha256(arrays))})
-        os.replace(partial, path)
+        write_whole(path, lambda partial: np.savez(partial, **arrays, **checksum),
+                    partial=path.with_name(f"{path.stem}.{os.getpid()}.partial.npz"))
     except OSError as error:
-        try:
-            partial.unlink(missing_ok=True)
-        except OSError:
-            pass  # the folder itself is the problem; there is no partial file to remove
         log(f"{what} cache {path} could not be written "
             f"({error.strerror or type(error).__name__}); going on without it")
 

@@ -32,6 +32,7 @@ from bench.data.datasets import Split, TransferData, splits_sha256
 from bench.data.download import file_digest
 from bench.device import BACKEND_FRAMEWORKS, code_sha256
 from bench.errors import BenchError
+from bench.files import write_whole
 from bench.models.backbones import BackboneSpec
 from bench.models.model import assemble
 from bench.stopping import stop_check
@@ -195,15 +196,14 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
     folder.mkdir(parents=True, exist_ok=True)
     # Written under temporary names and renamed, weights first: the metadata, written
     # last, holds the weights' checksum, so a killed run leaves no entry that verifies.
-    partial = folder / f"{cache_name(key)}.{os.getpid()}.partial.weights.h5"
-    parts.backbone.save_weights(partial)
-    os.replace(partial, weights_path)
+    write_whole(weights_path, parts.backbone.save_weights,
+                partial=folder / f"{cache_name(key)}.{os.getpid()}.partial.weights.h5")
     result = Pretrained(weights_path=str(weights_path), source_accuracy=float(accuracy),
                         epochs=epochs, seconds=seconds,
                         weights_sha256=file_digest(weights_path, "sha256"), cache_problem=why)
     meta = {k: v for k, v in asdict(result).items()
             if k not in ("weights_path", "reused", "cache_problem")}
-    partial_meta = meta_path.with_suffix(f".{os.getpid()}.partial")
-    partial_meta.write_text(json.dumps(meta | {"key": key}, indent=2))
-    os.replace(partial_meta, meta_path)
+    text = json.dumps(meta | {"key": key}, indent=2)
+    write_whole(meta_path, lambda partial: partial.write_text(text),
+                partial=meta_path.with_suffix(f".{os.getpid()}.partial"))
     return result
