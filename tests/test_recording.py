@@ -93,3 +93,42 @@ def test_each_repeats_test_accuracy_is_kept_and_the_json_is_strict(tiny_run):
         assert len(extras["test_accuracies"]) == repeats
         assert sum(extras["test_accuracies"]) / repeats == pytest.approx(row.test_accuracy)
     strict((tiny_run / "run.json").read_text())
+
+
+def test_a_note_within_a_trial_starts_its_own_line_on_a_terminal():
+    # A worker's "the chief has not answered" comes while an epoch ticks in place.
+    import io
+    import re
+
+    from bench.tuning.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+        def screen(self) -> list[str]:
+            """The lines a terminal shows: a carriage return goes to the line's start, ESC[K erases
+            from there to its end, and other characters overwrite."""
+            lines, line, column = [], [], 0
+            for token in re.findall("\r|\n|\033\\[K|.", self.getvalue()):
+                if token == "\n":
+                    lines.append("".join(line))
+                    line, column = [], 0
+                elif token == "\r":
+                    column = 0
+                elif token == "\033[K":
+                    del line[column:]
+                else:
+                    line[column:column + 1] = [token]
+                    column += 1
+            return [*lines, "".join(line)]
+
+    terminal = Terminal()
+    progress = Progress(total_trials=2, repeats=1, epochs=3, stream=terminal)
+    progress.trial_begin("0", {"head_lr": 0.01})
+    progress.epoch_end({"repeat": 1, "epoch": 1, "val_accuracy": 0.5})
+    progress.note("worker w0: the chief at h:1 has not answered for 15 s")
+    progress.epoch_end({"repeat": 1, "epoch": 2, "val_accuracy": 0.6})
+    assert terminal.screen() == [
+        "  worker w0: the chief at h:1 has not answered for 15 s",
+        "  trial 1/2 (id 0) [head_lr=0.01] repeat 1/1 epoch 2: val_accuracy 0.600"]

@@ -49,7 +49,10 @@ class Progress:
         self.stream.flush()
 
     def note(self, message: str) -> None:
-        """A line between trials (a skipped duplicate, a tuner notice)."""
+        """A line between trials (a skipped duplicate, a tuner notice), or one within a
+        trial (a worker's chief went silent), which replaces the epoch ticking in place."""
+        if self.live:
+            self.stream.write("\r\033[K")
         self.stream.write(f"  {message}\n")
         self.stream.flush()
 
