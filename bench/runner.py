@@ -240,17 +240,25 @@ def _add_search_record(record: dict, search: dict) -> None:
     record |= search
 
 
-def _note_stop(record: dict, plan: StudyPlan, *, trials: list, log,
+def _note_stop(record: dict, plan: StudyPlan, *, oracle, log,
                failure_limit: bool = False) -> None:
+    """Notes why the search ran fewer trials than planned, and where KerasTuner's limit
+    on failures in a row was met with nothing left to run (the search then ended)."""
     from bench.tuning.algorithms import stop_reason
+    from bench.tuning.bench_tuner import failure_limit_met, limit_note
 
+    trials = list(oracle.trials.values())
+    if not failure_limit and failure_limit_met(oracle) is not None:
+        note = limit_note(oracle.max_consecutive_failed_trials)
+        log(f"note: {note}")
+        add_notes(record, [note])
     reason = stop_reason(plan.tuner_name, plan.hp, trials_run=len(trials),
                          max_trials=plan.settings.max_trials, max_epochs=plan.max_epochs,
                          failed=sum(trial.status == "FAILED" for trial in trials),
                          failure_limit=failure_limit)
     if reason:
         log(f"note: {reason}")
-        record["notes"].append(reason)
+        add_notes(record, [reason])
 
 
 @dataclass(frozen=True)
@@ -427,8 +435,7 @@ def _search_in_workers(plan: StudyPlan, scale: ScaleOut, *, oracle, run_dir, rec
     chief = ChiefStudy(scale, oracle=oracle, plan=plan, run_dir=run_dir, record=record,
                        resumed=resumed, log=log)
     return _Search(run=chief.run, write_trials=chief.write_trials,
-                   search_record=lambda: combined([*worker_records(run_dir.path),
-                                                   {"notes": chief.notes}]))
+                   search_record=lambda: combined(worker_records(run_dir.path)))
 
 
 def _record_failure(record: dict, error: Exception) -> StudyFailed:
@@ -442,6 +449,21 @@ def _record_failure(record: dict, error: Exception) -> StudyFailed:
     if isinstance(failure, FailureLimit):
         record["failure_limit"] = True  # not resumable (see FailureLimit)
     return failure
+
+
+def _stop_at_failure_limit(plan: StudyPlan, *, oracle, run_dir, search: _Search) -> None:
+    """Raises the ``FailureLimit`` a resumed run's trials had met (it was stopped after
+    KerasTuner's limit and before ``run.json`` said so): it ends as it would have then,
+    where KerasTuner would run one more trial and stop at its end."""
+    from bench.tuning.bench_tuner import failure_limit_stop
+    from bench.tuning.resume import earlier_extras
+
+    stopped = failure_limit_stop(
+        oracle, nothing_left_to_run=plan.nothing_left_to_run,
+        extras=lambda trial_id: earlier_extras(run_dir, keep={trial_id}).get(trial_id, {}))
+    if stopped is not None:
+        search.write_trials()
+        raise stopped
 
 
 def _search(plan: StudyPlan, record: dict, *, make_search, run_dir, log) -> StudyFailed | None:
@@ -466,12 +488,13 @@ def _search(plan: StudyPlan, record: dict, *, make_search, run_dir, log) -> Stud
         search = make_search(oracle)
         search.begin()
         try:
+            _stop_at_failure_limit(plan, oracle=oracle, run_dir=run_dir, search=search)
             search.run()
         finally:
             record["search_seconds"] = round(time.perf_counter() - started, 2)
             _add_search_record(record, search.search_record())
         search.write_trials()
-        _note_stop(record, plan, trials=list(oracle.trials.values()), log=log)
+        _note_stop(record, plan, oracle=oracle, log=log)
         if not any(trial.status == "COMPLETED" for trial in oracle.trials.values()):
             raise StudyFailed(f"no trial completed: all {len(oracle.trials)} failed (why, "
                               "trial by trial, is in trials.csv and report.md)")
@@ -479,8 +502,7 @@ def _search(plan: StudyPlan, record: dict, *, make_search, run_dir, log) -> Stud
     except (StudyFailed, keras_tuner.errors.FatalError) as error:
         failure = _record_failure(record, error)
         if isinstance(failure, FailureLimit):
-            _note_stop(record, plan, trials=list(oracle.trials.values()), log=log,
-                       failure_limit=True)
+            _note_stop(record, plan, oracle=oracle, log=log, failure_limit=True)
         if search is not None and isinstance(failure, DiskFull):
             try:
                 search.write_trials()  # the trial that was running is listed as RUNNING

@@ -18,6 +18,7 @@ from bench.plan import RunSpec, plan_study
 from bench.results import RunDir, read_epochs, read_run, read_trials
 from bench.runner import ScaleOut, run_study
 from bench.tuning.recording import CsvAppender, EpochRecorder, epoch_columns
+from bench.tuning.resume import resume_spec
 
 NAN_SPACE = '''
 from bench.space import SearchSpace, SpaceSettings
@@ -242,10 +243,11 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
                        *(["--workers", str(workers)] if workers else []), env=env)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = failed_with = [line for line in result.stderr.splitlines()
+                            if line.startswith("error:")]
     assert len(errors) == 1 and "3 trials failed in a row" in errors[0]
     run = RunDir(tmp_path / "results" / "x")
-    record = read_run(run)
+    record = original = read_run(run)
     assert record["status"] == "failed" and "3 trials failed in a row" in record["error"]
     trials = read_trials(run)
     # With two workers the fourth trial may be running when the third fails: it ends too.
@@ -278,6 +280,21 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
     again = run_bench("run", "--resume", str(run.path), env=env)
     assert again.returncode == 2 and again.stderr.count("error: ") == 1
     assert "was stopped by KerasTuner's limit on trials failing in a row" in again.stderr
+    # Stopped after the limit was met and before run.json said so: resumed, it ends as it
+    # would have. KerasTuner alone would run one more trial and stop at its end.
+    window = {k: v for k, v in original.items() if k not in ("error", "failure_limit")}
+    window |= {"status": "interrupted",
+               "notes": [n for n in original["notes"] if "KerasTuner's limit" not in n]}
+    run.run_json.write_text(json.dumps(window))
+    (run.path / "report.md").unlink()
+    ended = run_bench("run", "--resume", str(run.path), env=env)
+    assert ended.returncode == 1, ended.stderr[-2000:]
+    assert [line for line in ended.stderr.splitlines()
+            if line.startswith("error:")] == failed_with
+    assert {k: read_run(run).get(k) for k in ("status", "error", "failure_limit", "notes")} \
+        == {k: original.get(k) for k in ("status", "error", "failure_limit", "notes")}
+    assert read_trials(run).equals(trials)
+    assert (run.path / "report.md").read_text().startswith("# Run x (partial: status failed)")
 
 
 def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir):
@@ -351,8 +368,19 @@ def test_failures_in_a_row_at_the_very_end_leave_a_complete_run(
     ended = "".join("F" if status[trial_id] == "FAILED" else "." for trial_id in end_order)
     limit_met = "FFF" in ended
     assert limit_met or workers
-    assert limit_met == ("the last 3 trials failed in a row (KerasTuner's limit), but no "
-                         "trial was left to run" in report)
+    limit = ("the last 3 trials failed in a row (KerasTuner's limit), but no trial was left "
+             "to run")
+    assert limit_met == (limit in report)
+    if workers is None:
+        # Stopped after the last trial ended and before run.json said so: resumed, it
+        # runs nothing and completes as the uninterrupted run did, with the same notes.
+        said_at_the_end = (limit, "the search stopped after")
+        window = record | {"status": "interrupted", "notes": [
+            n for n in record["notes"] if not n.startswith(said_at_the_end)]}
+        run.run_json.write_text(json.dumps(window))
+        run_study(resume_spec(run.path, given={}), log=lambda *_: None, resume_from=run.path)
+        assert read_run(run)["notes"] == record["notes"]
+        assert read_trials(run).equals(trials)
 
 
 def test_a_finite_huge_loss_is_a_valid_result_and_nan_or_inf_is_not(tmp_path):

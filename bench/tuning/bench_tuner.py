@@ -446,14 +446,10 @@ class BenchTuner(keras_tuner.Tuner):
                 raise
             end_at_failure_limit(self.oracle, trial.trial_id)
             self.save()
-            limit = self.oracle.max_consecutive_failed_trials
-            trials = list(self.oracle.trials.values())
-            if self.nothing_left_to_run is not None and at_failure_limit(
-                    trials, nothing_left=self.nothing_left_to_run(trials)) == "end":
-                self.notes.append(limit_note(limit))
-            else:
-                stopped = FailureLimit.at(limit=limit, trial_id=trial.trial_id,
-                                          why=self.trial_error(trial))
+            # With nothing left to run the search ends by itself (the run notes why).
+            stopped = failure_limit_stop(
+                self.oracle, nothing_left_to_run=self.nothing_left_to_run or (lambda _: False),
+                extras=lambda trial_id: self.trial_extras.get(trial_id, {}))
         ended = self.oracle.get_trial(trial.trial_id)
         duplicate = extras.get("duplicate_of")
         status = "DUPLICATE" if duplicate else ended.status
@@ -494,6 +490,32 @@ def at_failure_limit(trials, *, nothing_left: bool) -> str:
     if any(t.status == "RUNNING" for t in trials):
         return "wait"
     return "end" if any(t.status == "COMPLETED" for t in trials) else "stop"
+
+
+def failure_limit_met(oracle) -> str | None:
+    """The id of the trial whose end met KerasTuner's limit on trials failing in a row, by
+    KerasTuner's own rule (that many FAILED in a row anywhere in the order trials ended),
+    or None where it was not met."""
+    in_a_row = 0
+    for trial_id in oracle.end_order:
+        in_a_row = in_a_row + 1 if oracle.trials[trial_id].status == "FAILED" else 0
+        if in_a_row == oracle.max_consecutive_failed_trials:
+            return trial_id
+    return None
+
+
+def failure_limit_stop(oracle, *, nothing_left_to_run, extras) -> FailureLimit | None:
+    """The ``FailureLimit`` that stops a study whose trials met KerasTuner's limit, where
+    ``at_failure_limit`` says "stop"; None where it was not met, or nothing is left to stop
+    (yet). ``nothing_left_to_run(trials)`` and ``extras(trial_id)`` are the study's."""
+    trial_id = failure_limit_met(oracle)
+    if trial_id is None:
+        return None
+    trials = list(dict(oracle.trials).values())
+    if at_failure_limit(trials, nothing_left=nothing_left_to_run(trials)) != "stop":
+        return None
+    return FailureLimit.at(limit=oracle.max_consecutive_failed_trials, trial_id=trial_id,
+                           why=trial_error(oracle.trials[trial_id], extras(trial_id)))
 
 
 def limit_note(limit: int) -> str:

@@ -47,8 +47,6 @@ class ChiefStudy:
         self.run_dir = run_dir
         self.record = record
         self.log = log
-        #: What the chief found, for run.json (beside its workers' records).
-        self.notes: list[str] = []
         self.header = epoch_columns(plan.columns, plan.space.epoch_columns)
         oracle._set_project_dir(str(run_dir.path), "tuner")  # noqa: SLF001 (as a Tuner does)
         if resumed is not None:
@@ -66,20 +64,14 @@ class ChiefStudy:
                            failure_limit=self._failure_limit,
                            on_trial_end=self.write_trials, log=log)
 
-    def _failure_limit(self, trial_id: str) -> FailureLimit | None:
-        from bench.tuning.bench_tuner import at_failure_limit, limit_note, trial_error
+    def _failure_limit(self) -> FailureLimit | None:
+        from bench.tuning.bench_tuner import failure_limit_stop
         from bench.tuning.resume import earlier_extras
 
-        limit = self.oracle.max_consecutive_failed_trials
-        trials = list(dict(self.oracle.trials).values())
-        outcome = at_failure_limit(trials, nothing_left=self.plan.nothing_left_to_run(trials))
-        if outcome != "stop":
-            if outcome == "end" and self.chief.failure is None:
-                self.notes.append(limit_note(limit))
-            return None
-        extras = earlier_extras(self.run_dir, keep={trial_id}).get(trial_id, {})
-        return FailureLimit.at(limit=limit, trial_id=trial_id,
-                               why=trial_error(self.oracle.trials[trial_id], extras))
+        return failure_limit_stop(
+            self.oracle, nothing_left_to_run=self.plan.nothing_left_to_run,
+            extras=lambda trial_id: earlier_extras(self.run_dir, keep={trial_id}).get(
+                trial_id, {}))
 
     def write_trials(self) -> None:
         from bench.tuning.bench_tuner import trial_rows

@@ -261,7 +261,7 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_limit):
             so at its next request. The first trial that stopped it is the one named:
             a trial still running then may reach the limit again as it ends."""
             if end_trial(self.oracle, trial) and self.failure is None:
-                self.failure = failure_limit(trial.trial_id)
+                self.failure = failure_limit()
 
     return ChiefServicer()
 
@@ -355,9 +355,9 @@ class Chief:
         run: The run directory every process shares.
         fingerprint: ``study_fingerprint`` of the study's space.
         described: The space as a user reads it ("seed version 2").
-        failure_limit: Called with the id of the trial that reached KerasTuner's limit on
-            failures in a row; returns the ``FailureLimit`` the study stops with, or None
-            when no trial is left to stop.
+        failure_limit: Called when a trial's end reached KerasTuner's limit on failures in
+            a row; returns the ``FailureLimit`` the study stops with, or None when no trial
+            is left to stop (or none yet, while another still runs).
         on_trial_end: Called (no arguments) after trials end, to rewrite trials.csv.
     """
 
