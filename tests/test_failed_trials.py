@@ -533,3 +533,44 @@ def test_a_figure_skipped_because_trials_failed_says_so_not_that_nothing_varied(
     assert ("Not drawn: head_lr was varied, but only one of its values has complete "
             "executions (the trials with the others failed).") in report
     assert "were not both varied" not in report
+
+
+def test_a_hyperparameter_a_hook_declares_in_a_later_trial_is_one_line_and_exit_2(
+        tmp_path, cache_dir):
+    # The pre-flight check's build (the first values) does not declare it; KerasTuner's
+    # oracle refuses it as the trial ends, which was a RuntimeError and a traceback.
+    spaces = _spaces(tmp_path, later='''
+        import keras
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class Later(SearchSpace):
+            description = "a hyperparameter declared in build_head for one trial only"
+            version = 1
+            settings = SpaceSettings(init="random", epochs=1, repeats=1)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [0.01, 0.001])
+
+            def build_head(self, features, *, num_classes, hp):
+                x = keras.layers.GlobalAveragePooling2D()(features)
+                if hp.get("head_lr") < 0.005:
+                    x = keras.layers.Dense(hp.Choice("width", [8, 64]))(x)
+                return keras.layers.Dense(num_classes, activation="softmax")(x)
+    ''')
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(cache_dir))
+    result = run_bench("run", "--space", "later", "--spaces-dir", str(spaces),
+                       "--image-size", str(IMAGE_SIZE), "--train-per-class", "10",
+                       "--pretrain-epochs", "2", "--results-dir", str(tmp_path / "results"),
+                       "--name", "later", env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: a hook of the search space declared hyperparameter 'width' "
+                      "(hp.Choice) in a trial; the tuner searches only what declare() "
+                      "declares: move hp.Choice('width', ...) into declare() and read it in "
+                      "the hook with hp.get('width'), then start a new run"]
+    run = RunDir(tmp_path / "results" / "later")
+    assert read_run(run)["status"] == "failed"
+    trials = read_trials(run)
+    assert list(trials["status"][trials["head_lr"] == 0.01]) == ["COMPLETED"]

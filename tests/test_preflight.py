@@ -268,6 +268,44 @@ class BatchInFit(SearchSpace):
         run.batch_size = 16
         return [run.fit(parts.model, epochs=run.epochs)]
 ''',
+    # Found by a new user: ordinary KerasTuner style, a traceback at the first trial.
+    "hp-in-head": '''
+class HpInHead(SearchSpace):
+    description = "a hyperparameter declared inside build_head"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def build_head(self, features, *, num_classes, hp):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        x = keras.layers.Dense(hp.Choice("width", [8, 64]), activation="relu")(x)
+        return keras.layers.Dense(num_classes, activation="softmax")(x)
+''',
+    "hp-in-fit": '''
+class HpInFit(SearchSpace):
+    description = "a hyperparameter declared inside fit"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def fit(self, parts, *, hp, run):
+        return [run.fit(parts.model, epochs=hp.Int("fit_epochs", 1, 2))]
+''',
+    # Found by a new user: the check passed and every trial failed.
+    "undeclared-column": '''
+class UndeclaredColumn(SearchSpace):
+    description = "a fit hook filling a column it did not name in epoch_columns"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def fit(self, parts, *, hp, run):
+        run.recorder.set(stage=3)
+        return [run.fit(parts.model, epochs=run.epochs)]
+''',
     # momentum is read only where it is active, which the first build (Adam) is not.
     "conditional-read": '''
 class ConditionalRead(SearchSpace):
@@ -336,6 +374,13 @@ REFUSED = {
                     "(--batch-size) is what run.json and the report record, so a hook cannot "
                     "change it: to compare batch sizes, run the study once per --batch-size "
                     "and join the runs with 'analyze RUN RUN ...'",
+    "hp-in-head": "search space hp-in-head: a hook declared hyperparameter 'width' "
+                  "(hp.Choice) while building the model; the tuner searches only what "
+                  "declare() declares: move hp.Choice('width', ...) into declare()",
+    "hp-in-fit": "search space hp-in-fit: a hook declared hyperparameter 'fit_epochs' (hp.Int) "
+                 "while fitting",
+    "undeclared-column": "recorder.set(stage=...): epochs.csv has no column 'stage'; name it "
+                         "in the space's epoch_columns",
     "other-metric": "search space other-metric: its model reports no accuracy after an "
                     "epoch; the tables and the tuner's objective are accuracy",
     "scale-everything": "its compile() trains 2 head variable(s) (such as "

@@ -311,6 +311,33 @@ def in_trial_order(oracle_class):
     return InTrialOrder
 
 
+@functools.cache
+def declared_only(oracle_class):
+    """``oracle_class`` whose refusal of a hyperparameter that ``declare`` did not declare
+    (one a hook declared, in a trial the pre-flight check's build did not reach) is a
+    ``BenchError`` that says what to do, not KerasTuner's RuntimeError and traceback."""
+
+    class DeclaredOnly(oracle_class):
+        def update_space(self, hyperparameters):
+            new = [p for p in hyperparameters.space
+                   if not self.hyperparameters._exists(p.name, p.conditions)]  # noqa: SLF001
+            if new:
+                kind, name = type(new[0]).__name__, new[0].name
+                raise BenchError(
+                    f"a hook of the search space declared hyperparameter {name!r} "
+                    f"(hp.{kind}) in a trial; the tuner searches only what declare() "
+                    f"declares: move hp.{kind}({name!r}, ...) into declare() and read it "
+                    f"in the hook with hp.get({name!r}), then start a new run")
+            super().update_space(hyperparameters)
+
+    DeclaredOnly.__name__ = DeclaredOnly.__qualname__ = oracle_class.__name__
+    return DeclaredOnly
+
+
+def _suite_oracle(oracle_class):
+    return in_trial_order(declared_only(oracle_class))
+
+
 def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int,
                 max_epochs: int, initial_points: int | None = None):
     """Builds the KerasTuner oracle for ``name`` over the declared ``hyperparameters``."""
@@ -324,15 +351,15 @@ def make_oracle(name: str, *, hyperparameters, max_trials: int | None, seed: int
         seed=seed,
     )
     if name == "grid":
-        return in_trial_order(resumable_grid_oracle())(max_trials=max_trials, **common)
+        return _suite_oracle(resumable_grid_oracle())(max_trials=max_trials, **common)
     if name == "random":
-        return in_trial_order(keras_tuner.oracles.RandomSearchOracle)(
+        return _suite_oracle(keras_tuner.oracles.RandomSearchOracle)(
             max_trials=max_trials or DEFAULT_MAX_TRIALS, **common)
     if name == "bayesian":
-        return in_trial_order(resumable_bayesian_oracle())(
+        return _suite_oracle(resumable_bayesian_oracle())(
             max_trials=max_trials or DEFAULT_MAX_TRIALS, num_initial_points=initial_points,
             **common)
     if name == "hyperband":
-        return in_trial_order(keras_tuner.oracles.HyperbandOracle)(
+        return _suite_oracle(keras_tuner.oracles.HyperbandOracle)(
             max_epochs=max_epochs, factor=HYPERBAND_FACTOR, **common)
     raise unknown_name("tuner", name, list(TUNERS))

@@ -56,6 +56,11 @@ def tracking(hp):
 
 
 class _Discard:
+    """A table that keeps no row, with the run's columns (``recorder.set`` checks them)."""
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+
     def append(self, row) -> None:
         pass
 
@@ -82,6 +87,20 @@ def _guarded(space: SearchSpace, stage: str, call):
         if mapped is None:
             raise
         raise mapped from None
+
+
+def _check_declared(space: SearchSpace, hp, tracked, *, stage: str) -> None:
+    """Refuses a hyperparameter declared in a hook (``hp.Choice`` in ``build_head``):
+    the oracle knows only what ``declare`` declared, and KerasTuner refuses the trial."""
+    declared = {parameter.name for parameter in hp.space}
+    new = [parameter for parameter in tracked.space if parameter.name not in declared]
+    if new:
+        kind, name = type(new[0]).__name__, new[0].name
+        raise BenchError(
+            f"search space {space.name}: a hook declared hyperparameter {name!r} "
+            f"(hp.{kind}) while {stage}; the tuner searches only what declare() declares: "
+            f"move hp.{kind}({name!r}, ...) into declare() and read it in the hook with "
+            f"hp.get({name!r})")
 
 
 def _expects_probabilities(loss) -> bool:
@@ -236,7 +255,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
     import keras
 
     from bench.tuning.bench_tuner import FitRun
-    from bench.tuning.recording import EpochRecorder
+    from bench.tuning.recording import EpochRecorder, epoch_columns
 
     kept = False
     try:
@@ -245,7 +264,9 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         tracked = tracking(hp)
         parts = _guarded(space, "building the model",
                          lambda: hypermodel.build_parts(tracked, compile=False))
+        _check_declared(space, hp, tracked, stage="building the model")
         _guarded(space, "compiling", lambda: space.compile(parts, hp=tracked))
+        _check_declared(space, hp, tracked, stage="compiling")
         from bench.tuning.hypermodel import check_body_lr_scale, check_rates
 
         # The untracked hp: these checks reading body_lr_scale and head_lr are not the
@@ -255,10 +276,13 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         train, validation = _one_batch(data.train, size), _one_batch(data.validation, size)
         check_probabilities(space, parts.model, validation.images,
                             num_classes=hypermodel.inputs.num_classes)
-        recorder = EpochRecorder(_Discard(), fixed={}, parts=parts)
+        recorder = EpochRecorder(
+            _Discard(epoch_columns([p.name for p in hp.space], space.epoch_columns)),
+            fixed={}, parts=parts)
         run = FitRun(train=train, validation=validation, epochs=max(space.min_epochs, 1),
                      batch_size=size, recorder=recorder, study_batch_size=batch_size)
         _guarded(space, "fitting", lambda: space.fit(parts, hp=tracked, run=run))
+        _check_declared(space, hp, tracked, stage="fitting")
         _check_recorded(space, recorder.rows)
         # A fit that compiles again (a second phase) must keep the scale too.
         check_body_lr_scale(space, hp, parts.model.optimizer, parts.body_variables,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import keras
 
-from bench.errors import DiskFull
+from bench.errors import BenchError, DiskFull
 from bench.stopping import raise_if_stopped
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -122,6 +122,12 @@ class EpochRecorder(keras.callbacks.Callback):
         self._start = 0.0
 
     def set(self, **values) -> None:
+        columns = getattr(self.table, "columns", None)
+        unknown = [name for name in values if columns is not None and name not in columns]
+        if unknown:
+            raise BenchError(
+                f"recorder.set({unknown[0]}=...): epochs.csv has no column {unknown[0]!r}; "
+                f"name it in the space's epoch_columns (epoch_columns = ({unknown[0]!r},))")
         self.fixed.update(values)
 
     def on_epoch_begin(self, epoch, logs=None):
