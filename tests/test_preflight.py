@@ -306,6 +306,20 @@ class UndeclaredColumn(SearchSpace):
         run.recorder.set(stage=3)
         return [run.fit(parts.model, epochs=run.epochs)]
 ''',
+    # Found by a new user: test_accuracy was of the best epoch, the rest of the last.
+    "restores-best": '''
+class RestoresBest(SearchSpace):
+    description = "early stopping that restores the best epoch's weights"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def fit(self, parts, *, hp, run):
+        run.callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=0, restore_best_weights=True))
+        return [run.fit(parts.model, epochs=run.epochs)]
+''',
     # momentum is read only where it is active, which the first build (Adam) is not.
     "conditional-read": '''
 class ConditionalRead(SearchSpace):
@@ -381,6 +395,8 @@ REFUSED = {
                  "while fitting",
     "undeclared-column": "recorder.set(stage=...): epochs.csv has no column 'stage'; name it "
                          "in the space's epoch_columns",
+    "restores-best": "a fit hook's EarlyStopping(restore_best_weights=True) would make "
+                     "test_accuracy score each execution's best epoch",
     "other-metric": "search space other-metric: its model reports no accuracy after an "
                     "epoch; the tables and the tuner's objective are accuracy",
     "scale-everything": "its compile() trains 2 head variable(s) (such as "

@@ -95,6 +95,7 @@ class FitRun:
         """
         if self.recorder.failure is not None:
             return None
+        _check_restores_no_weights(self.callbacks)
         callbacks = [self.recorder, *self.callbacks]
         if steps_per_epoch is not None:
             training = short_epochs_fit_arguments(
@@ -124,6 +125,19 @@ class FitRun:
                           "validation_batch_size": self.evaluation_batch_size}
         return model.fit(epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                          verbose=0, **training, **validation)
+
+
+def _check_restores_no_weights(callbacks) -> None:
+    # Found by a new user: the test pass then scored the best epoch's weights, beside the
+    # last epoch's validation numbers, under "after the last epoch".
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping) \
+                and callback.restore_best_weights:
+            raise BenchError(
+                "a fit hook's EarlyStopping(restore_best_weights=True) would make "
+                "test_accuracy score each execution's best epoch, while its final "
+                "accuracies and the report are of its last epoch: use "
+                "restore_best_weights=False (best_val_accuracy records the best epoch)")
 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
