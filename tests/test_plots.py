@@ -2,6 +2,7 @@
 
 import matplotlib
 import matplotlib.pyplot
+import numpy as np
 import pandas as pd
 import pytest
 from test_analysis import epochs_table
@@ -389,3 +390,99 @@ def test_no_overfitting_figure_without_a_completed_trial_and_a_line_saying_why(
     assert ("figure 'Overfitting' skipped: no trial completed (some executions did, in "
             "trials that failed later), so there are no best trials to draw") in said
     assert any(b.kind == "h2" and b.content == "Overfitting" for b in blocks)
+
+
+def _t_interval(values):
+    """The mean of ``values`` and the ends of its 95% Student-t interval, by hand."""
+    import statistics
+
+    from scipy.stats import t
+
+    mean = statistics.mean(values)
+    half = t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    return mean, mean - half, mean + half
+
+
+def _error_bars(ax):
+    """Each error bar drawn on ``ax``: (x, low, high, colour), by x."""
+    bars = []
+    for container in ax.containers:
+        for collection in container.lines[2]:  # (data line, caps, bars)
+            colour = tuple(collection.get_colors()[0][:3])  # one colour per call
+            bars += [(x, low, high, colour)
+                     for (x, low), (_, high) in collection.get_segments()]
+    return sorted(bars)
+
+
+def test_a_transfer_gain_of_one_epoch_draws_its_interval_on_integer_ticks():
+    # Found by a new user: a study of one epoch drew the gain as a bare dot (a band has
+    # no width at one x) on an axis ticked 0.945 ... 1.050, its caption promising a band.
+    fig = plots.transfer_gain(analysis.transfer_gain(epochs_table(epochs=1)), hue=None,
+                              title="gain")
+    ax = fig.axes[0]
+    # Pretrained minus random is the seed's gain, 0.1, 0.2 and 0.3, at either depth.
+    mean, low, high = _t_interval([0.10, 0.20, 0.30])
+    (dot,) = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert list(dot.get_ydata()) == pytest.approx([mean])
+    ((x, bar_low, bar_high, colour),) = _error_bars(ax)
+    assert x == 1 and (bar_low, bar_high) == pytest.approx((low, high))
+    assert colour == pytest.approx(matplotlib.colors.to_rgb(dot.get_color()))
+    left, right = ax.get_xlim()
+    assert [x for x in ax.get_xticks() if left <= x <= right] == [1]
+    # One seed has no interval: nothing to draw, and nothing is.
+    fig = plots.transfer_gain(analysis.transfer_gain(epochs_table(gains=(0.1,), epochs=1)),
+                              hue=None, title="gain")
+    assert _error_bars(fig.axes[0]) == []
+
+
+def test_lines_of_one_point_draw_their_interval_and_longer_lines_keep_their_band(
+        tmp_path, monkeypatch):
+    # Found by a new user: a random search over head_lr and a hook's width drew each
+    # point of objective_vs_width on a line of its own (coloured by head_lr), so no
+    # interval at all; Hyperband's configurations of one epoch were bare dots.
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    # (head_lr, width, epochs, base): validation accuracy base + 0.01 x seed x epoch.
+    configurations = [(0.001, 8, 1, 0.5), (0.003, 16, 3, 0.6), (0.01, 32, 1, 0.7)]
+    rows = [{"run_id": "r", "trial_id": f"{trial}", "repeat": seed, "seed": seed,
+             "epoch": epoch, "head_lr": lr, "width": width,
+             "val_accuracy": base + 0.01 * seed * epoch, "accuracy": 0.9}
+            for trial, (lr, width, epochs, base) in enumerate(configurations)
+            for seed in (1, 2) for epoch in range(1, epochs + 1)]
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": "r", "trial_id": ["0", "1", "2"],
+                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
+    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
+           "columns": {"hyperparameters": ["head_lr", "width"],
+                       "varied": ["head_lr", "width"]}}
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs), tmp_path,
+            log=lambda *_: None)
+    # Each configuration's final accuracy at seeds 1 and 2 (its last epoch).
+    final = {width: [base + 0.01 * seed * epochs for seed in (1, 2)]
+             for _, width, epochs, base in configurations}
+    for stem, x in (("objective_vs_width", lambda lr, width: width),
+                    ("objective_vs_head_lr", lambda lr, width: lr)):
+        ax = drawn[stem].axes[0]
+        expected = sorted((x(lr, width), *_t_interval(final[width])[1:])
+                          for lr, width, _, _ in configurations)
+        bars = _error_bars(ax)
+        assert np.array([bar[:3] for bar in bars]) == pytest.approx(np.array(expected)), stem
+        # Each bar in its point's colour.
+        colours = {line.get_xdata()[0]: matplotlib.colors.to_rgb(line.get_color())
+                   for line in _lines(ax)}
+        assert np.array([bar[3] for bar in bars]) == pytest.approx(
+            np.array([colours[bar[0]] for bar in bars]))
+    # Accuracy against epochs: the 3-epoch configuration keeps its band and gets no bar;
+    # the two of one epoch get a bar each, over their seeds' accuracy at epoch 1.
+    accuracy = drawn["accuracy_vs_epochs"].axes[0]
+    assert accuracy.get_ylabel() == "validation accuracy"
+    bands = [c for c in accuracy.collections
+             if isinstance(c, matplotlib.collections.PolyCollection)]
+    assert len(bands) == 1
+    expected = [(1, *_t_interval([base + 0.01 * seed for seed in (1, 2)])[1:])
+                for _, _, epochs, base in configurations if epochs == 1]
+    assert np.array([bar[:3] for bar in _error_bars(accuracy)]) == pytest.approx(
+        np.array(sorted(expected)))

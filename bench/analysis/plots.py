@@ -1,7 +1,8 @@
 """Drawing: each function takes the DataFrame an analysis function made and returns a Figure.
 
 Nothing is computed here beyond layout. Lines are means, bands are 95% confidence
-intervals over repeats, and every axis says what it shows.
+intervals over repeats (an error bar where a point has no neighbour to make a band with:
+a line of one point), and every axis says what it shows.
 """
 
 from __future__ import annotations
@@ -112,12 +113,26 @@ class _Lines:
                         color=self.palette[repr(h)],
                         marker="o", markersize=3, label=name or None)
                 if self.bands:
-                    ax.fill_between(line[self.x], line["low"], line["high"],
-                                    color=self.palette[repr(h)],
-                                    alpha=0.15, linewidth=0)
+                    self._band(ax, line, color=self.palette[repr(h)])
+
+    def _band(self, ax, line: pd.DataFrame, *, color) -> None:
+        """The 95% interval of a line: a band along it, and an error bar of the band's
+        colour at each point with an interval whose neighbours have none (a line of one
+        x, for one), where a band has no width to draw."""
+        if len(line) > 1:
+            ax.fill_between(line[self.x], line["low"], line["high"], color=color,
+                            alpha=0.15, linewidth=0)
+        known = line["low"].notna() & line["high"].notna()
+        alone = line[known & ~known.shift(1, fill_value=False)
+                     & ~known.shift(-1, fill_value=False)]
+        if not alone.empty:
+            ax.errorbar(alone[self.x], alone["mean"],
+                        yerr=[alone["mean"] - alone["low"], alone["high"] - alone["mean"]],
+                        fmt="none", ecolor=color, alpha=0.5, elinewidth=2, capsize=4)
 
 
-def _x_axis(ax, *, logx: bool, ticks: list, written_x, integer_x: bool) -> None:
+def _x_axis(ax, *, logx: bool, ticks: list, written_x, integer_x: bool,
+            several_x: bool = True) -> None:
     if logx:
         ax.set_xscale("log")
         if ticks:
@@ -126,7 +141,10 @@ def _x_axis(ax, *, logx: bool, ticks: list, written_x, integer_x: bool) -> None:
             ax.set_xticks(ticks, labels=[written_x(v) for v in ticks])
             ax.xaxis.set_minor_formatter(NullFormatter())
     elif integer_x:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Of one value drawn (one epoch), matplotlib finds no two integers in view
+        # and ticks 0.95, 1.0, 1.05 instead: one integer tick will do.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True,
+                                               min_n_ticks=2 if several_x else 1))
 
 
 def _figure_legend(fig, axes, *, title: str) -> None:
@@ -191,7 +209,8 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                 ax.axhline(reference, color="black", linewidth=1)
             for position in vlines:
                 ax.axvline(position, color="grey", linestyle="--", linewidth=1)
-            _x_axis(ax, logx=logx, ticks=ticks, written_x=written_x, integer_x=integer_x)
+            _x_axis(ax, logx=logx, ticks=ticks, written_x=written_x, integer_x=integer_x,
+                    several_x=data[x].nunique() > 1)
             heading = " | ".join(f"{label(k)} = {written[k](v)}" for k, v in ((row, r), (col, c))
                                  if k and k != "metric")
             if row == "metric":
