@@ -574,3 +574,34 @@ def test_a_hyperparameter_a_hook_declares_in_a_later_trial_is_one_line_and_exit_
     assert read_run(run)["status"] == "failed"
     trials = read_trials(run)
     assert list(trials["status"][trials["head_lr"] == 0.01]) == ["COMPLETED"]
+
+
+@pytest.mark.parametrize("trained, said", [
+    (3, "Epochs trained: up to 3 per execution, more than the 2 epochs set: the space's "
+        "fit() trains beyond run.epochs, and the tables and figures hold every epoch it "
+        "trained"),
+    (1, "Epochs trained: at most 1 per execution of the 2 epochs set: the space's fit() "
+        "(or its early stopping) ended every execution sooner"),
+])
+def test_the_report_says_when_a_fit_hook_trains_other_epochs_than_set(
+        tmp_path, cache_dir, trained, said):
+    # Found by a new user: "What ran" said 2 epochs and the headline was at epoch 3.
+    _spaces(tmp_path, otherepochs=f'''
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class OtherEpochs(SearchSpace):
+            description = "a fit that trains {trained} epochs where 2 are set"
+            version = 1
+            settings = SpaceSettings(init="random", epochs=2, repeats=1)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [1e-3])
+
+            def fit(self, parts, *, hp, run):
+                return [run.fit(parts.model, epochs={trained})]
+    ''')
+    run = _run(tmp_path, "otherepochs", cache_dir)
+    assert read_epochs(run)["epoch"].max() == trained
+    report = (run.path / "report.md").read_text()
+    assert f"- {said}" in report.splitlines()

@@ -231,8 +231,9 @@ def _opening_blocks(tables: Tables) -> list[Block]:
     for run in tables.runs:
         blocks += [Block("h2", "What ran" + (f": {run['run_id']}" if len(tables.runs) > 1
                                                else "")),
-                   Block("list", what_ran(run) + held_fixed(
-                       run, tables.epochs[tables.epochs["run_id"] == run["run_id"]]))]
+                   Block("list", what_ran(run) + trained_epochs(
+                       run, tables.epochs[tables.epochs["run_id"] == run["run_id"]])
+                       + held_fixed(run, tables.epochs[tables.epochs["run_id"] == run["run_id"]]))]
     return blocks
 
 
@@ -380,6 +381,25 @@ def epochs_text(run: dict) -> str:
         most = run.get("arguments", {}).get("max_epochs") or settings.get("epochs")
         return f"up to {counted(most, 'epoch')} per trial (Hyperband's schedule)"
     return counted(settings.get("epochs"), "epoch")
+
+
+def trained_epochs(run: dict, epochs: pd.DataFrame) -> list[str]:
+    """A line where the epochs trained disagree with the study's setting: a space's
+    ``fit`` that trains more, or, in a completed run, fewer in every execution."""
+    set_epochs = run.get("settings", {}).get("epochs")
+    if run.get("tuner") == "hyperband" or epochs.empty or not set_epochs:
+        return []
+    last = epochs.groupby(["trial_id", "repeat"])["epoch"].max()
+    most = int(last.max())
+    if most > set_epochs:
+        return [f"Epochs trained: up to {most} per execution, more than the "
+                f"{counted(set_epochs, 'epoch')} set: the space's fit() trains beyond "
+                "run.epochs, and the tables and figures hold every epoch it trained"]
+    if most < set_epochs and run.get("status") == "completed":
+        return [f"Epochs trained: at most {most} per execution of the "
+                f"{counted(set_epochs, 'epoch')} set: the space's fit() (or its early "
+                "stopping) ended every execution sooner"]
+    return []
 
 
 def search_time(run: dict) -> str:
