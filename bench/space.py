@@ -378,6 +378,31 @@ def space_identity(space: SearchSpace) -> dict:
             "sha256": file_digest(space.path, "sha256")}
 
 
+class _DeclaredTwice(Exception):
+    pass
+
+
+def _declared_once():
+    import keras_tuner
+
+    class DeclaredOnce(keras_tuner.HyperParameters):
+        """Refuses a name declared again otherwise (``hp.Choice("head_lr", ...)`` then
+        ``hp.Float("head_lr", ...)``): KerasTuner returns the first and drops the second."""
+
+        def _retrieve(self, hp):
+            if self._exists(hp.name, hp.conditions) and not any(
+                    type(h) is type(hp) and h.get_config() == hp.get_config()
+                    for h in self._hps[hp.name]):
+                first = next(h for h in self._hps[hp.name] if h.conditions == hp.conditions)
+                raise _DeclaredTwice(
+                    f"{hp.name!r} twice (hp.{type(first).__name__}, then "
+                    f"hp.{type(hp).__name__} with other values): KerasTuner keeps the first "
+                    "and ignores the second; declare each name once")
+            return super()._retrieve(hp)
+
+    return DeclaredOnce()
+
+
 def declared_hyperparameters(space: SearchSpace, *, num_blocks: int):
     """Declares the space's hyperparameters on a fresh ``HyperParameters`` and checks them.
 
@@ -390,7 +415,10 @@ def declared_hyperparameters(space: SearchSpace, *, num_blocks: int):
     hp = keras_tuner.HyperParameters()
     where = f"search space file {space.path}"
     try:
+        space.declare(_declared_once(), num_blocks=num_blocks)
         space.declare(hp, num_blocks=num_blocks)
+    except _DeclaredTwice as twice:
+        raise BenchError(f"{where}: declare() declares {twice}") from None
     except Exception as error:
         raise BenchError(f"{where}: declare() failed: {_short_error(error, space.path)}") from None
     if not hp.space:

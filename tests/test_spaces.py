@@ -179,6 +179,16 @@ BROKEN = {
             def declare(self, hp, *, num_blocks):
                 hp.Choice("dropout", [0.1, 0.5])
     '''), "hyperparameter 'dropout' is not used by the model builder"),
+    # Found by a new user: KerasTuner kept the Choice; list showed it and no warning.
+    "declared-twice": (textwrap.dedent('''
+        from bench.space import SearchSpace
+        class A(SearchSpace):
+            description = "a"
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [0.1, 0.01])
+                hp.Float("head_lr", 0.001, 0.1)
+    '''), "declare() declares 'head_lr' twice (hp.Choice, then hp.Float with other "
+         "values): KerasTuner keeps the first and ignores the second; declare each name once"),
     "no-declare": (textwrap.dedent('''
         from bench.space import SearchSpace
         class A(SearchSpace):
