@@ -378,6 +378,16 @@ def space_identity(space: SearchSpace) -> dict:
             "sha256": file_digest(space.path, "sha256")}
 
 
+def declared_in_a_hook(parameter, *, who: str, when: str, then: str = "") -> BenchError:
+    """The refusal of a hyperparameter a hook declared (``hp.Choice`` in ``build_head``,
+    KerasTuner's usual style): the tuner searches only what ``declare`` declared."""
+    kind, name = type(parameter).__name__, parameter.name
+    return BenchError(
+        f"{who} declared hyperparameter {name!r} (hp.{kind}) {when}; the tuner searches only "
+        f"what declare() declares: move hp.{kind}({name!r}, ...) into declare() and read it "
+        f"in the hook with hp.get({name!r}){then}")
+
+
 class _DeclaredTwice(Exception):
     pass
 

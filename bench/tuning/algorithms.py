@@ -322,12 +322,10 @@ def declared_only(oracle_class):
             new = [p for p in hyperparameters.space
                    if not self.hyperparameters._exists(p.name, p.conditions)]  # noqa: SLF001
             if new:
-                kind, name = type(new[0]).__name__, new[0].name
-                raise BenchError(
-                    f"a hook of the search space declared hyperparameter {name!r} "
-                    f"(hp.{kind}) in a trial; the tuner searches only what declare() "
-                    f"declares: move hp.{kind}({name!r}, ...) into declare() and read it "
-                    f"in the hook with hp.get({name!r}), then start a new run")
+                from bench.space import declared_in_a_hook
+
+                raise declared_in_a_hook(new[0], who="a hook of the search space",
+                                         when="in a trial", then=", then start a new run")
             super().update_space(hyperparameters)
 
     DeclaredOnly.__name__ = DeclaredOnly.__qualname__ = oracle_class.__name__

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.errors import BenchError
-from bench.space import SearchSpace, declared_values, frames_in
+from bench.space import SearchSpace, declared_in_a_hook, declared_values, frames_in
 
 #: Losses, by name, that take probabilities rather than logits.
 PROBABILITY_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
@@ -95,12 +95,8 @@ def _check_declared(space: SearchSpace, hp, tracked, *, stage: str) -> None:
     declared = {parameter.name for parameter in hp.space}
     new = [parameter for parameter in tracked.space if parameter.name not in declared]
     if new:
-        kind, name = type(new[0]).__name__, new[0].name
-        raise BenchError(
-            f"search space {space.name}: a hook declared hyperparameter {name!r} "
-            f"(hp.{kind}) while {stage}; the tuner searches only what declare() declares: "
-            f"move hp.{kind}({name!r}, ...) into declare() and read it in the hook with "
-            f"hp.get({name!r})")
+        raise declared_in_a_hook(new[0], who=f"search space {space.name}: a hook",
+                                 when=f"while {stage}")
 
 
 def _expects_probabilities(loss) -> bool:
