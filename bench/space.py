@@ -378,14 +378,28 @@ def space_identity(space: SearchSpace) -> dict:
             "sha256": file_digest(space.path, "sha256")}
 
 
-def declared_in_a_hook(parameter, *, who: str, when: str, then: str = "") -> BenchError:
+def declared_in_a_hook(parameter, *, declared, who: str, when: str,
+                       then: str = "") -> BenchError:
     """The refusal of a hyperparameter a hook declared (``hp.Choice`` in ``build_head``,
-    KerasTuner's usual style): the tuner searches only what ``declare`` declared."""
+    KerasTuner's usual style): the tuner searches only what ``declare`` declared (the
+    ``HyperParameters`` ``declared``), each under its conditions."""
     kind, name = type(parameter).__name__, parameter.name
-    return BenchError(
-        f"{who} declared hyperparameter {name!r} (hp.{kind}) {when}; the tuner searches only "
-        f"what declare() declares: move hp.{kind}({name!r}, ...) into declare() and read it "
-        f"in the hook with hp.get({name!r}){then}")
+    if any(p.name == name for p in declared.space):
+        fix = (f"declare() declares {name!r} under a condition (conditional_scope) and the "
+               "hook declares it again outside it: read it in the hook with "
+               f"hp.get({name!r}) where its condition holds")
+    else:
+        fix = (f"move hp.{kind}({name!r}, ...) into declare() and read it in the hook with "
+               f"hp.get({name!r})")
+    return BenchError(f"{who} declared hyperparameter {name!r} (hp.{kind}) {when}; the tuner "
+                      f"searches only what declare() declares: {fix}{then}")
+
+
+def undeclared(declared, hp) -> list:
+    """The hyperparameters of ``hp`` that ``declared`` lacks, by name and conditions (as
+    KerasTuner's oracle tells them apart)."""
+    return [p for p in hp.space
+            if not declared._exists(p.name, p.conditions)]  # noqa: SLF001 (no public test)
 
 
 class _DeclaredTwice(Exception):

@@ -282,6 +282,25 @@ class HpInHead(SearchSpace):
         x = keras.layers.Dense(hp.Choice("width", [8, 64]), activation="relu")(x)
         return keras.layers.Dense(num_classes, activation="softmax")(x)
 ''',
+    # Found by a review: the check compared names, the oracle names and conditions.
+    "hp-again-outside-scope": '''
+class HpAgainOutsideScope(SearchSpace):
+    description = "a conditional width the head declares again without its condition"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+    extra_hyperparameters = ("head", "units")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+        hp.Choice("head", ["mlp", "linear"])
+        with hp.conditional_scope("head", ["mlp"]):
+            hp.Int("units", 8, 64, step=8)
+
+    def build_head(self, features, *, num_classes, hp):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        if hp.get("head") == "mlp":
+            x = keras.layers.Dense(hp.Int("units", 8, 64, step=8), activation="relu")(x)
+        return keras.layers.Dense(num_classes, activation="softmax")(x)
+''',
     "hp-in-fit": '''
 class HpInFit(SearchSpace):
     description = "a hyperparameter declared inside fit"
@@ -305,6 +324,22 @@ class UndeclaredColumn(SearchSpace):
     def fit(self, parts, *, hp, run):
         run.recorder.set(stage=3)
         return [run.fit(parts.model, epochs=run.epochs)]
+''',
+    # Found by a review: it rewrote the trial's head_lr cell in its later rows.
+    "sets-head-lr": '''
+class SetsHeadLr(SearchSpace):
+    description = "a fit hook that records another head_lr for its second phase"
+    settings = SpaceSettings(init="random", epochs=2, repeats=1)
+    epoch_columns = ("phase",)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def fit(self, parts, *, hp, run):
+        run.recorder.set(phase=1)
+        first = run.fit(parts.model, epochs=1)
+        run.recorder.set(phase=2, head_lr=0.001)
+        return [first, run.fit(parts.model, epochs=2, initial_epoch=1)]
 ''',
     # Found by a new user: test_accuracy was of the best epoch, the rest of the last.
     "restores-best": '''
@@ -391,10 +426,18 @@ REFUSED = {
     "hp-in-head": "search space hp-in-head: a hook declared hyperparameter 'width' "
                   "(hp.Choice) while building the model; the tuner searches only what "
                   "declare() declares: move hp.Choice('width', ...) into declare()",
+    "hp-again-outside-scope": "search space hp-again-outside-scope: a hook declared "
+                              "hyperparameter 'units' (hp.Int) while building the model; the "
+                              "tuner searches only what declare() declares: declare() declares "
+                              "'units' under a condition (conditional_scope) and the hook "
+                              "declares it again outside it",
     "hp-in-fit": "search space hp-in-fit: a hook declared hyperparameter 'fit_epochs' (hp.Int) "
                  "while fitting",
-    "undeclared-column": "recorder.set(stage=...): epochs.csv has no column 'stage'; name it "
-                         "in the space's epoch_columns",
+    "undeclared-column": "recorder.set(stage=...): 'stage' is not one of the space's "
+                         "epoch_columns (); a fit hook fills only those: name a new column "
+                         "there (epoch_columns = ('stage',))",
+    "sets-head-lr": "recorder.set(head_lr=...): 'head_lr' is not one of the space's "
+                    "epoch_columns ('phase',)",
     "restores-best": "a fit hook's EarlyStopping(restore_best_weights=True) would make "
                      "test_accuracy score each execution's best epoch",
     "other-metric": "search space other-metric: its model reports no accuracy after an "

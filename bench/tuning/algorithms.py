@@ -319,13 +319,13 @@ def declared_only(oracle_class):
 
     class DeclaredOnly(oracle_class):
         def update_space(self, hyperparameters):
-            new = [p for p in hyperparameters.space
-                   if not self.hyperparameters._exists(p.name, p.conditions)]  # noqa: SLF001
-            if new:
-                from bench.space import declared_in_a_hook
+            from bench.space import declared_in_a_hook, undeclared
 
-                raise declared_in_a_hook(new[0], who="a hook of the search space",
-                                         when="in a trial", then=", then start a new run")
+            new = undeclared(self.hyperparameters, hyperparameters)
+            if new:
+                raise declared_in_a_hook(new[0], declared=self.hyperparameters,
+                                         who="a hook of the search space", when="in a trial",
+                                         then=", then start a new run")
             super().update_space(hyperparameters)
 
     DeclaredOnly.__name__ = DeclaredOnly.__qualname__ = oracle_class.__name__

@@ -308,6 +308,7 @@ class BenchTuner(keras_tuner.Tuner):
                 fixed={"run_id": ex.run_id, "trial_id": trial.trial_id, "repeat": repeat,
                        "seed": seed, **self._values(hp)},
                 parts=parts, on_epoch=self.progress.epoch_end,
+                settable=self.hypermodel.space.epoch_columns,
             )
             run = FitRun(train=ex.data.train, validation=ex.data.validation, epochs=epochs,
                          batch_size=ex.batch_size, recorder=recorder,
@@ -387,7 +388,7 @@ class BenchTuner(keras_tuner.Tuner):
             recorder = EpochRecorder(
                 None, fixed={"run_id": ex.run_id, "trial_id": trial.trial_id,
                              "repeat": repeat, "seed": seed, **self._values(hp)},
-                parts=member)
+                parts=member, settable=self.hypermodel.space.epoch_columns)
             runs.append(FitRun(train=ex.data.train, validation=ex.data.validation,
                                epochs=epochs, batch_size=ex.batch_size, recorder=recorder,
                                evaluation_batch_size=ex.evaluation_batch_size, seed=seed))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.errors import BenchError
-from bench.space import SearchSpace, declared_in_a_hook, declared_values, frames_in
+from bench.space import SearchSpace, declared_in_a_hook, declared_values, frames_in, undeclared
 
 #: Losses, by name, that take probabilities rather than logits.
 PROBABILITY_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
@@ -56,11 +56,6 @@ def tracking(hp):
 
 
 class _Discard:
-    """A table that keeps no row, with the run's columns (``recorder.set`` checks them)."""
-
-    def __init__(self, columns: list[str]):
-        self.columns = columns
-
     def append(self, row) -> None:
         pass
 
@@ -92,10 +87,9 @@ def _guarded(space: SearchSpace, stage: str, call):
 def _check_declared(space: SearchSpace, hp, tracked, *, stage: str) -> None:
     """Refuses a hyperparameter declared in a hook (``hp.Choice`` in ``build_head``):
     the oracle knows only what ``declare`` declared, and KerasTuner refuses the trial."""
-    declared = {parameter.name for parameter in hp.space}
-    new = [parameter for parameter in tracked.space if parameter.name not in declared]
+    new = undeclared(hp, tracked)
     if new:
-        raise declared_in_a_hook(new[0], who=f"search space {space.name}: a hook",
+        raise declared_in_a_hook(new[0], declared=hp, who=f"search space {space.name}: a hook",
                                  when=f"while {stage}")
 
 
@@ -251,7 +245,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
     import keras
 
     from bench.tuning.bench_tuner import FitRun
-    from bench.tuning.recording import EpochRecorder, epoch_columns
+    from bench.tuning.recording import EpochRecorder
 
     kept = False
     try:
@@ -272,9 +266,8 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         train, validation = _one_batch(data.train, size), _one_batch(data.validation, size)
         check_probabilities(space, parts.model, validation.images,
                             num_classes=hypermodel.inputs.num_classes)
-        recorder = EpochRecorder(
-            _Discard(epoch_columns([p.name for p in hp.space], space.epoch_columns)),
-            fixed={}, parts=parts)
+        recorder = EpochRecorder(_Discard(), fixed={}, parts=parts,
+                                 settable=space.epoch_columns)
         run = FitRun(train=train, validation=validation, epochs=max(space.min_epochs, 1),
                      batch_size=size, recorder=recorder, study_batch_size=batch_size)
         _guarded(space, "fitting", lambda: space.fit(parts, hp=tracked, run=run))

@@ -110,9 +110,11 @@ class EpochRecorder(keras.callbacks.Callback):
         on_epoch: Called with each row after it is written (progress display).
     """
 
-    def __init__(self, table: CsvAppender | None, *, fixed: dict, parts, on_epoch=None):
+    def __init__(self, table: CsvAppender | None, *, fixed: dict, parts, on_epoch=None,
+                 settable: tuple[str, ...] = ()):
         super().__init__()
         self.table = table
+        self.settable = settable
         self.fixed = dict(fixed)
         self.parts = parts
         self.on_epoch = on_epoch
@@ -122,12 +124,14 @@ class EpochRecorder(keras.callbacks.Callback):
         self._start = 0.0
 
     def set(self, **values) -> None:
-        columns = getattr(self.table, "columns", None)
-        unknown = [name for name in values if columns is not None and name not in columns]
+        """Fills the space's own columns (``epoch_columns``) of the rows to come; the
+        suite's columns (trial, seed, hyperparameters, metrics) are not a hook's to set."""
+        unknown = [name for name in values if name not in self.settable]
         if unknown:
             raise BenchError(
-                f"recorder.set({unknown[0]}=...): epochs.csv has no column {unknown[0]!r}; "
-                f"name it in the space's epoch_columns (epoch_columns = ({unknown[0]!r},))")
+                f"recorder.set({unknown[0]}=...): {unknown[0]!r} is not one of the space's "
+                f"epoch_columns {tuple(self.settable)}; a fit hook fills only those: name a "
+                f"new column there (epoch_columns = ({unknown[0]!r},))")
         self.fixed.update(values)
 
     def on_epoch_begin(self, epoch, logs=None):
