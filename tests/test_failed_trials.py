@@ -535,11 +535,9 @@ def test_a_figure_skipped_because_trials_failed_says_so_not_that_nothing_varied(
     assert "were not both varied" not in report
 
 
-def test_a_hyperparameter_a_hook_declares_in_a_later_trial_is_one_line_and_exit_2(
-        tmp_path, cache_dir):
-    # The pre-flight check's build (the first values) does not declare it; KerasTuner's
-    # oracle refuses it as the trial ends, which was a RuntimeError and a traceback.
-    spaces = _spaces(tmp_path, later='''
+#: A hyperparameter declared in build_head for one trial only, which the pre-flight
+#: check's build (the first values) does not reach.
+LATER_SPACE = '''
         import keras
         from bench.space import SearchSpace, SpaceSettings
 
@@ -557,7 +555,18 @@ def test_a_hyperparameter_a_hook_declares_in_a_later_trial_is_one_line_and_exit_
                 if hp.get("head_lr") < 0.005:
                     x = keras.layers.Dense(hp.Choice("width", [8, 64]))(x)
                 return keras.layers.Dense(num_classes, activation="softmax")(x)
-    ''')
+'''
+LATER_ERROR = ("error: a hook of the search space declared hyperparameter 'width' "
+               "(hp.Choice) in a trial; the tuner searches only what declare() declares: "
+               "move hp.Choice('width', ...) into declare() and read it in the hook with "
+               "hp.get('width'), then start a new run")
+
+
+def test_a_hyperparameter_a_hook_declares_in_a_later_trial_is_one_line_and_exit_2(
+        tmp_path, cache_dir):
+    # The pre-flight check's build (the first values) does not declare it; KerasTuner's
+    # oracle refuses it as the trial ends, which was a RuntimeError and a traceback.
+    spaces = _spaces(tmp_path, later=LATER_SPACE)
     env = dict(os.environ, FINETUNE_BENCH_CACHE=str(cache_dir))
     result = run_bench("run", "--space", "later", "--spaces-dir", str(spaces),
                        "--image-size", str(IMAGE_SIZE), "--train-per-class", "10",
@@ -566,10 +575,7 @@ def test_a_hyperparameter_a_hook_declares_in_a_later_trial_is_one_line_and_exit_
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: a hook of the search space declared hyperparameter 'width' "
-                      "(hp.Choice) in a trial; the tuner searches only what declare() "
-                      "declares: move hp.Choice('width', ...) into declare() and read it in "
-                      "the hook with hp.get('width'), then start a new run"]
+    assert errors == [LATER_ERROR]
     run = RunDir(tmp_path / "results" / "later")
     assert read_run(run)["status"] == "failed"
     trials = read_trials(run)
@@ -605,3 +611,21 @@ def test_the_report_says_when_a_fit_hook_trains_other_epochs_than_set(
     assert read_epochs(run)["epoch"].max() == trained
     report = (run.path / "report.md").read_text()
     assert f"- {said}" in report.splitlines()
+
+
+@pytest.mark.slow
+def test_a_hyperparameter_a_hook_declares_in_a_later_trial_under_workers_stops_the_study(
+        tmp_path, cache_dir):
+    # On the chief the refusal came inside gRPC's handler: the worker said it had lost
+    # the chief, and the study failed as if a worker had died.
+    _spaces(tmp_path, later=LATER_SPACE)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(cache_dir))
+    result = run_bench("run", "--space", "later", "--spaces-dir", str(tmp_path / "spaces"),
+                       "--image-size", str(IMAGE_SIZE), "--train-per-class", "10",
+                       "--pretrain-epochs", "2", "--results-dir", str(tmp_path / "results"),
+                       "--name", "later", "--workers", "1", env=env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [LATER_ERROR]
+    assert read_run(RunDir(tmp_path / "results" / "later"))["status"] == "failed"

@@ -211,7 +211,7 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_limit):
     class ChiefServicer(OracleServicer):
         def __init__(self):
             super().__init__(oracle)
-            self.failure: StudyFailed | None = None
+            self.failure: StudyFailed | BenchError | None = None
             self.refused: list[str] = []
             #: Workers that asked for a trial since they (re)started.
             self.asked: set[str] = set()
@@ -260,7 +260,14 @@ def _chief_servicer(oracle, *, fingerprint: str, described: str, failure_limit):
             ``failure_limit`` says there is nothing left to stop): every worker is told
             so at its next request. The first trial that stopped it is the one named:
             a trial still running then may reach the limit again as it ends."""
-            if end_trial(self.oracle, trial) and self.failure is None:
+            try:
+                reached = end_trial(self.oracle, trial)
+            except BenchError as error:
+                # A mistake of the space that only this trial's values reach (a hook
+                # declaring a hyperparameter): the study stops with it, as in one process.
+                self.failure = self.failure or error
+                return
+            if reached and self.failure is None:
                 self.failure = failure_limit()
 
     return ChiefServicer()
@@ -402,7 +409,7 @@ class Chief:
             self.server.stop(grace=1)
 
     @property
-    def failure(self) -> StudyFailed | None:
+    def failure(self) -> StudyFailed | BenchError | None:
         return self.servicer.failure
 
     def _search_over(self) -> bool:
