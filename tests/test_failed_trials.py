@@ -295,6 +295,20 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
         == {k: original.get(k) for k in ("status", "error", "failure_limit", "notes")}
     assert read_trials(run).equals(trials)
     assert (run.path / "report.md").read_text().startswith("# Run x (partial: status failed)")
+    if workers is None:
+        # Stopped earlier still: KerasTuner had saved the third failure's trial.json but
+        # not yet the oracle, so its end order lacks that trial and lists it as running.
+        oracle_json = run.tuner / "oracle.json"
+        state = json.loads(oracle_json.read_text())
+        *earlier, last = state["end_order"]
+        oracle_json.write_text(json.dumps(state | {"end_order": earlier,
+                                                   "ongoing_trials": {"tuner0": last}}))
+        run.run_json.write_text(json.dumps(window))
+        ended = run_bench("run", "--resume", str(run.path), env=env)
+        assert ended.returncode == 1, ended.stderr[-2000:]
+        assert [line for line in ended.stderr.splitlines()
+                if line.startswith("error:")] == failed_with
+        assert read_trials(run).equals(trials)
 
 
 def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir):

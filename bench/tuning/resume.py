@@ -179,13 +179,20 @@ def forget_ended_as_ongoing(run: RunDir, *, ended: set[str]) -> None:
     ongoing = state.get("ongoing_trials") or {}
     kept = {tuner: trial for tuner, trial in ongoing.items() if trial not in ended}
     changed = {"ongoing_trials": kept} if kept != ongoing else {}
+    # It saves the trial before the oracle, too: killed in between, the trial has ended
+    # but is not in the end order, where KerasTuner's failure limit counts it.
+    end_order = state.get("end_order") or []
+    unordered = sorted((t for t in ended if t not in end_order), key=lambda t: (len(t), t))
+    if unordered:
+        changed["end_order"] = end_order + unordered
     if "grid_populate_next" in state:
         # The grid oracle queues an ended trial (to walk on to its next combination) after
         # that same save, too: killed in between, a resumed grid found nothing left to run
         # and stopped early (seen in CI, 2026-12-05: 2 of 4 trials). KerasTuner skips a
         # queued trial whose next combination has run, so every ended trial is queued.
         queued = list(state["grid_populate_next"])
-        missing = [t for t in state.get("end_order", []) if t in ended and t not in queued]
+        missing = [t for t in changed.get("end_order", end_order)
+                   if t in ended and t not in queued]
         if missing:
             changed["grid_populate_next"] = queued + missing
     if changed:
