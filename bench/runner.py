@@ -455,12 +455,9 @@ def _stop_at_failure_limit(plan: StudyPlan, *, oracle, run_dir, search: _Search)
     """Raises the ``FailureLimit`` a resumed run's trials had met (it was stopped after
     KerasTuner's limit and before ``run.json`` said so): it ends as it would have then,
     where KerasTuner would run one more trial and stop at its end."""
-    from bench.tuning.bench_tuner import failure_limit_stop
-    from bench.tuning.resume import earlier_extras
+    from bench.tuning.resume import recorded_failure_limit
 
-    stopped = failure_limit_stop(
-        oracle, nothing_left_to_run=plan.nothing_left_to_run,
-        extras=lambda trial_id: earlier_extras(run_dir, keep={trial_id}).get(trial_id, {}))
+    stopped = recorded_failure_limit(oracle, plan=plan, run=run_dir)
     if stopped is not None:
         search.write_trials()
         raise stopped

@@ -65,13 +65,9 @@ class ChiefStudy:
                            on_trial_end=self.write_trials, log=log)
 
     def _failure_limit(self) -> FailureLimit | None:
-        from bench.tuning.bench_tuner import failure_limit_stop
-        from bench.tuning.resume import earlier_extras
+        from bench.tuning.resume import recorded_failure_limit
 
-        return failure_limit_stop(
-            self.oracle, nothing_left_to_run=self.plan.nothing_left_to_run,
-            extras=lambda trial_id: earlier_extras(self.run_dir, keep={trial_id}).get(
-                trial_id, {}))
+        return recorded_failure_limit(self.oracle, plan=self.plan, run=self.run_dir)
 
     def write_trials(self) -> None:
         from bench.tuning.bench_tuner import trial_rows

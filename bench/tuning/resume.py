@@ -163,6 +163,16 @@ def ended_trials(run: RunDir) -> dict[str, str]:
     return ended
 
 
+def recorded_failure_limit(oracle, *, plan, run: RunDir) -> FailureLimit | None:
+    """``bench_tuner.failure_limit_stop`` for a study whose trials' errors are recorded in
+    ``run`` (a chief's, or a resumed run's): what stops it at KerasTuner's failure limit."""
+    from bench.tuning.bench_tuner import failure_limit_stop
+
+    return failure_limit_stop(
+        oracle, nothing_left_to_run=plan.nothing_left_to_run,
+        extras=lambda trial_id: earlier_extras(run, keep={trial_id}).get(trial_id, {}))
+
+
 def forget_ended_as_ongoing(run: RunDir, *, ended: set[str]) -> None:
     """Drops ended trials from the ``ongoing_trials`` of the run's ``oracle.json`` (and
     queues them in a grid's walk).
