@@ -414,6 +414,10 @@ def _error_bars(ax):
     return sorted(bars)
 
 
+def _error_bars_anywhere(fig) -> bool:
+    return any(_error_bars(ax) for ax in fig.axes)
+
+
 def test_a_transfer_gain_of_one_epoch_draws_its_interval_on_integer_ticks():
     # Found by a new user: a study of one epoch drew the gain as a bare dot (a band has
     # no width at one x) on an axis ticked 0.945 ... 1.050, its caption promising a band.
@@ -458,8 +462,17 @@ def test_lines_of_one_point_draw_their_interval_and_longer_lines_keep_their_band
                        "varied": ["head_lr", "width"]}}
     drawn = {}
     monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
-    figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs), tmp_path,
-            log=lambda *_: None)
+    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=lambda *_: None)
+    # Every caption of a figure with an error bar says what the bar is; the others
+    # (tuner progress draws no interval) do not.
+    captions = {block.content.stem: block.caption for block in blocks
+                if block.kind == "figure"}
+    said = "its interval is the error bar on that point"
+    assert {stem for stem, caption in captions.items() if said in caption} == {
+        stem for stem, fig in drawn.items() if _error_bars_anywhere(fig)}
+    assert {"accuracy_vs_epochs", "objective_vs_width", "objective_vs_head_lr"} <= {
+        stem for stem, caption in captions.items() if said in caption}
     # Each configuration's final accuracy at seeds 1 and 2 (its last epoch).
     final = {width: [base + 0.01 * seed * epochs for seed in (1, 2)]
              for _, width, epochs, base in configurations}

@@ -159,6 +159,9 @@ class Study:
         """``intervals``: whether the figure draws intervals (one seed has none)."""
         if intervals and self.tables.complete["seed"].nunique() == 1:
             sentence += " With one seed there is no interval: none is drawn."
+        elif intervals and plots.draws_error_bars(figure):
+            sentence += (" A line of one point has no band to draw: its interval is the "
+                         "error bar on that point.")
         plots.save(figure, self.plots_dir / stem)
         self.blocks += [Block("h2", heading),
                         Block("figure", self.plots_dir / f"{stem}.png", sentence)]

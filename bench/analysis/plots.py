@@ -303,6 +303,13 @@ def overfitting(gap: pd.DataFrame, *, title: str):
                        title=title, reference=0.0)
 
 
+def draws_error_bars(fig) -> bool:
+    """Whether ``fig`` shows an interval as an error bar (a line of one point)."""
+    from matplotlib.container import ErrorbarContainer
+
+    return any(isinstance(c, ErrorbarContainer) for ax in fig.axes for c in ax.containers)
+
+
 def save(fig, path_stem, formats=("png", "svg")) -> list:
     """Writes the figure once per format and closes it; returns the paths."""
     paths = []
