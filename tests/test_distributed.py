@@ -503,6 +503,43 @@ def test_a_second_live_worker_with_the_same_id_is_refused(tmp_path):
         _hold_worker_id(tmp_path, "tuner0")
 
 
+def test_a_worker_whose_run_folder_is_mistyped_is_told_once_the_chief_serves(
+        tmp_path, monkeypatch):
+    # Found by a new user: `worker --run results/hots` (for hosts) waited an hour for a
+    # run.json that would never come, saying only that it was waiting.
+    from concurrent import futures
+
+    import grpc
+
+    from bench.errors import BenchError
+    from bench.results import RunDir
+    from bench.tuning import chief
+
+    said = []
+    monkeypatch.setattr(chief, "ANSWERED_GRACE_SECONDS", 0)
+    port = _free_port()
+    missing = tmp_path / "hots"
+    # Nothing serves yet: the worker waits, as for a chief still pretraining.
+    with pytest.raises(BenchError, match="no run.json appeared"):
+        chief._wait_for_run(RunDir(missing), address=f"127.0.0.1:{port}", wait_seconds=2,
+                            log=said.append)
+    assert said == [f"waiting for the chief to write {missing / 'run.json'}"]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))  # a real gRPC server
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    try:
+        for folder, how in ((missing, "does not exist"), (tmp_path, "has no run.json")):
+            with pytest.raises(BenchError) as refused:
+                chief._wait_for_run(RunDir(folder), address=f"127.0.0.1:{port}",
+                                    wait_seconds=300, log=said.append)
+            assert str(refused.value) == (
+                f"the chief at 127.0.0.1:{port} is serving, but {folder} {how} (the chief "
+                "writes its run.json before it serves): --run must name the run folder the "
+                "chief printed, on a disk this machine shares")
+    finally:
+        server.stop(None)
+
+
 @pytest.mark.slow
 def test_a_killed_chief_resumed_refuses_its_stale_worker_and_ends_equal(study):
     # Across machines nothing kills a worker with its chief: the old worker must not

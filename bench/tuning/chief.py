@@ -122,10 +122,17 @@ class ChiefStudy:
             raise self.chief.failure
 
 
-def _wait_for_run(run: RunDir, *, wait_seconds: float, log) -> dict:
+#: How long a worker waits for run.json once the chief answers: the chief writes it before
+#: it serves, so only a shared disk slow to show it (NFS caching) needs this long.
+ANSWERED_GRACE_SECONDS = 30
+
+
+def _wait_for_run(run: RunDir, *, address: str, wait_seconds: float, log) -> dict:
     """The run's record once its chief has written it (a worker may start first)."""
     deadline = time.monotonic() + wait_seconds
     told = False
+    answered = None  # when the chief was first seen answering
+    next_probe = time.monotonic()
     while True:
         if run.run_json.exists():
             record = read_run(run)
@@ -133,7 +140,18 @@ def _wait_for_run(run: RunDir, *, wait_seconds: float, log) -> dict:
                 return record
             raise BenchError(f"{run.path} is {record.get('status')}, not running; start its "
                              f"chief first (run --workers, or '{command('chief')}')")
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if answered is None and now >= next_probe:
+            next_probe = now + 5
+            if _answers(address, seconds=1):
+                answered = now
+        if answered is not None and now - answered > ANSWERED_GRACE_SECONDS:
+            missing = "has no run.json" if run.path.is_dir() else "does not exist"
+            raise BenchError(f"the chief at {address} is serving, but {run.path} {missing} "
+                             "(the chief writes its run.json before it serves): --run must "
+                             "name the run folder the chief printed, on a disk this machine "
+                             "shares")
+        if now > deadline:
             raise BenchError(f"no run.json appeared in {run.path} within {wait_seconds:.0f} s; "
                              "check that --run names the chief's run folder on a shared disk")
         if not told:
@@ -142,19 +160,26 @@ def _wait_for_run(run: RunDir, *, wait_seconds: float, log) -> dict:
         time.sleep(1)
 
 
-def _reach(address: str, *, seconds: float) -> None:
-    """Fails in one line when nothing answers at ``address`` (KerasTuner's own client
-    would wait an hour on a mistyped --chief)."""
+def _answers(address: str, *, seconds: float) -> bool:
+    """Whether a gRPC server answers at ``address`` within ``seconds``."""
     import grpc
 
     channel = grpc.insecure_channel(address)
     try:
         grpc.channel_ready_future(channel).result(timeout=seconds)
     except grpc.FutureTimeoutError:
-        raise BenchError(f"no chief answers at {address} after {seconds:.0f} s; check --chief "
-                         "against the address the chief printed") from None
+        return False
     finally:
         channel.close()
+    return True
+
+
+def _reach(address: str, *, seconds: float) -> None:
+    """Fails in one line when nothing answers at ``address`` (KerasTuner's own client
+    would wait an hour on a mistyped --chief)."""
+    if not _answers(address, seconds=seconds):
+        raise BenchError(f"no chief answers at {address} after {seconds:.0f} s; check --chief "
+                         "against the address the chief printed")
 
 
 _HELD = []  # the lock files of this process's worker ids, open until it exits
@@ -219,7 +244,7 @@ def _worker_inputs(run: RunDir, *, address: str, wait_seconds: float, log) -> tu
     from bench.space import space_identity
     from bench.tuning.resume import recorded_spec, space_change
 
-    record = _wait_for_run(run, wait_seconds=wait_seconds, log=log)
+    record = _wait_for_run(run, address=address, wait_seconds=wait_seconds, log=log)
     plan = plan_study(recorded_spec(run), new=False)
     _reach(address, seconds=min(wait_seconds, 120))
     change = space_change(record.get("space", {}), space_identity(plan.space))
