@@ -253,6 +253,10 @@ EDITS = {
     "nan-accuracy": (dict(epochs=lambda e: _at(e, "accuracy", "nan", trial_id="0000",
                                                repeat="1", epoch="1")),
                      "trial 0000 is COMPLETED but its accuracy is nan at repeat 1, epoch 1"),
+    "nan-val-accuracy": (dict(epochs=lambda e: _at(e, "val_accuracy", "nan", trial_id="0001",
+                                                   repeat="2", epoch="2")),
+                         "trial 0001 is COMPLETED but its val_accuracy is nan at repeat 2, "
+                         "epoch 2"),
     "train-accuracy-3": (dict(epochs=lambda e: _at(e, "accuracy", "3", trial_id="0001",
                                                    repeat="2", epoch="2")),
                          "its accuracy is 3.0 at repeat 2, epoch 2, where it is a number "
