@@ -499,3 +499,32 @@ def test_lines_of_one_point_draw_their_interval_and_longer_lines_keep_their_band
                 for _, _, epochs, base in configurations if epochs == 1]
     assert np.array([bar[:3] for bar in _error_bars(accuracy)]) == pytest.approx(
         np.array(sorted(expected)))
+
+
+def test_a_numeric_hue_of_many_values_is_a_colour_bar_not_a_legend_of_every_value():
+    # Found by a new user: a random search over head_lr and dropout coloured
+    # objective_vs_head_lr by dropout, one point and one legend entry per trial.
+    lrs = [10 ** (-4 + 3 * i / 11) for i in range(12)]  # 1e-4 to 1e-1, log-sampled
+    summary = pd.DataFrame({"dropout": [i / 20 for i in range(12)], "head_lr": lrs,
+                            "mean": 0.6, "low": 0.55, "high": 0.65})
+    fig = plots.objective_vs(summary, x="dropout", col=None, hue="head_lr", log=False,
+                             title="t")
+    ax = fig.axes[0]
+    points = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(points) == 12
+    # Each point in viridis at its value's place between the smallest and the largest
+    # on a log scale (three decades), worked out here from the colour map alone.
+    viridis = matplotlib.colormaps["viridis"]
+    for line in points:
+        lr = lrs[round(line.get_xdata()[0] * 20)]
+        place = (np.log10(lr) + 4) / 3
+        assert matplotlib.colors.to_rgba(line.get_color()) == pytest.approx(viridis(place))
+    assert not fig.legends  # no legend of twelve values
+    (bar,) = [a for a in fig.axes if a.get_ylabel() == "head learning rate"]
+    assert bar is not ax and bar.get_yscale() == "log"
+    # Eight values or fewer keep their legend, each named.
+    few = plots.objective_vs(summary.head(8), x="dropout", col=None, hue="head_lr",
+                             log=False, title="t")
+    (legend,) = few.legends
+    assert len(legend.get_texts()) == 8
+    assert [a.get_ylabel() for a in few.axes] == ["final validation accuracy"]

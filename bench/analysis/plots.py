@@ -35,6 +35,9 @@ LABELS = {
 #: The most ticks a log axis gets at the values drawn.
 MOST_LOG_TICKS = 6
 
+#: The most values of a numeric hue named one by one in the legend; past it, a colour bar.
+MOST_LEGEND_HUES = 8
+
 #: Columns whose values are already full labels.
 VERBATIM = ("configuration", "comparison", "run / comparison")
 
@@ -74,8 +77,12 @@ def log_ticks(values: list[float]) -> list[float]:
     return [*kept, values[-1]]
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
 def _select(frame: pd.DataFrame, column: str, value) -> pd.DataFrame:
-    if value is None or (isinstance(value, float) and value != value):
+    if _missing(value):
         return frame[frame[column].isna()]
     return frame[frame[column] == value]
 
@@ -94,6 +101,7 @@ class _Lines:
     dashes: dict
     written: dict
     bands: bool
+    hue_in_legend: bool = True
 
     def draw(self, ax, part: pd.DataFrame) -> None:
         for h in self.hues:
@@ -106,9 +114,11 @@ class _Lines:
                 if line.empty:
                     continue
                 line = line.sort_values(self.x)
+                named = ((self.hue, h), (self.style, s)) if self.hue_in_legend or _missing(h) \
+                    else ((self.style, s),)
                 name = ", ".join(self.written[k](v) if k in VERBATIM
                                  else f"{label(k)}={self.written[k](v)}"
-                                 for k, v in ((self.hue, h), (self.style, s)) if k)
+                                 for k, v in named if k)
                 ax.plot(line[self.x], line["mean"], linestyle=self.dashes[repr(s)],
                         color=self.palette[repr(h)],
                         marker="o", markersize=3, label=name or None)
@@ -187,12 +197,16 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
     hues = ordered(data[hue]) if hue else [None]
     styles = ordered(data[style]) if style else [None]
     written = {k: value_labels(data[k].unique()) for k in (row, col, hue, style) if k}
+    scale = _colour_scale(hues) if hue else None
+    if scale is not None:
+        palette = {repr(h): "0.5" if _missing(h) else scale.to_rgba(h) for h in hues}
+    else:
+        palette = dict(zip(map(repr, hues), sns.color_palette("viridis", len(hues)) if hue
+                           else ["C0"]))
     lines = _Lines(
-        x=x, hue=hue, style=style, hues=hues, styles=styles,
-        palette=dict(zip(map(repr, hues), sns.color_palette("viridis", len(hues)) if hue
-                         else ["C0"])),
+        x=x, hue=hue, style=style, hues=hues, styles=styles, palette=palette,
         dashes={repr(s): ["-", "--", ":", "-."][i % 4] for i, s in enumerate(styles)},
-        written=written, bands=bands)
+        written=written, bands=bands, hue_in_legend=scale is None)
     drawn = sorted(set(data[x].dropna())) if logx else []
     written_x = value_labels(drawn)
     ticks = log_ticks(drawn)
@@ -221,10 +235,28 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
             ax.set_title(heading, fontsize=10)
             if i == len(rows) - 1:
                 ax.set_xlabel(xlabel or label(x))
-    _figure_legend(fig, axes, title=" / ".join(label(k) for k in (hue, style) if k))
+    _figure_legend(fig, axes, title=" / ".join(label(k) for k in (hue, style)
+                                               if k and (k != hue or scale is None)))
     fig.suptitle(title)
     fig.tight_layout()
+    if scale is not None:
+        fig.colorbar(scale, ax=axes.ravel().tolist(), label=label(hue), pad=0.02)
     return fig
+
+
+def _colour_scale(hues: list):
+    """A colour bar for a numeric hue of more values than a legend can name one by one
+    (a random search's continuous hyperparameter: one point each); None otherwise."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm, Normalize
+
+    values = [h for h in hues if not _missing(h)]
+    if len(values) <= MOST_LEGEND_HUES or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    low, high = min(values), max(values)
+    norm = LogNorm(low, high) if low > 0 and high / low >= 100 else Normalize(low, high)
+    return ScalarMappable(norm=norm, cmap="viridis")
 
 
 def accuracy_vs_epochs(curves: pd.DataFrame, *, col: str | None, hue: str | None,
