@@ -153,7 +153,8 @@ def test_an_unsafe_archive_placed_by_hand_is_named_too(server, tmp_path):
         f"{placed} (found there, so not downloaded): archive member '../escaped.txt' would "
         "land outside the data folder")
     assert str(caught.value).endswith("or remove it so that the next run downloads it, or "
-                                      "pass --data with the extracted folder")
+                                      f"unzip it yourself into {tmp_path} (making "
+                                      f"{tmp_path / 'hotdog'})")
 
 
 def test_a_bad_archive_placed_by_hand_is_named_as_the_one_to_replace(server, tmp_path):
@@ -165,9 +166,15 @@ def test_a_bad_archive_placed_by_hand_is_named_as_the_one_to_replace(server, tmp
     assert str(caught.value) == (
         f"{placed} (found there, so not downloaded) has SHA-1 {sha1(GOOD[:100])}, expected "
         f"{sha1(GOOD)} (a truncated or different file); replace it with hotdog.zip from "
-        f"{server.url}/hotdog.zip, or remove it so that the next run downloads it, or pass "
-        "--data with the extracted folder")
+        f"{server.url}/hotdog.zip, or remove it so that the next run downloads it, or unzip "
+        f"it yourself into {tmp_path} (making {tmp_path / 'hotdog'})")
     assert server.requests == [] and placed.read_bytes() == GOOD[:100]
+    # The last way out, followed (it once said "pass --data", which --dataset hotdog
+    # refuses): the unzipped folder is used as a download's would be.
+    with zipfile.ZipFile(io.BytesIO(GOOD)) as archive:
+        archive.extractall(tmp_path)
+    assert _fetch(server, tmp_path, "/hotdog.zip", sha1(GOOD)) == tmp_path / "hotdog"
+    assert server.requests == []
 
 
 def hotdog_archive(train_per_class: int, test_per_class: int, *, macos: bool = False) -> bytes:

@@ -116,8 +116,10 @@ def download_and_extract(*, urls: list[str], sha1: str, archive_name: str, data_
         return final
     data_dir.mkdir(parents=True, exist_ok=True)
     by_hand = data_dir / archive_name
+    # Not "--data": that is for --dataset folder, whose splits differ from this dataset's.
+    by_extracting = f"unzip it yourself into {data_dir} (making {final})"
     how = (f"download {archive_name} yourself from {urls[0]} and put it at {by_hand}, or "
-           f"pass --data with the extracted folder")
+           f"{by_extracting}")
     partial = data_dir / f".{archive_name}.{os.getpid()}.partial"
     staging = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=".partial", dir=data_dir))
     try:
@@ -127,7 +129,7 @@ def download_and_extract(*, urls: list[str], sha1: str, archive_name: str, data_
             # replace or remove (a download would never overwrite it).
             archive_name = f"{by_hand} (found there, so not downloaded)"
             how = (f"replace it with {by_hand.name} from {urls[0]}, or remove it so that "
-                   "the next run downloads it, or pass --data with the extracted folder")
+                   f"the next run downloads it, or {by_extracting}")
         else:
             _download(urls, to=partial, archive_name=archive_name, how=how, stream=stream)
             archive = partial
