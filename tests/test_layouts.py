@@ -142,6 +142,46 @@ def test_split_folders_under_other_names_are_refused_not_read_as_classes(tmp_pat
         load(tmp_path / "data", tmp_path)
 
 
+def test_split_folders_one_level_off_are_refused_with_where_they_belong(tmp_path):
+    # Found by a new user: an archive unzipped into a folder of its own (data/dataset/
+    # train, .../val) was "1 class subfolder(s)"; train/ and val/ inside each class folder
+    # were pooled into the class and split again, the user's validation images trained on;
+    # Train/ beside val/ and test/ was "no train/", Train/ unnamed.
+    wrapped = tmp_path / "wrapped"
+    for tag, split in enumerate(("train", "val")):
+        write_classes(wrapped / "dataset" / split, 3, tag=tag)
+    with pytest.raises(BenchError) as caught:
+        load(wrapped, tmp_path)
+    assert str(caught.value) == (f"{wrapped} holds one folder, dataset/, and it holds the "
+                                 f"split folders train/, val/: pass --data {wrapped / 'dataset'}")
+    assert len(load(wrapped / "dataset", tmp_path).train) == 4  # as told: 80% of 6 train
+
+    inverted = tmp_path / "inverted"
+    for tag, split in enumerate(("train", "val")):
+        for c, name in enumerate(("cats", "dogs")):
+            write_classes(inverted / name, 3, tag=10 * tag + c, classes=(split,))
+    with pytest.raises(BenchError) as caught:
+        load(inverted, tmp_path)
+    assert str(caught.value) == (
+        f"class folder {inverted / 'cats'} holds train/, val/, which would be read as images "
+        f"of class 'cats' and split again; put the split folders above the classes "
+        f"({inverted}/train/cats/, {inverted}/val/cats/ ...), or rename those folders if they "
+        "are not splits")
+    # The same one level down, under train/.
+    write_classes(tmp_path / "deep" / "train" / "cats", 3, tag=1, classes=("Test",))
+    write_classes(tmp_path / "deep" / "train", 3, tag=2, classes=("dogs",))
+    with pytest.raises(BenchError, match=r"class folder .*train/cats holds Test/, which"):
+        load(tmp_path / "deep", tmp_path)
+
+    capital = tmp_path / "capital"
+    for tag, split in enumerate(("Train", "val", "test")):
+        write_classes(capital / split, 3, tag=tag)
+    with pytest.raises(BenchError) as caught:
+        load(capital, tmp_path)
+    assert str(caught.value) == (f"{capital} has test/, val/ but no train/; rename Train/ to "
+                                 "train/ (split folders are named in lower case)")
+
+
 def test_images_beside_the_class_folders_are_said_to_be_unused(tmp_path):
     write_classes(tmp_path / "data", 4, tag=0)
     for name in ("stray-b.png", "stray-a.jpg"):

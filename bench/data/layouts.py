@@ -15,7 +15,8 @@ Once ``train/`` is there, every other folder beside it must be a split folder (a
 folder beside ``train/`` is an error, not a class), and a split folder without
 ``train/`` is an error. So is a folder that looks like a split under another name
 (``training_set/``, ``seg_test/``, ``Train/``: a split word in its name and only folders
-in it), which would otherwise be read as a class. A split made from ``train/`` is said
+in it), which would otherwise be read as a class, and a folder named as a split inside
+a class folder (``cats/train/``). A split made from ``train/`` is said
 in a note. The same picture (identical pixels once decoded, whatever the file) is never
 in two splits: a training or validation image that repeats a test (or validation) image
 is dropped and counted, and a class left with no training or validation image is an
@@ -75,6 +76,13 @@ def find_layout(root: Path) -> Layout:
                          f"{FOLDER_LAYOUT}")
     folders = {p.name for p in root.iterdir() if p.is_dir() and not hidden(p.name)}
     splits = folders & set(SPLIT_NAMES)
+    if not splits and len(folders) == 1:
+        (only,) = folders
+        inside = _split_folders_in(root / only)
+        if inside:
+            # An archive unzipped into a folder of its own: one "class" holding the splits.
+            raise BenchError(f"{root} holds one folder, {only}/, and it holds the split "
+                             f"folders {', '.join(inside)}: pass --data {root / only}")
     if not splits:
         lookalikes = sorted(name for name in folders if _looks_like_a_split(root / name))
         if lookalikes:
@@ -83,11 +91,16 @@ def find_layout(root: Path) -> Layout:
                 "folders, not classes (a split word in the name, only folders inside); name "
                 "the splits train/, val/ and test/, each holding the class subfolders, or "
                 "pass one of them as --data; if it is a class, rename it")
+        _refuse_splits_in_classes(root, root)
         return Layout(train=root, validation=None, test=None, split_folders=False)
     if "train" not in splits:
+        misnamed = sorted(f"{name}/" for name in folders - splits
+                          if name.lower() in ("train", "training"))
+        rename = (f"rename {', '.join(misnamed)} to train/ (split folders are named in lower "
+                  "case)" if misnamed else "add train/ with class subfolders, or rename the "
+                  "folder if it is a class")
         raise BenchError(f"{root} has {', '.join(sorted(s + '/' for s in splits))} but no "
-                         "train/; add train/ with class subfolders, or rename the folder if "
-                         "it is a class")
+                         f"train/; {rename}")
     others = sorted(folders - set(SPLIT_NAMES))
     if others:
         raise BenchError(f"{root} has train/ and also {', '.join(o + '/' for o in others)}; "
@@ -97,9 +110,36 @@ def find_layout(root: Path) -> Layout:
     if len(validation) > 1:
         raise BenchError(f"{root} has {' and '.join(v + '/' for v in validation)}; keep one "
                          "validation folder")
-    return Layout(train=root / "train",
-                  validation=root / validation[0] if validation else None,
-                  test=root / "test" if "test" in splits else None, split_folders=True)
+    layout = Layout(train=root / "train",
+                    validation=root / validation[0] if validation else None,
+                    test=root / "test" if "test" in splits else None, split_folders=True)
+    for split in (layout.train, layout.validation, layout.test):
+        if split is not None:
+            _refuse_splits_in_classes(split, root)
+    return layout
+
+
+def _split_folders_in(folder: Path) -> list[str]:
+    """The folders directly in ``folder`` named as splits (train/, val/, ...), any case."""
+    from bench.data.imagefolder import hidden
+
+    return sorted(f"{p.name}/" for p in folder.iterdir()
+                  if p.is_dir() and not hidden(p.name) and p.name.lower() in SPLIT_NAMES)
+
+
+def _refuse_splits_in_classes(parent: Path, root: Path) -> None:
+    """Split folders inside a class folder would be read as part of that class, their
+    images pooled and split again: the validation images trained on without a word."""
+    from bench.data.imagefolder import hidden
+
+    for folder in sorted(p for p in parent.iterdir() if p.is_dir() and not hidden(p.name)):
+        inside = _split_folders_in(folder)
+        if inside:
+            raise BenchError(
+                f"class folder {folder} holds {', '.join(inside)}, which would be read as "
+                f"images of class {folder.name!r} and split again; put the split folders "
+                f"above the classes ({root}/train/{folder.name}/, {root}/val/{folder.name}/ "
+                "...), or rename those folders if they are not splits")
 
 
 def check_class_folders(layout: Layout) -> None:
