@@ -528,3 +528,45 @@ def test_a_numeric_hue_of_many_values_is_a_colour_bar_not_a_legend_of_every_valu
     (legend,) = few.legends
     assert len(legend.get_texts()) == 8
     assert [a.get_ylabel() for a in few.axes] == ["final validation accuracy"]
+
+
+def test_lines_of_one_point_at_one_x_are_drawn_side_by_side_at_their_values():
+    # Hyperband's many one-epoch configurations drew their error bars over one another.
+    rows = []
+    for name, epochs, base in (("long", 3, 0.5), ("a", 1, 0.6), ("b", 1, 0.7), ("c", 1, 0.8)):
+        rows += [{"epoch": epoch, "configuration": name, "mean": base + 0.01 * epoch,
+                  "low": base + 0.01 * epoch - 0.05, "high": base + 0.01 * epoch + 0.05}
+                 for epoch in range(1, epochs + 1)]
+    fig = plots.facet_lines(pd.DataFrame(rows), hue="configuration", title="t")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    dots = {line.get_label(): line for line in _lines(ax)}
+    screen = {}
+    for name, dot in dots.items():
+        # Every value is where it was: only the drawing moves.
+        assert list(dot.get_xdata())[0] == 1
+        screen[name] = dot.get_transform().transform(
+            np.column_stack([dot.get_xdata(), dot.get_ydata()]))[0]
+    # The long line is not moved; the three of one point are spread evenly about x = 1,
+    # in the order drawn, each its own bar at its own dot.
+    at_one = ax.transData.transform((1, 0))[0]
+    assert screen["long"][0] == pytest.approx(at_one)
+    xs = [screen[name][0] for name in ("a", "b", "c")]
+    step = plots.DODGE_POINTS * fig.dpi / 72
+    assert xs == pytest.approx([at_one - step, at_one, at_one + step])
+    for container in ax.containers:
+        (bar,) = container.lines[2]
+        (segment,) = bar.get_segments()
+        assert segment[0][0] == 1  # its value
+        on_screen = bar.get_transform().transform(segment)
+        (name,) = [n for n in "abc" if screen[n][1] == pytest.approx(
+            ax.transData.transform((1, segment.mean(axis=0)[1]))[1])]
+        assert on_screen[:, 0] == pytest.approx([screen[name][0]] * 2)
+    # The axes still hold every bar (limits taken before the move).
+    low, high = ax.get_ylim()
+    assert low <= 0.5 and high >= 0.81 + 0.05
+    # A line of one point alone at its x stays where it is.
+    alone = plots.facet_lines(pd.DataFrame(rows[:4]), hue="configuration", title="t")
+    ax = alone.axes[0]
+    (dot,) = [line for line in _lines(ax) if line.get_label() == "a"]
+    assert dot.get_transform() == ax.transData

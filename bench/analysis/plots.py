@@ -104,6 +104,7 @@ class _Lines:
     hue_in_legend: bool = True
 
     def draw(self, ax, part: pd.DataFrame) -> None:
+        drawn = []
         for h in self.hues:
             for s in self.styles:
                 line = part
@@ -111,34 +112,71 @@ class _Lines:
                     line = _select(line, self.hue, h)
                 if self.style:
                     line = _select(line, self.style, s)
-                if line.empty:
-                    continue
-                line = line.sort_values(self.x)
-                named = ((self.hue, h), (self.style, s)) if self.hue_in_legend or _missing(h) \
-                    else ((self.style, s),)
-                name = ", ".join(self.written[k](v) if k in VERBATIM
-                                 else f"{label(k)}={self.written[k](v)}"
-                                 for k, v in named if k)
-                ax.plot(line[self.x], line["mean"], linestyle=self.dashes[repr(s)],
-                        color=self.palette[repr(h)],
-                        marker="o", markersize=3, label=name or None)
-                if self.bands:
-                    self._band(ax, line, color=self.palette[repr(h)])
+                if not line.empty:
+                    drawn.append((h, s, line.sort_values(self.x)))
+        shifts = _dodged(ax, [line[self.x].iloc[0] if len(line) == 1 else None
+                              for _, _, line in drawn])
+        for (h, s, line), shift in zip(drawn, shifts):
+            named = ((self.hue, h), (self.style, s)) if self.hue_in_legend or _missing(h) \
+                else ((self.style, s),)
+            name = ", ".join(self.written[k](v) if k in VERBATIM
+                             else f"{label(k)}={self.written[k](v)}"
+                             for k, v in named if k)
+            artists = ax.plot(line[self.x], line["mean"], linestyle=self.dashes[repr(s)],
+                              color=self.palette[repr(h)], marker="o", markersize=3,
+                              label=name or None)
+            if self.bands:
+                artists += self._band(ax, line, color=self.palette[repr(h)])
+            for artist in artists:
+                # After drawing: the axes' limits were taken from the values themselves.
+                artist.set_transform(shift)
 
-    def _band(self, ax, line: pd.DataFrame, *, color) -> None:
+    def _band(self, ax, line: pd.DataFrame, *, color) -> list:
         """The 95% interval of a line: a band along it, and an error bar of the band's
         colour at each point with an interval whose neighbours have none (a line of one
-        x, for one), where a band has no width to draw."""
+        x, for one), where a band has no width to draw. Returns the error bars' parts."""
         if len(line) > 1:
             ax.fill_between(line[self.x], line["low"], line["high"], color=color,
                             alpha=0.15, linewidth=0)
         known = line["low"].notna() & line["high"].notna()
         alone = line[known & ~known.shift(1, fill_value=False)
                      & ~known.shift(-1, fill_value=False)]
-        if not alone.empty:
-            ax.errorbar(alone[self.x], alone["mean"],
-                        yerr=[alone["mean"] - alone["low"], alone["high"] - alone["mean"]],
-                        fmt="none", ecolor=color, alpha=0.5, elinewidth=2, capsize=4)
+        if alone.empty:
+            return []
+        bars = ax.errorbar(alone[self.x], alone["mean"],
+                           yerr=[alone["mean"] - alone["low"], alone["high"] - alone["mean"]],
+                           fmt="none", ecolor=color, alpha=0.5, elinewidth=2, capsize=4)
+        _, caps, lines = bars.lines
+        return [*caps, *lines]
+
+
+#: How far apart, in points, lines of one point at one x are drawn (their error bars
+#: would cover one another), and the most they spread over in all.
+DODGE_POINTS = 6
+DODGE_SPREAD_POINTS = 30
+
+
+def _dodged(ax, alone_at: list):
+    """The transform of each line: its data's, shifted sideways by a few points for a
+    line of one point (at ``alone_at``'s x; None for a longer line) that shares its x
+    with others of one point. Only the drawing moves: every value stays where it is."""
+    from collections import Counter
+
+    from matplotlib.transforms import ScaledTranslation
+
+    sharing = Counter(x for x in alone_at if x is not None)
+    placed = Counter()
+    shifts = []
+    for x in alone_at:
+        if x is None or sharing[x] == 1:
+            shifts.append(ax.transData)
+            continue
+        step = min(DODGE_POINTS, DODGE_SPREAD_POINTS / (sharing[x] - 1))
+        points = (placed[x] - (sharing[x] - 1) / 2) * step
+        placed[x] += 1
+        shifts.append(ax.transData + ScaledTranslation(points / 72, 0,
+                                                       ax.figure.dpi_scale_trans))
+    return shifts
 
 
 def _x_axis(ax, *, logx: bool, ticks: list, written_x, integer_x: bool,
