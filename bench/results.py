@@ -190,13 +190,37 @@ def open_run(path: Path) -> RunDir:
                          f"{run.path / 'suite'}: pass that")
     if run.run_json.exists() and not has_epochs:
         # Found by a new user: told it was no run directory, beside its run.json.
-        raise BenchError(f"{path} has run.json but no epochs.csv yet: its run has not "
-                         "finished an epoch (it is starting, or stopped before one ended); "
-                         "analyse it once it has rows")
+        raise BenchError(_why_no_epochs(run, path))
+    if has_epochs and not run.run_json.exists():
+        raise BenchError(f"{path} has epochs.csv but no run.json, which records the study "
+                         "the rows are of: restore run.json from a copy of the run")
     if not run.run_json.exists() or not has_epochs:
         raise BenchError(f"{path} is not a run directory (no run.json or epochs.csv); "
                          f"pass a folder made by '{command('run')}'")
     return run
+
+
+def _why_no_epochs(run: RunDir, path) -> str:
+    """Why a run folder with a ``run.json`` has no ``epochs.csv``: not yet, never, or lost."""
+    status = read_run(run).get("status")
+    counted = 0
+    if run.trials_csv.exists():
+        try:
+            counted = int(pd.to_numeric(pd.read_csv(run.trials_csv)["epochs_completed"],
+                                        errors="coerce").fillna(0).sum())
+        except (ValueError, KeyError, OSError, pd.errors.ParserError):
+            counted = 0
+    if counted or status == "completed":
+        said = (f"trials.csv counts {counted} epoch row(s)" if counted
+                else "the run completed")
+        return (f"{path}: epochs.csv is missing, but {said}; restore epochs.csv from a copy "
+                "of the run")
+    if status in ("failed", "interrupted"):
+        return (f"{path} has no epochs.csv: its run {status} before any execution finished "
+                "an epoch, so there is nothing to analyse (run.json's error"
+                + (" and trials.csv say" if run.trials_csv.exists() else " says") + " why)")
+    return (f"{path} has run.json but no epochs.csv yet: its run has not finished an epoch "
+            "(it is starting, or stopped before one ended); analyse it once it has rows")
 
 
 def process_identity() -> dict:

@@ -243,11 +243,16 @@ def test_a_joint_report_never_replaces_files_it_did_not_write(tiny_run, tmp_path
     result = _analyze_without_keras(first, second, extra=["--out", str(mine)])
     assert result.stdout.strip().splitlines()[-1] == "False False 2", result.stderr[-2000:]
     assert result.stderr.strip() == (
-        f"error: --out {mine} holds files that are not a joint report of analyze "
+        f"error: --out {mine} holds files or folders that are not a joint report of analyze "
         "(report.md), and its report.md, report.html and plots/ would be replaced: give a "
         f"new or empty folder, such as {tmp_path / 'compare-a-b'}")
     assert (mine / "report.md").read_text() == "my precious notes\n"
     assert sorted(p.name for p in mine.iterdir()) == ["report.md"]
+    # A folder of the user's is named as one.
+    (mine / "photos").mkdir()
+    result = _analyze_without_keras(first, second, extra=["--out", str(mine)])
+    assert f"--out {mine} holds files or folders that are not a joint report of analyze " \
+           "(photos/, report.md)" in result.stderr
     # An empty folder takes the report, and the report can be rebuilt there.
     joint = tmp_path / "joint"
     joint.mkdir()

@@ -1,5 +1,6 @@
 """The command line as a user meets it: help, list, and one clear line for each mistake."""
 
+import json
 import subprocess
 import sys
 
@@ -267,6 +268,40 @@ def test_analyze_of_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):
     assert result.returncode == 2 and result.stderr.strip() == (
         f"error: {tmp_path / 'notes.txt'} is a file, not a run directory; pass a folder made "
         "by 'python run_bench.py run'")
+
+
+def test_analyze_says_which_table_of_a_run_is_missing_and_why(tmp_path):
+    # Found by a new user: a completed run without its epochs.csv was "not finished an
+    # epoch ... analyse it once it has rows", which would never come; one without its
+    # run.json was "no run.json or epochs.csv", beside its epochs.csv.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "completed"}))
+    result = run_bench("analyze", str(run))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {run}: epochs.csv is missing, but the run completed; restore epochs.csv "
+        "from a copy of the run")
+    # Interrupted after two trials of 3 and 2 epochs had ended (by trials.csv).
+    (run / "run.json").write_text(json.dumps({"status": "interrupted"}))
+    (run / "trials.csv").write_text("trial_id,status,epochs_completed\n0000,COMPLETED,3\n"
+                                    "0001,FAILED,2\n")
+    result = run_bench("analyze", str(run))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {run}: epochs.csv is missing, but trials.csv counts 5 epoch row(s); restore "
+        "epochs.csv from a copy of the run")
+    # Every trial failed before an epoch ended: there never will be rows.
+    (run / "run.json").write_text(json.dumps({"status": "failed"}))
+    (run / "trials.csv").write_text("trial_id,status,epochs_completed\n0000,FAILED,0\n")
+    result = run_bench("analyze", str(run))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {run} has no epochs.csv: its run failed before any execution finished an "
+        "epoch, so there is nothing to analyse (run.json's error and trials.csv say why)")
+    (run / "run.json").unlink()
+    (run / "epochs.csv").write_text("run_id\n")
+    result = run_bench("analyze", str(run))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {run} has epochs.csv but no run.json, which records the study the rows are "
+        "of: restore run.json from a copy of the run")
 
 
 def test_a_spaces_dir_that_is_a_file_is_told_so(tmp_path):

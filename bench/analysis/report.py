@@ -624,9 +624,10 @@ def refuse_foreign_folder(out: Path, *, default: Path) -> None:
         ours = False
     if ours and set(names) <= set(JOINT_REPORT_FILES):
         return
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    raise BenchError(f"--out {out} holds files that are not a joint report of analyze "
-                     f"({shown}), and its report.md, report.html and plots/ would be "
+    named = [f"{name}/" if (out / name).is_dir() else name for name in names]
+    shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+    raise BenchError(f"--out {out} holds files or folders that are not a joint report of "
+                     f"analyze ({shown}), and its report.md, report.html and plots/ would be "
                      f"replaced: give a new or empty folder, such as {default}")
 
 
