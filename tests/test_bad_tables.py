@@ -268,6 +268,9 @@ EDITS = {
     "test-accuracy-1.7": (dict(trials=lambda t: _at(t, "test_accuracy", "1.7",
                                                     trial_id="0001")),
                           "trial 0001's test_accuracy is 1.7, outside 0 to 1"),
+    "test-accuracy-0.99": (dict(trials=lambda t: _at(t, "test_accuracy", "0.99",
+                                                     trial_id="0001")),
+                           "trial 0001's test_accuracy is 0.99 but "),
     "epochs-completed": (dict(trials=lambda t: _at(t, "epochs_completed", "99",
                                                    trial_id="0000")),
                          "trial 0000 has epochs_completed 99 but 4 rows in epochs.csv"),
@@ -322,6 +325,32 @@ def test_a_table_edited_so_that_the_report_would_change_is_refused(damaged, name
     _edit(damaged, **edits)
     with pytest.raises(BenchError, match=re.escape(message)):
         load_tables([damaged])
+
+
+def test_a_test_accuracy_edited_is_told_from_its_trial_folder_by_hand(damaged):
+    # Found by a new user: trials.csv's test accuracy, edited, printed in the best table
+    # without a word; the trial's folder keeps each execution's test accuracy.
+    import json
+
+    import pandas as pd
+
+    from bench.analysis.tables import load_tables
+    from bench.errors import BenchError
+
+    extras = json.loads((damaged / "tuner" / "trial_0001" / "bench_extras.json").read_text())
+    by_hand = sum(extras["test_accuracies"]) / len(extras["test_accuracies"])
+    trials = pd.read_csv(damaged / "trials.csv", dtype={"trial_id": str})
+    assert trials.set_index("trial_id").loc["0001", "test_accuracy"] == pytest.approx(by_hand)
+    _edit(damaged, trials=lambda t: _at(t, "test_accuracy", "0.99", trial_id="0001"))
+    with pytest.raises(BenchError) as caught:
+        load_tables([damaged])
+    assert str(caught.value) == (
+        f"{damaged / 'trials.csv'}: trial 0001's test_accuracy is 0.99 but {by_hand:.6g} in "
+        f"{damaged / 'tuner' / 'trial_0001' / 'bench_extras.json'}; one of them was edited: "
+        "restore both from a copy")
+    # A run copied without its tuner/ folder has nothing to check it against.
+    shutil.rmtree(damaged / "tuner")
+    load_tables([damaged])
 
 
 def test_text_where_the_space_declared_numbers_is_refused(damaged):

@@ -15,6 +15,7 @@ from bench.analysis import numbers
 from bench.analysis.validate import (
     TableFiles,
     check_rows_agree,
+    check_test_accuracies,
     check_trials_agree,
     check_trials_listed,
     declared_values,
@@ -160,6 +161,8 @@ def load_tables(paths: list[Path]) -> Tables:
             trials.append((table.assign(run_id=run["run_id"]), run))
         check_rows_agree(rows, table, run, files)
         check_trials_listed(rows, table, status=run.get("status", ""), files=files)
+        if table is not None:
+            check_test_accuracies(table, files, run_dir.tuner)
     text = {name for run in runs for name in text_hyperparameters(run)}
     epochs = pd.concat([_as_text(rows, text, run) for rows, run in zip(epochs, runs)],
                        ignore_index=True)

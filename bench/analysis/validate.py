@@ -8,6 +8,7 @@ as a wrong dtype. Each problem is one BenchError naming the file, the line and w
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,26 @@ def check_trials_agree(epochs: pd.DataFrame, trials: pd.DataFrame,
                     f"{files.trials.name} but {value:.6g} from its rows in "
                     f"{files.epochs.name}; one of the "
                     "tables was edited or comes from another run: restore both from a copy")
+
+
+def check_test_accuracies(trials: pd.DataFrame, files: TableFiles, tuner: Path) -> None:
+    """Each trial's test accuracy in ``trials.csv`` is the one its trial folder recorded
+    (``bench_extras.json``, beside KerasTuner's ``trial.json``), where that is there: the
+    best table prints it, and no other table holds it to check it against."""
+    for trial in trials.to_dict("records"):
+        recorded = trial.get("test_accuracy")
+        if recorded is None or pd.isna(recorded):
+            continue
+        path = tuner / f"trial_{trial['trial_id']}" / "bench_extras.json"
+        try:
+            kept = json.loads(path.read_text()).get("test_accuracy")
+        except (OSError, ValueError, AttributeError):
+            continue  # no trial folder (copied without tuner/): nothing to check against
+        if isinstance(kept, (int, float)) and not np.isclose(recorded, kept, rtol=1e-9,
+                                                             atol=1e-12):
+            raise BenchError(f"{files.trials}: trial {trial['trial_id']}'s test_accuracy is "
+                             f"{recorded:.6g} but {kept:.6g} in {path}; one of them was "
+                             "edited: restore both from a copy")
 
 
 def check_trials_listed(epochs: pd.DataFrame, trials: pd.DataFrame | None, *, status: str,
