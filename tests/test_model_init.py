@@ -64,6 +64,11 @@ def test_pretraining_is_cached_and_reused(digits, tmp_path):
     second = pretrain(BACKBONES["resnet-mini"], digits, image_size=16, seed=3, epochs=1,
                       cache_dir=tmp_path, log=messages.append)
     assert not first.reused and second.reused
+    # Found by a new user: it said "(901 images ...)" and trained on 720 of them.
+    assert len(digits.source) == 901
+    assert messages[0] == ("pretraining resnet-mini on the digits source task (720 of its 901 "
+                           "images, 181 held out to check it; 1 epoch); cached for later runs")
+    assert messages[1].startswith("source model: ") and " on 181 held-out " in messages[1]
     assert second.weights_path == first.weights_path
     assert second.source_accuracy == pytest.approx(first.source_accuracy)
     assert Path(second.weights_path).stat().st_mtime_ns == mtime

@@ -173,9 +173,10 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
     if why:
         log(why)
 
-    log(f"pretraining {spec.name} on the {data.name} source task "
-        f"({len(data.source)} images, {counted(epochs, 'epoch')}); cached for later runs")
     train, held = _holdout(data.source, seed)
+    log(f"pretraining {spec.name} on the {data.name} source task ({len(train)} of its "
+        f"{len(data.source)} images, {len(held)} held out to check it; "
+        f"{counted(epochs, 'epoch')}); cached for later runs")
     keras.utils.set_random_seed(seed)
     parts = assemble(spec, image_size=image_size,
                      num_classes=len(data.source_class_names), init="random")
