@@ -264,6 +264,10 @@ def _process_gone(identity: dict) -> bool:
     return recorded is not None and now is not None and recorded != now
 
 
+#: What ``run.json``'s status can be: a run writes running first, then how it ended.
+RUN_STATUSES = ("running", "completed", "failed", "interrupted")
+
+
 def read_run(run: RunDir) -> dict:
     """``run.json`` as a dict; a file that is not a JSON object is a BenchError."""
     try:
@@ -276,6 +280,10 @@ def read_run(run: RunDir) -> dict:
     if not isinstance(data, dict):
         raise BenchError(f"{run.run_json} holds a JSON {type(data).__name__}, not the object a "
                          "run writes; restore it from a copy or rerun the study")
+    if data.get("status") not in RUN_STATUSES:
+        raise BenchError(f"{run.run_json}'s status is {data.get('status')!r}, not one the suite "
+                         f"writes ({', '.join(RUN_STATUSES)}); the file was edited: restore it "
+                         "from a copy")
     if data.get("status") == "running" and _process_gone(data.get("process", {})):
         # Killed (SIGKILL, a crash, a lost machine) before it could say so.
         data["status"] = "interrupted"

@@ -251,7 +251,7 @@ def test_analyze_of_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):
     assert result.returncode == 2
     assert "is not a run directory" in result.stderr and "Traceback" not in result.stderr
     # A run that has not finished an epoch is a run, only not one to analyse yet.
-    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "run.json").write_text('{"status": "running"}')
     result = run_bench("analyze", str(tmp_path))
     assert result.returncode == 2 and result.stderr.strip() == (
         f"error: {tmp_path} has run.json but no epochs.csv yet: its run has not finished an "
@@ -296,6 +296,13 @@ def test_analyze_says_which_table_of_a_run_is_missing_and_why(tmp_path):
     assert result.returncode == 2 and result.stderr.strip() == (
         f"error: {run} has no epochs.csv: its run failed before any execution finished an "
         "epoch, so there is nothing to analyse (run.json's error and trials.csv say why)")
+    # Found by a new user: a status edited to "finished" was reported as a partial run.
+    (run / "run.json").write_text(json.dumps({"status": "finished"}))
+    result = run_bench("analyze", str(run))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {run / 'run.json'}'s status is 'finished', not one the suite writes "
+        "(running, completed, failed, interrupted); the file was edited: restore it from a "
+        "copy")
     (run / "run.json").unlink()
     (run / "epochs.csv").write_text("run_id\n")
     result = run_bench("analyze", str(run))
