@@ -373,6 +373,24 @@ def test_text_where_the_space_declared_numbers_is_refused(damaged):
     _one_error(_analyze(damaged), "frozen_blocks", "not a number")
 
 
+def test_blank_lines_in_a_table_are_no_rows(damaged):
+    # Found by a new user: an editor's trailing blank lines made analyze refuse the run.
+    import pandas as pd
+
+    from bench.analysis.tables import load_tables
+
+    before = load_tables([damaged])
+    path = damaged / "epochs.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:3]) + "\n" + "".join(lines[3:]) + "\n\n")
+    after = load_tables([damaged])
+    pd.testing.assert_frame_equal(after.epochs, before.epochs)
+    pd.testing.assert_frame_equal(after.trials, before.trials)
+    # A row of too few fields is still one.
+    path.write_text("".join(lines) + "0000,1\n")
+    _one_error(_analyze(damaged), f"line {len(lines) + 1} has 2 fields where the header has")
+
+
 def test_what_the_suite_writes_off_the_default_path_is_accepted(damaged):
     """A reviewer's two cases that the checks above must not refuse."""
     import pandas as pd

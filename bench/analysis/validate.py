@@ -79,7 +79,8 @@ def check_csv_rows(path: Path) -> None:
     reader = csv.reader(text.splitlines())
     header = next(reader)
     for number, fields in enumerate(reader, start=2):
-        if len(fields) != len(header):
+        # A blank line (an editor's trailing newline) holds no row, and pandas skips it.
+        if fields and len(fields) != len(header):
             raise BenchError(f"{path}: line {number} has {len(fields)} fields where the header "
                              f"has {len(header)}; the row is torn or edited by hand: "
                              "delete or repair that line")
