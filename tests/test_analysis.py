@@ -197,6 +197,14 @@ def test_report_lines_and_tables_write_values_as_declared():
     run = {"columns": {"hyperparameters": ["head_lr"], "varied": []}}
     assert held_fixed(run, pd.DataFrame({"head_lr": [0.0125] * 3})) == [
         "Held fixed in every execution: head_lr 0.0125"]
+    # Found by a new user: head_lr 1e30, 2e30, 3e30 (whole numbers to a float) read
+    # 1000000000000000019884624838656 and on; integers read from a table stay integers.
+    from bench.analysis.formatting import as_declared
+
+    huge = pd.Series([1e30, 2e30, 3e30])
+    assert as_declared(huge, huge).tolist() == ["1e+30", "2e+30", "3e+30"]
+    counts = pd.Series([4.0, 2.0 ** 52])
+    assert as_declared(counts, counts).tolist() == [4, 2 ** 52]
 
 
 def test_what_ran_says_what_is_unknown_and_what_was_varied_without_rows():

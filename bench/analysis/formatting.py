@@ -52,7 +52,9 @@ def as_declared(values: pd.Series, column: pd.Series) -> pd.Series:
     present = column.dropna()
     if not pd.api.types.is_float_dtype(column):
         return values.where(values.notna(), format_value(None)).astype(object)
-    integral = bool(np.isfinite(present).all() and (present == present.round()).all())
+    # Past 2**53 a float holds no exact integer: 1e30 is no count to write in 31 digits.
+    integral = bool(np.isfinite(present).all() and (present == present.round()).all()
+                    and (present.abs() < 2 ** 53).all())
     shown = distinguishing(present.unique())
     return pd.Series([format_value(v) if pd.isna(v) else int(v) if integral else shown[v]
                       for v in values], index=values.index, dtype=object)
