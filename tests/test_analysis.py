@@ -262,3 +262,35 @@ def test_no_gap_from_a_hyperparameter_drawn_apart_for_each_init_says_to_run_a_gr
     table["head_lr"] = table["init"].map({"pretrained": 0.01231, "random": 0.01234})
     assert "head_lr took 0.01231 with pretrained and 0.01234 with random" in \
         analysis.why_no_gap(table, pair_on=["frozen_blocks", "head_lr"])
+
+
+def test_a_headline_says_which_values_of_a_varied_hyperparameter_its_gap_leaves_out():
+    # Found by a new user: init x head_lr {0.01, 1e30}, both 1e30 trials failed (nan),
+    # and the headline read as for a space of init alone.
+    from bench.analysis.report import _headline_blocks
+    from bench.analysis.tables import Tables
+
+    gains = {1: 0.1, 2: 0.3}
+    rows = [{"run_id": "r", "trial_id": trial, "repeat": seed, "seed": seed, "epoch": 1,
+             "init": init, "head_lr": 0.01,
+             "val_accuracy": 0.5 + (gains[seed] if init == "pretrained" else 0.0),
+             "accuracy": 0.9}
+            for trial, init in (("0", "pretrained"), ("1", "random")) for seed in (1, 2)]
+    complete = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": "r", "trial_id": ["0", "1", "2", "3"],
+                           "init": ["pretrained", "random"] * 2,
+                           "head_lr": [0.01, 0.01, 1e30, 1e30],
+                           "status": ["COMPLETED", "COMPLETED", "FAILED", "FAILED"]})
+    run = {"run_id": "r", "status": "completed",
+           "columns": {"hyperparameters": ["init", "head_lr"], "varied": ["init", "head_lr"]}}
+    blocks = _headline_blocks(Tables(runs=[run], epochs=complete, trials=trials,
+                                     complete=complete))
+    texts = [block.content for block in blocks if block.kind == "p"]
+    assert texts[0].startswith("At epoch 1, pretrained minus random validation accuracy, "
+                               "paired by seed, is **+0.200**")
+    assert texts[1] == ("The gap leaves out head_lr=1e+30: no execution with it completed "
+                        "(those trials failed); it is of head_lr=0.01 alone.")
+    # Where every value completed, nothing is said.
+    done = Tables(runs=[run], epochs=complete, trials=trials.iloc[:2], complete=complete)
+    assert not any("leaves out" in block.content for block in _headline_blocks(done)
+                   if block.kind == "p")

@@ -189,18 +189,7 @@ class Study:
     def _ended(self, name: str) -> str:
         """How the trials whose ``name`` took a value without complete executions ended:
         "failed", "did not finish" (a stopped run's) or both."""
-        trials = self.tables.trials
-        if name not in trials or "status" not in trials:
-            return "failed or did not finish"
-        others = trials[~trials[name].isin(self.epochs[name].unique())]
-        failed = others["status"].eq("FAILED")
-        if failed.all():
-            return "failed"
-        if not failed.any():
-            if any(run.get("status") == "running" for run in self.tables.runs):
-                return "have not finished: the run is still going"
-            return "did not finish: the run stopped before they completed"
-        return "failed or did not finish"
+        return self.tables.how_ended(self.tables.never_complete(name))
 
     def final_note(self) -> str:
         """Where executions ran for different numbers of epochs (Hyperband's brackets,

@@ -23,7 +23,9 @@ from bench.analysis.formatting import (
     format_value,
     format_values,
     score_texts,
+    value_labels,
 )
+from bench.analysis.plots import ordered
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
@@ -80,6 +82,25 @@ def gap_sentence(gap: numbers.Gap) -> str:
             f"{over}paired by seed, is **{gap.mean:+.3f}** ({spread}): "
             f"{gap.init} {gap.init_accuracy:.3f}, {gap.baseline} {gap.baseline_accuracy:.3f}."
             f"{with_init_sentence(gap)}")
+
+
+def never_complete_sentence(tables: Tables, run_id: str) -> str | None:
+    """Where a hyperparameter of the run took some values only in trials without a
+    complete execution (they failed, or the run stopped first), that the gaps are of
+    the other values alone: the gap's own scope counts only configurations that ran."""
+    said = []
+    for name in tables.pair_on(run_id) or []:
+        lost = tables.never_complete(name, run_id=run_id)
+        if lost.empty:
+            continue
+        complete = tables.complete[tables.complete["run_id"] == run_id]
+        kept = ordered(complete[name].unique())
+        written = value_labels([*kept, *lost[name].unique()])
+        values = ", ".join(written(v) for v in ordered(lost[name].unique()))
+        said.append(f"The gap leaves out {name}={values}: no execution with it completed "
+                    f"(those trials {tables.how_ended(lost)}); it is of {name}="
+                    f"{', '.join(written(v) for v in kept)} alone.")
+    return " ".join(said) or None
 
 
 def earlier_epoch_reason(gap: numbers.Gap) -> str:
@@ -251,6 +272,9 @@ def _headline_blocks(tables: Tables) -> list[Block]:
         gaps = numbers.init_gaps(complete, pair_on=tables.pair_on(run_id))
         for gap in gaps:
             blocks.append(Block("p", prefix + gap_sentence(gap)))
+        lost = never_complete_sentence(tables, run_id) if gaps else None
+        if lost:
+            blocks.append(Block("p", prefix + lost))
         coarse = coarse_validation_sentence(run) if gaps else None
         if coarse:
             blocks.append(Block("p", prefix + coarse))

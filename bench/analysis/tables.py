@@ -101,6 +101,31 @@ class Tables:
                     marked.loc[rows, name] = NOT_IN_SPACE
         return marked
 
+    def never_complete(self, name: str, *, run_id: str | None = None) -> pd.DataFrame:
+        """The trials (of run ``run_id``, or of every run) whose ``name`` took a value
+        that no complete execution has."""
+        trials, complete = self.trials, self.complete
+        if run_id is not None:
+            trials = trials[trials["run_id"] == run_id]
+            complete = complete[complete["run_id"] == run_id]
+        if name not in trials or name not in complete:
+            return trials.iloc[:0]
+        return trials[~trials[name].isin(complete[name].unique())]
+
+    def how_ended(self, trials: pd.DataFrame) -> str:
+        """How ``trials``, none of them complete, ended: "failed", "did not finish" (a
+        stopped run's) or both."""
+        if "status" not in trials or trials.empty:
+            return "failed or did not finish"
+        failed = trials["status"].eq("FAILED")
+        if failed.all():
+            return "failed"
+        if not failed.any():
+            if any(run.get("status") == "running" for run in self.runs):
+                return "have not finished: the run is still going"
+            return "did not finish: the run stopped before they completed"
+        return "failed or did not finish"
+
     def log_scaled(self, name: str) -> bool:
         return any(p.get("name") == name and p.get("sampling") == "log"
                    for run in self.runs for p in run.get("space", {}).get("hyperparameters", []))
