@@ -10,6 +10,7 @@ from bench.analysis.render import interval
 from bench.analysis.report import (
     earlier_epoch_reason,
     gap_scope,
+    never_complete_sentence,
     partial_sentence,
     summary_table,
     with_init_sentence,
@@ -43,6 +44,9 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         print(f"\n{gap.init} - {gap.baseline} at epoch {gap.epoch} (paired over {seeds}): "
               f"{gap.mean:+.3f}, {interval(gap.low, gap.high)}{same}."
               f"{with_init_sentence(gap)}")
+    lost = never_complete_sentence(tables, run["run_id"]) if gaps else None
+    if lost:
+        print(lost)
     if not gaps and "init" in tables.varied:
         why = numbers.why_no_gap(tables.complete, pair_on=tables.pair_on(run["run_id"]))
         print(f"\n{why[:1].upper()}{why[1:]}")
