@@ -541,3 +541,14 @@ def test_each_class_is_split_70_15_15_in_whole_images_as_readme_says(per_class, 
     parts = split_fractions(labels, (0.7, 0.15, 0.15), 1)
     for label in range(3):  # by hand: round(0.7 n), round(0.15 n), the rest
         assert [int((labels[p] == label).sum()) for p in parts] == counts
+
+
+def test_data_without_a_dataset_is_the_folder_dataset(tmp_path):
+    # README: `--data PATH` without `--dataset` means `--dataset folder`.
+    from bench.plan import plan_study
+    from bench.runner import RunSpec
+
+    write_classes(tmp_path / "data", 4, tag=0)
+    plan = plan_study(RunSpec(space="init", data=tmp_path / "data",
+                              results_dir=tmp_path / "results"), new=True)
+    assert plan.settings.dataset == "folder"
