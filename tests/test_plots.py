@@ -468,7 +468,7 @@ def test_lines_of_one_point_draw_their_interval_and_longer_lines_keep_their_band
     # (tuner progress draws no interval) do not.
     captions = {block.content.stem: block.caption for block in blocks
                 if block.kind == "figure"}
-    said = "its interval is the error bar on that point"
+    said = "has no band to draw: its interval is the error bar on that point"
     assert {stem for stem, caption in captions.items() if said in caption} == {
         stem for stem, fig in drawn.items() if _error_bars_anywhere(fig)}
     assert {"accuracy_vs_epochs", "objective_vs_width", "objective_vs_head_lr"} <= {
@@ -522,6 +522,16 @@ def test_a_numeric_hue_of_many_values_is_a_colour_bar_not_a_legend_of_every_valu
     assert not fig.legends  # no legend of twelve values
     (bar,) = [a for a in fig.axes if a.get_ylabel() == "head learning rate"]
     assert bar is not ax and bar.get_yscale() == "log"
+    # With a line style too (a joint report's runs), the legend names each style once,
+    # in grey: the colours are the bar's.
+    runs = pd.concat([summary.assign(run_id="A"), summary.assign(run_id="B")])
+    styled = plots.objective_vs(runs, x="dropout", col=None, hue="head_lr", log=False,
+                                title="t", style="run_id")
+    (legend,) = styled.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["run id=A", "run id=B"]
+    assert {matplotlib.colors.to_rgb(h.get_color()) for h in legend.legend_handles} == {
+        matplotlib.colors.to_rgb("0.35")}
+    assert [h.get_linestyle() for h in legend.legend_handles] == ["-", "--"]
     # Eight values or fewer keep their legend, each named.
     few = plots.objective_vs(summary.head(8), x="dropout", col=None, hue="head_lr",
                              log=False, title="t")
@@ -540,33 +550,45 @@ def test_lines_of_one_point_at_one_x_are_drawn_side_by_side_at_their_values():
     fig = plots.facet_lines(pd.DataFrame(rows), hue="configuration", title="t")
     ax = fig.axes[0]
     fig.canvas.draw()
+
+    def drawn_x(artist, points):
+        """Where ``artist`` draws ``points``, read back in the axes' data units."""
+        shown = artist.get_transform().transform(np.asarray(points, dtype=float))
+        return ax.transData.inverted().transform(shown)[:, 0]
+
     dots = {line.get_label(): line for line in _lines(ax)}
-    screen = {}
+    # Every value is where it was: only the drawing moves, by a tenth of the least
+    # distance between two epochs drawn (1), so no point reads as at another epoch.
+    drawn_at = {}
     for name, dot in dots.items():
-        # Every value is where it was: only the drawing moves.
         assert list(dot.get_xdata())[0] == 1
-        screen[name] = dot.get_transform().transform(
-            np.column_stack([dot.get_xdata(), dot.get_ydata()]))[0]
-    # The long line is not moved; the three of one point are spread evenly about x = 1,
-    # in the order drawn, each its own bar at its own dot.
-    at_one = ax.transData.transform((1, 0))[0]
-    assert screen["long"][0] == pytest.approx(at_one)
-    xs = [screen[name][0] for name in ("a", "b", "c")]
-    step = plots.DODGE_POINTS * fig.dpi / 72
-    assert xs == pytest.approx([at_one - step, at_one, at_one + step])
+        drawn_at[name] = drawn_x(dot, [[1, dot.get_ydata()[0]]])[0]
+    assert drawn_at == pytest.approx({"long": 1.0, "a": 0.9, "b": 1.0, "c": 1.1})
+    left, right = ax.get_xlim()
+    assert left < 0.9 and right > 3  # every point inside the axes
+    # Each bar is drawn at its own dot.
     for container in ax.containers:
         (bar,) = container.lines[2]
         (segment,) = bar.get_segments()
         assert segment[0][0] == 1  # its value
-        on_screen = bar.get_transform().transform(segment)
-        (name,) = [n for n in "abc" if screen[n][1] == pytest.approx(
-            ax.transData.transform((1, segment.mean(axis=0)[1]))[1])]
-        assert on_screen[:, 0] == pytest.approx([screen[name][0]] * 2)
-    # The axes still hold every bar (limits taken before the move).
+        (name,) = [n for n in "abc" if dots[n].get_ydata()[0] == pytest.approx(
+            segment.mean(axis=0)[1])]
+        assert drawn_x(bar, segment) == pytest.approx([drawn_at[name]] * 2)
     low, high = ax.get_ylim()
-    assert low <= 0.5 and high >= 0.81 + 0.05
+    assert low <= 0.5 and high >= 0.81 + 0.05  # and every bar inside
     # A line of one point alone at its x stays where it is.
     alone = plots.facet_lines(pd.DataFrame(rows[:4]), hue="configuration", title="t")
-    ax = alone.axes[0]
-    (dot,) = [line for line in _lines(ax) if line.get_label() == "a"]
-    assert dot.get_transform() == ax.transData
+    (dot,) = [line for line in _lines(alone.axes[0]) if line.get_label() == "a"]
+    assert dot.get_transform() == alone.axes[0].transData
+    # On a log axis (head learning rates 1e-3 and 1e-2, a decade apart) they move by a
+    # tenth of a decade: 1e-3 drawn at 10 ** (-3 -+ 0.05).
+    summary = pd.DataFrame({"head_lr": [1e-3, 1e-3, 1e-2], "width": ["8", "16", "32"],
+                            "mean": [0.5, 0.6, 0.7], "low": [0.4, 0.5, 0.6],
+                            "high": [0.6, 0.7, 0.8]})
+    fig = plots.objective_vs(summary, x="head_lr", col=None, hue="width", log=True,
+                             title="t")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    at_least = sorted(drawn_x(line, [[1e-3, line.get_ydata()[0]]])[0]
+                      for line in _lines(ax) if line.get_xdata()[0] == 1e-3)
+    assert np.log10(at_least) == pytest.approx([-3.05, -2.95])

@@ -160,8 +160,9 @@ class Study:
         if intervals and self.tables.complete["seed"].nunique() == 1:
             sentence += " With one seed there is no interval: none is drawn."
         elif intervals and plots.draws_error_bars(figure):
-            sentence += (" A line of one point has no band to draw: its interval is the "
-                         "error bar on that point.")
+            sentence += (" A point whose neighbours have no interval (a line of one point) "
+                         "has no band to draw: its interval is the error bar on that point"
+                         ", and several such at one x are drawn side by side.")
         plots.save(figure, self.plots_dir / stem)
         self.blocks += [Block("h2", heading),
                         Block("figure", self.plots_dir / f"{stem}.png", sentence)]

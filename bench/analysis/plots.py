@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # Files only; no display is ever needed.
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
@@ -102,6 +103,10 @@ class _Lines:
     written: dict
     bands: bool
     hue_in_legend: bool = True
+    #: The least distance between two x values drawn, on the axis's scale (decades on a
+    #: log axis): lines of one point at one x are spread over a fraction of it.
+    x_gap: float = 1.0
+    logx: bool = False
 
     def draw(self, ax, part: pd.DataFrame) -> None:
         drawn = []
@@ -114,9 +119,10 @@ class _Lines:
                     line = _select(line, self.style, s)
                 if not line.empty:
                     drawn.append((h, s, line.sort_values(self.x)))
-        shifts = _dodged(ax, [line[self.x].iloc[0] if len(line) == 1 else None
-                              for _, _, line in drawn])
-        for (h, s, line), shift in zip(drawn, shifts):
+        # Only where error bars would cover one another (no bars, nothing to spread).
+        shifts = _dodged(ax, [line[self.x].iloc[0] if len(line) == 1 and self.bands else None
+                              for _, _, line in drawn], gap=self.x_gap, logx=self.logx)
+        for (h, s, line), (shift, reach) in zip(drawn, shifts):
             named = ((self.hue, h), (self.style, s)) if self.hue_in_legend or _missing(h) \
                 else ((self.style, s),)
             name = ", ".join(self.written[k](v) if k in VERBATIM
@@ -127,9 +133,14 @@ class _Lines:
                               label=name or None)
             if self.bands:
                 artists += self._band(ax, line, color=self.palette[repr(h)])
-            for artist in artists:
-                # After drawing: the axes' limits were taken from the values themselves.
-                artist.set_transform(shift)
+            if shift is not None:
+                for artist in artists:
+                    # After drawing: the axes' limits come from the values themselves, and
+                    # the drawn places are added to them below. (A later ax.relim() would
+                    # leave shifted artists out; nothing here calls it.)
+                    artist.set_transform(shift)
+                ax.update_datalim([(reach, y) for y in (line["low"].min(), line["high"].max(),
+                                                        line["mean"].iloc[0]) if y == y])
 
     def _band(self, ax, line: pd.DataFrame, *, color) -> list:
         """The 95% interval of a line: a band along it, and an error bar of the band's
@@ -150,32 +161,47 @@ class _Lines:
         return [*caps, *lines]
 
 
-#: How far apart, in points, lines of one point at one x are drawn (their error bars
-#: would cover one another), and the most they spread over in all.
-DODGE_POINTS = 6
-DODGE_SPREAD_POINTS = 30
+#: Lines of one point at one x (Hyperband's one-epoch configurations) are drawn side by
+#: side, their error bars would cover one another: at most this fraction of the least
+#: distance between two x values apart, and over at most DODGE_SPREAD of it in all, so
+#: that no point reads as at another x.
+DODGE_STEP = 0.1
+DODGE_SPREAD = 0.4
 
 
-def _dodged(ax, alone_at: list):
-    """The transform of each line: its data's, shifted sideways by a few points for a
-    line of one point (at ``alone_at``'s x; None for a longer line) that shares its x
-    with others of one point. Only the drawing moves: every value stays where it is."""
+def _least_gap(values: pd.Series, *, logx: bool) -> float:
+    """The least distance between two of ``values`` on the axis's scale; 1 for one."""
+    distinct = np.unique(values.dropna().to_numpy(dtype=float))
+    if logx:
+        distinct = np.log10(distinct[distinct > 0])
+    return float(np.diff(distinct).min()) if len(distinct) > 1 else 1.0
+
+
+def _dodged(ax, alone_at: list, *, gap: float, logx: bool) -> list[tuple]:
+    """For each line, the transform to draw it with and the x it then reaches, or
+    (None, None) where it stays: a line of one point (at ``alone_at``'s x; None for a
+    longer line) that shares its x with others of one point moves sideways on the axis's
+    scale (epochs, or decades on a log axis). Only the drawing moves: the values stay."""
     from collections import Counter
 
-    from matplotlib.transforms import ScaledTranslation
+    from matplotlib.transforms import Affine2D
 
     sharing = Counter(x for x in alone_at if x is not None)
     placed = Counter()
     shifts = []
     for x in alone_at:
         if x is None or sharing[x] == 1:
-            shifts.append(ax.transData)
+            shifts.append((None, None))
             continue
-        step = min(DODGE_POINTS, DODGE_SPREAD_POINTS / (sharing[x] - 1))
-        points = (placed[x] - (sharing[x] - 1) / 2) * step
+        step = min(DODGE_STEP, DODGE_SPREAD / (sharing[x] - 1)) * gap
+        offset = (placed[x] - (sharing[x] - 1) / 2) * step
         placed[x] += 1
-        shifts.append(ax.transData + ScaledTranslation(points / 72, 0,
-                                                       ax.figure.dpi_scale_trans))
+        # Moved on the scaled axis (transScale then the shift), so a log axis moves by a
+        # fraction of a decade, and the scale may still be set after drawing.
+        shift = ax.transScale + Affine2D().translate(offset, 0) + ax.transLimits \
+            + ax.transAxes
+        reach = x * 10 ** offset if logx else x + offset
+        shifts.append((shift, reach))
     return shifts
 
 
@@ -195,14 +221,19 @@ def _x_axis(ax, *, logx: bool, ticks: list, written_x, integer_x: bool,
                                                min_n_ticks=2 if several_x else 1))
 
 
-def _figure_legend(fig, axes, *, title: str) -> None:
-    """One legend for the figure: every facet's lines, each name once."""
-    handles, names = axes[0][0].get_legend_handles_labels()
-    for ax in axes.flat[1:]:
-        more_handles, more_names = ax.get_legend_handles_labels()
-        for handle, name in zip(more_handles, more_names):
+def _figure_legend(fig, axes, *, title: str, neutral: bool = False) -> None:
+    """One legend for the figure: every facet's lines, each name once. ``neutral``:
+    the lines' colours are a colour bar's, so a name (a line style) is drawn in grey,
+    not in the colour of whichever line happened to carry it first."""
+    from matplotlib.lines import Line2D
+
+    handles, names = [], []
+    for ax in axes.flat:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
             if name not in names:
-                handles.append(handle)
+                handles.append(Line2D([], [], color="0.35", linestyle=handle.get_linestyle(),
+                                      marker=handle.get_marker(), markersize=3)
+                               if neutral else handle)
                 names.append(name)
     if handles:
         fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
@@ -244,7 +275,8 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
     lines = _Lines(
         x=x, hue=hue, style=style, hues=hues, styles=styles, palette=palette,
         dashes={repr(s): ["-", "--", ":", "-."][i % 4] for i, s in enumerate(styles)},
-        written=written, bands=bands, hue_in_legend=scale is None)
+        written=written, bands=bands, hue_in_legend=scale is None,
+        x_gap=_least_gap(data[x], logx=logx), logx=logx)
     drawn = sorted(set(data[x].dropna())) if logx else []
     written_x = value_labels(drawn)
     ticks = log_ticks(drawn)
@@ -274,7 +306,8 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
             if i == len(rows) - 1:
                 ax.set_xlabel(xlabel or label(x))
     _figure_legend(fig, axes, title=" / ".join(label(k) for k in (hue, style)
-                                               if k and (k != hue or scale is None)))
+                                               if k and (k != hue or scale is None)),
+                   neutral=scale is not None)
     fig.suptitle(title)
     fig.tight_layout()
     if scale is not None:

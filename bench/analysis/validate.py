@@ -118,7 +118,7 @@ def check_trials_agree(epochs: pd.DataFrame, trials: pd.DataFrame,
                              f"{files.trials.name} but has no rows in {files.epochs.name}; the "
                              "tables are not from one run: restore them from a copy")
         if mine["val_accuracy"].isna().any():
-            continue  # a row of no accuracy: check_trials_listed names that row itself
+            continue  # a row of no accuracy: check_rows_agree names that row itself
         per_repeat = mine.sort_values("epoch").groupby("repeat")["val_accuracy"]
         for column, value in (("best_val_accuracy", per_repeat.max().mean()),
                               ("final_val_accuracy", per_repeat.last().mean())):
