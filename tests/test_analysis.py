@@ -289,7 +289,17 @@ def test_a_headline_says_which_values_of_a_varied_hyperparameter_its_gap_leaves_
     assert texts[0].startswith("At epoch 1, pretrained minus random validation accuracy, "
                                "paired by seed, is **+0.200**")
     assert texts[1] == ("The gap leaves out head_lr=1e+30: no execution with it completed "
-                        "(those trials failed); it is of head_lr=0.01 alone.")
+                        "(those trials failed).")
+    # In a joint report, where another run is still going, this one's trials cut off by
+    # its stop did not finish; they are not "still going".
+    stopped = trials.assign(status=["COMPLETED", "COMPLETED", "RUNNING", "RUNNING"])
+    other = {"run_id": "s", "status": "running", "columns": run["columns"]}
+    joint = Tables(runs=[{**run, "status": "interrupted"}, other], epochs=complete,
+                   trials=stopped, complete=complete)
+    said = [block.content for block in _headline_blocks(joint) if "leaves out" in
+            str(block.content)]
+    assert said == ["r: The gap leaves out head_lr=1e+30: no execution with it completed "
+                    "(those trials did not finish: the run stopped before they completed)."]
     # Where every value completed, nothing is said.
     done = Tables(runs=[run], epochs=complete, trials=trials.iloc[:2], complete=complete)
     assert not any("leaves out" in block.content for block in _headline_blocks(done)

@@ -373,7 +373,7 @@ def test_text_where_the_space_declared_numbers_is_refused(damaged):
     _one_error(_analyze(damaged), "frozen_blocks", "not a number")
 
 
-def test_blank_lines_in_a_table_are_no_rows(damaged):
+def test_trailing_blank_lines_are_no_rows_and_one_between_rows_is_named(damaged):
     # Found by a new user: an editor's trailing blank lines made analyze refuse the run.
     import pandas as pd
 
@@ -382,10 +382,14 @@ def test_blank_lines_in_a_table_are_no_rows(damaged):
     before = load_tables([damaged])
     path = damaged / "epochs.csv"
     lines = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(lines[:3]) + "\n" + "".join(lines[3:]) + "\n\n")
+    path.write_text("".join(lines) + "\n\n")
     after = load_tables([damaged])
     pd.testing.assert_frame_equal(after.epochs, before.epochs)
     pd.testing.assert_frame_equal(after.trials, before.trials)
+    # Between rows, a blank line is named: pandas would skip it, and any later message
+    # would name its line off by one.
+    path.write_text("".join(lines[:3]) + "\n" + "".join(lines[3:]))
+    _one_error(_analyze(damaged), "epochs.csv: line 4 is blank, between rows; delete it")
     # A row of too few fields is still one.
     path.write_text("".join(lines) + "0000,1\n")
     _one_error(_analyze(damaged), f"line {len(lines) + 1} has 2 fields where the header has")

@@ -536,6 +536,15 @@ def test_a_worker_whose_run_folder_is_mistyped_is_told_once_the_chief_serves(
                 f"the chief at 127.0.0.1:{port} is serving, but {folder} {how} (the chief "
                 "writes its run.json before it serves): --run must name the run folder the "
                 "chief printed, on a disk this machine shares")
+        # A shared disk slow to show the chief's run.json is waited for, within the grace.
+        monkeypatch.setattr(chief, "ANSWERED_GRACE_SECONDS", 30)
+        late = tmp_path / "late"
+        timer = threading.Timer(2.0, lambda: (late.mkdir(), (late / "run.json").write_text(
+            json.dumps({"status": "running"}))))
+        timer.start()
+        record = chief._wait_for_run(RunDir(late), address=f"127.0.0.1:{port}",
+                                     wait_seconds=300, log=said.append)
+        assert record["status"] == "running"
     finally:
         server.stop(None)
 

@@ -93,13 +93,10 @@ def never_complete_sentence(tables: Tables, run_id: str) -> str | None:
         lost = tables.never_complete(name, run_id=run_id)
         if lost.empty:
             continue
-        complete = tables.complete[tables.complete["run_id"] == run_id]
-        kept = ordered(complete[name].unique())
-        written = value_labels([*kept, *lost[name].unique()])
+        written = value_labels(lost[name].unique())
         values = ", ".join(written(v) for v in ordered(lost[name].unique()))
         said.append(f"The gap leaves out {name}={values}: no execution with it completed "
-                    f"(those trials {tables.how_ended(lost)}); it is of {name}="
-                    f"{', '.join(written(v) for v in kept)} alone.")
+                    f"(those trials {tables.how_ended(lost)}).")
     return " ".join(said) or None
 
 

@@ -121,7 +121,10 @@ class Tables:
         if failed.all():
             return "failed"
         if not failed.any():
-            if any(run.get("status") == "running" for run in self.runs):
+            # The status of the runs these trials are of, not of others in a joint report.
+            theirs = set(trials["run_id"]) if "run_id" in trials else None
+            if any(run.get("status") == "running" for run in self.runs
+                   if theirs is None or run["run_id"] in theirs):
                 return "have not finished: the run is still going"
             return "did not finish: the run stopped before they completed"
         return "failed or did not finish"

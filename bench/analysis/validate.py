@@ -78,9 +78,15 @@ def check_csv_rows(path: Path) -> None:
                          "while writing it); delete that line to analyse the rest")
     reader = csv.reader(text.splitlines())
     header = next(reader)
+    blank = None  # the first blank line: an editor's trailing newlines hold no row
     for number, fields in enumerate(reader, start=2):
-        # A blank line (an editor's trailing newline) holds no row, and pandas skips it.
-        if fields and len(fields) != len(header):
+        if not fields:
+            blank = blank or number
+            continue
+        if blank:
+            # pandas skips it, so a later message would name a line by the wrong number.
+            raise BenchError(f"{path}: line {blank} is blank, between rows; delete it")
+        if len(fields) != len(header):
             raise BenchError(f"{path}: line {number} has {len(fields)} fields where the header "
                              f"has {len(header)}; the row is torn or edited by hand: "
                              "delete or repair that line")

@@ -123,8 +123,9 @@ class ChiefStudy:
 
 
 #: How long a worker waits for run.json once the chief answers: the chief writes it before
-#: it serves, so only a shared disk slow to show it (NFS caching) needs this long.
-ANSWERED_GRACE_SECONDS = 30
+#: it serves, so only a shared disk slow to show it needs this long (Linux's NFS client
+#: caches a directory's attributes and a name's absence for up to 60 s by default).
+ANSWERED_GRACE_SECONDS = 120
 
 
 def _wait_for_run(run: RunDir, *, address: str, wait_seconds: float, log) -> dict:
