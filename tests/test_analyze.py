@@ -268,4 +268,4 @@ def test_a_joint_report_never_replaces_files_it_did_not_write(tiny_run, tmp_path
     (joint / "notes.txt").write_text("mine\n")
     result = _analyze_without_keras(first, second, extra=["--out", str(joint)])
     assert result.stdout.strip().splitlines()[-1] == "False False 2"
-    assert "(notes.txt, plots, report.html, report.md)" in result.stderr
+    assert "(notes.txt, plots/, report.html, report.md)" in result.stderr
