@@ -288,7 +288,7 @@ def _worker(args) -> int:
         restart = command("worker", "--chief", args.chief, "--run", args.run,
                           "--id", args.worker_id)
         again = ("" if os.environ.get(CHIEF_PID) else  # a local chief restarts its own
-                 "; a trial it was running waits at the chief until a worker with this --id "
+                 "; any trial it was running waits at the chief until a worker with this --id "
                  f"starts again: '{restart}'")
         print(f"interrupted: worker {args.worker_id} stopped{again}", file=sys.stderr)
         sys.stdout.flush()  # nothing after this runs: the signal ends the process
@@ -427,12 +427,21 @@ def main(argv: list[str] | None = None) -> int:
                 f"was not written: '{command('analyze', run_dir)}' writes it"
                 if run_dir is not None and ended == "report missing" else
                 f"; the rows written so far are kept in {run_dir}: continue it with "
-                f"'{command('run', '--resume', run_dir)}'" if run_dir is not None else
+                f"'{_resume_command(args, run_dir)}'" if run_dir is not None else
                 "; no run was written (it stopped before the run directory was made)"
                 if args.command in ("run", "chief") and not args.resume else "")
         print(f"error: the program reading this command's output ended, which stopped "
               f"it{kept}", file=sys.stderr)
         return 141
+
+
+def _resume_command(args, run_dir) -> str:
+    """The command that continues ``run_dir``: a chief's run is served again (run
+    --resume refuses a run served to workers on other machines)."""
+    if args.command == "chief":
+        host = () if args.host == "0.0.0.0" else ("--host", args.host)
+        return command("chief", "--resume", run_dir, "--port", args.port, *host)
+    return command("run", "--resume", run_dir)
 
 
 def _interrupted(args, run_dir, *, ended: str | None = None) -> str:
@@ -447,7 +456,7 @@ def _interrupted(args, run_dir, *, ended: str | None = None) -> str:
         return f"interrupted after the run completed: {run_dir} holds its tables and report"
     if run_dir is not None:
         return (f"interrupted: the rows written so far are kept in {run_dir}; continue it "
-                f"with '{command('run', '--resume', run_dir)}'")
+                f"with '{_resume_command(args, run_dir)}'")
     if args.command in ("run", "chief") and args.resume:
         return (f"interrupted before the search restarted: {args.resume} can be resumed "
                 "again with the same command")

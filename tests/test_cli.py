@@ -445,3 +445,25 @@ def test_usage_lines_name_the_program_without_the_environment():
     wrong = run_bench("run", "--no-such-option", env=env)
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith(
         "see 'python run_bench.py run --help'")
+
+
+def test_a_stopped_chief_says_to_continue_it_as_a_chief(monkeypatch, tmp_path):
+    # Found by a new user: a chief stopped by Ctrl-C said "continue it with 'run --resume
+    # RUN'", which refuses a run served to workers on other machines.
+    import argparse
+
+    from bench.cli import _interrupted
+
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "run_bench.py"), "chief"])
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    run = tmp_path / "hosts"
+    chief = argparse.Namespace(command="chief", port=8470, host="0.0.0.0", resume=None)
+    assert _interrupted(chief, run) == (
+        f"interrupted: the rows written so far are kept in {run}; continue it with "
+        f"'python run_bench.py chief --resume {run} --port 8470'")
+    chief.host = "127.0.0.1"
+    assert _interrupted(chief, run).endswith(
+        f"'python run_bench.py chief --resume {run} --port 8470 --host 127.0.0.1'")
+    one = argparse.Namespace(command="run", resume=None)
+    assert _interrupted(one, run).endswith(f"'python run_bench.py run --resume {run}'")

@@ -319,7 +319,7 @@ def test_chief_and_worker_commands_and_a_worker_of_another_space_version(study):
             watchdog.cancel()
         assert stopped.returncode == -signal.SIGTERM, err[-2000:]
         assert err.strip().splitlines()[-1] == (
-            "interrupted: worker w0 stopped; a trial it was running waits at the chief until "
+            "interrupted: worker w0 stopped; any trial it was running waits at the chief until "
             "a worker with this --id starts again: 'python run_bench.py worker --chief "
             f"127.0.0.1:{port} --run {run} --id w0'")
         workers = [_worker(study, run, name, port) for name in ("w0", "w1")]
@@ -501,6 +501,37 @@ def test_a_second_live_worker_with_the_same_id_is_refused(tmp_path):
     _hold_worker_id(tmp_path, "tuner0")
     with pytest.raises(BenchError, match="another live worker has --id tuner0"):
         _hold_worker_id(tmp_path, "tuner0")
+
+
+@pytest.mark.parametrize("args, told", [
+    (["--chief", "127.0.0.1:99999"], "--chief 127.0.0.1:99999: the port must be between 1 "
+                                     "and 65535"),
+    (["--id", ".."], "worker id '..' must be a letter or digit followed by letters, digits"),
+    (["--id", "../../evil"], "worker id '../../evil' must be a letter or digit"),
+    (["--run", "FILE"], "--run FILE is a file; pass the chief's run folder (the one holding "
+                        "run.json)"),
+    (["--run", "DONE"], "DONE has completed: no trial is left for a worker"),
+])
+def test_a_worker_s_own_mistakes_are_told_at_once(tmp_path, args, told):
+    # Found by a new user: each of these waited for a chief (an hour), or was told only
+    # after a chief answered and the data had loaded; '..' would have named the run's own
+    # epochs.csv as this worker's table.
+    (tmp_path / "epochs.csv").write_text("")
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "run.json").write_text(json.dumps({"status": "completed"}))
+    given = {"--chief": "127.0.0.1:9", "--run": str(tmp_path / "none"), "--id": "t"}
+    paths = {"FILE": str(tmp_path / "epochs.csv"), "DONE": str(tmp_path / "done")}
+    given |= {key: paths.get(value, value) for key, value in zip(args[::2], args[1::2])}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "worker",
+                             *[word for pair in given.items() for word in pair],
+                             "--wait", "300"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    for name, path in paths.items():
+        told = told.replace(name, path)
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {told}")
+    assert time.monotonic() - started < 60  # not after waiting for a chief
 
 
 def test_a_worker_whose_run_folder_is_mistyped_is_told_once_the_chief_serves(

@@ -22,6 +22,7 @@ from bench.tuning.distributed import (
     CHIEF_PID,
     Chief,
     LocalWorker,
+    check_worker_id,
     end_with_chief,
     local_worker_command,
     merge_worker_tables,
@@ -139,6 +140,8 @@ def _wait_for_run(run: RunDir, *, address: str, wait_seconds: float, log) -> dic
             record = read_run(run)
             if record.get("status") == "running":
                 return record
+            if record.get("status") == "completed":
+                raise BenchError(f"{run.path} has completed: no trial is left for a worker")
             raise BenchError(f"{run.path} is {record.get('status')}, not running; start its "
                              f"chief first (run --workers, or '{command('chief')}')")
         now = time.monotonic()
@@ -222,6 +225,12 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
     host, _, port = chief.rpartition(":")
     if not host or not port.isdigit():
         raise BenchError(f"--chief {chief} must be HOST:PORT, for example node1:8000")
+    if not 0 < int(port) < 65536:
+        raise BenchError(f"--chief {chief}: the port must be between 1 and 65535")
+    check_worker_id(name)
+    if Path(run_path).is_file():
+        raise BenchError(f"--run {run_path} is a file; pass the chief's run folder (the one "
+                         "holding run.json)")
     run = RunDir(Path(run_path))
     plan, data, inputs = _worker_inputs(run, address=f"{host}:{port}",
                                         wait_seconds=wait_seconds, log=log)

@@ -60,10 +60,17 @@ def study_fingerprint(space_name: str, version) -> str:
     return f"{space_name}.v{version}".replace("chief", "CHIEF")
 
 
+def check_worker_id(name: str) -> None:
+    """A worker's --id names its folder under the run's workers/ and its KerasTuner id."""
+    # ".." would name the run folder itself: its merged epochs.csv.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or "chief" in name:
+        raise BenchError(f"worker id {name!r} must be a letter or digit followed by letters, "
+                         "digits, '.', '_' or '-', without the word 'chief' (for example "
+                         "tuner0)")
+
+
 def worker_tuner_id(name: str, fingerprint: str) -> str:
-    if not name or SEPARATOR in name or "chief" in name or "/" in name:
-        raise BenchError(f"worker id {name!r} must be a plain name without '{SEPARATOR}', "
-                         "'/' or the word 'chief' (for example tuner0)")
+    check_worker_id(name)
     return f"{name}{SEPARATOR}{fingerprint}"
 
 
