@@ -240,11 +240,16 @@ def test_the_objective_figure_leaves_out_configurations_where_its_parameter_is_i
                        "varied": ["optimizer_name", "momentum"]}}
     drawn = {}
     monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
-    figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs), tmp_path,
-            log=lambda *_: None)
+    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=lambda *_: None)
     fig = drawn["objective_vs_momentum"]
     legend = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     assert not any("Adam" in text for text in legend), legend
+    # Found by a new user: the caption did not say that Adam's configuration is left out.
+    (caption,) = [b.caption for b in blocks if b.kind == "figure"
+                  and b.content.stem == "objective_vs_momentum"]
+    assert ("Left out: optimizer_name=Adam momentum=inactive (momentum inactive: nowhere to "
+            "draw it).") in caption
     # SGD's line: the mean over seeds 1 and 2 of base + 0.01 * seed, at momentum 0 and 0.9.
     (line,) = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 2]
     assert list(line.get_xdata()) == [0.0, 0.9]

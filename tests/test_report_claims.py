@@ -210,6 +210,12 @@ def test_how_trials_were_spread_is_said_for_each_process_of_a_resumed_run():
     two = {"workers": 2, "remote": False, "chief": "127.0.0.1:41000", "restarts": {"tuner0": 1}}
     again = {"workers": 2, "remote": False, "chief": "127.0.0.1:42000", "restarts": {"tuner0": 1}}
     assert spread_lines({"distributed": None}) == []
+    # Found by a new user: a chief and workers started by hand on one machine read "in
+    # workers on other machines"; the chief cannot tell where its workers run.
+    by_hand = {"remote": True, "chief": "127.0.0.1:8470"}
+    assert spread_lines({"distributed": by_hand}) == [
+        "Trials ran in workers started with 'worker' (the chief served at 127.0.0.1:8470) "
+        "under KerasTuner's chief (merged tables)"]
     assert spread_lines({"distributed": two}) == [
         "Trials ran in 2 worker processes under KerasTuner's chief (merged tables); "
         "restarted: tuner0 1x"]

@@ -355,9 +355,14 @@ def _objective_figures(study: Study) -> None:
         keep = [k for k in (*study.by_run, col, hue, parameter) if k]
         over = [n for n in moving if n not in keep]
         rows = numbers.best_configurations(epochs, keep=keep, over=over)
-        summary = numbers.execution_summary(rows, by=keep)
-        # Configurations where the parameter is inactive (conditional) have no x.
-        summary = summary[(summary["measure"] == "final") & summary[parameter].notna()]
+        final = numbers.execution_summary(rows, by=keep)
+        final = final[final["measure"] == "final"]
+        # Configurations where the parameter is inactive (conditional) have no x; the
+        # caption names them.
+        summary = final[final[parameter].notna()]
+        groups = [col] if col else []
+        inactive = _inactive_note(final, summary, groups, [k for k in keep if k not in groups],
+                                  what=parameter)
         heading = f"Validation accuracy against {plots.label(parameter)}"
         if summary[parameter].nunique() < 2:
             study.skip(heading, f"{parameter} took one value among the complete executions: "
@@ -375,7 +380,7 @@ def _objective_figures(study: Study) -> None:
                    "95% interval over the repeats of each configuration"
                    + (" (log axis)" if log else "") + "."
                    + (" One line style per run." if style else "")
-                   + _best_note(over, rows) + study.final_note())
+                   + _best_note(over, rows) + inactive + study.final_note())
 
 
 def _gain_figure(study: Study) -> None:

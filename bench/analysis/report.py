@@ -463,7 +463,10 @@ def _spread(spread: dict | None) -> str:
     if not spread:
         return "one process"
     if spread.get("remote"):
-        return "workers on other machines"
+        # Started by hand, on this machine or others: the chief cannot tell which.
+        chief = spread.get("chief")
+        return "workers started with 'worker'" + (f" (the chief served at {chief})"
+                                                  if chief else "")
     workers = spread.get("workers")
     return f"{workers} worker process{'' if workers == 1 else 'es'}"
 
