@@ -377,8 +377,9 @@ def _open_run_dir(plan: StudyPlan, record: dict, *, resume_from: Path | None,
         from bench.tuning.resume import continue_run
 
         if scale is None and (Path(resume_from) / "workers").is_dir():
+            served = command("chief", "--resume", resume_from, "--port", "P")
             raise BenchError(f"{resume_from} ran its trials in workers; resume it with "
-                             f"--workers N (or '{command('chief', '--resume', resume_from)}')")
+                             f"--workers N (or '{served}')")
         run_dir, record, resumed = continue_run(Path(resume_from), record, log=log)
     record.pop("distributed", None)
     if scale is not None:

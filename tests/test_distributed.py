@@ -510,7 +510,6 @@ def test_a_second_live_worker_with_the_same_id_is_refused(tmp_path):
     (["--id", "../../evil"], "worker id '../../evil' must be a letter or digit"),
     (["--run", "FILE"], "--run FILE is a file; pass the chief's run folder (the one holding "
                         "run.json)"),
-    (["--run", "DONE"], "DONE has completed: no trial is left for a worker"),
 ])
 def test_a_worker_s_own_mistakes_are_told_at_once(tmp_path, args, told):
     # Found by a new user: each of these waited for a chief (an hour), or was told only
@@ -532,6 +531,19 @@ def test_a_worker_s_own_mistakes_are_told_at_once(tmp_path, args, told):
         told = told.replace(name, path)
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {told}")
     assert time.monotonic() - started < 60  # not after waiting for a chief
+
+
+def test_a_worker_of_a_completed_run_has_nothing_to_do_and_exits_0(tmp_path):
+    # A late worker of a job array (docs/slurm.sh) is no mistake: exit 0, and it says so.
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "run.json").write_text(json.dumps({"status": "completed"}))
+    result = subprocess.run([sys.executable, str(ROOT / "run_bench.py"), "worker", "--chief",
+                             "127.0.0.1:9", "--run", str(done), "--id", "t"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == (
+        f"worker t: {done} has completed: no trial is left for a worker")
 
 
 def test_a_worker_whose_run_folder_is_mistyped_is_told_once_the_chief_serves(

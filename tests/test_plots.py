@@ -597,3 +597,40 @@ def test_lines_of_one_point_at_one_x_are_drawn_side_by_side_at_their_values():
     at_least = sorted(drawn_x(line, [[1e-3, line.get_ydata()[0]]])[0]
                       for line in _lines(ax) if line.get_xdata()[0] == 1e-3)
     assert np.log10(at_least) == pytest.approx([-3.05, -2.95])
+
+
+def test_the_objective_caption_tells_a_run_without_the_parameter_from_an_inactive_one(
+        tmp_path, monkeypatch):
+    # Found in review: in a joint report, a run whose space has no momentum was listed
+    # configuration by configuration as "momentum=inactive"; a random search's many
+    # inactive configurations made a caption of hundreds of characters.
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    rows = []
+    configurations = ([("A", "SGD", 0.0, 1e-3), ("A", "SGD", 0.9, 1e-3)]
+                      + [("A", "Adam", float("nan"), 10 ** (-4 + i / 4)) for i in range(5)]
+                      + [("B", None, float("nan"), lr) for lr in (1e-3, 1e-2)])
+    for trial, (run_id, name, momentum, lr) in enumerate(configurations):
+        for seed in (1, 2):
+            rows.append({"run_id": run_id, "trial_id": f"{trial}", "repeat": seed,
+                         "seed": seed, "epoch": 1, "optimizer_name": name,
+                         "momentum": momentum, "head_lr": lr,
+                         "val_accuracy": 0.5 + 0.01 * seed, "accuracy": 0.9})
+    epochs = pd.DataFrame(rows)
+    trials = epochs.drop_duplicates("trial_id")[["run_id", "trial_id"]].assign(
+        status="COMPLETED", best_val_accuracy=0.6, seconds=1.0)
+    # head_lr first: the hue, so each Adam configuration is a line of its own.
+    names = {"A": ["head_lr", "optimizer_name", "momentum"], "B": ["head_lr"]}
+    runs = [{"run_id": r, "space": {"name": "s"}, "settings": {"dataset": "d"},
+             "columns": {"hyperparameters": names[r], "varied": names[r]}} for r in "AB"]
+    monkeypatch.setattr(plots, "save", lambda fig, stem: None)
+    blocks = figures(Tables(runs=runs, epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=lambda *_: None)
+    (caption,) = [b.caption for b in blocks if b.kind == "figure"
+                  and b.content.stem == "objective_vs_momentum"]
+    assert "Not drawn: B, whose space has no momentum." in caption
+    # Five Adam configurations of A, each written once: the first three, and a count.
+    (left,) = [part for part in caption.split(" Left out")[1:]]
+    assert "run_id=B" not in left.split("Not drawn")[0]
+    assert left.count("momentum=inactive") == 3 and "and 2 more" in left

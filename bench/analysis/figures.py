@@ -296,8 +296,11 @@ def _inactive_note(every: pd.DataFrame, drawn: pd.DataFrame, groups: list[str],
             left.setdefault(group, []).append(format_values({c: row[c] for c in cell}))
     for group, cells in sorted(left.items()):
         where = f" of {sep.join(group)}" if group else ""
-        note += (f" Left out{where}: {', '.join(cells)} ({what} inactive: nowhere to "
-                 "draw it).")
+        cells = sorted(set(cells))
+        # A random search's inactive configurations can be dozens: the first three.
+        named = ", ".join(cells[:3]) + (f" and {len(cells) - 3} more" if len(cells) > 3
+                                        else "")
+        note += f" Left out{where}: {named} ({what} inactive: nowhere to draw it)."
     return note
 
 
@@ -361,8 +364,16 @@ def _objective_figures(study: Study) -> None:
         # caption names them.
         summary = final[final[parameter].notna()]
         groups = [col] if col else []
-        inactive = _inactive_note(final, summary, groups, [k for k in keep if k not in groups],
-                                  what=parameter)
+        # A run whose space has no such parameter (a joint report) is not "inactive".
+        lacking = [run["run_id"] for run in study.tables.runs
+                   if parameter not in run.get("columns", {}).get("hyperparameters",
+                                                                   [parameter])]
+        recorded = final[~final["run_id"].isin(lacking)] if "run_id" in final else final
+        inactive = _inactive_note(recorded, summary, groups,
+                                  [k for k in keep if k not in groups], what=parameter)
+        if lacking:
+            inactive += (f" Not drawn: {', '.join(lacking)}, whose space has no "
+                         f"{parameter}.")
         heading = f"Validation accuracy against {plots.label(parameter)}"
         if summary[parameter].nunique() < 2:
             study.skip(heading, f"{parameter} took one value among the complete executions: "

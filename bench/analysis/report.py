@@ -463,10 +463,9 @@ def _spread(spread: dict | None) -> str:
     if not spread:
         return "one process"
     if spread.get("remote"):
-        # Started by hand, on this machine or others: the chief cannot tell which.
-        chief = spread.get("chief")
-        return "workers started with 'worker'" + (f" (the chief served at {chief})"
-                                                  if chief else "")
+        # Started by hand, on this machine or others: the chief cannot tell which. (Not
+        # its address: 0.0.0.0 by default, and another port after a resume.)
+        return "workers started with 'worker'"
     workers = spread.get("workers")
     return f"{workers} worker process{'' if workers == 1 else 'es'}"
 

@@ -140,8 +140,6 @@ def _wait_for_run(run: RunDir, *, address: str, wait_seconds: float, log) -> dic
             record = read_run(run)
             if record.get("status") == "running":
                 return record
-            if record.get("status") == "completed":
-                raise BenchError(f"{run.path} has completed: no trial is left for a worker")
             raise BenchError(f"{run.path} is {record.get('status')}, not running; start its "
                              f"chief first (run --workers, or '{command('chief')}')")
         now = time.monotonic()
@@ -232,6 +230,10 @@ def run_worker(*, chief: str, run_path: Path, name: str, wait_seconds: float = 3
         raise BenchError(f"--run {run_path} is a file; pass the chief's run folder (the one "
                          "holding run.json)")
     run = RunDir(Path(run_path))
+    if run.run_json.exists() and read_run(run).get("status") == "completed":
+        # Not a mistake: a late worker of a job array finds nothing left to do.
+        log(f"worker {name}: {run.path} has completed: no trial is left for a worker")
+        return
     plan, data, inputs = _worker_inputs(run, address=f"{host}:{port}",
                                         wait_seconds=wait_seconds, log=log)
     space = plan.space
