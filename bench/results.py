@@ -77,8 +77,14 @@ def run_name(given: str | None, *, prefix: str) -> str:
 MAX_RUN_NAME = 200
 
 
+def plain_name(name: str) -> bool:
+    """A letter or digit, then letters, digits, '.', '_' or '-': safe as a folder name
+    (no '/', never '..')."""
+    return re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) is not None
+
+
 def check_run_name(name: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+    if not plain_name(name):
         raise BenchError(f"run name {name!r} must be a letter or digit followed by "
                          "letters, digits, '.', '_' or '-'")
     if len(name) > MAX_RUN_NAME:

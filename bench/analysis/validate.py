@@ -141,11 +141,13 @@ def check_test_accuracies(trials: pd.DataFrame, files: TableFiles, tuner: Path) 
     """Each trial's test accuracy in ``trials.csv`` is the one its trial folder recorded
     (``bench_extras.json``, beside KerasTuner's ``trial.json``), where that is there: the
     best table prints it, and no other table holds it to check it against."""
+    from bench.tuning.resume import extras_path  # no Keras: resume reads files only
+
     for trial in trials.to_dict("records"):
         recorded = trial.get("test_accuracy")
         if recorded is None or pd.isna(recorded):
             continue
-        path = tuner / f"trial_{trial['trial_id']}" / "bench_extras.json"
+        path = extras_path(tuner / f"trial_{trial['trial_id']}")
         try:
             kept = json.loads(path.read_text()).get("test_accuracy")
         except (OSError, ValueError, AttributeError):

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench.command import command
 from bench.errors import BenchError, StudyFailed
-from bench.results import RunDir, _replace_atomically
+from bench.results import RunDir, _replace_atomically, plain_name
 
 #: Between a worker's id and its study's fingerprint in KERASTUNER_TUNER_ID.
 SEPARATOR = "@"
@@ -63,7 +63,7 @@ def study_fingerprint(space_name: str, version) -> str:
 def check_worker_id(name: str) -> None:
     """A worker's --id names its folder under the run's workers/ and its KerasTuner id."""
     # ".." would name the run folder itself: its merged epochs.csv.
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or "chief" in name:
+    if not plain_name(name) or "chief" in name:
         raise BenchError(f"worker id {name!r} must be a letter or digit followed by letters, "
                          "digits, '.', '_' or '-', without the word 'chief' (for example "
                          "tuner0)")
