@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.command import command, started_as
-from bench.errors import BenchError, StudyFailed
+from bench.errors import BenchError, DiskFull, StudyFailed
 from bench.stopping import install_stop_handlers
 
 EXIT_USER_ERROR = 2
@@ -251,7 +251,9 @@ def _run(args) -> int:
             # The reader of the output ended: the failure and its advice still go to stderr
             # (not "continue it with --resume", which a failure limit refuses).
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print(f"error: the study failed: {failure} (run directory {failure.run_dir})",
+        then = (f", then continue the run with '{_resume_command(args, failure.run_dir)}'"
+                if failure.resumable else "")
+        print(f"error: the study failed: {failure}{then} (run directory {failure.run_dir})",
               file=sys.stderr)
         return EXIT_STUDY_FAILED
     _print_summary(run_dir, ended="whole")
@@ -280,13 +282,13 @@ def _worker(args) -> int:
     from bench.tuning.chief import run_worker
     from bench.tuning.distributed import CHIEF_PID
 
+    restart = command("worker", "--chief", args.chief, "--run", args.run, "--id",
+                      args.worker_id)
     install_stop_handlers()
     try:
         run_worker(chief=args.chief, run_path=args.run, name=args.worker_id,
                    wait_seconds=args.wait)
     except KeyboardInterrupt:
-        restart = command("worker", "--chief", args.chief, "--run", args.run,
-                          "--id", args.worker_id)
         again = ("" if os.environ.get(CHIEF_PID) else  # a local chief restarts its own
                  "; any trial it was running waits at the chief until a worker with this --id "
                  f"starts again: '{restart}'")
@@ -300,8 +302,12 @@ def _worker(args) -> int:
               f"restarted with --id {args.worker_id} gets its trial back", file=sys.stderr)
         return EXIT_STUDY_FAILED
     except (StudyFailed, keras_tuner.errors.FatalError) as error:
-        # A full disk: the trial that was running stays RUNNING, and --resume reruns it.
-        print(f"error: worker {args.worker_id} stopped: {error}", file=sys.stderr)
+        # A full disk: the trial that was running stays RUNNING at the chief, and this
+        # worker started again gets it back (a local chief stops and names its own resume).
+        full = isinstance(error, DiskFull) or isinstance(error.__cause__, DiskFull)
+        then = (f", then start this worker again: '{restart}'"
+                if full and not os.environ.get(CHIEF_PID) else "")
+        print(f"error: worker {args.worker_id} stopped: {error}{then}", file=sys.stderr)
         return EXIT_STUDY_FAILED
     return 0
 
@@ -321,8 +327,9 @@ def _perf(args) -> int:
         return 130
     except StudyFailed as failure:
         where = getattr(failure, "run_dir", None)
-        print(f"error: perf stopped: {failure}" + (f" (run directory {where})" if where else ""),
-              file=sys.stderr)
+        then = ", then run perf again with another --name" if failure.resumable else ""
+        print(f"error: perf stopped: {failure}{then}" +
+              (f" (run directory {where})" if where else ""), file=sys.stderr)
         return EXIT_STUDY_FAILED
     return 0
 

@@ -1,7 +1,5 @@
 """The one exception type for user mistakes; the command line turns it into exit status 2."""
 
-from bench.command import command
-
 
 class BenchError(Exception):
     """A mistake the user can fix: an unknown name, missing data, a bad folder.
@@ -21,6 +19,11 @@ class StudyFailed(Exception):
     Its tables and report are written before it is raised; the command line prints the
     message on one line and exits with status 1.
     """
+
+    #: Whether the same run continues once the cause is mended (a full disk); the command
+    #: line then adds the command that continues it, which only it knows (run, a chief's
+    #: run, a worker).
+    resumable = False
 
 
 class FailureLimit(StudyFailed):
@@ -48,12 +51,16 @@ class DiskFull(StudyFailed):
     a ``FatalError`` through where it would fail one trial for anything else).
     """
 
+    resumable = True
+
+    #: In the message, and so in a worker's last line, which its local chief reads.
+    MARK = "is full or a file-size limit was reached"
+
     def __init__(self, path, *, rows: int, error: OSError):
         self.path = path
         folder = getattr(path, "parent", path)
         #: The system's words for it ("No space left on device", "File too large").
         self.reason = error.strerror or str(error)
         super().__init__(f"cannot write {path} ({self.reason}) after {rows} row(s): the disk "
-                         f"holding {folder} is full or a file-size limit was reached; every "
-                         "complete row is kept: free some space, then continue with "
-                         f"'{command('run', '--resume', folder)}'")
+                         f"holding {folder} {self.MARK}; every complete row is kept: free "
+                         "some space")

@@ -138,6 +138,8 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
     except BrokenPipeError:
         raise  # the output closed (a reader such as 'head' ended), not the disk
     except (OSError, DiskFull) as error:
+        if failure is not None and failure.resumable:
+            return failure  # the disk is still full; the resumed run writes the report
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
         later = (f"the report could not be written ({reason}); once there is space, "
                  f"'{command('analyze', path)}' makes it from the tables")
@@ -501,11 +503,13 @@ def _search(plan: StudyPlan, record: dict, *, make_search, run_dir, log) -> Stud
         failure = _record_failure(record, error)
         if isinstance(failure, FailureLimit):
             _note_stop(record, plan, oracle=oracle, log=log, failure_limit=True)
-        if search is not None and isinstance(failure, DiskFull):
+        if search is not None:
             try:
-                search.write_trials()  # the trial that was running is listed as RUNNING
+                # The trial that was running is listed as RUNNING, and a chief merges what
+                # its workers wrote (a worker that stopped left rows only in its table).
+                search.write_trials()
             except (OSError, DiskFull):
-                pass
+                pass  # the disk is full: the failure already says so
     except KeyboardInterrupt as interrupt:
         record["status"] = "interrupted"
         if search is not None:

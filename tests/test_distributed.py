@@ -23,6 +23,7 @@ from test_resume import THREE_TRIALS, _tables
 from bench.errors import BenchError as BenchErrorType
 from bench.tuning.distributed import (
     CHIEF_SILENCE_SECONDS,
+    LocalWorker,
     study_fingerprint,
     visible_gpus,
     worker_environment,
@@ -767,3 +768,28 @@ def test_a_worker_that_dies_restarting_before_asking_for_its_trial_is_not_counte
                     "[tuner0] died (signal 9) while restarting, before it asked for trial 0001 "
                     "again; restarting it"]
     worker.process.wait(timeout=60)
+
+
+def test_a_worker_whose_log_cannot_be_written_runs_on_and_its_output_reaches_the_console(
+        tmp_path):
+    # /dev/full refuses every write (ENOSPC), as a full disk does. A worker prints more than
+    # a pipe holds: if the log's failure stopped the pipe being read, it would block for
+    # ever.
+    lines = [f"line {i} " + "x" * 90 for i in range(3000)]  # about 300 KB
+    worker = LocalWorker(
+        name="w", command=[sys.executable, "-c",
+                           "for i in range(3000): print(f'line {i} ' + 'x' * 90)"],
+        env=dict(os.environ), log_path=Path("/dev/full"))
+    told = []
+    worker.start(told.append)
+    assert worker.process.wait(timeout=60) == 0
+    deadline = time.monotonic() + 30
+    while not told or told[-1] != "[w] " + lines[-1]:
+        assert time.monotonic() < deadline, told[-3:]
+        time.sleep(0.1)
+    warnings = [line for line in told if line.startswith("warning:")]
+    assert warnings == ["warning: cannot write /dev/full (No space left on device): worker "
+                        "w's output from here on is only in this console"]
+    assert told.index(warnings[0]) == 0  # the first line could not be kept either
+    assert [line for line in told if not line.startswith("warning:")] == [
+        "[w] " + line for line in lines]

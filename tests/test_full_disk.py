@@ -3,10 +3,14 @@ one line; nothing torn, no .partial debris."""
 
 import json
 import os
+import shlex
+import socket
 import subprocess
 import sys
 import textwrap
 
+import pandas as pd
+import pytest
 from conftest import ROOT
 from test_resume import THREE_TRIALS
 
@@ -63,6 +67,24 @@ def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "failed" and "epochs.csv" in record["error"]
     assert not list(run.rglob("*.partial"))
+    # The advice, followed once the limit is gone, finishes the same run.
+    advice = f", then continue the run with 'python run_bench.py run --resume {run}'"
+    assert errors[0].endswith(f"free some space{advice} (run directory {run})"), errors[0]
+    resumed = subprocess.run(_advised(errors[0]), cwd=ROOT, capture_output=True, text=True,
+                             env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    check_csv_rows(run / "epochs.csv")
+    epochs = pd.read_csv(run / "epochs.csv")
+    assert sorted(epochs["epoch"]) == list(range(1, 121))
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+def _advised(line: str) -> list[str]:
+    """The command an error line quotes last ('python run_bench.py ...'), to run."""
+    quoted = line.rsplit("'", 2)[-2]
+    words = shlex.split(quoted)
+    assert words[:2] == ["python", "run_bench.py"], quoted
+    return [sys.executable, str(ROOT / "run_bench.py"), *words[2:]]
 
 
 def test_a_full_disk_while_the_report_is_written_keeps_the_tables_and_says_analyze(tmp_path):
@@ -99,3 +121,87 @@ def test_a_full_disk_while_the_report_is_written_keeps_the_tables_and_says_analy
                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (path / "report.md").exists() and (path / "plots").is_dir()
+
+
+@pytest.mark.slow
+def test_a_worker_on_a_full_disk_says_how_to_start_it_again_and_that_finishes_the_run(
+        tmp_path):
+    # A worker on another machine: its own table fills the disk; the chief keeps its trial
+    # for that --id, and the worker started again as told finishes the run.
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "long.py").write_text(LONG_SPACE)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = tmp_path / "results" / "served"
+    chief = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_bench.py"), "chief", "--space", "long", "--spaces-dir",
+         str(spaces), "--image-size", "16", "--train-per-class", "4", "--results-dir",
+         str(tmp_path / "results"), "--name", "served", "--port", str(port), "--host",
+         "127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    worker = [sys.executable, str(ROOT / "run_bench.py"), "worker", "--chief",
+              f"127.0.0.1:{port}", "--run", str(run), "--id", "w0", "--wait", "300"]
+    try:
+        full = subprocess.run(_limited(7000, worker), cwd=ROOT, capture_output=True, text=True,
+                              env=env, timeout=600)
+        assert full.returncode == 1, full.stdout[-2000:] + full.stderr[-3000:]
+        assert "Traceback" not in full.stderr
+        errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+        table = run / "workers" / "w0" / "epochs.csv"
+        assert len(errors) == 1 and errors[0].startswith(
+            f"error: worker w0 stopped: cannot write {table} ("), errors[0]
+        assert errors[0].endswith(
+            "free some space, then start this worker again: 'python run_bench.py worker "
+            f"--chief 127.0.0.1:{port} --run {run} --id w0'"), errors[0]
+        check_csv_rows(table)
+        assert 10 < len(table.read_text().splitlines()) < 121
+        again = subprocess.run(_advised(errors[0]), cwd=ROOT, capture_output=True, text=True,
+                               env=env, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        _, err = chief.communicate(timeout=300)
+        assert chief.returncode == 0, err[-3000:]
+    finally:
+        if chief.poll() is None:
+            chief.kill()
+        chief.wait(timeout=60)
+    epochs = pd.read_csv(run / "epochs.csv")
+    assert sorted(epochs["epoch"]) == list(range(1, 121))
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_local_worker_on_a_full_disk_stops_the_run_which_resumes_as_told(tmp_path):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "long.py").write_text(LONG_SPACE)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run(_limited(7000, [
+        sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "long", "--spaces-dir",
+        str(spaces), "--image-size", "16", "--train-per-class", "4", "--results-dir",
+        str(tmp_path / "results"), "--name", "local", "--workers", "1"]),
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    run = tmp_path / "results" / "local"
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    table = run / "workers" / "tuner0" / "epochs.csv"
+    assert errors[0].count("worker tuner0 stopped") == 1, errors[0]
+    assert f"cannot write {table} (" in errors[0]
+    # The run's own advice (not 'run --resume' of the worker's folder).
+    assert errors[0].endswith(
+        f"free some space, then continue the run with 'python run_bench.py run --resume "
+        f"{run}' (run directory {run})"), errors[0]
+    # What the worker wrote is in the run's table and its report, not "0 executions".
+    written = len(table.read_text().splitlines()) - 1
+    assert 10 < written < 120
+    assert len(pd.read_csv(run / "epochs.csv")) == written
+    assert "and 1 execution with rows, 0 of them complete" in result.stdout
+    resumed = subprocess.run(_advised(errors[0]), cwd=ROOT, capture_output=True, text=True,
+                             env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    epochs = pd.read_csv(run / "epochs.csv")
+    assert sorted(epochs["epoch"]) == list(range(1, 121))

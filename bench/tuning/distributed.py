@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.command import command
-from bench.errors import BenchError, StudyFailed
+from bench.errors import BenchError, DiskFull, StudyFailed
 from bench.results import RunDir, _replace_atomically, plain_name
 
 #: Between a worker's id and its study's fingerprint in KERASTUNER_TUNER_ID.
@@ -332,17 +332,38 @@ class LocalWorker:
                                         stderr=subprocess.STDOUT, text=True, bufsize=1)
 
         def forward(stream, prefix=f"[{self.name}] "):
-            with open(self.log_path, "a", encoding="utf-8") as kept:
+            kept = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            try:
                 for line in stream:
-                    kept.write(line)
-                    kept.flush()
+                    kept = self._keep(kept, line, log=log)
                     line = line.rstrip()
                     self.output.append(line)
                     del self.output[:-20]
                     if line.strip() and not BACKEND_CHATTER.match(line):
                         log(prefix + line)
+            finally:
+                if kept is not None:
+                    kept.close()
 
         threading.Thread(target=forward, args=(self.process.stdout,), daemon=True).start()
+
+    def _keep(self, kept, line: str, *, log):
+        """Appends ``line`` to the worker's log; on a full disk the log stops (the worker
+        must not block on a pipe no one drains) and its output goes on to the console."""
+        if kept is None:
+            return None
+        try:
+            kept.write(line)
+            kept.flush()
+        except OSError as error:
+            log(f"warning: cannot write {self.log_path} ({error.strerror or error}): worker "
+                f"{self.name}'s output from here on is only in this console")
+            try:
+                kept.close()
+            except OSError:
+                pass  # what it held could not be written either; the warning says so
+            return None
+        return kept
 
 
 def stop_all(workers: list[LocalWorker]) -> None:
@@ -453,8 +474,11 @@ class Chief:
                 elif code > 0:
                     # It stopped itself (a refusal, a full disk, an error): restarting it
                     # would end the same way.
-                    raise StudyFailed(f"worker {worker.name} stopped: {self._reason(worker)}; "
-                                      f"its whole output is in {worker.log_path}")
+                    reason = self._reason(worker)
+                    failure = StudyFailed(f"worker {worker.name} stopped (its whole output "
+                                          f"is in {worker.log_path}): {reason}")
+                    failure.resumable = DiskFull.MARK in reason
+                    raise failure
                 elif code < 0:
                     self._worker_died(worker, code)
                     running += 1
@@ -467,7 +491,8 @@ class Chief:
         if self.servicer.refused:
             return self.servicer.refused[-1]
         errors = [line for line in worker.output if line.startswith("error: ")]
-        return (errors or worker.output or ["(no output)"])[-1].removeprefix("error: ")
+        last = (errors or worker.output or ["(no output)"])[-1].removeprefix("error: ")
+        return last.removeprefix(f"worker {worker.name} stopped: ")
 
     def _worker_died(self, worker: LocalWorker, code: int) -> None:
         """A worker killed by a signal (SIGKILL, the out-of-memory killer) restarts."""
