@@ -703,3 +703,36 @@ def test_a_best_of_figure_says_which_configurations_tied_and_which_it_drew():
     assert _best_note(["head_lr"], drawn).endswith(
         " Tied for frozen_blocks=0: head_lr=0.001 and head_lr=0.01 share the best (0.7500); "
         "the first is drawn.")
+
+
+def test_a_tie_in_a_joint_report_names_only_what_its_run_s_space_has():
+    # Found in review: run B's space has no optimizer_name, and its tie read
+    # "head_lr=0.001 optimizer_name=inactive and ..." (its tables say "not in space").
+    from bench.analysis.figures import _best_note
+    from bench.analysis.tables import Tables
+
+    rows = []
+    for run_id, head_lr, name, finals in (
+            ("A", 0.001, "SGD", (0.7, 0.8)), ("A", 0.01, "Adam", (0.6, 0.6)),
+            ("A", 0.1, "SGD", (0.75, 0.75)),
+            ("B", 0.001, None, (0.75, 0.75)), ("B", 0.01, None, (0.7, 0.8))):
+        for seed, final in zip((1, 2), finals):
+            row = _row("random", seed, 1, final, head_lr=head_lr, optimizer_name=name)
+            rows.append(row | {"run_id": run_id, "trial_id": f"{run_id}{head_lr}"})
+    epochs = pd.DataFrame(rows)
+    drawn = analysis.best_configurations(epochs, keep=["run_id"],
+                                         over=["head_lr", "optimizer_name"])
+    trials = epochs.drop_duplicates("trial_id")[["run_id", "trial_id"]].assign(
+        status="COMPLETED")
+    names = {"A": ["head_lr", "optimizer_name"], "B": ["head_lr"]}
+    runs = [{"run_id": r, "columns": {"hyperparameters": names[r], "varied": names[r]}}
+            for r in "AB"]
+    tables = Tables(runs=runs, epochs=epochs, trials=trials, complete=epochs)
+    assert _best_note(["head_lr", "optimizer_name"], drawn, tables=tables).endswith(
+        " Tied for run_id=A: head_lr=0.001 optimizer_name=SGD and head_lr=0.1 "
+        "optimizer_name=SGD share the best (0.7500); the first is drawn."
+        " Tied for run_id=B: head_lr=0.001 and head_lr=0.01 share the best (0.7500); the "
+        "first is drawn.")
+    # Without the runs' spaces (as in one run), an empty cell is a conditional's, inactive.
+    assert " head_lr=0.01 optimizer_name=inactive share" in _best_note(
+        ["head_lr", "optimizer_name"], drawn)

@@ -81,9 +81,11 @@ def chosen_configurations(rows: pd.DataFrame, columns: list[str]) -> pd.DataFram
                             if c != "run_id"})
 
 
-def _best_note(over: list[str], rows: pd.DataFrame | None = None) -> str:
+def _best_note(over: list[str], rows: pd.DataFrame | None = None, *,
+               tables: Tables | None = None) -> str:
     """What a best-of figure drew in place of ``over``, and the ties it broke (``rows``
-    from ``numbers.best_configurations``)."""
+    from ``numbers.best_configurations``; ``tables`` leaves out of a tie the names that
+    its run's space does not have, in a joint report)."""
     if not over:
         return ""
     note = (f" Where {', '.join(over)} also varied, each line or point is the value(s) "
@@ -91,9 +93,12 @@ def _best_note(over: list[str], rows: pd.DataFrame | None = None) -> str:
             "repeats of one configuration.")
     for tie in ([] if rows is None else rows.attrs.get("ties", [])):
         where = f" for {format_values(tie['keep'])}" if tie["keep"] else ""
-        labels = {name: value_labels([v[name] for v in tie["over"]]) for name in over}
-        values = " and ".join(" ".join(f"{name}={labels[name](value)}"
-                                       for name, value in v.items()) for v in tie["over"])
+        run_id = tie["keep"].get("run_id")
+        named = [name for name in over
+                 if tables is None or run_id is None or not tables.lacks(run_id, name)]
+        labels = {name: value_labels([v[name] for v in tie["over"]]) for name in named}
+        values = " and ".join(" ".join(f"{name}={labels[name](v[name])}" for name in named)
+                              for v in tie["over"])
         note += (f" Tied{where}: {values} share the best ({tie['score']:.4f}); the first "
                  "is drawn.")
     return note
@@ -226,7 +231,7 @@ def _accuracy_figure(study: Study) -> None:
         "Validation (top) and training (bottom) accuracy against epoch, mean over the "
         "repeats (seeds) of each configuration with a 95% confidence band"
         + (", the dashed line marking the start of phase 2" if boundaries else "") + "."
-        + _best_note(facets["best_of"], rows)
+        + _best_note(facets["best_of"], rows, tables=study.tables)
         + (study.final_note() if facets["best_of"] else "")
         + _fewer_executions_note(curves[curves["metric"] == "val_accuracy"],
                                  _shown(facets)))
@@ -265,7 +270,7 @@ def _transferability_figure(study: Study) -> None:
         "transferability", "Transferability",
         "Final and best validation accuracy against the number of frozen blocks, one line "
         "per initialisation, with 95% intervals over the repeats of each configuration "
-        "(cf. Yosinski et al. 2014)." + _best_note(over, rows) + left_out
+        "(cf. Yosinski et al. 2014)." + _best_note(over, rows, tables=study.tables) + left_out
         + study.final_note())
 
 
@@ -331,7 +336,7 @@ def _heatmap_figure(study: Study) -> None:
                               title=f"{study.name}: final validation accuracy"),
                "head_lr_x_frozen_blocks", heading,
                "Mean final validation accuracy over the repeats of each head learning rate "
-               "and frozen depth." + _best_note(over, rows)
+               "and frozen depth." + _best_note(over, rows, tables=study.tables)
                + _inactive_note(rows, active, panel_keys, ["frozen_blocks", "head_lr"],
                                 what="frozen_blocks or head_lr", sep=" ")
                + study.final_note(),
@@ -391,7 +396,7 @@ def _objective_figures(study: Study) -> None:
                    "95% interval over the repeats of each configuration"
                    + (" (log axis)" if log else "") + "."
                    + (" One line style per run." if style else "")
-                   + _best_note(over, rows) + inactive + study.final_note())
+                   + _best_note(over, rows, tables=study.tables) + inactive + study.final_note())
 
 
 def _gain_figure(study: Study) -> None:

@@ -91,15 +91,23 @@ class Tables:
             return table
         marked = table.copy()
         for run in self.runs:
-            recorded = run.get("columns", {}).get("hyperparameters")
-            if recorded is None:  # An older run.json: what it had is not known.
-                continue
             rows = marked["run_id"] == run["run_id"]
             for name in self.hyperparameters:
-                if name in marked and name not in recorded and rows.any():
+                if name in marked and rows.any() and self.lacks(run["run_id"], name):
                     marked[name] = marked[name].astype(object)
                     marked.loc[rows, name] = NOT_IN_SPACE
         return marked
+
+    def lacks(self, run_id: str, name: str) -> bool:
+        """Whether run ``run_id`` of a joint report never recorded hyperparameter ``name``
+        (its space has none), as opposed to recording it inactive in some trials."""
+        if len(self.runs) < 2:
+            return False
+        for run in self.runs:
+            recorded = run.get("columns", {}).get("hyperparameters")
+            if run["run_id"] == run_id and recorded is not None:  # None: an older run.json
+                return name not in recorded
+        return False
 
     def never_complete(self, name: str, *, run_id: str | None = None) -> pd.DataFrame:
         """The trials (of run ``run_id``, or of every run) whose ``name`` took a value
