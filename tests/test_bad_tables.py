@@ -282,6 +282,14 @@ EDITS = {
     "repeat-renumbered": (dict(epochs=lambda e: _at(e, "repeat", "5", trial_id="0000",
                                                     repeat="2")),
                           "trial 0000 is COMPLETED but its repeats are 1, 5, not 1 to n"),
+    "negative-epoch-seconds": (dict(epochs=lambda e: _at(e, "epoch_seconds", "-3",
+                                                         trial_id="0001", repeat="2",
+                                                         epoch="1")),
+                               "epochs.csv: epoch_seconds is -3 at trial 0001, repeat 2, "
+                               "epoch 1, where it counts or times something and is 0 or "
+                               "more"),
+    "negative-seconds": (dict(trials=lambda t: _at(t, "seconds", "-0.5", trial_id="0000")),
+                         "trials.csv: seconds is -0.5 at trial 0000, where it counts"),
 }
 
 

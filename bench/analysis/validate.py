@@ -193,6 +193,24 @@ ACCURACIES = ("accuracy", "val_accuracy")
 #: being finite is failed, never completed).
 LOSSES = ("loss", "val_loss")
 
+#: Columns of either table that count or time something: never below 0.
+COUNTS = ("epoch_seconds", "seconds", "rss_mib", "device_mib", "epochs_completed",
+          "frozen_layers", "trainable_params")
+
+
+def _check_not_negative(table: pd.DataFrame, columns, path: Path) -> None:
+    for column in columns:
+        if column not in table:
+            continue
+        bad = table[table[column] < 0]
+        if not bad.empty:
+            first = bad.iloc[0]
+            where = (f"trial {first['trial_id']}, {_where(first)}" if "epoch" in table
+                     else f"trial {first['trial_id']}")
+            raise BenchError(f"{path}: {column} is {_whole(float(first[column]))} at {where}, "
+                             "where it counts or times something and is 0 or more; the "
+                             "table was edited: restore it from a copy")
+
 
 def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dict,
                      files: TableFiles) -> None:
@@ -204,10 +222,12 @@ def check_rows_agree(epochs: pd.DataFrame, trials: pd.DataFrame | None, run: dic
     without a word (a lower-case status dropped a trial; a hyperparameter written as
     text made another configuration)."""
     _check_declared_numbers(epochs, run, files.epochs)
+    _check_not_negative(epochs, COUNTS, files.epochs)
     if trials is None:
         return
     text = set(text_hyperparameters(run))
     _check_declared_numbers(trials, run, files.trials)
+    _check_not_negative(trials, COUNTS, files.trials)
     unknown = trials[~trials["status"].isin(TRIAL_STATUSES)]
     if not unknown.empty:
         first = unknown.iloc[0]
