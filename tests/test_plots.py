@@ -478,6 +478,14 @@ def test_lines_of_one_point_draw_their_interval_and_longer_lines_keep_their_band
         stem for stem, fig in drawn.items() if _error_bars_anywhere(fig)}
     assert {"accuracy_vs_epochs", "objective_vs_width", "objective_vs_head_lr"} <= {
         stem for stem, caption in captions.items() if said in caption}
+    # "Side by side" only where two bars share an x value (the two one-epoch lines of the
+    # figures against epochs), not where every point has an x of its own.
+    beside = "and several such at one x are drawn side by side"
+    sharing = {stem for stem, fig in drawn.items() if any(
+        len(xs) != len(set(xs)) for xs in ([bar[0] for bar in _error_bars(ax)]
+                                           for ax in fig.axes))}
+    assert sharing == {"accuracy_vs_epochs", "overfitting"}
+    assert {stem for stem, caption in captions.items() if beside in caption} == sharing
     # Each configuration's final accuracy at seeds 1 and 2 (its last epoch).
     final = {width: [base + 0.01 * seed * epochs for seed in (1, 2)]
              for _, width, epochs, base in configurations}

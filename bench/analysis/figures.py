@@ -167,7 +167,8 @@ class Study:
         elif intervals and plots.draws_error_bars(figure):
             sentence += (" A point whose neighbours have no interval (a line of one point) "
                          "has no band to draw: its interval is the error bar on that point"
-                         ", and several such at one x are drawn side by side.")
+                         + (", and several such at one x are drawn side by side"
+                            if plots.draws_side_by_side(figure) else "") + ".")
         plots.save(figure, self.plots_dir / stem)
         self.blocks += [Block("h2", heading),
                         Block("figure", self.plots_dir / f"{stem}.png", sentence)]

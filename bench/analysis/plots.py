@@ -139,6 +139,7 @@ class _Lines:
                     # the drawn places are added to them below. (A later ax.relim() would
                     # leave shifted artists out; nothing here calls it.)
                     artist.set_transform(shift)
+                    artist.set_gid(DODGED)
                 ax.update_datalim([(reach, y) for y in (line["low"].min(), line["high"].max(),
                                                         line["mean"].iloc[0]) if y == y])
 
@@ -404,6 +405,15 @@ def overfitting(gap: pd.DataFrame, *, title: str):
     hue = "configuration" if "configuration" in gap else "trial_id"
     return facet_lines(gap, hue=hue, ylabel="training - validation accuracy",
                        title=title, reference=0.0)
+
+
+#: The gid of an artist drawn beside its x (``_dodged``), for the caption to say so.
+DODGED = "drawn-beside-its-x"
+
+
+def draws_side_by_side(fig) -> bool:
+    """Whether ``fig`` drew lines of one point sharing an x side by side (``_dodged``)."""
+    return any(artist.get_gid() == DODGED for ax in fig.axes for artist in ax.lines)
 
 
 def draws_error_bars(fig) -> bool:
