@@ -132,3 +132,21 @@ def test_a_note_within_a_trial_starts_its_own_line_on_a_terminal():
     assert terminal.screen() == [
         "  worker w0: the chief at h:1 has not answered for 15 s",
         "  trial 1/2 (id 0) [head_lr=0.01] repeat 1/1 epoch 2: val_accuracy 0.600"]
+
+
+def test_a_worker_counts_its_own_trials_and_says_so():
+    # Found by a new user: a worker's "trial 2 (id 3)" read as the study's second trial.
+    import io
+
+    from bench.tuning.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(total_trials=None, repeats=1, epochs=1, stream=stream, worker=True)
+    for trial_id in ("1", "3"):
+        progress.trial_begin(trial_id, {"head_lr": 0.01})
+        progress.repeat_end(repeat=1, final=0.5, best_epoch=1, seconds=1.0)
+    assert stream.getvalue().splitlines() == [
+        "  this worker's trial 1 (id 1) [head_lr=0.01] repeat 1/1: final val_accuracy 0.500 "
+        "(best at epoch 1) in 1.0 s",
+        "  this worker's trial 2 (id 3) [head_lr=0.01] repeat 1/1: final val_accuracy 0.500 "
+        "(best at epoch 1) in 1.0 s"]

@@ -24,12 +24,13 @@ class Progress:
         self._label = self._values = ""
         # A worker sees its own trials only; the chief's tables hold them all.
         self._best = "this worker's best so far" if worker else "best so far"
+        self._count = "this worker's trial" if worker else "trial"
 
     def trial_begin(self, trial_id: str, values: dict) -> None:
         self.trial_number += 1
         of = f"/{self.total}" if self.total else ""
         self._values = format_values(values)
-        self._label = f"trial {self.trial_number}{of} (id {trial_id}) [{self._values}]"
+        self._label = f"{self._count} {self.trial_number}{of} (id {trial_id}) [{self._values}]"
 
     def epoch_end(self, row: dict) -> None:
         if self.live:
