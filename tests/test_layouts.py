@@ -155,6 +155,18 @@ def test_split_folders_one_level_off_are_refused_with_where_they_belong(tmp_path
     assert str(caught.value) == (f"{wrapped} holds one folder, dataset/, and it holds the "
                                  f"split folders train/, val/: pass --data {wrapped / 'dataset'}")
     assert len(load(wrapped / "dataset", tmp_path).train) == 4  # as told: 80% of 6 train
+    # Misnamed splits in it are named in the same line, not in the next run's.
+    (wrapped / "dataset" / "train").rename(wrapped / "dataset" / "Train")
+    (wrapped / "dataset" / "val").rename(wrapped / "dataset" / "Val")
+    with pytest.raises(BenchError) as caught:
+        load(wrapped, tmp_path)
+    assert str(caught.value) == (f"{wrapped} holds one folder, dataset/, and it holds the "
+                                 f"split folders Train/, Val/: pass --data {wrapped / 'dataset'}, "
+                                 "once Train/, Val/ are renamed train/, val/ (split folders are "
+                                 "named in lower case)")
+    for name in ("Train", "Val"):
+        (wrapped / "dataset" / name).rename(wrapped / "dataset" / name.lower())
+    assert len(load(wrapped / "dataset", tmp_path).train) == 4
 
     inverted = tmp_path / "inverted"
     for tag, split in enumerate(("train", "val")):

@@ -81,8 +81,12 @@ def find_layout(root: Path) -> Layout:
         inside = _split_folders_in(root / only)
         if inside:
             # An archive unzipped into a folder of its own: one "class" holding the splits.
+            misnamed = [name for name in inside if name != name.lower()]
+            rename = (f", once {', '.join(misnamed)} {'is' if len(misnamed) == 1 else 'are'} "
+                      f"renamed {', '.join(name.lower() for name in misnamed)} (split folders "
+                      "are named in lower case)" if misnamed else "")
             raise BenchError(f"{root} holds one folder, {only}/, and it holds the split "
-                             f"folders {', '.join(inside)}: pass --data {root / only}")
+                             f"folders {', '.join(inside)}: pass --data {root / only}{rename}")
     if not splits:
         lookalikes = sorted(name for name in folders if _looks_like_a_split(root / name))
         if lookalikes:
