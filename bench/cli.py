@@ -245,16 +245,18 @@ def _run(args) -> int:
     try:
         run_dir = run_study(spec, resume_from=resume_from, scale=scale)
     except StudyFailed as failure:
+        run_dir = getattr(failure, "run_dir", None)  # None: it failed before one was made
         try:
-            _print_summary(failure.run_dir, ended=None)
+            if run_dir is not None:
+                _print_summary(run_dir, ended=None)
         except BrokenPipeError:
             # The reader of the output ended: the failure and its advice still go to stderr
             # (not "continue it with --resume", which a failure limit refuses).
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        then = (f", then continue the run with '{_resume_command(args, failure.run_dir)}'"
-                if failure.resumable else "")
-        print(f"error: the study failed: {failure}{then} (run directory {failure.run_dir})",
-              file=sys.stderr)
+        then = (f", then continue the run with '{_resume_command(args, run_dir)}'"
+                if failure.resumable and run_dir is not None else "")
+        where = f" (run directory {run_dir})" if run_dir is not None else ""
+        print(f"error: the study failed: {failure.advised(then)}{where}", file=sys.stderr)
         return EXIT_STUDY_FAILED
     _print_summary(run_dir, ended="whole")
     return 0
@@ -328,7 +330,7 @@ def _perf(args) -> int:
     except StudyFailed as failure:
         where = getattr(failure, "run_dir", None)
         then = ", then run perf again with another --name" if failure.resumable else ""
-        print(f"error: perf stopped: {failure}{then}" +
+        print(f"error: perf stopped: {failure.advised(then)}" +
               (f" (run directory {where})" if where else ""), file=sys.stderr)
         return EXIT_STUDY_FAILED
     return 0

@@ -22,8 +22,25 @@ class StudyFailed(Exception):
 
     #: Whether the same run continues once the cause is mended (a full disk); the command
     #: line then adds the command that continues it, which only it knows (run, a chief's
-    #: run, a worker).
+    #: run, a worker), with ``advised``.
     resumable = False
+    #: Where in the message that command goes: after the failure's own words, before what
+    #: ``also`` added (None: at the end).
+    advice_at: int | None = None
+
+    def also(self, later: str) -> "StudyFailed":
+        """This failure with ``later`` (what else went wrong) added to its message."""
+        wrapped = StudyFailed(f"{self}; {later}")
+        wrapped.resumable = self.resumable
+        wrapped.advice_at = len(str(self)) if self.advice_at is None else self.advice_at
+        return wrapped
+
+    def advised(self, then: str) -> str:
+        """The message with ``then`` (", then continue the run with '...'") put where it
+        belongs."""
+        text = str(self)
+        at = len(text) if self.advice_at is None else self.advice_at
+        return text[:at] + then + text[at:]
 
 
 class FailureLimit(StudyFailed):

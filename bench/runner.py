@@ -7,6 +7,7 @@ directory as it is produced, so an interrupted run keeps what it finished.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -138,17 +139,22 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
     except BrokenPipeError:
         raise  # the output closed (a reader such as 'head' ended), not the disk
     except (OSError, DiskFull) as error:
-        if failure is not None and failure.resumable:
+        if failure is not None and failure.resumable and _disk_full(error):
             return failure  # the disk is still full; the resumed run writes the report
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
         later = (f"the report could not be written ({reason}); once there is space, "
                  f"'{command('analyze', path)}' makes it from the tables")
-        return StudyFailed(f"{failure}; {later}" if failure else f"the study completed but {later}")
+        return failure.also(later) if failure else StudyFailed(f"the study completed but {later}")
     except Exception as error:  # noqa: BLE001 (a bug in drawing must not hide whole tables)
         later = (f"the report failed ({type(error).__name__}: {error}), a bug in the suite; "
                  f"the tables are whole, and '{command('analyze', path)}' retries it")
-        return StudyFailed(f"{failure}; {later}" if failure else f"the study completed but {later}")
+        return failure.also(later) if failure else StudyFailed(f"the study completed but {later}")
     return failure
+
+
+def _disk_full(error: OSError) -> bool:
+    return isinstance(error, DiskFull) or error.errno in (errno.ENOSPC, errno.EFBIG,
+                                                          errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -386,7 +392,15 @@ def _open_run_dir(plan: StudyPlan, record: dict, *, resume_from: Path | None,
     record.pop("distributed", None)
     if scale is not None:
         record["distributed"] = {"workers": scale.workers, "remote": scale.remote}
-    write_json(run_dir.run_json, record)
+    try:
+        write_json(run_dir.run_json, record)
+    except DiskFull:
+        if resume_from is None:
+            try:
+                run_dir.path.rmdir()  # empty: the same command (--name) can run again
+            except OSError:
+                pass
+        raise
     return run_dir, record, resumed
 
 
@@ -510,6 +524,9 @@ def _search(plan: StudyPlan, record: dict, *, make_search, run_dir, log) -> Stud
                 search.write_trials()
             except (OSError, DiskFull):
                 pass  # the disk is full: the failure already says so
+            except Exception as error:  # noqa: BLE001 (the failure must not be hidden)
+                log(f"warning: trials.csv was not rewritten after the failure "
+                    f"({type(error).__name__}: {error})")
     except KeyboardInterrupt as interrupt:
         record["status"] = "interrupted"
         if search is not None:
@@ -528,7 +545,10 @@ def _search(plan: StudyPlan, record: dict, *, make_search, run_dir, log) -> Stud
         try:
             write_json(run_dir.run_json, record)
         except DiskFull as error:
-            log(f"error: {error}")
+            if failure is None:
+                failure = error  # a completed search's run.json still says running
+            else:
+                log(f"error: {error}")
     return failure
 
 
@@ -570,8 +590,14 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     record = _run_record(plan, start, notes=notes, prepared=prepared, warnings=warnings,
                          compilation_cache=compilation_cache,
                          preflight_seconds=round(time.perf_counter() - checking, 2))
-    run_dir, record, resumed = _open_run_dir(plan, record, resume_from=resume_from,
-                                             scale=scale, log=log)
+    try:
+        run_dir, record, resumed = _open_run_dir(plan, record, resume_from=resume_from,
+                                                 scale=scale, log=log)
+    except DiskFull as full:
+        if resume_from is None:  # nothing ran: no run to continue
+            raise StudyFailed(f"{full}; nothing ran: run the same command again") from full
+        full.run_dir = Path(resume_from)
+        raise
     if scale is None:
         def make_search(oracle):
             return _search_here(plan, oracle=oracle, data=data, inputs=inputs,
@@ -594,8 +620,8 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
             raise
         # A failed study's reason (and what to do about it) comes first.
         why = "stopped" if isinstance(interrupt, KeyboardInterrupt) else "the output closed"
-        failure = StudyFailed(f"{failure}; the report was not written ({why}): "
-                              f"'{command('analyze', run_dir.path)}' writes it")
+        failure = failure.also(f"the report was not written ({why}): "
+                               f"'{command('analyze', run_dir.path)}' writes it")
     if failure is not None:
         failure.run_dir = run_dir.path
         raise failure

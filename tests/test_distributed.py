@@ -770,16 +770,21 @@ def test_a_worker_that_dies_restarting_before_asking_for_its_trial_is_not_counte
     worker.process.wait(timeout=60)
 
 
+@pytest.mark.parametrize("where", ["/dev/full", "a folder"])
 def test_a_worker_whose_log_cannot_be_written_runs_on_and_its_output_reaches_the_console(
-        tmp_path):
-    # /dev/full refuses every write (ENOSPC), as a full disk does. A worker prints more than
-    # a pipe holds: if the log's failure stopped the pipe being read, it would block for
-    # ever.
+        tmp_path, where):
+    # /dev/full refuses every write (ENOSPC), as a full disk does; a folder cannot even be
+    # opened as the log. A worker prints more than a pipe holds: if the log's failure
+    # stopped the pipe being read, it would block for ever.
+    if where == "/dev/full" and not Path(where).exists():
+        pytest.skip("no /dev/full here")
+    log_path = Path(where) if where == "/dev/full" else tmp_path
+    reason = "No space left on device" if where == "/dev/full" else "Is a directory"
     lines = [f"line {i} " + "x" * 90 for i in range(3000)]  # about 300 KB
     worker = LocalWorker(
         name="w", command=[sys.executable, "-c",
                            "for i in range(3000): print(f'line {i} ' + 'x' * 90)"],
-        env=dict(os.environ), log_path=Path("/dev/full"))
+        env=dict(os.environ), log_path=log_path)
     told = []
     worker.start(told.append)
     assert worker.process.wait(timeout=60) == 0
@@ -788,8 +793,9 @@ def test_a_worker_whose_log_cannot_be_written_runs_on_and_its_output_reaches_the
         assert time.monotonic() < deadline, told[-3:]
         time.sleep(0.1)
     warnings = [line for line in told if line.startswith("warning:")]
-    assert warnings == ["warning: cannot write /dev/full (No space left on device): worker "
-                        "w's output from here on is only in this console"]
+    assert warnings == [f"warning: cannot write {log_path} ({reason}): worker w's output "
+                        "from here on is only in this console"]
+    assert worker.log_cut
     assert told.index(warnings[0]) == 0  # the first line could not be kept either
     assert [line for line in told if not line.startswith("warning:")] == [
         "[w] " + line for line in lines]

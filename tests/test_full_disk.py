@@ -45,6 +45,7 @@ def _limited(limit: int, command: list[str]) -> list[str]:
     return [sys.executable, "-c", setup, *command]
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
     spaces = tmp_path / "spaces"
     spaces.mkdir()
@@ -70,6 +71,14 @@ def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
     # The advice, followed once the limit is gone, finishes the same run.
     advice = f", then continue the run with 'python run_bench.py run --resume {run}'"
     assert errors[0].endswith(f"free some space{advice} (run directory {run})"), errors[0]
+    # Followed too soon (the disk still full: run.json cannot be written as the run is
+    # reopened), the same line again, not a traceback.
+    early = subprocess.run(_limited(3000, _advised(errors[0])), cwd=ROOT, capture_output=True,
+                           text=True, env=env, timeout=600)
+    assert early.returncode == 1 and "Traceback" not in early.stderr, early.stderr[-3000:]
+    (again,) = [line for line in early.stderr.splitlines() if line.startswith("error:")]
+    assert again.startswith(f"error: the study failed: cannot write {run / 'run.json'} (")
+    assert again.endswith(f"free some space{advice} (run directory {run})"), again
     resumed = subprocess.run(_advised(errors[0]), cwd=ROOT, capture_output=True, text=True,
                              env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -77,6 +86,72 @@ def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
     epochs = pd.read_csv(run / "epochs.csv")
     assert sorted(epochs["epoch"]) == list(range(1, 121))
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_write_its_record_says_what_to_do_at_the_start_and_at_the_end(
+        tmp_path):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "long.py").write_text(LONG_SPACE)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
+    command = [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "long",
+               "--spaces-dir", str(spaces), "--image-size", "16", "--train-per-class", "4",
+               "--epochs", "1", "--results-dir", str(tmp_path / "results"), "--name", "new"]
+    # 1000 bytes: the decoded data is cached first (no limit), run.json does not fit.
+    warm = subprocess.run([*command[:-1], "warm"], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    result = subprocess.run(_limited(1000, command), cwd=ROOT, capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    run = tmp_path / "results" / "new"
+    assert error.startswith(f"error: the study failed: cannot write {run / 'run.json'} (")
+    assert error.endswith("free some space; nothing ran: run the same command again"), error
+    assert not run.exists()
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    # A limit that the run's first run.json fits under and its last (which adds how the
+    # search went) does not: the search completes, and the run still says so, with the
+    # command that finishes it (it exited 0 with run.json saying running).
+    last = len((tmp_path / "results" / "warm" / "run.json").read_bytes())
+    ends = tmp_path / "results" / "ends"  # a name as long as "warm": the same paths' length
+    result = subprocess.run(_limited(last - 150, [*command[:-1], "ends"]), cwd=ROOT,
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error.startswith(f"error: the study failed: cannot write {ends / 'run.json'} (")
+    assert error.endswith("free some space, then continue the run with 'python run_bench.py "
+                          f"run --resume {ends}' (run directory {ends})"), error
+    assert json.loads((ends / "run.json").read_text())["status"] == "running"
+    finished = subprocess.run(_advised(error), cwd=ROOT, capture_output=True, text=True,
+                              env=env, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert json.loads((ends / "run.json").read_text())["status"] == "completed"
+    assert (ends / "report.md").exists()
+
+
+def test_a_failure_with_more_added_keeps_its_advice_after_its_own_words():
+    # Found in review: a full disk whose report then failed lost the command that
+    # continues the run (the message was rebuilt, not resumable any more).
+    import errno
+    from pathlib import Path
+
+    from bench.errors import DiskFull, StudyFailed
+
+    full = DiskFull(Path("/r/epochs.csv"), rows=3,
+                    error=OSError(errno.ENOSPC, "No space left on device"))
+    wrapped = full.also("the report failed (ValueError: boom)").also("and more")
+    assert wrapped.resumable
+    assert wrapped.advised(", then continue the run with 'X'") == (
+        "cannot write /r/epochs.csv (No space left on device) after 3 row(s): the disk "
+        "holding /r is full or a file-size limit was reached; every complete row is kept: "
+        "free some space, then continue the run with 'X'; the report failed (ValueError: "
+        "boom); and more")
+    plain = StudyFailed("no trial completed").also("the report failed")
+    assert not plain.resumable and plain.advised("") == "no trial completed; the report failed"
 
 
 def _advised(line: str) -> list[str]:
@@ -136,12 +211,13 @@ def test_a_worker_on_a_full_disk_says_how_to_start_it_again_and_that_finishes_th
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     run = tmp_path / "results" / "served"
+    # Into a file: a pipe read only at the end could fill and stop the chief.
+    chief_output = open(tmp_path / "chief.txt", "w")  # noqa: SIM115 (closed below)
     chief = subprocess.Popen(
         [sys.executable, str(ROOT / "run_bench.py"), "chief", "--space", "long", "--spaces-dir",
          str(spaces), "--image-size", "16", "--train-per-class", "4", "--results-dir",
          str(tmp_path / "results"), "--name", "served", "--port", str(port), "--host",
-         "127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+         "127.0.0.1"], cwd=ROOT, env=env, stdout=chief_output, stderr=subprocess.STDOUT)
     worker = [sys.executable, str(ROOT / "run_bench.py"), "worker", "--chief",
               f"127.0.0.1:{port}", "--run", str(run), "--id", "w0", "--wait", "300"]
     try:
@@ -161,12 +237,13 @@ def test_a_worker_on_a_full_disk_says_how_to_start_it_again_and_that_finishes_th
         again = subprocess.run(_advised(errors[0]), cwd=ROOT, capture_output=True, text=True,
                                env=env, timeout=600)
         assert again.returncode == 0, again.stderr[-3000:]
-        _, err = chief.communicate(timeout=300)
-        assert chief.returncode == 0, err[-3000:]
+        chief.wait(timeout=300)
+        assert chief.returncode == 0, (tmp_path / "chief.txt").read_text()[-3000:]
     finally:
         if chief.poll() is None:
             chief.kill()
         chief.wait(timeout=60)
+        chief_output.close()
     epochs = pd.read_csv(run / "epochs.csv")
     assert sorted(epochs["epoch"]) == list(range(1, 121))
     assert json.loads((run / "run.json").read_text())["status"] == "completed"

@@ -325,14 +325,20 @@ class LocalWorker:
     deaths_between_trials: int = 0  # in a row: a worker that cannot even start is not
     #                                 restarted for ever
     output: list[str] = field(default_factory=list)
+    log_cut: bool = False  # its log could not be written to the end (a full disk)
+    forwarder: threading.Thread | None = None
 
     def start(self, log) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Undecodable bytes (a native library's) must not stop the pipe being read.
         self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                        stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                        errors="replace")
 
         def forward(stream, prefix=f"[{self.name}] "):
-            kept = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            # Whatever fails here, the pipe is read to its end: a worker whose output no
+            # one reads blocks for ever once the pipe is full.
+            kept = self._keep(None, None, log=log)
             try:
                 for line in stream:
                     kept = self._keep(kept, line, log=log)
@@ -340,30 +346,43 @@ class LocalWorker:
                     self.output.append(line)
                     del self.output[:-20]
                     if line.strip() and not BACKEND_CHATTER.match(line):
-                        log(prefix + line)
+                        try:
+                            log(prefix + line)
+                        except OSError:
+                            pass  # the console is gone; the log and output keep it
             finally:
                 if kept is not None:
                     kept.close()
 
-        threading.Thread(target=forward, args=(self.process.stdout,), daemon=True).start()
+        self.forwarder = threading.Thread(target=forward, args=(self.process.stdout,),
+                                          daemon=True)
+        self.forwarder.start()
 
-    def _keep(self, kept, line: str, *, log):
-        """Appends ``line`` to the worker's log; on a full disk the log stops (the worker
-        must not block on a pipe no one drains) and its output goes on to the console."""
-        if kept is None:
-            return None
+    def _keep(self, kept, line: str | None, *, log):
+        """Appends ``line`` to the worker's log (``None``: opens it); on a full disk the log
+        stops and the output goes on to the console. Returns the open log or None."""
         try:
-            kept.write(line)
-            kept.flush()
+            if line is None:
+                return open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
+            if kept is not None:
+                kept.write(line)
+                kept.flush()
+            return kept
         except OSError as error:
+            self.log_cut = True
             log(f"warning: cannot write {self.log_path} ({error.strerror or error}): worker "
                 f"{self.name}'s output from here on is only in this console")
             try:
-                kept.close()
+                if kept is not None:
+                    kept.close()
             except OSError:
                 pass  # what it held could not be written either; the warning says so
             return None
-        return kept
+
+    def output_read(self, seconds: float = 5) -> None:
+        """Waits (a little) for the output of a process that has ended to be read."""
+        if self.forwarder is not None:
+            self.forwarder.join(timeout=seconds)
 
 
 def stop_all(workers: list[LocalWorker]) -> None:
@@ -474,12 +493,16 @@ class Chief:
                 elif code > 0:
                     # It stopped itself (a refusal, a full disk, an error): restarting it
                     # would end the same way.
+                    worker.output_read()  # its last line is its reason
                     reason = self._reason(worker)
-                    failure = StudyFailed(f"worker {worker.name} stopped (its whole output "
-                                          f"is in {worker.log_path}): {reason}")
+                    kept = ("its output until its log could not be written" if worker.log_cut
+                            else "its whole output")
+                    failure = StudyFailed(f"worker {worker.name} stopped ({kept} is in "
+                                          f"{worker.log_path}): {reason}")
                     failure.resumable = DiskFull.MARK in reason
                     raise failure
                 elif code < 0:
+                    worker.output_read()
                     self._worker_died(worker, code)
                     running += 1
             if running == 0:
