@@ -642,3 +642,41 @@ def test_the_objective_caption_tells_a_run_without_the_parameter_from_an_inactiv
     (left,) = [part for part in caption.split(" Left out")[1:]]
     assert "run_id=B" not in left.split("Not drawn")[0]
     assert left.count("momentum=inactive") == 3 and "and 2 more" in left
+
+
+def test_a_run_left_out_of_an_objective_figure_has_no_tie_or_line_style_in_its_caption(
+        tmp_path, monkeypatch):
+    # Found by a new user: "Tied for run_id=B ...: the first is drawn" and "Not drawn: B,
+    # whose space has no momentum" in one caption, and "One line style per run" with one
+    # run drawn.
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    rows = []
+    configurations = ([("A", 0.0, 1e-3, 8, 0.5), ("A", 0.9, 1e-3, 8, 0.6),
+                       ("A", 0.0, 1e-2, 16, 0.7), ("A", 0.9, 1e-2, 16, 0.8)]
+                      + [("B", float("nan"), lr, width, 0.4)  # widths tie in B
+                         for lr in (1e-3, 1e-2) for width in (8, 16)])
+    for trial, (run_id, momentum, lr, width, base) in enumerate(configurations):
+        for seed in (1, 2):
+            rows.append({"run_id": run_id, "trial_id": f"{trial}", "repeat": seed,
+                         "seed": seed, "epoch": 1, "momentum": momentum, "head_lr": lr,
+                         "width": width, "val_accuracy": base + 0.01 * seed,
+                         "accuracy": 0.9})
+    epochs = pd.DataFrame(rows)
+    trials = epochs.drop_duplicates("trial_id")[["run_id", "trial_id"]].assign(
+        status="COMPLETED", best_val_accuracy=0.6, seconds=1.0)
+    names = {"A": ["head_lr", "momentum", "width"], "B": ["head_lr", "width"]}
+    runs = [{"run_id": r, "space": {"name": "s"}, "settings": {"dataset": "d"},
+             "columns": {"hyperparameters": names[r], "varied": names[r]}} for r in "AB"]
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    blocks = figures(Tables(runs=runs, epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=lambda *_: None)
+    (caption,) = [b.caption for b in blocks if b.kind == "figure"
+                  and b.content.stem == "objective_vs_momentum"]
+    assert "Not drawn: B, whose space has no momentum." in caption
+    assert "run_id=B" not in caption and "One line style per run" not in caption, caption
+    # A's lines only: head_lr 1e-3 and 1e-2, two momenta each.
+    lines = _lines(drawn["objective_vs_momentum"].axes[0])
+    assert sorted(tuple(line.get_xdata()) for line in lines) == [(0.0, 0.9), (0.0, 0.9)]

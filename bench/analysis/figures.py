@@ -363,18 +363,18 @@ def _objective_figures(study: Study) -> None:
         hue = next((n for n in moving if n not in (parameter, col)), None)
         keep = [k for k in (*study.by_run, col, hue, parameter) if k]
         over = [n for n in moving if n not in keep]
-        rows = numbers.best_configurations(epochs, keep=keep, over=over)
+        # A run whose space has no such parameter (a joint report) is not "inactive": it
+        # is left out whole (its ties too), and the caption says so.
+        lacking = [run["run_id"] for run in study.tables.runs
+                   if study.tables.lacks(run["run_id"], parameter)]
+        recorded = epochs[~epochs["run_id"].isin(lacking)] if lacking else epochs
+        rows = numbers.best_configurations(recorded, keep=keep, over=over)
         final = numbers.execution_summary(rows, by=keep)
-        final = final[final["measure"] == "final"]
+        recorded = final[final["measure"] == "final"]
         # Configurations where the parameter is inactive (conditional) have no x; the
         # caption names them.
-        summary = final[final[parameter].notna()]
+        summary = recorded[recorded[parameter].notna()]
         groups = [col] if col else []
-        # A run whose space has no such parameter (a joint report) is not "inactive".
-        lacking = [run["run_id"] for run in study.tables.runs
-                   if parameter not in run.get("columns", {}).get("hyperparameters",
-                                                                   [parameter])]
-        recorded = final[~final["run_id"].isin(lacking)] if "run_id" in final else final
         inactive = _inactive_note(recorded, summary, groups,
                                   [k for k in keep if k not in groups], what=parameter)
         if lacking:
@@ -387,7 +387,7 @@ def _objective_figures(study: Study) -> None:
             continue
         log = study.tables.log_scaled(parameter)
         # Several runs: a line style each, or their points would join into one line.
-        style = "run_id" if study.several else None
+        style = "run_id" if study.several and summary["run_id"].nunique() > 1 else None
         study.save(plots.objective_vs(summary, x=parameter, col=col, hue=hue, style=style,
                                       log=log,
                                       title=f"{study.name}: final validation accuracy "
