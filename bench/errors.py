@@ -64,8 +64,9 @@ class FailureLimit(StudyFailed):
 class DiskFull(StudyFailed):
     """A table or file could not be written: the disk is full or a file-size limit was hit.
 
-    The file is left at its last complete row. It stops the whole search (KerasTuner lets
-    a ``FatalError`` through where it would fail one trial for anything else).
+    A table is left at its last complete row; a file written whole (``rows`` None) as it
+    was. It stops the whole search (KerasTuner lets a ``FatalError`` through where it
+    would fail one trial for anything else).
     """
 
     resumable = True
@@ -73,11 +74,12 @@ class DiskFull(StudyFailed):
     #: In the message, and so in a worker's last line, which its local chief reads.
     MARK = "is full or a file-size limit was reached"
 
-    def __init__(self, path, *, rows: int, error: OSError):
+    def __init__(self, path, *, rows: int | None, error: OSError):
         self.path = path
         folder = getattr(path, "parent", path)
         #: The system's words for it ("No space left on device", "File too large").
         self.reason = error.strerror or str(error)
-        super().__init__(f"cannot write {path} ({self.reason}) after {rows} row(s): the disk "
-                         f"holding {folder} {self.MARK}; every complete row is kept: free "
-                         "some space")
+        written, kept = ((f" after {rows} row(s)", "every complete row is kept") if rows is not None
+                         else ("", "the file is as it was before"))
+        super().__init__(f"cannot write {path} ({self.reason}){written}: the disk holding "
+                         f"{folder} {self.MARK}; {kept}: free some space")

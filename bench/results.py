@@ -152,7 +152,7 @@ def _replace_atomically(path: Path, write) -> None:
         write_whole(path, write)
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            raise DiskFull(path, rows=0, error=error) from error
+            raise DiskFull(path, rows=None, error=error) from error
         raise
 
 
@@ -239,12 +239,20 @@ def process_identity() -> dict:
     return identity if started is None else identity | {"start_ticks": started}
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the name (Linux), from field 3, or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # a name
+    except (OSError, IndexError):                                              # may hold ")"
+        return None
+
+
 def _start_ticks(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks after boot (Linux), or None."""
+    fields = _stat_fields(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name may hold ")"
-    except (OSError, ValueError, IndexError):
+        return int(fields[19])  # field 22
+    except (TypeError, ValueError, IndexError):
         return None
 
 
@@ -265,6 +273,9 @@ def _process_gone(identity: dict) -> bool:
         return True
     except (OSError, ValueError, KeyError, TypeError):
         return False
+    # A killed process not yet reaped by its parent (a zombie, for seconds) has ended.
+    if (_stat_fields(pid) or ["?"])[0] in ("Z", "X"):
+        return True
     # A live process under a reused id (a restarted container's) is another process.
     recorded, now = identity.get("start_ticks"), _start_ticks(pid)
     return recorded is not None and now is not None and recorded != now

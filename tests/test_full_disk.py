@@ -30,6 +30,26 @@ LONG_SPACE = textwrap.dedent('''
 ''')
 
 
+def _long_study(tmp_path, command: str, name: str, *extra) -> tuple[list[str], dict]:
+    """``(command line, environment)`` of a run of the long space (many small rows) in
+    ``tmp_path``, named ``name``."""
+    spaces = tmp_path / "spaces"
+    spaces.mkdir(exist_ok=True)
+    (spaces / "long.py").write_text(LONG_SPACE)
+    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
+    return [sys.executable, str(ROOT / "run_bench.py"), command, "--space", "long",
+            "--spaces-dir", str(spaces), "--image-size", "16", "--train-per-class", "4",
+            *extra, "--results-dir", str(tmp_path / "results"), "--name", name], env
+
+
+def _failed_in_one_line(result) -> str:
+    """The one error line of a run that failed (exit status 1) without a traceback."""
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    return error
+
+
 def _limited(limit: int, command: list[str]) -> list[str]:
     """``command`` under a file-size limit, set by a small Python that then execs it.
 
@@ -47,21 +67,13 @@ def _limited(limit: int, command: list[str]) -> list[str]:
 
 @pytest.mark.slow
 def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "long.py").write_text(LONG_SPACE)
-    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
-    result = subprocess.run(_limited(7000, [
-        sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "long", "--spaces-dir",
-        str(spaces), "--image-size", "16", "--train-per-class", "4", "--results-dir",
-        str(tmp_path / "results"), "--name", "full"]),
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    command, env = _long_study(tmp_path, "run", "full")
+    result = subprocess.run(_limited(7000, command), cwd=ROOT, capture_output=True, text=True,
+                            env=env, timeout=600)
     run = tmp_path / "results" / "full"
-    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and f"cannot write {run / 'epochs.csv'}" in errors[0]
-    assert any(words in errors[0] for words in ("File too large", "No space", "bytes written"))
+    error = _failed_in_one_line(result)
+    assert f"cannot write {run / 'epochs.csv'}" in error
+    assert any(words in error for words in ("File too large", "No space", "bytes written"))
     check_csv_rows(run / "epochs.csv")  # every line whole
     rows = (run / "epochs.csv").read_text().splitlines()
     assert 10 < len(rows) < 121
@@ -70,16 +82,15 @@ def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
     assert not list(run.rglob("*.partial"))
     # The advice, followed once the limit is gone, finishes the same run.
     advice = f", then continue the run with 'python run_bench.py run --resume {run}'"
-    assert errors[0].endswith(f"free some space{advice} (run directory {run})"), errors[0]
+    assert error.endswith(f"free some space{advice} (run directory {run})"), error
     # Followed too soon (the disk still full: run.json cannot be written as the run is
     # reopened), the same line again, not a traceback.
-    early = subprocess.run(_limited(3000, _advised(errors[0])), cwd=ROOT, capture_output=True,
+    early = subprocess.run(_limited(3000, _advised(error)), cwd=ROOT, capture_output=True,
                            text=True, env=env, timeout=600)
-    assert early.returncode == 1 and "Traceback" not in early.stderr, early.stderr[-3000:]
-    (again,) = [line for line in early.stderr.splitlines() if line.startswith("error:")]
+    again = _failed_in_one_line(early)
     assert again.startswith(f"error: the study failed: cannot write {run / 'run.json'} (")
     assert again.endswith(f"free some space{advice} (run directory {run})"), again
-    resumed = subprocess.run(_advised(errors[0]), cwd=ROOT, capture_output=True, text=True,
+    resumed = subprocess.run(_advised(error), cwd=ROOT, capture_output=True, text=True,
                              env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     check_csv_rows(run / "epochs.csv")
@@ -91,24 +102,18 @@ def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
 @pytest.mark.slow
 def test_a_run_that_cannot_write_its_record_says_what_to_do_at_the_start_and_at_the_end(
         tmp_path):
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "long.py").write_text(LONG_SPACE)
-    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
-    command = [sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "long",
-               "--spaces-dir", str(spaces), "--image-size", "16", "--train-per-class", "4",
-               "--epochs", "1", "--results-dir", str(tmp_path / "results"), "--name", "new"]
+    command, env = _long_study(tmp_path, "run", "new", "--epochs", "1")
     # 1000 bytes: the decoded data is cached first (no limit), run.json does not fit.
     warm = subprocess.run([*command[:-1], "warm"], cwd=ROOT, capture_output=True, text=True,
                           env=env, timeout=600)
     assert warm.returncode == 0, warm.stderr[-2000:]
     result = subprocess.run(_limited(1000, command), cwd=ROOT, capture_output=True,
                             text=True, env=env, timeout=600)
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    error = _failed_in_one_line(result)
     run = tmp_path / "results" / "new"
     assert error.startswith(f"error: the study failed: cannot write {run / 'run.json'} (")
-    assert error.endswith("free some space; nothing ran: run the same command again"), error
+    assert error.endswith("full or a file-size limit was reached; the file is as it was "
+                          "before: free some space; nothing ran: run the same command again"), error
     assert not run.exists()
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env,
                            timeout=600)
@@ -120,8 +125,7 @@ def test_a_run_that_cannot_write_its_record_says_what_to_do_at_the_start_and_at_
     ends = tmp_path / "results" / "ends"  # a name as long as "warm": the same paths' length
     result = subprocess.run(_limited(last - 150, [*command[:-1], "ends"]), cwd=ROOT,
                             capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    error = _failed_in_one_line(result)
     assert error.startswith(f"error: the study failed: cannot write {ends / 'run.json'} (")
     assert error.endswith("free some space, then continue the run with 'python run_bench.py "
                           f"run --resume {ends}' (run directory {ends})"), error
@@ -181,12 +185,9 @@ def test_a_full_disk_while_the_report_is_written_keeps_the_tables_and_says_analy
     assert warm.returncode == 0, warm.stderr[-2000:]
     result = run("report", limit=30_000)
     path = tmp_path / "results" / "report"
-    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-3000:]
-    assert "the study completed but the report could not be written" in errors[0]
-    assert f"'python run_bench.py analyze {path}' makes it from the tables" in errors[0]
+    error = _failed_in_one_line(result)
+    assert "the study completed but the report could not be written" in error
+    assert f"'python run_bench.py analyze {path}' makes it from the tables" in error
     assert json.loads((path / "run.json").read_text())["status"] == "completed"
     check_csv_rows(path / "epochs.csv")
     check_csv_rows(path / "trials.csv")
@@ -203,38 +204,31 @@ def test_a_worker_on_a_full_disk_says_how_to_start_it_again_and_that_finishes_th
         tmp_path):
     # A worker on another machine: its own table fills the disk; the chief keeps its trial
     # for that --id, and the worker started again as told finishes the run.
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "long.py").write_text(LONG_SPACE)
-    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    command, env = _long_study(tmp_path, "chief", "served", "--port", str(port), "--host",
+                               "127.0.0.1")
     run = tmp_path / "results" / "served"
     # Into a file: a pipe read only at the end could fill and stop the chief.
     chief_output = open(tmp_path / "chief.txt", "w")  # noqa: SIM115 (closed below)
-    chief = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_bench.py"), "chief", "--space", "long", "--spaces-dir",
-         str(spaces), "--image-size", "16", "--train-per-class", "4", "--results-dir",
-         str(tmp_path / "results"), "--name", "served", "--port", str(port), "--host",
-         "127.0.0.1"], cwd=ROOT, env=env, stdout=chief_output, stderr=subprocess.STDOUT)
+    chief = subprocess.Popen(command, cwd=ROOT, env=env, stdout=chief_output,
+                             stderr=subprocess.STDOUT)
     worker = [sys.executable, str(ROOT / "run_bench.py"), "worker", "--chief",
               f"127.0.0.1:{port}", "--run", str(run), "--id", "w0", "--wait", "300"]
     try:
         full = subprocess.run(_limited(7000, worker), cwd=ROOT, capture_output=True, text=True,
                               env=env, timeout=600)
-        assert full.returncode == 1, full.stdout[-2000:] + full.stderr[-3000:]
-        assert "Traceback" not in full.stderr
-        errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+        error = _failed_in_one_line(full)
         table = run / "workers" / "w0" / "epochs.csv"
-        assert len(errors) == 1 and errors[0].startswith(
-            f"error: worker w0 stopped: cannot write {table} ("), errors[0]
-        assert errors[0].endswith(
+        assert error.startswith(
+            f"error: worker w0 stopped: cannot write {table} ("), error
+        assert error.endswith(
             "free some space, then start this worker again: 'python run_bench.py worker "
-            f"--chief 127.0.0.1:{port} --run {run} --id w0'"), errors[0]
+            f"--chief 127.0.0.1:{port} --run {run} --id w0'"), error
         check_csv_rows(table)
         assert 10 < len(table.read_text().splitlines()) < 121
-        again = subprocess.run(_advised(errors[0]), cwd=ROOT, capture_output=True, text=True,
+        again = subprocess.run(_advised(error), cwd=ROOT, capture_output=True, text=True,
                                env=env, timeout=600)
         assert again.returncode == 0, again.stderr[-3000:]
         chief.wait(timeout=300)
@@ -251,33 +245,24 @@ def test_a_worker_on_a_full_disk_says_how_to_start_it_again_and_that_finishes_th
 
 @pytest.mark.slow
 def test_a_local_worker_on_a_full_disk_stops_the_run_which_resumes_as_told(tmp_path):
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "long.py").write_text(LONG_SPACE)
-    env = dict(os.environ, FINETUNE_BENCH_CACHE=str(tmp_path / "cache"))
-    result = subprocess.run(_limited(7000, [
-        sys.executable, str(ROOT / "run_bench.py"), "run", "--space", "long", "--spaces-dir",
-        str(spaces), "--image-size", "16", "--train-per-class", "4", "--results-dir",
-        str(tmp_path / "results"), "--name", "local", "--workers", "1"]),
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    command, env = _long_study(tmp_path, "run", "local", "--workers", "1")
+    result = subprocess.run(_limited(7000, command), cwd=ROOT, capture_output=True, text=True,
+                            env=env, timeout=600)
     run = tmp_path / "results" / "local"
-    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-3000:]
+    error = _failed_in_one_line(result)
     table = run / "workers" / "tuner0" / "epochs.csv"
-    assert errors[0].count("worker tuner0 stopped") == 1, errors[0]
-    assert f"cannot write {table} (" in errors[0]
+    assert error.count("worker tuner0 stopped") == 1, error
+    assert f"cannot write {table} (" in error
     # The run's own advice (not 'run --resume' of the worker's folder).
-    assert errors[0].endswith(
+    assert error.endswith(
         f"free some space, then continue the run with 'python run_bench.py run --resume "
-        f"{run}' (run directory {run})"), errors[0]
+        f"{run}' (run directory {run})"), error
     # What the worker wrote is in the run's table and its report, not "0 executions".
     written = len(table.read_text().splitlines()) - 1
     assert 10 < written < 120
     assert len(pd.read_csv(run / "epochs.csv")) == written
     assert "and 1 execution with rows, 0 of them complete" in result.stdout
-    resumed = subprocess.run(_advised(errors[0]), cwd=ROOT, capture_output=True, text=True,
+    resumed = subprocess.run(_advised(error), cwd=ROOT, capture_output=True, text=True,
                              env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     epochs = pd.read_csv(run / "epochs.csv")

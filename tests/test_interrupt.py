@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -83,20 +85,33 @@ def test_a_run_whose_process_is_gone_reads_as_interrupted(tiny_run, tmp_path):
 
     copy = tmp_path / "killed"
     shutil.copytree(tiny_run, copy)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
     record = json.loads((copy / "run.json").read_text())
     record["status"] = "running"
-    record["process"]["pid"] = dead.pid
-    (copy / "run.json").write_text(json.dumps(record))
+    # Killed and not yet reaped (a zombie: found by a new user, whose analyze right after a
+    # SIGKILL said "running"), then reaped.
+    from bench.results import process_identity
+
+    killed = subprocess.Popen(["sleep", "60"])
+    try:
+        record["process"] = process_identity() | {"pid": killed.pid}
+        record["process"].pop("start_ticks")
+        (copy / "run.json").write_text(json.dumps(record))
+        assert read_run(RunDir(copy))["status"] == "running"
+        killed.kill()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{killed.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert read_run(RunDir(copy))["status"] == "interrupted"
+    finally:
+        killed.kill()
+        killed.wait()
     assert read_run(RunDir(copy))["status"] == "interrupted"
     record["process"]["pid"] = os.getpid()  # alive: still running
     record["process"].pop("start_ticks", None)  # as a record from before they were kept
     (copy / "run.json").write_text(json.dumps(record))
     assert read_run(RunDir(copy))["status"] == "running"
     # Alive, but started at another time: its id was reused (found in review).
-    from bench.results import process_identity
-
     ours = process_identity()
     assert "start_ticks" in ours  # Linux
     for ticks, status in ((ours["start_ticks"], "running"),
