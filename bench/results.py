@@ -314,13 +314,17 @@ def _text_columns(run: RunDir) -> list[str]:
     return text_hyperparameters(read_run(run))
 
 
+def _completed(run: RunDir) -> bool:
+    return run.run_json.exists() and read_run(run).get("status") == "completed"
+
+
 def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema, *,
-                text: list[str]) -> pd.DataFrame:
+                text: list[str], completed: bool) -> pd.DataFrame:
     """Reads the CSV table (checked whole first), or its Parquet copy when only that is
     there; either way the columns and their types are checked. ``text``: columns read as
-    text (their empty cells stay missing)."""
+    text (their empty cells stay missing); ``completed``: the run completed."""
     if csv_path.exists():
-        check_csv_rows(csv_path)
+        check_csv_rows(csv_path, completed=completed)
         with open(csv_path, newline="", encoding="utf-8") as file:
             header = next(csv.reader(file), [])
         # A hyperparameter's value is what the space declared, "None" and "nan" included:
@@ -345,12 +349,12 @@ def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema, *,
 
 def read_epochs(run: RunDir) -> pd.DataFrame:
     return _read_table(run.epochs_csv, {"trial_id": str, "run_id": str}, EPOCHS_SCHEMA,
-                       text=_text_columns(run))
+                       text=_text_columns(run), completed=_completed(run))
 
 
 def read_trials(run: RunDir) -> pd.DataFrame:
     table = _read_table(run.trials_csv, {"trial_id": str, "error": str}, TRIALS_SCHEMA,
-                        text=_text_columns(run))
+                        text=_text_columns(run), completed=_completed(run))
     table["error"] = table["error"].fillna("").replace("nan", "")
     return table
 

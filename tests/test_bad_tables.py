@@ -46,11 +46,21 @@ def _one_error(result, *words):
 
 
 def test_a_row_cut_mid_line(damaged):
+    import json
+
     before = _parquet(damaged)
     text = (damaged / "epochs.csv").read_text()
     (damaged / "epochs.csv").write_text(text[:-25])
-    _one_error(_analyze(damaged), "epochs.csv", "cut short")
+    last = text.count("\n")
+    # A completed run was not stopped mid-row: deleting the line (found by a new user)
+    # only led to "restore both from a copy".
+    _one_error(_analyze(damaged), f"epochs.csv: line {last}, the last, is cut short, though "
+               "the run completed: the file was damaged; restore it from a copy")
     _nothing_written(damaged, before)
+    record = json.loads((damaged / "run.json").read_text())
+    (damaged / "run.json").write_text(json.dumps(record | {"status": "interrupted"}))
+    _one_error(_analyze(damaged), f"epochs.csv: line {last}, the last, is cut short (the run "
+               "was stopped while writing it); delete that line to analyse the rest")
 
 
 def test_a_row_with_missing_fields(damaged):
