@@ -288,7 +288,8 @@ EDITS = {
                                                    repeat="1", epoch="1")),
                          "trial 0000's repeat 1 has epochs 0, 2, where it has 1 to n once"),
     "seed": (dict(epochs=lambda e: _at(e, "seed", "99", trial_id="0001", repeat="1")),
-             "trial 0001's repeat 1 has seed 99 where run.json gives repeat 1 the seed 1"),
+             "trial 0001's repeat 1 has seed 99 where run.json gives repeat 1 the seed 1; "
+             "epochs.csv or run.json was edited: restore both from a copy"),
     "repeat-renumbered": (dict(epochs=lambda e: _at(e, "repeat", "5", trial_id="0000",
                                                     repeat="2")),
                           "trial 0000 is COMPLETED but its repeats are 1, 5, not 1 to n"),

@@ -238,6 +238,15 @@ def test_the_p_value_is_the_paired_t_test_on_the_seeds_differences():
     assert gap.p_value == pytest.approx(0.0742, abs=1e-4)
     assert "standard deviation over 3 seeds 0.100, paired t-test p = 0.074)" in \
         gap_sentence(gap)
+    # Differences 0.2 and 0: t = 0.1 / (0.1414 / sqrt 2) = 1 on 1 degree of freedom, whose
+    # two-sided p is 1 - (2 / pi) atan(1) = 0.5: written "0.50", two significant digits as
+    # every other p (a new user saw "p = 0.5" beside "p = 0.47").
+    rows = [_row(init, seed, 1, value, head_lr=0.01)
+            for seed, pair in enumerate(((0.3, 0.5), (0.4, 0.4)), 1)
+            for init, value in zip(("random", "pretrained"), pair)]
+    gap = analysis.init_gap(pd.DataFrame(rows))
+    assert gap.p_value == pytest.approx(0.5, abs=1e-9)
+    assert "paired t-test p = 0.50)" in gap_sentence(gap)
 
 
 def test_one_difference_at_every_seed_has_no_t_test_whatever_float32_rounding_says():

@@ -65,7 +65,8 @@ SCORES = ("best_val_accuracy", "final_val_accuracy", "test_accuracy")
 
 
 def gap_sentence(gap: numbers.Gap) -> str:
-    p = f", paired t-test p = {gap.p_value:.2g}" if not pd.isna(gap.p_value) else ""
+    # Two significant digits always: 0.50, not 0.5 beside 0.47 and 0.038.
+    p = f", paired t-test p = {gap.p_value:#.2g}" if not pd.isna(gap.p_value) else ""
     scope = gap_scope(gap)
     over = "" if not scope else f"{scope}, " if gap.configurations == 1 else f"{scope} and "
     if gap.pairs == 1:

@@ -291,15 +291,16 @@ def _check_completed_rows(rows: pd.DataFrame, trial_id: str, run: dict, path: Pa
     for repeat in repeats:
         mine = rows[rows["repeat"] == repeat]
         epochs = sorted(mine["epoch"])
-        said = None
+        said, edited = None, "the table was edited: restore it from a copy"
         if epochs != list(range(1, len(epochs) + 1)):
             said = f"epochs {_numbers(epochs)}, where it has 1 to n once each"
         elif seeds and 1 <= repeat <= len(seeds) and set(mine["seed"]) != {seeds[int(repeat) - 1]}:
             said = (f"seed {_numbers(sorted(set(mine['seed'])))} where run.json gives repeat "
                     f"{repeat:g} the seed {seeds[int(repeat) - 1]}")
+            edited = f"{path.name} or run.json was edited: restore both from a copy"
         if said:
-            raise BenchError(f"{path}: trial {trial_id}'s repeat {repeat:g} has {said}; the "
-                             "table was edited: restore it from a copy")
+            raise BenchError(f"{path}: trial {trial_id}'s repeat {repeat:g} has {said}; "
+                             f"{edited}")
     if repeats != list(range(1, len(repeats) + 1)):
         raise BenchError(f"{path}: trial {trial_id} is COMPLETED but its repeats are "
                          f"{_numbers(repeats)}, not 1 to n; the table was edited: restore it "
