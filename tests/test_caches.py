@@ -18,7 +18,7 @@ from test_imagefolder import good_images
 from bench.data import imagefolder
 from bench.data.datasets import DataRequest, load_dataset
 from bench.models.backbones import BACKBONES
-from bench.models.pretrain import cache_name, pretrain, pretrain_key
+from bench.models.pretrain import cache_name, pretrain, pretrain_key, record_sha256
 
 MINI = BACKBONES["resnet-mini"]
 
@@ -62,6 +62,15 @@ def _damage(kind: str, weights: Path, meta: Path) -> None:
         meta.write_text(json.dumps(record))
     elif kind == "no metadata":
         meta.unlink()
+    elif kind == "edited accuracy":  # found by a new user: printed, warned about, reported
+        meta.write_text(meta.read_text().replace(
+            f'"source_accuracy": {json.loads(meta.read_text())["source_accuracy"]}',
+            '"source_accuracy": 0.31'))
+        assert json.loads(meta.read_text())["source_accuracy"] == 0.31
+    elif kind == "an older entry":
+        record = json.loads(meta.read_text())
+        del record["record_sha256"]
+        meta.write_text(json.dumps(record))
 
 
 @pytest.mark.parametrize("kind, reason", [
@@ -70,6 +79,8 @@ def _damage(kind: str, weights: Path, meta: Path) -> None:
     ("garbled metadata", "{meta} is unreadable (JSONDecodeError)"),
     ("metadata without checksum", "{meta} is unreadable (KeyError)"),
     ("no metadata", "{meta} is missing"),
+    ("edited accuracy", "{meta} failed its checksum"),
+    ("an older entry", "{meta} has no checksum of its own (an older suite's entry)"),
 ])
 def test_a_damaged_weights_cache_is_retrained_once_with_the_clean_numbers(
         clean, digits, tmp_path, kind, reason):
@@ -134,7 +145,7 @@ def test_a_weak_source_model_is_a_warning_in_run_json_and_the_report_reused_or_n
     meta = cache / "pretrained" / Path(made.weights_path).name.replace(".weights.h5", ".json")
     record = json.loads(meta.read_text())
     record["source_accuracy"] = 0.3  # as measured when the weights were made, say
-    meta.write_text(json.dumps(record))
+    meta.write_text(json.dumps(record | {"record_sha256": record_sha256(record)}))
     lines = []
     spec = RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE, seed=1,
                    epochs=1, repeats=1, pretrain_epochs=1, results_dir=tmp_path / "runs",

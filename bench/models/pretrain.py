@@ -129,6 +129,13 @@ def _cached(weights_path: Path, meta_path: Path, key: dict) -> tuple[dict | None
     if made_by != key:
         return None, (f"pretrained weights cache {meta_path} was made by other settings; "
                       "retraining")
+    # The source accuracy is read, not measured again (the source head is not kept): an
+    # edited or damaged record would print and warn about another model's number.
+    if "record_sha256" not in meta:
+        return None, (f"pretrained weights cache {meta_path} has no checksum of its own "
+                      "(an older suite's entry); retraining")
+    if meta["record_sha256"] != record_sha256(meta):
+        return None, f"pretrained weights cache {meta_path} failed its checksum; retraining"
     try:
         actual = file_digest(weights_path, "sha256")
     except OSError as error:
@@ -137,6 +144,12 @@ def _cached(weights_path: Path, meta_path: Path, key: dict) -> tuple[dict | None
     if actual != expected:
         return None, f"pretrained weights cache {weights_path} failed its checksum; retraining"
     return meta, ""
+
+
+def record_sha256(meta: dict) -> str:
+    """The checksum of a cache entry's record: every field but the checksum itself."""
+    fields = {k: v for k, v in meta.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def _holdout(split: Split, seed: int, fraction: float = 0.2) -> tuple[Split, Split]:
@@ -204,7 +217,8 @@ def pretrain(spec: BackboneSpec, data: TransferData, *, image_size: int, seed: i
                         weights_sha256=file_digest(weights_path, "sha256"), cache_problem=why)
     meta = {k: v for k, v in asdict(result).items()
             if k not in ("weights_path", "reused", "cache_problem")}
-    text = json.dumps(meta | {"key": key}, indent=2)
+    meta |= {"key": key}
+    text = json.dumps(meta | {"record_sha256": record_sha256(meta)}, indent=2)
     write_whole(meta_path, lambda partial: partial.write_text(text),
                 partial=meta_path.with_suffix(f".{os.getpid()}.partial"))
     return result
