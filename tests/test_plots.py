@@ -680,3 +680,37 @@ def test_a_run_left_out_of_an_objective_figure_has_no_tie_or_line_style_in_its_c
     # A's lines only: head_lr 1e-3 and 1e-2, two momenta each.
     lines = _lines(drawn["objective_vs_momentum"].axes[0])
     assert sorted(tuple(line.get_xdata()) for line in lines) == [(0.0, 0.9), (0.0, 0.9)]
+
+
+def test_a_joint_report_draws_transferability_only_where_a_run_varied_its_depth(
+        tmp_path, monkeypatch):
+    # Found by a new user: two runs of one frozen depth each (2 and 4) drew a
+    # transferability figure that their own reports skip, its caption "one line per
+    # initialisation".
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    def tables(depths):
+        rows = [{"run_id": run_id, "trial_id": f"{run_id}{depth}{init}", "repeat": seed,
+                 "seed": seed, "epoch": 1, "init": init, "frozen_blocks": depth,
+                 "val_accuracy": 0.5 + 0.01 * seed + 0.1 * (init == "pretrained"),
+                 "accuracy": 0.9}
+                for run_id, run_depths in depths.items() for depth in run_depths
+                for init in ("pretrained", "random") for seed in (1, 2)]
+        epochs = pd.DataFrame(rows)
+        trials = epochs.drop_duplicates("trial_id")[["run_id", "trial_id"]].assign(
+            status="COMPLETED", best_val_accuracy=0.6, seconds=1.0)
+        names = ["init", "frozen_blocks"]
+        runs = [{"run_id": r, "space": {"name": r}, "settings": {"dataset": "d"},
+                 "columns": {"hyperparameters": names, "varied": names}} for r in depths]
+        return Tables(runs=runs, epochs=epochs, trials=trials, complete=epochs)
+
+    monkeypatch.setattr(plots, "save", lambda fig, stem: None)
+    blocks = figures(tables({"A": [2], "B": [4]}), tmp_path, log=lambda *_: None)
+    at = [b.content for b in blocks].index("Transferability")
+    assert blocks[at + 1].content == ("Not drawn: frozen_blocks took one value in each run: "
+                                      "A 2, B 4.")
+    blocks = figures(tables({"A": [0, 2], "B": [4]}), tmp_path, log=lambda *_: None)
+    (caption,) = [b.caption for b in blocks if b.kind == "figure"
+                  and b.content.stem == "transferability"]
+    assert "one line per run and initialisation" in caption

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import numbers, plots
-from bench.analysis.formatting import as_declared, format_values, value_labels
+from bench.analysis.formatting import as_declared, format_value, format_values, value_labels
 from bench.analysis.render import Block
 from bench.analysis.tables import Tables
 
@@ -259,6 +259,12 @@ def _transferability_figure(study: Study) -> None:
         study.skip("Transferability", "frozen_blocks took one value among the complete "
                                       "executions where it is active: a single point")
         return
+    if study.several and active.groupby("run_id")["frozen_blocks"].nunique().max() < 2:
+        # Each run's line would be one point; depths of different studies are no curve.
+        study.skip("Transferability", "frozen_blocks took one value in each run: "
+                   + ", ".join(f"{run} {format_value(group['frozen_blocks'].iloc[0])}"
+                               for run, group in active.groupby("run_id", sort=False)))
+        return
     lines = [c for c in (*study.by_run, hue) if c]
     left_out = _inactive_note(summary, active, lines, ["frozen_blocks"],
                               what="frozen_blocks")
@@ -270,7 +276,8 @@ def _transferability_figure(study: Study) -> None:
         summary, hue=hue, title=f"{study.name}: validation accuracy against frozen blocks"),
         "transferability", "Transferability",
         "Final and best validation accuracy against the number of frozen blocks, one line "
-        "per initialisation, with 95% intervals over the repeats of each configuration "
+        f"per {'run and ' if study.several else ''}initialisation, with 95% intervals over "
+        "the repeats of each configuration "
         "(cf. Yosinski et al. 2014)." + _best_note(over, rows, tables=study.tables) + left_out
         + study.final_note())
 
