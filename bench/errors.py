@@ -80,6 +80,6 @@ class DiskFull(StudyFailed):
         #: The system's words for it ("No space left on device", "File too large").
         self.reason = error.strerror or str(error)
         written, kept = ((f" after {rows} row(s)", "every complete row is kept") if rows is not None
-                         else ("", "the file is as it was before"))
+                         else ("", "any earlier version of the file is kept"))
         super().__init__(f"cannot write {path} ({self.reason}){written}: the disk holding "
                          f"{folder} {self.MARK}; {kept}: free some space")

@@ -241,10 +241,11 @@ def process_identity() -> dict:
 
 def _stat_fields(pid: int) -> list[str] | None:
     """The fields of ``/proc/PID/stat`` after the name (Linux), from field 3, or None."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # a name
-    except (OSError, IndexError):                                              # may hold ")"
+    try:  # bytes: a process's name need not be UTF-8 (and may hold ")")
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
         return None
+    return [field.decode("ascii", errors="replace") for field in fields]
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -314,17 +315,25 @@ def _text_columns(run: RunDir) -> list[str]:
     return text_hyperparameters(read_run(run))
 
 
-def _completed(run: RunDir) -> bool:
-    return run.run_json.exists() and read_run(run).get("status") == "completed"
+def _never_cut(run: RunDir, table: str) -> str | None:
+    """Why a cut-short last row of ``run``'s ``table`` can only be damage, or None where a
+    stop may have cut it (rows are appended whole, but a power loss is not a stop)."""
+    if table == "trials.csv":
+        return "trials.csv is written whole, never row by row"
+    if (run.path / "workers").is_dir():
+        return "a run with workers writes its epochs.csv whole, from the workers' tables"
+    if run.run_json.exists() and read_run(run).get("status") == "completed":
+        return "the run completed"
+    return None
 
 
 def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema, *,
-                text: list[str], completed: bool) -> pd.DataFrame:
+                text: list[str], never_cut: str | None) -> pd.DataFrame:
     """Reads the CSV table (checked whole first), or its Parquet copy when only that is
     there; either way the columns and their types are checked. ``text``: columns read as
-    text (their empty cells stay missing); ``completed``: the run completed."""
+    text (their empty cells stay missing); ``never_cut``: see ``_never_cut``."""
     if csv_path.exists():
-        check_csv_rows(csv_path, completed=completed)
+        check_csv_rows(csv_path, never_cut=never_cut)
         with open(csv_path, newline="", encoding="utf-8") as file:
             header = next(csv.reader(file), [])
         # A hyperparameter's value is what the space declared, "None" and "nan" included:
@@ -349,12 +358,12 @@ def _read_table(csv_path: Path, dtypes: dict, schema: TableSchema, *,
 
 def read_epochs(run: RunDir) -> pd.DataFrame:
     return _read_table(run.epochs_csv, {"trial_id": str, "run_id": str}, EPOCHS_SCHEMA,
-                       text=_text_columns(run), completed=_completed(run))
+                       text=_text_columns(run), never_cut=_never_cut(run, "epochs.csv"))
 
 
 def read_trials(run: RunDir) -> pd.DataFrame:
     table = _read_table(run.trials_csv, {"trial_id": str, "error": str}, TRIALS_SCHEMA,
-                        text=_text_columns(run), completed=_completed(run))
+                        text=_text_columns(run), never_cut=_never_cut(run, "trials.csv"))
     table["error"] = table["error"].fillna("").replace("nan", "")
     return table
 

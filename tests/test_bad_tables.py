@@ -61,6 +61,13 @@ def test_a_row_cut_mid_line(damaged):
     (damaged / "run.json").write_text(json.dumps(record | {"status": "interrupted"}))
     _one_error(_analyze(damaged), f"epochs.csv: line {last}, the last, is cut short (the run "
                "was stopped while writing it); delete that line to analyse the rest")
+    # trials.csv is replaced whole: deleting its last line would drop a trial unsaid.
+    (damaged / "epochs.csv").write_text(text)
+    trials = (damaged / "trials.csv").read_text()
+    (damaged / "trials.csv").write_text(trials[:-10])
+    _one_error(_analyze(damaged), f"trials.csv: line {trials.count(chr(10))}, the last, is cut "
+               "short, though trials.csv is written whole, never row by row: the file was "
+               "damaged; restore it from a copy")
 
 
 def test_a_row_with_missing_fields(damaged):

@@ -67,7 +67,7 @@ def _damage(kind: str, weights: Path, meta: Path) -> None:
             f'"source_accuracy": {json.loads(meta.read_text())["source_accuracy"]}',
             '"source_accuracy": 0.31'))
         assert json.loads(meta.read_text())["source_accuracy"] == 0.31
-    elif kind == "an older entry":
+    elif kind == "record without checksum":
         record = json.loads(meta.read_text())
         del record["record_sha256"]
         meta.write_text(json.dumps(record))
@@ -80,7 +80,7 @@ def _damage(kind: str, weights: Path, meta: Path) -> None:
     ("metadata without checksum", "{meta} is unreadable (KeyError)"),
     ("no metadata", "{meta} is missing"),
     ("edited accuracy", "{meta} failed its checksum"),
-    ("an older entry", "{meta} has no checksum of its own (an older suite's entry)"),
+    ("record without checksum", "{meta} has no checksum of its record"),
 ])
 def test_a_damaged_weights_cache_is_retrained_once_with_the_clean_numbers(
         clean, digits, tmp_path, kind, reason):

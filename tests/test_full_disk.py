@@ -112,8 +112,9 @@ def test_a_run_that_cannot_write_its_record_says_what_to_do_at_the_start_and_at_
     error = _failed_in_one_line(result)
     run = tmp_path / "results" / "new"
     assert error.startswith(f"error: the study failed: cannot write {run / 'run.json'} (")
-    assert error.endswith("full or a file-size limit was reached; the file is as it was "
-                          "before: free some space; nothing ran: run the same command again"), error
+    assert error.endswith("full or a file-size limit was reached; any earlier version of "
+                          "the file is kept: free some space; nothing ran: run the same command "
+                          "again"), error
     assert not run.exists()
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env,
                            timeout=600)

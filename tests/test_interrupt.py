@@ -403,3 +403,22 @@ def test_a_stop_in_the_middle_of_writing_a_table_leaves_the_old_table_and_no_deb
         write_csv(path, pd.DataFrame({"a": [StopsWhenWritten(i) for i in range(10_000)]}))
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epochs.csv"]
+
+
+def test_a_live_process_whose_name_is_not_utf8_is_alive_not_an_error():
+    # Found in review: a reused pid's process named with bytes that are not UTF-8 made
+    # reading /proc/PID/stat raise, and analyze, --resume and worker ended in a traceback.
+    from bench.results import _process_gone, process_identity
+
+    named = subprocess.Popen([sys.executable, "-c", (
+        "import ctypes, sys, time; ctypes.CDLL(None).prctl(15, b'\\xff\\xfebad', 0, 0, 0); "
+        "print('named', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert named.stdout.readline().strip() == "named"
+        assert b"\xff\xfebad" in Path(f"/proc/{named.pid}/stat").read_bytes()
+        identity = process_identity() | {"pid": named.pid}
+        identity.pop("start_ticks")
+        assert _process_gone(identity) is False
+    finally:
+        named.kill()
+        named.wait()

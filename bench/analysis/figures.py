@@ -275,9 +275,11 @@ def _transferability_figure(study: Study) -> None:
     study.save(plots.transferability(
         summary, hue=hue, title=f"{study.name}: validation accuracy against frozen blocks"),
         "transferability", "Transferability",
-        "Final and best validation accuracy against the number of frozen blocks, one line "
-        f"per {'run and ' if study.several else ''}initialisation, with 95% intervals over "
-        "the repeats of each configuration "
+        "Final and best validation accuracy against the number of frozen blocks, "
+        + {(True, True): "one line per run and initialisation", (True, False): "one line per "
+           "run", (False, True): "one line per initialisation", (False, False): "one line"}[
+            (study.several, "init" in study.moving)]
+        + ", with 95% intervals over the repeats of each configuration "
         "(cf. Yosinski et al. 2014)." + _best_note(over, rows, tables=study.tables) + left_out
         + study.final_note())
 

@@ -63,9 +63,9 @@ TRIALS_SCHEMA = TableSchema(
 )
 
 
-def check_csv_rows(path: Path, *, completed: bool = False) -> None:
+def check_csv_rows(path: Path, *, never_cut: str | None = None) -> None:
     """Every line has as many fields as the header, and the last line is complete.
-    ``completed``: the table is of a run that completed, so no stop cut it short."""
+    ``never_cut``: why no stop can have cut the last line short (so it is damage)."""
     try:
         with open(path, newline="", encoding="utf-8") as file:
             text = file.read()
@@ -75,9 +75,9 @@ def check_csv_rows(path: Path, *, completed: bool = False) -> None:
         raise BenchError(f"{path} is empty (not even a header); the run wrote no table")
     if not text.endswith("\n"):
         line = text.count("\n") + 1
-        if completed:  # deleting the line would leave a trial without all its rows
-            raise BenchError(f"{path}: line {line}, the last, is cut short, though the run "
-                             "completed: the file was damaged; restore it from a copy")
+        if never_cut:  # deleting the line would leave a trial without all its rows
+            raise BenchError(f"{path}: line {line}, the last, is cut short, though "
+                             f"{never_cut}: the file was damaged; restore it from a copy")
         raise BenchError(f"{path}: line {line}, the last, is cut short (the run was stopped "
                          "while writing it); delete that line to analyse the rest")
     reader = csv.reader(text.splitlines())

@@ -6,9 +6,10 @@ and the key of everything that made it: backbone, dataset, a SHA-256 of the sour
 and labels themselves (so every data option that changes them, image size, seed or
 ``--images-per-class``, changes the key), pretraining epochs, batch size, learning rate,
 the Keras backend, the versions of Keras and of the backend's framework, and a SHA-256 of
-the suite's modules that build and train the model. An entry that
-is missing a part, unreadable, made by other settings, or whose weights fail their
-checksum is rebuilt, with one line saying why.
+the suite's modules that build and train the model; and a SHA-256 of the metadata's own
+fields (the source accuracy, epochs and time are read from it, not measured again). An
+entry that is missing a part, unreadable, made by other settings, or whose weights or
+metadata fail their checksum is rebuilt, with one line saying why.
 
 The source model's accuracy is measured in inference mode on held-out source images: a
 backbone whose BatchNormalization statistics have not settled can score well in training
@@ -132,8 +133,8 @@ def _cached(weights_path: Path, meta_path: Path, key: dict) -> tuple[dict | None
     # The source accuracy is read, not measured again (the source head is not kept): an
     # edited or damaged record would print and warn about another model's number.
     if "record_sha256" not in meta:
-        return None, (f"pretrained weights cache {meta_path} has no checksum of its own "
-                      "(an older suite's entry); retraining")
+        return None, (f"pretrained weights cache {meta_path} has no checksum of its record; "
+                      "retraining")
     if meta["record_sha256"] != record_sha256(meta):
         return None, f"pretrained weights cache {meta_path} failed its checksum; retraining"
     try:

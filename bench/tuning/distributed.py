@@ -370,8 +370,11 @@ class LocalWorker:
             return kept
         except OSError as error:
             self.log_cut = True
-            log(f"warning: cannot write {self.log_path} ({error.strerror or error}): worker "
-                f"{self.name}'s output from here on is only in this console")
+            try:
+                log(f"warning: cannot write {self.log_path} ({error.strerror or error}): "
+                    f"worker {self.name}'s output from here on is only in this console")
+            except OSError:
+                pass  # the console is gone too; the pipe is still read to its end
             try:
                 if kept is not None:
                     kept.close()
