@@ -1,5 +1,7 @@
 """The one exception type for user mistakes; the command line turns it into exit status 2."""
 
+import errno
+
 
 class BenchError(Exception):
     """A mistake the user can fix: an unknown name, missing data, a bad folder.
@@ -73,6 +75,12 @@ class DiskFull(StudyFailed):
 
     #: In the message, and so in a worker's last line, which its local chief reads.
     MARK = "is full or a file-size limit was reached"
+
+    @staticmethod
+    def caused(error: OSError) -> bool:
+        """Whether ``error`` is a full disk (or quota, or file-size limit)."""
+        return isinstance(error, DiskFull) or error.errno in (errno.ENOSPC, errno.EFBIG,
+                                                              errno.EDQUOT)
 
     def __init__(self, path, *, rows: int | None, error: OSError):
         self.path = path

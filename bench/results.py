@@ -8,7 +8,6 @@ repeat x epoch), ``trials.csv`` (one row per trial), ``plots/``, ``report.md`` a
 from __future__ import annotations
 
 import csv
-import errno
 import json
 import math
 import os
@@ -151,7 +150,7 @@ def _replace_atomically(path: Path, write) -> None:
     try:
         write_whole(path, write)
     except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        if DiskFull.caused(error):
             raise DiskFull(path, rows=None, error=error) from error
         raise
 

@@ -7,7 +7,6 @@ directory as it is produced, so an interrupted run keeps what it finished.
 
 from __future__ import annotations
 
-import errno
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -139,7 +138,7 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
     except BrokenPipeError:
         raise  # the output closed (a reader such as 'head' ended), not the disk
     except (OSError, DiskFull) as error:
-        if failure is not None and failure.resumable and _disk_full(error):
+        if failure is not None and failure.resumable and DiskFull.caused(error):
             return failure  # the disk is still full; the resumed run writes the report
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
         later = (f"the report could not be written ({reason}); once there is space, "
@@ -151,10 +150,6 @@ def _write_report(path: Path, failure: StudyFailed | None, *, log) -> StudyFaile
         return failure.also(later) if failure else StudyFailed(f"the study completed but {later}")
     return failure
 
-
-def _disk_full(error: OSError) -> bool:
-    return isinstance(error, DiskFull) or error.errno in (errno.ENOSPC, errno.EFBIG,
-                                                          errno.EDQUOT)
 
 
 @dataclass(frozen=True)

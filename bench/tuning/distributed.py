@@ -338,7 +338,7 @@ class LocalWorker:
         def forward(stream, prefix=f"[{self.name}] "):
             # Whatever fails here, the pipe is read to its end: a worker whose output no
             # one reads blocks for ever once the pipe is full.
-            kept = self._keep(None, None, log=log)
+            kept = self._open_log(log)
             try:
                 for line in stream:
                     kept = self._keep(kept, line, log=log)
@@ -358,29 +358,37 @@ class LocalWorker:
                                           daemon=True)
         self.forwarder.start()
 
-    def _keep(self, kept, line: str | None, *, log):
-        """Appends ``line`` to the worker's log (``None``: opens it); on a full disk the log
-        stops and the output goes on to the console. Returns the open log or None."""
+    def _open_log(self, log):
+        """The worker's log, open to append, or None where it cannot be (said once)."""
         try:
-            if line is None:
-                return open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
-            if kept is not None:
-                kept.write(line)
-                kept.flush()
+            return open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as error:
+            return self._log_lost(None, error, log=log)
+
+    def _keep(self, kept, line: str, *, log):
+        """Appends ``line`` to the open log ``kept``; on a full disk the log stops and the
+        output goes on to the console. Returns the log, or None once it stopped."""
+        if kept is None:
+            return None
+        try:
+            kept.write(line)
+            kept.flush()
             return kept
         except OSError as error:
-            self.log_cut = True
-            try:
-                log(f"warning: cannot write {self.log_path} ({error.strerror or error}): "
-                    f"worker {self.name}'s output from here on is only in this console")
-            except OSError:
-                pass  # the console is gone too; the pipe is still read to its end
-            try:
-                if kept is not None:
-                    kept.close()
-            except OSError:
-                pass  # what it held could not be written either; the warning says so
-            return None
+            return self._log_lost(kept, error, log=log)
+
+    def _log_lost(self, kept, error: OSError, *, log) -> None:
+        self.log_cut = True
+        try:
+            log(f"warning: cannot write {self.log_path} ({error.strerror or error}): "
+                f"worker {self.name}'s output from here on is only in this console")
+        except OSError:
+            pass  # the console is gone too; the pipe is still read to its end
+        try:
+            if kept is not None:
+                kept.close()
+        except OSError:
+            pass  # what it held could not be written either; the warning says so
 
     def output_read(self, seconds: float = 5) -> None:
         """Waits (a little) for the output of a process that has ended to be read."""
