@@ -12,6 +12,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SIZE = 16  # resnet-mini's smallest size: fast, still real convolutions.
+#: How the suite's advice starts a command line run from ROOT as ``python run_bench.py``:
+#: with the Keras backend first where the tests run under a chosen one.
+RUN_BENCH = (f"KERAS_BACKEND={os.environ['KERAS_BACKEND']} " if os.environ.get("KERAS_BACKEND")
+             else "") + "python run_bench.py"
 
 TINY_SPACE = textwrap.dedent('''
     """Two inits, everything else fixed: the smallest study that has a gap."""

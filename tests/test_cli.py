@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, RUN_BENCH
 
 
 def run_bench(*args, cwd=ROOT, env=None, timeout=600):
@@ -267,7 +267,7 @@ def test_analyze_of_a_folder_that_is_not_a_run_is_a_user_error(tmp_path):
     result = run_bench("analyze", str(tmp_path / "notes.txt"))
     assert result.returncode == 2 and result.stderr.strip() == (
         f"error: {tmp_path / 'notes.txt'} is a file, not a run directory; pass a folder made "
-        "by 'python run_bench.py run'")
+        f"by '{RUN_BENCH} run'")
 
 
 def test_analyze_says_which_table_of_a_run_is_missing_and_why(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, RUN_BENCH
 from test_resume import THREE_TRIALS, _tables
 
 from bench.errors import BenchError as BenchErrorType
@@ -321,7 +321,7 @@ def test_chief_and_worker_commands_and_a_worker_of_another_space_version(study):
         assert stopped.returncode == -signal.SIGTERM, err[-2000:]
         assert err.strip().splitlines()[-1] == (
             "interrupted: worker w0 stopped; any trial it was running waits at the chief until "
-            "a worker with this --id starts again: 'python run_bench.py worker --chief "
+            f"a worker with this --id starts again: '{RUN_BENCH} worker --chief "
             f"127.0.0.1:{port} --run {run} --id w0'")
         workers = [_worker(study, run, name, port) for name in ("w0", "w1")]
         for worker in workers:
@@ -491,7 +491,7 @@ def test_a_run_served_to_other_machines_resumes_only_as_a_chief(tiny_run, tmp_pa
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"error: {served} was served to workers on other machines: resume it with "
-        f"'python run_bench.py chief --resume {served} --port P', or here with 'run --resume ... "
+        f"'{RUN_BENCH} chief --resume {served} --port P', or here with 'run --resume ... "
         "--workers N'")
 
 
@@ -621,7 +621,7 @@ def test_a_killed_chief_resumed_refuses_its_stale_worker_and_ends_equal(study):
         assert silence.strip() == (
             f"worker w0: the chief at 127.0.0.1:{port} has not answered for 15 s; waiting "
             "for it (KerasTuner's client waits up to an hour). If the chief was stopped, "
-            f"'python run_bench.py chief --resume {run} --port {port}' continues the study; "
+            f"'{RUN_BENCH} chief --resume {run} --port {port}' continues the study; "
             "then start the workers again. Ctrl-C stops this worker")
         resumed = subprocess.Popen(
             [sys.executable, str(ROOT / "run_bench.py"), "chief", "--resume", str(run),

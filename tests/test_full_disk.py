@@ -11,7 +11,7 @@ import textwrap
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, RUN_BENCH
 from test_resume import THREE_TRIALS
 
 from bench.analysis.validate import check_csv_rows
@@ -81,7 +81,7 @@ def test_a_full_disk_during_an_append_keeps_whole_rows_and_says_so(tmp_path):
     assert record["status"] == "failed" and "epochs.csv" in record["error"]
     assert not list(run.rglob("*.partial"))
     # The advice, followed once the limit is gone, finishes the same run.
-    advice = f", then continue the run with 'python run_bench.py run --resume {run}'"
+    advice = f", then continue the run with '{RUN_BENCH} run --resume {run}'"
     assert error.endswith(f"free some space{advice} (run directory {run})"), error
     # Followed too soon (the disk still full: run.json cannot be written as the run is
     # reopened), the same line again, not a traceback.
@@ -128,7 +128,7 @@ def test_a_run_that_cannot_write_its_record_says_what_to_do_at_the_start_and_at_
                             capture_output=True, text=True, env=env, timeout=600)
     error = _failed_in_one_line(result)
     assert error.startswith(f"error: the study failed: cannot write {ends / 'run.json'} (")
-    assert error.endswith("free some space, then continue the run with 'python run_bench.py "
+    assert error.endswith(f"free some space, then continue the run with '{RUN_BENCH} "
                           f"run --resume {ends}' (run directory {ends})"), error
     assert json.loads((ends / "run.json").read_text())["status"] == "running"
     finished = subprocess.run(_advised(error), cwd=ROOT, capture_output=True, text=True,
@@ -162,9 +162,8 @@ def test_a_failure_with_more_added_keeps_its_advice_after_its_own_words():
 def _advised(line: str) -> list[str]:
     """The command an error line quotes last ('python run_bench.py ...'), to run."""
     quoted = line.rsplit("'", 2)[-2]
-    words = shlex.split(quoted)
-    assert words[:2] == ["python", "run_bench.py"], quoted
-    return [sys.executable, str(ROOT / "run_bench.py"), *words[2:]]
+    assert quoted.startswith(f"{RUN_BENCH} "), quoted
+    return [sys.executable, str(ROOT / "run_bench.py"), *shlex.split(quoted[len(RUN_BENCH):])]
 
 
 def test_a_full_disk_while_the_report_is_written_keeps_the_tables_and_says_analyze(tmp_path):
@@ -188,7 +187,7 @@ def test_a_full_disk_while_the_report_is_written_keeps_the_tables_and_says_analy
     path = tmp_path / "results" / "report"
     error = _failed_in_one_line(result)
     assert "the study completed but the report could not be written" in error
-    assert f"'python run_bench.py analyze {path}' makes it from the tables" in error
+    assert f"'{RUN_BENCH} analyze {path}' makes it from the tables" in error
     assert json.loads((path / "run.json").read_text())["status"] == "completed"
     check_csv_rows(path / "epochs.csv")
     check_csv_rows(path / "trials.csv")
@@ -225,7 +224,7 @@ def test_a_worker_on_a_full_disk_says_how_to_start_it_again_and_that_finishes_th
         assert error.startswith(
             f"error: worker w0 stopped: cannot write {table} ("), error
         assert error.endswith(
-            "free some space, then start this worker again: 'python run_bench.py worker "
+            f"free some space, then start this worker again: '{RUN_BENCH} worker "
             f"--chief 127.0.0.1:{port} --run {run} --id w0'"), error
         check_csv_rows(table)
         assert 10 < len(table.read_text().splitlines()) < 121
@@ -256,7 +255,7 @@ def test_a_local_worker_on_a_full_disk_stops_the_run_which_resumes_as_told(tmp_p
     assert f"cannot write {table} (" in error
     # The run's own advice (not 'run --resume' of the worker's folder).
     assert error.endswith(
-        f"free some space, then continue the run with 'python run_bench.py run --resume "
+        f"free some space, then continue the run with '{RUN_BENCH} run --resume "
         f"{run}' (run directory {run})"), error
     # What the worker wrote is in the run's table and its report, not "0 executions".
     written = len(table.read_text().splitlines()) - 1

@@ -9,7 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, RUN_BENCH
 
 from bench.results import RunDir, read_epochs, read_run, read_trials
 
@@ -58,7 +58,7 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_what_finished(tmp_path):
     path = tmp_path / "results" / "stopped"
     # The command it gives can be pasted as it is (run from the folder it ran in).
     assert (f"interrupted: the rows written so far are kept in {path}; continue it with "
-            f"'python run_bench.py run --resume {path}'") in err
+            f"'{RUN_BENCH} run --resume {path}'") in err
     run = RunDir(path)
     assert read_run(run)["status"] == "interrupted"
     trials = read_trials(run)
@@ -308,7 +308,7 @@ def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_rep
     assert done.returncode == 130, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] == (
         f"interrupted while writing the report: the run's tables in {path} are whole (its "
-        f"search completed); 'python run_bench.py analyze {path}' writes its report")
+        f"search completed); '{RUN_BENCH} analyze {path}' writes its report")
     run = RunDir(path)
     assert read_run(run)["status"] == "completed"
     assert set(read_trials(run)["status"]) == {"COMPLETED"} and len(read_trials(run)) == 6
@@ -330,7 +330,7 @@ def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_rep
     assert done.stderr.strip().splitlines()[-1] == (
         "error: the program reading this command's output ended, which stopped it; the "
         f"run's tables in {pipe} are whole (its search completed), its report was not "
-        f"written: 'python run_bench.py analyze {pipe}' writes it")
+        f"written: '{RUN_BENCH} analyze {pipe}' writes it")
     assert read_run(RunDir(pipe))["status"] == "completed"
     # Found in review: a study that failed, stopped while its report was written, says
     # why it failed (its reason says what to do), not that its tables are whole.
@@ -343,8 +343,8 @@ def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_rep
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         "error: the study failed: no trial completed: all 2 failed (why, trial by trial, is in "
-        "trials.csv and report.md); the report was not written (stopped): 'python "
-        f"run_bench.py analyze {failed}' writes it (run directory {failed})"]
+        "trials.csv and report.md); the report was not written (stopped): "
+        f"'{RUN_BENCH} analyze {failed}' writes it (run directory {failed})"]
     assert read_run(RunDir(failed))["status"] == "failed"
     # Found in review: the reader of a failed study's output ended as its report was
     # written; the summary then met the closed pipe too, and the failure went unsaid.
@@ -364,8 +364,8 @@ def test_a_stop_while_the_report_is_written_says_the_run_is_whole_and_how_to_rep
     assert done.returncode == 1, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] == (
         "error: the study failed: no trial completed: all 2 failed (why, trial by trial, is in "
-        "trials.csv and report.md); the report was not written (the output closed): 'python "
-        f"run_bench.py analyze {failed_pipe}' writes it (run directory {failed_pipe})")
+        "trials.csv and report.md); the report was not written (the output closed): "
+        f"'{RUN_BENCH} analyze {failed_pipe}' writes it (run directory {failed_pipe})")
     # Stopped while the summary of a completed run is printed: the run is whole.
     summary = code.replace("bench.analysis.report.write_outputs = stopped",
                            "import bench.analysis.summary\n"
