@@ -208,7 +208,8 @@ def test_report_lines_and_tables_write_values_as_declared():
 
 
 def test_what_ran_says_what_is_unknown_and_what_was_varied_without_rows():
-    from bench.analysis.report import held_fixed, what_ran
+    from bench.analysis.report import held_fixed
+    from bench.analysis.run_facts import what_ran
 
     run = {"run_id": "r", "status": "interrupted", "started": "t0", "tuner": "grid",
            "settings": {"epochs": 2, "repeats": 2},

@@ -191,7 +191,7 @@ def test_inits_run_at_other_seeds_are_told_to_use_the_same_seeds(random_seeds, t
 def test_what_ran_names_the_speed_options_a_run_was_given():
     # Found by a new user: only run.json's arguments said that --no-reuse or a smaller
     # evaluation batch had been given.
-    from bench.analysis.report import what_ran
+    from bench.analysis.run_facts import what_ran
     from bench.plan import RunSpec
 
     given = RunSpec(reuse_models=False, evaluation_batch_size=32, together=True)
@@ -204,7 +204,7 @@ def test_what_ran_names_the_speed_options_a_run_was_given():
 
 
 def test_how_trials_were_spread_is_said_for_each_process_of_a_resumed_run():
-    from bench.analysis.report import spread_lines
+    from bench.analysis.run_facts import spread_lines
 
     # As run.json records it: each process's chief took a free port of its own.
     two = {"workers": 2, "remote": False, "chief": "127.0.0.1:41000", "restarts": {"tuner0": 1}}
@@ -244,7 +244,7 @@ def test_how_trials_were_spread_is_said_for_each_process_of_a_resumed_run():
 
 
 def test_which_trials_ran_again_is_said_only_for_the_resumes_that_recorded_it():
-    from bench.analysis.report import resumed_lines
+    from bench.analysis.run_facts import resumed_lines
 
     assert resumed_lines({}) == []
     assert resumed_lines({"resumed": ["t1"]}) == ["Resumed 1 time"]  # before run_again
@@ -299,7 +299,7 @@ def test_captions_say_where_a_line_averages_only_the_executions_that_trained_on(
 def test_the_class_line_gives_each_class_and_the_score_of_one_answer_for_every_image():
     # Found by a new user: random init scored exactly 0.750 on 8 validation images, which
     # is 6 of 8 in one class: what answering that class always gives; nothing said so.
-    from bench.analysis.report import class_balance_line, what_ran
+    from bench.analysis.run_facts import class_balance_line, what_ran
 
     data = {"classes": ["cat s", "dog", "bird"],
             "class_counts": {"train": [26, 4, 1], "validation": [6, 1, 1],
