@@ -232,6 +232,22 @@ def test_a_joint_report_says_when_its_runs_read_different_data(tiny_run, tmp_pat
     assert "sha256 ffffffffffff" in sentence
 
 
+def test_a_joint_report_says_when_its_runs_ran_on_other_backends_or_precisions(tiny_run,
+                                                                               tmp_path):
+    # A TensorFlow and a JAX run, for real: tests/test_end_to_end.py.
+    from bench.analysis.report import different_backends_sentence
+    from bench.analysis.tables import load_tables
+
+    same = _copy_with_dropout(tiny_run, tmp_path / "same", dropout_of_first_trial=0.5)
+    runs = load_tables([tiny_run, tmp_path / "same"]).runs
+    assert different_backends_sentence(runs) is None
+    backend = runs[0]["backend"]
+    mixed = dict(same, run_id="mixed",
+                 arguments=dict(same["arguments"], precision="mixed_bfloat16"))
+    assert (f"(tiny: `{backend}`; mixed: `{backend}` mixed_bfloat16)"
+            in different_backends_sentence([runs[0], mixed]))
+
+
 def test_a_joint_report_never_replaces_files_it_did_not_write(tiny_run, tmp_path):
     # Found by a new user: --out onto a folder with their own report.md replaced it.
     first, second = tmp_path / "a", tmp_path / "b"

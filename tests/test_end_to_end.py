@@ -78,7 +78,8 @@ def test_reusing_compiled_models_gives_the_same_curves_as_fresh_models(
 
 
 @pytest.mark.slow
-def test_the_suite_runs_on_the_jax_backend_without_tensorflow(tmp_path, tiny_spaces_dir):
+def test_the_suite_runs_on_the_jax_backend_without_tensorflow(tmp_path, tiny_spaces_dir,
+                                                              tiny_run):
     pytest.importorskip("jax")
     result, run_dir = _run(tmp_path, "jax", tiny_spaces_dir, backend="jax")
     assert "Keras backend jax" in result.stdout
@@ -87,6 +88,17 @@ def test_the_suite_runs_on_the_jax_backend_without_tensorflow(tmp_path, tiny_spa
     # JAX's persistent compilation cache is on, under the suite's cache folder.
     assert run["compilation_cache"] == str(tmp_path / "cache" / "jax-compilation")
     assert len(pd.read_csv(run_dir / "epochs.csv")) == 8
+    # Found by a new user: a joint report of a TensorFlow and a JAX run said nothing of
+    # it, though one seed draws other initial weights on each backend.
+    import keras
+
+    if keras.backend.backend() == "jax":
+        pytest.skip("the session's run is on JAX too")
+    joint = run_bench("analyze", str(tiny_run), str(run_dir), "--out", str(tmp_path / "both"))
+    assert joint.returncode == 0, joint.stderr[-3000:]
+    report = (tmp_path / "both" / "report.md").read_text()
+    assert (f"these runs did not run on the same Keras backend and precision (tiny: "
+            f"`{keras.backend.backend()}`; jax: `jax`)") in report
 
 
 def test_the_core_never_imports_tensorflow(tmp_path):

@@ -228,6 +228,25 @@ def different_data_sentence(runs: list[dict]) -> str | None:
             "difference between runs is not the hyperparameters' doing alone.")
 
 
+def different_backends_sentence(runs: list[dict]) -> str | None:
+    """For a joint report whose runs ran on other Keras backends or at another precision:
+    which each ran on. One seed draws other initial weights on each backend (Keras's
+    initialisers are the backend's random ops), so their numbers are other draws, not
+    roundings. None when every run ran alike, or there is one run."""
+    def setup(run: dict) -> str:
+        precision = run.get("arguments", {}).get("precision", "float32")
+        return f"`{run.get('backend')}`" + ("" if precision == "float32" else f" {precision}")
+
+    if len(runs) < 2 or len({setup(run) for run in runs}) == 1:
+        return None
+    each = "; ".join(f"{run['run_id']}: {setup(run)}" for run in runs)
+    return ("**Different backends**: these runs did not run on the same Keras backend and "
+            f"precision ({each}). One seed gives other initial weights on another backend, "
+            "and other roundings at another precision, so a difference between these runs "
+            "is not the hyperparameters' doing alone (README, \"Under JAX the numbers are "
+            "another draw\").")
+
+
 def _opening_blocks(tables: Tables) -> list[Block]:
     """The title, and what is partial or joined across different data."""
     ids = ", ".join(r["run_id"] for r in tables.runs)
@@ -237,9 +256,10 @@ def _opening_blocks(tables: Tables) -> list[Block]:
         title += f" (partial: {', '.join(partial)} did not complete)" if len(tables.runs) > 1 \
             else f" (partial: status {tables.runs[0].get('status')})"
     blocks = [Block("h1", title)]
-    different = different_data_sentence(tables.runs)
-    if different:
-        blocks.append(Block("p", different))
+    for different in (different_data_sentence(tables.runs),
+                      different_backends_sentence(tables.runs)):
+        if different:
+            blocks.append(Block("p", different))
     for run in tables.runs:
         sentence = partial_sentence(run, tables.trials[tables.trials["run_id"] == run["run_id"]]
                                     if not tables.trials.empty else tables.trials,
