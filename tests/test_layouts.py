@@ -281,7 +281,9 @@ def test_identical_files_are_never_in_two_splits(tmp_path):
     shutil.copy(root / "train" / "cats" / "1-0.png", root / "train" / "cats" / "copy.png")
     data = load(root, tmp_path)
     assert data.duplicates_dropped == 3
-    assert any("2 image(s)" in note and note.endswith("dropped from the earlier one")
+    assert any("2 image(s)" in note and note.endswith(
+        "dropped from the earlier one (train/dogs/c0.png repeats test/dogs/2-0.png; "
+        "train/dogs/c1.png repeats test/dogs/2-1.png)")
                for note in data.notes)  # under the same class: no word on labels
     assert any(note.startswith(f"1 file(s) under {root / 'train'} repeat") for note in data.notes)
     assert each_picture_in_one_split(data)
@@ -340,6 +342,20 @@ def test_a_picture_under_two_classes_is_said_to_need_its_labels_checked(tmp_path
         in data.notes
 
 
+def test_the_notes_name_the_files_dropped_for_repeating_a_picture(tmp_path):
+    """Found by a new user: "1 file(s) ... were used once", and no word of which."""
+    root = tmp_path / "data"
+    write_classes(root, 6, tag=1)
+    with Image.open(root / "cats" / "1-2.png") as image:
+        image.save(root / "cats" / "copy of 1-2.bmp")
+    shutil.copy(root / "dogs" / "1-0.png", root / "dogs" / "zz.png")
+    data = load(root, tmp_path)
+    assert data.duplicates_dropped == 2
+    assert (f"2 file(s) under {root} repeat another file's picture (the same bytes, or the "
+            "same pixels in another format) and were used once (cats/copy of 1-2.bmp repeats "
+            "cats/1-2.png; dogs/zz.png repeats dogs/1-0.png)") in data.notes
+
+
 def test_a_picture_in_two_splits_under_two_classes_is_said_to_need_its_labels_checked(
         tmp_path):
     """Found by a new user: dropped from train without a word about its labels."""
@@ -352,7 +368,8 @@ def test_a_picture_in_two_splits_under_two_classes_is_said_to_need_its_labels_ch
     shutil.copy(root / "test" / "cats" / "3-0.png", root / "val" / "dogs" / "z.png")
     data = load(root, tmp_path)
     assert (f"3 image(s) in {root} repeat an image of a later split (train < validation < "
-            "test) and were dropped from the earlier one; 2 of them under another class "
+            "test) and were dropped from the earlier one (train/dogs/y.png repeats "
+            "test/dogs/3-1.png); 2 of them under another class "
             "there: check those labels (train/cats/x.png (cats) repeats test/dogs/3-0.png "
             "(dogs); val/dogs/z.png (dogs) repeats test/cats/3-0.png (cats))") in data.notes
     assert each_picture_in_one_split(data)

@@ -73,6 +73,8 @@ class Decoded:
             ``labels``: what finds the same picture in two splits.
         paths: Each kept image's file, relative to the folder, aligned with ``labels``.
         duplicates: How many files were dropped for repeating an earlier file's picture.
+        repeats: Those of them under the class of the copy kept, as ``"dropped file
+            repeats kept file"``.
         other_class: Those of them under another class than the copy kept, as
             ``"dropped file (its class) repeats kept file (its class)"`` (a picture filed
             under two classes keeps the first class in path order).
@@ -86,6 +88,7 @@ class Decoded:
     paths: tuple[str, ...] = ()
     duplicates: int = 0
     other_class: tuple[str, ...] = ()
+    repeats: tuple[str, ...] = ()
     #: Files below the class folders that are not images (``is_image_file``) and were
     #: not read, relative to the folder.
     not_images: tuple[str, ...] = ()
@@ -308,7 +311,8 @@ def _read_cache(cache_file: Path, names: tuple[str, ...], log) -> Decoded | None
         decoded = Decoded(arrays["images"], arrays["labels"], names,
                           tuple(arrays["skipped"].tolist()), tuple(arrays["hashes"].tolist()),
                           tuple(arrays["paths"].tolist()), int(arrays["duplicates"]),
-                          tuple(arrays["other_class"].tolist()))
+                          tuple(arrays["other_class"].tolist()),
+                          tuple(arrays["repeats"].tolist()))
     except (KeyError, TypeError, ValueError) as error:  # verified, but not a decode's arrays
         log(f"decoded-image cache {cache_file} is unreadable ({type(error).__name__}); "
             "decoding again")
@@ -326,7 +330,8 @@ def _write_cache(cache_file: Path, decoded: Decoded, log) -> None:
         "hashes": np.asarray(decoded.hashes, dtype=str),
         "paths": np.asarray(decoded.paths, dtype=str),
         "duplicates": np.asarray(decoded.duplicates),
-        "other_class": np.asarray(decoded.other_class, dtype=str)})
+        "other_class": np.asarray(decoded.other_class, dtype=str),
+        "repeats": np.asarray(decoded.repeats, dtype=str)})
 
 
 def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> Decoded:
@@ -335,7 +340,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     # The file (relative to root) and label each file content and picture was first kept as.
     seen: dict[str, tuple[str, int]] = {}
     pictures: dict[str, tuple[str, int]] = {}
-    duplicates, other_class = 0, []
+    duplicates, other_class, repeats = 0, [], []
 
     # Per class, its files that repeat a picture kept under another class, and its
     # unreadable files.
@@ -345,7 +350,9 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     def repeat(path: Path, where: str, label: int, kept: tuple[str, int]) -> None:
         nonlocal duplicates
         duplicates += 1
-        if kept[1] != label:
+        if kept[1] == label:
+            repeats.append(f"{where} repeats {kept[0]}")
+        else:
             other_class.append(f"{where} ({names[label]}) repeats {kept[0]} "
                                f"({names[kept[1]]})")
             elsewhere.setdefault(label, []).append((path, f"{where} repeats {kept[0]}"))
@@ -391,7 +398,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
         raise BenchError(f"not enough memory to hold {len(images)} images of {size}x{size} "
                          f"px from {root}; use a smaller --image-size") from None
     return Decoded(stacked, labels, names, tuple(skipped), tuple(hashes), tuple(paths),
-                   duplicates, tuple(other_class))
+                   duplicates, tuple(other_class), tuple(repeats))
 
 
 def _out_of_memory(path: Path, size: int, *, decoded: int) -> str:
@@ -480,7 +487,8 @@ def repeats_sentence(decoded: Decoded, root: Path) -> str | None:
     if not decoded.duplicates:
         return None
     sentence = (f"{decoded.duplicates} file(s) under {root} repeat another file's picture "
-                "(the same bytes, or the same pixels in another format) and were used once")
+                "(the same bytes, or the same pixels in another format) and were used once"
+                + (f" ({some(decoded.repeats, sep='; ')})" if decoded.repeats else ""))
     if decoded.other_class:
         sentence += (f"; {len(decoded.other_class)} of them under another class than the "
                      "copy kept, which keeps the first class in path order: check those "

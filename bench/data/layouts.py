@@ -201,18 +201,25 @@ def _not_in(decoded: Decoded, later: Decoded) -> np.ndarray:
     return np.asarray([h not in taken for h in decoded.hashes], dtype=bool)
 
 
-def _labelled_otherwise(decoded: Decoded, later: Decoded, *, here: str,
-                        there: str) -> dict[int, str]:
-    """``decoded``'s images that ``later`` holds under another class, by index, each as
-    "file (class) repeats file there (class)"; ``here`` and ``there`` name the folders."""
+def _repeated_in(decoded: Decoded, later: Decoded, *, here: str,
+                 there: str) -> dict[int, tuple[str, bool]]:
+    """``decoded``'s images that ``later`` holds, by index, each as ("file repeats file
+    there", whether under another class), with each file's class where the classes
+    differ; ``here`` and ``there`` name the folders."""
     kept = {h: (path, label) for h, path, label in
             zip(later.hashes, later.paths, later.labels.tolist())}
     names = decoded.class_names
-    return {i: f"{here}/{path} ({names[label]}) repeats {there}/{kept[h][0]} "
-               f"({names[kept[h][1]]})"
+
+    def pair(path: str, label: int, h: str) -> tuple[str, bool]:
+        if kept[h][1] == label:
+            return f"{here}/{path} repeats {there}/{kept[h][0]}", False
+        return (f"{here}/{path} ({names[label]}) repeats {there}/{kept[h][0]} "
+                f"({names[kept[h][1]]})", True)
+
+    return {i: pair(path, label, h)
             for i, (h, path, label) in enumerate(zip(decoded.hashes, decoded.paths,
                                                      decoded.labels.tolist()))
-            if h in kept and kept[h][1] != label}
+            if h in kept}
 
 
 def _every_class_left(labels: np.ndarray, classes: list[str], where: str, split: str) -> None:
@@ -262,26 +269,28 @@ def _drop_crossing(root: Path, layout, train_all, given: dict) -> tuple:
         return os.path.relpath(folder, root)
 
     keep = np.ones(len(train_all.labels), dtype=bool)
-    train_relabelled: dict[int, str] = {}
+    train_pairs: dict[int, tuple[str, bool]] = {}
     for part, decoded in given.items():
         keep &= _not_in(train_all, decoded)
-        for i, said in _labelled_otherwise(train_all, decoded, here=named(layout.train),
-                                           there=named(getattr(layout, part))).items():
-            train_relabelled.setdefault(i, said)  # one line for an image in both
+        for i, said in _repeated_in(train_all, decoded, here=named(layout.train),
+                                    there=named(getattr(layout, part))).items():
+            train_pairs.setdefault(i, said)  # one line for an image in both
     crossing = int((~keep).sum())
-    relabelled = list(train_relabelled.values())
+    pairs = list(train_pairs.values())
     given = dict(given)
     if "validation" in given and "test" in given:
         val_keep = _not_in(given["validation"], given["test"])
         crossing += int((~val_keep).sum())
-        relabelled += _labelled_otherwise(given["validation"], given["test"],
-                                          here=named(layout.validation),
-                                          there=named(layout.test)).values()
+        pairs += _repeated_in(given["validation"], given["test"],
+                              here=named(layout.validation), there=named(layout.test)).values()
         given["validation"] = _subset(given["validation"], val_keep)
+    relabelled = [said for said, elsewhere in pairs if elsewhere]
+    same = [said for said, elsewhere in pairs if not elsewhere]
     note = None
     if crossing:
         note = (f"{crossing} image(s) in {root} repeat an image of a later split "
                 "(train < validation < test) and were dropped from the earlier one"
+                + (f" ({some(same, sep='; ')})" if same else "")
                 + (f"; {len(relabelled)} of them under another class there: check "
                    f"those labels ({some(relabelled, sep='; ')})" if relabelled else ""))
     return keep, given, crossing, note
