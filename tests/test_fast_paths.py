@@ -439,7 +439,8 @@ def test_repeats_trained_together_change_no_number(tmp_path, cache_dir):
     assert json.loads(runs[False].run_json.read_text())["together"]["trials"] == 0
 
 
-def test_repeats_train_alone_under_a_global_gradient_norm(tmp_path, cache_dir):
+def test_repeats_train_alone_under_a_global_gradient_norm_and_the_run_says_so(
+        tmp_path, cache_dir):
     # One norm over all members' gradients would couple them: no stack for this optimizer.
     spaces = tmp_path / "spaces"
     spaces.mkdir()
@@ -462,10 +463,45 @@ class Clipped(SearchSpace):
                    pretrain_epochs=2, results_dir=tmp_path, name="clipped",
                    cache_dir=cache_dir, train_per_class=10, together=True)
     run = RunDir(run_study(spec, log=lambda *_: None))
-    import json
-
-    assert json.loads(run.run_json.read_text())["together"] == {"trials": 0, "retried_alone": 0}
+    record = json.loads(run.run_json.read_text())
+    assert record["together"] == {"trials": 0, "retried_alone": 0}
     assert len(read_epochs(run)) == 2
+    # Found by an audit: the run did not say so.
+    said = ("--train-together off for trials with global_clipnorm: one program would take "
+            "the norm over every repeat's gradients at once, so their repeats train one at "
+            "a time")
+    assert said in record["notes"]
+    assert f"Note: {said}" in (run.path / "report.md").read_text()
+
+
+def test_the_prefix_cache_says_where_frozen_blocks_hold_random_layers():
+    """Found by an audit: EfficientNetB0's blocks hold Dropout layers (drop connect), so
+    no depth past the first of them can be cached, and no run said so."""
+    import keras
+    import keras_tuner
+
+    from bench.models.backbones import BACKBONES
+    from bench.models.model import assemble
+    from bench.space import load_space
+    from bench.tuning.prefix import PrefixCache
+
+    parts = assemble(BACKBONES["efficientnetb0"], image_size=32, num_classes=2, init="random")
+    dropout = next(layer.name for layer in parts.backbone.layers
+                   if isinstance(layer, keras.layers.Dropout))
+    first = next(i for i, block in enumerate(parts.blocks, start=1)
+                 if dropout in block.layer_names)
+    assert first == 1  # its first block ends with block2b, whose skip is dropped
+    said = []
+    cache = PrefixCache(load_space("seed"), memory_bytes=1)
+    cache.note = said.append
+    for k in (0, first, len(parts.blocks)):
+        hp = keras_tuner.HyperParameters()
+        hp.Fixed("frozen_blocks", k)
+        assert cache.depth(parts, hp) == (k if k < first else 0)
+    assert said == [f"frozen-prefix cache off at frozen_blocks {first} and more: block "
+                    f"{first} holds {dropout}, a layer that draws random numbers in "
+                    "training, so the frozen blocks' output is not one fixed feature; those "
+                    "executions train the whole model"] * 2
 
 
 def test_a_cached_rest_is_used_only_for_the_model_it_was_cut_from():
@@ -582,6 +618,11 @@ def test_an_optimizer_whose_state_copies_the_weights_gets_the_plain_paths_number
                                 "from_preflight": 0}
     assert any("compiled-model reuse off for space schedule-free's ScheduleFreeAdamW: it "
                "copies the weights into its state" in line for line in record["notes"])
+    # Found by an audit: the prefix cache and training together stood aside unsaid.
+    assert ("frozen-prefix cache off for optimizer ScheduleFreeAdamW: its state holds a copy "
+            "of the weights, so its executions train the whole model") in record["notes"]
+    assert ("--train-together off for optimizer ScheduleFreeAdamW: its state holds a copy "
+            "of the weights, so its trials' repeats train one at a time") in record["notes"]
 
 
 @pytest.mark.parametrize("space, reuse, said", [

@@ -201,6 +201,9 @@ class BenchTuner(keras_tuner.Tuner):
         self.together = TrainTogether(hypermodel, models=self.models, prefix=prefix,
                                       enabled=together,
                                       tensorboard=tensorboard_dir is not None)
+        self.together.note = self.say
+        if prefix is not None:
+            prefix.note = self.say
         self.trial_extras: dict[str, dict] = {}
         #: What the run's report should say about this search (fast paths that are off).
         self.notes: list[str] = []
@@ -361,10 +364,14 @@ class BenchTuner(keras_tuner.Tuner):
                 "call moves its random or other state, two calls on the same images "
                 "differ, or an image's output depends on the others in its batch): each "
                 "evaluation batch is a call, so the batch size would change their numbers")
+        self.say(line)
+        return ex.batch_size
+
+    def say(self, line: str) -> None:
+        """Prints ``line`` and keeps it for the run's notes, once."""
         if line not in self.notes:
             self.notes.append(line)
             self.progress.note(line)
-        return ex.batch_size
 
     def _repeat_result(self, repeat: int, curve: list[float], *, seconds: float) -> dict:
         """Reports a finished repeat; what the oracle gets for it: its best epoch."""

@@ -82,21 +82,32 @@ class PrefixCache:
         self.used = 0
         self.off_reason = None if _default_hooks(space) else (
             f"space {space.name} has its own fit, compile or augment")
+        #: Called with each line that says why executions ran whole (the run's notes).
+        self.note = lambda line: None
 
     def depth(self, parts: FineTuneModel, hp) -> int:
         """The cut point to train from, or 0 when this execution must run whole."""
         if self.off_reason is not None:
             return 0
-        if reads_weights(optimizer_class(self.space.optimizer(hp)[0])):
-            return 0  # its state copies the weights: the rest's kept state would not fit
         k = int(self.space.value(hp, "frozen_blocks"))
         if k == 0:
             return 0
-        layers = {layer.name: layer for layer in parts.backbone.layers}
-        prefix_layers = [layers[name] for block in parts.blocks[:k]
-                         for name in block.layer_names if name in layers]
-        if _random_layers(prefix_layers):
+        optimizer = self.space.optimizer(hp)[0]
+        if reads_weights(optimizer_class(optimizer)):
+            # Its state copies the weights: the rest's kept state would not fit.
+            self.note(f"frozen-prefix cache off for optimizer {optimizer}: its state holds "
+                      "a copy of the weights, so its executions train the whole model")
             return 0
+        layers = {layer.name: layer for layer in parts.backbone.layers}
+        for first, block in enumerate(parts.blocks[:k], start=1):
+            random = _random_layers([layers[name] for name in block.layer_names
+                                     if name in layers])
+            if random:
+                self.note(f"frozen-prefix cache off at frozen_blocks {first} and more: block "
+                          f"{first} holds {random[0]}, a layer that draws random numbers in "
+                          "training, so the frozen blocks' output is not one fixed feature; "
+                          "those executions train the whole model")
+                return 0
         return k
 
     def fit(self, parts: FineTuneModel, *, hp, run, weights_key: tuple, k: int) -> list:

@@ -147,6 +147,8 @@ class TrainTogether:
         self.trials = 0  # trials whose results came from training together
         self.retried = 0  # trials run again alone after a member's loss broke
         self.off_reason = None
+        #: Called with each line that says why trials trained alone (the run's notes).
+        self.note = lambda line: None
         if not enabled:
             self.off_reason = "not asked for (--train-together)"
         elif tensorboard:
@@ -163,8 +165,16 @@ class TrainTogether:
         if self.off_reason is not None or repeats < 2:
             return False
         name, options = self.space.optimizer(hp)
-        return (options.get("global_clipnorm") is None
-                and not reads_weights(optimizer_class(name)))
+        if options.get("global_clipnorm") is not None:
+            self.note("--train-together off for trials with global_clipnorm: one program "
+                      "would take the norm over every repeat's gradients at once, so "
+                      "their repeats train one at a time")
+            return False
+        if reads_weights(optimizer_class(name)):
+            self.note(f"--train-together off for optimizer {name}: its state holds a copy "
+                      "of the weights, so its trials' repeats train one at a time")
+            return False
+        return True
 
     def prepare(self, hp, *, seeds: list[int]) -> Stack | None:
         """The stack for ``hp`` with each member at the initial state of its seed and a
