@@ -197,10 +197,46 @@ def test_what_ran_names_the_speed_options_a_run_was_given():
     given = RunSpec(reuse_models=False, evaluation_batch_size=32, together=True)
     lines = what_ran({"arguments": vars(given)})
     assert ("Speed options given: --no-reuse, --train-together, --evaluation-batch-size 32 "
-            "(each changes the time, and the numbers by float rounding at most: README, "
-            "\"Speed\")") in lines
+            "(each changes the time, and the numbers only by float rounding, which training "
+            "can grow: README, \"Speed\")") in lines
     assert not [line for line in what_ran({"arguments": vars(RunSpec())})
                 if line.startswith("Speed options")]
+
+
+def test_the_report_names_the_fast_paths_that_round_otherwise_and_how_to_turn_them_off(
+        tiny_run):
+    """Found by an audit: on by default, the frozen-prefix cache once moved a validation
+    accuracy by an image (README, "Speed"), and a default run's report said nothing of
+    it."""
+    import json
+
+    import pandas as pd
+
+    from bench.analysis.run_facts import rounding_paths_line
+
+    # The tiny space freezes 2 blocks of resnet-mini (no random layer): every execution
+    # (2 inits x 2 repeats, counted from its table) trains on cached features.
+    epochs = pd.read_csv(tiny_run / "epochs.csv")
+    executions = len(epochs[epochs["frozen_blocks"] > 0].groupby(["trial_id", "repeat"]))
+    assert executions == 4
+    line = ("Fast paths that round otherwise than the plain path: 4 executions trained on the "
+            "frozen-prefix cache's features; validation and test in batches of 512, not 32. "
+            "The tests find them equal within 1e-5, but training can grow a rounding "
+            "difference (once by one validation image: README, \"Speed\"); "
+            "--no-prefix-cache and --evaluation-batch-size 32 give the plain path's numbers")
+    assert f"- {line}" in (tiny_run / "report.md").read_text()
+    run = json.loads((tiny_run / "run.json").read_text())
+    plain = dict(run, prefix_cache={"executions": 0},
+                 arguments=dict(run["arguments"], evaluation_batch_size=32))
+    assert rounding_paths_line(plain) is None
+    mixed = dict(run, prefix_cache={"executions": 0},
+                 arguments=dict(run["arguments"], precision="mixed_bfloat16"))
+    assert rounding_paths_line(mixed) is None  # it evaluates at the training batch size
+    together = dict(plain, together={"trials": 3, "retried_alone": 0})
+    assert rounding_paths_line(together).endswith(
+        "3 trials trained their repeats together. The tests find them equal within 1e-5, "
+        "but training can grow a rounding difference (once by one validation image: README, "
+        "\"Speed\"); leaving out --train-together gives the plain path's numbers")
 
 
 def test_how_trials_were_spread_is_said_for_each_process_of_a_resumed_run():

@@ -184,13 +184,46 @@ def what_ran(run: dict) -> list[str]:
         if pre.get("cache_problem"):
             lines.append(f"Source pretraining ran again: {pre['cache_problem']}")
     lines += spread_lines(run) + resumed_lines(run)
+    rounding = rounding_paths_line(run)
+    if rounding:
+        lines.append(rounding)
     chosen = speed_options(run.get("arguments", {}))
     if chosen:
         lines.append(f"Speed options given: {', '.join(chosen)} (each changes the time, "
-                     "and the numbers by float rounding at most: README, \"Speed\")")
+                     "and the numbers only by float rounding, which training can grow: "
+                     "README, \"Speed\")")
     lines += [f"Note: {note}" for note in run.get("notes", [])]
     lines += [f"Warning: {warning}" for warning in run.get("warnings", [])]
     return lines
+
+
+def rounding_paths_line(run: dict) -> str | None:
+    """The fast paths that ran and compute what the plain path computes in another order
+    (so rounded otherwise), and how to get the plain path's numbers; None if none ran."""
+    arguments = run.get("arguments", {})
+    batch = run.get("settings", {}).get("batch_size")
+    evaluation = arguments.get("evaluation_batch_size")
+    ran, off = [], []
+    executions = (run.get("prefix_cache") or {}).get("executions")
+    if executions:
+        ran.append(f"{counted(executions, 'execution')} trained on the frozen-prefix cache's "
+                   "features")
+        off.append("--no-prefix-cache")
+    trials = (run.get("together") or {}).get("trials")
+    if trials:
+        ran.append(f"{counted(trials, 'trial')} trained their repeats together")
+        off.append("leaving out --train-together")
+    # Under mixed precision the run evaluates at the training batch size (its notes say).
+    if evaluation and batch and evaluation != batch \
+            and arguments.get("precision", "float32") == "float32":
+        ran.append(f"validation and test in batches of {evaluation}, not {batch}")
+        off.append(f"--evaluation-batch-size {batch}")
+    if not ran:
+        return None
+    return (f"Fast paths that round otherwise than the plain path: {'; '.join(ran)}. The "
+            "tests find them equal within 1e-5, but training can grow a rounding "
+            "difference (once by one validation image: README, \"Speed\"); "
+            f"{' and '.join(off)} give{'s' if len(off) == 1 else ''} the plain path's numbers")
 
 
 #: The run options that choose a fast path, by their RunSpec field (run.json's
