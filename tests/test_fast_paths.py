@@ -14,18 +14,30 @@ from bench.runner import run_study
 METRICS = ["loss", "accuracy", "val_loss", "val_accuracy"]
 
 
-def test_evaluation_batch_size_changes_no_number(tmp_path, tiny_spaces_dir, cache_dir):
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_evaluation_batch_size_changes_no_number(tmp_path, tiny_spaces_dir, cache_dir,
+                                                 prefix_cache):
+    # Without the prefix cache the whole model (the backbone's convolutions and
+    # BatchNormalization in inference) validates and tests at each size (an audit: only
+    # the rest on cached features was compared).
     runs = {}
     for size in (32, 512):
         spec = RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE,
                        pretrain_epochs=3, results_dir=tmp_path, name=f"eval{size}",
-                       cache_dir=cache_dir, evaluation_batch_size=size)
+                       cache_dir=cache_dir, evaluation_batch_size=size,
+                       prefix_cache=prefix_cache)
         runs[size] = RunDir(run_study(spec, log=lambda *_: None))
+        cached = json.loads(runs[size].run_json.read_text()).get("prefix_cache", {})
+        cached = cached.get("executions", 0)
+        assert cached == (4 if prefix_cache else 0)
     small, large = (read_epochs(runs[s]) for s in (32, 512))
     assert len(small) == len(large) == 2 * 2 * 2
     np.testing.assert_allclose(large[METRICS], small[METRICS], rtol=0, atol=1e-5)
-    # Training does not see the evaluation batch at all: bit-identical.
-    pd.testing.assert_frame_equal(large[["loss", "accuracy"]], small[["loss", "accuracy"]])
+    if not prefix_cache:
+        # Training does not see the evaluation batch at all: bit-identical. (The prefix
+        # cache computes its features at the evaluation batch size, which training reads.)
+        pd.testing.assert_frame_equal(large[["loss", "accuracy"]], small[["loss", "accuracy"]],
+                                      check_exact=True)
     np.testing.assert_allclose(read_trials(runs[512])["test_accuracy"],
                                read_trials(runs[32])["test_accuracy"], rtol=0, atol=1e-6)
 
