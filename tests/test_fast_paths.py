@@ -451,6 +451,43 @@ def test_repeats_trained_together_change_no_number(tmp_path, cache_dir):
     assert json.loads(runs[False].run_json.read_text())["together"]["trials"] == 0
 
 
+MOMENTUM = '''
+from bench.space import SearchSpace, SpaceSettings
+
+
+class Momentum(SearchSpace):
+    description = "SGD with momentum and weight decay, the body at a tenth of the rate"
+    version = 1
+    settings = SpaceSettings(epochs=2, repeats=2)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("init", ["pretrained", "random"])
+        hp.Choice("frozen_blocks", [0, 2])
+        hp.Fixed("head_lr", 3e-2)
+        hp.Fixed("body_lr_scale", 0.1)
+
+    def optimizer(self, hp):
+        return "SGD", {"momentum": 0.9, "weight_decay": 1e-3}
+'''
+
+
+def test_the_fast_paths_change_no_number_under_momentum_weight_decay_and_a_body_rate(
+        tmp_path, cache_dir):
+    """Found by an audit: the comparisons ran Adam with the body at the head's rate only,
+    where the fast paths keep optimizer state and per-variable rates of their own."""
+    runs = _run_on_and_off(tmp_path, cache_dir, space="momentum", source=MOMENTUM,
+                           switched=("prefix_cache", "together"))
+    on, off = read_epochs(runs[True]), read_epochs(runs[False])
+    assert len(on) == len(off) == 2 * 2 * 2 * 2
+    np.testing.assert_allclose(on[METRICS], off[METRICS], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(read_trials(runs[True])["test_accuracy"],
+                               read_trials(runs[False])["test_accuracy"], rtol=0, atol=1e-5)
+    record = json.loads(runs[True].run_json.read_text())
+    # Every trial trained its repeats together, those at 2 frozen blocks on cached features.
+    assert record["together"] == {"trials": 4, "retried_alone": 0}
+    assert record["prefix_cache"]["executions"] == 2 * 2
+
+
 def test_repeats_train_alone_under_a_global_gradient_norm_and_the_run_says_so(
         tmp_path, cache_dir):
     # One norm over all members' gradients would couple them: no stack for this optimizer.
