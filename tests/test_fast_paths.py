@@ -488,6 +488,47 @@ def test_the_fast_paths_change_no_number_under_momentum_weight_decay_and_a_body_
     assert record["prefix_cache"]["executions"] == 2 * 2
 
 
+def test_repeats_that_cannot_train_together_train_alone_and_the_run_says_so(
+        tmp_path, cache_dir, monkeypatch):
+    """Found by an audit: a stack needs the memory of all its members, and one that ran
+    out (or failed otherwise) failed the trial, which alone would have completed. Here the
+    stack's first fit fails as an out-of-memory error would; that model's trials then
+    train alone, and their rows are training alone's, bit for bit."""
+    from bench.tuning.together import TrainTogether
+
+    fits = []
+    fit = TrainTogether.fit
+
+    def out_of_memory_once(self, stack, **kwargs):
+        fits.append(len(stack.members))
+        if len(fits) == 1:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+                               "8589934592 bytes.")
+        return fit(self, stack, **kwargs)
+
+    monkeypatch.setattr(TrainTogether, "fit", out_of_memory_once)
+    runs = _run_on_and_off(tmp_path, cache_dir, space="momentum", source=MOMENTUM,
+                           switched=("together",))
+    # Four trials, two models (frozen_blocks 0 and 2, each for both inits): the first
+    # trial's stack failed, so its model's other trial trains alone too, without trying;
+    # the other model's two trials trained together.
+    assert fits == [2, 2, 2]
+    record = json.loads(runs[True].run_json.read_text())
+    assert record["together"] == {"trials": 2, "retried_alone": 1}
+    assert ("--train-together off for a model whose repeats could not train together "
+            "(RuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+            "8589934592 bytes.); its trials train one repeat at a time") in record["notes"]
+    assert set(read_trials(runs[True])["status"]) == {"COMPLETED"}
+    on, off = read_epochs(runs[True]), read_epochs(runs[False])
+    alone = on["frozen_blocks"] == on.loc[on["trial_id"] == on["trial_id"].min(),
+                                           "frozen_blocks"].iloc[0]
+    assert alone.sum() == 2 * 2 * 2  # two trials x two repeats x two epochs
+    columns = [c for c in on.columns if c not in ("run_id", "epoch_seconds")]
+    pd.testing.assert_frame_equal(on.loc[alone, columns], off.loc[alone, columns],
+                                  check_exact=True)
+    np.testing.assert_allclose(on[METRICS], off[METRICS], rtol=0, atol=1e-5)
+
+
 def test_repeats_train_alone_under_a_global_gradient_norm_and_the_run_says_so(
         tmp_path, cache_dir):
     # One norm over all members' gradients would couple them: no stack for this optimizer.

@@ -386,6 +386,32 @@ class BenchTuner(keras_tuner.Tuner):
         hp = trial.hyperparameters
         started = time.perf_counter()
         seeds = repeat_seeds(ex.seed, ex.repeats)
+        try:
+            outcome = self._train_stack(trial, epochs=epochs, seeds=seeds)
+        except DiskFull:
+            raise
+        except Exception as error:  # noqa: BLE001 (training alone may not fail; it says)
+            self.together.give_up(hp, seeds=seeds, error=error)
+            return None
+        if outcome is None:
+            return None
+        runs, tests = outcome
+        self.together.trials += 1
+        seconds = (time.perf_counter() - started) / len(runs)
+        results = []
+        for repeat, run in enumerate(runs, start=1):
+            for row in run.recorder.rows:
+                ex.table.append(row)
+                self.progress.epoch_end(row)
+            curve = [row["val_accuracy"] for row in run.recorder.rows]
+            results.append(self._repeat_result(repeat, curve, seconds=seconds))
+        return results, tests
+
+    def _train_stack(self, trial, *, epochs: int, seeds: list[int]) -> tuple | None:
+        """The trial's repeats trained together, and their test accuracies; None where a
+        member's loss broke (nothing is written: the rows are written by the caller)."""
+        ex = self.execution
+        hp = trial.hyperparameters
         stack = self.together.prepare(hp, seeds=seeds)
         if stack is None:
             return None
@@ -404,18 +430,8 @@ class BenchTuner(keras_tuner.Tuner):
         if any(run.recorder.failure is not None for run in runs):
             self.together.retried += 1
             return None
-        tests = self.together.test_accuracies(stack, ex.data.test,
-                                              batch_size=ex.evaluation_batch_size)
-        self.together.trials += 1
-        seconds = (time.perf_counter() - started) / len(runs)
-        results = []
-        for repeat, run in enumerate(runs, start=1):
-            for row in run.recorder.rows:
-                ex.table.append(row)
-                self.progress.epoch_end(row)
-            curve = [row["val_accuracy"] for row in run.recorder.rows]
-            results.append(self._repeat_result(repeat, curve, seconds=seconds))
-        return results, tests
+        return runs, self.together.test_accuracies(stack, ex.data.test,
+                                                   batch_size=ex.evaluation_batch_size)
 
     def _held_data(self) -> dict:
         """``FitRun``'s copies of the run's splits made once for every execution: the

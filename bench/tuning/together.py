@@ -145,7 +145,8 @@ class TrainTogether:
         self._stacks: OrderedDict[tuple, Stack] = OrderedDict()
         self._alone: set[tuple] = set()  # graphs whose members have regularization losses
         self.trials = 0  # trials whose results came from training together
-        self.retried = 0  # trials run again alone after a member's loss broke
+        #: Trials run again alone: a member's loss broke, or training together failed.
+        self.retried = 0
         self.off_reason = None
         #: Called with each line that says why trials trained alone (the run's notes).
         self.note = lambda line: None
@@ -202,6 +203,19 @@ class TrainTogether:
             variable.assign(value)
         optimizer.learning_rate = float(self.space.value(hp, "head_lr"))
         return stack
+
+    def give_up(self, hp, *, seeds: list[int], error: Exception) -> None:
+        """Trains this trial's model one repeat at a time from now on: training its
+        repeats together failed (out of memory, say, where a stack needs the memory of
+        all its members), which training alone may not."""
+        key = structure_key(hp, self.space) + (("members", len(seeds)),)
+        self._stacks.pop(key, None)
+        self._alone.add(key)
+        self.retried += 1
+        said = " ".join(str(error).split())
+        said = said if len(said) <= 200 else said[:200] + "..."
+        self.note(f"--train-together off for a model whose repeats could not train together "
+                  f"({type(error).__name__}: {said}); its trials train one repeat at a time")
 
     def _build(self, hp, *, seeds: list[int]) -> Stack | None:
         from bench.models.optim import make_optimizer
