@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -387,6 +388,34 @@ def missing_modules() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command line; its exit status. A stop that comes once the command has
+    ended ends the process with that status at once (see ``_end_at_a_stop``)."""
+    status = _main(argv)
+    _end_at_a_stop(status)
+    return status
+
+
+def _end_at_a_stop(status: int) -> None:
+    """From now on Ctrl-C or SIGTERM ends the process with ``status``: the command has
+    ended and written everything, and Python's shutdown (a second or more with
+    TensorFlow loaded) has nothing to stop. Found by a new user: a Ctrl-C there turned
+    a completed run into a silent exit status 130."""
+    def end(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed, or its reader gone
+                pass
+        os._exit(status)
+
+    try:
+        signal.signal(signal.SIGINT, end)
+        signal.signal(signal.SIGTERM, end)
+    except ValueError:  # main() called in another thread than the main one: not a CLI
+        pass
+
+
+def _main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's C++ chatter out.
     argv = sys.argv[1:] if argv is None else argv
     missing = missing_modules()

@@ -1,6 +1,7 @@
 """The command line as a user meets it: help, list, and one clear line for each mistake."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -467,3 +468,28 @@ def test_a_stopped_chief_says_to_continue_it_as_a_chief(monkeypatch, tmp_path):
         f"'python run_bench.py chief --resume {run} --port 8470 --host 127.0.0.1'")
     one = argparse.Namespace(command="run", resume=None)
     assert _interrupted(one, run).endswith(f"'python run_bench.py run --resume {run}'")
+
+
+@pytest.mark.parametrize("command", ["list", "run"])
+def test_a_stop_after_the_command_ended_keeps_its_exit_status(tmp_path, tiny_spaces_dir,
+                                                              command):
+    """Found by a new user: Ctrl-C in the second or so that Python takes to shut down
+    after a run had completed exited 130, silently, as if the run had been stopped."""
+    words = ["list"] if command == "list" else [
+        "run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir), "--epochs", "1",
+        "--repeats", "1", "--image-size", "16", "--pretrain-epochs", "1", "--results-dir",
+        str(tmp_path / "results"), "--name", "done"]
+    code = ("import os, signal, sys, time\n"
+            "from bench.cli import main\n"
+            f"status = main({words!r})\n"
+            "print('status', status, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "time.sleep(30)\n"
+            "print('not stopped')\n"
+            "sys.exit(status)\n")
+    env = os.environ | {"FINETUNE_BENCH_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "status 0" in result.stdout and "not stopped" not in result.stdout
+    assert "Traceback" not in result.stderr and "interrupted" not in result.stderr
