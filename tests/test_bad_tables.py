@@ -211,6 +211,37 @@ def test_tables_that_disagree_are_refused_not_reported(damaged):
     _one_error(_analyze(damaged), f"trial {trial} is COMPLETED in trials.csv but has no rows")
 
 
+def test_an_edit_below_the_sixth_digit_is_told_with_the_digits_that_show_it(damaged):
+    """Found by a new user: a final accuracy edited by 1.5e-9 was refused with "0.190596
+    in trials.csv but 0.190596 from its rows", which read as a false alarm."""
+    import re
+
+    import pandas as pd
+
+    epochs = pd.read_csv(damaged / "epochs.csv", dtype={"trial_id": str})
+    trials = pd.read_csv(damaged / "trials.csv", dtype={"trial_id": str})
+    trial = trials.loc[trials["status"] == "COMPLETED", "trial_id"].iloc[0]
+    mine = epochs[epochs["trial_id"] == trial]
+    last = mine[mine["repeat"] == mine["repeat"].min()]["epoch"].idxmax()
+    epochs.loc[last, "val_accuracy"] -= 5e-9
+    curves = (epochs[epochs["trial_id"] == trial].sort_values("epoch").groupby("repeat")
+              ["val_accuracy"])
+    by_hand = {"best_val_accuracy": curves.max().mean(),
+               "final_val_accuracy": curves.last().mean()}
+    epochs.to_csv(damaged / "epochs.csv", index=False, float_format="%.17g")
+    result = _analyze(damaged)
+    _one_error(result, f"trial {trial}'s ")
+    shown = re.search(r"(\w+_val_accuracy) is (\S+) in trials.csv but (\S+) from its rows",
+                      result.stderr)
+    column, told, computed = shown.groups()
+    recorded = trials.loc[trials["trial_id"] == trial, column].iloc[0]
+    assert f"{by_hand[column]:.6g}" == f"{recorded:.6g}"  # six digits cannot tell them
+    assert told != computed
+    # Each as written lies nearer its own value than the other.
+    assert abs(float(told) - recorded) < abs(float(told) - by_hand[column])
+    assert abs(float(computed) - by_hand[column]) < abs(float(computed) - recorded)
+
+
 def test_a_completed_run_without_its_trials_table_is_refused(damaged):
     """Found by a new user: with trials.csv (and its Parquet copy) gone, analyze reported
     "no execution completed" and replaced the figures with none."""

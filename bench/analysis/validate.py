@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.analysis.formatting import distinguishing
 from bench.analysis.numbers import ACCURACY_BOUNDS, NOT_HYPERPARAMETERS
 from bench.errors import BenchError
 
@@ -134,9 +135,13 @@ def check_trials_agree(epochs: pd.DataFrame, trials: pd.DataFrame,
                               ("final_val_accuracy", per_repeat.last().mean())):
             recorded = getattr(trial, column)
             if not np.isclose(recorded, value, rtol=1e-9, atol=1e-12, equal_nan=True):
+                # Digits enough to show the difference (an edit 1e-9 apart read "0.190596
+                # in trials.csv but 0.190596 from its rows", to a new user).
+                shown = distinguishing([float(recorded), float(value)])
                 raise BenchError(
-                    f"{files.run}: trial {trial.trial_id}'s {column} is {recorded:.6g} in "
-                    f"{files.trials.name} but {value:.6g} from its rows in "
+                    f"{files.run}: trial {trial.trial_id}'s {column} is "
+                    f"{shown[float(recorded)]} in {files.trials.name} but "
+                    f"{shown[float(value)]} from its rows in "
                     f"{files.epochs.name}; one of the "
                     "tables was edited or comes from another run: restore both from a copy")
 
@@ -158,9 +163,10 @@ def check_test_accuracies(trials: pd.DataFrame, files: TableFiles, tuner: Path) 
             continue  # no trial folder (copied without tuner/): nothing to check against
         if isinstance(kept, (int, float)) and not np.isclose(recorded, kept, rtol=1e-9,
                                                              atol=1e-12):
+            shown = distinguishing([float(recorded), float(kept)])
             raise BenchError(f"{files.trials}: trial {trial['trial_id']}'s test_accuracy is "
-                             f"{recorded:.6g} but {kept:.6g} in {path}; one of them was "
-                             "edited: restore both from a copy")
+                             f"{shown[float(recorded)]} but {shown[float(kept)]} in {path}; "
+                             "one of them was edited: restore both from a copy")
 
 
 def check_trials_listed(epochs: pd.DataFrame, trials: pd.DataFrame | None, *, status: str,
