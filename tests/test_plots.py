@@ -362,6 +362,10 @@ def test_overfitting_breaks_a_tie_at_third_place_by_trial_id_and_says_so(
     blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
                      tmp_path, log=lambda *_: None)
     caption = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}["overfitting"]
+    # Found by a new user: curves starting below zero, with no word that Keras's training
+    # accuracy is the mean over an epoch's batches, not a pass after it.
+    assert ("Training accuracy is Keras's mean over the epoch's batches, in training mode"
+            in caption)
     assert caption.endswith(" Not drawn: trials 0004 and 0005, tied at 0.7000 with trial "
                             "0003, the last drawn (of trials with one score, the lowest ids "
                             "are drawn).")

@@ -481,7 +481,7 @@ def _trial_figures(study: Study) -> None:
                                             f"{len(best)} trials"),
                "overfitting", "Overfitting",
                "Training minus validation accuracy against epoch for the best "
-               "configurations, 95% band over the repeats of each."
+               "configurations, 95% band over the repeats of each. " + TRAINING_ACCURACY
                + _fewer_executions_note(gap, ["configuration"], label=lambda key:
                                         key["configuration"])
                + (f" Not drawn: {_trial_list(tied_out['trial_id'])}, tied at "
@@ -490,6 +490,14 @@ def _trial_figures(study: Study) -> None:
                + (f" Not drawn: {_trial_list(longer['trial_id'])}, whose executions ran "
                   "again for more epochs in a later trial and count as that one (see "
                   "'Executions counted at their longest run')." if len(longer) else ""))
+
+
+#: What the training accuracy of epochs.csv is, for a caption that subtracts it.
+TRAINING_ACCURACY = (
+    "Training accuracy is Keras's mean over the epoch's batches, in training mode (Dropout "
+    "on, the weights still changing), and validation accuracy is measured after the epoch: "
+    "the difference is not one model's train-validation gap, and it reads low, most at the "
+    "first epochs (below zero is common there).")
 
 
 def _trial_list(ids: pd.Series) -> str:
