@@ -718,3 +718,49 @@ def test_a_joint_report_draws_transferability_only_where_a_run_varied_its_depth(
     (caption,) = [b.caption for b in blocks if b.kind == "figure"
                   and b.content.stem == "transferability"]
     assert "one line per run and initialisation" in caption
+
+
+def test_objective_points_are_joined_only_where_the_other_values_stay_the_same(
+        tmp_path, monkeypatch):
+    """Found by a new user: a line over head_lr joined three configurations of other
+    widths and dropouts, read as a head_lr curve holding the rest fixed."""
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    # The best dropout is 0.0 at head_lr 0.001 and 0.5 at 0.01, for either width; along
+    # width (at one head_lr) it stays.
+    rows = []
+    configurations = [(lr, width, dropout) for lr in (0.001, 0.01) for width in (16, 32)
+                      for dropout in (0.0, 0.5)]
+    for trial, (lr, width, dropout) in enumerate(configurations):
+        base = 0.5 + (0.1 if (lr == 0.001) == (dropout == 0.0) else 0.0) + 0.01 * width / 16
+        for seed in (1, 2):
+            for epoch in (1, 2):
+                rows.append({"run_id": "r", "trial_id": f"{trial:04d}", "repeat": seed,
+                             "seed": seed, "epoch": epoch, "head_lr": lr, "width": width,
+                             "dropout": dropout, "val_accuracy": base + 0.01 * seed,
+                             "accuracy": 0.9})
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": "r", "trial_id": [f"{t:04d}" for t in range(8)],
+                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
+    names = ["head_lr", "width", "dropout"]
+    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
+           "columns": {"hyperparameters": names, "varied": names}}
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=lambda *_: None)
+    captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+    assert ("The points are not joined: dropout changes from one head learning rate to the "
+            "next, so they are no curve of head learning rate alone.") in captions[
+        "objective_vs_head_lr"]
+    assert "not joined" not in captions["objective_vs_width"]
+    unjoined = _lines(drawn["objective_vs_head_lr"].axes[0])
+    joined = _lines(drawn["objective_vs_width"].axes[0])
+    assert len(unjoined) == len(joined) == 2
+    assert {line.get_linestyle() for line in unjoined} == {"None"}
+    assert {line.get_linestyle() for line in joined} == {"-"}
+    # Each point is still its best configuration's mean: width 16 at head_lr 0.001 is
+    # dropout 0.0's 0.5 + 0.1 + 0.01 + 0.015 (the mean over seeds 1 and 2).
+    width16 = next(line for line in unjoined if "16" in line.get_label())
+    assert list(width16.get_ydata()) == pytest.approx([0.625, 0.625])

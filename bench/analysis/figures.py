@@ -397,8 +397,10 @@ def _objective_figures(study: Study) -> None:
         log = study.tables.log_scaled(parameter)
         # Several runs: a line style each, or their points would join into one line.
         style = "run_id" if study.several and summary["run_id"].nunique() > 1 else None
+        changing = _changing_along(rows, over=over,
+                                   line=[k for k in keep if k != parameter])
         study.save(plots.objective_vs(summary, x=parameter, col=col, hue=hue, style=style,
-                                      log=log,
+                                      log=log, joined=not changing,
                                       title=f"{study.name}: final validation accuracy "
                                             f"against {plots.label(parameter)}"),
                    f"objective_vs_{parameter}", heading,
@@ -406,7 +408,23 @@ def _objective_figures(study: Study) -> None:
                    "95% interval over the repeats of each configuration"
                    + (" (log axis)" if log else "") + "."
                    + (" One line style per run." if style else "")
-                   + _best_note(over, rows, tables=study.tables) + inactive + study.final_note())
+                   + _best_note(over, rows, tables=study.tables)
+                   + (f" The points are not joined: {', '.join(changing)} "
+                      f"{'changes' if len(changing) == 1 else 'change'} from one "
+                      f"{plots.label(parameter)} to the next, so they are no curve of "
+                      f"{plots.label(parameter)} alone." if changing else "")
+                   + inactive + study.final_note())
+
+
+def _changing_along(rows: pd.DataFrame, *, over: list[str], line: list[str]) -> list[str]:
+    """Those of ``over`` whose best value (``rows``: one configuration per point) differs
+    between two points of one line (the rows sharing ``line``'s values)."""
+    present = [name for name in over if name in rows]
+    if not present or rows.empty:
+        return []
+    groups = rows.groupby(line, dropna=False, sort=False) if line else [((), rows)]
+    return [name for name in present
+            if any(group[name].nunique(dropna=False) > 1 for _, group in groups)]
 
 
 def _gain_figure(study: Study) -> None:

@@ -107,6 +107,9 @@ class _Lines:
     #: log axis): lines of one point at one x are spread over a fraction of it.
     x_gap: float = 1.0
     logx: bool = False
+    #: False draws each line's points unjoined, with an error bar each: they are not one
+    #: curve (the configurations change from one x to the next).
+    joined: bool = True
 
     def draw(self, ax, part: pd.DataFrame) -> None:
         drawn = []
@@ -128,9 +131,10 @@ class _Lines:
             name = ", ".join(self.written[k](v) if k in VERBATIM
                              else f"{label(k)}={self.written[k](v)}"
                              for k, v in named if k)
-            artists = ax.plot(line[self.x], line["mean"], linestyle=self.dashes[repr(s)],
-                              color=self.palette[repr(h)], marker="o", markersize=3,
-                              label=name or None)
+            artists = ax.plot(line[self.x], line["mean"],
+                              linestyle=self.dashes[repr(s)] if self.joined else "none",
+                              color=self.palette[repr(h)], marker="o",
+                              markersize=3 if self.joined else 5, label=name or None)
             if self.bands:
                 artists += self._band(ax, line, color=self.palette[repr(h)])
             if shift is not None:
@@ -147,12 +151,12 @@ class _Lines:
         """The 95% interval of a line: a band along it, and an error bar of the band's
         colour at each point with an interval whose neighbours have none (a line of one
         x, for one), where a band has no width to draw. Returns the error bars' parts."""
-        if len(line) > 1:
+        if len(line) > 1 and self.joined:
             ax.fill_between(line[self.x], line["low"], line["high"], color=color,
                             alpha=0.15, linewidth=0)
         known = line["low"].notna() & line["high"].notna()
-        alone = line[known & ~known.shift(1, fill_value=False)
-                     & ~known.shift(-1, fill_value=False)]
+        alone = line[known] if not self.joined else line[
+            known & ~known.shift(1, fill_value=False) & ~known.shift(-1, fill_value=False)]
         if alone.empty:
             return []
         bars = ax.errorbar(alone[self.x], alone["mean"],
@@ -246,12 +250,13 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                 ylabel: str = "accuracy", title: str = "", xlabel: str | None = None,
                 height: float = 3.2, reference: float | None = None,
                 vlines: tuple[float, ...] = (), logx: bool = False, bands: bool = True,
-                sharex: bool = True):
+                sharex: bool = True, joined: bool = True):
     """Mean lines with interval bands, faceted by ``row`` and ``col``.
 
     Args:
         data: Columns ``x, mean, low, high`` and the facet/hue/style columns.
         reference: A horizontal line to draw (for example 0 for a gain).
+        joined: False draws points with error bars, not lines with bands.
     """
     sns.set_theme(style="whitegrid", context="notebook")
     rows = list(pd.unique(data[row])) if row else [None]
@@ -277,7 +282,7 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
         x=x, hue=hue, style=style, hues=hues, styles=styles, palette=palette,
         dashes={repr(s): ["-", "--", ":", "-."][i % 4] for i, s in enumerate(styles)},
         written=written, bands=bands, hue_in_legend=scale is None,
-        x_gap=_least_gap(data[x], logx=logx), logx=logx)
+        x_gap=_least_gap(data[x], logx=logx), logx=logx, joined=joined)
     drawn = sorted(set(data[x].dropna())) if logx else []
     written_x = value_labels(drawn)
     ticks = log_ticks(drawn)
@@ -367,12 +372,12 @@ def heatmaps(tables: dict, *, title: str, rows: str, cols: str):
 
 
 def objective_vs(summary: pd.DataFrame, *, x: str, col: str | None, hue: str | None,
-                 log: bool, title: str, style: str | None = None):
+                 log: bool, title: str, style: str | None = None, joined: bool = True):
     """Final validation accuracy against one numeric hyperparameter, 95% interval over
-    repeats; a log axis for a log-sampled one."""
+    repeats; a log axis for a log-sampled one. ``joined=False``: points, not lines."""
     return facet_lines(summary, x=x, col=col, hue=hue, style=style,
                        ylabel="final validation accuracy",
-                       title=title, logx=log)
+                       title=title, logx=log, joined=joined)
 
 
 def transfer_gain(gain: pd.DataFrame, *, hue: str | None, title: str):
