@@ -764,3 +764,16 @@ def test_objective_points_are_joined_only_where_the_other_values_stay_the_same(
     # dropout 0.0's 0.5 + 0.1 + 0.01 + 0.015 (the mean over seeds 1 and 2).
     width16 = next(line for line in unjoined if "16" in line.get_label())
     assert list(width16.get_ydata()) == pytest.approx([0.625, 0.625])
+
+
+def test_a_legend_lists_numeric_values_in_order_whichever_facet_holds_them():
+    """Found by a new user: 0.000184, 0.00259, 0.00476, 0.00019 (the pretrained panel's
+    values first, then the random panel's)."""
+    rows = [{"init": init, "head_lr": lr, "units": units, "mean": 0.5, "low": 0.4,
+             "high": 0.6}
+            for init, lr, units in (("pretrained", 0.000184, 32), ("pretrained", 0.004757, 16),
+                                    ("pretrained", 0.002587, 48), ("random", 0.00019, 48))]
+    fig = plots.facet_lines(pd.DataFrame(rows), x="units", col="init", hue="head_lr")
+    legend = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert legend == [f"head learning rate={v}" for v in
+                      ("0.000184", "0.00019", "0.00259", "0.00476")]

@@ -126,11 +126,7 @@ class _Lines:
         shifts = _dodged(ax, [line[self.x].iloc[0] if len(line) == 1 and self.bands else None
                               for _, _, line in drawn], gap=self.x_gap, logx=self.logx)
         for (h, s, line), (shift, reach) in zip(drawn, shifts):
-            named = ((self.hue, h), (self.style, s)) if self.hue_in_legend or _missing(h) \
-                else ((self.style, s),)
-            name = ", ".join(self.written[k](v) if k in VERBATIM
-                             else f"{label(k)}={self.written[k](v)}"
-                             for k, v in named if k)
+            name = self.name(h, s)
             artists = ax.plot(line[self.x], line["mean"],
                               linestyle=self.dashes[repr(s)] if self.joined else "none",
                               color=self.palette[repr(h)], marker="o",
@@ -146,6 +142,13 @@ class _Lines:
                     artist.set_gid(DODGED)
                 ax.update_datalim([(reach, y) for y in (line["low"].min(), line["high"].max(),
                                                         line["mean"].iloc[0]) if y == y])
+
+    def name(self, h, s) -> str:
+        """The legend's name of the line of hue ``h`` and style ``s``."""
+        named = ((self.hue, h), (self.style, s)) if self.hue_in_legend or _missing(h) \
+            else ((self.style, s),)
+        return ", ".join(self.written[k](v) if k in VERBATIM
+                         else f"{label(k)}={self.written[k](v)}" for k, v in named if k)
 
     def _band(self, ax, line: pd.DataFrame, *, color) -> list:
         """The 95% interval of a line: a band along it, and an error bar of the band's
@@ -226,10 +229,12 @@ def _x_axis(ax, *, logx: bool, ticks: list, written_x, integer_x: bool,
                                                min_n_ticks=2 if several_x else 1))
 
 
-def _figure_legend(fig, axes, *, title: str, neutral: bool = False) -> None:
-    """One legend for the figure: every facet's lines, each name once. ``neutral``:
-    the lines' colours are a colour bar's, so a name (a line style) is drawn in grey,
-    not in the colour of whichever line happened to carry it first."""
+def _figure_legend(fig, axes, *, title: str, neutral: bool = False,
+                   order: list[str] | None = None) -> None:
+    """One legend for the figure: every facet's lines, each name once, in ``order``
+    (the hues' and styles' order; not the facets', which may hold a later hue first).
+    ``neutral``: the lines' colours are a colour bar's, so a name (a line style) is drawn
+    in grey, not in the colour of whichever line happened to carry it first."""
     from matplotlib.lines import Line2D
 
     handles, names = [], []
@@ -240,6 +245,10 @@ def _figure_legend(fig, axes, *, title: str, neutral: bool = False) -> None:
                                       marker=handle.get_marker(), markersize=3)
                                if neutral else handle)
                 names.append(name)
+    if order:
+        place = {name: i for i, name in enumerate(order)}
+        pairs = sorted(zip(handles, names), key=lambda pair: place.get(pair[1], len(place)))
+        handles, names = [h for h, _ in pairs], [n for _, n in pairs]
     if handles:
         fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
                    title=title)
@@ -313,7 +322,8 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
                 ax.set_xlabel(xlabel or label(x))
     _figure_legend(fig, axes, title=" / ".join(label(k) for k in (hue, style)
                                                if k and (k != hue or scale is None)),
-                   neutral=scale is not None)
+                   neutral=scale is not None,
+                   order=[lines.name(h, s) for h in hues for s in styles])
     fig.suptitle(title)
     fig.tight_layout()
     if scale is not None:
