@@ -317,7 +317,7 @@ def _study_notes(plan: StudyPlan, *, device: dict, log) -> list[str]:
 
     spec = plan.spec
     notes = tuner_notes(plan.tuner_name, plan.hp, max_trials=plan.settings.max_trials,
-                        initial_points=spec.initial_points)
+                        initial_points=spec.initial_points, given=spec.max_trials is not None)
     # Here, not where a tuner is built: a chief builds none, and its run.json says it too.
     reuse = reuse_note(plan.space, enabled=spec.reuse_models)
     notes += [reuse] if reuse is not None else []

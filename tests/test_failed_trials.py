@@ -466,6 +466,13 @@ def test_bayesian_says_when_it_is_random_search():
     hp.Float("head_lr", 1e-4, 1e-1, sampling="log")
     (note,) = tuner_notes("bayesian", hp, max_trials=5, initial_points=None)
     assert "first 6 completed trials are random" in note and "random search" in note
+    assert note.endswith("With --max-trials 5 this search is random search: raise "
+                         "--max-trials above 6 or lower --initial-points")
+    # Found by a new user: "--max-trials 5" where the space's settings said 5.
+    (note,) = tuner_notes("bayesian", hp, max_trials=5, initial_points=None, given=False)
+    assert "With max_trials 5 (the space's setting) this search is random search" in note
+    (note,) = tuner_notes("bayesian", hp, max_trials=None, initial_points=12, given=False)
+    assert "With the default of 10 trials this search is random search" in note
     (note,) = tuner_notes("bayesian", hp, max_trials=5, initial_points=2)
     assert "first 2" in note and "random search" not in note
     assert tuner_notes("grid", hp, max_trials=5, initial_points=None) == []
@@ -481,8 +488,10 @@ def test_a_grid_cut_short_by_max_trials_says_how_many_combinations_do_not_run():
     hp.Choice("head_lr", [0.1, 0.01, 0.001])  # 2 x 3 = 6 combinations
     assert tuner_notes("grid", hp, max_trials=4, initial_points=None) == [
         "grid: --max-trials 4 runs 4 of the grid's 6 combinations, in KerasTuner's order; "
-        "the other 2 do not run, so some values may never be tried (drop --max-trials to "
-        "run them all)"]
+        "the other 2 do not run, so some values may never be tried (give a --max-trials "
+        "of at least 6 to run them all)"]
+    assert tuner_notes("grid", hp, max_trials=4, initial_points=None, given=False)[0].startswith(
+        "grid: max_trials 4 (the space's setting) runs 4 of the grid's 6 combinations")
     for whole in (None, 6, 7):
         assert tuner_notes("grid", hp, max_trials=whole, initial_points=None) == []
 

@@ -124,24 +124,33 @@ def planned_trials(name: str, hp, *, max_trials: int | None,
     return max_trials or DEFAULT_MAX_TRIALS
 
 
-def tuner_notes(name: str, hp, *, max_trials: int | None,
-                initial_points: int | None) -> list[str]:
-    """What the user should know before the search about what the tuner will do."""
+def tuner_notes(name: str, hp, *, max_trials: int | None, initial_points: int | None,
+                given: bool = True) -> list[str]:
+    """What the user should know before the search about what the tuner will do.
+    ``given``: whether ``max_trials`` came from ``--max-trials`` (else the space's
+    settings), for the note to name where it came from."""
     size = grid_size(hp)
     if name == "grid" and max_trials is not None and size is not None and max_trials < size:
         left = size - max_trials
-        return [f"grid: --max-trials {max_trials} runs {max_trials} of the grid's {size} "
+        where = (f"--max-trials {max_trials}" if given else
+                 f"max_trials {max_trials} (the space's setting)")
+        return [f"grid: {where} runs {max_trials} of the grid's {size} "
                 f"combinations, in KerasTuner's order; the other {left} do not run, so some "
-                "values may never be tried (drop --max-trials to run them all)"]
+                "values may never be tried (give a --max-trials of at least "
+                f"{size} to run them all)"]
     if name != "bayesian":
         return []
     points = initial_points or default_initial_points(hp)
     trials = max_trials or DEFAULT_MAX_TRIALS
+    # Found by a new user: "With --max-trials 8" where the space's settings set it.
+    where = (f"--max-trials {trials}" if given and max_trials else
+             f"max_trials {trials} (the space's setting)" if max_trials else
+             f"the default of {trials} trials")
     note = (f"bayesian: the first {points} completed trials are random initial points "
             f"(KerasTuner's default is 3 per hyperparameter, at least 3; --initial-points "
             f"sets it); the Gaussian process proposes the rest")
     if trials <= points:
-        note += (f". With --max-trials {trials} this search is random search: raise "
+        note += (f". With {where} this search is random search: raise "
                  f"--max-trials above {points} or lower --initial-points")
     return [note]
 
