@@ -76,3 +76,19 @@ def tiny_run(tmp_path_factory, tiny_spaces_dir, cache_dir) -> Path:
     spec = RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE,
                    pretrain_epochs=3, results_dir=results, name="tiny", cache_dir=cache_dir)
     return run_study(spec, log=lambda *_: None)
+
+
+_OTHER_PROCESSES = iter(range(5_000_000, 6_000_000))  # above Linux's pid_max: none alive
+
+
+def copy_as_another_run(run: Path, folder: Path) -> Path:
+    """A copy of ``run`` at ``folder`` that analyze takes for another run with the same
+    tables (a plain copy is the same run, refused beside it): another process started it."""
+    import json
+    import shutil
+
+    shutil.copytree(run, folder)
+    record = json.loads((folder / "run.json").read_text())
+    record["process"] = {**record["process"], "pid": next(_OTHER_PROCESSES)}
+    (folder / "run.json").write_text(json.dumps(record, indent=2))
+    return folder

@@ -1,12 +1,13 @@
 """`analyze` rebuilds figures and reports from the tables alone, without Keras."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, copy_as_another_run
 
 FIGURES = ["accuracy_vs_epochs", "transfer_gain", "tuner_progress", "overfitting"]
 
@@ -135,7 +136,7 @@ def test_two_runs_with_one_name_stay_apart_and_one_run_counts_once(tiny_run, tmp
     # The same --name in two results folders; in the second, the first trial failed.
     first, second = tmp_path / "a" / "tiny", tmp_path / "b" / "tiny"
     for copy in (first, second):
-        shutil.copytree(tiny_run, copy)
+        copy_as_another_run(tiny_run, copy)
     trials = pd.read_csv(second / "trials.csv", dtype={"trial_id": str, "error": object})
     failed = trials["trial_id"].iloc[0]
     trials.loc[0, ["status", "error"]] = ["FAILED", "ValueError: broken"]
@@ -162,6 +163,35 @@ def test_two_runs_with_one_name_stay_apart_and_one_run_counts_once(tiny_run, tmp
     failures = next(b.content for b in blocks if b.kind == "list" and any(
         "FAILED" in line for line in b.content))
     assert failures == [f"{second}: trial {failed}: FAILED: ValueError: broken"]
+
+
+def test_a_copy_of_a_run_resumed_or_not_is_the_same_run(tiny_run, tmp_path):
+    from bench.analysis.tables import load_tables
+    from bench.errors import BenchError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    run = json.loads((copy / "run.json").read_text())
+    refusal = (f"{copy} and {tiny_run} are one run (run_id {run['run_id']}, started "
+               f"{run['started']}): one is a copy of the other, perhaps resumed further")
+    with pytest.raises(BenchError, match=re.escape(refusal)):
+        load_tables([tiny_run, copy])
+    # Resumed in its new folder (as continue_run records it; tests/test_resume.py).
+    first_process = run["process"]
+    run.update(resumed=["2026-12-07T08:00:00+00:00"], earlier_processes=[{
+        "search_seconds": run["search_seconds"], "process": first_process}],
+        process={**first_process, "pid": first_process["pid"] + 7})
+    (copy / "run.json").write_text(json.dumps(run))
+    with pytest.raises(BenchError, match=re.escape(refusal)):
+        load_tables([tiny_run, copy])
+    result = _analyze_without_keras(tiny_run, copy, "--out", tmp_path / "joint")
+    assert result.stdout.strip().splitlines()[-1] == "False False 2", result.stderr[-2000:]
+    assert refusal in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "joint").exists()
+    # Another run of that name, started in that second by another process: two runs.
+    first_process["pid"] += 1
+    (copy / "run.json").write_text(json.dumps(run))
+    assert len(load_tables([tiny_run, copy]).runs) == 2
 
 
 def test_analyze_writes_nothing_for_a_run_given_twice_or_out_with_one_run(tiny_run, tmp_path):
@@ -252,7 +282,7 @@ def test_a_joint_report_never_replaces_files_it_did_not_write(tiny_run, tmp_path
     # Found by a new user: --out onto a folder with their own report.md replaced it.
     first, second = tmp_path / "a", tmp_path / "b"
     for copy in (first, second):
-        shutil.copytree(tiny_run, copy)
+        copy_as_another_run(tiny_run, copy)
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "report.md").write_text("my precious notes\n")

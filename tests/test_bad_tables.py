@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, copy_as_another_run
 
 
 def _analyze(*args):
@@ -109,8 +109,7 @@ def test_an_unwritable_out(tiny_run, tmp_path):
     out = blocker / "joint"
     plots_before = sorted(p.name for p in (tiny_run / "plots").iterdir())
     report_before = (tiny_run / "report.md").stat().st_mtime_ns
-    second = tmp_path / "second"
-    shutil.copytree(tiny_run, second)
+    second = copy_as_another_run(tiny_run, tmp_path / "second")
     _one_error(_analyze(tiny_run, second, "--out", out), "cannot write the report", str(out))
     # The runs' own reports were not rewritten either: everything is checked first.
     assert (tiny_run / "report.md").stat().st_mtime_ns == report_before
@@ -121,8 +120,7 @@ def test_an_out_that_is_a_run_s_folder_is_refused(tiny_run, tmp_path):
     """Found by a new user: --out naming one of the runs (or any run) replaced that run's
     own report and plots with the joint ones."""
     report_before = (tiny_run / "report.md").read_bytes()
-    second = tmp_path / "second"
-    shutil.copytree(tiny_run, second)
+    second = copy_as_another_run(tiny_run, tmp_path / "second")
     for out in (tiny_run, second):
         _one_error(_analyze(tiny_run, second, "--out", out), f"--out {out} is a run's folder",
                    f"such as {tiny_run.parent / 'compare-tiny-second'}")

@@ -456,11 +456,18 @@ def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
     assert again["device"] == json.loads((tiny_run / "run.json").read_text())["device"]
     # Each process's search time and counts are kept, not written over by the last one's.
     first = json.loads((tiny_run / "run.json").read_text())
+    # And the process, so that a copy of the run resumed elsewhere is known as this run.
     per_process = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache",
-                   "device_data", "distributed")
+                   "device_data", "distributed", "process")
     assert again["earlier_processes"] == [{k: first.get(k) for k in per_process},
                                           {k: record.get(k) for k in per_process}]
     assert again["search_seconds"] >= 0 and again["models"]["compiled"] == 0  # nothing left
+    # A copy resumed in its own folder is still the run it was copied from.
+    from bench.analysis.tables import load_tables
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="are one run .*one is a copy of the other"):
+        load_tables([tiny_run, stopped])
     assert (f"search {again['search_seconds']} s in the last of 3 processes (resumed); before "
             f"it: {first['search_seconds']} s, {record['search_seconds']} s"
             in (stopped / "report.md").read_text())

@@ -6,6 +6,7 @@ or a report is computed from it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,9 +167,19 @@ def _as_text(table: pd.DataFrame, columns: set[str], run: dict) -> pd.DataFrame:
     return table
 
 
+def _start_of(run: dict) -> tuple | None:
+    """What no other run shares with ``run``: its id, when and in which process it started
+    (a resume moves that process to ``earlier_processes``), or None where it said none."""
+    if not run.get("run_id") or not run.get("started"):
+        return None
+    earlier = run.get("earlier_processes") or [{}]
+    process = earlier[0].get("process", {}) if "resumed" in run else run.get("process")
+    return run["run_id"], run["started"], json.dumps(process, sort_keys=True)
+
+
 def load_tables(paths: list[Path]) -> Tables:
     """Reads and checks every table of ``paths``; a bad table is a BenchError naming it."""
-    opened, seen = [], {}
+    opened, seen, began = [], {}, {}
     for path in paths:
         run_dir = open_run(path)
         where = run_dir.path.resolve()
@@ -176,6 +187,13 @@ def load_tables(paths: list[Path]) -> Tables:
             raise BenchError(f"{path} is the run {seen[where]} again: give each run once")
         seen[where] = path
         run = read_run(run_dir)
+        start = _start_of(run)
+        if start is not None and start in began:
+            raise BenchError(
+                f"{path} and {began[start]} are one run (run_id {start[0]}, started "
+                f"{start[1]}): one is a copy of the other, perhaps resumed further, and "
+                "their trials would count twice; give each run once")
+        began.setdefault(start, path)
         run.setdefault("run_id", run_dir.path.name)
         opened.append((path, run_dir, run))
     names = [run["run_id"] for _, _, run in opened]

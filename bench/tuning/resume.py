@@ -406,6 +406,7 @@ def continue_run(path: Path, fresh: dict, *, log) -> tuple[RunDir, dict, Resumed
         f"of unfinished work removed{again}")
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     earlier = {key: record.get(key) for key in PER_PROCESS}  # None: killed before it said
+    earlier["process"] = record.get("process")
     updated = {**record, "status": "running", "process": fresh["process"],
                "resumed": [*record.get("resumed", []), now],
                # Per resume, the trials that had started and not ended: they ran again.
