@@ -494,34 +494,41 @@ def test_repeats_that_cannot_train_together_train_alone_and_the_run_says_so(
     out (or failed otherwise) failed the trial, which alone would have completed. Here the
     stack's first fit fails as an out-of-memory error would; that model's trials then
     train alone, and their rows are training alone's, bit for bit."""
-    from bench.tuning.together import TrainTogether
+    from bench.tuning import together
 
     fits = []
-    fit = TrainTogether.fit
+    arguments = together.stacked_fit_arguments
 
-    def out_of_memory_once(self, stack, **kwargs):
-        fits.append(len(stack.members))
-        if len(fits) == 1:
+    def out_of_memory_once(trains, **kwargs):
+        # Where the stack's fit starts, after its members' features were taken.
+        fits.append(len(trains))
+        if len(fits) == 2:  # the second trial's: half the backbone frozen, on the cache
             raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
                                "8589934592 bytes.")
-        return fit(self, stack, **kwargs)
+        return arguments(trains, **kwargs)
 
-    monkeypatch.setattr(TrainTogether, "fit", out_of_memory_once)
+    monkeypatch.setattr(together, "stacked_fit_arguments", out_of_memory_once)
     runs = _run_on_and_off(tmp_path, cache_dir, space="momentum", source=MOMENTUM,
                            switched=("together",))
-    # Four trials, two models (frozen_blocks 0 and 2, each for both inits): the first
+    # Four trials, two models (frozen_blocks 0 and 2, each for both inits): the second
     # trial's stack failed, so its model's other trial trains alone too, without trying;
     # the other model's two trials trained together.
     assert fits == [2, 2, 2]
     record = json.loads(runs[True].run_json.read_text())
     assert record["together"] == {"trials": 2, "retried_alone": 1}
-    assert ("--train-together off for a model whose repeats could not train together "
-            "(RuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
-            "8589934592 bytes.); its trials train one repeat at a time") in record["notes"]
+    # Each execution on the cache's features counted once (the failed stack's were counted
+    # as well, found by a review): as many as where nothing trained together.
+    executions = record["prefix_cache"]["executions"]
+    assert executions == json.loads(runs[False].run_json.read_text())[
+        "prefix_cache"]["executions"] == 2 * 2
+    first = read_trials(runs[True])["trial_id"].min()
+    assert (f"--train-together off for trial {int(first) + 1:04d}'s model: its repeats could "
+            "not train together (RuntimeError: RESOURCE_EXHAUSTED: Out of memory while "
+            "trying to allocate 8589934592 bytes.); that trial and the model's later ones "
+            "train one repeat at a time") in record["notes"]
     assert set(read_trials(runs[True])["status"]) == {"COMPLETED"}
     on, off = read_epochs(runs[True]), read_epochs(runs[False])
-    alone = on["frozen_blocks"] == on.loc[on["trial_id"] == on["trial_id"].min(),
-                                           "frozen_blocks"].iloc[0]
+    alone = on["frozen_blocks"] == 2
     assert alone.sum() == 2 * 2 * 2  # two trials x two repeats x two epochs
     columns = [c for c in on.columns if c not in ("run_id", "epoch_seconds")]
     pd.testing.assert_frame_equal(on.loc[alone, columns], off.loc[alone, columns],

@@ -386,14 +386,19 @@ class BenchTuner(keras_tuner.Tuner):
         hp = trial.hyperparameters
         started = time.perf_counter()
         seeds = repeat_seeds(ex.seed, ex.repeats)
+        # Executions that train on the cache's features count once, as they train alone
+        # when the stack gives up or a member's loss broke.
+        counted = self.prefix.used if self.prefix is not None else 0
         try:
             outcome = self._train_stack(trial, epochs=epochs, seeds=seeds)
         except DiskFull:
             raise
         except Exception as error:  # noqa: BLE001 (training alone may not fail; it says)
-            self.together.give_up(hp, seeds=seeds, error=error)
-            return None
+            self.together.give_up(hp, seeds=seeds, error=error, trial_id=trial.trial_id)
+            outcome = None
         if outcome is None:
+            if self.prefix is not None:
+                self.prefix.used = counted
             return None
         runs, tests = outcome
         self.together.trials += 1

@@ -204,7 +204,7 @@ class TrainTogether:
         optimizer.learning_rate = float(self.space.value(hp, "head_lr"))
         return stack
 
-    def give_up(self, hp, *, seeds: list[int], error: Exception) -> None:
+    def give_up(self, hp, *, seeds: list[int], error: Exception, trial_id: str) -> None:
         """Trains this trial's model one repeat at a time from now on: training its
         repeats together failed (out of memory, say, where a stack needs the memory of
         all its members), which training alone may not."""
@@ -214,8 +214,9 @@ class TrainTogether:
         self.retried += 1
         said = " ".join(str(error).split())
         said = said if len(said) <= 200 else said[:200] + "..."
-        self.note(f"--train-together off for a model whose repeats could not train together "
-                  f"({type(error).__name__}: {said}); its trials train one repeat at a time")
+        self.note(f"--train-together off for trial {trial_id}'s model: its repeats could not "
+                  f"train together ({type(error).__name__}: {said}); that trial and the "
+                  "model's later ones train one repeat at a time")
 
     def _build(self, hp, *, seeds: list[int]) -> Stack | None:
         from bench.models.optim import make_optimizer
