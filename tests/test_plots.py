@@ -720,36 +720,42 @@ def test_a_joint_report_draws_transferability_only_where_a_run_varied_its_depth(
     assert "one line per run and initialisation" in caption
 
 
+def _best_dropout_changes_with_head_lr(run_ids=("r",)):
+    """Tables of runs where the best dropout is 0.0 at head_lr 0.001 and 0.5 at 0.01, for
+    either width; along width (at one head_lr) it stays."""
+    from bench.analysis.tables import Tables
+
+    rows = []
+    configurations = [(lr, width, dropout) for lr in (0.001, 0.01) for width in (16, 32)
+                      for dropout in (0.0, 0.5)]
+    for run_id in run_ids:
+        for trial, (lr, width, dropout) in enumerate(configurations):
+            base = 0.5 + (0.1 if (lr == 0.001) == (dropout == 0.0) else 0.0) + 0.01 * width / 16
+            for seed in (1, 2):
+                for epoch in (1, 2):
+                    rows.append({"run_id": run_id, "trial_id": f"{trial:04d}", "repeat": seed,
+                                 "seed": seed, "epoch": epoch, "head_lr": lr, "width": width,
+                                 "dropout": dropout, "val_accuracy": base + 0.01 * seed,
+                                 "accuracy": 0.9})
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame([{"run_id": run_id, "trial_id": f"{t:04d}", "status": "COMPLETED",
+                            "best_val_accuracy": 0.6, "seconds": 1.0}
+                           for run_id in run_ids for t in range(8)])
+    names = ["head_lr", "width", "dropout"]
+    runs = [{"run_id": run_id, "space": {"name": "s"}, "settings": {"dataset": "d"},
+             "columns": {"hyperparameters": names, "varied": names}} for run_id in run_ids]
+    return Tables(runs=runs, epochs=epochs, trials=trials, complete=epochs)
+
+
 def test_objective_points_are_joined_only_where_the_other_values_stay_the_same(
         tmp_path, monkeypatch):
     """Found by a new user: a line over head_lr joined three configurations of other
     widths and dropouts, read as a head_lr curve holding the rest fixed."""
     from bench.analysis.figures import figures
-    from bench.analysis.tables import Tables
 
-    # The best dropout is 0.0 at head_lr 0.001 and 0.5 at 0.01, for either width; along
-    # width (at one head_lr) it stays.
-    rows = []
-    configurations = [(lr, width, dropout) for lr in (0.001, 0.01) for width in (16, 32)
-                      for dropout in (0.0, 0.5)]
-    for trial, (lr, width, dropout) in enumerate(configurations):
-        base = 0.5 + (0.1 if (lr == 0.001) == (dropout == 0.0) else 0.0) + 0.01 * width / 16
-        for seed in (1, 2):
-            for epoch in (1, 2):
-                rows.append({"run_id": "r", "trial_id": f"{trial:04d}", "repeat": seed,
-                             "seed": seed, "epoch": epoch, "head_lr": lr, "width": width,
-                             "dropout": dropout, "val_accuracy": base + 0.01 * seed,
-                             "accuracy": 0.9})
-    epochs = pd.DataFrame(rows)
-    trials = pd.DataFrame({"run_id": "r", "trial_id": [f"{t:04d}" for t in range(8)],
-                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
-    names = ["head_lr", "width", "dropout"]
-    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
-           "columns": {"hyperparameters": names, "varied": names}}
     drawn = {}
     monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
-    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
-                     tmp_path, log=lambda *_: None)
+    blocks = figures(_best_dropout_changes_with_head_lr(), tmp_path, log=lambda *_: None)
     captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
     assert ("The points are not joined: dropout changes from one head learning rate to the "
             "next, so they are no curve of head learning rate alone.") in captions[
@@ -764,6 +770,63 @@ def test_objective_points_are_joined_only_where_the_other_values_stay_the_same(
     # dropout 0.0's 0.5 + 0.1 + 0.01 + 0.015 (the mean over seeds 1 and 2).
     width16 = next(line for line in unjoined if "16" in line.get_label())
     assert list(width16.get_ydata()) == pytest.approx([0.625, 0.625])
+
+
+def test_unjoined_points_of_two_runs_have_a_marker_each(tmp_path, monkeypatch):
+    """Found in review: unjoined, the runs' points had one marker and no line style, and
+    the caption said 'One line style per run'."""
+    from bench.analysis.figures import figures
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    blocks = figures(_best_dropout_changes_with_head_lr(("A", "B")), tmp_path,
+                     log=lambda *_: None)
+    captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+    assert "not joined" in captions["objective_vs_head_lr"]
+    assert "One marker per run." in captions["objective_vs_head_lr"]
+    assert "One line style per run." in captions["objective_vs_width"]
+    unjoined = _lines(drawn["objective_vs_head_lr"].axes[0])
+    markers = {line.get_label(): line.get_marker() for line in unjoined}
+    assert len(markers) == 4  # two widths x two runs
+    for width in ("16", "32"):
+        assert {m for name, m in markers.items() if width in name} == {"o", "s"}
+    legend = {text.get_text(): handle.get_marker() for legend in
+              drawn["objective_vs_head_lr"].legends for handle, text in
+              zip(legend.legend_handles, legend.get_texts())}
+    assert {legend[name] for name in legend if "A" in name} == {"o"}
+    assert {legend[name] for name in legend if "B" in name} == {"s"}
+
+
+def test_configurations_where_the_x_is_inactive_do_not_unjoin_its_points(
+        tmp_path, monkeypatch):
+    """Found in review: Adam's trials (no momentum) are no point of the momentum figure,
+    yet their optimizer counted as one changing along the line."""
+    from bench.analysis.figures import figures
+    from bench.analysis.tables import Tables
+
+    configurations = [("adam", None, width) for width in (16, 32)] + [
+        ("sgd", momentum, width) for momentum in (0.0, 0.9) for width in (16, 32)]
+    rows = [{"run_id": "r", "trial_id": f"{trial:04d}", "repeat": seed, "seed": seed,
+             "epoch": 1, "optimizer": optimizer, "momentum": momentum, "width": width,
+             "val_accuracy": 0.5 + 0.01 * seed + (0.1 if optimizer == "adam" else 0.0),
+             "accuracy": 0.9}
+            for trial, (optimizer, momentum, width) in enumerate(configurations)
+            for seed in (1, 2)]
+    epochs = pd.DataFrame(rows)
+    trials = pd.DataFrame({"run_id": "r", "trial_id": sorted(set(epochs["trial_id"])),
+                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
+    names = ["width", "optimizer", "momentum"]  # width the hue, optimizer over the line
+    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
+           "columns": {"hyperparameters": names, "varied": names}}
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
+    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
+                     tmp_path, log=lambda *_: None)
+    caption = next(b.caption for b in blocks if b.kind == "figure"
+                   and b.content.stem == "objective_vs_momentum")
+    assert "not joined" not in caption and "Left out: width=16 momentum=inactive" in caption
+    lines = _lines(drawn["objective_vs_momentum"].axes[0])
+    assert len(lines) == 2 and {line.get_linestyle() for line in lines} == {"-"}
 
 
 def test_a_legend_lists_numeric_values_in_order_whichever_facet_holds_them():

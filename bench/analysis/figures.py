@@ -397,7 +397,7 @@ def _objective_figures(study: Study) -> None:
         log = study.tables.log_scaled(parameter)
         # Several runs: a line style each, or their points would join into one line.
         style = "run_id" if study.several and summary["run_id"].nunique() > 1 else None
-        changing = _changing_along(rows, over=over,
+        changing = _changing_along(rows[rows[parameter].notna()], over=over,
                                    line=[k for k in keep if k != parameter])
         study.save(plots.objective_vs(summary, x=parameter, col=col, hue=hue, style=style,
                                       log=log, joined=not changing,
@@ -407,7 +407,8 @@ def _objective_figures(study: Study) -> None:
                    f"Final validation accuracy against {plots.label(parameter)}, mean with a "
                    "95% interval over the repeats of each configuration"
                    + (" (log axis)" if log else "") + "."
-                   + (" One line style per run." if style else "")
+                   + ((" One line style per run." if not changing else " One marker per "
+                       "run.") if style else "")
                    + _best_note(over, rows, tables=study.tables)
                    + (f" The points are not joined: {', '.join(changing)} "
                       f"{'changes' if len(changing) == 1 else 'change'} from one "

@@ -39,6 +39,10 @@ MOST_LOG_TICKS = 6
 #: The most values of a numeric hue named one by one in the legend; past it, a colour bar.
 MOST_LEGEND_HUES = 8
 
+#: Unjoined points' markers, one per line style (a run of a joint report): the points
+#: have no line whose style would tell the runs apart.
+UNJOINED_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
 #: Columns whose values are already full labels.
 VERBATIM = ("configuration", "comparison", "run / comparison")
 
@@ -111,6 +115,13 @@ class _Lines:
     #: curve (the configurations change from one x to the next).
     joined: bool = True
 
+    def marker(self, style) -> str:
+        """A dot; unjoined, where there is no line style to tell ``style``'s values apart,
+        a marker of their own."""
+        if self.joined or not self.style:
+            return "o"
+        return UNJOINED_MARKERS[self.styles.index(style) % len(UNJOINED_MARKERS)]
+
     def draw(self, ax, part: pd.DataFrame) -> None:
         drawn = []
         for h in self.hues:
@@ -129,7 +140,7 @@ class _Lines:
             name = self.name(h, s)
             artists = ax.plot(line[self.x], line["mean"],
                               linestyle=self.dashes[repr(s)] if self.joined else "none",
-                              color=self.palette[repr(h)], marker="o",
+                              color=self.palette[repr(h)], marker=self.marker(s),
                               markersize=3 if self.joined else 5, label=name or None)
             if self.bands:
                 artists += self._band(ax, line, color=self.palette[repr(h)])
