@@ -110,6 +110,11 @@ def test_a_model_that_changes_at_inference_is_evaluated_at_the_training_batch_si
         "its random or other state, two calls on the same images differ, or an image's "
         "output depends on the others in its batch): each evaluation batch is a call, so "
         "the batch size would change their numbers"]
+    # Found in review: the report said these ran "in batches of 512" (from the options).
+    for size in (32, 512):
+        assert json.loads(runs[size].run_json.read_text())["evaluation"] == {
+            "larger_batches": 0}
+        assert "batches of 512" not in (runs[size].path / "report.md").read_text()
 
 
 def json_notes(run: RunDir) -> list[str]:

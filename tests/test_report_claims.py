@@ -220,23 +220,43 @@ def test_the_report_names_the_fast_paths_that_round_otherwise_and_how_to_turn_th
     executions = len(epochs[epochs["frozen_blocks"] > 0].groupby(["trial_id", "repeat"]))
     assert executions == 4
     line = ("Fast paths that round otherwise than the plain path: 4 executions trained on the "
-            "frozen-prefix cache's features; validation and test in batches of 512, not 32. "
-            "The tests find them equal within 1e-5, but training can grow a rounding "
-            "difference (once by one validation image: README, \"Speed\"); "
-            "--no-prefix-cache and --evaluation-batch-size 32 give the plain path's numbers")
+            "frozen-prefix cache's features; 4 executions validated and tested in batches of "
+            "512, not 32. The tests find them equal within 1e-5, but training can grow a "
+            "rounding difference (once by one validation image: README, \"Speed\"); for "
+            "the plain path's numbers, run with --no-prefix-cache and --evaluation-batch-size "
+            "32")
     assert f"- {line}" in (tiny_run / "report.md").read_text()
     run = json.loads((tiny_run / "run.json").read_text())
-    plain = dict(run, prefix_cache={"executions": 0},
-                 arguments=dict(run["arguments"], evaluation_batch_size=32))
+    assert run["settings"]["batch_size"] == 32 and len(epochs) == 4 * 2  # 2 epochs each
+    plain = dict(run, prefix_cache={"executions": 0}, evaluation={"larger_batches": 0})
     assert rounding_paths_line(plain) is None
-    mixed = dict(run, prefix_cache={"executions": 0},
-                 arguments=dict(run["arguments"], precision="mixed_bfloat16"))
+    # A run from before the evaluation count: the options it was given.
+    older = {k: v for k, v in plain.items() if k != "evaluation"}
+    assert rounding_paths_line(older).startswith(
+        "Fast paths that round otherwise than the plain path: validation and test in "
+        "batches of 512, not 32. ")
+    mixed = dict(older, arguments=dict(run["arguments"], precision="mixed_bfloat16"))
     assert rounding_paths_line(mixed) is None  # it evaluates at the training batch size
     together = dict(plain, together={"trials": 3, "retried_alone": 0})
     assert rounding_paths_line(together).endswith(
         "3 trials trained their repeats together. The tests find them equal within 1e-5, "
         "but training can grow a rounding difference (once by one validation image: README, "
-        "\"Speed\"); leaving out --train-together gives the plain path's numbers")
+        "\"Speed\"); for the plain path's numbers, run without --train-together")
+    # Found in review: a resumed run's counts were its last process's alone. A process
+    # killed before it recorded its counts makes them a floor.
+    resumed = dict(run, earlier_processes=[
+        {"models": {"compiled": 2}, "prefix_cache": {"executions": 40},
+         "together": {"trials": 10}, "evaluation": {"larger_batches": 6}},
+        {"models": None, "prefix_cache": None}])
+    assert rounding_paths_line(resumed).startswith(
+        "Fast paths that round otherwise than the plain path: at least 44 executions trained "
+        "on the frozen-prefix cache's features; at least 10 trials trained their repeats "
+        "together; at least 10 executions validated and tested in batches of 512, not 32. ")
+    assert rounding_paths_line(resumed).endswith(
+        "run with --no-prefix-cache and --evaluation-batch-size 32, without --train-together")
+    resumed["earlier_processes"].pop()
+    assert rounding_paths_line(resumed).startswith(
+        "Fast paths that round otherwise than the plain path: 44 executions trained ")
 
 
 def test_how_trials_were_spread_is_said_for_each_process_of_a_resumed_run():

@@ -458,7 +458,7 @@ def test_resumed_on_another_processor_the_run_says_so(tiny_run, tmp_path):
     first = json.loads((tiny_run / "run.json").read_text())
     # And the process, so that a copy of the run resumed elsewhere is known as this run.
     per_process = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache",
-                   "device_data", "distributed", "process")
+                   "evaluation", "device_data", "distributed", "process")
     assert again["earlier_processes"] == [{k: first.get(k) for k in per_process},
                                           {k: record.get(k) for k in per_process}]
     assert again["search_seconds"] >= 0 and again["models"]["compiled"] == 0  # nothing left

@@ -199,31 +199,59 @@ def what_ran(run: dict) -> list[str]:
 
 def rounding_paths_line(run: dict) -> str | None:
     """The fast paths that ran and compute what the plain path computes in another order
-    (so rounded otherwise), and how to get the plain path's numbers; None if none ran."""
+    (so rounded otherwise), and how to get the plain path's numbers; None if none ran.
+    A resumed run's counts are every process's: "at least" where one recorded none."""
     arguments = run.get("arguments", {})
     batch = run.get("settings", {}).get("batch_size")
     evaluation = arguments.get("evaluation_batch_size")
-    ran, off = [], []
-    executions = (run.get("prefix_cache") or {}).get("executions")
+    ran, options, without = [], [], []
+    executions = _all_processes(run, "prefix_cache", "executions")
     if executions:
-        ran.append(f"{counted(executions, 'execution')} trained on the frozen-prefix cache's "
-                   "features")
-        off.append("--no-prefix-cache")
-    trials = (run.get("together") or {}).get("trials")
+        ran.append(f"{executions} trained on the frozen-prefix cache's features")
+        options.append("--no-prefix-cache")
+    trials = _all_processes(run, "together", "trials", unit="trial")
     if trials:
-        ran.append(f"{counted(trials, 'trial')} trained their repeats together")
-        off.append("leaving out --train-together")
-    # Under mixed precision the run evaluates at the training batch size (its notes say).
-    if evaluation and batch and evaluation != batch \
-            and arguments.get("precision", "float32") == "float32":
+        ran.append(f"{trials} trained their repeats together")
+        without.append("--train-together")
+    larger = _all_processes(run, "evaluation", "larger_batches")
+    if larger:
+        ran.append(f"{larger} validated and tested in batches of {evaluation}, not {batch}")
+        options.append(f"--evaluation-batch-size {batch}")
+    elif not _recorded_anywhere(run, "evaluation") and evaluation and batch \
+            and evaluation != batch and arguments.get("precision", "float32") == "float32":
+        # A run from before the count (2026-12-07): the options given, as it then said.
         ran.append(f"validation and test in batches of {evaluation}, not {batch}")
-        off.append(f"--evaluation-batch-size {batch}")
+        options.append(f"--evaluation-batch-size {batch}")
     if not ran:
         return None
+    how = ([f"with {' and '.join(options)}"] if options else []) + [
+        f"without {option}" for option in without]
     return (f"Fast paths that round otherwise than the plain path: {'; '.join(ran)}. The "
             "tests find them equal within 1e-5, but training can grow a rounding "
-            "difference (once by one validation image: README, \"Speed\"); "
-            f"{' and '.join(off)} give{'s' if len(off) == 1 else ''} the plain path's numbers")
+            "difference (once by one validation image: README, \"Speed\"); for the plain "
+            f"path's numbers, run {', '.join(how)}")
+
+
+def _processes(run: dict) -> list[dict]:
+    """The records of each process of ``run`` (a resumed run's earlier ones first)."""
+    return [*(run.get("earlier_processes") or []), run]
+
+
+def _recorded_anywhere(run: dict, key: str) -> bool:
+    return any(isinstance(process.get(key), dict) for process in _processes(run))
+
+
+def _all_processes(run: dict, key: str, name: str, *, unit: str = "execution") -> str | None:
+    """"12 executions": the count ``name`` of ``key`` summed over the run's processes,
+    "at least 12 executions" where one of them recorded none (stopped before it did);
+    None for none counted."""
+    processes = _processes(run)
+    total = sum((process.get(key) or {}).get(name, 0) for process in processes)
+    if not total:
+        return None
+    # Every process that recorded its search has "models"; a path that was off, no key.
+    unrecorded = any(process.get("models") is None for process in processes)
+    return ("at least " if unrecorded else "") + counted(total, unit)
 
 
 #: The run options that choose a fast path, by their RunSpec field (run.json's

@@ -217,6 +217,9 @@ class BenchTuner(keras_tuner.Tuner):
         self._one_test_batch: OneBatch | None = None
         #: Whether the training split goes to the device once (JAX; the runner decides).
         self.device_data = device_data
+        #: Executions whose validation or test ran in larger batches than training's
+        #: (--evaluation-batch-size), which rounds otherwise; the report names them.
+        self.large_evaluations = 0
         self._held: dict | None = None
 
     def continue_from(self, extras: dict[str, dict]) -> None:
@@ -332,6 +335,7 @@ class BenchTuner(keras_tuner.Tuner):
             curve = [row["val_accuracy"] for row in recorder.rows]
             if not curve:
                 raise keras_tuner.errors.FailedTrialError(NO_EPOCH)
+            self.large_evaluations += self._evaluates_larger(evaluation_batch_size)
             if depth:
                 tested = self.prefix.test(parts, ex.data.test, weights_key=weights_key,
                                           k=depth, batch_size=evaluation_batch_size)
@@ -343,6 +347,13 @@ class BenchTuner(keras_tuner.Tuner):
             results.append(self._repeat_result(repeat, curve,
                                                seconds=time.perf_counter() - repeat_start))
         return results, tests
+
+    def _evaluates_larger(self, evaluation_batch_size: int) -> bool:
+        """Whether an execution evaluating at ``evaluation_batch_size`` took other batches
+        than the training batch size would (a split larger than a training batch)."""
+        ex = self.execution
+        return evaluation_batch_size > ex.batch_size and max(
+            len(ex.data.validation), len(ex.data.test)) > ex.batch_size
 
     def _evaluation_batch_size(self, model) -> int:
         """The run's evaluation batch size, or the training batch size for a model that
@@ -402,6 +413,7 @@ class BenchTuner(keras_tuner.Tuner):
             return None
         runs, tests = outcome
         self.together.trials += 1
+        self.large_evaluations += len(runs) * self._evaluates_larger(ex.evaluation_batch_size)
         seconds = (time.perf_counter() - started) / len(runs)
         results = []
         for repeat, run in enumerate(runs, start=1):

@@ -365,7 +365,7 @@ def refuse_changed_inputs(path: Path, ran: dict, now: dict) -> None:
 #: process's values to ``earlier_processes``: written over, the run's search time would be
 #: the last process's alone.
 PER_PROCESS = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache",
-               "device_data", "distributed")
+               "evaluation", "device_data", "distributed")
 
 
 def _take_worker_records(run: RunDir, record: dict) -> None:

@@ -1,6 +1,6 @@
 """What ``run.json`` records of a search: the notes on what ran otherwise than asked (a fast
 path off, evaluation at the training batch size), and the counts of compiled models,
-executions trained together and frozen-prefix features.
+executions trained together, frozen-prefix features and evaluations in larger batches.
 
 A single process records its own. A worker keeps its record in
 ``workers/NAME/search.json``, written after every trial (a worker restarted after a kill
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 #: The record's counts, each a dict of counters that add up across processes.
-COUNTS = ("models", "together", "prefix_cache")
+COUNTS = ("models", "together", "prefix_cache", "evaluation")
 
 
 def search_record(tuner, prefix) -> dict:
@@ -27,6 +27,7 @@ def search_record(tuner, prefix) -> dict:
                          "from_preflight": models.adopted},
               "together": {"trials": tuner.together.trials,
                            "retried_alone": tuner.together.retried},
+              "evaluation": {"larger_batches": tuner.large_evaluations},
               "device_data": tuner.device_data}
     if prefix is not None:
         record["prefix_cache"] = {"executions": prefix.used,
