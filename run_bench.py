@@ -3,7 +3,7 @@
 
 import sys
 
-from bench.cli import main
+from bench.cli import command_line
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command_line())

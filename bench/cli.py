@@ -388,31 +388,24 @@ def missing_modules() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one command line; its exit status. A stop that comes once the command has
-    ended ends the process with that status at once (see ``_end_at_a_stop``)."""
-    status = _main(argv)
-    _end_at_a_stop(status)
+    """Runs one command line; its exit status."""
+    return _main(argv)
+
+
+def command_line(argv: list[str] | None = None) -> int:
+    """The programs' entry point (``run_bench.py``, ``python -m bench``,
+    ``finetune-bench``): ``main``, after which a stop is ignored. The command has ended
+    and written everything, and Python's shutdown (a second or more with TensorFlow
+    loaded) has nothing to stop; a Ctrl-C there turned a completed run into a silent exit
+    status 130 (found by a new user). Ignored, not handled: Python sets its handlers back
+    to the default part way through its shutdown, and leaves an ignored signal ignored."""
+    status = main(argv)
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(stop, signal.SIG_IGN)
+        except ValueError:  # called in another thread than the main one
+            break
     return status
-
-
-def _end_at_a_stop(status: int) -> None:
-    """From now on Ctrl-C or SIGTERM ends the process with ``status``: the command has
-    ended and written everything, and Python's shutdown (a second or more with
-    TensorFlow loaded) has nothing to stop. Found by a new user: a Ctrl-C there turned
-    a completed run into a silent exit status 130."""
-    def end(signum, frame):
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # closed, or its reader gone
-                pass
-        os._exit(status)
-
-    try:
-        signal.signal(signal.SIGINT, end)
-        signal.signal(signal.SIGTERM, end)
-    except ValueError:  # main() called in another thread than the main one: not a CLI
-        pass
 
 
 def _main(argv: list[str] | None = None) -> int:

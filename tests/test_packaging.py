@@ -41,7 +41,7 @@ def test_the_wheel_carries_the_shipped_spaces_the_entry_points_and_bounded_keras
         assert packaged == _shipped_files() and "seed.py" in packaged
         assert "bench/__main__.py" in names and "bench/cli.py" in names
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-        assert "finetune-bench = bench.cli:main" in archive.read(entry_points).decode()
+        assert "finetune-bench = bench.cli:command_line" in archive.read(entry_points).decode()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         requires = [line for line in archive.read(metadata).decode().splitlines()
                     if line.startswith("Requires-Dist:")]
