@@ -260,25 +260,35 @@ def _figures_of_configurations(configurations, tmp_path, monkeypatch):
     """The figures of (init, frozen_blocks, head_lr, base) configurations, each run at
     seeds 1 and 2 for 2 epochs with validation accuracy base + 0.02 x seed: the figures
     drawn by name, and the captions by name."""
-    from bench.analysis.figures import figures
-    from bench.analysis.tables import Tables
-
     rows = [{"run_id": "r", "trial_id": f"{trial}", "repeat": seed, "seed": seed,
              "epoch": epoch, "init": init, "frozen_blocks": depth, "head_lr": lr,
              "val_accuracy": base + 0.02 * seed, "accuracy": 0.9}
             for trial, (init, depth, lr, base) in enumerate(configurations)
             for seed in (1, 2) for epoch in (1, 2)]
-    epochs = pd.DataFrame(rows)
-    trials = pd.DataFrame({"run_id": "r",
-                           "trial_id": [f"{t}" for t in range(len(configurations))],
-                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
-    names = ["init", "frozen_blocks", "head_lr"]
-    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
-           "columns": {"hyperparameters": names, "varied": names}}
+    return _drawn(_tables_of(pd.DataFrame(rows), ["init", "frozen_blocks", "head_lr"]),
+                  tmp_path, monkeypatch)
+
+
+def _tables_of(epochs: pd.DataFrame, names: list[str]):
+    """Tables of the runs in ``epochs`` (each a space varying ``names``), every trial
+    completed."""
+    from bench.analysis.tables import Tables
+
+    trials = epochs[["run_id", "trial_id"]].drop_duplicates().assign(
+        status="COMPLETED", best_val_accuracy=0.6, seconds=1.0).reset_index(drop=True)
+    runs = [{"run_id": run_id, "space": {"name": "s"}, "settings": {"dataset": "d"},
+             "columns": {"hyperparameters": names, "varied": names}}
+            for run_id in epochs["run_id"].unique()]
+    return Tables(runs=runs, epochs=epochs, trials=trials, complete=epochs)
+
+
+def _drawn(tables, tmp_path, monkeypatch):
+    """The figures of ``tables`` drawn, by name, and their captions by name."""
+    from bench.analysis.figures import figures
+
     drawn = {}
     monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
-    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
-                     tmp_path, log=lambda *_: None)
+    blocks = figures(tables, tmp_path, log=lambda *_: None)
     return drawn, {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
 
 
@@ -723,8 +733,6 @@ def test_a_joint_report_draws_transferability_only_where_a_run_varied_its_depth(
 def _best_dropout_changes_with_head_lr(run_ids=("r",)):
     """Tables of runs where the best dropout is 0.0 at head_lr 0.001 and 0.5 at 0.01, for
     either width; along width (at one head_lr) it stays."""
-    from bench.analysis.tables import Tables
-
     rows = []
     configurations = [(lr, width, dropout) for lr in (0.001, 0.01) for width in (16, 32)
                       for dropout in (0.0, 0.5)]
@@ -737,26 +745,14 @@ def _best_dropout_changes_with_head_lr(run_ids=("r",)):
                                  "seed": seed, "epoch": epoch, "head_lr": lr, "width": width,
                                  "dropout": dropout, "val_accuracy": base + 0.01 * seed,
                                  "accuracy": 0.9})
-    epochs = pd.DataFrame(rows)
-    trials = pd.DataFrame([{"run_id": run_id, "trial_id": f"{t:04d}", "status": "COMPLETED",
-                            "best_val_accuracy": 0.6, "seconds": 1.0}
-                           for run_id in run_ids for t in range(8)])
-    names = ["head_lr", "width", "dropout"]
-    runs = [{"run_id": run_id, "space": {"name": "s"}, "settings": {"dataset": "d"},
-             "columns": {"hyperparameters": names, "varied": names}} for run_id in run_ids]
-    return Tables(runs=runs, epochs=epochs, trials=trials, complete=epochs)
+    return _tables_of(pd.DataFrame(rows), ["head_lr", "width", "dropout"])
 
 
 def test_objective_points_are_joined_only_where_the_other_values_stay_the_same(
         tmp_path, monkeypatch):
     """Found by a new user: a line over head_lr joined three configurations of other
     widths and dropouts, read as a head_lr curve holding the rest fixed."""
-    from bench.analysis.figures import figures
-
-    drawn = {}
-    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
-    blocks = figures(_best_dropout_changes_with_head_lr(), tmp_path, log=lambda *_: None)
-    captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+    drawn, captions = _drawn(_best_dropout_changes_with_head_lr(), tmp_path, monkeypatch)
     assert ("The points are not joined: dropout changes from one head learning rate to the "
             "next, so they are no curve of head learning rate alone.") in captions[
         "objective_vs_head_lr"]
@@ -775,13 +771,8 @@ def test_objective_points_are_joined_only_where_the_other_values_stay_the_same(
 def test_unjoined_points_of_two_runs_have_a_marker_each(tmp_path, monkeypatch):
     """Found in review: unjoined, the runs' points had one marker and no line style, and
     the caption said 'One line style per run'."""
-    from bench.analysis.figures import figures
-
-    drawn = {}
-    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
-    blocks = figures(_best_dropout_changes_with_head_lr(("A", "B")), tmp_path,
-                     log=lambda *_: None)
-    captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
+    drawn, captions = _drawn(_best_dropout_changes_with_head_lr(("A", "B")), tmp_path,
+                             monkeypatch)
     assert "not joined" in captions["objective_vs_head_lr"]
     assert "One marker per run." in captions["objective_vs_head_lr"]
     assert "One line style per run." in captions["objective_vs_width"]
@@ -801,9 +792,6 @@ def test_configurations_where_the_x_is_inactive_do_not_unjoin_its_points(
         tmp_path, monkeypatch):
     """Found in review: Adam's trials (no momentum) are no point of the momentum figure,
     yet their optimizer counted as one changing along the line."""
-    from bench.analysis.figures import figures
-    from bench.analysis.tables import Tables
-
     configurations = [("adam", None, width) for width in (16, 32)] + [
         ("sgd", momentum, width) for momentum in (0.0, 0.9) for width in (16, 32)]
     rows = [{"run_id": "r", "trial_id": f"{trial:04d}", "repeat": seed, "seed": seed,
@@ -812,18 +800,10 @@ def test_configurations_where_the_x_is_inactive_do_not_unjoin_its_points(
              "accuracy": 0.9}
             for trial, (optimizer, momentum, width) in enumerate(configurations)
             for seed in (1, 2)]
-    epochs = pd.DataFrame(rows)
-    trials = pd.DataFrame({"run_id": "r", "trial_id": sorted(set(epochs["trial_id"])),
-                           "status": "COMPLETED", "best_val_accuracy": 0.6, "seconds": 1.0})
-    names = ["width", "optimizer", "momentum"]  # width the hue, optimizer over the line
-    run = {"run_id": "r", "space": {"name": "s"}, "settings": {"dataset": "d"},
-           "columns": {"hyperparameters": names, "varied": names}}
-    drawn = {}
-    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.setdefault(stem.name, fig))
-    blocks = figures(Tables(runs=[run], epochs=epochs, trials=trials, complete=epochs),
-                     tmp_path, log=lambda *_: None)
-    caption = next(b.caption for b in blocks if b.kind == "figure"
-                   and b.content.stem == "objective_vs_momentum")
+    # Width the hue, optimizer over the line.
+    tables = _tables_of(pd.DataFrame(rows), ["width", "optimizer", "momentum"])
+    drawn, captions = _drawn(tables, tmp_path, monkeypatch)
+    caption = captions["objective_vs_momentum"]
     assert "not joined" not in caption and "Left out: width=16 momentum=inactive" in caption
     lines = _lines(drawn["objective_vs_momentum"].axes[0])
     assert len(lines) == 2 and {line.get_linestyle() for line in lines} == {"-"}
