@@ -394,17 +394,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def command_line(argv: list[str] | None = None) -> int:
     """The programs' entry point (``run_bench.py``, ``python -m bench``,
-    ``finetune-bench``): ``main``, after which a stop is ignored. The command has ended
-    and written everything, and Python's shutdown (a second or more with TensorFlow
-    loaded) has nothing to stop; a Ctrl-C there turned a completed run into a silent exit
-    status 130 (found by a new user). Ignored, not handled: Python sets its handlers back
-    to the default part way through its shutdown, and leaves an ignored signal ignored."""
+    ``finetune-bench``): ``main``, after which a stop does not change its status. The
+    command has ended and written everything, and Python's shutdown (a second or more
+    with TensorFlow loaded) has nothing to stop; a Ctrl-C there turned a completed run
+    into a silent exit status 130 (found by a new user). Ctrl-C is ignored: Python sets
+    its handlers back to the default part way through its shutdown, and leaves an
+    ignored signal ignored. SIGTERM ends the process at once with the status, as a
+    program that sends it (a worker's dying chief, a scheduler) wants it gone."""
     status = main(argv)
-    for stop in (signal.SIGINT, signal.SIGTERM):
-        try:
-            signal.signal(stop, signal.SIG_IGN)
-        except ValueError:  # called in another thread than the main one
-            break
+
+    def end(signum, frame):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed, or its reader gone
+                pass
+        os._exit(status)
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, end)
+    except ValueError:  # called in another thread than the main one
+        pass
     return status
 
 

@@ -506,6 +506,16 @@ def test_a_stop_after_the_command_ended_keeps_its_exit_status(tmp_path, tiny_spa
                                                "stop teardown"]
     assert "Traceback" not in result.stderr and "interrupted" not in result.stderr
     assert "KeyboardInterrupt" not in result.stderr
+    # SIGTERM once the command returned ends the process at once, with its status.
+    code = ("import os, signal, sys, time\n"
+            "from bench.cli import command_line\n"
+            f"status = command_line({[w if w != 'done' else 'again' for w in words]!r})\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "time.sleep(30)\n"
+            "print('not ended')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert result.returncode == 0 and "not ended" not in result.stdout, result.stderr[-3000:]
     # main() alone, as a notebook or script calls it, leaves Ctrl-C to them.
     from bench.cli import main
 
