@@ -387,11 +387,6 @@ def missing_modules() -> list[str]:
             if importlib.util.find_spec(module) is None]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs one command line; its exit status."""
-    return _main(argv)
-
-
 def command_line(argv: list[str] | None = None) -> int:
     """The programs' entry point (``run_bench.py``, ``python -m bench``,
     ``finetune-bench``): ``main``, after which a stop does not change its status. The
@@ -419,7 +414,8 @@ def command_line(argv: list[str] | None = None) -> int:
     return status
 
 
-def _main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command line; its exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's C++ chatter out.
     argv = sys.argv[1:] if argv is None else argv
     missing = missing_modules()

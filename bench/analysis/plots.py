@@ -104,6 +104,8 @@ class _Lines:
     styles: list
     palette: dict
     dashes: dict
+    #: Unjoined, each style's marker: there is no line whose style tells them apart.
+    markers: dict
     written: dict
     bands: bool
     hue_in_legend: bool = True
@@ -114,13 +116,6 @@ class _Lines:
     #: False draws each line's points unjoined, with an error bar each: they are not one
     #: curve (the configurations change from one x to the next).
     joined: bool = True
-
-    def marker(self, style) -> str:
-        """A dot; unjoined, where there is no line style to tell ``style``'s values apart,
-        a marker of their own."""
-        if self.joined or not self.style:
-            return "o"
-        return UNJOINED_MARKERS[self.styles.index(style) % len(UNJOINED_MARKERS)]
 
     def draw(self, ax, part: pd.DataFrame) -> None:
         drawn = []
@@ -140,7 +135,8 @@ class _Lines:
             name = self.name(h, s)
             artists = ax.plot(line[self.x], line["mean"],
                               linestyle=self.dashes[repr(s)] if self.joined else "none",
-                              color=self.palette[repr(h)], marker=self.marker(s),
+                              color=self.palette[repr(h)],
+                              marker="o" if self.joined else self.markers[repr(s)],
                               markersize=3 if self.joined else 5, label=name or None)
             if self.bands:
                 artists += self._band(ax, line, color=self.palette[repr(h)])
@@ -301,6 +297,8 @@ def facet_lines(data: pd.DataFrame, *, x: str = "epoch", row: str | None = None,
     lines = _Lines(
         x=x, hue=hue, style=style, hues=hues, styles=styles, palette=palette,
         dashes={repr(s): ["-", "--", ":", "-."][i % 4] for i, s in enumerate(styles)},
+        markers={repr(s): UNJOINED_MARKERS[i % len(UNJOINED_MARKERS)]
+                 for i, s in enumerate(styles)},
         written=written, bands=bands, hue_in_legend=scale is None,
         x_gap=_least_gap(data[x], logx=logx), logx=logx, joined=joined)
     drawn = sorted(set(data[x].dropna())) if logx else []

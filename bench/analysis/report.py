@@ -27,7 +27,7 @@ from bench.analysis.formatting import (
 )
 from bench.analysis.plots import ordered
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
-from bench.analysis.run_facts import trained_epochs, what_ran
+from bench.analysis.run_facts import precision, trained_epochs, what_ran
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
 from bench.results import check_writable, open_run, process_is_here, write_parquet_copies
@@ -234,8 +234,8 @@ def different_backends_sentence(runs: list[dict]) -> str | None:
     initialisers are the backend's random ops), so their numbers are other draws, not
     roundings. None when every run ran alike, or there is one run."""
     def setup(run: dict) -> str:
-        precision = run.get("arguments", {}).get("precision", "float32")
-        return f"`{run.get('backend')}`" + ("" if precision == "float32" else f" {precision}")
+        policy = precision(run)
+        return f"`{run.get('backend')}`" + ("" if policy == "float32" else f" {policy}")
 
     if len(runs) < 2 or len({setup(run) for run in runs}) == 1:
         return None

@@ -159,7 +159,7 @@ def what_ran(run: dict) -> list[str]:
         f"{settings.get('batch_size')}",
         f"Keras backend `{run.get('backend')}` on {run.get('device')}; Keras "
         f"{versions.get('keras')}, KerasTuner {versions.get('keras-tuner')}; precision "
-        f"`{run.get('arguments', {}).get('precision', 'float32')}`",
+        f"`{precision(run)}`",
         f"Status {run.get('status')}; started {run.get('started')}, ended "
         f"{run.get('ended') or 'not recorded (the process stopped first)'}; "
         f"{search_time(run)}",
@@ -197,6 +197,11 @@ def what_ran(run: dict) -> list[str]:
     return lines
 
 
+def precision(run: dict) -> str:
+    """The run's Keras dtype policy (float32 for a run from before --precision)."""
+    return run.get("arguments", {}).get("precision", "float32")
+
+
 def rounding_paths_line(run: dict) -> str | None:
     """The fast paths that ran and compute what the plain path computes in another order
     (so rounded otherwise), and how to get the plain path's numbers; None if none ran.
@@ -218,7 +223,7 @@ def rounding_paths_line(run: dict) -> str | None:
         ran.append(f"{larger} validated and tested in batches of {evaluation}, not {batch}")
         options.append(f"--evaluation-batch-size {batch}")
     elif not _recorded_anywhere(run, "evaluation") and evaluation and batch \
-            and evaluation != batch and arguments.get("precision", "float32") == "float32":
+            and evaluation != batch and precision(run) == "float32":
         # A run from before the count (2026-12-07): the options given, as it then said.
         ran.append(f"validation and test in batches of {evaluation}, not {batch}")
         options.append(f"--evaluation-batch-size {batch}")

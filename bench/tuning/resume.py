@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.command import command
 from bench.errors import BenchError, FailureLimit
 from bench.results import RunDir, process_is_here, read_run, write_json
-from bench.tuning.search_record import WORKER_RECORD, add_notes, combined, worker_records
+from bench.tuning.search_record import COUNTS, WORKER_RECORD, add_notes, combined, worker_records
 
 #: RunSpec fields that hold paths in run.json's "arguments".
 PATH_FIELDS = ("spaces_dir", "results_dir", "cache_dir", "data", "data_dir")
@@ -364,8 +364,7 @@ def refuse_changed_inputs(path: Path, ran: dict, now: dict) -> None:
 #: What ``run.json`` records of one process's search. A resumed run moves the earlier
 #: process's values to ``earlier_processes``: written over, the run's search time would be
 #: the last process's alone.
-PER_PROCESS = ("search_seconds", "preflight_seconds", "models", "together", "prefix_cache",
-               "evaluation", "device_data", "distributed")
+PER_PROCESS = ("search_seconds", "preflight_seconds", *COUNTS, "device_data", "distributed")
 
 
 def _take_worker_records(run: RunDir, record: dict) -> None:

@@ -177,10 +177,14 @@ class TrainTogether:
             return False
         return True
 
+    def _key(self, hp, seeds: list[int]) -> tuple:
+        """What one stack serves: a model structure and its number of members."""
+        return structure_key(hp, self.space) + (("members", len(seeds)),)
+
     def prepare(self, hp, *, seeds: list[int]) -> Stack | None:
         """The stack for ``hp`` with each member at the initial state of its seed and a
         fresh optimizer at ``head_lr``; None where this trial must train alone."""
-        key = structure_key(hp, self.space) + (("members", len(seeds)),)
+        key = self._key(hp, seeds)
         if key in self._alone:
             return None
         stack = self._stacks.get(key)
@@ -208,7 +212,7 @@ class TrainTogether:
         """Trains this trial's model one repeat at a time from now on: training its
         repeats together failed (out of memory, say, where a stack needs the memory of
         all its members), which training alone may not."""
-        key = structure_key(hp, self.space) + (("members", len(seeds)),)
+        key = self._key(hp, seeds)
         self._stacks.pop(key, None)
         self._alone.add(key)
         self.retried += 1
