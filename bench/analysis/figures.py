@@ -104,6 +104,18 @@ def _best_note(over: list[str], rows: pd.DataFrame | None = None, *,
     return note
 
 
+def _cut_note(drawn: pd.DataFrame) -> str:
+    """How many of the accuracy intervals in ``drawn`` (columns ``mean, low, high``) were
+    cut at 0 or 1 (``numbers.ACCURACY_BOUNDS``), or "" for none. A Student-t interval is
+    symmetric about its mean, so an interval that is not was cut."""
+    shown = drawn.dropna(subset=["mean", "low", "high"])
+    cut = ((shown["high"] - shown["mean"]) - (shown["mean"] - shown["low"])).abs() > 1e-9
+    if not cut.any():
+        return ""
+    return (f" {int(cut.sum())} of the {len(shown)} intervals reached past what accuracy "
+            "can be and are cut at 0 or 1 (few repeats give wide intervals).")
+
+
 def _fewer_executions_note(curve: pd.DataFrame, by: list[str], label=format_values) -> str:
     """Where a line's later points average fewer executions than its first (a space's
     early stopping ended some sooner): which lines, from which epoch. ``curve`` is one
@@ -232,6 +244,7 @@ def _accuracy_figure(study: Study) -> None:
         "Validation (top) and training (bottom) accuracy against epoch, mean over the "
         "repeats (seeds) of each configuration with a 95% confidence band"
         + (", the dashed line marking the start of phase 2" if boundaries else "") + "."
+        + _cut_note(curves)
         + _best_note(facets["best_of"], rows, tables=study.tables)
         + (study.final_note() if facets["best_of"] else "")
         + _fewer_executions_note(curves[curves["metric"] == "val_accuracy"],
@@ -280,7 +293,8 @@ def _transferability_figure(study: Study) -> None:
            "run", (False, True): "one line per initialisation", (False, False): "one line"}[
             (study.several, "init" in study.moving)]
         + ", with 95% intervals over the repeats of each configuration "
-        "(cf. Yosinski et al. 2014)." + _best_note(over, rows, tables=study.tables) + left_out
+        "(cf. Yosinski et al. 2014)." + _cut_note(summary)
+        + _best_note(over, rows, tables=study.tables) + left_out
         + study.final_note())
 
 
@@ -409,6 +423,7 @@ def _objective_figures(study: Study) -> None:
                    + (" (log axis)" if log else "") + "."
                    + ((" One line style per run." if not changing else " One marker per "
                        "run.") if style else "")
+                   + _cut_note(summary)
                    + _best_note(over, rows, tables=study.tables)
                    + (f" The points are not joined: {', '.join(changing)} "
                       f"{'changes' if len(changing) == 1 else 'change'} from one "
