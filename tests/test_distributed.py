@@ -383,6 +383,90 @@ def test_a_killed_distributed_run_resumes_to_the_tables_of_one_process(study):
     assert record["models"]["compiled"] + record["models"]["reused"] == 2 * (4 - kept)
 
 
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_stop_swallowed_before_a_workers_request_stops_it_instead_of_an_hours_wait():
+    # Found in the killed-chief test (1 run in 8 under load): the worker's SIGTERM, sent
+    # as its chief died, was swallowed before it reported its trial's end, and KerasTuner's
+    # client then waited (up to an hour) for the chief that was gone. Real gRPC, real
+    # KerasTuner client, a port where nothing listens.
+    script = f"""
+import os, signal, time
+from pathlib import Path
+os.environ |= {{"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT":
+               "{_closed_port()}", "KERASTUNER_TUNER_ID": "tuner0@x"}}
+from keras_tuner.src.distribute.oracle_client import OracleClient
+from bench.stopping import install_stop_handlers
+from bench.tuning.distributed import patient_client
+install_stop_handlers()
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+except KeyboardInterrupt:
+    pass  # swallowed, as a library's bare except does
+client = patient_client(OracleClient(object()), run=Path("."))
+started = time.monotonic()
+try:
+    client.create_trial("tuner0@x")
+except KeyboardInterrupt:
+    print(f"stopped after {{time.monotonic() - started:.1f}} s")
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.fullmatch(r"stopped after 0\.\d s\n", result.stdout), result.stdout
+
+
+def test_a_local_worker_deaf_to_sigterm_still_ends_soon_after_its_chief_is_killed(tmp_path):
+    # The parent-death SIGTERM stops a worker in order; a worker whose code ignores it (or
+    # swallows the stop) is killed ORPHAN_GRACE_SECONDS after its chief is gone.
+    from bench.tuning.distributed import CHIEF_PID, ORPHAN_GRACE_SECONDS
+
+    ready = tmp_path / "ready"
+    worker = (f"import signal, time\nfrom pathlib import Path\n"
+              "from bench.tuning.distributed import end_with_chief\n"
+              "end_with_chief()\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              f"Path({str(ready)!r}).write_text('x')\ntime.sleep(600)\n")
+    chief = ("import os, subprocess, sys, time\n"
+             f"worker = subprocess.Popen([sys.executable, '-c', {worker!r}], "
+             f"env=os.environ | {{{CHIEF_PID!r}: str(os.getpid())}})\n"
+             "print(worker.pid, flush=True)\ntime.sleep(600)\n")
+    process = subprocess.Popen([sys.executable, "-c", chief], cwd=ROOT, stdout=subprocess.PIPE,
+                               text=True)
+    pid = None
+    try:
+        pid = int(process.stdout.readline())
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.2)
+        process.kill()
+        process.wait(timeout=60)
+        killed = time.monotonic()
+        while _running(pid):
+            assert time.monotonic() - killed < ORPHAN_GRACE_SECONDS + 30, \
+                "a worker deaf to SIGTERM outlived its chief"
+            time.sleep(0.5)
+        # It ignored the SIGTERM: what ended it was the watch, after the grace.
+        assert time.monotonic() - killed > ORPHAN_GRACE_SECONDS - 1
+    finally:
+        _stop(process)
+        if pid is not None and _running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs; a zombie (an orphan nobody reaped) has ended."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
 def test_local_workers_get_one_gpu_each_round_robin():
     assert worker_environment(0, workers=2, gpus=[]) == {}
     assert worker_environment(1, workers=2, gpus=["0", "1"]) == {"CUDA_VISIBLE_DEVICES": "1"}
