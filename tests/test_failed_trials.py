@@ -652,3 +652,62 @@ def test_a_hyperparameter_a_hook_declares_in_a_later_trial_under_workers_stops_t
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [LATER_ERROR]
     assert read_run(RunDir(tmp_path / "results" / "later"))["status"] == "failed"
+
+
+def _formatted(error: BaseException) -> str:
+    """``error`` raised and formatted as KerasTuner keeps a failed trial's message."""
+    import traceback
+
+    try:
+        raise error
+    except BaseException:
+        return traceback.format_exc()
+
+
+def test_a_failed_trials_reason_is_the_line_that_says_why_not_the_traceback_s_last():
+    # Found by a new user: a head hook whose Reshape could not fit its input failed its
+    # trial with the reason "• kwargs=<class 'inspect._empty'>", the last line of Keras's
+    # message (the layer's arguments). Real Keras raises it here.
+    import keras_tuner
+
+    from bench.tuning.bench_tuner import error_line
+
+    with pytest.raises(ValueError) as raised:
+        keras.layers.Reshape((7, -1))(keras.Input((128,)))
+    reshape = _formatted(raised.value)
+    assert "kwargs=" in reshape.strip().splitlines()[-1]  # what the report used to show
+    line = error_line(reshape)
+    assert line.startswith("ValueError: Exception encountered when calling Reshape.call(). "
+                           "The total size of the tensor must be unchanged"), line
+    assert "\x1b" not in line and "\n" not in line
+    # One-line errors, KerasTuner's FailedTrialError (the suite's NaN message) and a
+    # chained error (the last exception is the one that failed the trial).
+    assert error_line(_formatted(ValueError("bad value"))) == "ValueError: bad value"
+    assert error_line(_formatted(keras_tuner.errors.FailedTrialError(
+        "val_loss became nan at epoch 1 of repeat 1"))) == \
+        "val_loss became nan at epoch 1 of repeat 1"
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError as inner:
+            raise RuntimeError("outer") from inner
+    except RuntimeError as outer:
+        assert error_line(_formatted(outer)) == "RuntimeError: outer"
+    assert error_line("") == ""
+
+
+def test_a_tensorflow_graph_error_s_reason_is_its_message_not_its_node():
+    # TensorFlow's graph errors end with the node ("[[{{node GatherV2}}]]"); the reason is
+    # the line after the trace of where the node was defined. Real TensorFlow raises it.
+    tf = pytest.importorskip("tensorflow")
+
+    from bench.tuning.bench_tuner import error_line
+
+    @tf.function
+    def gather(values):
+        return tf.gather(values, tf.constant([10]))
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        gather(tf.zeros(5))
+    assert error_line(_formatted(raised.value)) == (
+        "InvalidArgumentError: Graph execution error: indices[0] = 10 is not in [0, 5)")

@@ -603,11 +603,37 @@ def trial_error(trial, extras: dict) -> str:
                 f"run again, and {duplicate}'s score was reported to it")
     if extras.get("error"):
         return extras["error"]
-    lines = (trial.message or "").strip().splitlines()
-    if not lines:
-        return ""
-    last = re.sub(r"^(?:\w+\.)*FailedTrialError: ", "", lines[-1])
-    return re.sub(r"^(?:\w+\.)+(\w+(?:Error|Exception)\b)", r"\1", last)
+    return error_line(trial.message or "")
+
+
+#: Terminal colour codes: Keras writes the heart of an error in bold.
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+#: Lines of an error message that say where it happened, not why (Keras's, TensorFlow's).
+_WHERE = re.compile(r"^(?:Arguments received|•|Detected at node|\[\[)")
+
+
+def error_line(message: str) -> str:
+    """Why a trial failed, in one line, from its formatted traceback (KerasTuner keeps
+    ``traceback.format_exc()``): the last exception's ``Name: text``; where that text only
+    introduces the reason (Keras's "Exception encountered when calling Reshape.call().",
+    TensorFlow's "Graph execution error:"), with the first line of the message that gives
+    it. The traceback's last line was taken before: for Keras's errors, the list of the
+    layer's arguments ("• kwargs=<class 'inspect._empty'>")."""
+    lines = [line.rstrip() for line in _COLOUR.sub("", message).strip().splitlines()]
+    start = max((i for i, line in enumerate(lines)
+                 if line.startswith("Traceback (most recent call last)")), default=-1)
+    after = lines[start + 1:]
+    at = next((i for i, line in enumerate(after) if line and not line[0].isspace()), None)
+    if at is None:
+        return lines[-1].strip() if lines else ""
+    header = re.sub(r"^(?:\w+\.)*FailedTrialError: ", "", after[at])
+    header = re.sub(r"^(?:\w+\.)+(\w+(?:Error|Exception)\b)", r"\1", header)
+    if header.endswith(":") or "Exception encountered when calling" in header:
+        reason = next((line for line in after[at + 1:] if line and not line[0].isspace()
+                       and not _WHERE.match(line)), None)
+        if reason is not None:
+            header = f"{header} {reason}"
+    return header
 
 
 def trial_rows(trials: dict, extras: dict[str, dict], *, space, columns: list[str]) -> list[dict]:
