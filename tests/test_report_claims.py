@@ -396,17 +396,18 @@ def test_fewer_executions_names_each_thinning_line_and_a_lone_line_unnamed():
 
 def test_captions_say_how_many_accuracy_intervals_were_cut_at_0_or_1(tmp_path, monkeypatch):
     # Two seeds make t = 12.7: head_lr 0.01's interval spans more than [0, 1] and is drawn
-    # cut; head_lr 0.001's seeds agree (an interval of width 0, nothing to cut).
+    # cut; so is 0.1's, cut at both ends alike (its mean is 0.5); head_lr 0.001's seeds
+    # agree (an interval of width 0, nothing to cut).
     from scipy import stats
 
     monkeypatch.setattr(plots, "save", lambda fig, stem: None)
-    seeds = {0.01: (0.95, 0.75), 0.001: (0.5, 0.5)}
+    seeds = {0.01: (0.95, 0.75), 0.001: (0.5, 0.5), 0.1: (0.45, 0.55)}
     rows = [{"run_id": "r", "trial_id": f"{i:04d}", "repeat": seed, "seed": seed,
              "epoch": epoch, "head_lr": head_lr, "val_accuracy": value,
              "accuracy": min(value + 0.05, 1.0)}
             for i, (head_lr, values) in enumerate(seeds.items())
             for seed, value in enumerate(values, start=1) for epoch in (1, 2, 3)]
-    scores = {("r", "0000"): 0.85, ("r", "0001"): 0.5}
+    scores = {("r", "0000"): 0.85, ("r", "0001"): 0.5, ("r", "0002"): 0.5}
     blocks = figures(_tables(rows, scores, runs=["r"], varied=["head_lr"]), tmp_path,
                      log=lambda *_: None)
     captions = {b.content.stem: b.caption for b in blocks if b.kind == "figure"}
@@ -420,15 +421,16 @@ def test_captions_say_how_many_accuracy_intervals_were_cut_at_0_or_1(tmp_path, m
     frame = pd.DataFrame(rows)
     per_point = [past(group[metric]) for metric in ("val_accuracy", "accuracy")
                  for _, group in frame.groupby(["head_lr", "epoch"])]
-    assert sum(per_point) == 6 and len(per_point) == 12  # head_lr 0.01's, both metrics
-    assert (f" {sum(per_point)} of the {len(per_point)} intervals reached past what accuracy "
-            "can be and are cut at 0 or 1" in captions["accuracy_vs_epochs"])
+    assert sum(per_point) == 12 and len(per_point) == 18  # 0.01's and 0.1's, both metrics
+    assert (f" {sum(per_point)} of the {len(per_point)} intervals (one per point) reach past "
+            "0 or 1, beyond what accuracy can be, and are drawn cut there."
+            in captions["accuracy_vs_epochs"]), captions["accuracy_vs_epochs"]
     finals = [past(group["val_accuracy"]) for _, group in
               frame[frame["epoch"] == 3].groupby("head_lr")]
-    assert (f" {sum(finals)} of the {len(finals)} intervals reached past"
+    assert (f" {sum(finals)} of the {len(finals)} intervals (one per point) reach past"
             in captions["objective_vs_head_lr"]), captions["objective_vs_head_lr"]
     # Seeds that agree leave every interval whole: no such sentence.
     agreeing = [row | {"val_accuracy": 0.5, "accuracy": 0.55} for row in rows]
     blocks = figures(_tables(agreeing, scores, runs=["r"], varied=["head_lr"]), tmp_path,
                      log=lambda *_: None)
-    assert not [b for b in blocks if b.kind == "figure" and "are cut at 0 or 1" in b.caption]
+    assert not [b for b in blocks if b.kind == "figure" and "cut there" in b.caption]

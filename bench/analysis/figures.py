@@ -105,15 +105,18 @@ def _best_note(over: list[str], rows: pd.DataFrame | None = None, *,
 
 
 def _cut_note(drawn: pd.DataFrame) -> str:
-    """How many of the accuracy intervals in ``drawn`` (columns ``mean, low, high``) were
-    cut at 0 or 1 (``numbers.ACCURACY_BOUNDS``), or "" for none. A Student-t interval is
-    symmetric about its mean, so an interval that is not was cut."""
-    shown = drawn.dropna(subset=["mean", "low", "high"])
-    cut = ((shown["high"] - shown["mean"]) - (shown["mean"] - shown["low"])).abs() > 1e-9
+    """How many of the accuracy intervals in ``drawn`` (columns ``low, high``) were cut at
+    0 or 1 (``numbers.ACCURACY_BOUNDS``), or "" for none. An interval of some width that
+    ends exactly at a bound was cut there (one cut at both ends stays symmetric)."""
+    shown = drawn.dropna(subset=["low", "high"])
+    bottom, top = numbers.ACCURACY_BOUNDS
+    cut = (shown["high"] > shown["low"]) & ((shown["low"] <= bottom) | (shown["high"] >= top))
     if not cut.any():
         return ""
-    return (f" {int(cut.sum())} of the {len(shown)} intervals reached past what accuracy "
-            "can be and are cut at 0 or 1 (few repeats give wide intervals).")
+    count = int(cut.sum())
+    return (f" {count} of the {len(shown)} intervals (one per point) reach"
+            f"{'es' if count == 1 else ''} past 0 or 1, beyond what accuracy can be, and "
+            f"{'is' if count == 1 else 'are'} drawn cut there.")
 
 
 def _fewer_executions_note(curve: pd.DataFrame, by: list[str], label=format_values) -> str:

@@ -140,6 +140,8 @@ def patient_client(client, *, run: Path, log=print):
             # after the call: KerasTuner's client waits up to an hour for a chief that is
             # gone, and a worker whose chief was killed got its SIGTERM just before it
             # reported its trial's end (found in test_distributed, 1 run in 8 under load).
+            # A trial whose end a stopped worker does not report runs again, as one it
+            # was stopped in does.
             raise_if_stopped()
             said = threading.Event()
             timer = threading.Timer(CHIEF_SILENCE_SECONDS,
@@ -297,7 +299,7 @@ BACKEND_CHATTER = re.compile(r"^(?:[IWEF]\d{4} |WARNING: All log messages before
 CHIEF_PID = "BENCH_CHIEF_PID"
 
 
-def end_with_chief() -> None:
+def end_with_chief(*, grace: float = ORPHAN_GRACE_SECONDS) -> None:
     """In a local worker: end with the chief that started it (SIGKILL included), since an
     orphan would wait an hour for a chief that is gone (KerasTuner's RPC timeout).
 
@@ -316,19 +318,19 @@ def end_with_chief() -> None:
     except (OSError, AttributeError):
         return
     prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    _end_when_orphaned(int(chief), grace=grace)
     if os.getppid() != int(chief):  # the chief ended before the line above
         os.kill(os.getpid(), signal.SIGTERM)
-    _end_when_orphaned(int(chief))
 
 
-def _end_when_orphaned(chief: int) -> None:
-    """Kills this process ``ORPHAN_GRACE_SECONDS`` after ``chief`` (its parent) is gone,
-    should the SIGTERM's orderly stop not have ended it by then: code that swallows the
-    stop, or ignores SIGTERM, must not keep an orphan (and its GPU) alive for an hour."""
+def _end_when_orphaned(chief: int, *, grace: float) -> None:
+    """Kills this process ``grace`` seconds after ``chief`` (its parent) is gone, should
+    the SIGTERM's orderly stop not have ended it by then: code that swallows the stop, or
+    ignores SIGTERM, must not keep an orphan (and its GPU) alive for an hour."""
     def watch():
         while os.getppid() == chief:
             time.sleep(1)
-        time.sleep(ORPHAN_GRACE_SECONDS)
+        time.sleep(grace)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="end-when-orphaned", daemon=True).start()
