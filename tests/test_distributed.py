@@ -383,12 +383,6 @@ def test_a_killed_distributed_run_resumes_to_the_tables_of_one_process(study):
     assert record["models"]["compiled"] + record["models"]["reused"] == 2 * (4 - kept)
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_stop_swallowed_before_a_workers_request_stops_it_instead_of_an_hours_wait():
     # Found in the killed-chief test (1 run in 8 under load): the worker's SIGTERM, sent
     # as its chief died, was swallowed before it reported its trial's end, and KerasTuner's
@@ -398,7 +392,7 @@ def test_a_stop_swallowed_before_a_workers_request_stops_it_instead_of_an_hours_
 import os, signal, time
 from pathlib import Path
 os.environ |= {{"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT":
-               "{_closed_port()}", "KERASTUNER_TUNER_ID": "tuner0@x"}}
+               "{_free_port()}", "KERASTUNER_TUNER_ID": "tuner0@x"}}
 from keras_tuner.src.distribute.oracle_client import OracleClient
 from bench.stopping import install_stop_handlers
 from bench.tuning.distributed import patient_client

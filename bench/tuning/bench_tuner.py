@@ -617,8 +617,7 @@ def error_line(message: str) -> str:
     ``traceback.format_exc()``): the last exception's ``Name: text``; where that text only
     introduces the reason (Keras's "Exception encountered when calling Reshape.call().",
     TensorFlow's "Graph execution error:"), with the first line of the message that gives
-    it. The traceback's last line was taken before: for Keras's errors, the list of the
-    layer's arguments ("• kwargs=<class 'inspect._empty'>")."""
+    it, not the traceback's last line (for Keras's errors, the layer's arguments)."""
     lines = [line.rstrip() for line in _COLOUR.sub("", message).strip().splitlines()]
     start = max((i for i, line in enumerate(lines)
                  if line.startswith("Traceback (most recent call last)")), default=-1)
