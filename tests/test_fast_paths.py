@@ -113,7 +113,7 @@ def test_a_model_that_changes_at_inference_is_evaluated_at_the_training_batch_si
     # Found in review: the report said these ran "in batches of 512" (from the options).
     for size in (32, 512):
         assert json.loads(runs[size].run_json.read_text())["evaluation"] == {
-            "larger_batches": 0}
+            "larger_batches": 0, "larger_tests_only": 0}
         assert "batches of 512" not in (runs[size].path / "report.md").read_text()
 
 
@@ -744,3 +744,44 @@ def test_the_together_note_names_what_kept_the_repeats_apart(space, reuse, said)
     hypermodel = FineTuneHyperModel(load_space(space), inputs=None)
     together = TrainTogether(hypermodel, models=CompiledModels(hypermodel, enabled=reuse))
     assert together.off_reason == said
+
+
+#: A space whose own fit validates without run.fit: its model.fit records through
+#: run.recorder and validates in batches of the training batch size.
+OWN_VALIDATION = '''
+from bench.space import SearchSpace, SpaceSettings
+
+
+class OwnValidation(SearchSpace):
+    description = "validates in its own model.fit"
+    settings = SpaceSettings(epochs=2, repeats=1, init="pretrained", frozen_blocks=0,
+                             head_lr=1e-2)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("frozen_blocks", [0, 2])
+
+    def fit(self, parts, *, hp, run):
+        return [parts.model.fit(
+            run.train.images, run.train.labels, batch_size=run.batch_size,
+            epochs=run.epochs, validation_data=(run.validation.images, run.validation.labels),
+            validation_batch_size=run.batch_size, callbacks=[run.recorder], verbose=0)]
+'''
+
+
+def test_a_space_validating_in_its_own_fit_is_counted_as_tested_only(tmp_path, cache_dir):
+    # Found in an audit: the report said such executions "validated and tested in
+    # batches of 512", but only their test pass went through the suite's evaluation.
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "own.py").write_text(OWN_VALIDATION)
+    spec = RunSpec(space="own", spaces_dir=spaces, image_size=IMAGE_SIZE, pretrain_epochs=3,
+                   results_dir=tmp_path, name="own", cache_dir=cache_dir,
+                   evaluation_batch_size=512)
+    run = RunDir(run_study(spec, log=lambda *_: None))
+    assert len(read_epochs(run)) == 2 * 2
+    assert json.loads(run.run_json.read_text())["evaluation"] == {
+        "larger_batches": 0, "larger_tests_only": 2}
+    report = (run.path / "report.md").read_text()
+    assert "validated and tested in batches" not in report
+    assert ("Fast paths that round otherwise than the plain path: 2 executions tested in "
+            "batches of 512, not 32 (validated in their space's own fit). ") in report

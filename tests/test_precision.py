@@ -163,7 +163,7 @@ def test_a_mixed_precision_jax_study_keeps_only_the_paths_that_change_no_number(
     report = (runs["default"] / "report.md").read_text()
     assert note in report and "precision `mixed_bfloat16`" in report
     assert "prefix_cache" not in records["default"]
-    assert records["default"]["evaluation"] == {"larger_batches": 0}
+    assert records["default"]["evaluation"] == {"larger_batches": 0, "larger_tests_only": 0}
     assert "Fast paths that round otherwise" not in report
     assert records["default"]["models"]["states_reused"] > 0
     assert records["default"]["device_data"] is True

@@ -238,6 +238,12 @@ def test_the_report_names_the_fast_paths_that_round_otherwise_and_how_to_turn_th
         "batches of 512, not 32. ")
     mixed = dict(older, arguments=dict(run["arguments"], precision="mixed_bfloat16"))
     assert rounding_paths_line(mixed) is None  # it evaluates at the training batch size
+    # A space that validates in its own fit has only its test pass in larger batches.
+    both = dict(plain, evaluation={"larger_batches": 3, "larger_tests_only": 2})
+    assert rounding_paths_line(both).startswith(
+        "Fast paths that round otherwise than the plain path: 3 executions validated and "
+        "tested in batches of 512, not 32; 2 executions tested in batches of 512, not 32 "
+        "(validated in their space's own fit). ")
     together = dict(plain, together={"trials": 3, "retried_alone": 0})
     assert rounding_paths_line(together).endswith(
         "3 trials trained their repeats together. The tests find them equal within 1e-5, "

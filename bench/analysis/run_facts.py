@@ -219,8 +219,13 @@ def rounding_paths_line(run: dict) -> str | None:
         ran.append(f"{trials} trained their repeats together")
         without.append("--train-together")
     larger = _all_processes(run, "evaluation", "larger_batches")
+    tested = _all_processes(run, "evaluation", "larger_tests_only")
     if larger:
         ran.append(f"{larger} validated and tested in batches of {evaluation}, not {batch}")
+    if tested:
+        ran.append(f"{tested} tested in batches of {evaluation}, not {batch} (validated in "
+                   "their space's own fit)")
+    if larger or tested:
         options.append(f"--evaluation-batch-size {batch}")
     elif not _recorded_anywhere(run, "evaluation") and evaluation and batch \
             and evaluation != batch and precision(run) == "float32":

@@ -67,6 +67,9 @@ class FitRun:
     #: The study's ``--batch-size``, which the tables record (``batch_size`` by default;
     #: the pre-flight check trains one smaller batch).
     study_batch_size: int | None = None
+    #: Whether ``fit`` ran: a space's own ``fit`` may validate without it (its own
+    #: ``model.fit`` recording through ``recorder``), at a batch size of its own.
+    fitted: bool = field(default=False, init=False)
 
     def __post_init__(self):
         if self.study_batch_size is None:
@@ -95,6 +98,7 @@ class FitRun:
         """
         if self.recorder.failure is not None:
             return None
+        self.fitted = True
         _check_restores_no_weights(self.callbacks)
         callbacks = [self.recorder, *self.callbacks]
         if steps_per_epoch is not None:
@@ -220,6 +224,8 @@ class BenchTuner(keras_tuner.Tuner):
         #: Executions whose validation or test ran in larger batches than training's
         #: (--evaluation-batch-size), which rounds otherwise; the report names them.
         self.large_evaluations = 0
+        #: Executions tested so whose validation ran in their space's own ``fit``.
+        self.large_tests_only = 0
         self._held: dict | None = None
 
     def continue_from(self, extras: dict[str, dict]) -> None:
@@ -335,7 +341,10 @@ class BenchTuner(keras_tuner.Tuner):
             curve = [row["val_accuracy"] for row in recorder.rows]
             if not curve:
                 raise keras_tuner.errors.FailedTrialError(NO_EPOCH)
-            self.large_evaluations += self._evaluates_larger(evaluation_batch_size)
+            # The prefix cache (off for a space with its own fit) trains through a copy
+            # of run on its features, whose fit validates.
+            self._count_large_evaluation(evaluation_batch_size,
+                                         validated=run.fitted or bool(depth))
             if depth:
                 tested = self.prefix.test(parts, ex.data.test, weights_key=weights_key,
                                           k=depth, batch_size=evaluation_batch_size)
@@ -347,6 +356,16 @@ class BenchTuner(keras_tuner.Tuner):
             results.append(self._repeat_result(repeat, curve,
                                                seconds=time.perf_counter() - repeat_start))
         return results, tests
+
+    def _count_large_evaluation(self, evaluation_batch_size: int, *, validated: bool) -> None:
+        """Counts an execution evaluated in larger batches; one whose space validated it
+        in its own ``fit`` (not ``run.fit``) only had its test pass so."""
+        if not self._evaluates_larger(evaluation_batch_size):
+            return
+        if validated:
+            self.large_evaluations += 1
+        else:
+            self.large_tests_only += 1
 
     def _evaluates_larger(self, evaluation_batch_size: int) -> bool:
         """Whether an execution evaluating at ``evaluation_batch_size`` took other batches

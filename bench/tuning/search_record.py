@@ -27,7 +27,8 @@ def search_record(tuner, prefix) -> dict:
                          "from_preflight": models.adopted},
               "together": {"trials": tuner.together.trials,
                            "retried_alone": tuner.together.retried},
-              "evaluation": {"larger_batches": tuner.large_evaluations},
+              "evaluation": {"larger_batches": tuner.large_evaluations,
+                             "larger_tests_only": tuner.large_tests_only},
               "device_data": tuner.device_data}
     if prefix is not None:
         record["prefix_cache"] = {"executions": prefix.used,
