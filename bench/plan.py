@@ -32,6 +32,7 @@ from bench.space import (
     discover,
     load_space,
     optimizer_choice,
+    values_in_use,
 )
 from bench.tuning.algorithms import check_tuner_name
 
@@ -89,6 +90,24 @@ def _check_positive(**values) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be 1 or more; got {value}")
+
+
+def _check_source(spec: RunSpec, *, settings: SpaceSettings, backbone: BackboneSpec,
+                  hp) -> None:
+    """Refuses 'pretrained' with no weights to mean, before any image is decoded."""
+    inits, _ = values_in_use(hp, "init", settings)
+    if "pretrained" in inits and spec.source_dataset is None and not backbone.imagenet \
+            and not dataset_info(settings.dataset).has_source:
+        raise no_source_error(settings.dataset, backbone)
+
+
+def no_source_error(dataset: str, backbone: BackboneSpec) -> BenchError:
+    """The mistake of asking for 'pretrained' where neither the dataset's source task nor
+    ImageNet weights give the backbone's pretrained weights."""
+    return BenchError(
+        f"dataset {dataset!r} has no source task to pretrain {backbone.name} on, and it has "
+        "no ImageNet weights: name one with --source-dataset (digits, shapes), or train "
+        "from random weights only with --init random")
 
 
 def _check_data_options(spec: RunSpec, *, dataset: str) -> None:
@@ -372,6 +391,7 @@ def plan_study(spec: RunSpec, *, new: bool = True) -> StudyPlan:
         if spec.init is not None:
             changed += _init_rules_lost(space, declared, spec.init)
         references = [dict(r, changed=changed) if changed else r for r in references]
+    _check_source(spec, settings=settings, backbone=backbone, hp=hp)
     _check_optimizer(space, hp)
     tuner_name = choose_tuner(settings.tuner, hp)
     _check_tuner_options(spec, space=space, settings=settings, tuner_name=tuner_name, new=new)

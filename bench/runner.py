@@ -19,7 +19,7 @@ from bench.data.datasets import DataRequest, load_dataset, splits_sha256
 from bench.errors import BenchError, DiskFull, FailureLimit, StudyFailed
 from bench.models.backbones import ensure_imagenet_weights
 from bench.models.precision import compute_dtype
-from bench.plan import RunSpec, StudyPlan, plan_study
+from bench.plan import RunSpec, StudyPlan, no_source_error, plan_study
 from bench.space import SpaceSettings, space_identity, values_in_use
 from bench.tuning.search_record import add_notes, combined, search_record, worker_records
 
@@ -97,10 +97,7 @@ def prepare_inputs(spec: RunSpec, *, settings: SpaceSettings, backbone, hp, imag
             weights = "imagenet"
             facts["pretraining"] = {"source": "imagenet"}
         else:
-            raise BenchError(
-                f"dataset {data.name!r} has no source task to pretrain {backbone.name} on, "
-                "and it has no ImageNet weights: name one with --source-dataset "
-                "(digits, shapes), or train from random weights only with --init random")
+            raise no_source_error(data.name, backbone)
     if "imagenet" in inits or weights == "imagenet":
         ensure_imagenet_weights(backbone, image_size=image_size)
     return data, weights, facts

@@ -245,6 +245,7 @@ def test_a_folder_without_a_source_task_and_no_imagenet_weights_says_what_to_do(
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "has no source task to pretrain resnet-mini on" in result.stderr
     assert "--source-dataset" in result.stderr
+    assert "data:" not in result.stdout + result.stderr  # refused before decoding
     results = tmp_path / "results"
     assert not results.exists() or not any(results.iterdir()), "no half-made run is left"
     # The other way out it gives works as given.

@@ -578,6 +578,6 @@ def test_data_without_a_dataset_is_the_folder_dataset(tmp_path):
     from bench.runner import RunSpec
 
     write_classes(tmp_path / "data", 4, tag=0)
-    plan = plan_study(RunSpec(space="init", data=tmp_path / "data",
+    plan = plan_study(RunSpec(space="init", data=tmp_path / "data", init="random",
                               results_dir=tmp_path / "results"), new=True)
     assert plan.settings.dataset == "folder"
