@@ -766,6 +766,35 @@ def test_objective_points_are_joined_only_where_the_other_values_stay_the_same(
     # dropout 0.0's 0.5 + 0.1 + 0.01 + 0.015 (the mean over seeds 1 and 2).
     width16 = next(line for line in unjoined if "16" in line.get_label())
     assert list(width16.get_ydata()) == pytest.approx([0.625, 0.625])
+    # Found in an audit: the two widths' points and error bars at one head_lr were drawn
+    # over one another. They are drawn side by side now, at their values, and said so.
+    ax = drawn["objective_vs_head_lr"].axes[0]
+    ax.figure.canvas.draw()
+    assert ax.get_xscale() == "linear"  # these tables say of no log-sampled parameter
+    for line in unjoined:
+        assert list(line.get_xdata()) == [0.001, 0.01]
+    at = sorted(tuple(_drawn_x(ax, line, line.get_xydata())) for line in unjoined)
+    # 0.009 between the two head_lr values: a tenth of it between the widths.
+    assert at == [pytest.approx([0.001 - 0.00045, 0.01 - 0.00045]),
+                  pytest.approx([0.001 + 0.00045, 0.01 + 0.00045])]
+    for container in ax.containers:  # every error bar at its own point
+        (bar,) = container.lines[2]
+        (line,) = [line for line in unjoined if matplotlib.colors.to_rgb(line.get_color())
+                   == tuple(bar.get_colors()[0][:3])]
+        for segment in bar.get_segments():
+            drawn_at = _drawn_x(ax, bar, segment)
+            assert drawn_at[0] == pytest.approx(drawn_at[1])
+            assert drawn_at[0] == pytest.approx(_drawn_x(ax, line, [segment[0]])[0])
+    assert "several such at one x are drawn side by side" in captions["objective_vs_head_lr"]
+    joined_ax = drawn["objective_vs_width"].axes[0]
+    assert all(line.get_transform() == joined_ax.transData for line in joined)
+    assert "side by side" not in captions["objective_vs_width"]
+
+
+def _drawn_x(ax, artist, points) -> np.ndarray:
+    """Where ``artist`` draws ``points``, read back in ``ax``'s data units."""
+    shown = artist.get_transform().transform(np.asarray(points, dtype=float))
+    return ax.transData.inverted().transform(shown)[:, 0]
 
 
 def test_unjoined_points_of_two_runs_have_a_marker_each(tmp_path, monkeypatch):

@@ -128,9 +128,11 @@ class _Lines:
                     line = _select(line, self.style, s)
                 if not line.empty:
                     drawn.append((h, s, line.sort_values(self.x)))
-        # Only where error bars would cover one another (no bars, nothing to spread).
-        shifts = _dodged(ax, [line[self.x].iloc[0] if len(line) == 1 and self.bands else None
-                              for _, _, line in drawn], gap=self.x_gap, logx=self.logx)
+        # Only where error bars would cover one another (no bars, nothing to spread):
+        # a line of one point, or unjoined points, each with its bar.
+        shifts = _dodged(ax, [frozenset(line[self.x]) if self.bands and (
+            len(line) == 1 or not self.joined) else None for _, _, line in drawn],
+            gap=self.x_gap, logx=self.logx)
         for (h, s, line), (shift, reach) in zip(drawn, shifts):
             name = self.name(h, s)
             artists = ax.plot(line[self.x], line["mean"],
@@ -147,8 +149,9 @@ class _Lines:
                     # leave shifted artists out; nothing here calls it.)
                     artist.set_transform(shift)
                     artist.set_gid(DODGED)
-                ax.update_datalim([(reach, y) for y in (line["low"].min(), line["high"].max(),
-                                                        line["mean"].iloc[0]) if y == y])
+                ax.update_datalim([(reach(x), y) for x, *ys in zip(
+                    line[self.x], line["low"], line["high"], line["mean"])
+                    for y in ys if y == y])
 
     def name(self, h, s) -> str:
         """The legend's name of the line of hue ``h`` and style ``s``."""
@@ -176,10 +179,10 @@ class _Lines:
         return [*caps, *lines]
 
 
-#: Lines of one point at one x (Hyperband's one-epoch configurations) are drawn side by
-#: side, their error bars would cover one another: at most this fraction of the least
-#: distance between two x values apart, and over at most DODGE_SPREAD of it in all, so
-#: that no point reads as at another x.
+#: Lines of one point at one x (Hyperband's one-epoch configurations), or unjoined points
+#: of several lines at one x, are drawn side by side, their error bars would cover one
+#: another: at most this fraction of the least distance between two x values apart, and
+#: over at most DODGE_SPREAD of it in all, so that no point reads as at another x.
 DODGE_STEP = 0.1
 DODGE_SPREAD = 0.4
 
@@ -192,32 +195,52 @@ def _least_gap(values: pd.Series, *, logx: bool) -> float:
     return float(np.diff(distinct).min()) if len(distinct) > 1 else 1.0
 
 
-def _dodged(ax, alone_at: list, *, gap: float, logx: bool) -> list[tuple]:
-    """For each line, the transform to draw it with and the x it then reaches, or
-    (None, None) where it stays: a line of one point (at ``alone_at``'s x; None for a
-    longer line) that shares its x with others of one point moves sideways on the axis's
-    scale (epochs, or decades on a log axis). Only the drawing moves: the values stay."""
-    from collections import Counter
-
+def _dodged(ax, xs_of: list, *, gap: float, logx: bool) -> list[tuple]:
+    """For each line, the transform to draw it with and where it then draws an x (a
+    function), or (None, None) where it stays. A line whose bars may cover others' (its
+    x values in ``xs_of``; None for a line with a band) and that shares an x with such
+    another moves sideways on the axis's scale (epochs, or decades on a log axis), as
+    far as the lines sharing x values with it need. Only the drawing moves: the values
+    stay."""
     from matplotlib.transforms import Affine2D
 
-    sharing = Counter(x for x in alone_at if x is not None)
-    placed = Counter()
+    groups = _sharing_groups(xs_of)
+    placed: dict[int, int] = {}
     shifts = []
-    for x in alone_at:
-        if x is None or sharing[x] == 1:
+    for group in groups:
+        if group is None:
             shifts.append((None, None))
             continue
-        step = min(DODGE_STEP, DODGE_SPREAD / (sharing[x] - 1)) * gap
-        offset = (placed[x] - (sharing[x] - 1) / 2) * step
-        placed[x] += 1
+        size = groups.count(group)
+        step = min(DODGE_STEP, DODGE_SPREAD / (size - 1)) * gap
+        offset = (placed.get(group, 0) - (size - 1) / 2) * step
+        placed[group] = placed.get(group, 0) + 1
         # Moved on the scaled axis (transScale then the shift), so a log axis moves by a
         # fraction of a decade, and the scale may still be set after drawing.
         shift = ax.transScale + Affine2D().translate(offset, 0) + ax.transLimits \
             + ax.transAxes
-        reach = x * 10 ** offset if logx else x + offset
-        shifts.append((shift, reach))
+        shifts.append((shift, (lambda x, o=offset: x * 10 ** o) if logx
+                       else (lambda x, o=offset: x + o)))
     return shifts
+
+
+def _sharing_groups(xs_of: list) -> list[int | None]:
+    """For each of ``xs_of`` (a set of x values, or None), the group of those that share
+    an x with it, directly or through others (the group's first member's index); None
+    for None and for a set that shares with none."""
+    groups: list[int | None] = list(range(len(xs_of)))
+
+    def root(i: int) -> int:
+        while groups[i] != i:
+            i = groups[i]
+        return i
+
+    for i, xs in enumerate(xs_of):
+        for j in range(i):
+            if xs and xs_of[j] and xs & xs_of[j]:
+                groups[max(root(i), root(j))] = min(root(i), root(j))
+    roots = [root(i) if xs else None for i, xs in enumerate(xs_of)]
+    return [r if r is not None and roots.count(r) > 1 else None for r in roots]
 
 
 def _x_axis(ax, *, logx: bool, ticks: list, written_x, integer_x: bool,
