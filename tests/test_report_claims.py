@@ -384,7 +384,7 @@ def test_the_class_line_gives_each_class_and_the_score_of_one_answer_for_every_i
 
 
 def test_fewer_executions_names_each_thinning_line_and_a_lone_line_unnamed():
-    from bench.analysis.figures import _fewer_executions_note
+    from bench.analysis.captions import fewer_executions_note
 
     # Hand-made curve: line a keeps 3 executions; line b has 3, then 2 from epoch 3, 1 at 4.
     curve = pd.DataFrame({"head_lr": [0.1] * 4 + [0.01] * 4, "epoch": [1, 2, 3, 4] * 2,
@@ -394,7 +394,7 @@ def test_fewer_executions_names_each_thinning_line_and_a_lone_line_unnamed():
                                          "of": 3, "last_epoch": 4}]
     # Found by a reviewer: with nothing varied the caption named an empty line.
     lone = curve[curve["head_lr"] == 0.01].drop(columns="head_lr")
-    assert _fewer_executions_note(lone, []) == (
+    assert fewer_executions_note(lone, []) == (
         " Some executions stopped sooner than others of their configuration (a space's "
         "early stopping): the line's later points, from epoch 3 (1 of 3 at epoch 4), are "
         "means over the executions that trained on, not over every seed.")

@@ -693,7 +693,7 @@ def test_a_boolean_hyperparameter_is_not_drawn_on_a_numeric_axis(tmp_path):
 def test_a_best_of_figure_says_which_configurations_tied_and_which_it_drew():
     # Found by a reviewer: head_lr 0.001 (finals 0.7, 0.8) and 0.01 (0.75, 0.75) tie at
     # 0.75 for depth 0, and the figure drew 0.001 by sort order, saying nothing.
-    from bench.analysis.figures import _best_note
+    from bench.analysis.captions import best_note
 
     rows = []
     for head_lr, finals in ((0.001, (0.7, 0.8)), (0.01, (0.75, 0.75)), (0.1, (0.6, 0.6))):
@@ -709,7 +709,7 @@ def test_a_best_of_figure_says_which_configurations_tied_and_which_it_drew():
     assert drawn.attrs["ties"] == [{"keep": {"frozen_blocks": 0},
                                     "over": [{"head_lr": 0.001}, {"head_lr": 0.01}],
                                     "score": pytest.approx(0.75)}]
-    assert _best_note(["head_lr"], drawn).endswith(
+    assert best_note(["head_lr"], drawn).endswith(
         " Tied for frozen_blocks=0: head_lr=0.001 and head_lr=0.01 share the best (0.7500); "
         "the first is drawn.")
 
@@ -717,7 +717,7 @@ def test_a_best_of_figure_says_which_configurations_tied_and_which_it_drew():
 def test_a_tie_in_a_joint_report_names_only_what_its_run_s_space_has():
     # Found in review: run B's space has no optimizer_name, and its tie read
     # "head_lr=0.001 optimizer_name=inactive and ..." (its tables say "not in space").
-    from bench.analysis.figures import _best_note
+    from bench.analysis.captions import best_note
     from bench.analysis.tables import Tables
 
     rows = []
@@ -737,11 +737,11 @@ def test_a_tie_in_a_joint_report_names_only_what_its_run_s_space_has():
     runs = [{"run_id": r, "columns": {"hyperparameters": names[r], "varied": names[r]}}
             for r in "AB"]
     tables = Tables(runs=runs, epochs=epochs, trials=trials, complete=epochs)
-    assert _best_note(["head_lr", "optimizer_name"], drawn, tables=tables).endswith(
+    assert best_note(["head_lr", "optimizer_name"], drawn, tables=tables).endswith(
         " Tied for run_id=A: head_lr=0.001 optimizer_name=SGD and head_lr=0.1 "
         "optimizer_name=SGD share the best (0.7500); the first is drawn."
         " Tied for run_id=B: head_lr=0.001 and head_lr=0.01 share the best (0.7500); the "
         "first is drawn.")
     # Without the runs' spaces (as in one run), an empty cell is a conditional's, inactive.
-    assert " head_lr=0.01 optimizer_name=inactive share" in _best_note(
+    assert " head_lr=0.01 optimizer_name=inactive share" in best_note(
         ["head_lr", "optimizer_name"], drawn)

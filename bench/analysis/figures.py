@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import numbers, plots
-from bench.analysis.formatting import as_declared, format_value, format_values, value_labels
+from bench.analysis import captions, numbers, plots
+from bench.analysis.formatting import as_declared, format_value, value_labels
 from bench.analysis.render import Block
 from bench.analysis.tables import Tables
 
@@ -79,63 +79,6 @@ def chosen_configurations(rows: pd.DataFrame, columns: list[str]) -> pd.DataFram
     chosen = rows[columns].drop_duplicates().sort_values(columns, na_position="last")
     return chosen.assign(**{c: as_declared(chosen[c], chosen[c]) for c in columns
                             if c != "run_id"})
-
-
-def _best_note(over: list[str], rows: pd.DataFrame | None = None, *,
-               tables: Tables | None = None) -> str:
-    """What a best-of figure drew in place of ``over``, and the ties it broke (``rows``
-    from ``numbers.best_configurations``; ``tables`` leaves out of a tie the names that
-    its run's space does not have, in a joint report)."""
-    if not over:
-        return ""
-    note = (f" Where {', '.join(over)} also varied, each line or point is the value(s) "
-            "with the best final validation accuracy, so every interval is over the "
-            "repeats of one configuration.")
-    for tie in ([] if rows is None else rows.attrs.get("ties", [])):
-        where = f" for {format_values(tie['keep'])}" if tie["keep"] else ""
-        run_id = tie["keep"].get("run_id")
-        named = [name for name in over
-                 if tables is None or run_id is None or not tables.lacks(run_id, name)]
-        labels = {name: value_labels([v[name] for v in tie["over"]]) for name in named}
-        values = " and ".join(" ".join(f"{name}={labels[name](v[name])}" for name in named)
-                              for v in tie["over"])
-        note += (f" Tied{where}: {values} share the best ({tie['score']:.4f}); the first "
-                 "is drawn.")
-    return note
-
-
-def _cut_note(drawn: pd.DataFrame) -> str:
-    """How many of the accuracy intervals in ``drawn`` (columns ``low, high``) were cut at
-    0 or 1 (``numbers.ACCURACY_BOUNDS``), or "" for none. An interval of some width that
-    ends exactly at a bound was cut there (one cut at both ends stays symmetric)."""
-    shown = drawn.dropna(subset=["low", "high"])
-    bottom, top = numbers.ACCURACY_BOUNDS
-    cut = (shown["high"] > shown["low"]) & ((shown["low"] <= bottom) | (shown["high"] >= top))
-    if not cut.any():
-        return ""
-    count = int(cut.sum())
-    return (f" {count} of the {len(shown)} intervals (one per point) reach"
-            f"{'es' if count == 1 else ''} past 0 or 1, beyond what accuracy can be, and "
-            f"{'is' if count == 1 else 'are'} drawn cut there.")
-
-
-def _fewer_executions_note(curve: pd.DataFrame, by: list[str], label=format_values) -> str:
-    """Where a line's later points average fewer executions than its first (a space's
-    early stopping ended some sooner): which lines, from which epoch. ``curve`` is one
-    metric's ``numbers.mean_curves``; ``label`` names a line from its ``by`` values."""
-    thinning = numbers.fewer_executions(curve, by=by)
-    if thinning.empty:
-        return ""
-    # One line only (nothing varied) has no name: "the line's later points".
-    lines = [(f"{label({c: row[c] for c in by})} " if by else "")
-             + f"from epoch {row['from_epoch']} ({row['left']} of {row['of']} at epoch "
-               f"{row['last_epoch']})" for row in thinning.to_dict("records")]
-    which = ("the later points of " + "; ".join(lines[:3])
-             + ("; and more" if len(lines) > 3 else "")) if by else \
-        f"the line's later points, {lines[0]},"
-    return (" Some executions stopped sooner than others of their configuration (a space's "
-            f"early stopping): {which} are means over the executions that trained on, not "
-            "over every seed.")
 
 
 @dataclass
@@ -247,10 +190,10 @@ def _accuracy_figure(study: Study) -> None:
         "Validation (top) and training (bottom) accuracy against epoch, mean over the "
         "repeats (seeds) of each configuration with a 95% confidence band"
         + (", the dashed line marking the start of phase 2" if boundaries else "") + "."
-        + _cut_note(curves)
-        + _best_note(facets["best_of"], rows, tables=study.tables)
+        + captions.cut_note(curves)
+        + captions.best_note(facets["best_of"], rows, tables=study.tables)
         + (study.final_note() if facets["best_of"] else "")
-        + _fewer_executions_note(curves[curves["metric"] == "val_accuracy"],
+        + captions.fewer_executions_note(curves[curves["metric"] == "val_accuracy"],
                                  _shown(facets)))
     if facets["best_of"]:
         shown = list(dict.fromkeys(c for c in ("run_id", *_shown(facets)) if c in epochs))
@@ -282,7 +225,7 @@ def _transferability_figure(study: Study) -> None:
                                for run, group in active.groupby("run_id", sort=False)))
         return
     lines = [c for c in (*study.by_run, hue) if c]
-    left_out = _inactive_note(summary, active, lines, ["frozen_blocks"],
+    left_out = captions.inactive_note(summary, active, lines, ["frozen_blocks"],
                               what="frozen_blocks")
     summary = active
     if study.several:
@@ -296,44 +239,9 @@ def _transferability_figure(study: Study) -> None:
            "run", (False, True): "one line per initialisation", (False, False): "one line"}[
             (study.several, "init" in study.moving)]
         + ", with 95% intervals over the repeats of each configuration "
-        "(cf. Yosinski et al. 2014)." + _cut_note(summary)
-        + _best_note(over, rows, tables=study.tables) + left_out
+        "(cf. Yosinski et al. 2014)." + captions.cut_note(summary)
+        + captions.best_note(over, rows, tables=study.tables) + left_out
         + study.final_note())
-
-
-def _inactive_note(every: pd.DataFrame, drawn: pd.DataFrame, groups: list[str],
-                   cell: list[str], *, what: str, sep: str = " / ") -> str:
-    """What of ``every`` has no row in ``drawn`` because ``what`` is inactive (empty: a
-    conditional hyperparameter whose condition is not met): whole lines or panels (values
-    of ``groups``, written joined by ``sep``), " Not drawn: random (...)."; and, within
-    those drawn, the configurations (values of ``cell``), " Left out of pretrained:
-    frozen_blocks=inactive head_lr=0.01 (...)."; or "" for none."""
-    def keys(table, columns):
-        return {tuple(row) for row in table[columns].astype(str).itertuples(index=False)}
-
-    lost = sorted(keys(every, groups) - keys(drawn, groups)) if groups else []
-    note = ""
-    if lost:
-        names = ", ".join(sep.join(key) for key in lost)
-        whose = "its" if len(lost) == 1 else "their"
-        note += (f" Not drawn: {names} ({what} is inactive in all {whose} executions: a "
-                 "conditional hyperparameter whose condition is not met).")
-    kept = keys(drawn, groups) if groups else {()}
-    configurations = every[[*groups, *cell]].drop_duplicates()
-    shown = keys(drawn, [*groups, *cell])
-    left = {}
-    for row in configurations.to_dict("records"):
-        group = tuple(str(row[c]) for c in groups)
-        if group in kept and tuple(str(row[c]) for c in [*groups, *cell]) not in shown:
-            left.setdefault(group, []).append(format_values({c: row[c] for c in cell}))
-    for group, cells in sorted(left.items()):
-        where = f" of {sep.join(group)}" if group else ""
-        cells = sorted(set(cells))
-        # A random search's inactive configurations can be dozens: the first three.
-        named = ", ".join(cells[:3]) + (f" and {len(cells) - 3} more" if len(cells) > 3
-                                        else "")
-        note += f" Left out{where}: {named} ({what} inactive: nowhere to draw it)."
-    return note
 
 
 def _heatmap_figure(study: Study) -> None:
@@ -363,8 +271,8 @@ def _heatmap_figure(study: Study) -> None:
                               title=f"{study.name}: final validation accuracy"),
                "head_lr_x_frozen_blocks", heading,
                "Mean final validation accuracy over the repeats of each head learning rate "
-               "and frozen depth." + _best_note(over, rows, tables=study.tables)
-               + _inactive_note(rows, active, panel_keys, ["frozen_blocks", "head_lr"],
+               "and frozen depth." + captions.best_note(over, rows, tables=study.tables)
+               + captions.inactive_note(rows, active, panel_keys, ["frozen_blocks", "head_lr"],
                                 what="frozen_blocks or head_lr", sep=" ")
                + study.final_note(),
                intervals=False)
@@ -401,7 +309,7 @@ def _objective_figures(study: Study) -> None:
         # caption names them.
         summary = recorded[recorded[parameter].notna()]
         groups = [col] if col else []
-        inactive = _inactive_note(recorded, summary, groups,
+        inactive = captions.inactive_note(recorded, summary, groups,
                                   [k for k in keep if k not in groups], what=parameter)
         if lacking:
             inactive += (f" Not drawn: {', '.join(lacking)}, whose space has no "
@@ -426,8 +334,8 @@ def _objective_figures(study: Study) -> None:
                    + (" (log axis)" if log else "") + "."
                    + ((" One line style per run." if not changing else " One marker per "
                        "run.") if style else "")
-                   + _cut_note(summary)
-                   + _best_note(over, rows, tables=study.tables)
+                   + captions.cut_note(summary)
+                   + captions.best_note(over, rows, tables=study.tables)
                    + (f" The points are not joined: {', '.join(changing)} "
                       f"{'changes' if len(changing) == 1 else 'change'} from one "
                       f"{plots.label(parameter)} to the next, so they are no curve of "
@@ -519,12 +427,12 @@ def _trial_figures(study: Study) -> None:
                "overfitting", "Overfitting",
                "Training minus validation accuracy against epoch for the best "
                "configurations, 95% band over the repeats of each. " + TRAINING_ACCURACY
-               + _fewer_executions_note(gap, ["configuration"], label=lambda key:
+               + captions.fewer_executions_note(gap, ["configuration"], label=lambda key:
                                         key["configuration"])
-               + (f" Not drawn: {_trial_list(tied_out['trial_id'])}, tied at "
+               + (f" Not drawn: {captions.trial_list(tied_out['trial_id'])}, tied at "
                   f"{third:.4f} with trial {best['trial_id'].iloc[-1]}, the last drawn (of "
                   "trials with one score, the lowest ids are drawn)." if len(tied_out) else "")
-               + (f" Not drawn: {_trial_list(longer['trial_id'])}, whose executions ran "
+               + (f" Not drawn: {captions.trial_list(longer['trial_id'])}, whose executions ran "
                   "again for more epochs in a later trial and count as that one (see "
                   "'Executions counted at their longest run')." if len(longer) else ""))
 
@@ -535,14 +443,6 @@ TRAINING_ACCURACY = (
     "on, the weights still changing), and validation accuracy is measured after the epoch: "
     "the difference is not one model's train-validation gap, and it reads low, most at the "
     "first epochs (below zero is common there).")
-
-
-def _trial_list(ids: pd.Series) -> str:
-    """"trial 0004", "trials 0004 and 0007", "trials 0004, 0005 and 0007"."""
-    ids = [str(i) for i in ids]
-    if len(ids) == 1:
-        return f"trial {ids[0]}"
-    return f"trials {', '.join(ids[:-1])} and {ids[-1]}"
 
 
 def figures(tables: Tables, plots_dir: Path, log=print) -> list[Block]:
