@@ -22,12 +22,12 @@ from test_resume import THREE_TRIALS, _tables
 
 from bench.errors import BenchError as BenchErrorType
 from bench.tuning.distributed import (
-    CHIEF_SILENCE_SECONDS,
     LocalWorker,
     study_fingerprint,
     visible_gpus,
     worker_environment,
 )
+from bench.tuning.worker_link import CHIEF_SILENCE_SECONDS
 
 DYING = THREE_TRIALS.replace("class Three", "class Dying").replace(
     "from bench.space import SearchSpace, SpaceSettings",
@@ -395,7 +395,7 @@ os.environ |= {{"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT":
                "{_free_port()}", "KERASTUNER_TUNER_ID": "tuner0@x"}}
 from keras_tuner.src.distribute.oracle_client import OracleClient
 from bench.stopping import install_stop_handlers
-from bench.tuning.distributed import patient_client
+from bench.tuning.worker_link import patient_client
 install_stop_handlers()
 try:
     os.kill(os.getpid(), signal.SIGTERM)
@@ -423,7 +423,7 @@ def test_a_local_worker_deaf_to_sigterm_still_ends_soon_after_its_chief_is_kille
 
     grace, ready = 2.0, tmp_path / "ready"
     worker = (f"import signal, time\nfrom pathlib import Path\n"
-              "from bench.tuning.distributed import end_with_chief\n"
+              "from bench.tuning.worker_link import end_with_chief\n"
               f"end_with_chief(grace={grace})\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
               f"Path({str(ready)!r}).write_text('x')\ntime.sleep(600)\n")
     chief = ("import os, subprocess, sys, time\n"

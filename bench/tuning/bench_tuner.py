@@ -176,7 +176,7 @@ class BenchTuner(keras_tuner.Tuner):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=directory,
                          project_name=project_name)
         if self._is_worker():
-            from bench.tuning.distributed import patient_client
+            from bench.tuning.worker_link import patient_client
 
             # KerasTuner's own client, which polls without pause while the oracle is busy,
             # turns the chief's refusal into a traceback and waits silently for a dead chief.

@@ -23,7 +23,6 @@ from bench.tuning.distributed import (
     Chief,
     LocalWorker,
     check_worker_id,
-    end_with_chief,
     local_worker_command,
     merge_worker_tables,
     stop_all,
@@ -33,6 +32,7 @@ from bench.tuning.distributed import (
     worker_table,
     worker_tuner_id,
 )
+from bench.tuning.worker_link import end_with_chief
 
 
 class ChiefStudy:
