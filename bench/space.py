@@ -375,7 +375,13 @@ def space_identity(space: SearchSpace) -> dict:
     from bench.data.download import file_digest
 
     return {"name": space.name, "version": space.version, "file": str(space.path),
-            "sha256": file_digest(space.path, "sha256")}
+            "sha256": file_digest(space.path, "sha256"), "hooks": overridden_hooks(space)}
+
+
+def overridden_hooks(space: SearchSpace) -> list[str]:
+    """The hooks (``HOOKS``) ``space`` defines itself, in ``HOOKS`` order."""
+    return [name for name in HOOKS
+            if getattr(type(space), name) is not getattr(SearchSpace, name)]
 
 
 def declared_in_a_hook(parameter, *, declared, who: str, when: str,

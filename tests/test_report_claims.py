@@ -440,3 +440,87 @@ def test_captions_say_how_many_accuracy_intervals_were_cut_at_0_or_1(tmp_path, m
     blocks = figures(_tables(agreeing, scores, runs=["r"], varied=["head_lr"]), tmp_path,
                      log=lambda *_: None)
     assert not [b for b in blocks if b.kind == "figure" and "cut there" in b.caption]
+
+
+def test_a_joint_report_says_where_its_runs_trained_otherwise_than_their_columns_show(
+        tmp_path, cache_dir):
+    """Found by a new user: two runs of one space name and version, one file edited to SGD
+    and another fixed frozen_blocks, read as the same study: no report named the
+    optimizer, no notice said the files differ, and the joint tables had no frozen_blocks
+    column, so two runs' rows read as one configuration."""
+    import hashlib
+    import json
+
+    from conftest import IMAGE_SIZE, TINY_SPACE
+
+    from bench.analysis.report import write_report
+    from bench.analysis.tables import load_tables
+    from bench.plan import RunSpec
+    from bench.runner import run_study
+
+    sgd = TINY_SPACE.replace("frozen_blocks=2, head_lr=3e-3)", "frozen_blocks=0, head_lr=3e-3,"
+                             " optimizer='SGD', optimizer_options=(('momentum', 0.9),))")
+    assert sgd != TINY_SPACE
+    runs = {}
+    for name, source in (("adam", TINY_SPACE), ("sgd", sgd)):
+        spaces = tmp_path / f"spaces-{name}"
+        spaces.mkdir()
+        (spaces / "tiny.py").write_text(source)
+        runs[name] = run_study(RunSpec(space="tiny", spaces_dir=spaces, image_size=IMAGE_SIZE,
+                                       pretrain_epochs=3, results_dir=tmp_path, name=name,
+                                       cache_dir=cache_dir), log=lambda *_: None)
+    digests = {name: hashlib.sha256((tmp_path / f"spaces-{name}" / "tiny.py").read_bytes())
+               .hexdigest()[:12] for name in runs}
+    for run in runs.values():
+        assert json.loads((run / "run.json").read_text())["space"]["hooks"] == ["declare"]
+    own = {name: (runs[name] / "report.md").read_text() for name in runs}
+    assert ("- Optimizer `Adam` at head_lr, the unfrozen backbone at head_lr x body_lr_scale"
+            in own["adam"])
+    assert ("- Optimizer `SGD` (momentum 0.9) at head_lr, the unfrozen backbone at head_lr x "
+            "body_lr_scale") in own["sgd"]
+    assert "**Different" not in own["adam"] + own["sgd"]
+
+    (tmp_path / "joint").mkdir()
+    joint = write_report(load_tables([runs["adam"], runs["sgd"]]), tmp_path / "joint",
+                         log=lambda *_: None).read_text()
+    assert ("**Different settings**: these runs did not train with the same settings "
+            "(optimizer: adam `Adam`, sgd `SGD` (momentum 0.9)), so a difference between "
+            "runs is not the hyperparameters' doing alone.") in joint
+    assert ("**Different space files**: these runs name the same space and version, but "
+            f"their files differ (SHA-256 space `tiny` version 3: adam {digests['adam']}, "
+            f"sgd {digests['sgd']}): the space was edited") in joint
+    # The best table has the column that tells the runs' rows apart.
+    best = joint[joint.index("Best configuration"):]
+    header = next(line for line in best.splitlines() if line.startswith("| run_id"))
+    assert "frozen_blocks" in header.split(" | ")
+    cells = [line.split(" | ") for line in best.splitlines()
+             if line.startswith("| adam") or line.startswith("| sgd")]
+    at = header.split(" | ").index("frozen_blocks")
+    assert {(row[0], row[at]) for row in cells} == {("| adam", "2"), ("| sgd", "0")}
+
+
+def test_a_run_where_nothing_completed_is_not_said_to_leave_init_unvaried():
+    """Found by a new user: every trial failed, with both inits, and the console said
+    "Init was not varied"."""
+    empty = pd.DataFrame(columns=["run_id", "trial_id", "repeat", "seed", "epoch", "init",
+                                  "val_accuracy"])
+    assert numbers.why_no_gap(empty) == ("no execution completed, so there is no gap between "
+                                         "initialisations.")
+
+
+def test_the_optimizer_line_names_the_hook_that_chooses_it():
+    from bench.analysis.run_facts import optimizer_lines
+
+    settings = {"optimizer": "SGD", "optimizer_options": [["momentum", 0.9],
+                                                          ["nesterov", True]]}
+    assert optimizer_lines({"settings": settings, "space": {"hooks": ["declare"]}}) == [
+        "Optimizer `SGD` (momentum 0.9, nesterov True) at head_lr, the unfrozen backbone at "
+        "head_lr x body_lr_scale"]
+    assert optimizer_lines({"settings": settings, "space": {
+        "hooks": ["declare", "optimizer"]}})[0].startswith(
+        "Optimizer: chosen for each trial by the space's `optimizer` hook (its default `SGD` "
+        "(momentum 0.9, nesterov True))")
+    assert optimizer_lines({"settings": settings, "space": {
+        "hooks": ["declare", "optimizer", "compile"]}})[0].startswith(
+        "Optimizer: the space's own `compile` hook compiles every model")
+    assert optimizer_lines({"settings": {"dataset": "digits"}}) == []  # an older run.json

@@ -445,6 +445,8 @@ def init_gaps(epochs: pd.DataFrame, *, metric: str = "val_accuracy",
 def why_no_gap(epochs: pd.DataFrame, *, pair_on: list[str] | None = None) -> str:
     """Why ``init_gaps`` is empty, and what to run instead, as one sentence. ``pair_on``:
     the configuration's hyperparameters, as ``init_gap`` takes them."""
+    if epochs.empty:
+        return "no execution completed, so there is no gap between initialisations."
     inits = sorted(epochs["init"].dropna().unique()) if "init" in epochs else []
     if not inits:
         return "init was not varied, so there is no gap between initialisations."

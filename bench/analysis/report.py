@@ -27,7 +27,7 @@ from bench.analysis.formatting import (
 )
 from bench.analysis.plots import ordered
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
-from bench.analysis.run_facts import precision, trained_epochs, what_ran
+from bench.analysis.run_facts import optimizer_text, precision, trained_epochs, what_ran
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
 from bench.results import check_writable, open_run, process_is_here, write_parquet_copies
@@ -247,6 +247,54 @@ def different_backends_sentence(runs: list[dict]) -> str | None:
             "another draw\").")
 
 
+#: The settings that make a configuration train otherwise, beside its hyperparameters
+#: (the tables' columns): a joint report says where its runs differ in them.
+TRAINING_SETTINGS = {"backbone": "backbone", "image_size": "image size",
+                     "batch_size": "batch size", "optimizer": "optimizer"}
+
+
+def different_settings_sentence(runs: list[dict]) -> str | None:
+    """For a joint report whose runs trained with other backbones, image sizes, batch
+    sizes or optimizers (``run.json`` settings): which each used. None when they agree,
+    or there is one run."""
+    def value(run: dict, key: str) -> str:
+        settings = run.get("settings", {})
+        if key == "optimizer":
+            return optimizer_text(settings) if "optimizer" in settings else "not recorded"
+        return str(settings.get(key, "not recorded"))
+
+    differing = [key for key in TRAINING_SETTINGS
+                 if len({value(run, key) for run in runs}) > 1]
+    if len(runs) < 2 or not differing:
+        return None
+    each = "; ".join(f"{TRAINING_SETTINGS[key]}: " + ", ".join(
+        f"{run['run_id']} {value(run, key)}" for run in runs) for key in differing)
+    return ("**Different settings**: these runs did not train with the same settings "
+            f"({each}), so a difference between runs is not the hyperparameters' doing "
+            "alone.")
+
+
+def different_space_files_sentence(runs: list[dict]) -> str | None:
+    """For a joint report with runs of one space name and version from files that differ
+    (their SHA-256): the space was edited without a new version. None otherwise."""
+    by_space: dict = {}
+    for run in runs:
+        space = run.get("space", {})
+        if space.get("sha256"):
+            by_space.setdefault((space.get("name"), space.get("version")), []).append(run)
+    edited = [(key, group) for key, group in by_space.items()
+              if len({run["space"]["sha256"] for run in group}) > 1]
+    if not edited:
+        return None
+    each = "; ".join(f"space `{name}` version {version}: " + ", ".join(
+        f"{run['run_id']} {run['space']['sha256'][:12]}" for run in group)
+        for (name, version), group in edited)
+    return ("**Different space files**: these runs name the same space and version, but "
+            f"their files differ (SHA-256 {each}): the space was edited without raising its "
+            "`version`, so the same hyperparameter values may not build the same model. "
+            "Compare the files (run.json `space.file`) before comparing the runs.")
+
+
 def _opening_blocks(tables: Tables) -> list[Block]:
     """The title, and what is partial or joined across different data."""
     ids = ", ".join(r["run_id"] for r in tables.runs)
@@ -257,7 +305,9 @@ def _opening_blocks(tables: Tables) -> list[Block]:
             else f" (partial: status {tables.runs[0].get('status')})"
     blocks = [Block("h1", title)]
     for different in (different_data_sentence(tables.runs),
-                      different_backends_sentence(tables.runs)):
+                      different_backends_sentence(tables.runs),
+                      different_settings_sentence(tables.runs),
+                      different_space_files_sentence(tables.runs)):
         if different:
             blocks.append(Block("p", different))
     for run in tables.runs:

@@ -157,6 +157,7 @@ def what_ran(run: dict) -> list[str]:
         f"{epochs_text(run)}, {counted(settings.get('repeats'), 'repeat')} per "
         f"configuration (seeds {run.get('seeds', {}).get('repeats')}), batch "
         f"{settings.get('batch_size')}",
+        *optimizer_lines(run),
         f"Keras backend `{run.get('backend')}` on {run.get('device')}; Keras "
         f"{versions.get('keras')}, KerasTuner {versions.get('keras-tuner')}; precision "
         f"`{precision(run)}`",
@@ -195,6 +196,33 @@ def what_ran(run: dict) -> list[str]:
     lines += [f"Note: {note}" for note in run.get("notes", [])]
     lines += [f"Warning: {warning}" for warning in run.get("warnings", [])]
     return lines
+
+
+def optimizer_lines(run: dict) -> list[str]:
+    """The optimizer every execution trained with, as the space's settings name it, or
+    the space's hooks that choose it; none for a run.json from before the optimizer
+    setting."""
+    settings = run.get("settings", {})
+    if "optimizer" not in settings:
+        return []
+    hooks = run.get("space", {}).get("hooks", [])
+    named = optimizer_text(settings)
+    if "compile" in hooks:
+        return [f"Optimizer: the space's own `compile` hook compiles every model (the "
+                f"settings name {named}, which the hook may not use)"]
+    if "optimizer" in hooks:
+        return [f"Optimizer: chosen for each trial by the space's `optimizer` hook (its "
+                f"default {named}), at head_lr, the unfrozen backbone at head_lr x "
+                "body_lr_scale"]
+    return [f"Optimizer {named} at head_lr, the unfrozen backbone at head_lr x "
+            "body_lr_scale"]
+
+
+def optimizer_text(settings: dict) -> str:
+    """"`SGD` (momentum 0.9)": the settings' optimizer and its options."""
+    options = ", ".join(f"{name} {value}" for name, value in
+                        settings.get("optimizer_options") or [])
+    return f"`{settings.get('optimizer')}`" + (f" ({options})" if options else "")
 
 
 def precision(run: dict) -> str:

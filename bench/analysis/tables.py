@@ -70,9 +70,15 @@ class Tables:
 
     @property
     def varied(self) -> list[str]:
+        """The hyperparameters the runs' spaces declared, then (in a joint report) those
+        each run held fixed but at different values: a table without them would show
+        two runs' rows as one configuration."""
         names = []
         for run in self.runs:
             names += [n for n in varied_columns(run, self.epochs) if n not in names]
+        if len(self.runs) > 1:
+            names += [n for n in numbers.varied(self.epochs, self.hyperparameters)
+                      if n not in names]
         return names
 
     def pair_on(self, run_id: str) -> list[str] | None:
