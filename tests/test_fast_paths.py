@@ -104,12 +104,24 @@ def test_a_model_that_changes_at_inference_is_evaluated_at_the_training_batch_si
     pd.testing.assert_frame_equal(large[METRICS], small[METRICS])
     pd.testing.assert_frame_equal(read_trials(runs[512])[["test_accuracy"]],
                                   read_trials(runs[32])[["test_accuracy"]])
+    layer = "'always_dropout' (AlwaysDropout)" if source is MC_DROPOUT \
+        else "'centered' (Centered)"
     assert json_notes(runs[512]) == [
         "validation and test at the training batch size (32), not --evaluation-batch-size "
         "512, for executions of space mc whose model changes at inference (a call moves "
         "its random or other state, two calls on the same images differ, or an image's "
         "output depends on the others in its batch): each evaluation batch is a call, so "
         "the batch size would change their numbers"]
+    # The layer is named, with the trial that showed it (found by a new user: a tf.image
+    # flip in an augment hook changed the validation and test images, unnamed).
+    changing = [note for note in json.loads(runs[512].run_json.read_text())["notes"]
+                if "changes at inference from layer" in note]
+    assert changing == [
+        f"space mc: the model of init=pretrained frozen_blocks=0 head_lr=0.01 body_lr_scale=1 "
+        "changes at "
+        f"inference from layer {layer} on, so its validation and test accuracy score what "
+        "that layer does outside training (an augmentation there augments the validation "
+        "and test images too; Keras's random layers act in training only)"]
     # Found in review: the report said these ran "in batches of 512" (from the options).
     for size in (32, 512):
         assert json.loads(runs[size].run_json.read_text())["evaluation"] == {
@@ -785,3 +797,48 @@ def test_a_space_validating_in_its_own_fit_is_counted_as_tested_only(tmp_path, c
     assert "validated and tested in batches" not in report
     assert ("Fast paths that round otherwise than the plain path: 2 executions tested in "
             "batches of 512, not 32 (validated in their space's own fit). ") in report
+
+
+#: Found by a new user: a random op in an augment hook's Lambda (there tf.image's flip)
+#: acts at inference too, so validation and test scored augmented images.
+NOISY_AUGMENT = '''
+import keras
+
+from bench.space import SearchSpace, SpaceSettings
+
+
+class NoisyAugment(SearchSpace):
+    description = "an augmentation that acts at inference too"
+    settings = SpaceSettings(epochs=1, repeats=1, init="pretrained", frozen_blocks=0,
+                             head_lr=1e-2)
+    extra_hyperparameters = ("noise",)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("noise", ["none", "uniform"])
+
+    def augment(self, images, *, hp):
+        if self.value(hp, "noise") == "none":
+            return images
+        return keras.layers.Lambda(
+            lambda x: x + keras.random.uniform(keras.ops.shape(x), maxval=8.0),
+            name="noise_everywhere")(images)
+'''
+
+
+def test_the_layer_from_which_a_model_changes_at_inference_is_named(tmp_path, cache_dir):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "noisy.py").write_text(NOISY_AUGMENT)
+    spec = RunSpec(space="noisy", spaces_dir=spaces, image_size=IMAGE_SIZE, pretrain_epochs=3,
+                   results_dir=tmp_path, name="noisy", cache_dir=cache_dir,
+                   evaluation_batch_size=512)
+    run = RunDir(run_study(spec, log=lambda *_: None))
+    notes = json.loads(run.run_json.read_text())["notes"]
+    named = [note for note in notes if "from layer" in note]
+    assert named == [
+        "space noisy: the model of init=pretrained frozen_blocks=0 head_lr=0.01 "
+        "body_lr_scale=1 noise=uniform changes at inference from layer 'noise_everywhere' "
+        "(Lambda) on, so its validation and test accuracy score what that layer does "
+        "outside training (an augmentation there augments the validation and test images "
+        "too; Keras's random layers act in training only)"]
+    assert f"- Note: {named[0]}" in (run.path / "report.md").read_text()

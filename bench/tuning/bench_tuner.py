@@ -18,6 +18,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+from bench.analysis.formatting import format_values
 from bench.data.datasets import Split, TransferData
 from bench.errors import BenchError, DiskFull, FailureLimit
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
@@ -32,7 +33,7 @@ from bench.tuning.evaluation import OneBatch, OneBatchValidation, evaluate_split
 from bench.tuning.memory import device_mib, resident_mib
 from bench.tuning.prefix import PrefixCache
 from bench.tuning.preflight import ProbabilityCheck
-from bench.tuning.probe import changes_at_inference, probe_batch
+from bench.tuning.probe import changes_at_inference, changing_layer, probe_batch
 from bench.tuning.progress import Progress
 from bench.tuning.recording import CsvAppender, EpochRecorder
 from bench.tuning.resident import OnDevice
@@ -314,7 +315,7 @@ class BenchTuner(keras_tuner.Tuner):
         for repeat, seed in enumerate(repeat_seeds(ex.seed, ex.repeats), start=1):
             repeat_start = time.perf_counter()
             parts = self.models.prepare(hp, seed=seed)
-            evaluation_batch_size = self._evaluation_batch_size(parts.model)
+            evaluation_batch_size = self._evaluation_batch_size(parts.model, hp=hp)
             recorder = EpochRecorder(
                 ex.table,
                 fixed={"run_id": ex.run_id, "trial_id": trial.trial_id, "repeat": repeat,
@@ -374,7 +375,7 @@ class BenchTuner(keras_tuner.Tuner):
         return evaluation_batch_size > ex.batch_size and max(
             len(ex.data.validation), len(ex.data.test)) > ex.batch_size
 
-    def _evaluation_batch_size(self, model) -> int:
+    def _evaluation_batch_size(self, model, *, hp) -> int:
         """The run's evaluation batch size, or the training batch size for a model that
         changes at inference (Monte-Carlo dropout, say): each evaluation batch is a
         draw, so the batch size would change its numbers."""
@@ -386,16 +387,36 @@ class BenchTuner(keras_tuner.Tuner):
         if changing is None:
             changing = self._changes_at_inference[model] = changes_at_inference(
                 model, self._validation_batch)
+            if changing:
+                self._say_changing_layer(model, hp=hp)
         if not changing:
             return ex.evaluation_batch_size
+        space = self.hypermodel.space.name
         line = (f"validation and test at the training batch size ({ex.batch_size}), not "
                 f"--evaluation-batch-size {ex.evaluation_batch_size}, for executions of "
-                f"space {self.hypermodel.space.name} whose model changes at inference (a "
-                "call moves its random or other state, two calls on the same images "
-                "differ, or an image's output depends on the others in its batch): each "
-                "evaluation batch is a call, so the batch size would change their numbers")
+                f"space {space} whose model changes at inference (a call moves its random "
+                "or other state, two calls on the same images differ, or an image's output "
+                "depends on the others in its batch): each evaluation batch is a call, so "
+                "the batch size would change their numbers")
         self.say(line)
         return ex.batch_size
+
+    def _say_changing_layer(self, model, *, hp) -> None:
+        """Names the layer from which ``model`` changes at inference, and the trial's
+        values: what changes is what its validation and test scored."""
+        # Found by a new user: a tf.image flip in an augment hook's Lambda flipped the
+        # validation and test images too, and was said only as a batch-size matter.
+        layer = changing_layer(model, self._validation_batch)
+        kind = type(layer).__name__
+        if layer is not None and any(f"({kind}) on," in note for note in self.notes):
+            return  # said of another build (another frozen depth, say) already
+        named = f"{layer.name!r} ({kind})" if layer is not None else "unknown"
+        self.say(f"space {self.hypermodel.space.name}: the model of "
+                 f"{format_values(self._values(hp)) or 'its trials'} changes at inference "
+                 f"from layer {named} on, so its validation and test accuracy "
+                 "score what that layer does outside training (an augmentation there "
+                 "augments the validation and test images too; Keras's random layers act "
+                 "in training only)")
 
     def say(self, line: str) -> None:
         """Prints ``line`` and keeps it for the run's notes, once."""

@@ -152,3 +152,33 @@ def changes_at_inference(model, images) -> bool:
                          training=False)
         # Not exact: a backend may pick another kernel for another batch size.
         return not _alike([o[:1] for o in first], alone)
+
+
+def changing_layer(model, images):
+    """The first layer of ``model`` (in its graph's order) from whose output on the
+    model's inputs ``changes_at_inference`` holds; found by bisection over the layers, so
+    a few calls of the model's first parts. None where none is found, or ``model`` is no
+    functional model to cut at a layer."""
+    try:
+        # Keras's graph of this model, inputs first: a layer called in other models too
+        # (a kept backbone) has other nodes there, so its ``output`` may not be this one.
+        depths = model._nodes_by_depth  # noqa: SLF001 (no public way to cut at a node)
+        nodes = [node for depth in sorted(depths, reverse=True) for node in depths[depth]
+                 if not isinstance(node.operation, keras.layers.InputLayer)]
+
+        def changes(index: int) -> bool:
+            return changes_at_inference(
+                keras.Model(model.input, nodes[index].output_tensors), images)
+
+        if not nodes or not changes(len(nodes) - 1):
+            return None
+        low, high = 0, len(nodes) - 1  # the model cut after ``high`` changes
+        while low < high:
+            middle = (low + high) // 2
+            if changes(middle):
+                high = middle
+            else:
+                low = middle + 1
+    except Exception:  # noqa: BLE001 (naming the layer is a courtesy; the note stands)
+        return None
+    return nodes[high].operation
