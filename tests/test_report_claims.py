@@ -9,6 +9,7 @@ import pytest
 from bench.analysis import numbers, plots
 from bench.analysis.figures import figures
 from bench.analysis.report import build_report
+from bench.analysis.run_facts import what_ran
 from bench.analysis.tables import Tables
 
 
@@ -524,3 +525,28 @@ def test_the_optimizer_line_names_the_hook_that_chooses_it():
         "hooks": ["declare", "optimizer", "compile"]}})[0].startswith(
         "Optimizer: the space's own `compile` hook compiles every model")
     assert optimizer_lines({"settings": {"dataset": "digits"}}) == []  # an older run.json
+
+
+def test_a_batch_size_above_the_training_images_is_said_to_be_one_full_batch(
+        tmp_path, tiny_spaces_dir, cache_dir):
+    """Found by a new user: --batch-size 100000 on 100 training images ran one step of all
+    of them per epoch while the report said "batch 100000", without a word."""
+    import json
+
+    from conftest import IMAGE_SIZE
+
+    from bench.plan import RunSpec
+    from bench.runner import run_study
+
+    run = run_study(RunSpec(space="tiny", spaces_dir=tiny_spaces_dir, image_size=IMAGE_SIZE,
+                            pretrain_epochs=3, results_dir=tmp_path, name="whole",
+                            cache_dir=cache_dir, batch_size=100_000, repeats=1),
+                    log=lambda *_: None)
+    record = json.loads((run / "run.json").read_text())
+    assert record["dataset"]["train"] == 5 * 20  # digits: 5 target classes of 20
+    assert ("seeds [1]), batch 100000 (more than the 100 training images: every epoch is "
+            "one step on all of them, as at batch 100)") in (run / "report.md").read_text()
+    # At or below the training split's size, the batch size alone.
+    for batch, said in ((100, ", batch 100\n"), (32, ", batch 32\n")):
+        lines = what_ran(dict(record, settings=dict(record["settings"], batch_size=batch)))
+        assert said in "\n".join(lines) + "\n"

@@ -156,7 +156,7 @@ def what_ran(run: dict) -> list[str]:
         f"blocks) at {settings.get('image_size')} px; tuner `{run.get('tuner')}`; "
         f"{epochs_text(run)}, {counted(settings.get('repeats'), 'repeat')} per "
         f"configuration (seeds {run.get('seeds', {}).get('repeats')}), batch "
-        f"{settings.get('batch_size')}",
+        f"{settings.get('batch_size')}{whole_batch_text(run)}",
         *optimizer_lines(run),
         f"Keras backend `{run.get('backend')}` on {run.get('device')}; Keras "
         f"{versions.get('keras')}, KerasTuner {versions.get('keras-tuner')}; precision "
@@ -196,6 +196,18 @@ def what_ran(run: dict) -> list[str]:
     lines += [f"Note: {note}" for note in run.get("notes", [])]
     lines += [f"Warning: {warning}" for warning in run.get("warnings", [])]
     return lines
+
+
+def whole_batch_text(run: dict) -> str:
+    """" (more than the 100 training images: ...)" where the batch size is larger than
+    the training split, so every epoch is one step on all of it; "" otherwise."""
+    batch = run.get("settings", {}).get("batch_size")
+    train = run.get("dataset", {}).get("train")
+    if not isinstance(batch, int) or not isinstance(train, int) or batch <= train:
+        return ""
+    # Found by a new user: "batch 100000" of a study that trained in batches of 100.
+    return (f" (more than the {train} training images: every epoch is one step on all of "
+            f"them, as at batch {train})")
 
 
 def optimizer_lines(run: dict) -> list[str]:
