@@ -165,8 +165,14 @@ def test_a_class_with_only_broken_files_is_a_user_error(tmp_path):
     good_images(tmp_path)
     (tmp_path / "empty-class").mkdir()
     (tmp_path / "empty-class" / "x.jpg").write_bytes(b"")
-    with pytest.raises(BenchError, match="class 'empty-class' .* has no readable image"):
+    (tmp_path / "empty-class" / "y.png").write_bytes(b"not really a png")
+    with pytest.raises(BenchError) as refused:
         imagefolder.load_folder(tmp_path, size=16, cache_dir=None, log=lambda m: None)
+    # Found by a new user: the files were not named.
+    assert str(refused.value) == (
+        f"class 'empty-class' under {tmp_path} has no readable image: its 2 file(s) could "
+        "not be read or decoded as images (empty-class/x.jpg, empty-class/y.png); replace "
+        "them with images Pillow can open, or remove the class")
 
 
 @pytest.mark.slow

@@ -345,7 +345,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     # Per class, its files that repeat a picture kept under another class, and its
     # unreadable files.
     elsewhere: dict[int, list[tuple[Path, str]]] = {}
-    unreadable = collections.Counter()
+    unreadable: dict[int, list[str]] = collections.defaultdict(list)
 
     def repeat(path: Path, where: str, label: int, kept: tuple[str, int]) -> None:
         nonlocal duplicates
@@ -363,7 +363,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
             content = path.read_bytes()
         except OSError:
             skipped.append(str(path))
-            unreadable[label] += 1
+            unreadable[label].append(where)
             continue
         digest = hashlib.sha256(content).hexdigest()
         if digest in seen:
@@ -375,7 +375,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
             raise BenchError(_out_of_memory(path, size, decoded=len(images))) from None
         except Exception:  # noqa: BLE001 (any unreadable file is skipped, not fatal)
             skipped.append(str(path))
-            unreadable[label] += 1
+            unreadable[label].append(where)
             continue
         # A byte copy of this file repeats the file kept, not this one if it is dropped.
         seen[digest] = pictures.get(picture, (where, label))
@@ -391,7 +391,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     for label, name in enumerate(names):
         if not (labels == label).any():
             raise BenchError(_no_image_of_its_own(name, root, elsewhere.get(label, []),
-                                                  unreadable=unreadable[label]))
+                                                  unreadable_files=unreadable[label]))
     try:
         stacked = np.stack(images)
     except MemoryError:
@@ -415,11 +415,17 @@ def _out_of_memory(path: Path, size: int, *, decoded: int) -> str:
 
 
 def _no_image_of_its_own(name: str, root: Path, repeats: list[tuple[Path, str]], *,
-                         unreadable: int) -> str:
-    """Why a class kept no image: every file unreadable, or (some) repeating other classes'
-    pictures, with a hint where those files are transparent."""
+                         unreadable_files: list[str]) -> str:
+    """Why a class kept no image: every file unreadable (``unreadable_files``, relative
+    to ``root``), or (some) repeating other classes' pictures, with a hint where those
+    files are transparent."""
+    unreadable = len(unreadable_files)
     if not repeats:
-        return f"class {name!r} under {root} has no readable image"
+        # Found by a new user: the files were not named (the skipped-files warning comes
+        # after decoding, which this stops).
+        return (f"class {name!r} under {root} has no readable image: its {unreadable} "
+                f"file(s) could not be read or decoded as images ({some(unreadable_files)})"
+                "; replace them with images Pillow can open, or remove the class")
     message = (f"class {name!r} under {root} has no picture of its own: {len(repeats)} of its "
                f"{len(repeats) + unreadable} file(s) repeat a picture kept under another "
                "class (the same bytes, or the same pixels)"
