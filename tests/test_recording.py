@@ -150,3 +150,47 @@ def test_a_worker_counts_its_own_trials_and_says_so():
         "(best at epoch 1) in 1.0 s",
         "  this worker's trial 2 (id 3) [head_lr=0.01] repeat 1/1: final val_accuracy 0.500 "
         "(best at epoch 1) in 1.0 s"]
+
+
+STOPS_AFTER_ONE = '''
+import keras
+
+from bench.space import SearchSpace, SpaceSettings
+
+
+class StopAfterOne(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+class StopsEarly(SearchSpace):
+    description = "a fit hook whose callback stops every execution after its first epoch"
+    settings = SpaceSettings(init="random", epochs=3, repeats=1)
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def fit(self, parts, *, hp, run):
+        run.callbacks.append(StopAfterOne())
+        return [run.fit(parts.model, epochs=run.epochs)]
+'''
+
+
+def test_an_execution_stopped_early_says_at_which_epoch(tmp_path, cache_dir, capsys):
+    """Found by a new user: "final val_accuracy 0.673" of an execution a space's early
+    stopping ended at epoch 2 of 4 read as if it had trained all 4."""
+    from conftest import IMAGE_SIZE
+
+    from bench.plan import RunSpec
+    from bench.results import RunDir, read_epochs
+    from bench.runner import run_study
+
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "stops.py").write_text(STOPS_AFTER_ONE)
+    run = RunDir(run_study(RunSpec(space="stops", spaces_dir=spaces, image_size=IMAGE_SIZE,
+                                   results_dir=tmp_path, name="stops", cache_dir=cache_dir),
+                           log=lambda *_: None))
+    assert read_epochs(run)["epoch"].tolist() == [1]
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "repeat 1/1:" in line]
+    assert "(at epoch 1 of 3, stopped early; best at epoch 1) in " in line

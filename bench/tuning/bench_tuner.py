@@ -354,7 +354,7 @@ class BenchTuner(keras_tuner.Tuner):
                                         batch_size=evaluation_batch_size,
                                         one_batch=self._test_batch())
             tests.append(float(tested["accuracy"]))
-            results.append(self._repeat_result(repeat, curve,
+            results.append(self._repeat_result(repeat, curve, planned=epochs,
                                                seconds=time.perf_counter() - repeat_start))
         return results, tests
 
@@ -424,10 +424,13 @@ class BenchTuner(keras_tuner.Tuner):
             self.notes.append(line)
             self.progress.note(line)
 
-    def _repeat_result(self, repeat: int, curve: list[float], *, seconds: float) -> dict:
-        """Reports a finished repeat; what the oracle gets for it: its best epoch."""
+    def _repeat_result(self, repeat: int, curve: list[float], *, seconds: float,
+                       planned: int | None = None) -> dict:
+        """Reports a finished repeat (``planned``: the epochs it was given, where it may
+        have stopped sooner); what the oracle gets for it: its best epoch."""
         self.progress.repeat_end(repeat=repeat, final=curve[-1],
-                                 best_epoch=int(np.argmax(curve)) + 1, seconds=seconds)
+                                 best_epoch=int(np.argmax(curve)) + 1, seconds=seconds,
+                                 epochs=len(curve), planned=planned)
         return {OBJECTIVE: float(np.max(curve))}
 
     def _run_together(self, trial, *, epochs: int) -> tuple[list[dict], list[float]] | None:

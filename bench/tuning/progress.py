@@ -40,12 +40,17 @@ class Progress:
             )
             self.stream.flush()
 
-    def repeat_end(self, *, repeat: int, final: float, best_epoch: int, seconds: float) -> None:
+    def repeat_end(self, *, repeat: int, final: float, best_epoch: int, seconds: float,
+                   epochs: int | None = None, planned: int | None = None) -> None:
         if self.live:
             self.stream.write("\r\033[K")
+        # Found by a new user: an execution a space's early stopping ended at epoch 2 of
+        # 4 read as if it had trained all 4.
+        stopped = (f"at epoch {epochs} of {planned}, stopped early; "
+                   if epochs is not None and planned is not None and epochs < planned else "")
         self.stream.write(
             f"  {self._label} repeat {repeat}/{self.repeats}: final val_accuracy {final:.3f} "
-            f"(best at epoch {best_epoch}) in {seconds:.1f} s\n"
+            f"({stopped}best at epoch {best_epoch}) in {seconds:.1f} s\n"
         )
         self.stream.flush()
 
