@@ -1,6 +1,7 @@
 """Image folders: every kind of image decodes, every kind of broken file is skipped."""
 
 import io
+import json
 import os
 import shutil
 
@@ -350,3 +351,22 @@ def test_icons_drawn_only_in_transparency_are_told_their_alpha_is_not_read(tmp_p
                                          r"its 3 file\(s\) .*; its images have transparent "
                                          r"pixels, and the alpha channel is not read"):
         imagefolder.load_folder(tmp_path, size=8, cache_dir=None, log=lambda m: None)
+
+
+def test_the_console_headline_says_how_coarse_a_small_validation_split_is(tmp_path,
+                                                                          tiny_spaces_dir):
+    # Found by a new user: the report said so, the console's headline did not.
+    good_images(tmp_path / "photos")
+    result = run_bench("run", "--space", "tiny", "--spaces-dir", str(tiny_spaces_dir),
+                       "--data", str(tmp_path / "photos"), "--source-dataset", "digits",
+                       "--image-size", "16", "--pretrain-epochs", "1",
+                       "--results-dir", str(tmp_path / "results"), "--name", "small")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "small" / "run.json").read_text())
+    images = record["dataset"]["validation"]
+    assert images < 100
+    said = (f"The validation split has {images} images, so an execution's validation "
+            f"accuracy moves in steps of 1/{images} = {1 / images:.3f}")
+    headline = result.stdout.index("pretrained - random at epoch")
+    assert said in result.stdout[headline:]
+    assert said in (tmp_path / "results" / "small" / "report.md").read_text()

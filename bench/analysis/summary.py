@@ -8,6 +8,7 @@ from bench.analysis import numbers
 from bench.analysis.formatting import counted
 from bench.analysis.render import interval
 from bench.analysis.report import (
+    coarse_validation_sentence,
     earlier_epoch_reason,
     gap_scope,
     never_complete_sentence,
@@ -47,6 +48,11 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
     lost = never_complete_sentence(tables, run["run_id"]) if gaps else None
     if lost:
         print(lost)
+    # Found by a new user: the report said how coarse a small validation split is, and
+    # the console's headline did not.
+    coarse = coarse_validation_sentence(run) if gaps else None
+    if coarse:
+        print(coarse)
     if not gaps and "init" in tables.varied:
         why = numbers.why_no_gap(tables.complete, pair_on=tables.pair_on(run["run_id"]))
         print(f"\n{why[:1].upper()}{why[1:]}")
