@@ -785,7 +785,10 @@ def test_objective_points_are_joined_only_where_the_other_values_stay_the_same(
             drawn_at = _drawn_x(ax, bar, segment)
             assert drawn_at[0] == pytest.approx(drawn_at[1])
             assert drawn_at[0] == pytest.approx(_drawn_x(ax, line, [segment[0]])[0])
-    assert "several such at one x are drawn side by side" in captions["objective_vs_head_lr"]
+    assert captions["objective_vs_head_lr"].endswith(
+        " Each point's interval is its error bar, and the points of several lines at one x "
+        "are drawn side by side.")
+    assert "a line of one point" not in captions["objective_vs_head_lr"]
     joined_ax = drawn["objective_vs_width"].axes[0]
     assert all(line.get_transform() == joined_ax.transData for line in joined)
     assert "side by side" not in captions["objective_vs_width"]

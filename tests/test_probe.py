@@ -3,6 +3,7 @@ models: what they find, and that they leave the model and the random states as t
 
 import keras
 import numpy as np
+import pytest
 
 
 class AlwaysDropout(keras.layers.Dropout):
@@ -155,3 +156,27 @@ def test_same_function_sees_a_gradient_stopped_for_one_build_only():
     for model, then in zip((stopped, flowing, again), before):
         for now, value in zip(_state(model), then):
             np.testing.assert_array_equal(now, value)
+
+
+@pytest.mark.parametrize("before, beside", [(0, 1), (0, 4), (2, 2), (3, 3), (3, 6), (1, 0)])
+def test_the_changing_layer_is_found_in_a_graph_with_branches(before, beside):
+    """Found in review: a bisection over single layers named a later layer on a branch
+    (the merge, or a Dense after the noise), since a layer on the other branch after the
+    one that changes does not change."""
+    from bench.tuning.probe import changes_at_inference, changing_layer
+
+    inputs = keras.Input((4,))
+    noisy = keras.layers.Lambda(lambda x: x + keras.random.uniform(keras.ops.shape(x)),
+                                name="noise")(inputs)
+    for i in range(before):
+        noisy = keras.layers.Dense(4, name=f"after_noise_{i}")(noisy)
+    plain = inputs
+    for i in range(beside):
+        plain = keras.layers.Dense(4, name=f"plain_{i}")(plain)
+    model = keras.Model(inputs, keras.layers.Add(name="merge")([noisy, plain]))
+    images = np.random.default_rng(0).random((2, 4)).astype("float32")
+    assert changes_at_inference(model, images)
+    assert changing_layer(model, images).name == "noise"
+    # A model that does not change has no such layer.
+    steady = keras.Model(inputs, keras.layers.Add()([inputs, plain]))
+    assert changing_layer(steady, images) is None

@@ -525,6 +525,28 @@ def test_the_optimizer_line_names_the_hook_that_chooses_it():
         "hooks": ["declare", "optimizer", "compile"]}})[0].startswith(
         "Optimizer: the space's own `compile` hook compiles every model")
     assert optimizer_lines({"settings": {"dataset": "digits"}}) == []  # an older run.json
+    # Found in review: a run.json from before space.hooks could not say the hook chose.
+    assert optimizer_lines({"settings": settings, "space": {"name": "s"}}) == [
+        "Optimizer `SGD` (momentum 0.9, nesterov True) as the settings name it (this "
+        "run.json does not record whether the space's own `optimizer` or `compile` hook "
+        "chose another)"]
+
+
+def test_settings_a_run_json_does_not_record_or_that_train_alike_are_no_difference():
+    from bench.analysis.report import different_settings_sentence
+
+    def run(run_id, **settings):
+        return {"run_id": run_id, "settings": settings, "dataset": {"train": 100}}
+
+    assert different_settings_sentence([run("old"), run("new", optimizer="Adam")]) is None
+    # Batches of 1000 and 5000 on 100 training images both train as one batch of 100.
+    assert different_settings_sentence([run("a", batch_size=1000),
+                                        run("b", batch_size=5000)]) is None
+    assert different_settings_sentence([run("a", batch_size=32), run("b", batch_size=5000)]
+                                       ) == (
+        "**Different settings**: these runs did not train with the same settings (batch "
+        "size: a 32, b 5000), so a difference between runs is not the hyperparameters' "
+        "doing alone.")
 
 
 def test_a_batch_size_above_the_training_images_is_said_to_be_one_full_batch(

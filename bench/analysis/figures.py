@@ -122,6 +122,11 @@ class Study:
         """``intervals``: whether the figure draws intervals (one seed has none)."""
         if intervals and self.tables.complete["seed"].nunique() == 1:
             sentence += " With one seed there is no interval: none is drawn."
+        elif intervals and plots.draws_unjoined_points(figure):
+            # Found in review: unjoined points were called "a line of one point".
+            sentence += (" Each point's interval is its error bar"
+                         + (", and the points of several lines at one x are drawn side by "
+                            "side" if plots.draws_side_by_side(figure) else "") + ".")
         elif intervals and plots.draws_error_bars(figure):
             sentence += (" A point whose neighbours have no interval (a line of one point) "
                          "has no band to draw: its interval is the error bar on that point"

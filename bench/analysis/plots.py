@@ -463,6 +463,13 @@ def draws_side_by_side(fig) -> bool:
     return any(artist.get_gid() == DODGED for ax in fig.axes for artist in ax.lines)
 
 
+def draws_unjoined_points(fig) -> bool:
+    """Whether ``fig`` draws a line's several points unjoined (``joined=False``)."""
+    return any(line.get_linestyle() == "None" and len(line.get_xdata()) > 1
+               and not line.get_label().startswith("_")
+               for ax in fig.axes for line in ax.lines)
+
+
 def draws_error_bars(fig) -> bool:
     """Whether ``fig`` shows an interval as an error bar (a line of one point)."""
     from matplotlib.container import ErrorbarContainer

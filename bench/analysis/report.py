@@ -257,14 +257,22 @@ def different_settings_sentence(runs: list[dict]) -> str | None:
     """For a joint report whose runs trained with other backbones, image sizes, batch
     sizes or optimizers (``run.json`` settings): which each used. None when they agree,
     or there is one run."""
-    def value(run: dict, key: str) -> str:
+    def value(run: dict, key: str) -> str | None:
         settings = run.get("settings", {})
         if key == "optimizer":
-            return optimizer_text(settings) if "optimizer" in settings else "not recorded"
-        return str(settings.get(key, "not recorded"))
+            return optimizer_text(settings) if "optimizer" in settings else None
+        return None if settings.get(key) is None else str(settings[key])
 
+    def trained_as(run: dict, key: str):
+        # A batch larger than the training split trains as one batch of all of it.
+        batch, train = run.get("settings", {}).get(key), run.get("dataset", {}).get("train")
+        if key == "batch_size" and isinstance(batch, int) and isinstance(train, int):
+            return min(batch, train)
+        return value(run, key)
+
+    # A setting a run.json does not record (an older one) is no known difference.
     differing = [key for key in TRAINING_SETTINGS
-                 if len({value(run, key) for run in runs}) > 1]
+                 if len({trained_as(run, key) for run in runs} - {None}) > 1]
     if len(runs) < 2 or not differing:
         return None
     each = "; ".join(f"{TRAINING_SETTINGS[key]}: " + ", ".join(

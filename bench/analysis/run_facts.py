@@ -217,8 +217,11 @@ def optimizer_lines(run: dict) -> list[str]:
     settings = run.get("settings", {})
     if "optimizer" not in settings:
         return []
-    hooks = run.get("space", {}).get("hooks", [])
     named = optimizer_text(settings)
+    hooks = run.get("space", {}).get("hooks")
+    if hooks is None:  # a run.json from before the record of hooks (2026-12-07)
+        return [f"Optimizer {named} as the settings name it (this run.json does not record "
+                "whether the space's own `optimizer` or `compile` hook chose another)"]
     if "compile" in hooks:
         return [f"Optimizer: the space's own `compile` hook compiles every model (the "
                 f"settings name {named}, which the hook may not use)"]

@@ -70,9 +70,10 @@ class Tables:
 
     @property
     def varied(self) -> list[str]:
-        """The hyperparameters the runs' spaces declared, then (in a joint report) those
-        each run held fixed but at different values: a table without them would show
-        two runs' rows as one configuration."""
+        """The hyperparameters the runs' spaces declared, then (in a joint report) any
+        other recorded one that takes more than one value over the runs' rows (held
+        fixed at different values, or recorded by only some runs): a table without them
+        would show two runs' rows as one configuration."""
         names = []
         for run in self.runs:
             names += [n for n in varied_columns(run, self.epochs) if n not in names]

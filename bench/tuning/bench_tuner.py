@@ -18,7 +18,6 @@ import keras
 import keras_tuner
 import numpy as np
 
-from bench.analysis.formatting import format_values
 from bench.data.datasets import Split, TransferData
 from bench.errors import BenchError, DiskFull, FailureLimit
 from bench.results import RunDir, read_epochs, summarise_trials, write_csv, write_json
@@ -315,7 +314,7 @@ class BenchTuner(keras_tuner.Tuner):
         for repeat, seed in enumerate(repeat_seeds(ex.seed, ex.repeats), start=1):
             repeat_start = time.perf_counter()
             parts = self.models.prepare(hp, seed=seed)
-            evaluation_batch_size = self._evaluation_batch_size(parts.model, hp=hp)
+            evaluation_batch_size = self._evaluation_batch_size(parts.model)
             recorder = EpochRecorder(
                 ex.table,
                 fixed={"run_id": ex.run_id, "trial_id": trial.trial_id, "repeat": repeat,
@@ -365,8 +364,8 @@ class BenchTuner(keras_tuner.Tuner):
             return
         if validated:
             self.large_evaluations += 1
-        else:
-            self.large_tests_only += 1
+        elif len(self.execution.data.test) > self.execution.batch_size:
+            self.large_tests_only += 1  # a test split of one training batch is one anyway
 
     def _evaluates_larger(self, evaluation_batch_size: int) -> bool:
         """Whether an execution evaluating at ``evaluation_batch_size`` took other batches
@@ -375,21 +374,20 @@ class BenchTuner(keras_tuner.Tuner):
         return evaluation_batch_size > ex.batch_size and max(
             len(ex.data.validation), len(ex.data.test)) > ex.batch_size
 
-    def _evaluation_batch_size(self, model, *, hp) -> int:
+    def _evaluation_batch_size(self, model) -> int:
         """The run's evaluation batch size, or the training batch size for a model that
         changes at inference (Monte-Carlo dropout, say): each evaluation batch is a
         draw, so the batch size would change its numbers."""
         ex = self.execution
-        if ex.evaluation_batch_size == ex.batch_size or only_suite_layers(
-                self.hypermodel.space):
+        if only_suite_layers(self.hypermodel.space):
             return ex.evaluation_batch_size
         changing = self._changes_at_inference.get(model)
         if changing is None:
             changing = self._changes_at_inference[model] = changes_at_inference(
                 model, self._validation_batch)
-            if changing:
-                self._say_changing_layer(model, hp=hp)
-        if not changing:
+            if changing:  # at any evaluation batch size: what it scores is the matter
+                self._say_changing_layer(model)
+        if not changing or ex.evaluation_batch_size == ex.batch_size:
             return ex.evaluation_batch_size
         space = self.hypermodel.space.name
         line = (f"validation and test at the training batch size ({ex.batch_size}), not "
@@ -401,22 +399,21 @@ class BenchTuner(keras_tuner.Tuner):
         self.say(line)
         return ex.batch_size
 
-    def _say_changing_layer(self, model, *, hp) -> None:
-        """Names the layer from which ``model`` changes at inference, and the trial's
-        values: what changes is what its validation and test scored."""
+    def _say_changing_layer(self, model) -> None:
+        """Names the layer from which ``model`` changes at inference: what changes is
+        what its validation and test scored."""
         # Found by a new user: a tf.image flip in an augment hook's Lambda flipped the
         # validation and test images too, and was said only as a batch-size matter.
         layer = changing_layer(model, self._validation_batch)
-        kind = type(layer).__name__
-        if layer is not None and any(f"({kind}) on," in note for note in self.notes):
-            return  # said of another build (another frozen depth, say) already
-        named = f"{layer.name!r} ({kind})" if layer is not None else "unknown"
-        self.say(f"space {self.hypermodel.space.name}: the model of "
-                 f"{format_values(self._values(hp)) or 'its trials'} changes at inference "
-                 f"from layer {named} on, so its validation and test accuracy "
-                 "score what that layer does outside training (an augmentation there "
-                 "augments the validation and test images too; Keras's random layers act "
-                 "in training only)")
+        # Keras numbers the names of a layer built again ('noise_1'): one note per layer
+        # of the space, whichever build, process or worker found it.
+        named = (f"{re.sub(r'_[0-9]+$', '', layer.name)!r} ({type(layer).__name__})"
+                 if layer is not None else "unknown")
+        self.say(f"space {self.hypermodel.space.name}: its model changes at inference from "
+                 f"layer {named} on, so the validation and test accuracy of trials built "
+                 "with it score what that layer does outside training (an augmentation "
+                 "there augments the validation and test images too; Keras's random layers "
+                 "act in training only)")
 
     def say(self, line: str) -> None:
         """Prints ``line`` and keeps it for the run's notes, once."""

@@ -155,10 +155,11 @@ def changes_at_inference(model, images) -> bool:
 
 
 def changing_layer(model, images):
-    """The first layer of ``model`` (in its graph's order) from whose output on the
-    model's inputs ``changes_at_inference`` holds; found by bisection over the layers, so
-    a few calls of the model's first parts. None where none is found, or ``model`` is no
-    functional model to cut at a layer."""
+    """The first layer of ``model`` (in its graph's order) whose output on the model's
+    inputs changes at inference (``changes_at_inference``), for a model that does; found
+    by bisection over the graph's first layers taken together (a layer on another
+    branch after it does not change, so a cut at one layer would mislead it). None where
+    none is found, or ``model`` is no functional model to cut at a layer."""
     try:
         # Keras's graph of this model, inputs first: a layer called in other models too
         # (a kept backbone) has other nodes there, so its ``output`` may not be this one.
@@ -166,19 +167,20 @@ def changing_layer(model, images):
         nodes = [node for depth in sorted(depths, reverse=True) for node in depths[depth]
                  if not isinstance(node.operation, keras.layers.InputLayer)]
 
-        def changes(index: int) -> bool:
-            return changes_at_inference(
-                keras.Model(model.input, nodes[index].output_tensors), images)
+        def changes(count: int) -> bool:
+            """Whether any of the first ``count`` layers' outputs changes."""
+            outputs = [tensor for node in nodes[:count] for tensor in node.output_tensors]
+            return changes_at_inference(keras.Model(model.input, outputs), images)
 
-        if not nodes or not changes(len(nodes) - 1):
-            return None
-        low, high = 0, len(nodes) - 1  # the model cut after ``high`` changes
+        low, high = 1, len(nodes)  # the first ``high`` layers change: the whole model
         while low < high:
             middle = (low + high) // 2
             if changes(middle):
                 high = middle
             else:
                 low = middle + 1
+        if not nodes or (high == len(nodes) and not changes(high)):
+            return None
     except Exception:  # noqa: BLE001 (naming the layer is a courtesy; the note stands)
         return None
-    return nodes[high].operation
+    return nodes[high - 1].operation
