@@ -778,13 +778,7 @@ class OwnValidation(SearchSpace):
 def test_a_space_validating_in_its_own_fit_is_counted_as_tested_only(tmp_path, cache_dir):
     # Found in an audit: the report said such executions "validated and tested in
     # batches of 512", but only their test pass went through the suite's evaluation.
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "own.py").write_text(OWN_VALIDATION)
-    spec = RunSpec(space="own", spaces_dir=spaces, image_size=IMAGE_SIZE, pretrain_epochs=3,
-                   results_dir=tmp_path, name="own", cache_dir=cache_dir,
-                   evaluation_batch_size=512)
-    run = RunDir(run_study(spec, log=lambda *_: None))
+    run = _run_space_at_512(tmp_path, cache_dir, name="own", source=OWN_VALIDATION)
     assert len(read_epochs(run)) == 2 * 2
     assert json.loads(run.run_json.read_text())["evaluation"] == {
         "larger_batches": 0, "larger_tests_only": 2}
@@ -821,13 +815,7 @@ class NoisyAugment(SearchSpace):
 
 
 def test_the_layer_from_which_a_model_changes_at_inference_is_named(tmp_path, cache_dir):
-    spaces = tmp_path / "spaces"
-    spaces.mkdir()
-    (spaces / "noisy.py").write_text(NOISY_AUGMENT)
-    spec = RunSpec(space="noisy", spaces_dir=spaces, image_size=IMAGE_SIZE, pretrain_epochs=3,
-                   results_dir=tmp_path, name="noisy", cache_dir=cache_dir,
-                   evaluation_batch_size=512)
-    run = RunDir(run_study(spec, log=lambda *_: None))
+    run = _run_space_at_512(tmp_path, cache_dir, name="noisy", source=NOISY_AUGMENT)
     notes = json.loads(run.run_json.read_text())["notes"]
     named = [note for note in notes if "from layer" in note]
     assert named == [
@@ -836,3 +824,15 @@ def test_the_layer_from_which_a_model_changes_at_inference_is_named(tmp_path, ca
         "layer does outside training (an augmentation there augments the validation and "
         "test images too; Keras's random layers act in training only)"]
     assert f"- Note: {named[0]}" in (run.path / "report.md").read_text()
+
+
+def _run_space_at_512(tmp_path, cache_dir, *, name: str, source: str) -> RunDir:
+    """The run of the space in ``source`` (saved as NAME.py), evaluating in batches of
+    512."""
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / f"{name}.py").write_text(source)
+    spec = RunSpec(space=name, spaces_dir=spaces, image_size=IMAGE_SIZE, pretrain_epochs=3,
+                   results_dir=tmp_path, name=name, cache_dir=cache_dir,
+                   evaluation_batch_size=512)
+    return RunDir(run_study(spec, log=lambda *_: None))
