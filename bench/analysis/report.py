@@ -27,7 +27,13 @@ from bench.analysis.formatting import (
 )
 from bench.analysis.plots import ordered
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
-from bench.analysis.run_facts import optimizer_text, precision, trained_epochs, what_ran
+from bench.analysis.run_facts import (
+    optimizer_text,
+    precision,
+    trained_batch_size,
+    trained_epochs,
+    what_ran,
+)
 from bench.analysis.tables import Tables, load_tables
 from bench.errors import BenchError
 from bench.results import check_writable, open_run, process_is_here, write_parquet_copies
@@ -264,11 +270,7 @@ def different_settings_sentence(runs: list[dict]) -> str | None:
         return None if settings.get(key) is None else str(settings[key])
 
     def trained_as(run: dict, key: str):
-        # A batch larger than the training split trains as one batch of all of it.
-        batch, train = run.get("settings", {}).get(key), run.get("dataset", {}).get("train")
-        if key == "batch_size" and isinstance(batch, int) and isinstance(train, int):
-            return min(batch, train)
-        return value(run, key)
+        return trained_batch_size(run) if key == "batch_size" else value(run, key)
 
     # A setting a run.json does not record (an older one) is no known difference.
     differing = [key for key in TRAINING_SETTINGS

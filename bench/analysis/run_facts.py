@@ -198,12 +198,22 @@ def what_ran(run: dict) -> list[str]:
     return lines
 
 
+def trained_batch_size(run: dict) -> int | None:
+    """The batch size the run trained at: its ``--batch-size``, or the training split's
+    size where that is smaller (every epoch one step on all of it); None if unrecorded."""
+    batch = run.get("settings", {}).get("batch_size")
+    train = run.get("dataset", {}).get("train")
+    if not isinstance(batch, int):
+        return None
+    return min(batch, train) if isinstance(train, int) else batch
+
+
 def whole_batch_text(run: dict) -> str:
     """" (more than the 100 training images: ...)" where the batch size is larger than
     the training split, so every epoch is one step on all of it; "" otherwise."""
     batch = run.get("settings", {}).get("batch_size")
-    train = run.get("dataset", {}).get("train")
-    if not isinstance(batch, int) or not isinstance(train, int) or batch <= train:
+    train = trained_batch_size(run)
+    if train is None or train == batch:
         return ""
     # Found by a new user: "batch 100000" of a study that trained in batches of 100.
     return (f" (more than the {train} training images: every epoch is one step on all of "
