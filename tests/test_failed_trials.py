@@ -711,3 +711,27 @@ def test_a_tensorflow_graph_error_s_reason_is_its_message_not_its_node():
         gather(tf.zeros(5))
     assert error_line(_formatted(raised.value)) == (
         "InvalidArgumentError: Graph execution error: indices[0] = 10 is not in [0, 5)")
+
+
+def test_a_failed_trial_is_in_no_fast_path_count(tmp_path, cache_dir):
+    # Both trials train on the prefix cache's features and are validated in batches of
+    # 512; the NaN one fails in its first repeat's first epoch, so the counts are the
+    # good trial's two repeats, as the report's numbers are.
+    _spaces(tmp_path, frozennan='''
+        from bench.space import SearchSpace, SpaceSettings
+
+
+        class FrozenNan(SearchSpace):
+            description = "a frozen prefix, a sane head learning rate and a NaN one"
+            version = 1
+            settings = SpaceSettings(init="random", frozen_blocks=2, epochs=1, repeats=2)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [1e38, 1e-3])
+    ''')
+    run = _run(tmp_path, "frozennan", cache_dir, train_per_class=20)
+    statuses = read_trials(run).set_index("head_lr")["status"]
+    assert statuses[1e38] == "FAILED" and statuses[1e-3] == "COMPLETED"
+    record = read_run(run)
+    assert record["prefix_cache"]["executions"] == 2
+    assert record["evaluation"] == {"larger_batches": 2, "larger_tests_only": 0}

@@ -286,11 +286,17 @@ class BenchTuner(keras_tuner.Tuner):
             self.trial_extras[trial.trial_id] = {"duplicate_of": earlier, "seconds": 0.0}
             return self.results[earlier]
         started = time.perf_counter()
+        counts = self._fast_path_counts()
         try:
             results, tests = self._run_repeats(trial)
-        except DiskFull as error:
-            # Any other error fails this trial only; a full disk stops the search.
-            raise keras_tuner.errors.FatalError(str(error)) from error
+        except BaseException as error:
+            # A trial that did not complete is in no number the report gives, so its
+            # executions are in no fast path's count either (a resume runs it again).
+            self._set_fast_path_counts(counts)
+            if isinstance(error, DiskFull):
+                # Any other error fails this trial only; a full disk stops the search.
+                raise keras_tuner.errors.FatalError(str(error)) from error
+            raise
         finally:
             self.trial_extras[trial.trial_id] = {
                 "seconds": round(time.perf_counter() - started, 3),
@@ -300,6 +306,16 @@ class BenchTuner(keras_tuner.Tuner):
         self.finished[self._configuration(hp)] = trial.trial_id
         self.results[trial.trial_id] = results
         return results
+
+    def _fast_path_counts(self) -> tuple[int, int, int, int]:
+        """The counts of executions (and trials) on each fast path so far."""
+        return (self.prefix.used if self.prefix is not None else 0, self.large_evaluations,
+                self.large_tests_only, self.together.trials)
+
+    def _set_fast_path_counts(self, counts: tuple[int, int, int, int]) -> None:
+        if self.prefix is not None:
+            self.prefix.used = counts[0]
+        _, self.large_evaluations, self.large_tests_only, self.together.trials = counts
 
     def _run_repeats(self, trial) -> tuple[list[dict], list[float]]:
         ex = self.execution
