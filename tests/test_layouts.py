@@ -356,6 +356,35 @@ def test_the_notes_name_the_files_dropped_for_repeating_a_picture(tmp_path):
             "cats/1-2.png; dogs/zz.png repeats dogs/1-0.png)") in data.notes
 
 
+def test_a_class_too_small_once_repeats_are_dropped_says_how_many_were(tmp_path):
+    """Found by a new user: 4 files of one picture were refused as "has 1 image(s)"."""
+    root = tmp_path / "data"
+    write_classes(root, 6, tag=1, classes=("cats",))
+    write_classes(root, 1, tag=2, classes=("dogs",))
+    for i in range(3):
+        shutil.copy(root / "dogs" / "2-0.png", root / "dogs" / f"copy{i}.png")
+    with Image.open(root / "cats" / "1-0.png") as image:  # filed under dogs too
+        image.save(root / "dogs" / "cat.bmp")
+    for attempt in ("decoded", "cached"):
+        with pytest.raises(BenchError) as caught:
+            load(root, tmp_path)
+        assert str(caught.value) == (
+            f"class 'dogs' in {root} has 1 image(s) (not counting 4 of its files that repeat "
+            "a picture read before: each picture is used once); a split into 3 parts needs "
+            "at least 3: add images to that class, or remove it from every split"), attempt
+    split = tmp_path / "split"
+    write_classes(split / "train", 4, tag=3)
+    write_classes(split / "val", 2, tag=4)
+    shutil.copy(split / "train" / "cats" / "3-0.png", split / "train" / "cats" / "again.png")
+    with pytest.raises(BenchError) as caught:
+        load(split, tmp_path, train_per_class=4)
+    # 4 in train/cats (and a copy of one), 1 of them set aside as the test split.
+    assert str(caught.value) == (
+        f"--train-per-class 4: class 'cats' has only 3 training image(s) in {split / 'train'}"
+        ", once its test images were set aside (not counting 1 of its files that repeat a "
+        "picture read before: each picture is used once); use at most 3")
+
+
 def test_a_picture_in_two_splits_under_two_classes_is_said_to_need_its_labels_checked(
         tmp_path):
     """Found by a new user: dropped from train without a word about its labels."""

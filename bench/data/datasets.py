@@ -278,10 +278,12 @@ def load_shapes(request: DataRequest) -> TransferData:
 
 def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int, *,
                     class_names: tuple[str, ...] | None = None,
-                    where: Path | None = None) -> tuple[np.ndarray, ...]:
+                    where: Path | None = None,
+                    dropped_per_class: tuple[int, ...] = ()) -> tuple[np.ndarray, ...]:
     """Stratified split of indices into parts of the given fractions (the last takes the
     rest), fixed by ``seed``; every part gets at least one image of each class (of the
-    folder ``where``, for the message)."""
+    folder ``where``, whose ``dropped_per_class`` files repeated a picture: for the
+    message)."""
     rng = np.random.default_rng(seed)
     parts = [[] for _ in fractions]
     for label in np.unique(labels):
@@ -289,7 +291,10 @@ def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int,
         if len(members) < len(fractions):
             name = repr(class_names[label]) if class_names else label
             folder = f" in {where}" if where is not None else ""
-            raise BenchError(f"class {name}{folder} has {len(members)} image(s); a split "
+            from bench.data.imagefolder import dropped_words
+
+            raise BenchError(f"class {name}{folder} has {len(members)} image(s)"
+                             f"{dropped_words(dropped_per_class, label)}; a split "
                              f"into {len(fractions)} parts needs at least {len(fractions)}: "
                              "add images to that class, or remove it from every split")
         start = 0

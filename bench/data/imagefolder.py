@@ -78,6 +78,9 @@ class Decoded:
         other_class: Those of them under another class than the copy kept, as
             ``"dropped file (its class) repeats kept file (its class)"`` (a picture filed
             under two classes keeps the first class in path order).
+        dropped_per_class: How many files filed under each class (aligned with
+            ``class_names``) were dropped for repeating a picture, so that a class left
+            too small can say where its files went.
     """
 
     images: np.ndarray
@@ -89,6 +92,7 @@ class Decoded:
     duplicates: int = 0
     other_class: tuple[str, ...] = ()
     repeats: tuple[str, ...] = ()
+    dropped_per_class: tuple[int, ...] = ()
     #: Files below the class folders that are not images (``is_image_file``) and were
     #: not read, relative to the folder.
     not_images: tuple[str, ...] = ()
@@ -312,7 +316,8 @@ def _read_cache(cache_file: Path, names: tuple[str, ...], log) -> Decoded | None
                           tuple(arrays["skipped"].tolist()), tuple(arrays["hashes"].tolist()),
                           tuple(arrays["paths"].tolist()), int(arrays["duplicates"]),
                           tuple(arrays["other_class"].tolist()),
-                          tuple(arrays["repeats"].tolist()))
+                          tuple(arrays["repeats"].tolist()),
+                          tuple(int(n) for n in arrays["dropped_per_class"].tolist()))
     except (KeyError, TypeError, ValueError) as error:  # verified, but not a decode's arrays
         log(f"decoded-image cache {cache_file} is unreadable ({type(error).__name__}); "
             "decoding again")
@@ -331,7 +336,8 @@ def _write_cache(cache_file: Path, decoded: Decoded, log) -> None:
         "paths": np.asarray(decoded.paths, dtype=str),
         "duplicates": np.asarray(decoded.duplicates),
         "other_class": np.asarray(decoded.other_class, dtype=str),
-        "repeats": np.asarray(decoded.repeats, dtype=str)})
+        "repeats": np.asarray(decoded.repeats, dtype=str),
+        "dropped_per_class": np.asarray(decoded.dropped_per_class, dtype=np.int64)})
 
 
 def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> Decoded:
@@ -341,6 +347,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     seen: dict[str, tuple[str, int]] = {}
     pictures: dict[str, tuple[str, int]] = {}
     duplicates, other_class, repeats = 0, [], []
+    dropped = [0] * len(names)
 
     # Per class, its files that repeat a picture kept under another class, and its
     # unreadable files.
@@ -350,6 +357,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
     def repeat(path: Path, where: str, label: int, kept: tuple[str, int]) -> None:
         nonlocal duplicates
         duplicates += 1
+        dropped[label] += 1
         if kept[1] == label:
             repeats.append(f"{where} repeats {kept[0]}")
         else:
@@ -398,7 +406,7 @@ def _decode_all(files: list[tuple[Path, int]], size: int, root: Path, names) -> 
         raise BenchError(f"not enough memory to hold {len(images)} images of {size}x{size} "
                          f"px from {root}; use a smaller --image-size") from None
     return Decoded(stacked, labels, names, tuple(skipped), tuple(hashes), tuple(paths),
-                   duplicates, tuple(other_class), tuple(repeats))
+                   duplicates, tuple(other_class), tuple(repeats), tuple(dropped))
 
 
 def _out_of_memory(path: Path, size: int, *, decoded: int) -> str:
@@ -500,6 +508,14 @@ def repeats_sentence(decoded: Decoded, root: Path) -> str | None:
                      "copy kept, which keeps the first class in path order: check those "
                      f"labels ({some(decoded.other_class, sep='; ')})")
     return sentence
+
+
+def dropped_words(dropped_per_class: tuple[int, ...], label: int) -> str:
+    """" (and 3 of its files ...)": a class's files dropped as repeats, for a message that
+    counts its images; "" when none were."""
+    count = dropped_per_class[label] if label < len(dropped_per_class) else 0
+    return (f" (not counting {count} of its files that repeat a picture read before: "
+            "each picture is used once)" if count else "")
 
 
 def some(items, *, sep: str = ", ", shown: int = 3) -> str:
