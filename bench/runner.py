@@ -174,11 +174,11 @@ def study_oracle(plan: StudyPlan):
                        max_epochs=plan.max_epochs, initial_points=spec.initial_points)
 
 
-def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, done: int = 0,
-                worker: bool = False):
+def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log,
+                resumed=None, worker: bool = False):
     """The BenchTuner that runs ``plan``'s trials here (a single process or a worker),
-    and its frozen-prefix cache (None when off). ``done``: trials already run; a
-    ``worker`` counts only its own trials."""
+    and its frozen-prefix cache (None when off). ``resumed``: what a resumed run kept
+    (its trials count, and their time); a ``worker`` counts only its own trials."""
     from bench.results import read_run
     from bench.tuning.bench_tuner import BenchTuner, Execution
     from bench.tuning.hypermodel import FineTuneHyperModel
@@ -208,7 +208,10 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log, d
                           evaluation_batch_size=evaluation_batch_size)
     total = plan.planned_trials
     progress = Progress(total_trials=None if worker else total, repeats=settings.repeats,
-                        epochs=settings.epochs, done=done, worker=worker)
+                        epochs=settings.epochs, worker=worker,
+                        done=len(resumed.ended) if resumed is not None else 0,
+                        kept_seconds=sum(extras.get("seconds") or 0.0 for extras in
+                                         resumed.extras.values()) if resumed else 0.0)
     prefix = None
     device_data = spec.device_data and device_data_wanted()
     if prefix_cache:
@@ -419,7 +422,7 @@ def _search_here(plan: StudyPlan, *, oracle, data, inputs, checked, run_dir, res
     try:
         tuner, prefix = build_tuner(plan, oracle=oracle, data=data, inputs=inputs,
                                     run_dir=run_dir, table=table, log=log,
-                                    done=len(resumed.ended) if resumed is not None else 0)
+                                    resumed=resumed)
     except BaseException:
         _close_table(table)
         raise

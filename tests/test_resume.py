@@ -103,6 +103,14 @@ def test_a_killed_run_resumes_to_the_tables_of_an_uninterrupted_one(tmp_path, tu
     assert (f"Resumed 1 time; trial {again.group(1)} had started and not ended when a process "
             "stopped, and ran again from the first epoch") in (killed / "report.md").read_text()
     _assert_best_so_far_counts_kept_trials(result.stdout, killed)
+    # Found by a new user: "elapsed" began again from 0 with no word of the resume.
+    trials = pd.read_csv(killed / "trials.csv", dtype={"trial_id": str})
+    ran_here = re.findall(r"-> trial (\d+) ", result.stdout)
+    kept = trials[~trials["trial_id"].isin(ran_here)]
+    assert len(kept) == 2 and len(ran_here) == 2
+    said = re.findall(r"; \d+ s elapsed since the resume \(the 2 trial\(s\) kept took "
+                      r"(\d+) s\)\n", result.stdout)
+    assert said == [f"{kept['seconds'].sum():.0f}"] * 2, result.stdout[-2000:]
     # The killed process never recorded its search time; the report says so.
     assert record["earlier_processes"][0]["search_seconds"] is None
     assert ("in the last of 2 processes (resumed); before it: not recorded (that process "

@@ -12,7 +12,7 @@ class Progress:
     """Prints one line per finished repeat; on a terminal, the epoch ticks in place."""
 
     def __init__(self, *, total_trials: int | None, repeats: int, epochs: int, stream=None,
-                 done: int = 0, worker: bool = False):
+                 done: int = 0, kept_seconds: float = 0.0, worker: bool = False):
         self.total = total_trials
         self.repeats = repeats
         self.epochs = epochs
@@ -20,6 +20,7 @@ class Progress:
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.best: tuple[float, str] | None = None
         self.trial_number = done  # trials already run (a resumed run)
+        self.done, self.kept_seconds = done, kept_seconds
         self.started = time.perf_counter()
         self._label = self._values = ""
         # A worker sees its own trials only; the chief's tables hold them all.
@@ -67,17 +68,24 @@ class Progress:
         if self.best is None or score > self.best[0]:
             self.best = (score, trial_id)
 
+    def _elapsed(self) -> str:
+        # Found by a new user: after --resume the time began again from 0 with no word.
+        elapsed = f"{time.perf_counter() - self.started:.0f} s elapsed"
+        if not self.done:
+            return elapsed
+        return (f"{elapsed} since the resume (the {self.done} trial(s) kept took "
+                f"{self.kept_seconds:.0f} s)")
+
     def trial_end(self, trial_id: str, status: str, score: float | None,
                   note: str = "") -> None:
         if score is not None:
             self.scored(trial_id, score)
         best = (f"{self._best} {self.best[0]:.3f} (trial {self.best[1]})"
                 if self.best else "no completed trial yet")
-        elapsed = time.perf_counter() - self.started
         shown = f"{score:.3f}" if score is not None else "-"
         why = f" ({note})" if note else ""
         if status != "COMPLETED" and self._values:
             why += f" [{self._values}]"  # it may have printed no repeat line naming them
         self.stream.write(f"  -> trial {trial_id} {status.lower()}{why}: objective {shown}; "
-                          f"{best}; {elapsed:.0f} s elapsed\n")
+                          f"{best}; {self._elapsed()}\n")
         self.stream.flush()
