@@ -48,6 +48,11 @@ def _assert_best_so_far_counts_kept_trials(stdout: str, run) -> None:
     shown = re.findall(r"\(id \d+\) \[([^\]]*)\]", stdout)
     assert shown and all(re.fullmatch(r"frozen_blocks=\d+ head_lr=[\d.e-]+", values)
                          for values in shown), shown
+    # The summary's columns, and the report's, in that order too.
+    header = stdout.split("trials that did not complete last):\n")[1].splitlines()[0]
+    assert header.split()[:3] == ["trial_id", "frozen_blocks", "head_lr"], header
+    report = (run / "report.md").read_text()
+    assert "| trial_id | frozen_blocks | head_lr |" in report.split("## Trials")[1]
 
 
 def _command(tmp_path, name, tuner):

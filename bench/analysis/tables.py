@@ -37,12 +37,16 @@ def hyperparameter_columns(run: dict, epochs: pd.DataFrame) -> list[str]:
 
 
 def varied_columns(run: dict, table: pd.DataFrame) -> list[str]:
-    """The hyperparameters the space declared (``run.json`` columns.varied), in order."""
+    """The hyperparameters the space declared (``run.json`` columns.varied), in the order
+    of the tables' columns, which the progress lines use too (found by a new user: the
+    summary listed them in the order declared)."""
     columns = run.get("columns", {})
+    order = columns.get("hyperparameters", HYPERPARAMETER_ORDER)
     names = columns.get("varied")
     if names is None:
-        names = numbers.varied(table, columns.get("hyperparameters", HYPERPARAMETER_ORDER))
-    return [n for n in names if n in table]
+        names = numbers.varied(table, order)
+    ranked = {name: i for i, name in enumerate(order)}
+    return sorted((n for n in names if n in table), key=lambda n: ranked.get(n, len(ranked)))
 
 
 @dataclass
