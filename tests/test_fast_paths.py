@@ -785,7 +785,23 @@ def test_a_space_validating_in_its_own_fit_is_counted_as_tested_only(tmp_path, c
     report = (run.path / "report.md").read_text()
     assert "validated and tested in batches" not in report
     assert ("Fast paths that round otherwise than the plain path: 2 executions tested in "
-            "batches of 512, not 32 (validated in their space's own fit). ") in report
+            "batches of 512, not 32 (their space's own fit validated some or all of their "
+            "epochs). ") in report
+
+
+def test_a_second_stage_validating_in_its_own_fit_is_counted_as_tested_only(tmp_path,
+                                                                            cache_dir):
+    # Its first epoch validated through run.fit (in batches of 512), its second in its
+    # own model.fit (in batches of 32): not "validated in batches of 512".
+    two_stage = OWN_VALIDATION.replace('''        return [parts.model.fit(
+            run.train.images''', '''        first = run.fit(parts.model, epochs=1)
+        return [first, parts.model.fit(
+            run.train.images''').replace("epochs=run.epochs,", "epochs=2, initial_epoch=1,")
+    assert two_stage.count("initial_epoch=1") == 1 and "run.fit(" in two_stage
+    run = _run_space_at_512(tmp_path, cache_dir, name="twostage", source=two_stage)
+    assert read_epochs(run)["epoch"].tolist() == [1, 2, 1, 2]
+    assert json.loads(run.run_json.read_text())["evaluation"] == {
+        "larger_batches": 0, "larger_tests_only": 2}
 
 
 #: Found by a new user: a random op in an augment hook's Lambda (there tf.image's flip)

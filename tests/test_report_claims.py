@@ -244,7 +244,7 @@ def test_the_report_names_the_fast_paths_that_round_otherwise_and_how_to_turn_th
     assert rounding_paths_line(both).startswith(
         "Fast paths that round otherwise than the plain path: 3 executions validated and "
         "tested in batches of 512, not 32; 2 executions tested in batches of 512, not 32 "
-        "(validated in their space's own fit). ")
+        "(their space's own fit validated some or all of their epochs). ")
     together = dict(plain, together={"trials": 3, "retried_alone": 0})
     assert rounding_paths_line(together).endswith(
         "3 trials trained their repeats together. The tests find them equal within 1e-5, "

@@ -276,8 +276,8 @@ def rounding_paths_line(run: dict) -> str | None:
     if larger:
         ran.append(f"{larger} validated and tested in batches of {evaluation}, not {batch}")
     if tested:
-        ran.append(f"{tested} tested in batches of {evaluation}, not {batch} (validated in "
-                   "their space's own fit)")
+        ran.append(f"{tested} tested in batches of {evaluation}, not {batch} (their "
+                   "space's own fit validated some or all of their epochs)")
     if larger or tested:
         options.append(f"--evaluation-batch-size {batch}")
     elif not _recorded_anywhere(run, "evaluation") and evaluation and batch \

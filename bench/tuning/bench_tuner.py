@@ -67,9 +67,9 @@ class FitRun:
     #: The study's ``--batch-size``, which the tables record (``batch_size`` by default;
     #: the pre-flight check trains one smaller batch).
     study_batch_size: int | None = None
-    #: Whether ``fit`` ran: a space's own ``fit`` may validate without it (its own
-    #: ``model.fit`` recording through ``recorder``), at a batch size of its own.
-    fitted: bool = field(default=False, init=False)
+    #: The epochs ``fit`` recorded: a space's own ``fit`` may validate without it (its
+    #: own ``model.fit`` recording through ``recorder``), at a batch size of its own.
+    fitted_epochs: int = field(default=0, init=False)
 
     def __post_init__(self):
         if self.study_batch_size is None:
@@ -98,7 +98,6 @@ class FitRun:
         """
         if self.recorder.failure is not None:
             return None
-        self.fitted = True
         _check_restores_no_weights(self.callbacks)
         callbacks = [self.recorder, *self.callbacks]
         if steps_per_epoch is not None:
@@ -127,8 +126,17 @@ class FitRun:
         else:
             validation = {"validation_data": (self.validation.images, self.validation.labels),
                           "validation_batch_size": self.evaluation_batch_size}
-        return model.fit(epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                         verbose=0, **training, **validation)
+        recorded = len(self.recorder.rows)
+        history = model.fit(epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                            verbose=0, **training, **validation)
+        self.fitted_epochs += len(self.recorder.rows) - recorded
+        return history
+
+    @property
+    def validated_every_epoch(self) -> bool:
+        """Whether every epoch recorded was validated by ``fit`` (none by the space's own
+        ``model.fit``, at a batch size of its own)."""
+        return self.fitted_epochs == len(self.recorder.rows)
 
 
 def _check_restores_no_weights(callbacks) -> None:
@@ -360,7 +368,7 @@ class BenchTuner(keras_tuner.Tuner):
             # The prefix cache (off for a space with its own fit) trains through a copy
             # of run on its features, whose fit validates.
             self._count_large_evaluation(evaluation_batch_size,
-                                         validated=run.fitted or bool(depth))
+                                         validated=run.validated_every_epoch or bool(depth))
             if depth:
                 tested = self.prefix.test(parts, ex.data.test, weights_key=weights_key,
                                           k=depth, batch_size=evaluation_batch_size)
