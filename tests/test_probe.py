@@ -176,7 +176,28 @@ def test_the_changing_layer_is_found_in_a_graph_with_branches(before, beside):
     model = keras.Model(inputs, keras.layers.Add(name="merge")([noisy, plain]))
     images = np.random.default_rng(0).random((2, 4)).astype("float32")
     assert changes_at_inference(model, images)
-    assert changing_layer(model, images).name == "noise"
+    assert [layer.name for layer in changing_layer(model, images)] == ["noise"]
     # A model that does not change has no such layer.
     steady = keras.Model(inputs, keras.layers.Add()([inputs, plain]))
     assert changing_layer(steady, images) is None
+
+
+@pytest.mark.parametrize("before", [0, 1, 3])
+def test_the_changing_layer_inside_a_backbone_is_named_with_it(before):
+    """Found in review: a change inside a nested model was named as the whole model
+    ('resnet50v2' (Functional))."""
+    from bench.tuning.probe import changing_layer
+
+    inner = keras.Input((4,))
+    x = inner
+    for i in range(before):
+        x = keras.layers.Dense(4, name=f"inner_{i}")(x)
+    x = keras.layers.Lambda(lambda t: t + keras.random.uniform(keras.ops.shape(t)),
+                            name="noise")(x)
+    backbone = keras.Model(inner, keras.layers.Dense(4, name="inner_last")(x),
+                           name="backbone")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(
+        backbone(keras.layers.Dense(4, name="before")(inputs))))
+    images = np.random.default_rng(0).random((2, 4)).astype("float32")
+    assert [layer.name for layer in changing_layer(model, images)] == ["backbone", "noise"]

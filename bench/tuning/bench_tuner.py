@@ -428,11 +428,12 @@ class BenchTuner(keras_tuner.Tuner):
         what its validation and test scored."""
         # Found by a new user: a tf.image flip in an augment hook's Lambda flipped the
         # validation and test images too, and was said only as a batch-size matter.
-        layer = changing_layer(model, self._validation_batch)
+        path = changing_layer(model, self._validation_batch)
         # Keras numbers the names of a layer built again ('noise_1'): one note per layer
         # of the space, whichever build, process or worker found it.
-        named = (f"{re.sub(r'_[0-9]+$', '', layer.name)!r} ({type(layer).__name__})"
-                 if layer is not None else "unknown")
+        named = (" inside ".join(f"{re.sub(r'_[0-9]+$', '', layer.name)!r} "
+                                 f"({type(layer).__name__})" for layer in reversed(path))
+                 if path else "unknown")
         self.say(f"space {self.hypermodel.space.name}: its model changes at inference from "
                  f"layer {named} on, so the validation and test accuracy of trials built "
                  "with it score what that layer does outside training (an augmentation "

@@ -154,12 +154,14 @@ def changes_at_inference(model, images) -> bool:
         return not _alike([o[:1] for o in first], alone)
 
 
-def changing_layer(model, images):
+def changing_layer(model, images) -> list | None:
     """The first layer of ``model`` (in its graph's order) whose output on the model's
     inputs changes at inference (``changes_at_inference``), for a model that does; found
     by bisection over the graph's first layers taken together (a layer on another
-    branch after it does not change, so a cut at one layer would mislead it). None where
-    none is found, or ``model`` is no functional model to cut at a layer."""
+    branch after it does not change, so a cut at one layer would mislead it). Where that
+    layer is a functional model itself (a backbone), the search goes on inside it, on
+    what reaches it. Returns the path, outermost first (``[backbone, its layer]``); None
+    where none is found, or ``model`` is no functional model to cut at a layer."""
     try:
         # Keras's graph of this model, inputs first: a layer called in other models too
         # (a kept backbone) has other nodes there, so its ``output`` may not be this one.
@@ -183,4 +185,21 @@ def changing_layer(model, images):
             return None
     except Exception:  # noqa: BLE001 (naming the layer is a courtesy; the note stands)
         return None
-    return nodes[high - 1].operation
+    node = nodes[high - 1]
+    return [node.operation, *(_inside(model, node, images) or [])]
+
+
+def _inside(model, node, images) -> list | None:
+    """The changing layer inside the functional model ``node`` calls, on the values that
+    reach it from ``images`` (the layers before it do not change); None where it is none
+    or none is found."""
+    if not hasattr(node.operation, "_nodes_by_depth"):
+        return None
+    try:
+        given = node.input_tensors
+        reach = keras.Model(model.input, given[0] if len(given) == 1 else given)
+        with untouched(model):
+            values = reach(images, training=False)
+    except Exception:  # noqa: BLE001 (as above: only a detail of the note)
+        return None
+    return changing_layer(node.operation, values)
