@@ -174,6 +174,15 @@ def study_oracle(plan: StudyPlan):
                        max_epochs=plan.max_epochs, initial_points=spec.initial_points)
 
 
+def _kept_trials(resumed) -> dict:
+    """What a resumed run's progress lines count from: the trials kept and their time."""
+    if resumed is None:
+        return {}
+    return {"resumed": True, "done": len(resumed.ended),
+            "kept_seconds": sum(extras.get("seconds") or 0.0
+                                for extras in resumed.extras.values())}
+
+
 def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log,
                 resumed=None, worker: bool = False):
     """The BenchTuner that runs ``plan``'s trials here (a single process or a worker),
@@ -208,10 +217,7 @@ def build_tuner(plan: StudyPlan, *, oracle, data, inputs, run_dir, table, log,
                           evaluation_batch_size=evaluation_batch_size)
     total = plan.planned_trials
     progress = Progress(total_trials=None if worker else total, repeats=settings.repeats,
-                        epochs=settings.epochs, worker=worker,
-                        done=len(resumed.ended) if resumed is not None else 0,
-                        kept_seconds=sum(extras.get("seconds") or 0.0 for extras in
-                                         resumed.extras.values()) if resumed else 0.0)
+                        epochs=settings.epochs, worker=worker, **_kept_trials(resumed))
     prefix = None
     device_data = spec.device_data and device_data_wanted()
     if prefix_cache:

@@ -735,3 +735,33 @@ def test_a_failed_trial_is_in_no_fast_path_count(tmp_path, cache_dir):
     record = read_run(run)
     assert record["prefix_cache"]["executions"] == 2
     assert record["evaluation"] == {"larger_batches": 2, "larger_tests_only": 0}
+
+
+def test_a_trial_failing_in_its_second_repeat_is_in_no_evaluation_count(tmp_path,
+                                                                         cache_dir):
+    # The first repeat of the 2e-3 trial is validated and tested in batches of 512
+    # before its second raises: counted, the count would be 3.
+    _spaces(tmp_path, secondfails='''
+        from bench.space import SearchSpace, SpaceSettings
+        from bench.tuning.bench_tuner import repeat_seeds
+
+
+        class SecondFails(SearchSpace):
+            description = "the second repeat of one trial raises after training"
+            version = 1
+            settings = SpaceSettings(init="random", frozen_blocks=0, epochs=1, repeats=2)
+
+            def declare(self, hp, *, num_blocks):
+                hp.Choice("head_lr", [1e-3, 2e-3])
+
+            def fit(self, parts, *, hp, run):
+                history = run.fit(parts.model, epochs=1)
+                if hp.get("head_lr") == 2e-3 and run.seed == repeat_seeds(1, 2)[1]:
+                    raise RuntimeError("broken on purpose in the second repeat")
+                return [history]
+    ''')
+    run = _run(tmp_path, "secondfails", cache_dir, train_per_class=20)
+    trials = read_trials(run).set_index("head_lr")
+    assert trials.loc[2e-3, "status"] == "FAILED" and trials.loc[1e-3, "status"] == "COMPLETED"
+    assert trials.loc[2e-3, "epochs_completed"] == 2  # one in each repeat
+    assert read_run(run)["evaluation"] == {"larger_batches": 2, "larger_tests_only": 0}

@@ -830,14 +830,24 @@ class NoisyAugment(SearchSpace):
 '''
 
 
-def test_the_layer_from_which_a_model_changes_at_inference_is_named(tmp_path, cache_dir):
-    run = _run_space_at_512(tmp_path, cache_dir, name="noisy", source=NOISY_AUGMENT)
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_the_layer_from_which_a_model_changes_at_inference_is_named(tmp_path, cache_dir,
+                                                                    wrapped):
+    source = NOISY_AUGMENT
+    if wrapped:  # an augmentation written as a Sequential of layers
+        source = source.replace(
+            "return keras.layers.Lambda(", "return keras.Sequential([keras.layers.Lambda("
+        ).replace('name="noise_everywhere")(images)',
+                  'name="noise_everywhere")], name="augmentation")(images)')
+        assert "keras.Sequential([" in source and 'name="augmentation"' in source
+    run = _run_space_at_512(tmp_path, cache_dir, name="noisy", source=source)
     notes = json.loads(run.run_json.read_text())["notes"]
     named = [note for note in notes if "from layer" in note]
+    inside = " inside 'augmentation' (Sequential)" if wrapped else ""
     assert named == [
-        "space noisy: its model changes at inference from layer 'noise_everywhere' (Lambda) "
-        "on, so the validation and test accuracy of trials built with it score what that "
-        "layer does outside training (an augmentation there augments the validation and "
+        f"space noisy: its model changes at inference from layer 'noise_everywhere' (Lambda)"
+        f"{inside} on, so the validation and test accuracy of trials built with it score "
+        "what that layer does outside training (an augmentation there augments the validation and "
         "test images too; Keras's random layers act in training only)"]
     assert f"- Note: {named[0]}" in (run.path / "report.md").read_text()
 

@@ -380,9 +380,9 @@ def test_a_class_too_small_once_repeats_are_dropped_says_how_many_were(tmp_path)
         load(split, tmp_path, train_per_class=4)
     # 4 in train/cats (and a copy of one), 1 of them set aside as the test split.
     assert str(caught.value) == (
-        f"--train-per-class 4: class 'cats' has only 3 training image(s) in {split / 'train'}"
-        ", once its test images were set aside (not counting 1 of its files that repeat a "
-        "picture read before: each picture is used once); use at most 3")
+        "--train-per-class 4: class 'cats' has only 3 training image(s) (not counting 1 of "
+        "its files that repeat a picture read before: each picture is used once) in "
+        f"{split / 'train'}, once its test images were set aside; use at most 3")
 
 
 def test_a_picture_in_two_splits_under_two_classes_is_said_to_need_its_labels_checked(

@@ -182,20 +182,24 @@ def test_the_changing_layer_is_found_in_a_graph_with_branches(before, beside):
     assert changing_layer(steady, images) is None
 
 
+@pytest.mark.parametrize("sequential", [False, True])
 @pytest.mark.parametrize("before", [0, 1, 3])
-def test_the_changing_layer_inside_a_backbone_is_named_with_it(before):
-    """Found in review: a change inside a nested model was named as the whole model
-    ('resnet50v2' (Functional))."""
+def test_the_changing_layer_inside_a_backbone_is_named_with_it(before, sequential):
+    """Found in review: a change inside a nested model (functional or Sequential) was
+    named as the whole model ('resnet50v2' (Functional))."""
     from bench.tuning.probe import changing_layer
 
-    inner = keras.Input((4,))
-    x = inner
-    for i in range(before):
-        x = keras.layers.Dense(4, name=f"inner_{i}")(x)
-    x = keras.layers.Lambda(lambda t: t + keras.random.uniform(keras.ops.shape(t)),
-                            name="noise")(x)
-    backbone = keras.Model(inner, keras.layers.Dense(4, name="inner_last")(x),
-                           name="backbone")
+    layers = [*(keras.layers.Dense(4, name=f"inner_{i}") for i in range(before)),
+              keras.layers.Lambda(lambda t: t + keras.random.uniform(keras.ops.shape(t)),
+                                  name="noise"),
+              keras.layers.Dense(4, name="inner_last")]
+    if sequential:
+        backbone = keras.Sequential([keras.Input((4,)), *layers], name="backbone")
+    else:
+        inner = x = keras.Input((4,))
+        for layer in layers:
+            x = layer(x)
+        backbone = keras.Model(inner, x, name="backbone")
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(
         backbone(keras.layers.Dense(4, name="before")(inputs))))

@@ -1,6 +1,7 @@
 """Per-epoch rows: one per trial x repeat x epoch, equal to what Keras reported."""
 
 import csv
+import re
 
 import numpy as np
 import pandas as pd
@@ -150,6 +151,24 @@ def test_a_worker_counts_its_own_trials_and_says_so():
         "(best at epoch 1) in 1.0 s",
         "  this worker's trial 2 (id 3) [head_lr=0.01] repeat 1/1: final val_accuracy 0.500 "
         "(best at epoch 1) in 1.0 s"]
+
+
+
+@pytest.mark.parametrize("done, kept", [(0, "no trial had ended"),
+                                        (3, "the 3 trial(s) kept took 41 s")])
+def test_a_resumed_run_s_time_is_said_to_be_since_the_resume(done, kept):
+    import io
+
+    from bench.tuning.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(total_trials=5, repeats=1, epochs=1, stream=stream, done=done,
+                        kept_seconds=40.6, resumed=True)
+    progress.trial_begin("7", {"head_lr": 0.01})
+    progress.trial_end("7", "COMPLETED", 0.5)
+    assert re.fullmatch(rf"  -> trial 7 completed: objective 0.500; best so far 0.500 "
+                        rf"\(trial 7\); \d+ s elapsed since the resume \({re.escape(kept)}\)\n",
+                        stream.getvalue()), stream.getvalue()
 
 
 STOPS_AFTER_ONE = '''

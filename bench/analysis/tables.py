@@ -38,8 +38,8 @@ def hyperparameter_columns(run: dict, epochs: pd.DataFrame) -> list[str]:
 
 def varied_columns(run: dict, table: pd.DataFrame) -> list[str]:
     """The hyperparameters the space declared (``run.json`` columns.varied), in the order
-    of the tables' columns, which the progress lines use too (found by a new user: the
-    summary listed them in the order declared)."""
+    of the tables' columns, which the progress lines use too."""
+    # Found by a new user: the summary listed them in the order declared.
     columns = run.get("columns", {})
     order = columns.get("hyperparameters", HYPERPARAMETER_ORDER)
     names = columns.get("varied")

@@ -511,8 +511,9 @@ def repeats_sentence(decoded: Decoded, root: Path) -> str | None:
 
 
 def dropped_words(dropped_per_class: tuple[int, ...], label: int) -> str:
-    """" (and 3 of its files ...)": a class's files dropped as repeats, for a message that
-    counts its images; "" when none were."""
+    """" (not counting 3 of its files that repeat ...)": a class's files dropped for
+    repeating a picture of its folder, for a message that counts its images; "" when none
+    were. (Those dropped for repeating a picture of a later split are not counted here.)"""
     count = dropped_per_class[label] if label < len(dropped_per_class) else 0
     return (f" (not counting {count} of its files that repeat a picture read before: "
             "each picture is used once)" if count else "")

@@ -191,8 +191,8 @@ def take_per_class(labels: np.ndarray, count: int, seed: int, *,
 
         small = int(np.argmin(sizes))
         raise BenchError(f"--train-per-class {count}: class {class_names[small]!r} has only "
-                         f"{sizes[small]} training image(s) in {where}"
-                         f"{dropped_words(dropped_per_class, small)}; use at most "
+                         f"{sizes[small]} training image(s)"
+                         f"{dropped_words(dropped_per_class, small)} in {where}; use at most "
                          f"{sizes.min()}")
     chosen = [rng.permutation(np.flatnonzero(labels == label))[:count]
               for label in range(len(class_names))]

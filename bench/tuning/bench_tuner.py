@@ -13,6 +13,7 @@ import re
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import keras
 import keras_tuner
@@ -150,6 +151,16 @@ def _check_restores_no_weights(callbacks) -> None:
                 "test_accuracy score each execution's best epoch, while its final "
                 "accuracies and the report are of its last epoch: use "
                 "restore_best_weights=False (best_val_accuracy records the best epoch)")
+
+
+class FastPathCounts(NamedTuple):
+    """What ``run.json`` counts of the fast paths, at one moment of a search."""
+
+    prefix_executions: int
+    larger_evaluations: int
+    larger_tests_only: int
+    together_trials: int
+    retried_alone: int
 
 
 def repeat_seeds(seed: int, repeats: int) -> list[int]:
@@ -300,7 +311,8 @@ class BenchTuner(keras_tuner.Tuner):
         except BaseException as error:
             # A trial that did not complete is in no number the report gives, so its
             # executions are in no fast path's count either (a resume runs it again).
-            self._set_fast_path_counts(counts)
+            self._set_fast_path_counts(counts, rerun=isinstance(error, DiskFull)
+                                       or not isinstance(error, Exception))
             if isinstance(error, DiskFull):
                 # Any other error fails this trial only; a full disk stops the search.
                 raise keras_tuner.errors.FatalError(str(error)) from error
@@ -315,15 +327,26 @@ class BenchTuner(keras_tuner.Tuner):
         self.results[trial.trial_id] = results
         return results
 
-    def _fast_path_counts(self) -> tuple[int, int, int, int]:
+    def _fast_path_counts(self) -> FastPathCounts:
         """The counts of executions (and trials) on each fast path so far."""
-        return (self.prefix.used if self.prefix is not None else 0, self.large_evaluations,
-                self.large_tests_only, self.together.trials)
+        used = self.prefix.used if self.prefix is not None else 0
+        return FastPathCounts(prefix_executions=used,
+                              larger_evaluations=self.large_evaluations,
+                              larger_tests_only=self.large_tests_only,
+                              together_trials=self.together.trials,
+                              retried_alone=self.together.retried)
 
-    def _set_fast_path_counts(self, counts: tuple[int, int, int, int]) -> None:
+    def _set_fast_path_counts(self, counts: FastPathCounts, *, rerun: bool) -> None:
+        """Sets the counts back to ``counts``: those of completed trials only, and where
+        the trial will ``rerun`` (a stop), the trials retried alone too, which a failed
+        trial keeps (its rows are what training alone wrote)."""
         if self.prefix is not None:
-            self.prefix.used = counts[0]
-        _, self.large_evaluations, self.large_tests_only, self.together.trials = counts
+            self.prefix.used = counts.prefix_executions
+        self.large_evaluations = counts.larger_evaluations
+        self.large_tests_only = counts.larger_tests_only
+        self.together.trials = counts.together_trials
+        if rerun:
+            self.together.retried = counts.retried_alone
 
     def _run_repeats(self, trial) -> tuple[list[dict], list[float]]:
         ex = self.execution

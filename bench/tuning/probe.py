@@ -193,7 +193,9 @@ def _inside(model, node, images) -> list | None:
     """The changing layer inside the functional model ``node`` calls, on the values that
     reach it from ``images`` (the layers before it do not change); None where it is none
     or none is found."""
-    if not hasattr(node.operation, "_nodes_by_depth"):
+    # A Sequential keeps its graph in a functional model of its own.
+    inner = getattr(node.operation, "_functional", None) or node.operation
+    if not hasattr(inner, "_nodes_by_depth"):
         return None
     try:
         given = node.input_tensors
@@ -202,4 +204,4 @@ def _inside(model, node, images) -> list | None:
             values = reach(images, training=False)
     except Exception:  # noqa: BLE001 (as above: only a detail of the note)
         return None
-    return changing_layer(node.operation, values)
+    return changing_layer(inner, values)
