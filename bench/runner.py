@@ -178,7 +178,7 @@ def _kept_trials(resumed) -> dict:
     """What a resumed run's progress lines count from: the trials kept and their time."""
     if resumed is None:
         return {}
-    return {"resumed": True, "done": len(resumed.ended),
+    return {"done": len(resumed.ended),
             "kept_seconds": sum(extras.get("seconds") or 0.0
                                 for extras in resumed.extras.values())}
 

@@ -163,7 +163,7 @@ def test_a_resumed_run_s_time_is_said_to_be_since_the_resume(done, kept):
 
     stream = io.StringIO()
     progress = Progress(total_trials=5, repeats=1, epochs=1, stream=stream, done=done,
-                        kept_seconds=40.6, resumed=True)
+                        kept_seconds=40.6)
     progress.trial_begin("7", {"head_lr": 0.01})
     progress.trial_end("7", "COMPLETED", 0.5)
     assert re.fullmatch(rf"  -> trial 7 completed: objective 0.500; best so far 0.500 "

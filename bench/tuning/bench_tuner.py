@@ -487,7 +487,7 @@ class BenchTuner(keras_tuner.Tuner):
         seeds = repeat_seeds(ex.seed, ex.repeats)
         # Executions that train on the cache's features count once, as they train alone
         # when the stack gives up or a member's loss broke.
-        counted = self.prefix.used if self.prefix is not None else 0
+        counts = self._fast_path_counts()
         try:
             outcome = self._train_stack(trial, epochs=epochs, seeds=seeds)
         except DiskFull:
@@ -496,8 +496,7 @@ class BenchTuner(keras_tuner.Tuner):
             self.together.give_up(hp, seeds=seeds, error=error, trial_id=trial.trial_id)
             outcome = None
         if outcome is None:
-            if self.prefix is not None:
-                self.prefix.used = counted
+            self._set_fast_path_counts(counts, rerun=False)  # keeps its give-up counted
             return None
         runs, tests = outcome
         self.together.trials += 1

@@ -12,8 +12,7 @@ class Progress:
     """Prints one line per finished repeat; on a terminal, the epoch ticks in place."""
 
     def __init__(self, *, total_trials: int | None, repeats: int, epochs: int, stream=None,
-                 done: int = 0, kept_seconds: float = 0.0, resumed: bool = False,
-                 worker: bool = False):
+                 done: int = 0, kept_seconds: float | None = None, worker: bool = False):
         self.total = total_trials
         self.repeats = repeats
         self.epochs = epochs
@@ -21,7 +20,7 @@ class Progress:
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.best: tuple[float, str] | None = None
         self.trial_number = self.done = done  # trials already run (a resumed run)
-        self.resumed, self.kept_seconds = resumed, kept_seconds
+        self.kept_seconds = kept_seconds  # their time; None: not a resumed run
         self.started = time.perf_counter()
         self._label = self._values = ""
         # A worker sees its own trials only; the chief's tables hold them all.
@@ -72,7 +71,7 @@ class Progress:
     def _elapsed(self) -> str:
         # Found by a new user: after --resume the time began again from 0 with no word.
         elapsed = f"{time.perf_counter() - self.started:.0f} s elapsed"
-        if not self.resumed:
+        if self.kept_seconds is None:
             return elapsed
         kept = (f"the {self.done} trial(s) kept took {self.kept_seconds:.0f} s"
                 if self.done else "no trial had ended")
