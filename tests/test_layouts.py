@@ -385,6 +385,36 @@ def test_a_class_too_small_once_repeats_are_dropped_says_how_many_were(tmp_path)
         f"{split / 'train'}, once its test images were set aside; use at most 3")
 
 
+def test_a_class_too_small_counts_the_files_dropped_for_repeating_a_later_split(tmp_path):
+    """Found in review: files dropped for repeating a validation picture went uncounted,
+    so "has 1 image(s)" disagreed with the 4 files in the folder."""
+    root = tmp_path / "data"
+    write_classes(root / "train", 4, tag=1, classes=("cats",))
+    write_classes(root / "train", 1, tag=2, classes=("dogs",))
+    write_classes(root / "val", 2, tag=3)
+    shutil.copy(root / "val" / "dogs" / "3-0.png", root / "train" / "dogs" / "a.png")
+    shutil.copy(root / "val" / "dogs" / "3-1.png", root / "train" / "dogs" / "b.png")
+    with pytest.raises(BenchError) as caught:
+        load(root, tmp_path)
+    # 3 files in train/dogs: 1 of its own, 2 copies of val/dogs pictures.
+    assert str(caught.value) == (
+        f"class 'dogs' in {root / 'train'} has 1 image(s) (not counting 2 of its files that "
+        "repeat a picture of a later split (train < validation < test): each picture is "
+        "used once); a split into 2 parts needs at least 2: add images to that class, or "
+        "remove it from every split")
+    shutil.copy(root / "train" / "dogs" / "2-0.png", root / "train" / "dogs" / "c.png")
+    write_classes(root / "train", 2, tag=4, classes=("dogs",))
+    with pytest.raises(BenchError) as caught:
+        load(root, tmp_path, train_per_class=3)
+    # 6 files in train/dogs: 3 pictures of its own (1 of them then set aside as the test
+    # split), a copy of one of them, 2 copies of val/dogs pictures.
+    assert str(caught.value) == (
+        "--train-per-class 3: class 'dogs' has only 2 training image(s) (not counting 1 of "
+        "its files that repeat a picture read before and 2 that repeat a picture of a later "
+        "split (train < validation < test): each picture is used once) in "
+        f"{root / 'train'}, once its test images were set aside; use at most 2")
+
+
 def test_a_picture_in_two_splits_under_two_classes_is_said_to_need_its_labels_checked(
         tmp_path):
     """Found by a new user: dropped from train without a word about its labels."""

@@ -279,11 +279,12 @@ def load_shapes(request: DataRequest) -> TransferData:
 def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int, *,
                     class_names: tuple[str, ...] | None = None,
                     where: Path | None = None,
-                    dropped_per_class: tuple[int, ...] = ()) -> tuple[np.ndarray, ...]:
+                    dropped_per_class: tuple[int, ...] = (),
+                    crossing_per_class: tuple[int, ...] = ()) -> tuple[np.ndarray, ...]:
     """Stratified split of indices into parts of the given fractions (the last takes the
     rest), fixed by ``seed``; every part gets at least one image of each class (of the
-    folder ``where``, whose ``dropped_per_class`` files repeated a picture: for the
-    message)."""
+    folder ``where``, whose ``dropped_per_class`` files repeated a picture of it and
+    ``crossing_per_class`` one of a later split: for the message)."""
     rng = np.random.default_rng(seed)
     parts = [[] for _ in fractions]
     for label in np.unique(labels):
@@ -293,10 +294,11 @@ def split_fractions(labels: np.ndarray, fractions: tuple[float, ...], seed: int,
             folder = f" in {where}" if where is not None else ""
             from bench.data.imagefolder import dropped_words
 
-            raise BenchError(f"class {name}{folder} has {len(members)} image(s)"
-                             f"{dropped_words(dropped_per_class, label)}; a split "
-                             f"into {len(fractions)} parts needs at least {len(fractions)}: "
-                             "add images to that class, or remove it from every split")
+            unused = dropped_words(dropped_per_class, label, crossing_per_class)
+            raise BenchError(f"class {name}{folder} has {len(members)} image(s){unused}; "
+                             f"a split into {len(fractions)} parts needs at least "
+                             f"{len(fractions)}: add images to that class, or remove it "
+                             "from every split")
         start = 0
         for i, fraction in enumerate(fractions):
             if i == len(fractions) - 1:

@@ -510,13 +510,22 @@ def repeats_sentence(decoded: Decoded, root: Path) -> str | None:
     return sentence
 
 
-def dropped_words(dropped_per_class: tuple[int, ...], label: int) -> str:
+def dropped_words(dropped_per_class: tuple[int, ...], label: int,
+                  crossing_per_class: tuple[int, ...] = ()) -> str:
     """" (not counting 3 of its files that repeat ...)": a class's files dropped for
-    repeating a picture of its folder, for a message that counts its images; "" when none
-    were. (Those dropped for repeating a picture of a later split are not counted here.)"""
-    count = dropped_per_class[label] if label < len(dropped_per_class) else 0
-    return (f" (not counting {count} of its files that repeat a picture read before: "
-            "each picture is used once)" if count else "")
+    repeating a picture of its folder (``dropped_per_class``) or of a later split
+    (``crossing_per_class``), for a message that counts its images; "" when none were."""
+    def count(per_class: tuple[int, ...]) -> int:
+        return per_class[label] if label < len(per_class) else 0
+
+    repeats, crossing = count(dropped_per_class), count(crossing_per_class)
+    reasons = ([f"{repeats} of its files that repeat a picture read before"] if repeats
+               else [])
+    if crossing:
+        reasons.append(f"{crossing}{'' if repeats else ' of its files'} that repeat a "
+                       "picture of a later split (train < validation < test)")
+    return (f" (not counting {' and '.join(reasons)}: each picture is used once)"
+            if reasons else "")
 
 
 def some(items, *, sep: str = ", ", shown: int = 3) -> str:

@@ -178,8 +178,10 @@ def _looks_like_a_split(folder: Path) -> bool:
 
 def take_per_class(labels: np.ndarray, count: int, seed: int, *,
                    class_names: tuple[str, ...], where: str,
-                   dropped_per_class: tuple[int, ...] = ()) -> np.ndarray:
-    """Indices of ``count`` images of each class, seeded and sorted.
+                   dropped_per_class: tuple[int, ...] = (),
+                   crossing_per_class: tuple[int, ...] = ()) -> np.ndarray:
+    """Indices of ``count`` images of each class, seeded and sorted (the two
+    ``*_per_class`` counts of files dropped as repeats are for the message).
 
     Raises:
         BenchError: when a class has fewer, saying the largest count that works.
@@ -190,9 +192,9 @@ def take_per_class(labels: np.ndarray, count: int, seed: int, *,
         from bench.data.imagefolder import dropped_words
 
         small = int(np.argmin(sizes))
+        unused = dropped_words(dropped_per_class, small, crossing_per_class)
         raise BenchError(f"--train-per-class {count}: class {class_names[small]!r} has only "
-                         f"{sizes[small]} training image(s)"
-                         f"{dropped_words(dropped_per_class, small)} in {where}; use at most "
+                         f"{sizes[small]} training image(s){unused} in {where}; use at most "
                          f"{sizes.min()}")
     chosen = [rng.permutation(np.flatnonzero(labels == label))[:count]
               for label in range(len(class_names))]
@@ -302,7 +304,8 @@ def _drop_crossing(root: Path, layout, train_all, given: dict) -> tuple:
 
 def _split_missing(root: Path, layout, pool: np.ndarray, labels: np.ndarray, *,
                    missing: list[str], names, seed: int,
-                   dropped_per_class: tuple[int, ...]) -> tuple[dict, str | None]:
+                   dropped_per_class: tuple[int, ...],
+                   crossing_per_class: tuple[int, ...]) -> tuple[dict, str | None]:
     """The training pool's indices per split, carving the splits the folder lacks out of
     it (stratified, seed ``seed``), and the note that says how (None when none lacks)."""
     from bench.data.datasets import split_fractions
@@ -312,14 +315,16 @@ def _split_missing(root: Path, layout, pool: np.ndarray, labels: np.ndarray, *,
         return {"train": pool}, None
     if len(missing) == 1:
         train, made = split_fractions(labels, (0.8, 0.2), seed, class_names=names,
-                                      where=where, dropped_per_class=dropped_per_class)
+                                      where=where, dropped_per_class=dropped_per_class,
+                                      crossing_per_class=crossing_per_class)
         folder = "val/" if missing[0] == "validation" else "test/"
         return ({"train": pool[train], missing[0]: pool[made]},
                 f"no {folder} folder in {root}: 20% of {where.name}/ ({len(made)} images, "
                 f"stratified, seed {seed}) is the {missing[0]} split")
     train, validation, test = split_fractions(labels, (0.7, 0.15, 0.15), seed,
                                               class_names=names, where=where,
-                                              dropped_per_class=dropped_per_class)
+                                              dropped_per_class=dropped_per_class,
+                                              crossing_per_class=crossing_per_class)
     held = "train/ only" if layout.split_folders else "class folders only"
     return ({"train": pool[train], "validation": pool[validation], "test": pool[test]},
             f"{root} has {held}: split 70/15/15 into train, validation and test "
@@ -327,14 +332,15 @@ def _split_missing(root: Path, layout, pool: np.ndarray, labels: np.ndarray, *,
             f"rounded per class, seed {seed})")
 
 
-def _train_per_class(parts: dict, train_all, *, per_class: int, seed: int,
-                     where: Path) -> tuple[np.ndarray, str | None]:
+def _train_per_class(parts: dict, train_all, *, per_class: int, seed: int, where: Path,
+                     crossing_per_class: tuple[int, ...]) -> tuple[np.ndarray, str | None]:
     """The training indices cut to ``per_class`` images per class (``--train-per-class``),
     and the note that says how many are not used (None when all are)."""
     carved = [part for part in parts if part != "train"]  # taken from the same folder
     chosen = take_per_class(train_all.labels[parts["train"]], per_class, seed,
                             class_names=train_all.class_names,
                             dropped_per_class=train_all.dropped_per_class,
+                            crossing_per_class=crossing_per_class,
                             where=f"{where}" + (f", once its {' and '.join(carved)} "
                                                 "images were set aside" if carved else ""))
     note = None
@@ -371,18 +377,22 @@ def load_folder_dataset(name: str, root: Path, request: DataRequest) -> Transfer
     pool = np.flatnonzero(keep)
     labels = train_all.labels[pool]
     _every_class_left(labels, classes, f"{layout.train}", "training")
+    crossing_per_class = tuple(np.bincount(train_all.labels[~keep],
+                                           minlength=len(classes)).tolist())
     if "validation" in given:
         _every_class_left(given["validation"].labels, classes, f"{layout.validation}",
                           "validation")
     parts, note = _split_missing(root, layout, pool, labels,
                                  missing=[p for p in ("validation", "test") if p not in given],
                                  names=train_all.class_names, seed=seed,
-                                 dropped_per_class=train_all.dropped_per_class)
+                                 dropped_per_class=train_all.dropped_per_class,
+                                 crossing_per_class=crossing_per_class)
     notes += [note] if note else []
     if request.train_per_class is not None:
         parts["train"], note = _train_per_class(parts, train_all, seed=seed,
                                                 per_class=request.train_per_class,
-                                                where=layout.train)
+                                                where=layout.train,
+                                                crossing_per_class=crossing_per_class)
         notes += [note] if note else []
 
     def split(part: str) -> Split:
