@@ -447,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     except BenchError as error:
-        print(f"error: {error}", file=sys.stderr)
+        unwritten = ("; no run was written (it stopped before the run directory was made)"
+                     if getattr(error, "no_run_written", False) else "")
+        print(f"error: {error}{unwritten}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupt:
         print(_interrupted(args, getattr(interrupt, "run_dir", None),

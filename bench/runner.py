@@ -574,23 +574,29 @@ def run_study(spec: RunSpec, *, log=print, resume_from: Path | None = None,
     plan = plan_study(spec, new=resume_from is None)
     spec = plan.spec
     start = _start(plan, resume_from=resume_from, log=log)
-    notes = _study_notes(plan, device=start.device, log=log)
-    compilation_cache = use_compilation_cache(spec.cache_dir)
-    # Data, source weights and ImageNet weights are ready before the run directory exists,
-    # so a missing download or folder leaves no half-made run behind.
-    data, weights, prepared = prepare_inputs(spec, settings=plan.settings,
-                                             backbone=plan.backbone, hp=plan.hp,
-                                             image_size=plan.image_size, log=log)
-    inputs = plan.model_inputs(data, weights)
-    checking = time.perf_counter()
-    # In one process the search takes the checked model over; workers build their own.
-    checked = _check_space(spec, space=plan.space, inputs=inputs, hp=plan.hp, data=data,
-                           batch_size=plan.settings.batch_size, keep_model=scale is None,
-                           log=log)
-    warnings = prepared.pop("warnings", []) + checked.warnings
-    record = _run_record(plan, start, notes=notes, prepared=prepared, warnings=warnings,
-                         compilation_cache=compilation_cache,
-                         preflight_seconds=round(time.perf_counter() - checking, 2))
+    try:
+        notes = _study_notes(plan, device=start.device, log=log)
+        compilation_cache = use_compilation_cache(spec.cache_dir)
+        # Data, source weights and ImageNet weights are ready before the run directory
+        # exists, so a missing download or folder leaves no half-made run behind.
+        data, weights, prepared = prepare_inputs(spec, settings=plan.settings,
+                                                 backbone=plan.backbone, hp=plan.hp,
+                                                 image_size=plan.image_size, log=log)
+        inputs = plan.model_inputs(data, weights)
+        checking = time.perf_counter()
+        # In one process the search takes the checked model over; workers build their own.
+        checked = _check_space(spec, space=plan.space, inputs=inputs, hp=plan.hp, data=data,
+                               batch_size=plan.settings.batch_size, keep_model=scale is None,
+                               log=log)
+        warnings = prepared.pop("warnings", []) + checked.warnings
+        record = _run_record(plan, start, notes=notes, prepared=prepared, warnings=warnings,
+                             compilation_cache=compilation_cache,
+                             preflight_seconds=round(time.perf_counter() - checking, 2))
+    except BenchError as error:
+        # Its first line named the run; say that nothing of it was written.
+        if resume_from is None:
+            error.no_run_written = True
+        raise
     try:
         run_dir, record, resumed = _open_run_dir(plan, record, resume_from=resume_from,
                                                  scale=scale, log=log)

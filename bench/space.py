@@ -83,6 +83,28 @@ class SpaceSettings:
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
 
+class HyperparameterNotSet(LookupError):
+    """``SearchSpace.value`` of a name with no value in this trial: a hyperparameter
+    inactive here (declared under a condition that does not hold), or no hyperparameter
+    nor setting at all. (Not a BenchError: the pre-flight check names the hook's line.)"""
+
+
+def not_set(hp, name: str, *, settings: SpaceSettings) -> str:
+    """Why ``name`` has no value in this trial, and what to do."""
+    for parameter in hp.space:
+        if parameter.name == name and parameter.conditions:
+            needs = " and ".join(f"{c.name} is {' or '.join(map(repr, c.values))}"
+                                 for c in parameter.conditions)
+            here = ", ".join(f"{c.name} is {hp.values[c.name]!r}" if c.name in hp.values
+                             else f"{c.name} is not active either"
+                             for c in parameter.conditions)
+            return (f"hyperparameter {name!r} is not active in this trial: it is declared "
+                    f"only where {needs}, and here {here}; read it only under that condition")
+    return (f"{name!r} is neither a hyperparameter the space declares nor a field of its "
+            f"settings ({', '.join(f.name for f in fields(settings))}); declare it in "
+            "declare()")
+
+
 class SearchSpace:
     """Base class for a search space: subclass it in one file of ``search_spaces/``.
 
@@ -139,7 +161,9 @@ class SearchSpace:
         """
         if name in hp.values:
             return hp.values[name]
-        return getattr(self.settings, name)
+        if name in {f.name for f in fields(self.settings)}:
+            return getattr(self.settings, name)
+        raise HyperparameterNotSet(not_set(hp, name, settings=self.settings))
 
     def augment(self, images, *, hp):
         """Training-time augmentation before preprocessing. Default: none.

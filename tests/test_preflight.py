@@ -63,6 +63,31 @@ class {cls}(SearchSpace):
         return {head}
 '''
 
+#: A space that compiles ``loss`` (``smoothed``: its own label-smoothing function) on a
+#: head of ``units`` outputs.
+OWN_LOSS = '''
+def smoothed(labels, outputs):
+    onehot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32"),
+                               keras.ops.shape(outputs)[-1])
+    return keras.losses.categorical_crossentropy(onehot, outputs, label_smoothing=0.1)
+
+
+class {cls}(SearchSpace):
+    description = "a loss of its own"
+    settings = SpaceSettings(init="random")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("head_lr", [0.01])
+
+    def build_head(self, features, *, num_classes, hp):
+        x = keras.layers.GlobalAveragePooling2D()(features)
+        return keras.layers.Dense({units}, activation={activation})(x)
+
+    def compile(self, parts, *, hp):
+        parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
+                            loss={loss}, metrics=["accuracy"])
+'''
+
 SPACES = {
     "logits": WITH_HEAD.format(
         cls="Logits", description="a head without softmax",
@@ -101,6 +126,18 @@ class FrozenWords(SearchSpace):
     "unpooled": WITH_HEAD.format(
         cls="Unpooled", description="a head on the unpooled feature map",
         head='keras.layers.Dense(num_classes, activation="softmax")(features[:, 0])'),
+    # Found by a new user: label smoothing through a loss function of the space's own
+    # skipped the shape check, and a head of 6 outputs for 5 classes was scored.
+    "own-loss-wide": OWN_LOSS.format(cls="OwnLossWide", units="num_classes + 1",
+                                     activation='"softmax"', loss="smoothed"),
+    # keras.losses' function itself, not its class nor its name: was not recognised.
+    "keras-function-logits": OWN_LOSS.format(
+        cls="KerasFunctionLogits", units="num_classes", activation="None",
+        loss="keras.losses.sparse_categorical_crossentropy"),
+    "own-loss": OWN_LOSS.format(cls="OwnLoss", units="num_classes", activation='"softmax"',
+                                loss="smoothed"),
+    "own-loss-logits": OWN_LOSS.format(cls="OwnLossLogits", units="num_classes",
+                                       activation="None", loss="smoothed"),
     "unknown-init": '''
 class UnknownInit(SearchSpace):
     description = "an init the builder does not know"
@@ -356,6 +393,28 @@ class RestoresBest(SearchSpace):
         return [run.fit(parts.model, epochs=run.epochs)]
 ''',
     # momentum is read only where it is active, which the first build (Adam) is not.
+    # Found by a new user: "AttributeError: 'SpaceSettings' object has no attribute
+    # 'momentum'", for a hyperparameter the space declares, under a condition.
+    "inactive-read": '''
+class InactiveRead(SearchSpace):
+    description = "SGD's momentum, declared only for SGD, read for every optimizer"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+    extra_hyperparameters = ("optimizer_name", "momentum")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("optimizer_name", ["Adam", "SGD"])
+        with hp.conditional_scope("optimizer_name", ["SGD"]):
+            hp.Choice("momentum", [0.0, 0.9])
+
+    def optimizer(self, hp):
+        momentum = float(self.value(hp, "momentum"))
+        name = self.value(hp, "optimizer_name")
+        return name, ({"momentum": momentum} if name == "SGD" else {})
+''',
+    "undeclared-read": WITH_HEAD.format(
+        cls="UndeclaredRead", description="a head reading a rate nobody declared",
+        head='keras.layers.Dense(num_classes, activation="softmax")('
+             'keras.layers.Dropout(self.value(hp, "dropout"))(x))'),
     "conditional-read": '''
 class ConditionalRead(SearchSpace):
     description = "SGD's momentum, declared only for SGD, read only for SGD"
@@ -404,6 +463,18 @@ REFUSED = {
     "too-few-outputs": "the head of space too-few-outputs returns outputs of shape (None, "
                        "3), but its loss sparse_categorical_crossentropy needs (batch, 5)",
     # The feature map of IMAGE_SIZE (16) px images at resnet-mini's last stage is 2 x 2.
+    "own-loss-wide": "the head of space own-loss-wide returns outputs of shape (None, 6), "
+                     "but accuracy is scored over one output per class: (batch, 5) (or one "
+                     "sigmoid output for two classes)",
+    "keras-function-logits": "the head of space keras-function-logits returns logits, not "
+                             "probabilities",
+    "inactive-read": "HyperparameterNotSet: hyperparameter 'momentum' is not active in this "
+                     "trial: it is declared only where optimizer_name is 'SGD', and here "
+                     "optimizer_name is 'Adam'; read it only under that condition; fix the "
+                     "hook and run again",
+    "undeclared-read": "in build_head() (while building the model): HyperparameterNotSet: "
+                       "'dropout' is neither a hyperparameter the space declares nor a field "
+                       "of its settings (dataset, ",
     "unpooled": "the head of space unpooled returns outputs of shape (None, 2, 5), but its "
                 "loss sparse_categorical_crossentropy needs (batch, 5)",
     "unknown-init": "unknown-init.py declares init 'scratch': use 'pretrained', 'random', "
@@ -519,6 +590,23 @@ def test_a_bias_that_batchnormalization_removes_is_a_warning_in_run_json(
     assert f"- Warning: {run['warnings'][0]}" in (path / "report.md").read_text()
 
 
+@pytest.mark.parametrize("name, gives", [
+    ("own-loss", "probabilities"),
+    ("own-loss-logits", "logits, not probabilities (outputs ")])
+def test_a_loss_of_the_space_s_own_is_a_warning_saying_what_the_head_returns(
+        name, gives, spaces_dir, tmp_path, cache_dir):
+    """Whether a loss function of the space's own expects logits cannot be checked (the
+    logits run trained on a loss that normalised them: 0.57 against 0.81, found by a new
+    user); the run says so, and which the head returns, measured on a validation batch."""
+    path = _run(name, spaces_dir, tmp_path, cache_dir)
+    run = json.loads((path / "run.json").read_text())
+    assert run["status"] == "completed" and len(run["warnings"]) == 1, run["warnings"]
+    assert run["warnings"][0].startswith(
+        f"space {name} compiles a loss of its own (smoothed): the suite cannot check that "
+        f"it expects what the head returns, {gives}")
+    assert f"- Warning: {run['warnings'][0]}" in (path / "report.md").read_text()
+
+
 def test_biases_into_batchnorm_are_found_where_the_normalisation_removes_them():
     import keras
 
@@ -577,6 +665,11 @@ def test_a_hook_error_exits_2_in_one_line_without_a_traceback(spaces_dir, tmp_pa
     shown = Path(where) / "typo.py"
     assert f"{shown}, line {_typo_line()}, in build_head()" in result.stderr
     assert not (tmp_path / "results" / "run").exists()
+    # Found by a new user: the run's first line names it, so its end says none was made.
+    assert "run run: space typo" in result.stdout
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "fix the hook and run again; no run was written (it stopped before the run "
+        "directory was made)")
 
 
 def test_the_output_shape_is_checked_for_the_losses_over_classes_only(digits):

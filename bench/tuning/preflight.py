@@ -6,7 +6,8 @@ So before the run directory is made, the suite builds the space's model once wit
 default hyperparameters, on one real batch, and checks what the tables will claim:
 
 - a hook that raises is one line naming the space file, the line and the hook;
-- the head returns probabilities where the loss expects them;
+- the head returns one output per class, and probabilities where the loss expects them
+  (for a loss of the space's own, a warning says which it returns);
 - the optimizer applies the recorded ``body_lr_scale`` (for each declared value);
 - every declared hyperparameter is read by some code; one that is not is a warning;
 - no head layer's bias feeds a BatchNormalization that normalises by the batch, which
@@ -93,33 +94,52 @@ def _check_declared(space: SearchSpace, hp, tracked, *, stage: str) -> None:
                                  when=f"while {stage}")
 
 
-def _expects_probabilities(loss) -> bool:
-    if _class_loss(loss) is None:
-        return False
+def _keras_loss(loss) -> tuple[str, bool] | None:
+    """A loss Keras defines, as ``(name, from_logits)``: given by name, as a
+    ``keras.losses`` object, or as a ``keras.losses`` function itself; None for a loss of
+    the space's own (a function of its file, a ``Loss`` subclass)."""
     if isinstance(loss, str):
-        return True
-    kwargs = getattr(loss, "_fn_kwargs", None)
-    return kwargs is not None and not kwargs.get("from_logits")
+        return loss, False
+    fn = getattr(loss, "fn", None)
+    if fn is not None and getattr(fn, "__module__", "").startswith("keras."):
+        return fn.__name__, bool((getattr(loss, "_fn_kwargs", None) or {}).get("from_logits"))
+    if callable(loss) and getattr(loss, "__module__", "").startswith("keras."):
+        return getattr(loss, "__name__", type(loss).__name__), False
+    return None
+
+
+def _expects_probabilities(loss) -> bool:
+    known = _keras_loss(loss)
+    return known is not None and known[0] in PROBABILITY_LOSSES and not known[1]
 
 
 def _class_loss(loss) -> str | None:
     """The name of a loss over one output per class (the categorical cross-entropies,
     from logits or not), or None."""
-    if isinstance(loss, str):
-        return loss if loss in PROBABILITY_LOSSES else None
-    name = getattr(getattr(loss, "fn", None), "__name__", "")
-    return name if name in PROBABILITY_LOSSES else None
+    known = _keras_loss(loss)
+    return known[0] if known is not None and known[0] in PROBABILITY_LOSSES else None
 
 
-def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) -> None:
-    """Refuses a head whose outputs are not one per class for a loss over classes, a
+def _own_loss_name(loss) -> str:
+    return getattr(loss, "__name__", None) or getattr(loss, "name", None) or type(loss).__name__
+
+
+def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) -> str | None:
+    """Refuses a head whose outputs are not one per class for a loss over classes (or, for
+    a loss of the space's own, not one per class nor one sigmoid unit for two classes), a
     model whose outputs are not finite, and a head that returns logits to a loss that
-    expects probabilities."""
+    expects probabilities.
+
+    Returns:
+        A warning when the loss is the space's own: whether it expects probabilities or
+        logits cannot be checked, so the warning says which of them the head returns.
+    """
     import keras
 
     from bench.tuning.probe import untouched
 
     loss = _class_loss(model.loss)
+    own = _keras_loss(model.loss) is None
     shape = tuple(model.outputs[0].shape)
     if loss is not None and shape[1:] != (num_classes,):
         # With too few outputs, JAX's loss takes the labels beyond them without an error
@@ -129,6 +149,14 @@ def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) 
             f"{loss} needs (batch, {num_classes}): one per class for each image; end "
             "build_head with keras.layers.Dense(num_classes, activation='softmax') on "
             "pooled features")
+    if own and shape[1:] != (num_classes,) and not (num_classes == 2 and shape[1:] == (1,)):
+        # A loss of the space's own may take any shape; "accuracy" would still be scored
+        # (over argmax of the outputs there are), a number no classifier of these classes had.
+        raise BenchError(
+            f"the head of space {space.name} returns outputs of shape {shape}, but accuracy "
+            f"is scored over one output per class: (batch, {num_classes}) (or one sigmoid "
+            "output for two classes); end build_head with "
+            "keras.layers.Dense(num_classes, ...) on pooled features")
     # Untouched: a layer that draws at inference would otherwise start training from
     # another random state than a build that was not checked.
     with untouched(model):
@@ -139,14 +167,20 @@ def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) 
             f"the model of space {space.name} gives NaN or infinite outputs before any "
             f"training (for {bad} of {len(outputs)} images of a validation batch): a hook "
             "computes something undefined (a division by zero, a log of 0, a NaN constant)")
-    if not _expects_probabilities(model.loss):
-        return
     sums = outputs.sum(axis=-1)
     # A softmax computed in bfloat16 (mixed precision) sums to 1 within a few thousandths.
     tolerance = 1e-3 if model.dtype_policy.compute_dtype == "float32" else 2e-2
-    if (outputs.min() >= -1e-6 and outputs.max() <= 1 + 1e-6
-            and np.allclose(sums, 1.0, atol=tolerance)):
-        return
+    probabilities = bool(outputs.min() >= -1e-6 and outputs.max() <= 1 + 1e-6
+                         and (shape[1:] == (1,) or np.allclose(sums, 1.0, atol=tolerance)))
+    if own:
+        gives = ("probabilities" if probabilities else
+                 f"logits, not probabilities (outputs {outputs.min():.3g} to "
+                 f"{outputs.max():.3g})")
+        return (f"space {space.name} compiles a loss of its own ({_own_loss_name(model.loss)}):"
+                f" the suite cannot check that it expects what the head returns, {gives}; "
+                "a loss that expects the other trains on wrong gradients")
+    if not _expects_probabilities(model.loss) or probabilities:
+        return None
     raise BenchError(
         f"the head of space {space.name} returns logits, not probabilities (outputs "
         f"{outputs.min():.3g} to {outputs.max():.3g}, summing to {sums.min():.3g} to "
@@ -264,8 +298,8 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         check_rates(space, hp, parts)
         size = min(batch_size, len(data.train), len(data.validation))
         train, validation = _one_batch(data.train, size), _one_batch(data.validation, size)
-        check_probabilities(space, parts.model, validation.images,
-                            num_classes=hypermodel.inputs.num_classes)
+        loss_warning = check_probabilities(space, parts.model, validation.images,
+                                           num_classes=hypermodel.inputs.num_classes)
         recorder = EpochRecorder(_Discard(), fixed={}, parts=parts,
                                  settable=space.epoch_columns)
         run = FitRun(train=train, validation=validation, epochs=max(space.min_epochs, 1),
@@ -283,6 +317,7 @@ def preflight(space: SearchSpace, *, hypermodel, hp, data, batch_size: int, seed
         if not kept:
             keras.backend.clear_session()
     warnings = _unread(space, hp, read=tracked.values.read)
+    warnings += [loss_warning] if loss_warning else []
     warnings += [ROUND_OFF_BIAS.format(space=space.name, layer=layer, norm=norm)
                  for layer, norm in biases_into_batchnorm(parts.head_layers)]
     for warning in warnings:
