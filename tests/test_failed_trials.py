@@ -311,7 +311,7 @@ def test_the_consecutive_failure_limit_ends_the_run_cleanly(tmp_path, workers):
         assert read_trials(run).equals(trials)
 
 
-def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir):
+def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir, capsys):
     # Two trials, both diverging: under KerasTuner's limit of 3 in a row, so the search
     # ends normally, but there is no result: the run failed (exit status 1), not completed.
     _head_lr_space(tmp_path, "twofail", [1e38, 2e38])
@@ -328,6 +328,15 @@ def test_a_run_where_no_trial_completed_has_failed(tmp_path, cache_dir):
     report = (run.path / "report.md").read_text()
     assert report.startswith("# Run twofail (partial: status failed)")
     assert "No execution completed, so there are no final numbers." in report
+    # Found by a new user: "Top 2 of 2 trials by best validation accuracy" and "every
+    # number below uses the complete executions only", of none.
+    assert ("and 2 executions with rows, 0 of them complete, so no number below is a "
+            "result.") in report
+    capsys.readouterr()
+    print_summary(run.path)
+    console = capsys.readouterr().out
+    assert "The 2 trials: none completed, so none has a score:" in console
+    assert "Top" not in console and "complete executions only" not in console
 
 
 def _drawn_first(tmp_path, *, tuner: str, values: list[float], **options) -> int:
@@ -764,4 +773,7 @@ def test_a_trial_failing_in_its_second_repeat_is_in_no_evaluation_count(tmp_path
     trials = read_trials(run).set_index("head_lr")
     assert trials.loc[2e-3, "status"] == "FAILED" and trials.loc[1e-3, "status"] == "COMPLETED"
     assert trials.loc[2e-3, "epochs_completed"] == 2  # one in each repeat
+    # Found by a new user: the reason named no repeat, as a NaN's does.
+    assert trials.loc[2e-3, "error"] == ("RuntimeError: broken on purpose in the second "
+                                         "repeat (in repeat 2)")
     assert read_run(run)["evaluation"] == {"larger_batches": 2, "larger_tests_only": 0}

@@ -28,7 +28,7 @@ from bench.analysis.formatting import (
 from bench.analysis.plots import ordered
 from bench.analysis.render import Block, fmt, interval, to_html, to_markdown
 from bench.analysis.run_facts import (
-    optimizer_text,
+    optimizer_used,
     precision,
     trained_batch_size,
     trained_epochs,
@@ -193,7 +193,8 @@ def partial_sentence(run: dict, trials: pd.DataFrame, epochs: pd.DataFrame,
     trial_count = counted(len(listed | unlisted), "trial")
     return (f"**Partial run**: its status is {status}{why}. It holds {trial_count} ({held}) "
             f"and {counted(executions, 'execution')} with rows, {whole} of them "
-            "complete; every number below uses the complete executions only.")
+            + ("complete; every number below uses the complete executions only." if whole
+               else "complete, so no number below is a result."))
 
 
 def _unlisted(run: dict) -> str:
@@ -266,7 +267,7 @@ def different_settings_sentence(runs: list[dict]) -> str | None:
     def value(run: dict, key: str) -> str | None:
         settings = run.get("settings", {})
         if key == "optimizer":
-            return optimizer_text(settings) if "optimizer" in settings else None
+            return optimizer_used(run)
         return None if settings.get(key) is None else str(settings[key])
 
     def trained_as(run: dict, key: str):

@@ -243,6 +243,22 @@ def optimizer_lines(run: dict) -> list[str]:
             "body_lr_scale"]
 
 
+def optimizer_used(run: dict) -> str | None:
+    """The optimizer a run trained with, in a few words for a list of runs: the settings'
+    (`SGD` (momentum 0.9)), or the hook that chose it; None for a run.json from before the
+    optimizer setting."""
+    settings = run.get("settings", {})
+    if "optimizer" not in settings:
+        return None
+    named = optimizer_text(settings)
+    hooks = run.get("space", {}).get("hooks") or ()
+    if "compile" in hooks:
+        return f"its own `compile` hook's (settings {named})"
+    if "optimizer" in hooks:
+        return f"its `optimizer` hook's for each trial (default {named})"
+    return named
+
+
 def optimizer_text(settings: dict) -> str:
     """"`SGD` (momentum 0.9)": the settings' optimizer and its options."""
     options = ", ".join(f"{name} {value}" for name, value in

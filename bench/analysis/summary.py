@@ -30,8 +30,13 @@ def print_summary(path: Path, *, limit: int = 10) -> None:
         print("No trial was recorded.")
     else:
         table = summary_table(trials, tables.varied, limit=limit)
-        print(f"Top {min(limit, len(trials))} of {counted(len(trials), 'trial')} by best "
-              "validation accuracy (mean over repeats; trials that did not complete last):")
+        if (trials["status"] == "COMPLETED").any():
+            print(f"Top {min(limit, len(trials))} of {counted(len(trials), 'trial')} by best "
+                  "validation accuracy (mean over repeats; trials that did not complete "
+                  "last):")
+        else:
+            print(f"{'The' if len(trials) <= limit else f'{limit} of the'} "
+                  f"{counted(len(trials), 'trial')}: none completed, so none has a score:")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
     gaps = numbers.init_gaps(tables.complete, pair_on=tables.pair_on(run["run_id"]))
     for gap in gaps:

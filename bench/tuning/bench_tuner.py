@@ -238,6 +238,7 @@ class BenchTuner(keras_tuner.Tuner):
         self.finished: dict[tuple, str] = {}  # configuration -> the trial that ran it
         self.results: dict[str, list[dict]] = {}  # trial -> what the oracle was given
         self._one_test_batch: OneBatch | None = None
+        self._repeat: int | None = None  # the repeat training alone now, for its error
         #: Whether the training split goes to the device once (JAX; the runner decides).
         self.device_data = device_data
         #: Executions whose validation or test ran in larger batches than training's
@@ -306,9 +307,12 @@ class BenchTuner(keras_tuner.Tuner):
             return self.results[earlier]
         started = time.perf_counter()
         counts = self._fast_path_counts()
+        self._repeat = None
+        failed_repeat = None
         try:
             results, tests = self._run_repeats(trial)
         except BaseException as error:
+            failed_repeat = self._repeat
             # A trial that did not complete is in no number the report gives, so its
             # executions are in no fast path's count either (a resume runs it again).
             self._set_fast_path_counts(counts, rerun=isinstance(error, DiskFull)
@@ -321,6 +325,9 @@ class BenchTuner(keras_tuner.Tuner):
             self.trial_extras[trial.trial_id] = {
                 "seconds": round(time.perf_counter() - started, 3),
                 "rss_mib": resident_mib(), "device_mib": device_mib()}
+            if failed_repeat is not None and self.execution.repeats > 1:
+                # Which of its executions failed, for its error (trained together, none).
+                self.trial_extras[trial.trial_id]["failed_repeat"] = failed_repeat
         self.trial_extras[trial.trial_id] |= {"test_accuracy": float(np.mean(tests)),
                                               "test_accuracies": [float(t) for t in tests]}
         self.finished[self._configuration(hp)] = trial.trial_id
@@ -359,6 +366,7 @@ class BenchTuner(keras_tuner.Tuner):
                 return outcome
         results, tests = [], []
         for repeat, seed in enumerate(repeat_seeds(ex.seed, ex.repeats), start=1):
+            self._repeat = repeat
             repeat_start = time.perf_counter()
             parts = self.models.prepare(hp, seed=seed)
             evaluation_batch_size = self._evaluation_batch_size(parts.model)
@@ -576,7 +584,7 @@ class BenchTuner(keras_tuner.Tuner):
         # any moment after that leaves it for --resume to read.
         extras = self.trial_extras.setdefault(trial.trial_id, {})
         if trial.status != "COMPLETED" and not extras.get("duplicate_of"):
-            extras["error"] = trial_error(trial, {})  # KerasTuner's RPC drops the message
+            extras["error"] = trial_error(trial, extras)  # KerasTuner's RPC drops the message
         write_json(extras_path(self.get_trial_dir(trial.trial_id)), extras)
         if self.after_trial is not None:
             self.after_trial()
@@ -690,7 +698,11 @@ def trial_error(trial, extras: dict) -> str:
                 f"run again, and {duplicate}'s score was reported to it")
     if extras.get("error"):
         return extras["error"]
-    return error_line(trial.message or "")
+    line = error_line(trial.message or "")
+    repeat = extras.get("failed_repeat")
+    if line and repeat is not None and f"of repeat {repeat}" not in line:
+        line += f" (in repeat {repeat})"
+    return line
 
 
 #: Terminal colour codes: Keras writes the heart of an error in bold.
