@@ -63,29 +63,41 @@ class {cls}(SearchSpace):
         return {head}
 '''
 
-#: A space that compiles ``loss`` (``smoothed``: its own label-smoothing function) on a
-#: head of ``units`` outputs.
-OWN_LOSS = '''
+#: The label smoothing a user wrote as a loss function of the space's own.
+SMOOTHED = '''
 def smoothed(labels, outputs):
     onehot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32"),
                                keras.ops.shape(outputs)[-1])
     return keras.losses.categorical_crossentropy(onehot, outputs, label_smoothing=0.1)
+'''
 
 
-class {cls}(SearchSpace):
-    description = "a loss of its own"
-    settings = SpaceSettings(init="random")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("head_lr", [0.01])
-
-    def build_head(self, features, *, num_classes, hp):
-        x = keras.layers.GlobalAveragePooling2D()(features)
-        return keras.layers.Dense({units}, activation={activation})(x)
-
+def own_loss(cls: str, *, units: str, activation: str, loss: str) -> str:
+    """A space that compiles ``loss`` (``smoothed``: ``SMOOTHED``) on a head of ``units``
+    outputs."""
+    head = f"keras.layers.Dense({units}, activation={activation})(x)"
+    return SMOOTHED + WITH_HEAD.format(cls=cls, description="a loss of its own", head=head) + \
+        '''
     def compile(self, parts, *, hp):
         parts.model.compile(optimizer=keras.optimizers.Adam(self.value(hp, "head_lr")),
-                            loss={loss}, metrics=["accuracy"])
+                            loss=''' + loss + ''', metrics=["accuracy"])
+'''
+
+
+#: A space that declares SGD's momentum only for SGD; its ``optimizer`` hook reads it
+#: ``reads`` ("for every optimizer", "only for SGD").
+MOMENTUM_FOR_SGD = '''
+class {cls}(SearchSpace):
+    description = "SGD's momentum, declared only for SGD, read {reads}"
+    settings = SpaceSettings(init="random", epochs=1, repeats=1)
+    extra_hyperparameters = ("optimizer_name", "momentum")
+
+    def declare(self, hp, *, num_blocks):
+        hp.Choice("optimizer_name", ["Adam", "SGD"])
+        with hp.conditional_scope("optimizer_name", ["SGD"]):
+            hp.Choice("momentum", [0.0, 0.9])
+
+    def optimizer(self, hp):{optimizer}
 '''
 
 SPACES = {
@@ -128,16 +140,16 @@ class FrozenWords(SearchSpace):
         head='keras.layers.Dense(num_classes, activation="softmax")(features[:, 0])'),
     # Found by a new user: label smoothing through a loss function of the space's own
     # skipped the shape check, and a head of 6 outputs for 5 classes was scored.
-    "own-loss-wide": OWN_LOSS.format(cls="OwnLossWide", units="num_classes + 1",
-                                     activation='"softmax"', loss="smoothed"),
+    "own-loss-wide": own_loss("OwnLossWide", units="num_classes + 1", activation='"softmax"',
+                              loss="smoothed"),
     # keras.losses' function itself, not its class nor its name: was not recognised.
-    "keras-function-logits": OWN_LOSS.format(
-        cls="KerasFunctionLogits", units="num_classes", activation="None",
+    "keras-function-logits": own_loss(
+        "KerasFunctionLogits", units="num_classes", activation="None",
         loss="keras.losses.sparse_categorical_crossentropy"),
-    "own-loss": OWN_LOSS.format(cls="OwnLoss", units="num_classes", activation='"softmax"',
+    "own-loss": own_loss("OwnLoss", units="num_classes", activation='"softmax"',
+                         loss="smoothed"),
+    "own-loss-logits": own_loss("OwnLossLogits", units="num_classes", activation="None",
                                 loss="smoothed"),
-    "own-loss-logits": OWN_LOSS.format(cls="OwnLossLogits", units="num_classes",
-                                       activation="None", loss="smoothed"),
     "unknown-init": '''
 class UnknownInit(SearchSpace):
     description = "an init the builder does not know"
@@ -392,46 +404,24 @@ class RestoresBest(SearchSpace):
             monitor="val_accuracy", patience=0, restore_best_weights=True))
         return [run.fit(parts.model, epochs=run.epochs)]
 ''',
-    # momentum is read only where it is active, which the first build (Adam) is not.
     # Found by a new user: "AttributeError: 'SpaceSettings' object has no attribute
     # 'momentum'", for a hyperparameter the space declares, under a condition.
-    "inactive-read": '''
-class InactiveRead(SearchSpace):
-    description = "SGD's momentum, declared only for SGD, read for every optimizer"
-    settings = SpaceSettings(init="random", epochs=1, repeats=1)
-    extra_hyperparameters = ("optimizer_name", "momentum")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("optimizer_name", ["Adam", "SGD"])
-        with hp.conditional_scope("optimizer_name", ["SGD"]):
-            hp.Choice("momentum", [0.0, 0.9])
-
-    def optimizer(self, hp):
+    "inactive-read": MOMENTUM_FOR_SGD.format(cls="InactiveRead", reads="for every optimizer",
+                                             optimizer='''
         momentum = float(self.value(hp, "momentum"))
         name = self.value(hp, "optimizer_name")
-        return name, ({"momentum": momentum} if name == "SGD" else {})
-''',
+        return name, ({"momentum": momentum} if name == "SGD" else {})'''),
     "undeclared-read": WITH_HEAD.format(
         cls="UndeclaredRead", description="a head reading a rate nobody declared",
         head='keras.layers.Dense(num_classes, activation="softmax")('
              'keras.layers.Dropout(self.value(hp, "dropout"))(x))'),
-    "conditional-read": '''
-class ConditionalRead(SearchSpace):
-    description = "SGD's momentum, declared only for SGD, read only for SGD"
-    settings = SpaceSettings(init="random", epochs=1, repeats=1)
-    extra_hyperparameters = ("optimizer_name", "momentum")
-
-    def declare(self, hp, *, num_blocks):
-        hp.Choice("optimizer_name", ["Adam", "SGD"])
-        with hp.conditional_scope("optimizer_name", ["SGD"]):
-            hp.Choice("momentum", [0.0, 0.9])
-
-    def optimizer(self, hp):
+    # momentum is read only where it is active, which the first build (Adam) is not.
+    "conditional-read": MOMENTUM_FOR_SGD.format(cls="ConditionalRead", reads="only for SGD",
+                                                optimizer='''
         name = self.value(hp, "optimizer_name")
         if name == "SGD":
             return name, {"momentum": float(self.value(hp, "momentum"))}
-        return name, {}
-''',
+        return name, {}'''),
 }
 
 
