@@ -91,15 +91,19 @@ class HyperparameterNotSet(LookupError):
 
 def not_set(hp, name: str, *, settings: SpaceSettings) -> str:
     """Why ``name`` has no value in this trial, and what to do."""
-    for parameter in hp.space:
-        if parameter.name == name and parameter.conditions:
-            needs = " and ".join(f"{c.name} is {' or '.join(map(repr, c.values))}"
-                                 for c in parameter.conditions)
-            here = ", ".join(f"{c.name} is {hp.values[c.name]!r}" if c.name in hp.values
-                             else f"{c.name} is not active either"
-                             for c in parameter.conditions)
-            return (f"hyperparameter {name!r} is not active in this trial: it is declared "
-                    f"only where {needs}, and here {here}; read it only under that condition")
+    declared = [parameter for parameter in hp.space if parameter.name == name]
+    if declared and all(p.conditions and not hp.is_active(p) for p in declared):
+        needs = " or where ".join(" and ".join(
+            f"{c.name} is {' or '.join(map(repr, c.values))}" for c in p.conditions)
+            for p in declared)
+        parents = dict.fromkeys(c.name for p in declared for c in p.conditions)
+        here = ", ".join(f"{parent} is {hp.values[parent]!r}" if parent in hp.values
+                         else f"{parent} is not active either" for parent in parents)
+        return (f"hyperparameter {name!r} is not active in this trial: it is declared only "
+                f"where {needs}, and here {here}; read it only under that condition")
+    if declared:
+        return (f"hyperparameter {name!r} is declared, but this trial's hyperparameters hold "
+                "no value for it")
     return (f"{name!r} is neither a hyperparameter the space declares nor a field of its "
             f"settings ({', '.join(f.name for f in fields(settings))}); declare it in "
             "declare()")

@@ -693,6 +693,67 @@ def test_the_output_shape_is_checked_for_the_losses_over_classes_only(digits):
         check_probabilities(Binary(), parts.model, images, num_classes=2)
 
 
+def test_every_way_of_giving_a_loss_is_told_apart_from_a_loss_of_the_space_s_own():
+    """From review: a loss in a list, a dict or a functools.partial was taken for the
+    space's own, and a user's function in Keras's wrapper, or a subclass of a Keras loss,
+    for Keras's. A Keras loss that expects probabilities refuses logits; one from logits
+    passes; a loss of the space's own is a warning naming it and what the head returns."""
+    import functools
+
+    import keras
+    import numpy as np
+    from keras.src.losses.losses import LossFunctionWrapper
+
+    from bench.space import SearchSpace
+    from bench.tuning.preflight import check_probabilities
+
+    class Space(SearchSpace):
+        name = "s"
+
+    def smoothed(labels, outputs):
+        return keras.losses.categorical_crossentropy(
+            keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32"), 3),
+            outputs, label_smoothing=0.1)
+
+    class Focal(keras.losses.SparseCategoricalCrossentropy):
+        pass
+
+    images = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+
+    def check(loss, *, units=3, activation=None, num_classes=3):
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.Dense(units, activation=activation,
+                                                       name="out")(inputs))
+        model.compile(optimizer="adam", loss=loss)
+        return check_probabilities(Space(), model, images, num_classes=num_classes)
+
+    sce = keras.losses.sparse_categorical_crossentropy
+    for expects_probabilities in ("sparse_categorical_crossentropy",
+                                  ["sparse_categorical_crossentropy"],
+                                  {"out": "sparse_categorical_crossentropy"}, sce):
+        with pytest.raises(BenchError, match="returns logits, not probabilities"):
+            check(expects_probabilities)
+    for from_logits in (functools.partial(sce, from_logits=True),
+                        keras.losses.SparseCategoricalCrossentropy(from_logits=True)):
+        assert check(from_logits) is None
+    said = "space s compiles a loss of its own ({}): the suite cannot check that it expects "
+    for own, name in ((smoothed, "smoothed"), (LossFunctionWrapper(smoothed), "smoothed"),
+                      (functools.partial(smoothed), "smoothed"), (Focal(), "Focal")):
+        warning = check(own)
+        assert warning.startswith(said.format(name) + "what the head returns, logits, not "
+                                  "probabilities (outputs "), warning
+    assert "returns, probabilities (outputs summing to 1 over classes);" in check(
+        smoothed, activation="softmax")
+    assert "returns, outputs in [0, 1] that do not sum to 1 over classes (" in check(
+        smoothed, activation="sigmoid")
+    assert "returns, one output per image (" in check(smoothed, units=1, activation="sigmoid",
+                                                      num_classes=2)
+    with pytest.raises(BenchError, match=r"returns outputs of shape \(None, 1\), but "
+                                         r"accuracy is scored over one output per class: "
+                                         r"\(batch, 3\)"):
+        check(smoothed, units=1, activation="sigmoid")
+
+
 def test_a_head_with_too_few_outputs_is_refused_on_jax_too(spaces_dir, tmp_path):
     """On JAX the loss takes a label beyond the head's outputs without an error: the run
     completed with accuracies no model had (found by a new user). The check is the

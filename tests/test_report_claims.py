@@ -549,15 +549,21 @@ def test_settings_a_run_json_does_not_record_or_that_train_alike_are_no_differen
         "doing alone.")
     # Found by a new user: a run whose optimizer hook chose SGD in half its trials was
     # said to have trained with Adam, the settings' default.
-    hooked = {**run("hooked", optimizer="Adam"), "space": {"hooks": ["declare", "optimizer"]}}
-    assert different_settings_sentence([hooked, run("adam", optimizer="Adam"),
-                                        run("sgd", optimizer="SGD")]) == (
+    def hooked(run_id, *hooks, **settings):
+        return {**run(run_id, **settings), "space": {"hooks": ["declare", *hooks]}}
+
+    # A run.json from before the record of hooks: which optimizer ran is not known.
+    assert different_settings_sentence([run("old", optimizer="SGD"),
+                                        hooked("new", optimizer="Adam")]) is None
+    assert different_settings_sentence([hooked("hooked", "optimizer", optimizer="Adam"),
+                                        hooked("adam", optimizer="Adam"),
+                                        hooked("sgd", optimizer="SGD")]) == (
         "**Different settings**: these runs did not train with the same settings (optimizer: "
         "hooked its `optimizer` hook's for each trial (default `Adam`), adam `Adam`, sgd "
         "`SGD`), so a difference between runs is not the hyperparameters' doing alone.")
-    compiled = {**run("compiled", optimizer="Adam"), "space": {"hooks": ["compile"]}}
     assert "compiled its own `compile` hook's (settings `Adam`), adam `Adam`" in \
-        different_settings_sentence([compiled, run("adam", optimizer="Adam")])
+        different_settings_sentence([hooked("compiled", "compile", optimizer="Adam"),
+                                     hooked("adam", optimizer="Adam")])
 
 
 def test_a_batch_size_above_the_training_images_is_said_to_be_one_full_batch(

@@ -453,3 +453,35 @@ def test_the_columns_read_as_text_are_the_hyperparameters_declared_with_text():
     run = {"space": {"hyperparameters": declared}}
     assert text_hyperparameters(run) == ["init", "width", "loss"]
     assert text_hyperparameters({}) == []  # an older or hand-made run.json: as pandas reads
+
+
+def test_a_value_with_no_value_in_this_trial_says_which_condition_it_lacks():
+    """Found by a new user: "AttributeError: 'SpaceSettings' object has no attribute
+    'momentum'"; from review, a name declared under two conditions named the first only."""
+    from bench.space import HyperparameterNotSet, SearchSpace
+
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("optimizer_name", ["Adam", "SGD", "RMSprop"])
+    with hp.conditional_scope("optimizer_name", ["SGD"]):
+        hp.Choice("momentum", [0.0, 0.9])
+    with hp.conditional_scope("optimizer_name", ["RMSprop"]):
+        hp.Choice("momentum", [0.5])
+    space = SearchSpace()
+    assert hp.values == {"optimizer_name": "Adam"}
+    with pytest.raises(HyperparameterNotSet) as caught:
+        space.value(hp, "momentum")
+    assert str(caught.value) == (
+        "hyperparameter 'momentum' is not active in this trial: it is declared only where "
+        "optimizer_name is 'SGD' or where optimizer_name is 'RMSprop', and here "
+        "optimizer_name is 'Adam'; read it only under that condition")
+    hp.values["optimizer_name"] = "SGD"
+    with pytest.raises(HyperparameterNotSet, match="'momentum' is declared, but this "
+                                                   "trial's hyperparameters hold no value"):
+        space.value(hp, "momentum")
+    hp.values["momentum"] = 0.9
+    assert space.value(hp, "momentum") == 0.9
+    assert space.value(hp, "head_lr") == space.settings.head_lr  # a setting: its value
+    with pytest.raises(HyperparameterNotSet, match="'moment' is neither a hyperparameter "
+                                                   "the space declares nor a field of its "
+                                                   r"settings \(dataset, backbone, "):
+        space.value(hp, "moment")

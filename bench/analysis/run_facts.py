@@ -246,12 +246,12 @@ def optimizer_lines(run: dict) -> list[str]:
 def optimizer_used(run: dict) -> str | None:
     """The optimizer a run trained with, in a few words for a list of runs: the settings'
     (`SGD` (momentum 0.9)), or the hook that chose it; None for a run.json from before the
-    optimizer setting."""
+    optimizer setting or the record of hooks (it is not known)."""
     settings = run.get("settings", {})
-    if "optimizer" not in settings:
+    hooks = run.get("space", {}).get("hooks")
+    if "optimizer" not in settings or hooks is None:
         return None
     named = optimizer_text(settings)
-    hooks = run.get("space", {}).get("hooks") or ()
     if "compile" in hooks:
         return f"its own `compile` hook's (settings {named})"
     if "optimizer" in hooks:

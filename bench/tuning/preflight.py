@@ -19,6 +19,8 @@ are reused, the search takes it (``CompiledModels.adopt``) instead of tracing it
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,18 +96,57 @@ def _check_declared(space: SearchSpace, hp, tracked, *, stage: str) -> None:
                                  when=f"while {stage}")
 
 
+def _single(loss):
+    """The one loss of a list or dict of one entry (a single-output model's loss may be
+    given so); anything else as it is."""
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        return loss[0]
+    if isinstance(loss, dict) and len(loss) == 1:
+        return next(iter(loss.values()))
+    return loss
+
+
+def _in_keras(thing) -> bool:
+    return (getattr(thing, "__module__", None) or "").startswith("keras.")
+
+
 def _keras_loss(loss) -> tuple[str, bool] | None:
     """A loss Keras defines, as ``(name, from_logits)``: given by name, as a
-    ``keras.losses`` object, or as a ``keras.losses`` function itself; None for a loss of
-    the space's own (a function of its file, a ``Loss`` subclass)."""
+    ``keras.losses`` object or function (or a ``functools.partial`` of one); None for
+    anything else (a loss of the space's own, a subclass of a Keras loss, several)."""
+    import keras
+
+    loss = _single(loss)
     if isinstance(loss, str):
         return loss, False
+    if isinstance(loss, functools.partial):
+        inner = _keras_loss(loss.func)
+        return None if inner is None else (
+            inner[0], bool(loss.keywords.get("from_logits", inner[1])))
+    if inspect.isfunction(loss):
+        return (loss.__name__, False) if _in_keras(loss) else None
     fn = getattr(loss, "fn", None)
-    if fn is not None and getattr(fn, "__module__", "").startswith("keras."):
+    # Keras's own class around Keras's own function: a subclass may compute anything.
+    if (isinstance(loss, keras.losses.Loss) and _in_keras(type(loss)) and fn is not None
+            and _in_keras(fn)):
         return fn.__name__, bool((getattr(loss, "_fn_kwargs", None) or {}).get("from_logits"))
-    if callable(loss) and getattr(loss, "__module__", "").startswith("keras."):
-        return getattr(loss, "__name__", type(loss).__name__), False
     return None
+
+
+def _own_loss(loss) -> str | None:
+    """The name of a single loss that is not one Keras defines (a function of the space's
+    file, a ``Loss`` class or subclass of its own), or None."""
+    loss = _single(loss)
+    if loss is None or isinstance(loss, (str, list, tuple, dict)) or \
+            _keras_loss(loss) is not None:
+        return None
+    if isinstance(loss, functools.partial):
+        loss = loss.func
+    if inspect.isfunction(loss):
+        return loss.__name__
+    fn = getattr(loss, "fn", None)  # Keras's wrapper around a function of the space's
+    return fn.__name__ if _in_keras(type(loss)) and inspect.isfunction(fn) else \
+        type(loss).__name__
 
 
 def _expects_probabilities(loss) -> bool:
@@ -120,8 +161,17 @@ def _class_loss(loss) -> str | None:
     return known[0] if known is not None and known[0] in PROBABILITY_LOSSES else None
 
 
-def _own_loss_name(loss) -> str:
-    return getattr(loss, "__name__", None) or getattr(loss, "name", None) or type(loss).__name__
+def _what_it_returns(outputs: np.ndarray, *, distribution: bool) -> str:
+    """The head's outputs in words, for the warning on a loss of the space's own."""
+    low, high = outputs.min(), outputs.max()
+    if outputs.shape[-1] == 1:
+        return f"one output per image ({low:.3g} to {high:.3g})"
+    if distribution:
+        return "probabilities (outputs summing to 1 over classes)"
+    if low >= -1e-6 and high <= 1 + 1e-6:
+        return (f"outputs in [0, 1] that do not sum to 1 over classes ({low:.3g} to "
+                f"{high:.3g}: not a softmax)")
+    return f"logits, not probabilities (outputs {low:.3g} to {high:.3g})"
 
 
 def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) -> str | None:
@@ -139,7 +189,7 @@ def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) 
     from bench.tuning.probe import untouched
 
     loss = _class_loss(model.loss)
-    own = _keras_loss(model.loss) is None
+    own = _own_loss(model.loss)
     shape = tuple(model.outputs[0].shape)
     if loss is not None and shape[1:] != (num_classes,):
         # With too few outputs, JAX's loss takes the labels beyond them without an error
@@ -149,9 +199,10 @@ def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) 
             f"{loss} needs (batch, {num_classes}): one per class for each image; end "
             "build_head with keras.layers.Dense(num_classes, activation='softmax') on "
             "pooled features")
-    if own and shape[1:] != (num_classes,) and not (num_classes == 2 and shape[1:] == (1,)):
+    one_sigmoid = num_classes == 2 and shape[1:] == (1,)
+    if own is not None and shape[1:] != (num_classes,) and not one_sigmoid:
         # A loss of the space's own may take any shape; "accuracy" would still be scored
-        # (over argmax of the outputs there are), a number no classifier of these classes had.
+        # (the argmax of the outputs there are), a number no classifier of these classes had.
         raise BenchError(
             f"the head of space {space.name} returns outputs of shape {shape}, but accuracy "
             f"is scored over one output per class: (batch, {num_classes}) (or one sigmoid "
@@ -170,16 +221,14 @@ def check_probabilities(space: SearchSpace, model, images, *, num_classes: int) 
     sums = outputs.sum(axis=-1)
     # A softmax computed in bfloat16 (mixed precision) sums to 1 within a few thousandths.
     tolerance = 1e-3 if model.dtype_policy.compute_dtype == "float32" else 2e-2
-    probabilities = bool(outputs.min() >= -1e-6 and outputs.max() <= 1 + 1e-6
-                         and (shape[1:] == (1,) or np.allclose(sums, 1.0, atol=tolerance)))
-    if own:
-        gives = ("probabilities" if probabilities else
-                 f"logits, not probabilities (outputs {outputs.min():.3g} to "
-                 f"{outputs.max():.3g})")
-        return (f"space {space.name} compiles a loss of its own ({_own_loss_name(model.loss)}):"
-                f" the suite cannot check that it expects what the head returns, {gives}; "
-                "a loss that expects the other trains on wrong gradients")
-    if not _expects_probabilities(model.loss) or probabilities:
+    distribution = bool(outputs.min() >= -1e-6 and outputs.max() <= 1 + 1e-6
+                        and np.allclose(sums, 1.0, atol=tolerance))
+    if own is not None:
+        return (f"space {space.name} compiles a loss of its own ({own}): the suite cannot "
+                "check that it expects what the head returns, "
+                f"{_what_it_returns(outputs, distribution=distribution)}; a loss that "
+                "expects other outputs trains on wrong gradients")
+    if not _expects_probabilities(model.loss) or distribution:
         return None
     raise BenchError(
         f"the head of space {space.name} returns logits, not probabilities (outputs "
