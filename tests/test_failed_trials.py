@@ -208,12 +208,14 @@ def test_a_head_returning_logits_fails_its_trial_not_only_the_first_build(
     # the random trial's head returns logits, which the loss would take as
     # probabilities: that trial must fail, whether its model is a new one or reused.
     _spaces(tmp_path, logits=LOGITS_FOR_RANDOM_SPACE)
-    run = _run(tmp_path, "logits", cache_dir, reuse_models=reuse)
+    run = _run(tmp_path, "logits", cache_dir, reuse_models=reuse, repeats=2)
     trials = read_trials(run).set_index("init")
     assert trials.loc["pretrained", "status"] == "COMPLETED"
     assert trials.loc["random", "status"] == "FAILED"
     assert trials.loc["random", "error"].startswith(
         "BenchError: the head of space logits returns logits, not probabilities")
+    # From review: refused as a graph, at every seed, not "(in repeat 1)".
+    assert "in repeat" not in trials.loc["random", "error"]
     assert math.isnan(trials.loc["random", "best_val_accuracy"])
     assert "pretrained minus random" not in (run.path / "report.md").read_text()
 

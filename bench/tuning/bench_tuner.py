@@ -366,9 +366,11 @@ class BenchTuner(keras_tuner.Tuner):
                 return outcome
         results, tests = [], []
         for repeat, seed in enumerate(repeat_seeds(ex.seed, ex.repeats), start=1):
-            self._repeat = repeat
             repeat_start = time.perf_counter()
+            # A build refused (the graph's checks) is refused at every seed: no repeat.
+            self._repeat = None
             parts = self.models.prepare(hp, seed=seed)
+            self._repeat = repeat
             evaluation_batch_size = self._evaluation_batch_size(parts.model)
             recorder = EpochRecorder(
                 ex.table,
